@@ -1,0 +1,89 @@
+import { EventEmitter } from 'node:events';
+import type { PolicyAction } from './config/schema.js';
+
+/**
+ * The story of every call as typed facts. The gateway is the only producer; the store
+ * (persistence), the API (live view over SSE, metrics, webhooks) subscribe. Listeners must
+ * never throw or block: a slow consumer queues its own work.
+ */
+export type CallId = string;
+export type Verdict = 'synthetic' | 'human' | 'unsure';
+export type CallDirection = 'inbound' | 'outbound';
+
+export interface CallStartedEvent {
+  callId: CallId;
+  atMs: number;
+  direction: CallDirection;
+  trunk: string | null;
+  sourceAddress: string;
+  fromNumber: string;
+  toNumber: string;
+  sipCallId: string;
+  ruleId: string | null;
+  /** 'analyse' | 'allow' (allow-listed: never analysed) | 'deny' (rejected at INVITE) | 'bypass' (outbound/not analysed). */
+  treatment: 'analyse' | 'allow' | 'deny' | 'bypass';
+}
+export interface CallAnsweredEvent {
+  callId: CallId;
+  atMs: number;
+  codec: string;
+}
+export interface CallScoreEvent {
+  callId: CallId;
+  atMs: number;
+  /** Caller-audio time of the window end, ms since analysis start. */
+  tMs: number;
+  llr: number;
+  cumulativeLlr: number;
+}
+export interface CallVerdictEvent {
+  callId: CallId;
+  atMs: number;
+  verdict: Verdict;
+  /** Caller-audio ms at which the decision was reached. */
+  decisionMs: number | null;
+  cumulativeLlr: number;
+}
+export interface CallActionEvent {
+  callId: CallId;
+  atMs: number;
+  action: PolicyAction;
+  reason: string;
+}
+export interface CallDetectorErrorEvent {
+  callId: CallId;
+  atMs: number;
+  message: string;
+}
+export interface CallEndedEvent {
+  callId: CallId;
+  atMs: number;
+  /** e.g. 'bye-caller', 'bye-callee', 'cancel', 'rejected', 'dropped', 'rtp-timeout', 'error', 'shutdown'. */
+  reason: string;
+  sipStatus: number | null;
+}
+export interface CallAudioEvent {
+  callId: CallId;
+  atMs: number;
+  sampleRateHz: number;
+  /** Caller audio kept for admin review; only emitted when the call's rule opts in. */
+  pcm: Int16Array;
+}
+
+export interface CallEventMap {
+  'call.started': [CallStartedEvent];
+  'call.answered': [CallAnsweredEvent];
+  'call.score': [CallScoreEvent];
+  'call.verdict': [CallVerdictEvent];
+  'call.action': [CallActionEvent];
+  'call.detector_error': [CallDetectorErrorEvent];
+  'call.ended': [CallEndedEvent];
+  'call.audio': [CallAudioEvent];
+}
+
+export class CallEventBus extends EventEmitter<CallEventMap> {
+  constructor() {
+    super({ captureRejections: false });
+    this.setMaxListeners(50);
+  }
+}

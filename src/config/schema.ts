@@ -1,0 +1,272 @@
+import { z } from 'zod';
+
+/**
+ * The single configuration schema. Every key has a default and a one-line description
+ * (`.describe()`), which `voiceguard config --print-defaults` and the docs render, so a
+ * PBX admin never has to read code to learn what a setting does.
+ */
+
+const hostPort = z.strictObject({
+  host: z.string().describe('IP address or hostname'),
+  port: z.number().int().min(1).max(65535).describe('UDP/TCP port'),
+});
+
+const thresholds = z.strictObject({
+  dropLlr: z
+    .number()
+    .describe('Accumulated log-likelihood ratio (synthetic:human) at which a call is judged synthetic and the "drop" action may fire'),
+  warnLlr: z
+    .number()
+    .describe('Accumulated LLR at which the "warn" action fires (normally below dropLlr)'),
+  humanLlr: z
+    .number()
+    .describe('Accumulated LLR at or below which the caller is judged human and analysis stops'),
+  maxListenMs: z
+    .number()
+    .int()
+    .min(500)
+    .max(60_000)
+    .describe('Longest stretch of caller speech analysed before the verdict is "unsure"'),
+});
+
+export const ActionSchema = z.enum(['drop', 'warn', 'log']);
+
+export const ConfigSchema = z.strictObject({
+  sip: z
+    .object({
+      listen: z
+        .object({
+          host: z.string().default('0.0.0.0').describe('Address the SIP listener binds to'),
+          port: z.number().int().min(1).max(65535).default(5060).describe('SIP listening port (UDP and TCP)'),
+          transports: z
+            .array(z.enum(['udp', 'tcp']))
+            .min(1)
+            .default(['udp', 'tcp'])
+            .describe('SIP transports to listen on'),
+        })
+        .prefault({}),
+      publicAddress: z
+        .string()
+        .nullable()
+        .default(null)
+        .describe('Address written into Via/Contact/Record-Route; null = the listen host, or 127.0.0.1 if that is 0.0.0.0'),
+      trunks: z
+        .array(
+          z.strictObject({
+            name: z.string().describe('Trunk name shown in the console and used by policy rules'),
+            addresses: z.array(z.string()).min(1).describe('Source IP addresses or CIDR ranges of this trunk'),
+          }),
+        )
+        .default([{ name: 'default', addresses: ['0.0.0.0/0', '::/0'] }])
+        .describe('SIP trunks (carrier side); calls from these addresses are inbound and get analysed'),
+      pbx: hostPort
+        .extend({
+          transport: z.enum(['udp', 'tcp']).default('udp').describe('Transport toward the PBX'),
+        })
+        .default({ host: '127.0.0.1', port: 5070, transport: 'udp' })
+        .describe('The company PBX that inbound calls are relayed to'),
+      outbound: z
+        .object({
+          enabled: z.boolean().default(true).describe('Relay calls from the PBX toward a trunk'),
+          trunk: hostPort
+            .nullable()
+            .default(null)
+            .describe('Where calls from the PBX are sent (null = use the request URI host)'),
+          analyse: z.boolean().default(false).describe('Analyse outbound calls too (off: they pass untouched)'),
+        })
+        .prefault({}),
+      userAgent: z.string().default('voiceguard').describe('Server/User-Agent header value'),
+      sessionTimers: z
+        .object({
+          mode: z
+            .enum(['passthrough', 'refresh'])
+            .default('passthrough')
+            .describe('RFC 4028: pass Session-Expires end to end, or let voiceguard refresh the session itself'),
+          minSe: z.number().int().min(90).default(90).describe('Min-SE in seconds'),
+        })
+        .prefault({}),
+      inviteTimeoutMs: z
+        .number()
+        .int()
+        .min(1000)
+        .default(180_000)
+        .describe('How long an unanswered INVITE may ring before the gateway cancels it'),
+    })
+    .prefault({}),
+  media: z
+    .object({
+      bindHost: z.string().default('0.0.0.0').describe('Address RTP sockets bind to'),
+      publicAddress: z
+        .string()
+        .nullable()
+        .default(null)
+        .describe('Address written into SDP c= lines; null = sip.publicAddress'),
+      portMin: z.number().int().min(1024).max(65534).default(20000).describe('Lowest RTP port (even)'),
+      portMax: z.number().int().min(1025).max(65535).default(29999).describe('Highest RTP/RTCP port'),
+      workers: z
+        .number()
+        .int()
+        .min(0)
+        .default(0)
+        .describe('Relay worker threads; 0 = one per ~callsPerWorker calls, up to the CPU count'),
+      callsPerWorker: z.number().int().min(1).default(250).describe('Calls sharded onto one relay worker thread'),
+      rtpTimeoutMs: z
+        .number()
+        .int()
+        .min(1000)
+        .default(30_000)
+        .describe('A call whose media is silent (no RTP at all) this long is ended'),
+      forkOnEarlyMedia: z
+        .boolean()
+        .default(false)
+        .describe('Start analysing at 183 early media instead of at answer'),
+      jitterBufferMs: z.number().int().min(0).max(500).default(60).describe('Depth of the analysis fork jitter buffer'),
+      codecs: z
+        .array(z.enum(['PCMU', 'PCMA']))
+        .default(['PCMU', 'PCMA'])
+        .describe('Audio codecs left in SDP offers; others (G.722, Opus, ...) are removed so the detector can decode the call'),
+    })
+    .prefault({}),
+  detector: z
+    .object({
+      modelPath: z.string().default('models/voiceguard-detector.onnx').describe('ONNX model file'),
+      metadataPath: z
+        .string()
+        .default('models/voiceguard-detector.json')
+        .describe('Model metadata JSON (window, hop, calibration, recommended thresholds)'),
+      intraOpThreads: z.number().int().min(1).default(1).describe('onnxruntime threads per inference session'),
+      batchMaxSize: z.number().int().min(1).max(1024).default(32).describe('Most windows scored in one inference call'),
+      batchMaxDelayMs: z
+        .number()
+        .min(0)
+        .max(200)
+        .default(5)
+        .describe('How long the batcher waits for more windows before scoring a partial batch'),
+      maxQueuedWindows: z
+        .number()
+        .int()
+        .min(1)
+        .default(4096)
+        .describe('Windows waiting for inference beyond which new windows are shed (overload fails open)'),
+      inferenceTimeoutMs: z
+        .number()
+        .int()
+        .min(10)
+        .default(2000)
+        .describe('A window not scored within this time counts as a detector fault (the call fails open)'),
+      vad: z
+        .object({
+          energyThresholdDbfs: z.number().default(-45).describe('Frames quieter than this are not speech'),
+          minSpeechMs: z.number().int().min(0).default(200).describe('Shortest run of voiced frames counted as speech'),
+          hangoverMs: z.number().int().min(0).default(200).describe('Frames kept as speech after voice ends'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  policy: z
+    .object({
+      defaults: thresholds
+        .extend({
+          onSynthetic: ActionSchema.default('warn').describe('Action when the verdict is synthetic'),
+          onUnsure: ActionSchema.default('log').describe('Action when listening time ran out undecided'),
+          onError: ActionSchema.default('log').describe('Action when the detector fails (log = fail open)'),
+          analyse: z.boolean().default(true).describe('Analyse calls at all'),
+          retainAudioSeconds: z
+            .number()
+            .int()
+            .min(0)
+            .max(60)
+            .default(0)
+            .describe('Keep the first N seconds of caller audio for review (0 = never store audio)'),
+        })
+        .partial({ dropLlr: true, warnLlr: true, humanLlr: true, maxListenMs: true })
+        .prefault({})
+        .describe('Thresholds and actions when no rule matches; missing thresholds come from the model metadata'),
+      rulesFile: z
+        .string()
+        .nullable()
+        .default(null)
+        .describe('Optional YAML/JSON file of policy rules seeded into the store at start-up'),
+      denyStatus: z.number().int().min(400).max(699).default(603).describe('SIP status returned to deny-listed callers'),
+    })
+    .prefault({}),
+  actions: z
+    .object({
+      dropAnnouncement: z
+        .string()
+        .nullable()
+        .default(null)
+        .describe('WAV file played to the caller before a drop (null = drop silently)'),
+      warnAnnouncement: z
+        .string()
+        .nullable()
+        .default(null)
+        .describe('WAV file played to the staff member on warn (null = two-tone beep)'),
+      warnToneHz: z.array(z.number().min(100).max(3800)).length(2).default([1400, 2060]).describe('Warn beep frequencies'),
+      warnToneMs: z.number().int().min(50).max(3000).default(400).describe('Length of each warn beep'),
+      warnHeader: z
+        .string()
+        .default('X-Voiceguard-Verdict')
+        .describe('Header added to the PBX-side INVITE when a verdict exists before answer'),
+    })
+    .prefault({}),
+  store: z
+    .object({
+      path: z.string().default('data/voiceguard.sqlite').describe('SQLite database file'),
+      retentionDays: z.number().int().min(1).default(90).describe('Call records older than this are pruned'),
+      audioRetentionDays: z.number().int().min(1).default(7).describe('Retained review audio older than this is deleted'),
+      flushIntervalMs: z.number().int().min(10).default(250).describe('Write batch interval (writes never block calls)'),
+      flushMaxRows: z.number().int().min(1).default(500).describe('Rows that force an early flush'),
+    })
+    .prefault({}),
+  privacy: z
+    .object({
+      pseudonymiseNumbers: z
+        .boolean()
+        .default(true)
+        .describe('Replace phone numbers in logs (and stored records if storeClearNumbers is false) by keyed hashes'),
+      storeClearNumbers: z.boolean().default(true).describe('Store clear phone numbers in the database for admins'),
+      pseudonymKey: z
+        .string()
+        .nullable()
+        .default(null)
+        .describe('HMAC key for pseudonyms; null = a random key generated once and kept in the store'),
+    })
+    .prefault({}),
+  api: z
+    .object({
+      host: z.string().default('127.0.0.1').describe('Admin API and console listen address'),
+      port: z.number().int().min(0).max(65535).default(8080).describe('Admin API and console port'),
+      tls: z
+        .object({ certFile: z.string(), keyFile: z.string() })
+        .nullable()
+        .default(null)
+        .describe('Serve HTTPS with this certificate and key'),
+      bootstrapAdminToken: z
+        .string()
+        .min(16)
+        .nullable()
+        .default(null)
+        .describe('Admin token created at start if no admin token exists (else one is generated and logged once)'),
+      webhooks: z
+        .array(
+          z.strictObject({
+            url: z.string().url(),
+            secret: z.string().min(8).describe('HMAC-SHA256 signing secret'),
+            events: z.array(z.enum(['verdict', 'action'])).default(['verdict', 'action']),
+          }),
+        )
+        .default([])
+        .describe('Webhooks called on verdicts and actions'),
+    })
+    .prefault({}),
+  log: z
+    .object({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('Log level'),
+      pretty: z.boolean().default(false).describe('Human-readable logs instead of JSON lines'),
+    })
+    .prefault({}),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type PolicyAction = z.infer<typeof ActionSchema>;
