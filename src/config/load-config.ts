@@ -161,7 +161,8 @@ export function renderDefaultsYaml(): string {
       return;
     }
     if (desc) out.push(`${indent}# ${desc}`);
-    out.push(`${indent}${key}: ${JSON.stringify(value)}`);
+    // Optional settings without a default are shown commented out, so the file stays valid.
+    out.push(value === undefined ? `${indent}# ${key}: (not set)` : `${indent}${key}: ${JSON.stringify(value)}`);
   };
   walk(ConfigSchema, defaults, '', null);
   return out.join('\n') + '\n';

@@ -33,9 +33,9 @@ export const ActionSchema = z.enum(['drop', 'warn', 'log']);
 
 export const ConfigSchema = z.strictObject({
   sip: z
-    .object({
+    .strictObject({
       listen: z
-        .object({
+        .strictObject({
           host: z.string().default('0.0.0.0').describe('Address the SIP listener binds to'),
           port: z.number().int().min(1).max(65535).default(5060).describe('SIP listening port (UDP and TCP)'),
           transports: z
@@ -66,7 +66,7 @@ export const ConfigSchema = z.strictObject({
         .default({ host: '127.0.0.1', port: 5070, transport: 'udp' })
         .describe('The company PBX that inbound calls are relayed to'),
       outbound: z
-        .object({
+        .strictObject({
           enabled: z.boolean().default(true).describe('Relay calls from the PBX toward a trunk'),
           trunk: hostPort
             .nullable()
@@ -77,7 +77,7 @@ export const ConfigSchema = z.strictObject({
         .prefault({}),
       userAgent: z.string().default('voiceguard').describe('Server/User-Agent header value'),
       sessionTimers: z
-        .object({
+        .strictObject({
           mode: z
             .enum(['passthrough', 'refresh'])
             .default('passthrough')
@@ -94,7 +94,7 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   media: z
-    .object({
+    .strictObject({
       bindHost: z.string().default('0.0.0.0').describe('Address RTP sockets bind to'),
       publicAddress: z
         .string()
@@ -128,7 +128,7 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   detector: z
-    .object({
+    .strictObject({
       modelPath: z.string().default('models/voiceguard-detector.onnx').describe('ONNX model file'),
       metadataPath: z
         .string()
@@ -155,7 +155,7 @@ export const ConfigSchema = z.strictObject({
         .default(2000)
         .describe('A window not scored within this time counts as a detector fault (the call fails open)'),
       vad: z
-        .object({
+        .strictObject({
           energyThresholdDbfs: z.number().default(-45).describe('Frames quieter than this are not speech'),
           minSpeechMs: z.number().int().min(0).default(200).describe('Shortest run of voiced frames counted as speech'),
           hangoverMs: z.number().int().min(0).default(200).describe('Frames kept as speech after voice ends'),
@@ -164,7 +164,7 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   policy: z
-    .object({
+    .strictObject({
       defaults: thresholds
         .extend({
           onSynthetic: ActionSchema.default('warn').describe('Action when the verdict is synthetic'),
@@ -191,7 +191,7 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   actions: z
-    .object({
+    .strictObject({
       dropAnnouncement: z
         .string()
         .nullable()
@@ -211,7 +211,7 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   store: z
-    .object({
+    .strictObject({
       path: z.string().default('data/voiceguard.sqlite').describe('SQLite database file'),
       retentionDays: z.number().int().min(1).default(90).describe('Call records older than this are pruned'),
       audioRetentionDays: z.number().int().min(1).default(7).describe('Retained review audio older than this is deleted'),
@@ -220,7 +220,7 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   privacy: z
-    .object({
+    .strictObject({
       pseudonymiseNumbers: z
         .boolean()
         .default(true)
@@ -234,11 +234,11 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   api: z
-    .object({
+    .strictObject({
       host: z.string().default('127.0.0.1').describe('Admin API and console listen address'),
       port: z.number().int().min(0).max(65535).default(8080).describe('Admin API and console port'),
       tls: z
-        .object({ certFile: z.string(), keyFile: z.string() })
+        .strictObject({ certFile: z.string(), keyFile: z.string() })
         .nullable()
         .default(null)
         .describe('Serve HTTPS with this certificate and key'),
@@ -261,7 +261,7 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   log: z
-    .object({
+    .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('Log level'),
       pretty: z.boolean().default(false).describe('Human-readable logs instead of JSON lines'),
     })
