@@ -188,6 +188,14 @@ export const ConfigSchema = z.strictObject({
         .default(null)
         .describe('Optional YAML/JSON file of policy rules seeded into the store at start-up'),
       denyStatus: z.number().int().min(400).max(699).default(603).describe('SIP status returned to deny-listed callers'),
+      timeZone: z
+        .string()
+        .default('UTC')
+        .describe('IANA time zone (e.g. Europe/Berlin) in which rule schedules (days, HH:MM ranges) are read'),
+      watchRulesFile: z
+        .boolean()
+        .default(true)
+        .describe('Re-read rulesFile when it changes (new calls use the new rules; live calls keep theirs)'),
     })
     .prefault({}),
   actions: z
@@ -217,6 +225,18 @@ export const ConfigSchema = z.strictObject({
       audioRetentionDays: z.number().int().min(1).default(7).describe('Retained review audio older than this is deleted'),
       flushIntervalMs: z.number().int().min(10).default(250).describe('Write batch interval (writes never block calls)'),
       flushMaxRows: z.number().int().min(1).default(500).describe('Rows that force an early flush'),
+      maxQueuedRows: z
+        .number()
+        .int()
+        .min(100)
+        .default(100_000)
+        .describe('Unwritten rows beyond which new score-timeline rows are shed (a stalled disk never grows memory without bound)'),
+      pruneIntervalMs: z
+        .number()
+        .int()
+        .min(1000)
+        .default(3_600_000)
+        .describe('How often records past their retention are pruned'),
     })
     .prefault({}),
   privacy: z
@@ -258,6 +278,22 @@ export const ConfigSchema = z.strictObject({
         )
         .default([])
         .describe('Webhooks called on verdicts and actions'),
+      webhookMaxAttempts: z.number().int().min(1).max(20).default(6).describe('Delivery attempts per webhook event before it is given up'),
+      webhookBackoffMs: z
+        .number()
+        .int()
+        .min(10)
+        .default(1000)
+        .describe('Delay before the first webhook retry; doubles on each further attempt (capped at 5 minutes)'),
+      webhookTimeoutMs: z.number().int().min(100).default(5000).describe('Per-attempt webhook HTTP timeout'),
+      webhookMaxQueued: z.number().int().min(1).default(10_000).describe('Undelivered webhook events kept; older ones are dropped beyond this'),
+      loginRateLimit: z
+        .strictObject({
+          max: z.number().int().min(1).default(10).describe('Login attempts allowed per client address per window'),
+          windowMs: z.number().int().min(1000).default(60_000).describe('Login rate-limit window'),
+        })
+        .prefault({})
+        .describe('Rate limit on POST /api/auth/login'),
     })
     .prefault({}),
   log: z

@@ -1,0 +1,151 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { CallFilter, Label } from '../../store/store-types.js';
+import { ApiError } from '../api-error.js';
+import { parseTime, type ApiDeps } from '../api-deps.js';
+import { CallDetailJson, CallSummaryJson, errors, idParam, LabelJson, LiveCallJson, timeParam } from '../schemas.js';
+
+/** Call history (list, filter, detail with timeline), live calls, labels and review audio. */
+export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
+  app.get<{ Querystring: Record<string, string | number | undefined> }>(
+    '/api/calls',
+    {
+      schema: {
+        tags: ['calls'],
+        summary: 'List calls, newest first, with filters and keyset pagination',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+            cursor: { type: 'string', maxLength: 100, description: 'nextCursor of the previous page' },
+            verdict: { type: 'string', enum: ['synthetic', 'human', 'unsure', 'none'] },
+            action: { type: 'string', enum: ['drop', 'warn', 'log'] },
+            label: { type: 'string', enum: ['human', 'robot', 'none'] },
+            treatment: { type: 'string', enum: ['analyse', 'allow', 'deny', 'bypass'] },
+            trunk: { type: 'string', maxLength: 100 },
+            ruleId: { type: 'string', maxLength: 100 },
+            from: timeParam,
+            to: timeParam,
+            q: { type: 'string', maxLength: 100, description: 'Call id, SIP Call-ID, or part of a number' },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: { items: { type: 'array', items: CallSummaryJson }, nextCursor: { type: ['string', 'null'] }, total: { type: 'integer' } },
+            required: ['items', 'nextCursor', 'total'],
+          },
+          ...errors(400, 401),
+        },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const filter: CallFilter = {
+        limit: Number(q.limit ?? 50),
+        cursor: (q.cursor as string | undefined) ?? null,
+        verdict: q.verdict as CallFilter['verdict'],
+        action: q.action as CallFilter['action'],
+        label: q.label as CallFilter['label'],
+        treatment: q.treatment as string | undefined,
+        trunk: q.trunk as string | undefined,
+        ruleId: q.ruleId as string | undefined,
+        fromMs: parseTime(q.from as string | undefined, 'from'),
+        toMs: parseTime(q.to as string | undefined, 'to'),
+        q: q.q as string | undefined,
+      };
+      return deps.store.listCalls(filter);
+    },
+  );
+
+  app.get(
+    '/api/calls/live',
+    {
+      schema: {
+        tags: ['calls'],
+        summary: 'Calls in progress with their recent score',
+        response: { 200: { type: 'object', properties: { items: { type: 'array', items: LiveCallJson } }, required: ['items'] }, ...errors(401) },
+      },
+    },
+    async () => ({ items: deps.live.list() }),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/api/calls/:id',
+    {
+      schema: {
+        tags: ['calls'],
+        summary: 'One call with its score timeline, verdict, actions and labels',
+        params: { type: 'object', properties: { id: idParam }, required: ['id'] },
+        response: { 200: CallDetailJson, ...errors(401, 404) },
+      },
+    },
+    async (request) => {
+      const detail = deps.store.getCall(request.params.id);
+      if (!detail) throw new ApiError(404, `call '${request.params.id}' not found`);
+      return detail;
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/api/calls/:id/audio',
+    {
+      schema: {
+        tags: ['calls'],
+        summary: 'Retained review audio of a call as WAV (only when its rule opted in)',
+        params: { type: 'object', properties: { id: idParam }, required: ['id'] },
+        response: { 200: { type: 'string', format: 'binary', description: 'audio/wav' }, ...errors(401, 404) },
+      },
+    },
+    async (request, reply) => {
+      const audio = deps.store.getAudio(request.params.id);
+      if (!audio) throw new ApiError(404, `no retained audio for call '${request.params.id}'`);
+      reply.header('content-type', 'audio/wav');
+      reply.header('cache-control', 'no-store');
+      return reply.send(wav16(audio.pcm, audio.sampleRateHz));
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { label: Label; note?: string } }>(
+    '/api/calls/:id/labels',
+    {
+      schema: {
+        tags: ['labels'],
+        summary: 'Label a call as human or robot (ground truth for tuning)',
+        params: { type: 'object', properties: { id: idParam }, required: ['id'] },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { label: { type: 'string', enum: ['human', 'robot'] }, note: { type: 'string', maxLength: 500 } },
+          required: ['label'],
+        },
+        response: { 201: LabelJson, ...errors(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const by = request.principal!.name;
+      const rec = deps.store.addLabel(request.params.id, request.body.label, request.body.note ?? '', by);
+      if (!rec) throw new ApiError(404, `call '${request.params.id}' not found`);
+      deps.store.audit(by, 'call.labelled', request.params.id, { label: rec.label, note: rec.note });
+      return reply.status(201).send(rec);
+    },
+  );
+};
+
+/** 16-bit mono PCM WAV (the store keeps raw samples). */
+function wav16(pcm: Buffer, sampleRateHz: number): Buffer {
+  const h = Buffer.alloc(44);
+  h.write('RIFF', 0);
+  h.writeUInt32LE(36 + pcm.length, 4);
+  h.write('WAVEfmt ', 8);
+  h.writeUInt32LE(16, 16);
+  h.writeUInt16LE(1, 20);
+  h.writeUInt16LE(1, 22);
+  h.writeUInt32LE(sampleRateHz, 24);
+  h.writeUInt32LE(sampleRateHz * 2, 28);
+  h.writeUInt16LE(2, 32);
+  h.writeUInt16LE(16, 34);
+  h.write('data', 36);
+  h.writeUInt32LE(pcm.length, 40);
+  return Buffer.concat([h, pcm]);
+}

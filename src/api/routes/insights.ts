@@ -1,0 +1,117 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { computeTuning } from '../../policy/tuning.js';
+import { parseTime, type ApiDeps } from '../api-deps.js';
+import { errors, timeParam } from '../schemas.js';
+
+const bins = {
+  type: 'array',
+  items: { type: 'object', properties: { lo: { type: 'number' }, hi: { type: 'number' }, human: { type: 'integer' }, robot: { type: 'integer' } } },
+};
+
+/** Stats for the dashboard and the threshold-tuning data. */
+export const insightsRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, live, policy }) => {
+  app.get<{ Querystring: { from?: string; to?: string } }>(
+    '/api/stats',
+    {
+      schema: {
+        tags: ['stats'],
+        summary: 'Counts by treatment, verdict, action and label, plus hourly calls for the last 24 h of the range',
+        querystring: { type: 'object', additionalProperties: false, properties: { from: timeParam, to: timeParam } },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              fromMs: { type: 'integer' },
+              toMs: { type: 'integer' },
+              live: { type: 'integer' },
+              calls: { type: 'integer' },
+              analysed: { type: 'integer' },
+              byTreatment: { type: 'object', additionalProperties: { type: 'integer' } },
+              byVerdict: { type: 'object', additionalProperties: { type: 'integer' } },
+              byAction: { type: 'object', additionalProperties: { type: 'integer' } },
+              labelled: { type: 'object', additionalProperties: { type: 'integer' } },
+              hourly: {
+                type: 'array',
+                items: { type: 'object', properties: { hourStartMs: { type: 'integer' }, calls: { type: 'integer' }, synthetic: { type: 'integer' } } },
+              },
+            },
+            required: ['fromMs', 'toMs', 'live', 'calls', 'byVerdict', 'byAction', 'labelled', 'hourly'],
+          },
+          ...errors(400, 401),
+        },
+      },
+    },
+    async (request) => {
+      const toMs = parseTime(request.query.to, 'to') ?? Date.now() + 1;
+      const fromMs = parseTime(request.query.from, 'from') ?? toMs - 30 * 86_400_000;
+      return { ...store.stats(fromMs, toMs), live: live.list().length };
+    },
+  );
+
+  app.get<{ Querystring: { from?: string; to?: string; dropLlr?: number; warnLlr?: number } }>(
+    '/api/tuning',
+    {
+      schema: {
+        tags: ['tuning'],
+        summary: 'Labelled score distributions, ROC/DET points, per-threshold counts and a what-if for given thresholds',
+        description:
+          'Score = the highest cumulative LLR a call reached. Robots are positives. whatIf defaults to the current policy defaults. ' +
+          'perThreshold lets a slider show, for any threshold, how many calls/labelled humans/labelled robots reached it.',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            from: timeParam,
+            to: timeParam,
+            dropLlr: { type: 'number', minimum: -1000, maximum: 1000 },
+            warnLlr: { type: 'number', minimum: -1000, maximum: 1000 },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              labelled: { type: 'object', properties: { human: { type: 'integer' }, robot: { type: 'integer' } } },
+              analysedCalls: { type: 'integer' },
+              distributions: { type: 'object', properties: { finalLlr: bins, maxLlr: bins, maxWindowLlr: bins } },
+              roc: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: { thresholdLlr: { type: 'number' }, tpr: { type: 'number' }, fpr: { type: 'number' }, fnr: { type: 'number' } },
+                },
+              },
+              auc: { type: ['number', 'null'] },
+              perThreshold: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: { thresholdLlr: { type: 'number' }, calls: { type: 'integer' }, humans: { type: 'integer' }, robots: { type: 'integer' } },
+                },
+              },
+              whatIf: {
+                type: 'object',
+                properties: Object.fromEntries(
+                  ['dropLlr', 'warnLlr'].map((k) => [k, { type: 'number' }]).concat(
+                    ['analysedCalls', 'dropped', 'warned', 'humansDropped', 'humansWarned', 'robotsDropped', 'robotsWarned', 'robotsMissed'].map((k) => [
+                      k,
+                      { type: 'integer' },
+                    ]),
+                  ),
+                ),
+              },
+            },
+            required: ['labelled', 'analysedCalls', 'distributions', 'roc', 'auc', 'perThreshold', 'whatIf'],
+          },
+          ...errors(400, 401),
+        },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const d = policy.current().defaults.thresholds;
+      const rows = store.tuningRows(parseTime(q.from, 'from') ?? 0, parseTime(q.to, 'to') ?? Number.MAX_SAFE_INTEGER);
+      return computeTuning(rows, q.dropLlr ?? d.dropLlr, q.warnLlr ?? d.warnLlr);
+    },
+  );
+};

@@ -1,0 +1,107 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ApiDeps } from '../api-deps.js';
+import { DefaultsInputJson, DefaultsJson, errors, idParam, RuleInputJson, RuleJson } from '../schemas.js';
+
+/** Policy rules CRUD and the defaults; every change applies to new calls at once. */
+export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy }) => {
+  const idParams = { type: 'object', properties: { id: idParam }, required: ['id'] };
+
+  app.get(
+    '/api/policy/rules',
+    {
+      schema: {
+        tags: ['policy'],
+        summary: 'Rules in evaluation order (priority, then id)',
+        response: {
+          200: {
+            type: 'object',
+            properties: { version: { type: 'integer' }, timeZone: { type: 'string' }, items: { type: 'array', items: RuleJson } },
+            required: ['version', 'timeZone', 'items'],
+          },
+          ...errors(401),
+        },
+      },
+    },
+    async () => {
+      const s = policy.current();
+      return { version: s.version, timeZone: s.timeZone, items: s.rules };
+    },
+  );
+
+  app.post<{ Body: unknown }>(
+    '/api/policy/rules',
+    { schema: { tags: ['policy'], summary: 'Create a rule', body: RuleInputJson, response: { 201: RuleJson, ...errors(400, 401, 403, 409) } } },
+    async (request, reply) => reply.status(201).send(policy.createRule(request.body, request.principal!.name)),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/api/policy/rules/:id',
+    { schema: { tags: ['policy'], summary: 'One rule', params: idParams, response: { 200: RuleJson, ...errors(401, 404) } } },
+    async (request, reply) => {
+      const rule = policy.current().rules.find((r) => r.id === request.params.id);
+      if (!rule) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `rule '${request.params.id}' not found` });
+      return rule;
+    },
+  );
+
+  app.put<{ Params: { id: string }; Body: unknown }>(
+    '/api/policy/rules/:id',
+    {
+      schema: { tags: ['policy'], summary: 'Replace a rule', params: idParams, body: RuleInputJson, response: { 200: RuleJson, ...errors(400, 401, 403, 404) } },
+    },
+    async (request) => policy.updateRule(request.params.id, request.body, request.principal!.name),
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/api/policy/rules/:id',
+    { schema: { tags: ['policy'], summary: 'Delete a rule', params: idParams, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+    async (request, reply) => {
+      policy.deleteRule(request.params.id, request.principal!.name);
+      return reply.status(204).send();
+    },
+  );
+
+  const defaultsOut = {
+    type: 'object',
+    properties: {
+      effective: DefaultsJson,
+      override: DefaultsInputJson,
+      timeZone: { type: 'string' },
+      denyStatus: { type: 'integer' },
+      version: { type: 'integer' },
+    },
+    required: ['effective', 'override', 'timeZone', 'denyStatus', 'version'],
+  };
+  const defaultsView = () => {
+    const s = policy.current();
+    return { ...policy.defaults(), timeZone: s.timeZone, denyStatus: s.denyStatus, version: s.version };
+  };
+
+  app.get(
+    '/api/policy/defaults',
+    {
+      schema: {
+        tags: ['policy'],
+        summary: 'Effective defaults (model metadata ← config ← stored override) and the stored override',
+        response: { 200: defaultsOut, ...errors(401) },
+      },
+    },
+    async () => defaultsView(),
+  );
+
+  app.put<{ Body: unknown }>(
+    '/api/policy/defaults',
+    {
+      schema: {
+        tags: ['policy'],
+        summary: 'Replace the stored override of the defaults (keys left out fall back to config, then model)',
+        body: DefaultsInputJson,
+        response: { 200: defaultsOut, ...errors(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      policy.setDefaults(request.body, request.principal!.name);
+      return defaultsView();
+    },
+  );
+};

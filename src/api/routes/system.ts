@@ -1,0 +1,62 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ApiDeps } from '../api-deps.js';
+import { metrics } from '../metrics.js';
+
+/** Unauthenticated operational endpoints: /health for probes, /metrics for Prometheus. */
+export const systemRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, policy, live }) => {
+  const startedAtMs = Date.now();
+  app.get(
+    '/health',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags: ['system'],
+        summary: 'Liveness and basic state',
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              status: { type: 'string', enum: ['ok'] },
+              uptimeMs: { type: 'integer' },
+              liveCalls: { type: 'integer' },
+              policyVersion: { type: 'integer' },
+              storeQueued: { type: 'integer' },
+            },
+            required: ['status', 'uptimeMs'],
+          },
+          503: {
+            type: 'object',
+            properties: { status: { type: 'string' }, problem: { type: 'string' } },
+          },
+        },
+      },
+    },
+    async (_request, reply) => {
+      if (store.closed) return reply.status(503).send({ status: 'unavailable', problem: 'store closed' });
+      return {
+        status: 'ok',
+        uptimeMs: Date.now() - startedAtMs,
+        liveCalls: live.list().length,
+        policyVersion: policy.current().version,
+        storeQueued: store.queued,
+      };
+    },
+  );
+
+  app.get(
+    '/metrics',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags: ['system'],
+        summary: 'Prometheus metrics (text exposition format)',
+        produces: ['text/plain'],
+        response: { 200: { type: 'string' } },
+      },
+    },
+    async (_request, reply) => {
+      reply.header('content-type', metrics.contentType);
+      return metrics.metrics();
+    },
+  );
+};

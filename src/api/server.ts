@@ -1,0 +1,97 @@
+import { readFileSync } from 'node:fs';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { CallEventBus } from '../call-events.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { PolicyService } from '../policy/policy-service.js';
+import type { Store } from '../store/store.js';
+import { installErrorHandler } from './api-error.js';
+import type { ApiDeps } from './api-deps.js';
+import { bootstrapAdmin, installAuth } from './auth.js';
+import { BusLiveCalls, type LiveCallSource } from './live-calls.js';
+import { observeCallEvents } from './metrics.js';
+import { adminRoutes } from './routes/admin.js';
+import { callsRoutes } from './routes/calls.js';
+import { eventsRoutes } from './routes/events.js';
+import { insightsRoutes } from './routes/insights.js';
+import { listsRoutes } from './routes/lists.js';
+import { policyRoutes } from './routes/policy.js';
+import { systemRoutes } from './routes/system.js';
+import { ErrorSchema } from './schemas.js';
+import { WebhookDispatcher } from './webhooks.js';
+
+export interface ApiServerOptions {
+  config: Config;
+  store: Store;
+  policy: PolicyService;
+  bus: CallEventBus;
+  /** The gateway's live-call registry; when left out, one is kept from the bus. */
+  live?: LiveCallSource;
+  logger: Logger;
+}
+
+/**
+ * Builds the admin API and console (not listening: the caller listens on config.api.host/port).
+ * Also subscribes metrics and webhooks to the bus; both are released by app.close().
+ */
+export async function createApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
+  const { config, store, bus, logger } = opts;
+  const tls = config.api.tls;
+  const app = Fastify({
+    loggerInstance: logger.child({ component: 'api' }),
+    // Per-request lines would drown the call logs; errors are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: false,
+    bodyLimit: 1_048_576,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    ...(tls ? { https: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } } : {}),
+  }) as unknown as FastifyInstance;
+
+  let ownLive: BusLiveCalls | null = null;
+  const live = opts.live ?? (ownLive = new BusLiveCalls(bus, config.privacy.storeClearNumbers ? null : (n) => store.pseudonym(n)));
+  const deps: ApiDeps = { config, store, policy: opts.policy, bus, live, logger };
+
+  bootstrapAdmin(store, config.api.bootstrapAdminToken, logger);
+  installErrorHandler(app);
+  installAuth(app, store);
+  app.addSchema(ErrorSchema);
+
+  await app.register(rateLimit, { global: false });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'voiceguard admin API', version: '1', description: 'Calls, policy, lists, labels, tuning, tokens and audit of a voiceguard gateway' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await app.register(systemRoutes, deps);
+  await app.register(adminRoutes, deps);
+  await app.register(callsRoutes, deps);
+  await app.register(policyRoutes, deps);
+  await app.register(listsRoutes, deps);
+  await app.register(insightsRoutes, deps);
+  await app.register(eventsRoutes, deps);
+
+  const unobserve = observeCallEvents(bus);
+  const webhooks = new WebhookDispatcher({
+    webhooks: config.api.webhooks,
+    maxAttempts: config.api.webhookMaxAttempts,
+    backoffMs: config.api.webhookBackoffMs,
+    timeoutMs: config.api.webhookTimeoutMs,
+    maxQueued: config.api.webhookMaxQueued,
+    logger: logger.child({ component: 'webhooks' }),
+  });
+  webhooks.subscribe(bus);
+  app.addHook('onClose', async () => {
+    unobserve();
+    webhooks.close();
+    ownLive?.close();
+  });
+  return app;
+}

@@ -1,0 +1,282 @@
+import type { Verdict } from '../call-events.js';
+import { compileAddressList, type AddressMatcher } from './address-match.js';
+import { compileNumberPattern, normaliseNumber, type NumberMatcher } from './number-pattern.js';
+import {
+  checkThresholds,
+  DefaultsInputSchema,
+  PolicyValidationError,
+  RuleInputSchema,
+  zodIssues,
+  type DefaultsOverride,
+  type ListEntry,
+  type PolicyAction,
+  type PolicyDefaults,
+  type PolicyIssue,
+  type PolicyRule,
+  type Thresholds,
+} from './policy-types.js';
+import { compileRange, isValidTimeZone, localTime, rangeMatches, type CompiledRange } from './schedule.js';
+
+/**
+ * The policy evaluator: pure functions from (snapshot, call facts) to the call's policy, and
+ * from (policy, detector event, actions taken) to the next action.
+ *
+ * Precedence: deny list > allow list > rules (by priority, first match) > defaults.
+ * Deny wins over allow because a deny entry is an explicit decision about a known-bad caller,
+ * and a broad allow prefix must not re-admit it.
+ */
+export interface CallFacts {
+  trunk: string | null;
+  sourceAddress: string;
+  fromNumber: string;
+  toNumber: string;
+  at: Date;
+}
+
+export interface CallPolicy {
+  treatment: 'analyse' | 'allow' | 'deny';
+  denyStatus: number | null;
+  ruleId: string | null;
+  ruleName: string;
+  thresholds: Thresholds;
+  onSynthetic: PolicyAction;
+  onUnsure: PolicyAction;
+  onError: PolicyAction;
+  retainAudioSeconds: number;
+}
+
+export type DetectorEvent = { kind: 'score'; cumulativeLlr: number } | { kind: 'verdict'; verdict: Verdict } | { kind: 'error' };
+
+interface CompiledRule {
+  rule: PolicyRule;
+  trunks: Set<string> | null;
+  source: AddressMatcher | null;
+  to: NumberMatcher[] | null;
+  from: NumberMatcher[] | null;
+  schedule: CompiledRange[] | null;
+  policy: CallPolicy;
+}
+
+interface CompiledListEntry {
+  entry: ListEntry;
+  matches: NumberMatcher;
+}
+
+export interface PolicySnapshot {
+  /** Increases on every reload; live calls keep the CallPolicy of the snapshot they started under. */
+  readonly version: number;
+  readonly timeZone: string;
+  readonly denyStatus: number;
+  readonly defaults: PolicyDefaults;
+  readonly rules: readonly PolicyRule[];
+  readonly allow: readonly ListEntry[];
+  readonly deny: readonly ListEntry[];
+  readonly compiled: {
+    readonly rules: readonly CompiledRule[];
+    readonly allow: readonly CompiledListEntry[];
+    readonly deny: readonly CompiledListEntry[];
+  };
+}
+
+export interface SnapshotInput {
+  version: number;
+  timeZone: string;
+  denyStatus: number;
+  defaults: PolicyDefaults;
+  rules: PolicyRule[];
+  allow: ListEntry[];
+  deny: ListEntry[];
+}
+
+/** Merges threshold/action sources, later ones winning: model metadata, config, stored override. */
+export function resolveDefaults(
+  model: Partial<Thresholds> | null,
+  config: DefaultsOverride & { onSynthetic: PolicyAction; onUnsure: PolicyAction; onError: PolicyAction; analyse: boolean; retainAudioSeconds: number },
+  override: DefaultsOverride | null,
+): PolicyDefaults {
+  const pick = <K extends keyof Thresholds>(k: K): number | undefined => override?.[k] ?? config[k] ?? model?.[k];
+  const missing = (['dropLlr', 'warnLlr', 'humanLlr', 'maxListenMs'] as const).filter((k) => pick(k) === undefined);
+  if (missing.length) {
+    throw new PolicyValidationError(
+      missing.map((k) => ({ field: `policy.defaults.${k}`, message: 'not set in the config, the stored defaults or the model metadata decision block' })),
+    );
+  }
+  const defaults: PolicyDefaults = {
+    thresholds: { dropLlr: pick('dropLlr')!, warnLlr: pick('warnLlr')!, humanLlr: pick('humanLlr')!, maxListenMs: pick('maxListenMs')! },
+    onSynthetic: override?.onSynthetic ?? config.onSynthetic,
+    onUnsure: override?.onUnsure ?? config.onUnsure,
+    onError: override?.onError ?? config.onError,
+    analyse: override?.analyse ?? config.analyse,
+    retainAudioSeconds: override?.retainAudioSeconds ?? config.retainAudioSeconds,
+  };
+  const issues = checkThresholds(defaults.thresholds, '');
+  if (issues.length) throw new PolicyValidationError(issues);
+  return defaults;
+}
+
+export function parseDefaultsOverride(input: unknown): DefaultsOverride {
+  const parsed = DefaultsInputSchema.safeParse(input);
+  if (!parsed.success) throw new PolicyValidationError(zodIssues(parsed.error));
+  return parsed.data;
+}
+
+/**
+ * Validates a rule (shape, patterns, and threshold ordering after inheriting `defaults`) and
+ * returns it normalised. Throws PolicyValidationError naming each bad field.
+ */
+export function validateRule(input: unknown, defaults: PolicyDefaults, id: string, nowMs: number): PolicyRule {
+  const parsed = RuleInputSchema.safeParse(input);
+  if (!parsed.success) throw new PolicyValidationError(zodIssues(parsed.error));
+  const r = parsed.data;
+  const rule: PolicyRule = {
+    id: r.id ?? id,
+    name: r.name,
+    priority: r.priority,
+    enabled: r.enabled,
+    match: r.match,
+    thresholds: r.thresholds,
+    onSynthetic: r.onSynthetic,
+    onUnsure: r.onUnsure,
+    onError: r.onError,
+    analyse: r.analyse,
+    retainAudioSeconds: r.retainAudioSeconds,
+    updatedAtMs: nowMs,
+  };
+  for (const k of Object.keys(rule) as (keyof PolicyRule)[]) if (rule[k] === undefined) delete rule[k];
+  const issues = checkThresholds(mergeThresholds(defaults.thresholds, rule.thresholds), 'thresholds.');
+  if (issues.length) throw new PolicyValidationError(issues);
+  return rule;
+}
+
+/** Checks that every rule still has ordered thresholds under new defaults. */
+export function checkRulesAgainstDefaults(rules: readonly PolicyRule[], defaults: PolicyDefaults): PolicyIssue[] {
+  return rules.flatMap((r) =>
+    checkThresholds(mergeThresholds(defaults.thresholds, r.thresholds), 'thresholds.').map((i) => ({
+      field: i.field,
+      message: `rule '${r.id}' (${r.name}) would become invalid: ${i.message}`,
+    })),
+  );
+}
+
+function mergeThresholds(base: Thresholds, over: Partial<Thresholds>): Thresholds {
+  return {
+    dropLlr: over.dropLlr ?? base.dropLlr,
+    warnLlr: over.warnLlr ?? base.warnLlr,
+    humanLlr: over.humanLlr ?? base.humanLlr,
+    maxListenMs: over.maxListenMs ?? base.maxListenMs,
+  };
+}
+
+export function compileSnapshot(input: SnapshotInput): PolicySnapshot {
+  if (!isValidTimeZone(input.timeZone)) {
+    throw new PolicyValidationError([{ field: 'policy.timeZone', message: `unknown IANA time zone '${input.timeZone}'` }]);
+  }
+  const rules = [...input.rules].sort((a, b) => a.priority - b.priority || a.id.localeCompare(b.id));
+  const d = input.defaults;
+  const compiledRules: CompiledRule[] = rules.map((rule) => {
+    const m = rule.match;
+    const analyse = rule.analyse ?? d.analyse;
+    return {
+      rule,
+      trunks: m.trunks?.length ? new Set(m.trunks) : null,
+      source: m.sourceAddresses?.length ? compileAddressList(m.sourceAddresses) : null,
+      to: m.toNumbers?.length ? m.toNumbers.map(compileNumberPattern) : null,
+      from: m.fromNumbers?.length ? m.fromNumbers.map(compileNumberPattern) : null,
+      schedule: m.schedule?.length ? m.schedule.map(compileRange) : null,
+      policy: {
+        treatment: analyse ? 'analyse' : 'allow',
+        denyStatus: null,
+        ruleId: rule.id,
+        ruleName: rule.name,
+        thresholds: mergeThresholds(d.thresholds, rule.thresholds),
+        onSynthetic: rule.onSynthetic ?? d.onSynthetic,
+        onUnsure: rule.onUnsure ?? d.onUnsure,
+        onError: rule.onError ?? d.onError,
+        retainAudioSeconds: analyse ? (rule.retainAudioSeconds ?? d.retainAudioSeconds) : 0,
+      },
+    };
+  });
+  const compileList = (entries: ListEntry[]) => entries.map((entry) => ({ entry, matches: compileNumberPattern(entry.pattern) }));
+  return Object.freeze({
+    version: input.version,
+    timeZone: input.timeZone,
+    denyStatus: input.denyStatus,
+    defaults: d,
+    rules,
+    allow: input.allow,
+    deny: input.deny,
+    compiled: { rules: compiledRules, allow: compileList(input.allow), deny: compileList(input.deny) },
+  });
+}
+
+function basePolicy(s: PolicySnapshot): CallPolicy {
+  const d = s.defaults;
+  return {
+    treatment: d.analyse ? 'analyse' : 'allow',
+    denyStatus: null,
+    ruleId: null,
+    ruleName: 'defaults',
+    thresholds: { ...d.thresholds },
+    onSynthetic: d.onSynthetic,
+    onUnsure: d.onUnsure,
+    onError: d.onError,
+    retainAudioSeconds: d.analyse ? d.retainAudioSeconds : 0,
+  };
+}
+
+export function evaluatePolicy(snapshot: PolicySnapshot, facts: CallFacts): CallPolicy {
+  const from = normaliseNumber(facts.fromNumber);
+  const deny = snapshot.compiled.deny.find((e) => e.matches(from));
+  if (deny) {
+    return {
+      ...basePolicy(snapshot),
+      treatment: 'deny',
+      denyStatus: deny.entry.sipStatus ?? snapshot.denyStatus,
+      ruleName: `deny list: ${deny.entry.pattern}`,
+      retainAudioSeconds: 0,
+    };
+  }
+  const allow = snapshot.compiled.allow.find((e) => e.matches(from));
+  if (allow) {
+    return { ...basePolicy(snapshot), treatment: 'allow', ruleName: `allow list: ${allow.entry.pattern}`, retainAudioSeconds: 0 };
+  }
+  const to = normaliseNumber(facts.toNumber);
+  let local: ReturnType<typeof localTime> | null = null;
+  for (const c of snapshot.compiled.rules) {
+    if (!c.rule.enabled) continue;
+    if (c.trunks && (facts.trunk === null || !c.trunks.has(facts.trunk))) continue;
+    if (c.source && !c.source(facts.sourceAddress)) continue;
+    if (c.to && !c.to.some((m) => m(to))) continue;
+    if (c.from && !c.from.some((m) => m(from))) continue;
+    if (c.schedule) {
+      local ??= localTime(facts.at, snapshot.timeZone);
+      const t = local;
+      if (!c.schedule.some((r) => rangeMatches(r, t))) continue;
+    }
+    return { ...c.policy, thresholds: { ...c.policy.thresholds } };
+  }
+  return basePolicy(snapshot);
+}
+
+/**
+ * What to do on a detector event. `warn` fires once when the cumulative LLR first reaches
+ * warnLlr (only if onSynthetic is warn or drop); the synthetic verdict triggers onSynthetic,
+ * unsure triggers onUnsure, a detector error onError; an action is never repeated, and after a
+ * drop nothing follows. Calls that are not analysed get no actions.
+ */
+export function nextAction(policy: CallPolicy, event: DetectorEvent, taken: ReadonlySet<PolicyAction>): PolicyAction | null {
+  if (policy.treatment !== 'analyse' || taken.has('drop')) return null;
+  let action: PolicyAction | null;
+  switch (event.kind) {
+    case 'score':
+      action = policy.onSynthetic !== 'log' && event.cumulativeLlr >= policy.thresholds.warnLlr ? 'warn' : null;
+      break;
+    case 'verdict':
+      action = event.verdict === 'synthetic' ? policy.onSynthetic : event.verdict === 'unsure' ? policy.onUnsure : null;
+      break;
+    case 'error':
+      action = policy.onError;
+      break;
+  }
+  return action !== null && !taken.has(action) ? action : null;
+}

@@ -1,0 +1,117 @@
+import type { PolicyAction } from '../config/schema.js';
+import type { CallDirection, Verdict } from '../call-events.js';
+
+/** Row shapes the store returns to the API. Times are epoch milliseconds. */
+export type Label = 'human' | 'robot';
+export type Role = 'viewer' | 'admin';
+
+export interface CallSummary {
+  id: string;
+  sipCallId: string;
+  direction: CallDirection;
+  trunk: string | null;
+  sourceAddress: string;
+  fromNumber: string;
+  toNumber: string;
+  ruleId: string | null;
+  treatment: string;
+  startedAtMs: number;
+  answeredAtMs: number | null;
+  endedAtMs: number | null;
+  durationMs: number | null;
+  codec: string | null;
+  endReason: string | null;
+  sipStatus: number | null;
+  verdict: Verdict | null;
+  decisionMs: number | null;
+  finalLlr: number | null;
+  maxLlr: number | null;
+  maxWindowLlr: number | null;
+  scoreCount: number;
+  actions: PolicyAction[];
+  detectorError: string | null;
+  label: Label | null;
+  hasAudio: boolean;
+}
+
+export interface ScorePoint {
+  atMs: number;
+  tMs: number;
+  llr: number;
+  cumulativeLlr: number;
+}
+
+export interface CallDetail {
+  call: CallSummary;
+  scores: ScorePoint[];
+  verdict: { verdict: Verdict; decisionMs: number | null; cumulativeLlr: number; atMs: number } | null;
+  actions: { action: PolicyAction; reason: string; atMs: number }[];
+  labels: LabelRecord[];
+}
+
+export interface LabelRecord {
+  id: number;
+  label: Label;
+  note: string;
+  by: string;
+  atMs: number;
+}
+
+export interface CallFilter {
+  limit: number;
+  cursor?: string | null;
+  verdict?: Verdict | 'none';
+  action?: PolicyAction;
+  label?: Label | 'none';
+  treatment?: string;
+  trunk?: string;
+  ruleId?: string;
+  fromMs?: number;
+  toMs?: number;
+  q?: string;
+}
+
+export interface CallPage {
+  items: CallSummary[];
+  nextCursor: string | null;
+  total: number;
+}
+
+export interface TokenRecord {
+  id: string;
+  name: string;
+  role: Role;
+  createdAtMs: number;
+  createdBy: string;
+  lastUsedAtMs: number | null;
+  revokedAtMs: number | null;
+}
+
+export interface AuditRecord {
+  id: number;
+  atMs: number;
+  actor: string;
+  action: string;
+  target: string;
+  detail: Record<string, unknown>;
+}
+
+/** One analysed call as the tuning view needs it. */
+export interface TuningRow {
+  maxLlr: number;
+  finalLlr: number;
+  maxWindowLlr: number;
+  label: Label | null;
+}
+
+export interface StoreStats {
+  fromMs: number;
+  toMs: number;
+  calls: number;
+  analysed: number;
+  byTreatment: Record<string, number>;
+  byVerdict: { synthetic: number; human: number; unsure: number; none: number };
+  byAction: { drop: number; warn: number; log: number };
+  labelled: { human: number; robot: number };
+  hourly: { hourStartMs: number; calls: number; synthetic: number }[];
+}

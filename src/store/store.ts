@@ -1,0 +1,734 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import Database from 'better-sqlite3';
+import type {
+  CallActionEvent,
+  CallAnsweredEvent,
+  CallAudioEvent,
+  CallDetectorErrorEvent,
+  CallEndedEvent,
+  CallEventBus,
+  CallScoreEvent,
+  CallStartedEvent,
+  CallVerdictEvent,
+} from '../call-events.js';
+import type { Config, PolicyAction } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { DefaultsOverride, ListEntry, ListKind, PolicyRule } from '../policy/policy-types.js';
+import { migrate } from './migrations.js';
+import { pseudonymise } from './pseudonym.js';
+import type {
+  AuditRecord,
+  CallDetail,
+  CallFilter,
+  CallPage,
+  CallSummary,
+  Label,
+  LabelRecord,
+  Role,
+  StoreStats,
+  TokenRecord,
+  TuningRow,
+} from './store-types.js';
+
+export type StoreConfig = Config['store'] & { privacy: Config['privacy'] };
+
+type Op =
+  | { t: 'started'; e: CallStartedEvent }
+  | { t: 'answered'; e: CallAnsweredEvent }
+  | { t: 'score'; e: CallScoreEvent }
+  | { t: 'verdict'; e: CallVerdictEvent }
+  | { t: 'action'; e: CallActionEvent }
+  | { t: 'error'; e: CallDetectorErrorEvent }
+  | { t: 'ended'; e: CallEndedEvent }
+  | { t: 'audio'; e: CallAudioEvent };
+
+export class StoreError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+export class InvalidCursorError extends StoreError {
+  constructor() {
+    super('cursor is not a value returned by this API');
+    this.name = 'InvalidCursorError';
+  }
+}
+
+/** SHA-256 of an API token. Tokens are 256-bit random values, so a fast hash is not guessable. */
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/**
+ * The embedded store: one SQLite file in WAL mode.
+ *
+ * Call events are only queued by the bus listeners; a timer writes the queue in one
+ * transaction every flushIntervalMs (earlier at flushMaxRows). WAL with synchronous=NORMAL
+ * means a commit is an append to the WAL in the OS page cache (fsync happens at checkpoints),
+ * so a flush costs microseconds per row and never waits for the disk; a process crash loses
+ * at most the unflushed queue, and SQLite's journaling keeps the file consistent.
+ * Admin writes (rules, labels, tokens) are rare and go straight through.
+ */
+export class Store {
+  readonly db: Database.Database;
+  private queue: Op[] = [];
+  private flushTimer: NodeJS.Timeout | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
+  private earlyFlush = false;
+  private droppedScores = 0;
+  private closedFlag = false;
+  private readonly pseudonymKey: string;
+  private readonly stmts: ReturnType<Store['prepare']>;
+
+  static open(cfg: StoreConfig, logger: Logger, opts: { nowMs?: () => number; maxQueuedRows?: number } = {}): Store {
+    if (cfg.path !== ':memory:') mkdirSync(dirname(cfg.path), { recursive: true });
+    let db: Database.Database;
+    try {
+      db = new Database(cfg.path);
+    } catch (err) {
+      throw new StoreError(`cannot open store ${cfg.path}: ${(err as Error).message}`);
+    }
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+      db.pragma('foreign_keys = OFF');
+      const applied = migrate(db);
+      if (applied.length) logger.info({ event: 'store.migrated', path: cfg.path, versions: applied }, 'store schema migrated');
+    } catch (err) {
+      db.close();
+      throw err instanceof Error && err.name === 'StoreSchemaError' ? err : new StoreError(`cannot prepare store ${cfg.path}: ${(err as Error).message}`);
+    }
+    return new Store(db, cfg, logger, opts);
+  }
+
+  private constructor(
+    db: Database.Database,
+    readonly cfg: StoreConfig,
+    private readonly logger: Logger,
+    private readonly opts: { nowMs?: () => number; maxQueuedRows?: number },
+  ) {
+    this.db = db;
+    this.stmts = this.prepare();
+    this.pseudonymKey = cfg.privacy.pseudonymKey ?? this.settingOrCreate('pseudonym_key', () => randomBytes(32).toString('hex'));
+    this.flushTimer = setInterval(() => this.flushSafely(), cfg.flushIntervalMs);
+    this.flushTimer.unref();
+    this.pruneTimer = setInterval(() => this.pruneSafely(), cfg.pruneIntervalMs);
+    this.pruneTimer.unref();
+    this.pruneSafely();
+  }
+
+  private now(): number {
+    return this.opts.nowMs ? this.opts.nowMs() : Date.now();
+  }
+
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /** Rows waiting for the next flush. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  pseudonym(number: string): string {
+    return pseudonymise(this.pseudonymKey, number);
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      insertCall: db.prepare(
+        `INSERT OR IGNORE INTO calls (call_id, sip_call_id, direction, trunk, source_address, from_number, to_number,
+           from_pseudonym, to_pseudonym, rule_id, treatment, started_ms)
+         VALUES (@callId, @sipCallId, @direction, @trunk, @sourceAddress, @fromNumber, @toNumber,
+           @fromPseudonym, @toPseudonym, @ruleId, @treatment, @atMs)`,
+      ),
+      answered: db.prepare('UPDATE calls SET answered_ms = ?, codec = ? WHERE call_id = ?'),
+      insertScore: db.prepare('INSERT INTO scores (call_id, at_ms, t_ms, llr, cum_llr) VALUES (?, ?, ?, ?, ?)'),
+      scoreAgg: db.prepare(
+        `UPDATE calls SET score_count = score_count + 1, final_llr = @cum,
+           max_llr = CASE WHEN max_llr IS NULL OR @cum > max_llr THEN @cum ELSE max_llr END,
+           max_window_llr = CASE WHEN max_window_llr IS NULL OR @llr > max_window_llr THEN @llr ELSE max_window_llr END
+         WHERE call_id = @callId`,
+      ),
+      insertVerdict: db.prepare('INSERT INTO verdicts (call_id, at_ms, verdict, decision_ms, cum_llr) VALUES (?, ?, ?, ?, ?)'),
+      verdict: db.prepare('UPDATE calls SET verdict = ?, decision_ms = ?, verdict_llr = ? WHERE call_id = ?'),
+      insertAction: db.prepare('INSERT INTO actions (call_id, at_ms, action, reason) VALUES (?, ?, ?, ?)'),
+      action: db.prepare("UPDATE calls SET actions = actions || ? || ',' WHERE call_id = ? AND instr(actions, ',' || ? || ',') = 0"),
+      detectorError: db.prepare('UPDATE calls SET detector_error = ? WHERE call_id = ?'),
+      ended: db.prepare('UPDATE calls SET ended_ms = ?, end_reason = ?, sip_status = ? WHERE call_id = ?'),
+      insertAudio: db.prepare('INSERT OR REPLACE INTO audio (call_id, at_ms, sample_rate_hz, pcm) VALUES (?, ?, ?, ?)'),
+      hasAudio: db.prepare('UPDATE calls SET has_audio = 1 WHERE call_id = ?'),
+    };
+  }
+
+  // ---- writing call events -------------------------------------------------------------
+
+  /** Queues every call event of the bus; returns a function that stops listening. */
+  subscribe(bus: CallEventBus): () => void {
+    const on = {
+      'call.started': (e: CallStartedEvent) => this.enqueue({ t: 'started', e }),
+      'call.answered': (e: CallAnsweredEvent) => this.enqueue({ t: 'answered', e }),
+      'call.score': (e: CallScoreEvent) => this.enqueue({ t: 'score', e }),
+      'call.verdict': (e: CallVerdictEvent) => this.enqueue({ t: 'verdict', e }),
+      'call.action': (e: CallActionEvent) => this.enqueue({ t: 'action', e }),
+      'call.detector_error': (e: CallDetectorErrorEvent) => this.enqueue({ t: 'error', e }),
+      'call.ended': (e: CallEndedEvent) => this.enqueue({ t: 'ended', e }),
+      'call.audio': (e: CallAudioEvent) => this.enqueue({ t: 'audio', e }),
+    };
+    bus.on('call.started', on['call.started']);
+    bus.on('call.answered', on['call.answered']);
+    bus.on('call.score', on['call.score']);
+    bus.on('call.verdict', on['call.verdict']);
+    bus.on('call.action', on['call.action']);
+    bus.on('call.detector_error', on['call.detector_error']);
+    bus.on('call.ended', on['call.ended']);
+    bus.on('call.audio', on['call.audio']);
+    return () => {
+      bus.off('call.started', on['call.started']);
+      bus.off('call.answered', on['call.answered']);
+      bus.off('call.score', on['call.score']);
+      bus.off('call.verdict', on['call.verdict']);
+      bus.off('call.action', on['call.action']);
+      bus.off('call.detector_error', on['call.detector_error']);
+      bus.off('call.ended', on['call.ended']);
+      bus.off('call.audio', on['call.audio']);
+    };
+  }
+
+  /** Adds one event to the write queue. Never throws, never touches the disk. */
+  enqueue(op: Op): void {
+    if (this.closedFlag) return;
+    const max = this.opts.maxQueuedRows ?? this.cfg.maxQueuedRows;
+    if (this.queue.length >= max && op.t === 'score') {
+      // A stalled disk must not grow memory without bound: shed the timeline detail first,
+      // keep the call lifecycle, verdicts and actions.
+      this.droppedScores++;
+      return;
+    }
+    this.queue.push(op);
+    if (this.queue.length >= this.cfg.flushMaxRows && !this.earlyFlush) {
+      this.earlyFlush = true;
+      setImmediate(() => {
+        this.earlyFlush = false;
+        this.flushSafely();
+      });
+    }
+  }
+
+  private flushSafely(): void {
+    try {
+      this.flush();
+    } catch (err) {
+      this.logger.error({ event: 'store.flush_error', err: (err as Error).message, queued: this.queue.length }, 'store flush failed; will retry');
+    }
+  }
+
+  /** Writes the queue in one transaction; returns the number of events written. */
+  flush(): number {
+    if (this.closedFlag || this.queue.length === 0) return 0;
+    const batch = this.queue;
+    this.queue = [];
+    const s = this.stmts;
+    const clear = this.cfg.privacy.storeClearNumbers;
+    const startedAt = performance.now();
+    try {
+      this.db.transaction(() => {
+        for (const op of batch) {
+          switch (op.t) {
+            case 'started': {
+              const e = op.e;
+              const fromP = this.pseudonym(e.fromNumber);
+              const toP = this.pseudonym(e.toNumber);
+              s.insertCall.run({
+                callId: e.callId,
+                sipCallId: e.sipCallId,
+                direction: e.direction,
+                trunk: e.trunk,
+                sourceAddress: e.sourceAddress,
+                fromNumber: clear ? e.fromNumber : fromP,
+                toNumber: clear ? e.toNumber : toP,
+                fromPseudonym: fromP,
+                toPseudonym: toP,
+                ruleId: e.ruleId,
+                treatment: e.treatment,
+                atMs: Math.round(e.atMs),
+              });
+              break;
+            }
+            case 'answered':
+              s.answered.run(Math.round(op.e.atMs), op.e.codec, op.e.callId);
+              break;
+            case 'score':
+              s.insertScore.run(op.e.callId, Math.round(op.e.atMs), Math.round(op.e.tMs), op.e.llr, op.e.cumulativeLlr);
+              s.scoreAgg.run({ callId: op.e.callId, cum: op.e.cumulativeLlr, llr: op.e.llr });
+              break;
+            case 'verdict':
+              s.insertVerdict.run(op.e.callId, Math.round(op.e.atMs), op.e.verdict, op.e.decisionMs, op.e.cumulativeLlr);
+              s.verdict.run(op.e.verdict, op.e.decisionMs, op.e.cumulativeLlr, op.e.callId);
+              break;
+            case 'action':
+              s.insertAction.run(op.e.callId, Math.round(op.e.atMs), op.e.action, op.e.reason);
+              s.action.run(op.e.action, op.e.callId, op.e.action);
+              break;
+            case 'error':
+              s.detectorError.run(op.e.message, op.e.callId);
+              break;
+            case 'ended':
+              s.ended.run(Math.round(op.e.atMs), op.e.reason, op.e.sipStatus, op.e.callId);
+              break;
+            case 'audio': {
+              const pcm = op.e.pcm;
+              s.insertAudio.run(op.e.callId, Math.round(op.e.atMs), op.e.sampleRateHz, Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength));
+              s.hasAudio.run(op.e.callId);
+              break;
+            }
+          }
+        }
+      })();
+    } catch (err) {
+      // Put the batch back in front so a transient error (SQLITE_BUSY, disk full) loses nothing;
+      // the queue bound above still applies to new score events.
+      this.queue = batch.concat(this.queue);
+      throw err;
+    }
+    const ms = performance.now() - startedAt;
+    if (this.droppedScores > 0) {
+      this.logger.warn({ event: 'store.queue_overflow', droppedScores: this.droppedScores }, 'store queue full; score rows shed');
+      this.droppedScores = 0;
+    }
+    if (ms > 200) this.logger.warn({ event: 'store.slow_flush', rows: batch.length, ms: Math.round(ms) }, 'slow store flush');
+    return batch.length;
+  }
+
+  // ---- retention -----------------------------------------------------------------------
+
+  private pruneSafely(): void {
+    try {
+      const r = this.prune();
+      if (r.calls || r.audio) this.logger.info({ event: 'store.pruned', ...r }, 'old records pruned');
+    } catch (err) {
+      this.logger.error({ event: 'store.prune_error', err: (err as Error).message }, 'store prune failed');
+    }
+  }
+
+  /** Deletes calls older than retentionDays and audio older than audioRetentionDays. */
+  prune(nowMs = this.now()): { calls: number; audio: number } {
+    const dayMs = 86_400_000;
+    const callCutoff = nowMs - this.cfg.retentionDays * dayMs;
+    const audioCutoff = nowMs - this.cfg.audioRetentionDays * dayMs;
+    let calls = 0;
+    // Chunks keep each transaction short so the event loop is never held for long.
+    const chunk = this.db.prepare('SELECT call_id FROM calls WHERE started_ms < ? ORDER BY started_ms LIMIT 2000');
+    const del = ['scores', 'verdicts', 'actions', 'labels', 'audio', 'calls'].map((t) => this.db.prepare(`DELETE FROM ${t} WHERE call_id = ?`));
+    for (;;) {
+      const ids = chunk.all(callCutoff) as { call_id: string }[];
+      if (ids.length === 0) break;
+      this.db.transaction(() => {
+        for (const { call_id } of ids) for (const d of del) d.run(call_id);
+      })();
+      calls += ids.length;
+    }
+    const audio = this.db.transaction(() => {
+      const ids = this.db.prepare('SELECT call_id FROM audio WHERE at_ms < ?').all(audioCutoff) as { call_id: string }[];
+      const upd = this.db.prepare('UPDATE calls SET has_audio = 0 WHERE call_id = ?');
+      for (const { call_id } of ids) upd.run(call_id);
+      return this.db.prepare('DELETE FROM audio WHERE at_ms < ?').run(audioCutoff).changes;
+    })();
+    return { calls, audio };
+  }
+
+  close(): void {
+    if (this.closedFlag) return;
+    try {
+      this.flush();
+    } catch (err) {
+      this.logger.error({ event: 'store.flush_error', err: (err as Error).message, lost: this.queue.length }, 'final store flush failed');
+    }
+    this.closedFlag = true;
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.db.close();
+  }
+
+  // ---- settings ------------------------------------------------------------------------
+
+  getSetting(key: string): string | null {
+    const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value ?? null;
+  }
+
+  setSetting(key: string, value: string | null): void {
+    if (value === null) this.db.prepare('DELETE FROM settings WHERE key = ?').run(key);
+    else this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  private settingOrCreate(key: string, make: () => string): string {
+    const existing = this.getSetting(key);
+    if (existing !== null) return existing;
+    const value = make();
+    this.setSetting(key, value);
+    return value;
+  }
+
+  // ---- calls ---------------------------------------------------------------------------
+
+  listCalls(f: CallFilter): CallPage {
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (f.verdict === 'none') where.push('verdict IS NULL');
+    else if (f.verdict) {
+      where.push('verdict = @verdict');
+      params.verdict = f.verdict;
+    }
+    if (f.label === 'none') where.push('label IS NULL');
+    else if (f.label) {
+      where.push('label = @label');
+      params.label = f.label;
+    }
+    if (f.action) {
+      where.push("instr(actions, ',' || @action || ',') > 0");
+      params.action = f.action;
+    }
+    if (f.treatment) {
+      where.push('treatment = @treatment');
+      params.treatment = f.treatment;
+    }
+    if (f.trunk) {
+      where.push('trunk = @trunk');
+      params.trunk = f.trunk;
+    }
+    if (f.ruleId) {
+      where.push('rule_id = @ruleId');
+      params.ruleId = f.ruleId;
+    }
+    if (f.fromMs !== undefined) {
+      where.push('started_ms >= @fromMs');
+      params.fromMs = f.fromMs;
+    }
+    if (f.toMs !== undefined) {
+      where.push('started_ms < @toMs');
+      params.toMs = f.toMs;
+    }
+    if (f.q) {
+      const q = f.q.trim();
+      params.q = q;
+      params.qLike = `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      params.qP = this.pseudonym(q);
+      where.push(
+        `(call_id = @q OR sip_call_id = @q OR from_number LIKE @qLike ESCAPE '\\' OR to_number LIKE @qLike ESCAPE '\\'
+          OR from_pseudonym = @qP OR to_pseudonym = @qP)`,
+      );
+    }
+    const filterSql = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const total = (this.db.prepare(`SELECT count(*) AS n FROM calls ${filterSql}`).get(params) as { n: number }).n;
+    const pageWhere = [...where];
+    if (f.cursor) {
+      const [startedMs, rowid] = decodeCursor(f.cursor);
+      pageWhere.push('(started_ms, rowid) < (@cStarted, @cRowid)');
+      params.cStarted = startedMs;
+      params.cRowid = rowid;
+    }
+    params.limit = f.limit + 1;
+    const rows = this.db
+      .prepare(`SELECT rowid, * FROM calls ${pageWhere.length ? `WHERE ${pageWhere.join(' AND ')}` : ''} ORDER BY started_ms DESC, rowid DESC LIMIT @limit`)
+      .all(params) as CallRow[];
+    const more = rows.length > f.limit;
+    const page = more ? rows.slice(0, f.limit) : rows;
+    const last = page[page.length - 1];
+    return {
+      items: page.map(toSummary),
+      nextCursor: more && last ? encodeCursor(last.started_ms, last.rowid) : null,
+      total,
+    };
+  }
+
+  getCall(callId: string): CallDetail | null {
+    let row = this.db.prepare('SELECT rowid, * FROM calls WHERE call_id = ?').get(callId) as CallRow | undefined;
+    if (!row && this.queue.length) {
+      this.flush();
+      row = this.db.prepare('SELECT rowid, * FROM calls WHERE call_id = ?').get(callId) as CallRow | undefined;
+    }
+    if (!row) return null;
+    const scores = this.db
+      .prepare('SELECT at_ms AS atMs, t_ms AS tMs, llr, cum_llr AS cumulativeLlr FROM scores WHERE call_id = ? ORDER BY t_ms, rowid')
+      .all(callId) as CallDetail['scores'];
+    const verdict = this.db
+      .prepare('SELECT verdict, decision_ms AS decisionMs, cum_llr AS cumulativeLlr, at_ms AS atMs FROM verdicts WHERE call_id = ? ORDER BY id DESC LIMIT 1')
+      .get(callId) as CallDetail['verdict'] | undefined;
+    const actions = this.db
+      .prepare('SELECT action, reason, at_ms AS atMs FROM actions WHERE call_id = ? ORDER BY id')
+      .all(callId) as CallDetail['actions'];
+    return { call: toSummary(row), scores, verdict: verdict ?? null, actions, labels: this.labels(callId) };
+  }
+
+  private labels(callId: string): LabelRecord[] {
+    return this.db
+      .prepare('SELECT id, label, note, by_name AS by, at_ms AS atMs FROM labels WHERE call_id = ? ORDER BY id')
+      .all(callId) as LabelRecord[];
+  }
+
+  /** Records an admin label; the latest label is the call's label. Null if the call is unknown. */
+  addLabel(callId: string, label: Label, note: string, by: string): LabelRecord | null {
+    const exists = () => this.db.prepare('SELECT 1 FROM calls WHERE call_id = ?').get(callId) !== undefined;
+    if (!exists()) {
+      this.flush();
+      if (!exists()) return null;
+    }
+    const atMs = this.now();
+    const id = this.db.transaction(() => {
+      const r = this.db.prepare('INSERT INTO labels (call_id, at_ms, label, note, by_name) VALUES (?, ?, ?, ?, ?)').run(callId, atMs, label, note, by);
+      this.db.prepare('UPDATE calls SET label = ?, labelled_by = ?, labelled_ms = ? WHERE call_id = ?').run(label, by, atMs, callId);
+      return Number(r.lastInsertRowid);
+    })();
+    return { id, label, note, by, atMs };
+  }
+
+  getAudio(callId: string): { sampleRateHz: number; pcm: Buffer } | null {
+    const row = this.db.prepare('SELECT sample_rate_hz, pcm FROM audio WHERE call_id = ?').get(callId) as
+      | { sample_rate_hz: number; pcm: Buffer }
+      | undefined;
+    return row ? { sampleRateHz: row.sample_rate_hz, pcm: row.pcm } : null;
+  }
+
+  stats(fromMs: number, toMs: number): StoreStats {
+    const p = { fromMs, toMs };
+    const w = 'WHERE started_ms >= @fromMs AND started_ms < @toMs';
+    const agg = this.db
+      .prepare(
+        `SELECT count(*) AS calls,
+           sum(treatment = 'analyse') AS analysed,
+           sum(verdict = 'synthetic') AS synthetic, sum(verdict = 'human') AS human,
+           sum(verdict = 'unsure') AS unsure, sum(verdict IS NULL) AS none,
+           sum(instr(actions, ',drop,') > 0) AS drop_, sum(instr(actions, ',warn,') > 0) AS warn,
+           sum(instr(actions, ',log,') > 0) AS log,
+           sum(label = 'human') AS lHuman, sum(label = 'robot') AS lRobot
+         FROM calls ${w}`,
+      )
+      .get(p) as Record<string, number | null>;
+    const n = (k: string) => agg[k] ?? 0;
+    const byTreatment: Record<string, number> = {};
+    for (const r of this.db.prepare(`SELECT treatment, count(*) AS n FROM calls ${w} GROUP BY treatment`).all(p) as { treatment: string; n: number }[]) {
+      byTreatment[r.treatment] = r.n;
+    }
+    const hourStart = Math.max(fromMs, toMs - 24 * 3_600_000);
+    const hourly = this.db
+      .prepare(
+        `SELECT (started_ms / 3600000) * 3600000 AS hourStartMs, count(*) AS calls, sum(verdict = 'synthetic') AS synthetic
+         FROM calls WHERE started_ms >= ? AND started_ms < ? GROUP BY 1 ORDER BY 1`,
+      )
+      .all(hourStart, toMs) as { hourStartMs: number; calls: number; synthetic: number | null }[];
+    return {
+      fromMs,
+      toMs,
+      calls: n('calls'),
+      analysed: n('analysed'),
+      byTreatment,
+      byVerdict: { synthetic: n('synthetic'), human: n('human'), unsure: n('unsure'), none: n('none') },
+      byAction: { drop: n('drop_'), warn: n('warn'), log: n('log') },
+      labelled: { human: n('lHuman'), robot: n('lRobot') },
+      hourly: hourly.map((h) => ({ hourStartMs: h.hourStartMs, calls: h.calls, synthetic: h.synthetic ?? 0 })),
+    };
+  }
+
+  /** Analysed calls that produced scores, for the threshold tuning view. */
+  tuningRows(fromMs = 0, toMs = Number.MAX_SAFE_INTEGER): TuningRow[] {
+    return this.db
+      .prepare(
+        `SELECT max_llr AS maxLlr, final_llr AS finalLlr, coalesce(max_window_llr, max_llr) AS maxWindowLlr, label
+         FROM calls WHERE score_count > 0 AND started_ms >= ? AND started_ms < ?`,
+      )
+      .all(fromMs, toMs) as TuningRow[];
+  }
+
+  // ---- audit ---------------------------------------------------------------------------
+
+  audit(actor: string, action: string, target: string, detail: Record<string, unknown> = {}): void {
+    this.db.prepare('INSERT INTO audit (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)').run(this.now(), actor, action, target, JSON.stringify(detail));
+  }
+
+  listAudit(limit: number, beforeId: number | null): { items: AuditRecord[]; nextCursor: string | null } {
+    const rows = this.db
+      .prepare(`SELECT id, at_ms AS atMs, actor, action, target, detail FROM audit ${beforeId !== null ? 'WHERE id < ?' : ''} ORDER BY id DESC LIMIT ?`)
+      .all(...(beforeId !== null ? [beforeId, limit + 1] : [limit + 1])) as (Omit<AuditRecord, 'detail'> & { detail: string })[];
+    const more = rows.length > limit;
+    const page = (more ? rows.slice(0, limit) : rows).map((r) => ({ ...r, detail: JSON.parse(r.detail) as Record<string, unknown> }));
+    return { items: page, nextCursor: more ? String(page[page.length - 1]!.id) : null };
+  }
+
+  // ---- tokens --------------------------------------------------------------------------
+
+  /** Creates a token and returns its clear value once; only the hash is kept. */
+  createToken(name: string, role: Role, createdBy: string, clearToken?: string): { record: TokenRecord; token: string } {
+    const token = clearToken ?? `vg_${randomBytes(32).toString('base64url')}`;
+    const id = randomUUID();
+    const createdAtMs = this.now();
+    this.db
+      .prepare('INSERT INTO api_tokens (id, name, role, hash, created_ms, created_by) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(id, name, role, hashToken(token), createdAtMs, createdBy);
+    return { record: { id, name, role, createdAtMs, createdBy, lastUsedAtMs: null, revokedAtMs: null }, token };
+  }
+
+  findToken(token: string): TokenRecord | null {
+    const row = this.db.prepare(`SELECT ${TOKEN_COLS} FROM api_tokens WHERE hash = ? AND revoked_ms IS NULL`).get(hashToken(token)) as TokenRecord | undefined;
+    return row ?? null;
+  }
+
+  touchToken(id: string): void {
+    this.db.prepare('UPDATE api_tokens SET last_used_ms = ? WHERE id = ?').run(this.now(), id);
+  }
+
+  listTokens(): TokenRecord[] {
+    return this.db.prepare(`SELECT ${TOKEN_COLS} FROM api_tokens ORDER BY created_ms, id`).all() as TokenRecord[];
+  }
+
+  getToken(id: string): TokenRecord | null {
+    return (this.db.prepare(`SELECT ${TOKEN_COLS} FROM api_tokens WHERE id = ?`).get(id) as TokenRecord | undefined) ?? null;
+  }
+
+  revokeToken(id: string): boolean {
+    return this.db.prepare('UPDATE api_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL').run(this.now(), id).changes > 0;
+  }
+
+  countActiveAdmins(): number {
+    return (this.db.prepare("SELECT count(*) AS n FROM api_tokens WHERE role = 'admin' AND revoked_ms IS NULL").get() as { n: number }).n;
+  }
+
+  // ---- policy --------------------------------------------------------------------------
+
+  listRules(): PolicyRule[] {
+    return (this.db.prepare('SELECT body FROM policy_rules ORDER BY priority, id').all() as { body: string }[]).map((r) => JSON.parse(r.body) as PolicyRule);
+  }
+
+  getRule(id: string): PolicyRule | null {
+    const row = this.db.prepare('SELECT body FROM policy_rules WHERE id = ?').get(id) as { body: string } | undefined;
+    return row ? (JSON.parse(row.body) as PolicyRule) : null;
+  }
+
+  putRule(rule: PolicyRule): void {
+    this.db
+      .prepare(
+        'INSERT INTO policy_rules (id, priority, body, updated_ms) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET priority = excluded.priority, body = excluded.body, updated_ms = excluded.updated_ms',
+      )
+      .run(rule.id, rule.priority, JSON.stringify(rule), rule.updatedAtMs);
+  }
+
+  deleteRule(id: string): boolean {
+    return this.db.prepare('DELETE FROM policy_rules WHERE id = ?').run(id).changes > 0;
+  }
+
+  getDefaultsOverride(): DefaultsOverride | null {
+    const v = this.getSetting('policy_defaults');
+    return v ? (JSON.parse(v) as DefaultsOverride) : null;
+  }
+
+  setDefaultsOverride(d: DefaultsOverride | null): void {
+    this.setSetting('policy_defaults', d ? JSON.stringify(d) : null);
+  }
+
+  listEntries(kind: ListKind): ListEntry[] {
+    return this.db
+      .prepare(
+        'SELECT id, kind, pattern, sip_status AS sipStatus, note, created_ms AS createdAtMs, created_by AS createdBy FROM policy_lists WHERE kind = ? ORDER BY created_ms, id',
+      )
+      .all(kind) as ListEntry[];
+  }
+
+  /** Adds a list entry; returns null if the same pattern is already on that list. */
+  addEntry(kind: ListKind, pattern: string, sipStatus: number | null, note: string, createdBy: string): ListEntry | null {
+    const entry: ListEntry = { id: randomUUID(), kind, pattern, sipStatus, note, createdAtMs: this.now(), createdBy };
+    const r = this.db
+      .prepare('INSERT OR IGNORE INTO policy_lists (id, kind, pattern, sip_status, note, created_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(entry.id, kind, pattern, sipStatus, note, entry.createdAtMs, createdBy);
+    return r.changes > 0 ? entry : null;
+  }
+
+  deleteEntry(kind: ListKind, id: string): ListEntry | null {
+    const entry = this.listEntries(kind).find((e) => e.id === id) ?? null;
+    if (entry) this.db.prepare('DELETE FROM policy_lists WHERE id = ? AND kind = ?').run(id, kind);
+    return entry;
+  }
+
+  /** Runs fn in one transaction (used to seed the rules file atomically). */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+}
+
+const TOKEN_COLS =
+  'id, name, role, created_ms AS createdAtMs, created_by AS createdBy, last_used_ms AS lastUsedAtMs, revoked_ms AS revokedAtMs';
+
+interface CallRow {
+  rowid: number;
+  call_id: string;
+  sip_call_id: string;
+  direction: CallSummary['direction'];
+  trunk: string | null;
+  source_address: string;
+  from_number: string;
+  to_number: string;
+  rule_id: string | null;
+  treatment: string;
+  started_ms: number;
+  answered_ms: number | null;
+  ended_ms: number | null;
+  codec: string | null;
+  end_reason: string | null;
+  sip_status: number | null;
+  verdict: CallSummary['verdict'];
+  decision_ms: number | null;
+  final_llr: number | null;
+  max_llr: number | null;
+  max_window_llr: number | null;
+  score_count: number;
+  actions: string;
+  detector_error: string | null;
+  label: Label | null;
+  has_audio: number;
+}
+
+function toSummary(r: CallRow): CallSummary {
+  return {
+    id: r.call_id,
+    sipCallId: r.sip_call_id,
+    direction: r.direction,
+    trunk: r.trunk,
+    sourceAddress: r.source_address,
+    fromNumber: r.from_number,
+    toNumber: r.to_number,
+    ruleId: r.rule_id,
+    treatment: r.treatment,
+    startedAtMs: r.started_ms,
+    answeredAtMs: r.answered_ms,
+    endedAtMs: r.ended_ms,
+    durationMs: r.ended_ms !== null ? r.ended_ms - r.started_ms : null,
+    codec: r.codec,
+    endReason: r.end_reason,
+    sipStatus: r.sip_status,
+    verdict: r.verdict,
+    decisionMs: r.decision_ms,
+    finalLlr: r.final_llr,
+    maxLlr: r.max_llr,
+    maxWindowLlr: r.max_window_llr,
+    scoreCount: r.score_count,
+    actions: r.actions.split(',').filter(Boolean) as PolicyAction[],
+    detectorError: r.detector_error,
+    label: r.label,
+    hasAudio: r.has_audio === 1,
+  };
+}
+
+function encodeCursor(startedMs: number, rowid: number): string {
+  return Buffer.from(`${startedMs}.${rowid}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [number, number] {
+  const m = /^(-?\d+)\.(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!m) throw new InvalidCursorError();
+  return [Number(m[1]), Number(m[2])];
+}
