@@ -206,7 +206,10 @@ export class PolicyService {
         return validateRule(input, defaults, input.id, now);
       } catch (err) {
         if (err instanceof PolicyValidationError) {
-          throw new PolicyValidationError(err.issues.map((is) => ({ field: `${file}.rules.${i}.${is.field}`, message: is.message })));
+          throw new PolicyValidationError(
+            err.issues.map((is) => ({ field: `rules.${i}.${is.field}`, message: is.message })),
+            file,
+          );
         }
         throw err;
       }

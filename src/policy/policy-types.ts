@@ -150,8 +150,12 @@ export interface PolicyIssue {
 }
 
 export class PolicyValidationError extends Error {
-  constructor(readonly issues: PolicyIssue[]) {
-    super(issues.map((i) => `${i.field || '(top level)'}: ${i.message}`).join('; '));
+  /** `source` names the file the issues were found in, if any. */
+  constructor(
+    readonly issues: PolicyIssue[],
+    readonly source: string | null = null,
+  ) {
+    super((source ? `${source}: ` : '') + issues.map((i) => `${i.field || '(top level)'}: ${i.message}`).join('; '));
     this.name = 'PolicyValidationError';
   }
   get field(): string {
@@ -162,7 +166,9 @@ export class PolicyValidationError extends Error {
 /** Zod issues as PolicyIssues, naming allowed values for enums. */
 export function zodIssues(error: z.ZodError, prefix = ''): PolicyIssue[] {
   return error.issues.map((issue) => {
-    const field = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
+    const path = issue.path.map(String);
+    if (issue.code === 'unrecognized_keys' && issue.keys.length === 1) path.push(issue.keys[0]!);
+    const field = [prefix, ...path].filter(Boolean).join('.');
     let message = issue.message;
     if (issue.code === 'invalid_value') message = `invalid value; allowed values: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     if (issue.code === 'unrecognized_keys') message = `unknown key(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`;

@@ -18,10 +18,13 @@ import { ListEntryInputSchema, PolicyValidationError, RULE_ID, zodIssues, type L
  * written into the store, and those it named before but no longer does are removed. Rules
  * and entries created through the API are left alone.
  */
+const ID_NEEDED = 'every rule in the rules file needs an id (1-64 letters, digits, _ . -)';
 const listItem = z.union([z.string().transform((pattern) => ({ pattern })), ListEntryInputSchema]);
 
 export const RulesFileSchema = z.strictObject({
-  rules: z.array(z.looseObject({ id: z.string().regex(RULE_ID, { message: 'every rule in the rules file needs an id (1-64 letters, digits, _ . -)' }) })).default([]),
+  rules: z
+    .array(z.looseObject({ id: z.string({ error: ID_NEEDED }).regex(RULE_ID, { message: ID_NEEDED }) }))
+    .default([]),
   allow: z.array(listItem).default([]),
   deny: z.array(listItem).default([]),
 });
@@ -38,13 +41,13 @@ export function parseRulesFile(file: string): RulesFileContent {
     const text = readFileSync(file, 'utf8');
     raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new PolicyValidationError([{ field: 'rulesFile', message: `cannot read ${file}: ${(err as Error).message}` }]);
+    throw new PolicyValidationError([{ field: 'policy.rulesFile', message: `cannot read: ${(err as Error).message}` }], file);
   }
   const parsed = RulesFileSchema.safeParse(raw ?? {});
-  if (!parsed.success) throw new PolicyValidationError(zodIssues(parsed.error, file));
+  if (!parsed.success) throw new PolicyValidationError(zodIssues(parsed.error), file);
   const ids = new Set<string>();
   for (const [i, r] of parsed.data.rules.entries()) {
-    if (ids.has(r.id)) throw new PolicyValidationError([{ field: `${file}.rules.${i}.id`, message: `duplicate rule id '${r.id}'` }]);
+    if (ids.has(r.id)) throw new PolicyValidationError([{ field: `rules.${i}.id`, message: `duplicate rule id '${r.id}'` }], file);
     ids.add(r.id);
   }
   return parsed.data;

@@ -1,0 +1,300 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CallEventBus } from '../../src/call-events.js';
+import { validateConfig } from '../../src/config/load-config.js';
+import { silentLogger } from '../../src/log.js';
+import { migrate, MIGRATIONS, schemaVersion } from '../../src/store/migrations.js';
+import { hashToken, InvalidCursorError, Store } from '../../src/store/store.js';
+import { emitCall } from '../api/api-harness.js';
+
+let dir: string;
+const open: Store[] = [];
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'vg-store-'));
+});
+afterEach(() => {
+  for (const s of open.splice(0)) s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function openStore(over: Record<string, unknown> = {}, privacy: Record<string, unknown> = {}, nowMs?: () => number): Store {
+  const cfg = validateConfig({ store: { path: join(dir, 'vg.sqlite'), flushIntervalMs: 10_000, ...over }, privacy });
+  const s = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger, nowMs ? { nowMs } : {});
+  open.push(s);
+  return s;
+}
+
+describe('migrations', () => {
+  it('creates the latest schema on a new file, in WAL mode', () => {
+    const s = openStore();
+    expect(schemaVersion(s.db)).toBe(MIGRATIONS.length);
+    expect(s.db.pragma('journal_mode', { simple: true })).toBe('wal');
+  });
+
+  it('upgrades a version-1 database keeping its rows', () => {
+    const file = join(dir, 'vg.sqlite');
+    const old = new Database(file);
+    migrate(old, MIGRATIONS.slice(0, 1));
+    expect(schemaVersion(old)).toBe(1);
+    old
+      .prepare(
+        `INSERT INTO calls (call_id, sip_call_id, direction, source_address, from_number, to_number, from_pseudonym, to_pseudonym, treatment, started_ms, score_count, max_llr)
+         VALUES ('old-1', 'sip-1', 'inbound', '192.0.2.1', '+491', '+492', 'p:1', 'p:2', 'analyse', ?, 3, 5.5)`,
+      )
+      .run(Date.now());
+    old.close();
+    const s = openStore();
+    expect(schemaVersion(s.db)).toBe(MIGRATIONS.length);
+    const detail = s.getCall('old-1');
+    expect(detail?.call).toMatchObject({ id: 'old-1', maxLlr: 5.5, maxWindowLlr: null, label: null });
+    const cols = (s.db.prepare('PRAGMA table_info(calls)').all() as { name: string }[]).map((c) => c.name);
+    expect(cols).toContain('max_window_llr');
+    // the tuning view falls back to max_llr for rows from before migration 2
+    expect(s.tuningRows()).toEqual([{ maxLlr: 5.5, finalLlr: null, maxWindowLlr: 5.5, label: null }]);
+  });
+
+  it('refuses a database newer than the code', () => {
+    const file = join(dir, 'vg.sqlite');
+    const db = new Database(file);
+    migrate(db);
+    db.prepare('INSERT INTO schema_migrations (version, applied_ms) VALUES (?, 0)').run(MIGRATIONS.length + 1);
+    db.close();
+    expect(() => openStore()).toThrow(/newer than this voiceguard/);
+  });
+});
+
+describe('writing call events', () => {
+  it('only queues on the bus and writes the whole story on flush', () => {
+    const s = openStore();
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const id = emitCall(bus, { scores: [1, -0.5, 3], verdict: 'synthetic', actions: ['warn', 'drop', 'warn'] });
+    bus.emit('call.detector_error', { callId: id, atMs: 1, message: 'inference timeout' });
+    expect(s.db.prepare('SELECT count(*) AS n FROM calls').get()).toEqual({ n: 0 });
+    expect(s.queued).toBeGreaterThan(0);
+    s.flush();
+    const d = s.getCall(id)!;
+    expect(d.call).toMatchObject({
+      verdict: 'synthetic',
+      finalLlr: 3.5,
+      maxLlr: 3.5,
+      maxWindowLlr: 3,
+      scoreCount: 3,
+      actions: ['warn', 'drop'],
+      codec: 'PCMU',
+      endReason: 'bye-caller',
+      durationMs: 20_000,
+      detectorError: 'inference timeout',
+    });
+    expect(d.scores.map((p) => p.cumulativeLlr)).toEqual([1, 0.5, 3.5]);
+    expect(d.actions.map((a) => a.action)).toEqual(['warn', 'drop', 'warn']);
+    expect(d.verdict).toMatchObject({ verdict: 'synthetic', decisionMs: 3000 });
+  });
+
+  it('flushes early when flushMaxRows is reached', async () => {
+    const s = openStore({ flushMaxRows: 10 });
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    emitCall(bus, { scores: Array(20).fill(0.1) });
+    await new Promise((r) => setImmediate(r));
+    expect(s.queued).toBe(0);
+    expect(s.db.prepare('SELECT count(*) AS n FROM scores').get()).toEqual({ n: 20 });
+  });
+
+  it('sheds score rows, never lifecycle rows, when the queue is full', () => {
+    const cfg = validateConfig({ store: { path: join(dir, 'vg.sqlite'), flushIntervalMs: 10_000, flushMaxRows: 1_000_000 } });
+    const s = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger, { maxQueuedRows: 100 });
+    open.push(s);
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const id = emitCall(bus, { scores: Array(500).fill(0.1), verdict: 'human' });
+    s.flush();
+    const d = s.getCall(id)!;
+    expect(d.scores.length).toBeLessThan(100);
+    expect(d.call.verdict).toBe('human');
+    expect(d.call.endReason).toBe('bye-caller');
+  });
+
+  it('stores keyed pseudonyms instead of numbers when storeClearNumbers is false', () => {
+    const s = openStore({}, { storeClearNumbers: false, pseudonymKey: 'k1' });
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const id = emitCall(bus, { from: '+49 30 111222' });
+    s.flush();
+    const c = s.getCall(id)!.call;
+    expect(c.fromNumber).toMatch(/^p:[0-9a-f]{16}$/);
+    expect(c.fromNumber).toBe(s.pseudonym('+4930111222'));
+    expect(JSON.stringify(s.db.prepare('SELECT * FROM calls').all())).not.toContain('111222');
+    // searching by the clear number finds the call through its pseudonym
+    expect(s.listCalls({ limit: 10, q: '+4930111222' }).items.map((i) => i.id)).toEqual([id]);
+  });
+
+  it('keeps retained audio and serves it back', () => {
+    const s = openStore();
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const id = emitCall(bus);
+    bus.emit('call.audio', { callId: id, atMs: Date.now(), sampleRateHz: 8000, pcm: Int16Array.from([1, -2, 3]) });
+    s.flush();
+    expect(s.getCall(id)!.call.hasAudio).toBe(true);
+    const a = s.getAudio(id)!;
+    expect(a.sampleRateHz).toBe(8000);
+    expect([...new Int16Array(a.pcm.buffer, a.pcm.byteOffset, 3)]).toEqual([1, -2, 3]);
+  });
+});
+
+describe('queries', () => {
+  it('pages with a keyset cursor through every call exactly once, newest first, with filters', () => {
+    const s = openStore();
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const t0 = Date.UTC(2026, 10, 1);
+    const ids: string[] = [];
+    for (let i = 0; i < 53; i++) {
+      // pairs share a start time, so the rowid tiebreak is exercised
+      ids.push(emitCall(bus, { atMs: t0 + Math.floor(i / 2) * 1000, verdict: i % 3 === 0 ? 'synthetic' : 'human', actions: i % 3 === 0 ? ['drop'] : [] }));
+    }
+    s.flush();
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page = s.listCalls({ limit: 10, cursor });
+      expect(page.total).toBe(53);
+      seen.push(...page.items.map((c) => c.id));
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor);
+    expect(pages).toBe(6);
+    expect(seen).toEqual([...ids].reverse());
+
+    const synth = s.listCalls({ limit: 100, verdict: 'synthetic' });
+    expect(synth.total).toBe(18);
+    expect(synth.items.every((c) => c.verdict === 'synthetic' && c.actions.includes('drop'))).toBe(true);
+    expect(s.listCalls({ limit: 100, action: 'drop' }).total).toBe(18);
+    expect(s.listCalls({ limit: 100, fromMs: t0 + 10_000, toMs: t0 + 20_000 }).total).toBe(20);
+    expect(() => s.listCalls({ limit: 10, cursor: 'garbage' })).toThrow(InvalidCursorError);
+  });
+
+  it('labels: latest wins, history kept, unknown call refused', () => {
+    const s = openStore();
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const id = emitCall(bus, { scores: [2] });
+    expect(s.addLabel(id, 'robot', 'sounded robotic', 'alice')).toMatchObject({ label: 'robot', by: 'alice' }); // flushes the queued call first
+    s.addLabel(id, 'human', 'it was Bob', 'carol');
+    const d = s.getCall(id)!;
+    expect(d.call.label).toBe('human');
+    expect(d.labels.map((l) => [l.label, l.by])).toEqual([
+      ['robot', 'alice'],
+      ['human', 'carol'],
+    ]);
+    expect(s.listCalls({ limit: 10, label: 'human' }).total).toBe(1);
+    expect(s.listCalls({ limit: 10, label: 'none' }).total).toBe(0);
+    expect(s.addLabel('nope', 'human', '', 'x')).toBeNull();
+  });
+
+  it('stores tokens only as hashes', () => {
+    const s = openStore();
+    const { token, record } = s.createToken('ops', 'viewer', 'test');
+    expect(token).toMatch(/^vg_[A-Za-z0-9_-]{43}$/);
+    expect(JSON.stringify(s.db.prepare('SELECT * FROM api_tokens').all())).not.toContain(token);
+    expect(s.db.prepare('SELECT hash FROM api_tokens WHERE id = ?').get(record.id)).toEqual({ hash: hashToken(token) });
+    expect(s.findToken(token)?.name).toBe('ops');
+    s.revokeToken(record.id);
+    expect(s.findToken(token)).toBeNull();
+  });
+});
+
+describe('retention', () => {
+  it('prunes calls past retentionDays and audio past audioRetentionDays', () => {
+    const day = 86_400_000;
+    const now = Date.UTC(2026, 10, 28);
+    const s = openStore({ retentionDays: 30, audioRetentionDays: 7 }, {}, () => now);
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const old = emitCall(bus, { atMs: now - 31 * day, scores: [1], verdict: 'human' });
+    const mid = emitCall(bus, { atMs: now - 10 * day, scores: [1] });
+    const fresh = emitCall(bus, { atMs: now - day });
+    for (const [id, ago] of [
+      [old, 31],
+      [mid, 10],
+      [fresh, 1],
+    ] as const) {
+      bus.emit('call.audio', { callId: id, atMs: now - ago * day, sampleRateHz: 8000, pcm: new Int16Array(8) });
+    }
+    s.flush();
+    s.addLabel(old, 'human', '', 'x');
+    expect(s.prune(now)).toEqual({ calls: 1, audio: 1 });
+    expect(s.getCall(old)).toBeNull();
+    for (const t of ['scores', 'verdicts', 'labels', 'audio']) {
+      expect(s.db.prepare(`SELECT count(*) AS n FROM ${t} WHERE call_id = ?`).get(old)).toEqual({ n: 0 });
+    }
+    expect(s.getCall(mid)!.call.hasAudio).toBe(false);
+    expect(s.getAudio(mid)).toBeNull();
+    expect(s.getCall(fresh)!.call.hasAudio).toBe(true);
+    expect(s.prune(now)).toEqual({ calls: 0, audio: 0 });
+  });
+
+  it('prunes on its timer', async () => {
+    const cfg = validateConfig({ store: { path: join(dir, 'vg.sqlite'), retentionDays: 1, pruneIntervalMs: 1000 } });
+    const first = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger);
+    const bus = new CallEventBus();
+    first.subscribe(bus);
+    let now = Date.now();
+    emitCall(bus, { atMs: now - 3600_000 });
+    first.close();
+    const s = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger, { nowMs: () => now });
+    open.push(s);
+    expect(s.listCalls({ limit: 10 }).total).toBe(1);
+    now += 86_400_000; // a day later the call is past retention
+    await new Promise((r) => setTimeout(r, 1300));
+    expect(s.listCalls({ limit: 10 }).total).toBe(0);
+  });
+});
+
+describe('crash consistency', () => {
+  it('after SIGKILL mid-write the file is intact and holds a complete prefix of calls', async () => {
+    const file = join(dir, 'crash.sqlite');
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'crash-writer.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let reported = 0;
+    await new Promise<void>((resolve, reject) => {
+      const kill = () => {
+        child.kill('SIGKILL');
+        resolve();
+      };
+      child.stdout.on('data', (buf: Buffer) => {
+        const m = /flushed (\d+)\s*$/.exec(buf.toString().trim());
+        if (m) reported = Number(m[1]);
+        // let it write a good amount, then kill at a random moment
+        if (reported >= 3000 && child.exitCode === null && !child.killed) setTimeout(kill, Math.floor(Math.random() * 20));
+      });
+      child.on('error', reject);
+      setTimeout(() => reject(new Error('writer made no progress')), 50_000).unref();
+    });
+    await new Promise((r) => child.once('exit', r));
+    expect(child.signalCode).toBe('SIGKILL');
+
+    const db = new Database(file);
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    const calls = db.prepare('SELECT call_id, started_ms, score_count, verdict, ended_ms FROM calls ORDER BY started_ms').all() as {
+      call_id: string;
+      started_ms: number;
+      score_count: number;
+      verdict: string | null;
+      ended_ms: number | null;
+    }[];
+    // at least what the writer saw committed, and nothing but whole calls 0..n-1
+    expect(calls.length).toBeGreaterThanOrEqual(reported);
+    calls.forEach((c, i) => {
+      expect(c.started_ms).toBe(i);
+      expect(c).toMatchObject({ score_count: 20, verdict: 'synthetic', ended_ms: i + 1 });
+    });
+    expect(db.prepare('SELECT count(*) AS n FROM scores').get()).toEqual({ n: calls.length * 20 });
+    db.close();
+  }, 60_000);
+});
