@@ -73,7 +73,10 @@ export function loadModelMetadata(file: string): ModelMetadata {
   const parsed = ModelMetadataSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new ModelMetadataError(file, `invalid model metadata at '${issue?.path.join('.')}': ${issue?.message}`);
+    throw new ModelMetadataError(
+      file,
+      `invalid model metadata at '${issue?.path.join('.')}': ${issue?.message}`,
+    );
   }
   return parsed.data;
 }
