@@ -10,7 +10,7 @@ import type { PolicyService } from '../policy/policy-service.js';
 import type { Store } from '../store/store.js';
 import { installErrorHandler } from './api-error.js';
 import type { ApiDeps } from './api-deps.js';
-import { bootstrapAdmin, installAuth } from './auth.js';
+import { bootstrapAdmin, installAuth, requiredLevel, type AuthLevel } from './auth.js';
 import { BusLiveCalls, type LiveCallSource } from './live-calls.js';
 import { observeCallEvents } from './metrics.js';
 import { adminRoutes } from './routes/admin.js';
@@ -22,6 +22,21 @@ import { policyRoutes } from './routes/policy.js';
 import { systemRoutes } from './routes/system.js';
 import { ErrorSchema } from './schemas.js';
 import { WebhookDispatcher } from './webhooks.js';
+
+/** One registered route, as the authorization test and the docs enumerate them. */
+export interface RouteInfo {
+  method: string;
+  url: string;
+  auth: AuthLevel;
+  hasResponseSchema: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered on this server (filled as plugins register). */
+    routeTable: RouteInfo[];
+  }
+}
 
 export interface ApiServerOptions {
   config: Config;
@@ -53,6 +68,19 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   let ownLive: BusLiveCalls | null = null;
   const live = opts.live ?? (ownLive = new BusLiveCalls(bus, config.privacy.storeClearNumbers ? null : (n) => store.pseudonym(n)));
   const deps: ApiDeps = { config, store, policy: opts.policy, bus, live, logger };
+
+  const routeTable: RouteInfo[] = [];
+  app.decorate('routeTable', routeTable);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      routeTable.push({
+        method,
+        url: route.url,
+        auth: route.url.startsWith('/api/') ? requiredLevel(method, route.config?.auth) : 'public',
+        hasResponseSchema: route.schema?.response !== undefined,
+      });
+    }
+  });
 
   bootstrapAdmin(store, config.api.bootstrapAdminToken, logger);
   installErrorHandler(app);

@@ -54,7 +54,7 @@ describe('rangeMatches', () => {
     [allDay, 6, '00:00', true, 'start == end is the whole day'],
     [allDay, 6, '23:59', true, 'whole day end'],
     [allDay, 0, '00:00', false, 'other day'],
-  ] as const)('%#: %s', (range, day, hhmm, want) => expect(m(range, day, hhmm)).toBe(want));
+  ] as [ScheduleRange, number, string, boolean, string][])('case %#', (range, day, hhmm, want) => expect(m(range, day, hhmm)).toBe(want));
 
   it('wraps Sunday night into Monday', () => {
     const sunNight: ScheduleRange = { days: ['sun'], start: '23:00', end: '01:00' };
