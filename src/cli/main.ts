@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { registerConfig } from './config-command.js';
+import { registerDoctor } from './doctor.js';
 
 /**
  * Entry point of the `voiceguard` command. Each subcommand lives in its own file and
@@ -17,6 +18,7 @@ program
   .version(process.env.npm_package_version ?? '0.1.0');
 
 registerConfig(program);
+registerDoctor(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`voiceguard: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,0 +1,155 @@
+import { spawn } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { DoctorReport } from '../../src/cli/doctor.js';
+
+/** Runs the built CLI (`npm test` builds first) against real ports, the real model and SQLite. */
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const cli = join(repo, 'dist/src/cli/main.js');
+const work = mkdtempSync(join(tmpdir(), 'vg-doctor-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function doctor(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    // No VOICEGUARD_* from the surrounding shell: the file alone decides.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VOICEGUARD_')));
+    const child = spawn(process.execPath, [cli, 'doctor', ...args], { cwd: repo, env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+async function freeTcpPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+function bindUdp(port: number): Promise<Socket> {
+  return new Promise((done, reject) => {
+    const s = createSocket('udp4');
+    s.once('error', reject);
+    s.bind(port, '127.0.0.1', () => done(s));
+  });
+}
+
+let counter = 0;
+async function writeConfig(patch: { sipPort?: number; modelPath?: string; rtpMin?: number; extra?: string } = {}): Promise<{ file: string; sipPort: number; rtpMin: number }> {
+  const sipPort = patch.sipPort ?? (await freeTcpPort());
+  const apiPort = await freeTcpPort();
+  // A small RTP range keeps the bind test quick; it starts on a port the kernel just gave out free.
+  const rtpMin = patch.rtpMin ?? ((await freeTcpPort()) & ~1);
+  const file = join(work, `voiceguard-${++counter}.yaml`);
+  writeFileSync(
+    file,
+    [
+      'sip:',
+      '  listen: { host: "127.0.0.1", port: ' + sipPort + ' }',
+      '  publicAddress: "127.0.0.1"',
+      'media:',
+      '  bindHost: "127.0.0.1"',
+      `  portMin: ${rtpMin}`,
+      `  portMax: ${rtpMin + 63}`,
+      'detector:',
+      `  modelPath: ${JSON.stringify(patch.modelPath ?? join(repo, 'models/voiceguard-detector.onnx'))}`,
+      `  metadataPath: ${JSON.stringify(join(repo, 'models/voiceguard-detector.json'))}`,
+      'store:',
+      `  path: ${JSON.stringify(join(work, `data-${counter}`, 'voiceguard.sqlite'))}`,
+      'api:',
+      `  port: ${apiPort}`,
+      patch.extra ?? '',
+    ].join('\n'),
+  );
+  return { file, sipPort, rtpMin };
+}
+
+const failLines = (out: string) => out.split('\n').filter((l) => l.startsWith('FAIL'));
+
+describe('voiceguard doctor', () => {
+  it('passes a good config: ports free, model loads and scores, store writable', async () => {
+    const { file } = await writeConfig();
+    const r = await doctor(['-c', file]);
+    expect(failLines(r.stdout), r.stdout + r.stderr).toEqual([]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^ok\s+config\s+.*is valid/m);
+    expect(r.stdout).toMatch(/^ok\s+model\s+.*loads in onnxruntime .* scores a test window/m);
+    expect(r.stdout).toMatch(/^ok\s+rtp\.range\s+.*all 64 ports free, room for 16 calls/m);
+    expect(r.stdout).toMatch(/^ok\s+store\s+.*will be created/m);
+  });
+
+  it('fails on a busy SIP port and names it', async () => {
+    const sock = await bindUdp(0);
+    const port = sock.address().port;
+    try {
+      const { file } = await writeConfig({ sipPort: port });
+      const r = await doctor(['-c', file]);
+      expect(r.code).toBe(1);
+      const fails = failLines(r.stdout);
+      expect(fails).toHaveLength(1);
+      expect(fails[0]).toContain(`${port}/udp on 127.0.0.1 is in use`);
+      expect(fails[0]).toContain('sip.listen.port');
+      // TCP on the same port is still free, and says so.
+      expect(r.stdout).toMatch(new RegExp(`^ok\\s+sip\\.port\\s+${port}/tcp on 127\\.0\\.0\\.1 is free`, 'm'));
+    } finally {
+      sock.close();
+    }
+  });
+
+  it('counts busy ports in the RTP range as a warning, not a failure', async () => {
+    const { file, rtpMin } = await writeConfig();
+    const sock = await bindUdp(rtpMin + 10);
+    try {
+      const r = await doctor(['-c', file]);
+      expect(r.code, r.stdout).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^warn\\s+rtp\\.range\\s+.*1 of 64 ports busy \\(${rtpMin + 10}\\); 63 free`, 'm'));
+    } finally {
+      sock.close();
+    }
+  });
+
+  it('fails on a bad model path and names the file', async () => {
+    const missing = join(work, 'no-such-model.onnx');
+    const { file } = await writeConfig({ modelPath: missing });
+    const r = await doctor(['-c', file]);
+    expect(r.code).toBe(1);
+    const fails = failLines(r.stdout);
+    expect(fails).toHaveLength(1);
+    expect(fails[0]).toMatch(/^FAIL\s+model\s+/);
+    expect(fails[0]).toContain(missing);
+    expect(fails[0]).toContain('file not found');
+  });
+
+  it('fails on a file that is not an ONNX model, with the loader\'s reason', async () => {
+    const junk = join(work, 'junk.onnx');
+    writeFileSync(junk, 'this is not a protobuf');
+    const { file } = await writeConfig({ modelPath: junk });
+    const r = await doctor(['-c', file]);
+    expect(r.code).toBe(1);
+    expect(failLines(r.stdout).join('\n')).toContain(junk);
+  });
+
+  it('reports every invalid field of the config, one FAIL line each, and --json carries the same', async () => {
+    const file = join(work, 'bad.yaml');
+    writeFileSync(file, 'sip:\n  listen:\n    port: 70000\nmedia:\n  codecs: ["G729"]\nnosuchkey: 1\n');
+    const r = await doctor(['-c', file, '--json']);
+    expect(r.code).toBe(1);
+    const report = JSON.parse(r.stdout) as DoctorReport;
+    expect(report.ok).toBe(false);
+    const fails = report.checks.filter((c) => c.status === 'fail').map((c) => c.message);
+    expect(fails.some((m) => m.includes('sip.listen.port'))).toBe(true);
+    expect(fails.some((m) => m.includes('media.codecs.0'))).toBe(true);
+    expect(fails.some((m) => m.includes("'nosuchkey'"))).toBe(true);
+    // The host checks still run without a config.
+    expect(report.checks.map((c) => c.name)).toContain('clock');
+  });
+});
