@@ -28,6 +28,8 @@ const REASONS: Record<number, string> = {
 };
 
 interface AjvIssue {
+  keyword?: string;
+  parentSchema?: { description?: string };
   instancePath?: string;
   message?: string;
   params?: Record<string, unknown>;
@@ -46,6 +48,8 @@ function ajvMessage(v: AjvIssue, field: string): string {
   let msg = v.message ?? 'is invalid';
   if (Array.isArray(v.params?.allowedValues)) msg += `; allowed values: ${v.params.allowedValues.map((x) => JSON.stringify(x)).join(', ')}`;
   if (typeof v.params?.additionalProperty === 'string') msg = 'unknown key';
+  // A bare regular expression helps nobody: add what the field is (ajv `verbose` gives the schema).
+  if (v.keyword === 'pattern' && v.parentSchema?.description) msg += ` (${v.parentSchema.description})`;
   return `${field || '(body)'}: ${msg}`;
 }
 
