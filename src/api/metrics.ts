@@ -11,7 +11,7 @@ import type { CallEventBus } from '../call-events.js';
  * by `observeCallEvents`, so the gateway does not need to count them twice.
  */
 export const metrics = new Registry();
-collectDefaultMetrics({ register: metrics, prefix: 'voiceguard_process_' });
+collectDefaultMetrics({ register: metrics, prefix: 'voiceguard_' });
 
 export const callsTotal = new Counter({
   name: 'voiceguard_calls_total',

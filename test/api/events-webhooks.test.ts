@@ -1,0 +1,136 @@
+import { createHmac } from 'node:crypto';
+import { createServer, get as httpGet, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { signWebhook } from '../../src/api/webhooks.js';
+import { ADMIN_TOKEN, emitCall, startHarness, type Harness } from './api-harness.js';
+
+let h: Harness | null = null;
+let hook: Server | null = null;
+afterEach(async () => {
+  await h?.close();
+  h = null;
+  await new Promise<void>((r) => (hook ? hook.close(() => r()) : r()));
+  hook = null;
+});
+
+describe('real listen', () => {
+  it('serves health, metrics and the OpenAPI document over TCP on 127.0.0.1', async () => {
+    h = await startHarness();
+    const addr = await h.app.listen({ host: '127.0.0.1', port: 0 });
+    const health = await fetch(`${addr}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: 'ok' });
+    const doc = (await (await fetch(`${addr}/docs/json`)).json()) as { paths: Record<string, unknown> };
+    for (const p of ['/api/calls', '/api/calls/{id}', '/api/policy/rules', '/api/lists/{kind}', '/api/tuning', '/api/tokens', '/metrics', '/health']) {
+      expect(doc.paths, p).toHaveProperty([p]);
+    }
+    expect((await fetch(`${addr}/docs`)).status).toBeLessThan(400);
+
+    const before = await (await fetch(`${addr}/metrics`)).text();
+    const count = (text: string, line: string) => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    emitCall(h.bus, { scores: [5], verdict: 'synthetic', actions: ['drop'] });
+    const after = await (await fetch(`${addr}/metrics`)).text();
+    expect(count(after, 'voiceguard_verdicts_total{verdict="synthetic"}') - count(before, 'voiceguard_verdicts_total{verdict="synthetic"}')).toBe(1);
+    expect(count(after, 'voiceguard_actions_total{action="drop"}') - count(before, 'voiceguard_actions_total{action="drop"}')).toBe(1);
+    expect(count(after, 'voiceguard_decision_latency_ms_count') - count(before, 'voiceguard_decision_latency_ms_count')).toBe(1);
+    for (const name of ['voiceguard_inference_latency_ms_bucket', 'voiceguard_rtp_packets_total', 'voiceguard_sip_responses_total', 'voiceguard_process_cpu_user_seconds_total']) {
+      expect(after).toContain(`# TYPE ${name.replace(/_bucket$/, '')}`);
+    }
+  });
+
+  it('streams bus events over SSE to a client authenticated by ?token=', async () => {
+    h = await startHarness();
+    const addr = (await h.app.listen({ host: '127.0.0.1', port: 0 })).replace('http://', '');
+    const [host, port] = addr.split(':');
+    const refused = await new Promise<number>((resolve) => httpGet({ host, port, path: '/api/events?token=wrong' }, (res) => resolve(res.statusCode ?? 0)));
+    expect(refused).toBe(401);
+    const listenersBefore = h.bus.listenerCount('call.score');
+    const res = await new Promise<IncomingMessage>((resolve) => httpGet({ host, port, path: `/api/events?token=${ADMIN_TOKEN}` }, resolve));
+    expect(h.bus.listenerCount('call.score')).toBe(listenersBefore + 1);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toContain('text/event-stream');
+    let text = '';
+    const got = new Promise<void>((resolve) => {
+      res.on('data', (b: Buffer) => {
+        text += b.toString();
+        if (text.includes('event: call.ended')) resolve();
+      });
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const id = emitCall(h.bus, { scores: [1.5], verdict: 'human' });
+    await got;
+    res.destroy();
+    const events = text
+      .split('\n\n')
+      .filter((b) => b.startsWith('event:'))
+      .map((b) => ({ name: /^event: (\S+)/.exec(b)![1], data: JSON.parse(/\ndata: (.*)$/s.exec(b)![1]!) as { callId: string } }));
+    expect(events.map((e) => e.name)).toEqual(['call.started', 'call.answered', 'call.score', 'call.verdict', 'call.ended']);
+    expect(events.every((e) => e.data.callId === id)).toBe(true);
+    // the listener is released when the client goes away
+    await new Promise((r) => setTimeout(r, 100));
+    expect(h.bus.listenerCount('call.score')).toBe(listenersBefore);
+  });
+});
+
+describe('webhooks', () => {
+  it('signs, retries with backoff after failures, and delivers without blocking the bus', async () => {
+    const received: { attempt: number; headers: IncomingMessage['headers']; body: string; atMs: number }[] = [];
+    let attempts = 0;
+    hook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        attempts++;
+        received.push({ attempt: attempts, headers: req.headers, body, atMs: Date.now() });
+        // the first two attempts fail: one 500, one dropped connection
+        if (attempts === 1) res.writeHead(500).end('boom');
+        else if (attempts === 2) req.socket.destroy();
+        else res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
+    h = await startHarness({
+      api: { bootstrapAdminToken: ADMIN_TOKEN, webhooks: [{ url, secret: 'hook-secret-1', events: ['verdict'] }], webhookBackoffMs: 50, webhookMaxAttempts: 5 },
+    });
+    const t0 = performance.now();
+    const id = emitCall(h.bus, { scores: [9], verdict: 'synthetic', actions: ['drop'] });
+    expect(performance.now() - t0).toBeLessThan(50); // emitting never waits for HTTP
+    const end = Date.now() + 10_000;
+    while (received.length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200)); // no further attempts after success
+    expect(received).toHaveLength(3);
+    // all three are the same delivery; only the verdict was subscribed (no action event)
+    const bodies = new Set(received.map((r) => r.body));
+    expect(bodies.size).toBe(1);
+    const body = JSON.parse(received[0]!.body) as { type: string; data: { callId: string; verdict: string } };
+    expect(body).toMatchObject({ type: 'call.verdict', data: { callId: id, verdict: 'synthetic' } });
+    expect(new Set(received.map((r) => r.headers['x-voiceguard-delivery'])).size).toBe(1);
+    for (const r of received) {
+      const ts = r.headers['x-voiceguard-timestamp'] as string;
+      const expected = 'sha256=' + createHmac('sha256', 'hook-secret-1').update(`${ts}.${r.body}`).digest('hex');
+      expect(r.headers['x-voiceguard-signature']).toBe(expected);
+      expect(signWebhook('hook-secret-1', Number(ts), r.body)).toBe(expected);
+    }
+    // exponential backoff: ~50 ms then ~100 ms
+    const gap1 = received[1]!.atMs - received[0]!.atMs;
+    const gap2 = received[2]!.atMs - received[1]!.atMs;
+    expect(gap1).toBeGreaterThanOrEqual(45);
+    expect(gap2).toBeGreaterThanOrEqual(95);
+  });
+
+  it('gives up after webhookMaxAttempts', async () => {
+    let attempts = 0;
+    hook = createServer((_req, res) => {
+      attempts++;
+      res.writeHead(503).end();
+    });
+    await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/`;
+    h = await startHarness({ api: { bootstrapAdminToken: ADMIN_TOKEN, webhooks: [{ url, secret: 'hook-secret-1' }], webhookBackoffMs: 10, webhookMaxAttempts: 3 } });
+    h.bus.emit('call.action', { callId: 'c1', atMs: Date.now(), action: 'warn', reason: 'test' });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(attempts).toBe(3);
+  });
+});
