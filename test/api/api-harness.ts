@@ -30,9 +30,9 @@ export interface Harness {
 export async function startHarness(overrides: Record<string, unknown> = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'vg-api-'));
   const raw: Record<string, unknown> = {
-    store: { path: join(dir, 'vg.sqlite'), flushIntervalMs: 20 },
-    api: { bootstrapAdminToken: ADMIN_TOKEN },
     ...overrides,
+    store: { path: join(dir, 'vg.sqlite'), flushIntervalMs: 20, ...(overrides.store as object | undefined) },
+    api: { bootstrapAdminToken: ADMIN_TOKEN, ...(overrides.api as object | undefined) },
   };
   const config = validateConfig(raw);
   const store = Store.open({ ...config.store, privacy: config.privacy }, silentLogger);
