@@ -13,6 +13,8 @@ export type DetectorEngineOptions = Config['detector'] & {
    * failing runs). Production always loads `modelPath`.
    */
   runner?: ModelRunner;
+  /** Called with each scored window's queue + inference time (for metrics and the bench). */
+  onWindowLatencyMs?: (ms: number) => void;
 };
 
 export interface DetectorEngineStats {
@@ -63,6 +65,7 @@ export class DetectorEngine {
       inferenceTimeoutMs: opts.inferenceTimeoutMs,
       calibration: metadata.calibration,
       logger,
+      onWindowLatencyMs: opts.onWindowLatencyMs,
     });
     logger.info(
       {

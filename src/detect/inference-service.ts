@@ -22,6 +22,8 @@ export interface InferenceServiceOptions {
   inferenceTimeoutMs: number;
   calibration: { scale: number; bias: number };
   logger: Logger;
+  /** Called with each scored window's time from submission to result. */
+  onWindowLatencyMs?: (ms: number) => void;
   /** Monotonic clock in ms (injectable for tests). */
   now?: () => number;
 }
@@ -216,10 +218,12 @@ export class InferenceService {
     try {
       const logits = await this.runner.run(this.batchBuf, batch.length);
       const { scale, bias } = this.opts.calibration;
+      const done = this.now();
       for (let i = 0; i < batch.length; i++) {
         const logit = logits[i];
         if (batch[i].settled) continue;
         this.counters.windowsScored++;
+        this.opts.onWindowLatencyMs?.(done - batch[i].enqueuedAt);
         this.settle(batch[i], { ok: true, logit, llr: scale * logit + bias });
       }
     } catch (err) {
@@ -259,11 +263,17 @@ export class InferenceService {
     const fire = (): void => {
       const err = new InferenceTimeoutError(timeoutMs);
       let failed = 0;
-      for (const job of batch) if (!job.settled) (this.fail(job, err), failed++);
+      for (const job of batch) {
+        if (job.settled) continue;
+        this.fail(job, err);
+        failed++;
+      }
       const tooOld = this.now() - timeoutMs;
       for (let i = this.head; i < this.queue.length; i++) {
         const job = this.queue[i];
-        if (!job.settled && job.enqueuedAt <= tooOld) (this.fail(job, err), failed++);
+        if (job.settled || job.enqueuedAt > tooOld) continue;
+        this.fail(job, err);
+        failed++;
       }
       if (failed > 0) {
         this.opts.logger.error(
