@@ -46,7 +46,8 @@ function ajvField(v: AjvIssue, context: string | undefined): string {
 
 function ajvMessage(v: AjvIssue, field: string): string {
   let msg = v.message ?? 'is invalid';
-  if (Array.isArray(v.params?.allowedValues)) msg += `; allowed values: ${v.params.allowedValues.map((x) => JSON.stringify(x)).join(', ')}`;
+  if (Array.isArray(v.params?.allowedValues))
+    msg += `; allowed values: ${v.params.allowedValues.map((x) => JSON.stringify(x)).join(', ')}`;
   if (typeof v.params?.additionalProperty === 'string') msg = 'unknown key';
   // A bare regular expression helps nobody: add what the field is (ajv `verbose` gives the schema).
   if (v.keyword === 'pattern' && v.parentSchema?.description) msg += ` (${v.parentSchema.description})`;
@@ -70,8 +71,12 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (err instanceof InvalidCursorError) return send(400, err.message, { field: 'cursor' });
     if (err instanceof PolicyNotFoundError) return send(404, err.message);
     if (err instanceof PolicyConflictError) return send(409, err.message);
-    if (err instanceof ApiError) return send(err.statusCode, err.message, err.field ? { field: err.field } : {});
-    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (err instanceof ApiError)
+      return send(err.statusCode, err.message, err.field ? { field: err.field } : {});
+    const status =
+      typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500
+        ? err.statusCode
+        : 500;
     if (status === 500) {
       request.log.error({ event: 'api.internal_error', err }, 'request failed');
       return send(500, 'internal error; see the voiceguard log');
@@ -80,6 +85,12 @@ export function installErrorHandler(app: FastifyInstance): void {
     return send(status, err.message, typeof field === 'string' ? { field } : {});
   });
   app.setNotFoundHandler((request, reply) => {
-    reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` });
+    reply
+      .status(404)
+      .send({
+        statusCode: 404,
+        error: 'Not Found',
+        message: `no route ${request.method} ${request.url.split('?')[0]}`,
+      });
   });
 }

@@ -50,7 +50,8 @@ export function installAuth(app: FastifyInstance, store: Store): void {
     const record = store.findToken(token);
     if (!record) throw new ApiError(401, 'invalid or revoked API token');
     request.principal = { tokenId: record.id, name: record.name, role: record.role };
-    if (level === 'admin' && record.role !== 'admin') throw new ApiError(403, `this needs an admin token; '${record.name}' is a ${record.role}`);
+    if (level === 'admin' && record.role !== 'admin')
+      throw new ApiError(403, `this needs an admin token; '${record.name}' is a ${record.role}`);
     const now = Date.now();
     if (now - (lastTouched.get(record.id) ?? 0) > TOUCH_INTERVAL_MS) {
       lastTouched.set(record.id, now);
@@ -78,12 +79,23 @@ export function bootstrapAdmin(store: Store, configured: string | null, logger: 
   if (configured) {
     if (store.findToken(configured)) return;
     const { record } = store.createToken('bootstrap-admin', 'admin', 'bootstrap', configured);
-    store.audit('bootstrap', 'token.created', record.id, { name: record.name, role: record.role, source: 'config' });
-    logger.info({ event: 'api.bootstrap_token', tokenId: record.id, source: 'config' }, 'admin token created from api.bootstrapAdminToken');
+    store.audit('bootstrap', 'token.created', record.id, {
+      name: record.name,
+      role: record.role,
+      source: 'config',
+    });
+    logger.info(
+      { event: 'api.bootstrap_token', tokenId: record.id, source: 'config' },
+      'admin token created from api.bootstrapAdminToken',
+    );
     return;
   }
   const { record, token } = store.createToken('bootstrap-admin', 'admin', 'bootstrap');
-  store.audit('bootstrap', 'token.created', record.id, { name: record.name, role: record.role, source: 'generated' });
+  store.audit('bootstrap', 'token.created', record.id, {
+    name: record.name,
+    role: record.role,
+    source: 'generated',
+  });
   // Logged exactly once, at creation; only its hash is stored, so it cannot be shown again.
   logger.warn(
     { event: 'api.bootstrap_token', tokenId: record.id, source: 'generated', token },

@@ -35,7 +35,10 @@ export class BusLiveCalls implements LiveCallSource {
   private readonly calls = new Map<string, LiveCall>();
   private readonly off: () => void;
 
-  constructor(bus: CallEventBus, private readonly hideNumbers: ((n: string) => string) | null = null) {
+  constructor(
+    bus: CallEventBus,
+    private readonly hideNumbers: ((n: string) => string) | null = null,
+  ) {
     const started = (e: CallStartedEvent) => {
       if (e.treatment === 'deny') return;
       const hide = this.hideNumbers ?? ((n: string) => n);

@@ -9,7 +9,11 @@ import { DefaultsInputSchema, ListEntryInputSchema, RuleInputSchema } from '../p
 type JsonSchema = Record<string, unknown>;
 
 export function fromZod(schema: z.ZodType): JsonSchema {
-  const out = z.toJSONSchema(schema, { target: 'draft-7', io: 'input', unrepresentable: 'any' }) as JsonSchema;
+  const out = z.toJSONSchema(schema, {
+    target: 'draft-7',
+    io: 'input',
+    unrepresentable: 'any',
+  }) as JsonSchema;
   delete out.$schema;
   return out;
 }
@@ -127,7 +131,11 @@ export const CallDetailJson = {
     call: CallSummaryJson,
     scores: {
       type: 'array',
-      items: { type: 'object', properties: { atMs: int, tMs: int, llr: num, cumulativeLlr: num }, required: ['tMs', 'cumulativeLlr'] },
+      items: {
+        type: 'object',
+        properties: { atMs: int, tMs: int, llr: num, cumulativeLlr: num },
+        required: ['tMs', 'cumulativeLlr'],
+      },
     },
     verdict: {
       type: ['object', 'null'],
@@ -177,10 +185,21 @@ export const TokenJson = {
 
 export const AuditJson = {
   type: 'object',
-  properties: { id: int, atMs: int, actor: str, action: str, target: str, detail: { type: 'object', additionalProperties: true } },
+  properties: {
+    id: int,
+    atMs: int,
+    actor: str,
+    action: str,
+    target: str,
+    detail: { type: 'object', additionalProperties: true },
+  },
   required: ['id', 'atMs', 'actor', 'action', 'target', 'detail'],
 };
 
 /** Time filters accept epoch milliseconds or an ISO 8601 date-time. */
-export const timeParam = { type: 'string', description: 'Epoch milliseconds or ISO 8601 date-time', maxLength: 40 };
+export const timeParam = {
+  type: 'string',
+  description: 'Epoch milliseconds or ISO 8601 date-time',
+  maxLength: 40,
+};
 export const idParam = { type: 'string', minLength: 1, maxLength: 128 };

@@ -61,12 +61,22 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: false,
     bodyLimit: 1_048_576,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, verbose: true } },
+    ajv: {
+      customOptions: {
+        removeAdditional: false,
+        coerceTypes: 'array',
+        useDefaults: true,
+        allErrors: false,
+        verbose: true,
+      },
+    },
     ...(tls ? { https: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } } : {}),
   }) as unknown as FastifyInstance;
 
   let ownLive: BusLiveCalls | null = null;
-  const live = opts.live ?? (ownLive = new BusLiveCalls(bus, config.privacy.storeClearNumbers ? null : (n) => store.pseudonym(n)));
+  const live =
+    opts.live ??
+    (ownLive = new BusLiveCalls(bus, config.privacy.storeClearNumbers ? null : (n) => store.pseudonym(n)));
   const deps: ApiDeps = { config, store, policy: opts.policy, bus, live, logger };
 
   const routeTable: RouteInfo[] = [];
@@ -91,7 +101,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
-      info: { title: 'voiceguard admin API', version: '1', description: 'Calls, policy, lists, labels, tuning, tokens and audit of a voiceguard gateway' },
+      info: {
+        title: 'voiceguard admin API',
+        version: '1',
+        description: 'Calls, policy, lists, labels, tuning, tokens and audit of a voiceguard gateway',
+      },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },

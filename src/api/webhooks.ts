@@ -70,14 +70,21 @@ export class WebhookDispatcher {
     return this.queue.length + this.inFlight + this.timers.size;
   }
 
-  private emit(kind: 'verdict' | 'action', type: Delivery['type'], data: CallVerdictEvent | CallActionEvent): void {
+  private emit(
+    kind: 'verdict' | 'action',
+    type: Delivery['type'],
+    data: CallVerdictEvent | CallActionEvent,
+  ): void {
     if (this.closed) return;
     for (const target of this.opts.webhooks) {
       if (!target.events.includes(kind)) continue;
       const id = `${Date.now().toString(36)}-${(++this.seq).toString(36)}`;
       if (this.pending >= this.opts.maxQueued) {
         webhookDeliveries.inc({ outcome: 'dropped' });
-        this.opts.logger.warn({ event: 'webhook.queue_full', url: target.url, callId: data.callId }, 'webhook queue full; event dropped');
+        this.opts.logger.warn(
+          { event: 'webhook.queue_full', url: target.url, callId: data.callId },
+          'webhook queue full; event dropped',
+        );
         continue;
       }
       this.queue.push({ target, id, type, body: JSON.stringify({ type, id, data }), attempt: 0 });
@@ -133,7 +140,17 @@ export class WebhookDispatcher {
     }
     webhookDeliveries.inc({ outcome: 'retry' });
     const delay = Math.min(MAX_BACKOFF_MS, this.opts.backoffMs * 2 ** (d.attempt - 1));
-    this.opts.logger.warn({ event: 'webhook.retry', url: d.target.url, delivery: d.id, attempt: d.attempt, delayMs: delay, err: problem }, 'webhook delivery failed; will retry');
+    this.opts.logger.warn(
+      {
+        event: 'webhook.retry',
+        url: d.target.url,
+        delivery: d.id,
+        attempt: d.attempt,
+        delayMs: delay,
+        err: problem,
+      },
+      'webhook delivery failed; will retry',
+    );
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       this.queue.push(d);

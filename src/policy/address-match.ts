@@ -9,12 +9,18 @@ export type AddressMatcher = (address: string) => boolean;
 
 export class AddressPatternError extends Error {
   constructor(readonly entry: string) {
-    super(`invalid source address '${entry}': use an IP address (192.0.2.10, 2001:db8::1) or a CIDR range (10.0.0.0/8, 2001:db8::/32)`);
+    super(
+      `invalid source address '${entry}': use an IP address (192.0.2.10, 2001:db8::1) or a CIDR range (10.0.0.0/8, 2001:db8::/32)`,
+    );
     this.name = 'AddressPatternError';
   }
 }
 
-export function parseAddressEntry(entry: string): { address: string; prefix: number | null; family: 'ipv4' | 'ipv6' } {
+export function parseAddressEntry(entry: string): {
+  address: string;
+  prefix: number | null;
+  family: 'ipv4' | 'ipv6';
+} {
   const [addr = '', prefixText, extra] = entry.trim().split('/');
   const v = isIP(addr);
   if (v === 0 || extra !== undefined) throw new AddressPatternError(entry);

@@ -45,7 +45,8 @@ export interface CallPolicy {
   retainAudioSeconds: number;
 }
 
-export type DetectorEvent = { kind: 'score'; cumulativeLlr: number } | { kind: 'verdict'; verdict: Verdict } | { kind: 'error' };
+export type DetectorEvent =
+  { kind: 'score'; cumulativeLlr: number } | { kind: 'verdict'; verdict: Verdict } | { kind: 'error' };
 
 interface CompiledRule {
   rule: PolicyRule;
@@ -91,18 +92,35 @@ export interface SnapshotInput {
 /** Merges threshold/action sources, later ones winning: model metadata, config, stored override. */
 export function resolveDefaults(
   model: Partial<Thresholds> | null,
-  config: DefaultsOverride & { onSynthetic: PolicyAction; onUnsure: PolicyAction; onError: PolicyAction; analyse: boolean; retainAudioSeconds: number },
+  config: DefaultsOverride & {
+    onSynthetic: PolicyAction;
+    onUnsure: PolicyAction;
+    onError: PolicyAction;
+    analyse: boolean;
+    retainAudioSeconds: number;
+  },
   override: DefaultsOverride | null,
 ): PolicyDefaults {
-  const pick = <K extends keyof Thresholds>(k: K): number | undefined => override?.[k] ?? config[k] ?? model?.[k];
-  const missing = (['dropLlr', 'warnLlr', 'humanLlr', 'maxListenMs'] as const).filter((k) => pick(k) === undefined);
+  const pick = <K extends keyof Thresholds>(k: K): number | undefined =>
+    override?.[k] ?? config[k] ?? model?.[k];
+  const missing = (['dropLlr', 'warnLlr', 'humanLlr', 'maxListenMs'] as const).filter(
+    (k) => pick(k) === undefined,
+  );
   if (missing.length) {
     throw new PolicyValidationError(
-      missing.map((k) => ({ field: `policy.defaults.${k}`, message: 'not set in the config, the stored defaults or the model metadata decision block' })),
+      missing.map((k) => ({
+        field: `policy.defaults.${k}`,
+        message: 'not set in the config, the stored defaults or the model metadata decision block',
+      })),
     );
   }
   const defaults: PolicyDefaults = {
-    thresholds: { dropLlr: pick('dropLlr')!, warnLlr: pick('warnLlr')!, humanLlr: pick('humanLlr')!, maxListenMs: pick('maxListenMs')! },
+    thresholds: {
+      dropLlr: pick('dropLlr')!,
+      warnLlr: pick('warnLlr')!,
+      humanLlr: pick('humanLlr')!,
+      maxListenMs: pick('maxListenMs')!,
+    },
     onSynthetic: override?.onSynthetic ?? config.onSynthetic,
     onUnsure: override?.onUnsure ?? config.onUnsure,
     onError: override?.onError ?? config.onError,
@@ -124,7 +142,12 @@ export function parseDefaultsOverride(input: unknown): DefaultsOverride {
  * Validates a rule (shape, patterns, and threshold ordering after inheriting `defaults`) and
  * returns it normalised. Throws PolicyValidationError naming each bad field.
  */
-export function validateRule(input: unknown, defaults: PolicyDefaults, id: string, nowMs: number): PolicyRule {
+export function validateRule(
+  input: unknown,
+  defaults: PolicyDefaults,
+  id: string,
+  nowMs: number,
+): PolicyRule {
   const parsed = RuleInputSchema.safeParse(input);
   if (!parsed.success) throw new PolicyValidationError(zodIssues(parsed.error));
   const r = parsed.data;
@@ -149,7 +172,10 @@ export function validateRule(input: unknown, defaults: PolicyDefaults, id: strin
 }
 
 /** Checks that every rule still has ordered thresholds under new defaults. */
-export function checkRulesAgainstDefaults(rules: readonly PolicyRule[], defaults: PolicyDefaults): PolicyIssue[] {
+export function checkRulesAgainstDefaults(
+  rules: readonly PolicyRule[],
+  defaults: PolicyDefaults,
+): PolicyIssue[] {
   return rules.flatMap((r) =>
     checkThresholds(mergeThresholds(defaults.thresholds, r.thresholds), 'thresholds.').map((i) => ({
       field: i.field,
@@ -169,7 +195,9 @@ function mergeThresholds(base: Thresholds, over: Partial<Thresholds>): Threshold
 
 export function compileSnapshot(input: SnapshotInput): PolicySnapshot {
   if (!isValidTimeZone(input.timeZone)) {
-    throw new PolicyValidationError([{ field: 'policy.timeZone', message: `unknown IANA time zone '${input.timeZone}'` }]);
+    throw new PolicyValidationError([
+      { field: 'policy.timeZone', message: `unknown IANA time zone '${input.timeZone}'` },
+    ]);
   }
   const rules = [...input.rules].sort((a, b) => a.priority - b.priority || a.id.localeCompare(b.id));
   const d = input.defaults;
@@ -196,7 +224,8 @@ export function compileSnapshot(input: SnapshotInput): PolicySnapshot {
       },
     };
   });
-  const compileList = (entries: ListEntry[]) => entries.map((entry) => ({ entry, matches: compileNumberPattern(entry.pattern) }));
+  const compileList = (entries: ListEntry[]) =>
+    entries.map((entry) => ({ entry, matches: compileNumberPattern(entry.pattern) }));
   return Object.freeze({
     version: input.version,
     timeZone: input.timeZone,
@@ -238,7 +267,12 @@ export function evaluatePolicy(snapshot: PolicySnapshot, facts: CallFacts): Call
   }
   const allow = snapshot.compiled.allow.find((e) => e.matches(from));
   if (allow) {
-    return { ...basePolicy(snapshot), treatment: 'allow', ruleName: `allow list: ${allow.entry.pattern}`, retainAudioSeconds: 0 };
+    return {
+      ...basePolicy(snapshot),
+      treatment: 'allow',
+      ruleName: `allow list: ${allow.entry.pattern}`,
+      retainAudioSeconds: 0,
+    };
   }
   const to = normaliseNumber(facts.toNumber);
   let local: ReturnType<typeof localTime> | null = null;
@@ -264,15 +298,25 @@ export function evaluatePolicy(snapshot: PolicySnapshot, facts: CallFacts): Call
  * unsure triggers onUnsure, a detector error onError; an action is never repeated, and after a
  * drop nothing follows. Calls that are not analysed get no actions.
  */
-export function nextAction(policy: CallPolicy, event: DetectorEvent, taken: ReadonlySet<PolicyAction>): PolicyAction | null {
+export function nextAction(
+  policy: CallPolicy,
+  event: DetectorEvent,
+  taken: ReadonlySet<PolicyAction>,
+): PolicyAction | null {
   if (policy.treatment !== 'analyse' || taken.has('drop')) return null;
   let action: PolicyAction | null;
   switch (event.kind) {
     case 'score':
-      action = policy.onSynthetic !== 'log' && event.cumulativeLlr >= policy.thresholds.warnLlr ? 'warn' : null;
+      action =
+        policy.onSynthetic !== 'log' && event.cumulativeLlr >= policy.thresholds.warnLlr ? 'warn' : null;
       break;
     case 'verdict':
-      action = event.verdict === 'synthetic' ? policy.onSynthetic : event.verdict === 'unsure' ? policy.onUnsure : null;
+      action =
+        event.verdict === 'synthetic'
+          ? policy.onSynthetic
+          : event.verdict === 'unsure'
+            ? policy.onUnsure
+            : null;
       break;
     case 'error':
       action = policy.onError;

@@ -49,11 +49,13 @@ export function compileNumberPattern(pattern: string): NumberMatcher {
   }
   if (p.endsWith('*')) {
     const prefix = normaliseNumber(p.slice(0, -1));
-    if (!LITERAL.test(prefix)) throw new NumberPatternError(pattern, 'a prefix may only hold letters, digits, + and #');
+    if (!LITERAL.test(prefix))
+      throw new NumberPatternError(pattern, 'a prefix may only hold letters, digits, + and #');
     return (n) => n.startsWith(prefix);
   }
   const exact = normaliseNumber(p);
-  if (!LITERAL.test(exact)) throw new NumberPatternError(pattern, 'an exact number may only hold letters, digits, + and #');
+  if (!LITERAL.test(exact))
+    throw new NumberPatternError(pattern, 'an exact number may only hold letters, digits, + and #');
   return (n) => n === exact;
 }
 

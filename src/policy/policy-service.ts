@@ -79,7 +79,10 @@ export class PolicyService {
   /** Rebuilds the snapshot from the store. On failure the previous snapshot stays in force. */
   reload(): void {
     this.snapshot = this.build();
-    this.opts.logger.info({ event: 'policy.reloaded', version: this.snapshot.version, rules: this.snapshot.rules.length }, 'policy reloaded');
+    this.opts.logger.info(
+      { event: 'policy.reloaded', version: this.snapshot.version, rules: this.snapshot.rules.length },
+      'policy reloaded',
+    );
   }
 
   private defaultsWith(override: DefaultsOverride | null): PolicyDefaults {
@@ -103,7 +106,8 @@ export class PolicyService {
 
   createRule(input: unknown, actor: string): PolicyRule {
     const rule = validateRule(input, this.snapshot.defaults, randomUUID(), Date.now());
-    if (this.opts.store.getRule(rule.id)) throw new PolicyConflictError(`a rule with id '${rule.id}' already exists`);
+    if (this.opts.store.getRule(rule.id))
+      throw new PolicyConflictError(`a rule with id '${rule.id}' already exists`);
     this.opts.store.transaction(() => {
       this.opts.store.putRule(rule);
       this.opts.store.audit(actor, 'policy.rule_created', rule.id, { rule });
@@ -115,9 +119,12 @@ export class PolicyService {
   updateRule(id: string, input: unknown, actor: string): PolicyRule {
     const before = this.opts.store.getRule(id);
     if (!before) throw new PolicyNotFoundError(`rule '${id}'`);
-    const body = typeof input === 'object' && input !== null ? { ...(input as Record<string, unknown>) } : input;
+    const body =
+      typeof input === 'object' && input !== null ? { ...(input as Record<string, unknown>) } : input;
     if (body && typeof body === 'object' && 'id' in body && (body as { id: unknown }).id !== id) {
-      throw new PolicyValidationError([{ field: 'id', message: `must equal the rule id in the path ('${id}') or be left out` }]);
+      throw new PolicyValidationError([
+        { field: 'id', message: `must equal the rule id in the path ('${id}') or be left out` },
+      ]);
     }
     const rule = validateRule(body, this.snapshot.defaults, id, Date.now());
     this.opts.store.transaction(() => {
@@ -171,11 +178,19 @@ export class PolicyService {
     if (!parsed.success) throw new PolicyValidationError(zodIssues(parsed.error));
     const { pattern, sipStatus, note } = parsed.data;
     if (kind === 'allow' && sipStatus != null) {
-      throw new PolicyValidationError([{ field: 'sipStatus', message: 'only deny-list entries carry a SIP status' }]);
+      throw new PolicyValidationError([
+        { field: 'sipStatus', message: 'only deny-list entries carry a SIP status' },
+      ]);
     }
     const entry = this.opts.store.transaction(() => {
       const e = this.opts.store.addEntry(kind, pattern.trim(), sipStatus ?? null, note ?? '', actor);
-      if (e) this.opts.store.audit(actor, 'policy.list_entry_added', `${kind}:${e.id}`, { kind, pattern: e.pattern, sipStatus: e.sipStatus, note: e.note });
+      if (e)
+        this.opts.store.audit(actor, 'policy.list_entry_added', `${kind}:${e.id}`, {
+          kind,
+          pattern: e.pattern,
+          sipStatus: e.sipStatus,
+          note: e.note,
+        });
       return e;
     });
     if (!entry) throw new PolicyConflictError(`'${pattern}' is already on the ${kind} list`);
@@ -186,7 +201,11 @@ export class PolicyService {
   removeListEntry(kind: ListKind, id: string, actor: string): void {
     const removed = this.opts.store.transaction(() => {
       const e = this.opts.store.deleteEntry(kind, id);
-      if (e) this.opts.store.audit(actor, 'policy.list_entry_removed', `${kind}:${id}`, { kind, pattern: e.pattern });
+      if (e)
+        this.opts.store.audit(actor, 'policy.list_entry_removed', `${kind}:${id}`, {
+          kind,
+          pattern: e.pattern,
+        });
       return e;
     });
     if (!removed) throw new PolicyNotFoundError(`${kind}-list entry '${id}'`);
@@ -218,13 +237,21 @@ export class PolicyService {
     store.transaction(() => {
       for (const rule of rules) {
         const before = store.getRule(rule.id);
-        if (before && JSON.stringify({ ...before, updatedAtMs: 0 }) === JSON.stringify({ ...rule, updatedAtMs: 0 })) continue;
+        if (
+          before &&
+          JSON.stringify({ ...before, updatedAtMs: 0 }) === JSON.stringify({ ...rule, updatedAtMs: 0 })
+        )
+          continue;
         store.putRule(rule);
-        store.audit(RULES_FILE_ACTOR, before ? 'policy.rule_updated' : 'policy.rule_created', rule.id, { file, rule });
+        store.audit(RULES_FILE_ACTOR, before ? 'policy.rule_updated' : 'policy.rule_created', rule.id, {
+          file,
+          rule,
+        });
       }
       const ids = new Set(rules.map((r) => r.id));
       for (const id of previous) {
-        if (!ids.has(id) && store.deleteRule(id)) store.audit(RULES_FILE_ACTOR, 'policy.rule_deleted', id, { file });
+        if (!ids.has(id) && store.deleteRule(id))
+          store.audit(RULES_FILE_ACTOR, 'policy.rule_deleted', id, { file });
       }
       store.setSetting(RULES_FILE_IDS, JSON.stringify([...ids]));
       for (const kind of ['allow', 'deny'] as const) {
@@ -232,18 +259,34 @@ export class PolicyService {
         for (const existing of store.listEntries(kind)) {
           if (existing.createdBy === RULES_FILE_ACTOR && !wanted.has(existing.pattern)) {
             store.deleteEntry(kind, existing.id);
-            store.audit(RULES_FILE_ACTOR, 'policy.list_entry_removed', `${kind}:${existing.id}`, { file, pattern: existing.pattern });
+            store.audit(RULES_FILE_ACTOR, 'policy.list_entry_removed', `${kind}:${existing.id}`, {
+              file,
+              pattern: existing.pattern,
+            });
           }
         }
         const present = new Set(store.listEntries(kind).map((e) => e.pattern));
         for (const [pattern, e] of wanted) {
           if (present.has(pattern)) continue;
-          const added = store.addEntry(kind, pattern, kind === 'deny' ? (e.sipStatus ?? null) : null, e.note ?? '', RULES_FILE_ACTOR);
-          if (added) store.audit(RULES_FILE_ACTOR, 'policy.list_entry_added', `${kind}:${added.id}`, { file, pattern });
+          const added = store.addEntry(
+            kind,
+            pattern,
+            kind === 'deny' ? (e.sipStatus ?? null) : null,
+            e.note ?? '',
+            RULES_FILE_ACTOR,
+          );
+          if (added)
+            store.audit(RULES_FILE_ACTOR, 'policy.list_entry_added', `${kind}:${added.id}`, {
+              file,
+              pattern,
+            });
         }
       }
     });
-    this.opts.logger.info({ event: 'policy.rules_file_loaded', file, rules: rules.length }, 'rules file loaded');
+    this.opts.logger.info(
+      { event: 'policy.rules_file_loaded', file, rules: rules.length },
+      'rules file loaded',
+    );
   }
 
   /** Re-seeds and reloads when the rules file changes; an invalid file keeps the current policy. */
@@ -256,9 +299,17 @@ export class PolicyService {
         // Editors write in several steps; wait for the file to settle.
         this.watchTimer = setTimeout(() => this.reloadRulesFile(), 200);
       });
-      this.watcher.on('error', (err) => this.opts.logger.warn({ event: 'policy.rules_file_watch_error', file, err: err.message }, 'cannot watch rules file'));
+      this.watcher.on('error', (err) =>
+        this.opts.logger.warn(
+          { event: 'policy.rules_file_watch_error', file, err: err.message },
+          'cannot watch rules file',
+        ),
+      );
     } catch (err) {
-      this.opts.logger.warn({ event: 'policy.rules_file_watch_error', file, err: (err as Error).message }, 'cannot watch rules file');
+      this.opts.logger.warn(
+        { event: 'policy.rules_file_watch_error', file, err: (err as Error).message },
+        'cannot watch rules file',
+      );
     }
   }
 
@@ -271,7 +322,10 @@ export class PolicyService {
       this.reload();
       return true;
     } catch (err) {
-      this.opts.logger.error({ event: 'policy.rules_file_invalid', file, err: (err as Error).message }, 'rules file rejected; current policy kept');
+      this.opts.logger.error(
+        { event: 'policy.rules_file_invalid', file, err: (err as Error).message },
+        'rules file rejected; current policy kept',
+      );
       return false;
     }
   }

@@ -23,7 +23,13 @@ export const PartialThresholdsSchema = z.strictObject({
   dropLlr: llr('Cumulative LLR at which the call is judged synthetic (drop bound)').optional(),
   warnLlr: llr('Cumulative LLR at which the warn action fires; must be <= dropLlr').optional(),
   humanLlr: llr('Cumulative LLR at or below which the caller is judged human; must be < warnLlr').optional(),
-  maxListenMs: z.number().int().min(500).max(60_000).describe('Most caller speech analysed before "unsure"').optional(),
+  maxListenMs: z
+    .number()
+    .int()
+    .min(500)
+    .max(60_000)
+    .describe('Most caller speech analysed before "unsure"')
+    .optional(),
 });
 
 const numberPattern = z
@@ -58,12 +64,22 @@ export const ScheduleRangeSchema = z.strictObject({
 export const RuleMatchSchema = z
   .strictObject({
     trunks: z.array(z.string().min(1).max(100)).max(100).optional().describe('Trunk names (any of)'),
-    sourceAddresses: z.array(addressEntry).max(1000).optional().describe('Source IPs or CIDR ranges (any of)'),
+    sourceAddresses: z
+      .array(addressEntry)
+      .max(1000)
+      .optional()
+      .describe('Source IPs or CIDR ranges (any of)'),
     toNumbers: z.array(numberPattern).max(1000).optional().describe('Called-number (DID) patterns (any of)'),
     fromNumbers: z.array(numberPattern).max(1000).optional().describe('Calling-number patterns (any of)'),
-    schedule: z.array(ScheduleRangeSchema).max(50).optional().describe('Time-of-day ranges (any of) in the policy time zone'),
+    schedule: z
+      .array(ScheduleRangeSchema)
+      .max(50)
+      .optional()
+      .describe('Time-of-day ranges (any of) in the policy time zone'),
   })
-  .describe('All given criteria must match; within one criterion any entry may match; no criteria = every call');
+  .describe(
+    'All given criteria must match; within one criterion any entry may match; no criteria = every call',
+  );
 
 export const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
@@ -74,15 +90,29 @@ export const RuleInputSchema = z.strictObject({
     .optional()
     .describe('Stable id; generated when left out'),
   name: z.string().min(1).max(200).describe('Shown in the console and in call records'),
-  priority: z.number().int().min(0).max(1_000_000).default(100).describe('Lower runs first; the first matching rule wins'),
+  priority: z
+    .number()
+    .int()
+    .min(0)
+    .max(1_000_000)
+    .default(100)
+    .describe('Lower runs first; the first matching rule wins'),
   enabled: z.boolean().default(true),
   match: RuleMatchSchema.default({}),
   thresholds: PartialThresholdsSchema.default({}).describe('Missing thresholds inherit the policy defaults'),
   onSynthetic: ActionSchema.optional().describe('Action on a synthetic verdict (default: policy default)'),
-  onUnsure: ActionSchema.optional().describe('Action when listening ran out undecided (default: policy default)'),
+  onUnsure: ActionSchema.optional().describe(
+    'Action when listening ran out undecided (default: policy default)',
+  ),
   onError: ActionSchema.optional().describe('Action on detector failure (default: policy default)'),
   analyse: z.boolean().optional().describe('false = matching calls pass without analysis'),
-  retainAudioSeconds: z.number().int().min(0).max(60).optional().describe('Keep the first N seconds of caller audio (0 = none)'),
+  retainAudioSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(60)
+    .optional()
+    .describe('Keep the first N seconds of caller audio (0 = none)'),
 });
 export type RuleInput = z.input<typeof RuleInputSchema>;
 
@@ -113,7 +143,9 @@ export const DefaultsInputSchema = PartialThresholdsSchema.extend({
   onError: ActionSchema.optional(),
   analyse: z.boolean().optional(),
   retainAudioSeconds: z.number().int().min(0).max(60).optional(),
-}).describe('Overrides of config.policy.defaults; keys left out fall back to the config file, then the model metadata');
+}).describe(
+  'Overrides of config.policy.defaults; keys left out fall back to the config file, then the model metadata',
+);
 export type DefaultsOverride = z.infer<typeof DefaultsInputSchema>;
 
 export interface PolicyDefaults {
@@ -128,7 +160,14 @@ export interface PolicyDefaults {
 export type ListKind = 'allow' | 'deny';
 export const ListEntryInputSchema = z.strictObject({
   pattern: numberPattern.describe('Calling-number pattern (exact, prefix*, or _Asterisk)'),
-  sipStatus: z.number().int().min(400).max(699).nullable().optional().describe('Deny list only: SIP status (default policy.denyStatus)'),
+  sipStatus: z
+    .number()
+    .int()
+    .min(400)
+    .max(699)
+    .nullable()
+    .optional()
+    .describe('Deny list only: SIP status (default policy.denyStatus)'),
   note: z.string().max(500).optional(),
 });
 export type ListEntryInput = z.infer<typeof ListEntryInputSchema>;
@@ -155,7 +194,10 @@ export class PolicyValidationError extends Error {
     readonly issues: PolicyIssue[],
     readonly source: string | null = null,
   ) {
-    super((source ? `${source}: ` : '') + issues.map((i) => `${i.field || '(top level)'}: ${i.message}`).join('; '));
+    super(
+      (source ? `${source}: ` : '') +
+        issues.map((i) => `${i.field || '(top level)'}: ${i.message}`).join('; '),
+    );
     this.name = 'PolicyValidationError';
   }
   get field(): string {
@@ -170,8 +212,10 @@ export function zodIssues(error: z.ZodError, prefix = ''): PolicyIssue[] {
     if (issue.code === 'unrecognized_keys' && issue.keys.length === 1) path.push(issue.keys[0]!);
     const field = [prefix, ...path].filter(Boolean).join('.');
     let message = issue.message;
-    if (issue.code === 'invalid_value') message = `invalid value; allowed values: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
-    if (issue.code === 'unrecognized_keys') message = `unknown key(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+    if (issue.code === 'invalid_value')
+      message = `invalid value; allowed values: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    if (issue.code === 'unrecognized_keys')
+      message = `unknown key(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
     return { field, message };
   });
 }
@@ -180,10 +224,16 @@ export function zodIssues(error: z.ZodError, prefix = ''): PolicyIssue[] {
 export function checkThresholds(t: Thresholds, prefix: string): PolicyIssue[] {
   const issues: PolicyIssue[] = [];
   if (!(t.warnLlr <= t.dropLlr)) {
-    issues.push({ field: `${prefix}warnLlr`, message: `warnLlr (${t.warnLlr}) must be <= dropLlr (${t.dropLlr})` });
+    issues.push({
+      field: `${prefix}warnLlr`,
+      message: `warnLlr (${t.warnLlr}) must be <= dropLlr (${t.dropLlr})`,
+    });
   }
   if (!(t.humanLlr < t.warnLlr)) {
-    issues.push({ field: `${prefix}humanLlr`, message: `humanLlr (${t.humanLlr}) must be < warnLlr (${t.warnLlr})` });
+    issues.push({
+      field: `${prefix}humanLlr`,
+      message: `humanLlr (${t.humanLlr}) must be < warnLlr (${t.warnLlr})`,
+    });
   }
   return issues;
 }

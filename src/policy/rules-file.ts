@@ -1,7 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ListEntryInputSchema, PolicyValidationError, RULE_ID, zodIssues, type ListEntryInput } from './policy-types.js';
+import {
+  ListEntryInputSchema,
+  PolicyValidationError,
+  RULE_ID,
+  zodIssues,
+  type ListEntryInput,
+} from './policy-types.js';
 
 /**
  * The optional rules file (config.policy.rulesFile), YAML or JSON:
@@ -41,13 +47,20 @@ export function parseRulesFile(file: string): RulesFileContent {
     const text = readFileSync(file, 'utf8');
     raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new PolicyValidationError([{ field: 'policy.rulesFile', message: `cannot read: ${(err as Error).message}` }], file);
+    throw new PolicyValidationError(
+      [{ field: 'policy.rulesFile', message: `cannot read: ${(err as Error).message}` }],
+      file,
+    );
   }
   const parsed = RulesFileSchema.safeParse(raw ?? {});
   if (!parsed.success) throw new PolicyValidationError(zodIssues(parsed.error), file);
   const ids = new Set<string>();
   for (const [i, r] of parsed.data.rules.entries()) {
-    if (ids.has(r.id)) throw new PolicyValidationError([{ field: `rules.${i}.id`, message: `duplicate rule id '${r.id}'` }], file);
+    if (ids.has(r.id))
+      throw new PolicyValidationError(
+        [{ field: `rules.${i}.id`, message: `duplicate rule id '${r.id}'` }],
+        file,
+      );
     ids.add(r.id);
   }
   return parsed.data;

@@ -58,7 +58,12 @@ export interface TuningReport {
   whatIf: WhatIf;
 }
 
-export function computeTuning(rows: readonly TuningInput[], dropLlr: number, warnLlr: number, opts: { bins?: number; points?: number } = {}): TuningReport {
+export function computeTuning(
+  rows: readonly TuningInput[],
+  dropLlr: number,
+  warnLlr: number,
+  opts: { bins?: number; points?: number } = {},
+): TuningReport {
   const bins = opts.bins ?? 30;
   const points = opts.points ?? 101;
   const labelled = rows.filter((r) => r.label !== null);
@@ -72,13 +77,21 @@ export function computeTuning(rows: readonly TuningInput[], dropLlr: number, war
       maxLlr: histogram(labelled, (r) => r.maxLlr, bins),
       maxWindowLlr: histogram(labelled, (r) => r.maxWindowLlr, bins),
     },
-    ...roc(humans.map((r) => r.maxLlr), robots.map((r) => r.maxLlr), points),
+    ...roc(
+      humans.map((r) => r.maxLlr),
+      robots.map((r) => r.maxLlr),
+      points,
+    ),
     perThreshold: sweep(rows, points),
     whatIf: whatIf(rows, dropLlr, warnLlr),
   };
 }
 
-function histogram(rows: readonly TuningInput[], value: (r: TuningInput) => number, bins: number): HistogramBin[] {
+function histogram(
+  rows: readonly TuningInput[],
+  value: (r: TuningInput) => number,
+  bins: number,
+): HistogramBin[] {
   const values = rows.map(value).filter(Number.isFinite);
   if (values.length === 0) return [];
   let lo = Math.min(...values);
@@ -88,7 +101,12 @@ function histogram(rows: readonly TuningInput[], value: (r: TuningInput) => numb
     hi += 0.5;
   }
   const width = (hi - lo) / bins;
-  const out: HistogramBin[] = Array.from({ length: bins }, (_, i) => ({ lo: lo + i * width, hi: lo + (i + 1) * width, human: 0, robot: 0 }));
+  const out: HistogramBin[] = Array.from({ length: bins }, (_, i) => ({
+    lo: lo + i * width,
+    hi: lo + (i + 1) * width,
+    human: 0,
+    robot: 0,
+  }));
   for (const r of rows) {
     const v = value(r);
     if (!Number.isFinite(v)) continue;
@@ -102,7 +120,9 @@ function histogram(rows: readonly TuningInput[], value: (r: TuningInput) => numb
 /** Exact ROC over every distinct score, then thinned to at most `points` for the chart. */
 function roc(neg: number[], pos: number[], points: number): { roc: RocPoint[]; auc: number | null } {
   if (neg.length === 0 || pos.length === 0) return { roc: [], auc: null };
-  const all = [...neg.map((s) => ({ s, p: false })), ...pos.map((s) => ({ s, p: true }))].sort((a, b) => b.s - a.s);
+  const all = [...neg.map((s) => ({ s, p: false })), ...pos.map((s) => ({ s, p: true }))].sort(
+    (a, b) => b.s - a.s,
+  );
   const full: RocPoint[] = [{ thresholdLlr: Infinity, tpr: 0, fpr: 0, fnr: 1 }];
   let tp = 0;
   let fp = 0;
@@ -110,10 +130,16 @@ function roc(neg: number[], pos: number[], points: number): { roc: RocPoint[]; a
     if (all[i]!.p) tp++;
     else fp++;
     if (i + 1 < all.length && all[i + 1]!.s === all[i]!.s) continue;
-    full.push({ thresholdLlr: all[i]!.s, tpr: tp / pos.length, fpr: fp / neg.length, fnr: 1 - tp / pos.length });
+    full.push({
+      thresholdLlr: all[i]!.s,
+      tpr: tp / pos.length,
+      fpr: fp / neg.length,
+      fnr: 1 - tp / pos.length,
+    });
   }
   let auc = 0;
-  for (let i = 1; i < full.length; i++) auc += ((full[i]!.fpr - full[i - 1]!.fpr) * (full[i]!.tpr + full[i - 1]!.tpr)) / 2;
+  for (let i = 1; i < full.length; i++)
+    auc += ((full[i]!.fpr - full[i - 1]!.fpr) * (full[i]!.tpr + full[i - 1]!.tpr)) / 2;
   // Infinity is not JSON; the first point means "threshold above every score".
   full[0]!.thresholdLlr = full.length > 1 ? full[1]!.thresholdLlr + 1 : 0;
   if (full.length <= points) return { roc: full, auc };
@@ -128,7 +154,11 @@ function sweep(rows: readonly TuningInput[], points: number): ThresholdCount[] {
   const lo = Math.floor(Math.min(...scores));
   const hi = Math.ceil(Math.max(...scores));
   const sorted = (label: TuningInput['label'] | 'all') =>
-    rows.filter((r) => label === 'all' || r.label === label).map((r) => r.maxLlr).filter(Number.isFinite).sort((a, b) => a - b);
+    rows
+      .filter((r) => label === 'all' || r.label === label)
+      .map((r) => r.maxLlr)
+      .filter(Number.isFinite)
+      .sort((a, b) => a - b);
   const all = sorted('all');
   const h = sorted('human');
   const rb = sorted('robot');

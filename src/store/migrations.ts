@@ -131,7 +131,9 @@ export const MIGRATIONS: readonly string[] = [
 ];
 
 export function schemaVersion(db: Database.Database): number {
-  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)');
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)',
+  );
   const row = db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null };
   return row.v ?? 0;
 }
@@ -144,7 +146,11 @@ export class StoreSchemaError extends Error {
 }
 
 /** Applies the migrations not yet applied; returns the versions applied. */
-export function migrate(db: Database.Database, migrations: readonly string[] = MIGRATIONS, nowMs = Date.now()): number[] {
+export function migrate(
+  db: Database.Database,
+  migrations: readonly string[] = MIGRATIONS,
+  nowMs = Date.now(),
+): number[] {
   const current = schemaVersion(db);
   if (current > migrations.length) {
     throw new StoreSchemaError(

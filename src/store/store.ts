@@ -84,7 +84,11 @@ export class Store {
   private readonly pseudonymKey: string;
   private readonly stmts: ReturnType<Store['prepare']>;
 
-  static open(cfg: StoreConfig, logger: Logger, opts: { nowMs?: () => number; maxQueuedRows?: number } = {}): Store {
+  static open(
+    cfg: StoreConfig,
+    logger: Logger,
+    opts: { nowMs?: () => number; maxQueuedRows?: number } = {},
+  ): Store {
     if (cfg.path !== ':memory:') mkdirSync(dirname(cfg.path), { recursive: true });
     let db: Database.Database;
     try {
@@ -98,10 +102,13 @@ export class Store {
       db.pragma('busy_timeout = 5000');
       db.pragma('foreign_keys = OFF');
       const applied = migrate(db);
-      if (applied.length) logger.info({ event: 'store.migrated', path: cfg.path, versions: applied }, 'store schema migrated');
+      if (applied.length)
+        logger.info({ event: 'store.migrated', path: cfg.path, versions: applied }, 'store schema migrated');
     } catch (err) {
       db.close();
-      throw err instanceof Error && err.name === 'StoreSchemaError' ? err : new StoreError(`cannot prepare store ${cfg.path}: ${(err as Error).message}`);
+      throw err instanceof Error && err.name === 'StoreSchemaError'
+        ? err
+        : new StoreError(`cannot prepare store ${cfg.path}: ${(err as Error).message}`);
     }
     return new Store(db, cfg, logger, opts);
   }
@@ -114,7 +121,9 @@ export class Store {
   ) {
     this.db = db;
     this.stmts = this.prepare();
-    this.pseudonymKey = cfg.privacy.pseudonymKey ?? this.settingOrCreate('pseudonym_key', () => randomBytes(32).toString('hex'));
+    this.pseudonymKey =
+      cfg.privacy.pseudonymKey ??
+      this.settingOrCreate('pseudonym_key', () => randomBytes(32).toString('hex'));
     this.flushTimer = setInterval(() => this.flushSafely(), cfg.flushIntervalMs);
     this.flushTimer.unref();
     this.pruneTimer = setInterval(() => this.pruneSafely(), cfg.pruneIntervalMs);
@@ -149,20 +158,28 @@ export class Store {
            @fromPseudonym, @toPseudonym, @ruleId, @treatment, @atMs)`,
       ),
       answered: db.prepare('UPDATE calls SET answered_ms = ?, codec = ? WHERE call_id = ?'),
-      insertScore: db.prepare('INSERT INTO scores (call_id, at_ms, t_ms, llr, cum_llr) VALUES (?, ?, ?, ?, ?)'),
+      insertScore: db.prepare(
+        'INSERT INTO scores (call_id, at_ms, t_ms, llr, cum_llr) VALUES (?, ?, ?, ?, ?)',
+      ),
       scoreAgg: db.prepare(
         `UPDATE calls SET score_count = score_count + 1, final_llr = @cum,
            max_llr = CASE WHEN max_llr IS NULL OR @cum > max_llr THEN @cum ELSE max_llr END,
            max_window_llr = CASE WHEN max_window_llr IS NULL OR @llr > max_window_llr THEN @llr ELSE max_window_llr END
          WHERE call_id = @callId`,
       ),
-      insertVerdict: db.prepare('INSERT INTO verdicts (call_id, at_ms, verdict, decision_ms, cum_llr) VALUES (?, ?, ?, ?, ?)'),
+      insertVerdict: db.prepare(
+        'INSERT INTO verdicts (call_id, at_ms, verdict, decision_ms, cum_llr) VALUES (?, ?, ?, ?, ?)',
+      ),
       verdict: db.prepare('UPDATE calls SET verdict = ?, decision_ms = ?, verdict_llr = ? WHERE call_id = ?'),
       insertAction: db.prepare('INSERT INTO actions (call_id, at_ms, action, reason) VALUES (?, ?, ?, ?)'),
-      action: db.prepare("UPDATE calls SET actions = actions || ? || ',' WHERE call_id = ? AND instr(actions, ',' || ? || ',') = 0"),
+      action: db.prepare(
+        "UPDATE calls SET actions = actions || ? || ',' WHERE call_id = ? AND instr(actions, ',' || ? || ',') = 0",
+      ),
       detectorError: db.prepare('UPDATE calls SET detector_error = ? WHERE call_id = ?'),
       ended: db.prepare('UPDATE calls SET ended_ms = ?, end_reason = ?, sip_status = ? WHERE call_id = ?'),
-      insertAudio: db.prepare('INSERT OR REPLACE INTO audio (call_id, at_ms, sample_rate_hz, pcm) VALUES (?, ?, ?, ?)'),
+      insertAudio: db.prepare(
+        'INSERT OR REPLACE INTO audio (call_id, at_ms, sample_rate_hz, pcm) VALUES (?, ?, ?, ?)',
+      ),
       hasAudio: db.prepare('UPDATE calls SET has_audio = 1 WHERE call_id = ?'),
     };
   }
@@ -225,7 +242,10 @@ export class Store {
     try {
       this.flush();
     } catch (err) {
-      this.logger.error({ event: 'store.flush_error', err: (err as Error).message, queued: this.queue.length }, 'store flush failed; will retry');
+      this.logger.error(
+        { event: 'store.flush_error', err: (err as Error).message, queued: this.queue.length },
+        'store flush failed; will retry',
+      );
     }
   }
 
@@ -265,11 +285,23 @@ export class Store {
               s.answered.run(Math.round(op.e.atMs), op.e.codec, op.e.callId);
               break;
             case 'score':
-              s.insertScore.run(op.e.callId, Math.round(op.e.atMs), Math.round(op.e.tMs), op.e.llr, op.e.cumulativeLlr);
+              s.insertScore.run(
+                op.e.callId,
+                Math.round(op.e.atMs),
+                Math.round(op.e.tMs),
+                op.e.llr,
+                op.e.cumulativeLlr,
+              );
               s.scoreAgg.run({ callId: op.e.callId, cum: op.e.cumulativeLlr, llr: op.e.llr });
               break;
             case 'verdict':
-              s.insertVerdict.run(op.e.callId, Math.round(op.e.atMs), op.e.verdict, op.e.decisionMs, op.e.cumulativeLlr);
+              s.insertVerdict.run(
+                op.e.callId,
+                Math.round(op.e.atMs),
+                op.e.verdict,
+                op.e.decisionMs,
+                op.e.cumulativeLlr,
+              );
               s.verdict.run(op.e.verdict, op.e.decisionMs, op.e.cumulativeLlr, op.e.callId);
               break;
             case 'action':
@@ -284,7 +316,12 @@ export class Store {
               break;
             case 'audio': {
               const pcm = op.e.pcm;
-              s.insertAudio.run(op.e.callId, Math.round(op.e.atMs), op.e.sampleRateHz, Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength));
+              s.insertAudio.run(
+                op.e.callId,
+                Math.round(op.e.atMs),
+                op.e.sampleRateHz,
+                Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength),
+              );
               s.hasAudio.run(op.e.callId);
               break;
             }
@@ -299,10 +336,17 @@ export class Store {
     }
     const ms = performance.now() - startedAt;
     if (this.droppedScores > 0) {
-      this.logger.warn({ event: 'store.queue_overflow', droppedScores: this.droppedScores }, 'store queue full; score rows shed');
+      this.logger.warn(
+        { event: 'store.queue_overflow', droppedScores: this.droppedScores },
+        'store queue full; score rows shed',
+      );
       this.droppedScores = 0;
     }
-    if (ms > 200) this.logger.warn({ event: 'store.slow_flush', rows: batch.length, ms: Math.round(ms) }, 'slow store flush');
+    if (ms > 200)
+      this.logger.warn(
+        { event: 'store.slow_flush', rows: batch.length, ms: Math.round(ms) },
+        'slow store flush',
+      );
     return batch.length;
   }
 
@@ -324,8 +368,12 @@ export class Store {
     const audioCutoff = nowMs - this.cfg.audioRetentionDays * dayMs;
     let calls = 0;
     // Chunks keep each transaction short so the event loop is never held for long.
-    const chunk = this.db.prepare('SELECT call_id FROM calls WHERE started_ms < ? ORDER BY started_ms LIMIT 2000');
-    const del = ['scores', 'verdicts', 'actions', 'labels', 'audio', 'calls'].map((t) => this.db.prepare(`DELETE FROM ${t} WHERE call_id = ?`));
+    const chunk = this.db.prepare(
+      'SELECT call_id FROM calls WHERE started_ms < ? ORDER BY started_ms LIMIT 2000',
+    );
+    const del = ['scores', 'verdicts', 'actions', 'labels', 'audio', 'calls'].map((t) =>
+      this.db.prepare(`DELETE FROM ${t} WHERE call_id = ?`),
+    );
     for (;;) {
       const ids = chunk.all(callCutoff) as { call_id: string }[];
       if (ids.length === 0) break;
@@ -335,7 +383,9 @@ export class Store {
       calls += ids.length;
     }
     const audio = this.db.transaction(() => {
-      const ids = this.db.prepare('SELECT call_id FROM audio WHERE at_ms < ?').all(audioCutoff) as { call_id: string }[];
+      const ids = this.db.prepare('SELECT call_id FROM audio WHERE at_ms < ?').all(audioCutoff) as {
+        call_id: string;
+      }[];
       const upd = this.db.prepare('UPDATE calls SET has_audio = 0 WHERE call_id = ?');
       for (const { call_id } of ids) upd.run(call_id);
       return this.db.prepare('DELETE FROM audio WHERE at_ms < ?').run(audioCutoff).changes;
@@ -348,7 +398,10 @@ export class Store {
     try {
       this.flush();
     } catch (err) {
-      this.logger.error({ event: 'store.flush_error', err: (err as Error).message, lost: this.queue.length }, 'final store flush failed');
+      this.logger.error(
+        { event: 'store.flush_error', err: (err as Error).message, lost: this.queue.length },
+        'final store flush failed',
+      );
     }
     this.closedFlag = true;
     if (this.flushTimer) clearInterval(this.flushTimer);
@@ -359,13 +412,19 @@ export class Store {
   // ---- settings ------------------------------------------------------------------------
 
   getSetting(key: string): string | null {
-    const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+    const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as
+      { value: string } | undefined;
     return row?.value ?? null;
   }
 
   setSetting(key: string, value: string | null): void {
     if (value === null) this.db.prepare('DELETE FROM settings WHERE key = ?').run(key);
-    else this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    else
+      this.db
+        .prepare(
+          'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
+        )
+        .run(key, value);
   }
 
   private settingOrCreate(key: string, make: () => string): string {
@@ -426,7 +485,9 @@ export class Store {
       );
     }
     const filterSql = where.length ? `WHERE ${where.join(' AND ')}` : '';
-    const total = (this.db.prepare(`SELECT count(*) AS n FROM calls ${filterSql}`).get(params) as { n: number }).n;
+    const total = (
+      this.db.prepare(`SELECT count(*) AS n FROM calls ${filterSql}`).get(params) as { n: number }
+    ).n;
     const pageWhere = [...where];
     if (f.cursor) {
       const [startedMs, rowid] = decodeCursor(f.cursor);
@@ -436,7 +497,9 @@ export class Store {
     }
     params.limit = f.limit + 1;
     const rows = this.db
-      .prepare(`SELECT rowid, * FROM calls ${pageWhere.length ? `WHERE ${pageWhere.join(' AND ')}` : ''} ORDER BY started_ms DESC, rowid DESC LIMIT @limit`)
+      .prepare(
+        `SELECT rowid, * FROM calls ${pageWhere.length ? `WHERE ${pageWhere.join(' AND ')}` : ''} ORDER BY started_ms DESC, rowid DESC LIMIT @limit`,
+      )
       .all(params) as CallRow[];
     const more = rows.length > f.limit;
     const page = more ? rows.slice(0, f.limit) : rows;
@@ -449,17 +512,23 @@ export class Store {
   }
 
   getCall(callId: string): CallDetail | null {
-    let row = this.db.prepare('SELECT rowid, * FROM calls WHERE call_id = ?').get(callId) as CallRow | undefined;
+    let row = this.db.prepare('SELECT rowid, * FROM calls WHERE call_id = ?').get(callId) as
+      CallRow | undefined;
     if (!row && this.queue.length) {
       this.flush();
-      row = this.db.prepare('SELECT rowid, * FROM calls WHERE call_id = ?').get(callId) as CallRow | undefined;
+      row = this.db.prepare('SELECT rowid, * FROM calls WHERE call_id = ?').get(callId) as
+        CallRow | undefined;
     }
     if (!row) return null;
     const scores = this.db
-      .prepare('SELECT at_ms AS atMs, t_ms AS tMs, llr, cum_llr AS cumulativeLlr FROM scores WHERE call_id = ? ORDER BY t_ms, rowid')
+      .prepare(
+        'SELECT at_ms AS atMs, t_ms AS tMs, llr, cum_llr AS cumulativeLlr FROM scores WHERE call_id = ? ORDER BY t_ms, rowid',
+      )
       .all(callId) as CallDetail['scores'];
     const verdict = this.db
-      .prepare('SELECT verdict, decision_ms AS decisionMs, cum_llr AS cumulativeLlr, at_ms AS atMs FROM verdicts WHERE call_id = ? ORDER BY id DESC LIMIT 1')
+      .prepare(
+        'SELECT verdict, decision_ms AS decisionMs, cum_llr AS cumulativeLlr, at_ms AS atMs FROM verdicts WHERE call_id = ? ORDER BY id DESC LIMIT 1',
+      )
       .get(callId) as CallDetail['verdict'] | undefined;
     const actions = this.db
       .prepare('SELECT action, reason, at_ms AS atMs FROM actions WHERE call_id = ? ORDER BY id')
@@ -469,7 +538,9 @@ export class Store {
 
   private labels(callId: string): LabelRecord[] {
     return this.db
-      .prepare('SELECT id, label, note, by_name AS by, at_ms AS atMs FROM labels WHERE call_id = ? ORDER BY id')
+      .prepare(
+        'SELECT id, label, note, by_name AS by, at_ms AS atMs FROM labels WHERE call_id = ? ORDER BY id',
+      )
       .all(callId) as LabelRecord[];
   }
 
@@ -482,8 +553,12 @@ export class Store {
     }
     const atMs = this.now();
     const id = this.db.transaction(() => {
-      const r = this.db.prepare('INSERT INTO labels (call_id, at_ms, label, note, by_name) VALUES (?, ?, ?, ?, ?)').run(callId, atMs, label, note, by);
-      this.db.prepare('UPDATE calls SET label = ?, labelled_by = ?, labelled_ms = ? WHERE call_id = ?').run(label, by, atMs, callId);
+      const r = this.db
+        .prepare('INSERT INTO labels (call_id, at_ms, label, note, by_name) VALUES (?, ?, ?, ?, ?)')
+        .run(callId, atMs, label, note, by);
+      this.db
+        .prepare('UPDATE calls SET label = ?, labelled_by = ?, labelled_ms = ? WHERE call_id = ?')
+        .run(label, by, atMs, callId);
       return Number(r.lastInsertRowid);
     })();
     return { id, label, note, by, atMs };
@@ -491,8 +566,7 @@ export class Store {
 
   getAudio(callId: string): { sampleRateHz: number; pcm: Buffer } | null {
     const row = this.db.prepare('SELECT sample_rate_hz, pcm FROM audio WHERE call_id = ?').get(callId) as
-      | { sample_rate_hz: number; pcm: Buffer }
-      | undefined;
+      { sample_rate_hz: number; pcm: Buffer } | undefined;
     return row ? { sampleRateHz: row.sample_rate_hz, pcm: row.pcm } : null;
   }
 
@@ -513,7 +587,9 @@ export class Store {
       .get(p) as Record<string, number | null>;
     const n = (k: string) => agg[k] ?? 0;
     const byTreatment: Record<string, number> = {};
-    for (const r of this.db.prepare(`SELECT treatment, count(*) AS n FROM calls ${w} GROUP BY treatment`).all(p) as { treatment: string; n: number }[]) {
+    for (const r of this.db
+      .prepare(`SELECT treatment, count(*) AS n FROM calls ${w} GROUP BY treatment`)
+      .all(p) as { treatment: string; n: number }[]) {
       byTreatment[r.treatment] = r.n;
     }
     const hourStart = Math.max(fromMs, toMs - 24 * 3_600_000);
@@ -532,7 +608,11 @@ export class Store {
       byVerdict: { synthetic: n('synthetic'), human: n('human'), unsure: n('unsure'), none: n('none') },
       byAction: { drop: n('drop_'), warn: n('warn'), log: n('log') },
       labelled: { human: n('lHuman'), robot: n('lRobot') },
-      hourly: hourly.map((h) => ({ hourStartMs: h.hourStartMs, calls: h.calls, synthetic: h.synthetic ?? 0 })),
+      hourly: hourly.map((h) => ({
+        hourStartMs: h.hourStartMs,
+        calls: h.calls,
+        synthetic: h.synthetic ?? 0,
+      })),
     };
   }
 
@@ -549,33 +629,54 @@ export class Store {
   // ---- audit ---------------------------------------------------------------------------
 
   audit(actor: string, action: string, target: string, detail: Record<string, unknown> = {}): void {
-    this.db.prepare('INSERT INTO audit (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)').run(this.now(), actor, action, target, JSON.stringify(detail));
+    this.db
+      .prepare('INSERT INTO audit (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)')
+      .run(this.now(), actor, action, target, JSON.stringify(detail));
   }
 
   listAudit(limit: number, beforeId: number | null): { items: AuditRecord[]; nextCursor: string | null } {
     const rows = this.db
-      .prepare(`SELECT id, at_ms AS atMs, actor, action, target, detail FROM audit ${beforeId !== null ? 'WHERE id < ?' : ''} ORDER BY id DESC LIMIT ?`)
-      .all(...(beforeId !== null ? [beforeId, limit + 1] : [limit + 1])) as (Omit<AuditRecord, 'detail'> & { detail: string })[];
+      .prepare(
+        `SELECT id, at_ms AS atMs, actor, action, target, detail FROM audit ${beforeId !== null ? 'WHERE id < ?' : ''} ORDER BY id DESC LIMIT ?`,
+      )
+      .all(...(beforeId !== null ? [beforeId, limit + 1] : [limit + 1])) as (Omit<AuditRecord, 'detail'> & {
+      detail: string;
+    })[];
     const more = rows.length > limit;
-    const page = (more ? rows.slice(0, limit) : rows).map((r) => ({ ...r, detail: JSON.parse(r.detail) as Record<string, unknown> }));
+    const page = (more ? rows.slice(0, limit) : rows).map((r) => ({
+      ...r,
+      detail: JSON.parse(r.detail) as Record<string, unknown>,
+    }));
     return { items: page, nextCursor: more ? String(page[page.length - 1]!.id) : null };
   }
 
   // ---- tokens --------------------------------------------------------------------------
 
   /** Creates a token and returns its clear value once; only the hash is kept. */
-  createToken(name: string, role: Role, createdBy: string, clearToken?: string): { record: TokenRecord; token: string } {
+  createToken(
+    name: string,
+    role: Role,
+    createdBy: string,
+    clearToken?: string,
+  ): { record: TokenRecord; token: string } {
     const token = clearToken ?? `vg_${randomBytes(32).toString('base64url')}`;
     const id = randomUUID();
     const createdAtMs = this.now();
     this.db
-      .prepare('INSERT INTO api_tokens (id, name, role, hash, created_ms, created_by) VALUES (?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO api_tokens (id, name, role, hash, created_ms, created_by) VALUES (?, ?, ?, ?, ?, ?)',
+      )
       .run(id, name, role, hashToken(token), createdAtMs, createdBy);
-    return { record: { id, name, role, createdAtMs, createdBy, lastUsedAtMs: null, revokedAtMs: null }, token };
+    return {
+      record: { id, name, role, createdAtMs, createdBy, lastUsedAtMs: null, revokedAtMs: null },
+      token,
+    };
   }
 
   findToken(token: string): TokenRecord | null {
-    const row = this.db.prepare(`SELECT ${TOKEN_COLS} FROM api_tokens WHERE hash = ? AND revoked_ms IS NULL`).get(hashToken(token)) as TokenRecord | undefined;
+    const row = this.db
+      .prepare(`SELECT ${TOKEN_COLS} FROM api_tokens WHERE hash = ? AND revoked_ms IS NULL`)
+      .get(hashToken(token)) as TokenRecord | undefined;
     return row ?? null;
   }
 
@@ -584,29 +685,45 @@ export class Store {
   }
 
   listTokens(): TokenRecord[] {
-    return this.db.prepare(`SELECT ${TOKEN_COLS} FROM api_tokens ORDER BY created_ms, id`).all() as TokenRecord[];
+    return this.db
+      .prepare(`SELECT ${TOKEN_COLS} FROM api_tokens ORDER BY created_ms, id`)
+      .all() as TokenRecord[];
   }
 
   getToken(id: string): TokenRecord | null {
-    return (this.db.prepare(`SELECT ${TOKEN_COLS} FROM api_tokens WHERE id = ?`).get(id) as TokenRecord | undefined) ?? null;
+    return (
+      (this.db.prepare(`SELECT ${TOKEN_COLS} FROM api_tokens WHERE id = ?`).get(id) as
+        TokenRecord | undefined) ?? null
+    );
   }
 
   revokeToken(id: string): boolean {
-    return this.db.prepare('UPDATE api_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL').run(this.now(), id).changes > 0;
+    return (
+      this.db
+        .prepare('UPDATE api_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL')
+        .run(this.now(), id).changes > 0
+    );
   }
 
   countActiveAdmins(): number {
-    return (this.db.prepare("SELECT count(*) AS n FROM api_tokens WHERE role = 'admin' AND revoked_ms IS NULL").get() as { n: number }).n;
+    return (
+      this.db
+        .prepare("SELECT count(*) AS n FROM api_tokens WHERE role = 'admin' AND revoked_ms IS NULL")
+        .get() as { n: number }
+    ).n;
   }
 
   // ---- policy --------------------------------------------------------------------------
 
   listRules(): PolicyRule[] {
-    return (this.db.prepare('SELECT body FROM policy_rules ORDER BY priority, id').all() as { body: string }[]).map((r) => JSON.parse(r.body) as PolicyRule);
+    return (
+      this.db.prepare('SELECT body FROM policy_rules ORDER BY priority, id').all() as { body: string }[]
+    ).map((r) => JSON.parse(r.body) as PolicyRule);
   }
 
   getRule(id: string): PolicyRule | null {
-    const row = this.db.prepare('SELECT body FROM policy_rules WHERE id = ?').get(id) as { body: string } | undefined;
+    const row = this.db.prepare('SELECT body FROM policy_rules WHERE id = ?').get(id) as
+      { body: string } | undefined;
     return row ? (JSON.parse(row.body) as PolicyRule) : null;
   }
 
@@ -640,10 +757,26 @@ export class Store {
   }
 
   /** Adds a list entry; returns null if the same pattern is already on that list. */
-  addEntry(kind: ListKind, pattern: string, sipStatus: number | null, note: string, createdBy: string): ListEntry | null {
-    const entry: ListEntry = { id: randomUUID(), kind, pattern, sipStatus, note, createdAtMs: this.now(), createdBy };
+  addEntry(
+    kind: ListKind,
+    pattern: string,
+    sipStatus: number | null,
+    note: string,
+    createdBy: string,
+  ): ListEntry | null {
+    const entry: ListEntry = {
+      id: randomUUID(),
+      kind,
+      pattern,
+      sipStatus,
+      note,
+      createdAtMs: this.now(),
+      createdBy,
+    };
     const r = this.db
-      .prepare('INSERT OR IGNORE INTO policy_lists (id, kind, pattern, sip_status, note, created_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT OR IGNORE INTO policy_lists (id, kind, pattern, sip_status, note, created_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
       .run(entry.id, kind, pattern, sipStatus, note, entry.createdAtMs, createdBy);
     return r.changes > 0 ? entry : null;
   }

@@ -36,7 +36,12 @@ export async function startHarness(overrides: Record<string, unknown> = {}): Pro
   };
   const config = validateConfig(raw);
   const store = Store.open({ ...config.store, privacy: config.privacy }, silentLogger);
-  const policy = new PolicyService({ config: config.policy, store, modelDecision: MODEL_DECISION, logger: silentLogger });
+  const policy = new PolicyService({
+    config: config.policy,
+    store,
+    modelDecision: MODEL_DECISION,
+    logger: silentLogger,
+  });
   const bus = new CallEventBus();
   store.subscribe(bus);
   const app = await createApiServer({ config, store, policy, bus, logger: silentLogger });
@@ -65,7 +70,15 @@ let seq = 0;
 /** Emits the story of one finished call on the bus. */
 export function emitCall(
   bus: CallEventBus,
-  o: { atMs?: number; from?: string; to?: string; scores?: number[]; verdict?: 'synthetic' | 'human' | 'unsure' | null; actions?: ('drop' | 'warn' | 'log')[]; callId?: string } = {},
+  o: {
+    atMs?: number;
+    from?: string;
+    to?: string;
+    scores?: number[];
+    verdict?: 'synthetic' | 'human' | 'unsure' | null;
+    actions?: ('drop' | 'warn' | 'log')[];
+    callId?: string;
+  } = {},
 ): string {
   const callId = o.callId ?? `call-${++seq}-${Math.random().toString(36).slice(2, 8)}`;
   const atMs = o.atMs ?? Date.now();
@@ -85,10 +98,24 @@ export function emitCall(
   let cum = 0;
   (o.scores ?? []).forEach((llr, i) => {
     cum += llr;
-    bus.emit('call.score', { callId, atMs: atMs + 1500 + i * 500, tMs: 1500 + i * 500, llr, cumulativeLlr: cum });
+    bus.emit('call.score', {
+      callId,
+      atMs: atMs + 1500 + i * 500,
+      tMs: 1500 + i * 500,
+      llr,
+      cumulativeLlr: cum,
+    });
   });
-  if (o.verdict) bus.emit('call.verdict', { callId, atMs: atMs + 5000, verdict: o.verdict, decisionMs: 3000, cumulativeLlr: cum });
-  for (const a of o.actions ?? []) bus.emit('call.action', { callId, atMs: atMs + 5001, action: a, reason: `test ${a}` });
+  if (o.verdict)
+    bus.emit('call.verdict', {
+      callId,
+      atMs: atMs + 5000,
+      verdict: o.verdict,
+      decisionMs: 3000,
+      cumulativeLlr: cum,
+    });
+  for (const a of o.actions ?? [])
+    bus.emit('call.action', { callId, atMs: atMs + 5001, action: a, reason: `test ${a}` });
   bus.emit('call.ended', { callId, atMs: atMs + 20_000, reason: 'bye-caller', sipStatus: null });
   return callId;
 }

@@ -6,7 +6,9 @@ import { ADMIN_TOKEN, startHarness, type Harness } from './api-harness.js';
 
 let h: Harness;
 beforeAll(async () => {
-  h = await startHarness({ api: { bootstrapAdminToken: ADMIN_TOKEN, loginRateLimit: { max: 3, windowMs: 60_000 } } });
+  h = await startHarness({
+    api: { bootstrapAdminToken: ADMIN_TOKEN, loginRateLimit: { max: 3, windowMs: 60_000 } },
+  });
 });
 afterAll(() => h.close());
 
@@ -14,7 +16,12 @@ const concrete = (url: string) => url.replace(':kind', 'allow').replace(/:[A-Za-
 
 describe('authorization over the whole route table', () => {
   it('every /api mutation needs an admin token: 401 without a token, 403 with a viewer token', async () => {
-    const mutations = h.app.routeTable.filter((r) => r.url.startsWith('/api/') && !['GET', 'HEAD', 'OPTIONS'].includes(r.method) && r.url !== '/api/auth/login');
+    const mutations = h.app.routeTable.filter(
+      (r) =>
+        r.url.startsWith('/api/') &&
+        !['GET', 'HEAD', 'OPTIONS'].includes(r.method) &&
+        r.url !== '/api/auth/login',
+    );
     // The table is derived from fastify's own route registrations: a new route cannot slip past.
     expect(mutations.map((r) => `${r.method} ${r.url}`)).toEqual(
       expect.arrayContaining([
@@ -53,28 +60,58 @@ describe('authorization over the whole route table', () => {
       if (r.auth === 'admin') expect(viewer.statusCode, `GET ${url} as viewer`).toBe(403);
       else expect(viewer.statusCode, `GET ${url} as viewer`).not.toBe(403);
     }
-    expect(reads.filter((r) => r.auth === 'admin').map((r) => r.url).sort()).toEqual(['/api/audit', '/api/tokens']);
+    expect(
+      reads
+        .filter((r) => r.auth === 'admin')
+        .map((r) => r.url)
+        .sort(),
+    ).toEqual(['/api/audit', '/api/tokens']);
   });
 
   it('every route declares a response schema (except the swagger UI assets)', () => {
-    const missing = h.app.routeTable.filter((r) => !r.url.startsWith('/docs') && !r.hasResponseSchema && r.method !== 'HEAD');
+    const missing = h.app.routeTable.filter(
+      (r) => !r.url.startsWith('/docs') && !r.hasResponseSchema && r.method !== 'HEAD',
+    );
     expect(missing).toEqual([]);
   });
 
   it('rejects malformed and revoked tokens', async () => {
-    expect((await h.app.inject({ url: '/api/calls', headers: { authorization: 'Basic abc' } })).statusCode).toBe(401);
-    expect((await h.app.inject({ url: '/api/calls', headers: { authorization: 'Bearer nope' } })).statusCode).toBe(401);
-    const created = await h.app.inject({ method: 'POST', url: '/api/tokens', headers: h.admin, payload: { name: 'temp', role: 'viewer' } });
+    expect(
+      (await h.app.inject({ url: '/api/calls', headers: { authorization: 'Basic abc' } })).statusCode,
+    ).toBe(401);
+    expect(
+      (await h.app.inject({ url: '/api/calls', headers: { authorization: 'Bearer nope' } })).statusCode,
+    ).toBe(401);
+    const created = await h.app.inject({
+      method: 'POST',
+      url: '/api/tokens',
+      headers: h.admin,
+      payload: { name: 'temp', role: 'viewer' },
+    });
     expect(created.statusCode).toBe(201);
     const { id, token } = created.json() as { id: string; token: string };
-    expect((await h.app.inject({ url: '/api/calls', headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(200);
-    expect((await h.app.inject({ method: 'DELETE', url: `/api/tokens/${id}`, headers: h.admin })).statusCode).toBe(204);
-    expect((await h.app.inject({ url: '/api/calls', headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(401);
+    expect(
+      (await h.app.inject({ url: '/api/calls', headers: { authorization: `Bearer ${token}` } })).statusCode,
+    ).toBe(200);
+    expect(
+      (await h.app.inject({ method: 'DELETE', url: `/api/tokens/${id}`, headers: h.admin })).statusCode,
+    ).toBe(204);
+    expect(
+      (await h.app.inject({ url: '/api/calls', headers: { authorization: `Bearer ${token}` } })).statusCode,
+    ).toBe(401);
   });
 
   it('accepts ?token= only on the event stream', async () => {
     expect((await h.app.inject({ url: `/api/calls?token=${ADMIN_TOKEN}` })).statusCode).toBe(401);
-    expect((await h.app.inject({ method: 'POST', url: `/api/tokens?token=${ADMIN_TOKEN}`, payload: { name: 'x', role: 'admin' } })).statusCode).toBe(401);
+    expect(
+      (
+        await h.app.inject({
+          method: 'POST',
+          url: `/api/tokens?token=${ADMIN_TOKEN}`,
+          payload: { name: 'x', role: 'admin' },
+        })
+      ).statusCode,
+    ).toBe(401);
   });
 
   it('will not revoke the last admin token', async () => {
@@ -93,7 +130,11 @@ describe('authorization over the whole route table', () => {
 
 describe('login', () => {
   it('returns name and role, audits success and failure, and is rate-limited', async () => {
-    const ok = await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { token: h.viewerToken } });
+    const ok = await h.app.inject({
+      method: 'POST',
+      url: '/api/auth/login',
+      payload: { token: h.viewerToken },
+    });
     expect(ok.statusCode).toBe(200);
     expect(ok.json()).toEqual({ name: 'viewer-1', role: 'viewer' });
     const bad = await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { token: 'wrong' } });
@@ -103,7 +144,11 @@ describe('login', () => {
     expect(audit).toContain('auth.login_failed');
     const third = await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { token: 'wrong' } });
     expect(third.statusCode).toBe(401);
-    const limited = await h.app.inject({ method: 'POST', url: '/api/auth/login', payload: { token: ADMIN_TOKEN } });
+    const limited = await h.app.inject({
+      method: 'POST',
+      url: '/api/auth/login',
+      payload: { token: ADMIN_TOKEN },
+    });
     expect(limited.statusCode).toBe(429);
   });
 });
@@ -113,7 +158,8 @@ describe('bootstrap admin token', () => {
     const lines: Record<string, unknown>[] = [];
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
-        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+        for (const l of chunk.toString().split('\n').filter(Boolean))
+          lines.push(JSON.parse(l) as Record<string, unknown>);
         cb();
       },
     });
@@ -123,8 +169,20 @@ describe('bootstrap admin token', () => {
     const revoked = h2.store.listTokens().filter((t) => t.role === 'admin');
     expect(revoked).toHaveLength(1); // generated by the harness server (silent logger)
     h2.store.db.prepare("UPDATE api_tokens SET revoked_ms = 1 WHERE role = 'admin'").run();
-    const app = await createApiServer({ config: h2.config, store: h2.store, policy: h2.policy, bus: h2.bus, logger });
-    const app2 = await createApiServer({ config: h2.config, store: h2.store, policy: h2.policy, bus: h2.bus, logger });
+    const app = await createApiServer({
+      config: h2.config,
+      store: h2.store,
+      policy: h2.policy,
+      bus: h2.bus,
+      logger,
+    });
+    const app2 = await createApiServer({
+      config: h2.config,
+      store: h2.store,
+      policy: h2.policy,
+      bus: h2.bus,
+      logger,
+    });
     const boot = lines.filter((l) => l.event === 'api.bootstrap_token');
     expect(boot).toHaveLength(1);
     const token = boot[0]!.token as string;

@@ -22,19 +22,43 @@ describe('real listen', () => {
     expect(health.status).toBe(200);
     expect(await health.json()).toMatchObject({ status: 'ok' });
     const doc = (await (await fetch(`${addr}/docs/json`)).json()) as { paths: Record<string, unknown> };
-    for (const p of ['/api/calls', '/api/calls/{id}', '/api/policy/rules', '/api/lists/{kind}', '/api/tuning', '/api/tokens', '/metrics', '/health']) {
+    for (const p of [
+      '/api/calls',
+      '/api/calls/{id}',
+      '/api/policy/rules',
+      '/api/lists/{kind}',
+      '/api/tuning',
+      '/api/tokens',
+      '/metrics',
+      '/health',
+    ]) {
       expect(doc.paths, p).toHaveProperty([p]);
     }
     expect((await fetch(`${addr}/docs`)).status).toBeLessThan(400);
 
     const before = await (await fetch(`${addr}/metrics`)).text();
-    const count = (text: string, line: string) => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    const count = (text: string, line: string) =>
+      Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
     emitCall(h.bus, { scores: [5], verdict: 'synthetic', actions: ['drop'] });
     const after = await (await fetch(`${addr}/metrics`)).text();
-    expect(count(after, 'voiceguard_verdicts_total{verdict="synthetic"}') - count(before, 'voiceguard_verdicts_total{verdict="synthetic"}')).toBe(1);
-    expect(count(after, 'voiceguard_actions_total{action="drop"}') - count(before, 'voiceguard_actions_total{action="drop"}')).toBe(1);
-    expect(count(after, 'voiceguard_decision_latency_ms_count') - count(before, 'voiceguard_decision_latency_ms_count')).toBe(1);
-    for (const name of ['voiceguard_inference_latency_ms_bucket', 'voiceguard_rtp_packets_total', 'voiceguard_sip_responses_total', 'voiceguard_process_cpu_user_seconds_total']) {
+    expect(
+      count(after, 'voiceguard_verdicts_total{verdict="synthetic"}') -
+        count(before, 'voiceguard_verdicts_total{verdict="synthetic"}'),
+    ).toBe(1);
+    expect(
+      count(after, 'voiceguard_actions_total{action="drop"}') -
+        count(before, 'voiceguard_actions_total{action="drop"}'),
+    ).toBe(1);
+    expect(
+      count(after, 'voiceguard_decision_latency_ms_count') -
+        count(before, 'voiceguard_decision_latency_ms_count'),
+    ).toBe(1);
+    for (const name of [
+      'voiceguard_inference_latency_ms_bucket',
+      'voiceguard_rtp_packets_total',
+      'voiceguard_sip_responses_total',
+      'voiceguard_process_cpu_user_seconds_total',
+    ]) {
       expect(after).toContain(`# TYPE ${name.replace(/_bucket$/, '')}`);
     }
   });
@@ -43,10 +67,14 @@ describe('real listen', () => {
     h = await startHarness();
     const addr = (await h.app.listen({ host: '127.0.0.1', port: 0 })).replace('http://', '');
     const [host, port] = addr.split(':');
-    const refused = await new Promise<number>((resolve) => httpGet({ host, port, path: '/api/events?token=wrong' }, (res) => resolve(res.statusCode ?? 0)));
+    const refused = await new Promise<number>((resolve) =>
+      httpGet({ host, port, path: '/api/events?token=wrong' }, (res) => resolve(res.statusCode ?? 0)),
+    );
     expect(refused).toBe(401);
     const listenersBefore = h.bus.listenerCount('call.score');
-    const res = await new Promise<IncomingMessage>((resolve) => httpGet({ host, port, path: `/api/events?token=${ADMIN_TOKEN}` }, resolve));
+    const res = await new Promise<IncomingMessage>((resolve) =>
+      httpGet({ host, port, path: `/api/events?token=${ADMIN_TOKEN}` }, resolve),
+    );
     expect(h.bus.listenerCount('call.score')).toBe(listenersBefore + 1);
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toContain('text/event-stream');
@@ -64,8 +92,17 @@ describe('real listen', () => {
     const events = text
       .split('\n\n')
       .filter((b) => b.startsWith('event:'))
-      .map((b) => ({ name: /^event: (\S+)/.exec(b)![1], data: JSON.parse(/\ndata: (.*)$/s.exec(b)![1]!) as { callId: string } }));
-    expect(events.map((e) => e.name)).toEqual(['call.started', 'call.answered', 'call.score', 'call.verdict', 'call.ended']);
+      .map((b) => ({
+        name: /^event: (\S+)/.exec(b)![1],
+        data: JSON.parse(/\ndata: (.*)$/s.exec(b)![1]!) as { callId: string },
+      }));
+    expect(events.map((e) => e.name)).toEqual([
+      'call.started',
+      'call.answered',
+      'call.score',
+      'call.verdict',
+      'call.ended',
+    ]);
     expect(events.every((e) => e.data.callId === id)).toBe(true);
     // the listener is released when the client goes away
     await new Promise((r) => setTimeout(r, 100));
@@ -75,7 +112,8 @@ describe('real listen', () => {
 
 describe('webhooks', () => {
   it('signs, retries with backoff after failures, and delivers without blocking the bus', async () => {
-    const received: { attempt: number; headers: IncomingMessage['headers']; body: string; atMs: number }[] = [];
+    const received: { attempt: number; headers: IncomingMessage['headers']; body: string; atMs: number }[] =
+      [];
     let attempts = 0;
     hook = createServer((req, res) => {
       let body = '';
@@ -92,7 +130,12 @@ describe('webhooks', () => {
     await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
     h = await startHarness({
-      api: { bootstrapAdminToken: ADMIN_TOKEN, webhooks: [{ url, secret: 'hook-secret-1', events: ['verdict'] }], webhookBackoffMs: 50, webhookMaxAttempts: 5 },
+      api: {
+        bootstrapAdminToken: ADMIN_TOKEN,
+        webhooks: [{ url, secret: 'hook-secret-1', events: ['verdict'] }],
+        webhookBackoffMs: 50,
+        webhookMaxAttempts: 5,
+      },
     });
     const t0 = performance.now();
     const id = emitCall(h.bus, { scores: [9], verdict: 'synthetic', actions: ['drop'] });
@@ -109,7 +152,8 @@ describe('webhooks', () => {
     expect(new Set(received.map((r) => r.headers['x-voiceguard-delivery'])).size).toBe(1);
     for (const r of received) {
       const ts = r.headers['x-voiceguard-timestamp'] as string;
-      const expected = 'sha256=' + createHmac('sha256', 'hook-secret-1').update(`${ts}.${r.body}`).digest('hex');
+      const expected =
+        'sha256=' + createHmac('sha256', 'hook-secret-1').update(`${ts}.${r.body}`).digest('hex');
       expect(r.headers['x-voiceguard-signature']).toBe(expected);
       expect(signWebhook('hook-secret-1', Number(ts), r.body)).toBe(expected);
     }
@@ -128,7 +172,14 @@ describe('webhooks', () => {
     });
     await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/`;
-    h = await startHarness({ api: { bootstrapAdminToken: ADMIN_TOKEN, webhooks: [{ url, secret: 'hook-secret-1' }], webhookBackoffMs: 10, webhookMaxAttempts: 3 } });
+    h = await startHarness({
+      api: {
+        bootstrapAdminToken: ADMIN_TOKEN,
+        webhooks: [{ url, secret: 'hook-secret-1' }],
+        webhookBackoffMs: 10,
+        webhookMaxAttempts: 3,
+      },
+    });
     h.bus.emit('call.action', { callId: 'c1', atMs: Date.now(), action: 'warn', reason: 'test' });
     await new Promise((r) => setTimeout(r, 500));
     expect(attempts).toBe(3);

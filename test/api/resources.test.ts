@@ -7,21 +7,65 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-const post = (url: string, payload: unknown, headers = h.admin) => h.app.inject({ method: 'POST', url, payload: payload as object, headers });
-const put = (url: string, payload: unknown) => h.app.inject({ method: 'PUT', url, payload: payload as object, headers: h.admin });
+const post = (url: string, payload: unknown, headers = h.admin) =>
+  h.app.inject({ method: 'POST', url, payload: payload as object, headers });
+const put = (url: string, payload: unknown) =>
+  h.app.inject({ method: 'PUT', url, payload: payload as object, headers: h.admin });
 const get = (url: string, headers = h.admin) => h.app.inject({ method: 'GET', url, headers });
 
 describe('validation errors name the field', () => {
   it.each([
-    ['POST', '/api/policy/rules', { name: 'x', onSynthetic: 'nuke' }, 'onSynthetic', 'allowed values: "drop", "warn", "log"'],
-    ['POST', '/api/policy/rules', { name: 'x', thresholds: { warnLlr: 'high' } }, 'thresholds.warnLlr', 'must be number'],
-    ['POST', '/api/policy/rules', { name: 'x', thresholds: { warnLlr: 20 } }, 'thresholds.warnLlr', 'must be <= dropLlr'],
-    ['POST', '/api/policy/rules', { name: 'x', thresholds: { humanLlr: 5 } }, 'thresholds.humanLlr', 'must be < warnLlr'],
+    [
+      'POST',
+      '/api/policy/rules',
+      { name: 'x', onSynthetic: 'nuke' },
+      'onSynthetic',
+      'allowed values: "drop", "warn", "log"',
+    ],
+    [
+      'POST',
+      '/api/policy/rules',
+      { name: 'x', thresholds: { warnLlr: 'high' } },
+      'thresholds.warnLlr',
+      'must be number',
+    ],
+    [
+      'POST',
+      '/api/policy/rules',
+      { name: 'x', thresholds: { warnLlr: 20 } },
+      'thresholds.warnLlr',
+      'must be <= dropLlr',
+    ],
+    [
+      'POST',
+      '/api/policy/rules',
+      { name: 'x', thresholds: { humanLlr: 5 } },
+      'thresholds.humanLlr',
+      'must be < warnLlr',
+    ],
     ['POST', '/api/policy/rules', { thresholds: {} }, 'name', "must have required property 'name'"],
     ['POST', '/api/policy/rules', { name: 'x', colour: 'red' }, 'colour', 'unknown key'],
-    ['POST', '/api/policy/rules', { name: 'x', match: { toNumbers: ['+49?'] } }, 'match.toNumbers.0', 'invalid number pattern'],
-    ['POST', '/api/policy/rules', { name: 'x', match: { schedule: [{ days: ['mon'], start: '7:00', end: '09:00' }] } }, 'match.schedule.0.start', 'HH:MM'],
-    ['POST', '/api/policy/rules', { name: 'x', match: { sourceAddresses: ['10.0.0.0/40'] } }, 'match.sourceAddresses.0', 'CIDR'],
+    [
+      'POST',
+      '/api/policy/rules',
+      { name: 'x', match: { toNumbers: ['+49?'] } },
+      'match.toNumbers.0',
+      'invalid number pattern',
+    ],
+    [
+      'POST',
+      '/api/policy/rules',
+      { name: 'x', match: { schedule: [{ days: ['mon'], start: '7:00', end: '09:00' }] } },
+      'match.schedule.0.start',
+      'HH:MM',
+    ],
+    [
+      'POST',
+      '/api/policy/rules',
+      { name: 'x', match: { sourceAddresses: ['10.0.0.0/40'] } },
+      'match.sourceAddresses.0',
+      'CIDR',
+    ],
     ['PUT', '/api/policy/defaults', { warnLlr: 9 }, 'warnLlr', 'must be <= dropLlr'],
     ['PUT', '/api/policy/defaults', { maxListenMs: 10 }, 'maxListenMs', '>= 500'],
     ['POST', '/api/lists/deny', { pattern: '_0[a]' }, 'pattern', 'bad set'],
@@ -34,7 +78,12 @@ describe('validation errors name the field', () => {
     ['GET', '/api/calls?from=yesterday', undefined, 'from', 'neither epoch milliseconds nor an ISO 8601'],
     ['GET', '/api/tuning?dropLlr=abc', undefined, 'querystring.dropLlr', 'must be number'],
   ])('%s %s %j → 400 %s', async (method, url, payload, field, fragment) => {
-    const r = await h.app.inject({ method: method as 'POST', url, payload: payload as object, headers: h.admin });
+    const r = await h.app.inject({
+      method: method as 'POST',
+      url,
+      payload: payload as object,
+      headers: h.admin,
+    });
     expect(r.statusCode, r.body).toBe(400);
     const body = r.json() as { field: string; message: string };
     expect(body.field).toBe(field);
@@ -47,36 +96,78 @@ describe('validation errors name the field', () => {
     expect((await get('/api/policy/rules/nope')).statusCode).toBe(404);
     expect((await put('/api/policy/rules/nope', { name: 'x' })).statusCode).toBe(404);
     expect((await post('/api/calls/nope/labels', { label: 'human' })).statusCode).toBe(404);
-    expect((await h.app.inject({ method: 'DELETE', url: '/api/lists/deny/nope', headers: h.admin })).statusCode).toBe(404);
+    expect(
+      (await h.app.inject({ method: 'DELETE', url: '/api/lists/deny/nope', headers: h.admin })).statusCode,
+    ).toBe(404);
   });
 });
 
 describe('policy and lists through the API', () => {
   it('CRUD on rules changes how new calls are evaluated, and is audited', async () => {
-    const facts = { trunk: 'default', sourceAddress: '192.0.2.1', fromNumber: '+4930111', toNumber: '+498912', at: new Date() };
-    const created = await post('/api/policy/rules', { id: 'munich', name: 'Munich DIDs', match: { toNumbers: ['+4989*'] }, onSynthetic: 'drop', thresholds: { dropLlr: 6 } });
+    const facts = {
+      trunk: 'default',
+      sourceAddress: '192.0.2.1',
+      fromNumber: '+4930111',
+      toNumber: '+498912',
+      at: new Date(),
+    };
+    const created = await post('/api/policy/rules', {
+      id: 'munich',
+      name: 'Munich DIDs',
+      match: { toNumbers: ['+4989*'] },
+      onSynthetic: 'drop',
+      thresholds: { dropLlr: 6 },
+    });
     expect(created.statusCode).toBe(201);
-    expect(h.policy.evaluate(facts)).toMatchObject({ ruleId: 'munich', onSynthetic: 'drop', thresholds: { dropLlr: 6, warnLlr: 4 } });
+    expect(h.policy.evaluate(facts)).toMatchObject({
+      ruleId: 'munich',
+      onSynthetic: 'drop',
+      thresholds: { dropLlr: 6, warnLlr: 4 },
+    });
     expect((await post('/api/policy/rules', { id: 'munich', name: 'again' })).statusCode).toBe(409);
-    const list = (await get('/api/policy/rules', h.viewer)).json() as { items: { id: string }[]; version: number };
+    const list = (await get('/api/policy/rules', h.viewer)).json() as {
+      items: { id: string }[];
+      version: number;
+    };
     expect(list.items.map((r) => r.id)).toEqual(['munich']);
-    const updated = await put('/api/policy/rules/munich', { name: 'Munich DIDs', match: { toNumbers: ['+4989*'] }, onSynthetic: 'log' });
+    const updated = await put('/api/policy/rules/munich', {
+      name: 'Munich DIDs',
+      match: { toNumbers: ['+4989*'] },
+      onSynthetic: 'log',
+    });
     expect(updated.statusCode).toBe(200);
     expect(h.policy.evaluate(facts).onSynthetic).toBe('log');
-    expect((await get('/api/policy/rules/munich')).json()).toMatchObject({ id: 'munich', onSynthetic: 'log' });
-    expect((await h.app.inject({ method: 'DELETE', url: '/api/policy/rules/munich', headers: h.admin })).statusCode).toBe(204);
+    expect((await get('/api/policy/rules/munich')).json()).toMatchObject({
+      id: 'munich',
+      onSynthetic: 'log',
+    });
+    expect(
+      (await h.app.inject({ method: 'DELETE', url: '/api/policy/rules/munich', headers: h.admin }))
+        .statusCode,
+    ).toBe(204);
     expect(h.policy.evaluate(facts).ruleId).toBeNull();
     const audit = (await get('/api/audit?limit=3')).json() as { items: { action: string; actor: string }[] };
-    expect(audit.items.map((a) => a.action)).toEqual(['policy.rule_deleted', 'policy.rule_updated', 'policy.rule_created']);
+    expect(audit.items.map((a) => a.action)).toEqual([
+      'policy.rule_deleted',
+      'policy.rule_updated',
+      'policy.rule_created',
+    ]);
     expect(audit.items[0]!.actor).toBe('bootstrap-admin');
   });
 
   it('defaults: effective values and override round-trip', async () => {
     const r = await put('/api/policy/defaults', { onSynthetic: 'drop', dropLlr: 10 });
     expect(r.statusCode).toBe(200);
-    expect(r.json()).toMatchObject({ effective: { onSynthetic: 'drop', thresholds: { dropLlr: 10, warnLlr: 4 } }, override: { onSynthetic: 'drop', dropLlr: 10 } });
+    expect(r.json()).toMatchObject({
+      effective: { onSynthetic: 'drop', thresholds: { dropLlr: 10, warnLlr: 4 } },
+      override: { onSynthetic: 'drop', dropLlr: 10 },
+    });
     const back = (await get('/api/policy/defaults', h.viewer)).json();
-    expect(back).toMatchObject({ effective: { thresholds: { dropLlr: 10 } }, timeZone: 'UTC', denyStatus: 603 });
+    expect(back).toMatchObject({
+      effective: { thresholds: { dropLlr: 10 } },
+      timeZone: 'UTC',
+      denyStatus: 603,
+    });
     await put('/api/policy/defaults', {});
   });
 
@@ -85,10 +176,19 @@ describe('policy and lists through the API', () => {
     expect(a.statusCode).toBe(201);
     const entry = a.json() as { id: string };
     expect((await post('/api/lists/deny', { pattern: '+4990*' })).statusCode).toBe(409);
-    const facts = { trunk: null, sourceAddress: '192.0.2.1', fromNumber: '+49901', toNumber: '+1', at: new Date() };
+    const facts = {
+      trunk: null,
+      sourceAddress: '192.0.2.1',
+      fromNumber: '+49901',
+      toNumber: '+1',
+      at: new Date(),
+    };
     expect(h.policy.evaluate(facts)).toMatchObject({ treatment: 'deny', denyStatus: 486 });
     expect(((await get('/api/lists/deny', h.viewer)).json() as { items: unknown[] }).items).toHaveLength(1);
-    expect((await h.app.inject({ method: 'DELETE', url: `/api/lists/deny/${entry.id}`, headers: h.admin })).statusCode).toBe(204);
+    expect(
+      (await h.app.inject({ method: 'DELETE', url: `/api/lists/deny/${entry.id}`, headers: h.admin }))
+        .statusCode,
+    ).toBe(204);
     expect(h.policy.evaluate(facts).treatment).toBe('analyse');
   });
 });
@@ -96,12 +196,17 @@ describe('policy and lists through the API', () => {
 describe('calls, labels, stats, tuning', () => {
   it('pages through calls with cursors and filters', async () => {
     const t0 = Date.UTC(2026, 9, 1);
-    for (let i = 0; i < 25; i++) emitCall(h.bus, { atMs: t0 + i * 60_000, verdict: i < 5 ? 'synthetic' : 'human', from: `+4930${i}` });
+    for (let i = 0; i < 25; i++)
+      emitCall(h.bus, { atMs: t0 + i * 60_000, verdict: i < 5 ? 'synthetic' : 'human', from: `+4930${i}` });
     h.store.flush();
     const seen = new Set<string>();
     let url = '/api/calls?limit=10&from=2026-10-01T00:00:00Z&to=2026-10-02T00:00:00Z';
     for (let page = 0; page < 3; page++) {
-      const r = (await get(url, h.viewer)).json() as { items: { id: string; startedAtMs: number }[]; nextCursor: string | null; total: number };
+      const r = (await get(url, h.viewer)).json() as {
+        items: { id: string; startedAtMs: number }[];
+        nextCursor: string | null;
+        total: number;
+      };
       expect(r.total).toBe(25);
       expect(r.items.length).toBe(page < 2 ? 10 : 5);
       for (const c of r.items) seen.add(c.id);
@@ -113,13 +218,20 @@ describe('calls, labels, stats, tuning', () => {
     expect(synth.total).toBe(5);
     const q = (await get('/api/calls?q=%2B430' + '17')).json() as { items: { fromNumber: string }[] };
     expect(q.items.map((c) => c.fromNumber)).toEqual([]);
-    const q2 = (await get('/api/calls?q=' + encodeURIComponent('+493017'))).json() as { items: { fromNumber: string }[] };
+    const q2 = (await get('/api/calls?q=' + encodeURIComponent('+493017'))).json() as {
+      items: { fromNumber: string }[];
+    };
     expect(q2.items.map((c) => c.fromNumber)).toEqual(['+493017']);
   });
 
   it('shows a call with its timeline and takes labels from admins only', async () => {
     const id = emitCall(h.bus, { scores: [2, 2, 3], verdict: 'synthetic', actions: ['warn'] });
-    const d = (await get(`/api/calls/${id}`, h.viewer)).json() as { call: { verdict: string }; scores: unknown[]; verdict: { verdict: string }; actions: unknown[] };
+    const d = (await get(`/api/calls/${id}`, h.viewer)).json() as {
+      call: { verdict: string };
+      scores: unknown[];
+      verdict: { verdict: string };
+      actions: unknown[];
+    };
     expect(d.call.verdict).toBe('synthetic');
     expect(d.scores).toHaveLength(3);
     expect(d.verdict.verdict).toBe('synthetic');
@@ -132,7 +244,12 @@ describe('calls, labels, stats, tuning', () => {
   });
 
   it('stats count verdicts, actions and labels', async () => {
-    const s = (await get('/api/stats?from=0', h.viewer)).json() as { calls: number; byVerdict: Record<string, number>; byAction: Record<string, number>; labelled: Record<string, number> };
+    const s = (await get('/api/stats?from=0', h.viewer)).json() as {
+      calls: number;
+      byVerdict: Record<string, number>;
+      byAction: Record<string, number>;
+      labelled: Record<string, number>;
+    };
     expect(s.calls).toBe(26);
     expect(s.byVerdict).toEqual({ synthetic: 6, human: 20, unsure: 0, none: 0 });
     expect(s.byAction).toEqual({ drop: 0, warn: 1, log: 0 });
@@ -142,8 +259,10 @@ describe('calls, labels, stats, tuning', () => {
   it('tuning: distributions, ROC and what-if follow the labelled calls', async () => {
     // 10 humans peaking at 0..9 and 10 robots peaking at 5..14 (cumulative LLR, one score each)
     const ids: { id: string; label: 'human' | 'robot' }[] = [];
-    for (let i = 0; i < 10; i++) ids.push({ id: emitCall(h.bus, { atMs: Date.UTC(2026, 8, 1) + i, scores: [i] }), label: 'human' });
-    for (let i = 0; i < 10; i++) ids.push({ id: emitCall(h.bus, { atMs: Date.UTC(2026, 8, 2) + i, scores: [5 + i] }), label: 'robot' });
+    for (let i = 0; i < 10; i++)
+      ids.push({ id: emitCall(h.bus, { atMs: Date.UTC(2026, 8, 1) + i, scores: [i] }), label: 'human' });
+    for (let i = 0; i < 10; i++)
+      ids.push({ id: emitCall(h.bus, { atMs: Date.UTC(2026, 8, 2) + i, scores: [5 + i] }), label: 'robot' });
     h.store.flush();
     for (const { id, label } of ids) await post(`/api/calls/${id}/labels`, { label });
     const from = Date.UTC(2026, 8, 1);
@@ -159,7 +278,18 @@ describe('calls, labels, stats, tuning', () => {
     expect(t.labelled).toEqual({ human: 10, robot: 10 });
     // humans ≥ 8: 8, 9 → 2 dropped; humans in [4, 8): 4..7 → 4 warned
     // robots ≥ 8: 8..14 → 7 dropped; robots in [4, 8): 5, 6, 7 → 3 warned; none missed
-    expect(t.whatIf).toMatchObject({ dropLlr: 8, warnLlr: 4, analysedCalls: 20, dropped: 9, warned: 7, humansDropped: 2, humansWarned: 4, robotsDropped: 7, robotsWarned: 3, robotsMissed: 0 });
+    expect(t.whatIf).toMatchObject({
+      dropLlr: 8,
+      warnLlr: 4,
+      analysedCalls: 20,
+      dropped: 9,
+      warned: 7,
+      humansDropped: 2,
+      humansWarned: 4,
+      robotsDropped: 7,
+      robotsWarned: 3,
+      robotsMissed: 0,
+    });
     // ROC is monotone from (0,0) to (1,1)
     expect(t.roc[0]).toMatchObject({ tpr: 0, fpr: 0 });
     expect(t.roc[t.roc.length - 1]).toMatchObject({ tpr: 1, fpr: 1 });

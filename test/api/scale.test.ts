@@ -11,7 +11,9 @@ let h: Harness;
 const timings: Record<string, number> = {};
 
 beforeAll(async () => {
-  h = await startHarness({ store: { flushIntervalMs: 60_000, flushMaxRows: 1_000_000, maxQueuedRows: 1_000_000 } });
+  h = await startHarness({
+    store: { flushIntervalMs: 60_000, flushMaxRows: 1_000_000, maxQueuedRows: 1_000_000 },
+  });
   const t0 = Date.UTC(2026, 9, 1);
   const verdicts = ['synthetic', 'human', 'unsure'] as const;
   let seeded = 0;
@@ -20,14 +22,22 @@ beforeAll(async () => {
     const robot = i % 7 === 0;
     const base = robot ? 0.8 : -0.4;
     const scores = Array.from({ length: 20 }, (_, k) => base + Math.sin(i * 13 + k) * 0.9);
-    emitCall(h.bus, { atMs: t0 + i * 30_000, scores, verdict: verdicts[i % 3]!, actions: robot ? ['warn', 'drop'] : [], from: `+4930${i}` });
+    emitCall(h.bus, {
+      atMs: t0 + i * 30_000,
+      scores,
+      verdict: verdicts[i % 3]!,
+      actions: robot ? ['warn', 'drop'] : [],
+      from: `+4930${i}`,
+    });
     if (i % 1000 === 999) seeded += h.store.flush();
   }
   seeded += h.store.flush();
   timings.seedFlushMsPer1kCalls = ((performance.now() - flushT) / N) * 1000;
   // started, answered, 20 scores, verdict, ended; robots also warn + drop
   expect(seeded).toBe(N * 24 + Math.ceil(N / 7) * 2);
-  const labels = h.store.db.prepare("UPDATE calls SET label = CASE WHEN rowid % 7 = 1 THEN 'robot' ELSE 'human' END WHERE rowid % 5 = 0");
+  const labels = h.store.db.prepare(
+    "UPDATE calls SET label = CASE WHEN rowid % 7 = 1 THEN 'robot' ELSE 'human' END WHERE rowid % 5 = 0",
+  );
   labels.run();
 }, 120_000);
 
@@ -53,14 +63,19 @@ async function timed(name: string, url: string, runs = 5): Promise<unknown> {
 
 describe(`API with ${N} calls`, () => {
   it('lists, filters and pages fast', async () => {
-    const first = (await timed('listFirstPage', '/api/calls?limit=50')) as { total: number; nextCursor: string };
+    const first = (await timed('listFirstPage', '/api/calls?limit=50')) as {
+      total: number;
+      nextCursor: string;
+    };
     expect(first.total).toBe(N);
     await timed('listFilteredVerdictAction', '/api/calls?limit=50&verdict=synthetic&action=drop');
     await timed('listSearchNumber', '/api/calls?limit=50&q=%2B49301234');
     // walk 100 pages deep with the cursor, then time the page there
     let cursor = first.nextCursor;
     for (let i = 0; i < 100; i++) {
-      const r = (await h.app.inject({ url: `/api/calls?limit=50&cursor=${cursor}`, headers: h.viewer })).json() as { nextCursor: string };
+      const r = (
+        await h.app.inject({ url: `/api/calls?limit=50&cursor=${cursor}`, headers: h.viewer })
+      ).json() as { nextCursor: string };
       cursor = r.nextCursor;
     }
     await timed('listPage100', `/api/calls?limit=50&cursor=${cursor}`);
@@ -69,10 +84,13 @@ describe(`API with ${N} calls`, () => {
   });
 
   it('detail, stats and tuning stay fast', async () => {
-    const id = (h.store.listCalls({ limit: 1 }).items[0]!).id;
+    const id = h.store.listCalls({ limit: 1 }).items[0]!.id;
     await timed('detail', `/api/calls/${id}`);
     await timed('stats', '/api/stats?from=0');
-    const t = (await timed('tuning', '/api/tuning')) as { labelled: { human: number; robot: number }; analysedCalls: number };
+    const t = (await timed('tuning', '/api/tuning')) as {
+      labelled: { human: number; robot: number };
+      analysedCalls: number;
+    };
     expect(t.analysedCalls).toBe(N);
     expect(t.labelled.human + t.labelled.robot).toBe(N / 5);
     expect(timings.detail).toBeLessThan(50);

@@ -10,7 +10,12 @@ import {
   type CallPolicy,
   type DetectorEvent,
 } from '../../src/policy/evaluate.js';
-import { PolicyValidationError, type ListEntry, type PolicyDefaults, type PolicyRule } from '../../src/policy/policy-types.js';
+import {
+  PolicyValidationError,
+  type ListEntry,
+  type PolicyDefaults,
+  type PolicyRule,
+} from '../../src/policy/policy-types.js';
 
 const defaults: PolicyDefaults = {
   thresholds: { dropLlr: 8, warnLlr: 4, humanLlr: -6, maxListenMs: 10_000 },
@@ -22,14 +27,29 @@ const defaults: PolicyDefaults = {
 };
 
 function rule(id: string, priority: number, extra: Partial<PolicyRule> = {}): PolicyRule {
-  return { id, name: `rule ${id}`, priority, enabled: true, match: {}, thresholds: {}, updatedAtMs: 0, ...extra };
+  return {
+    id,
+    name: `rule ${id}`,
+    priority,
+    enabled: true,
+    match: {},
+    thresholds: {},
+    updatedAtMs: 0,
+    ...extra,
+  };
 }
 
 function entry(kind: 'allow' | 'deny', pattern: string, sipStatus: number | null = null): ListEntry {
   return { id: `${kind}-${pattern}`, kind, pattern, sipStatus, note: '', createdAtMs: 0, createdBy: 't' };
 }
 
-function snap(rules: PolicyRule[] = [], allow: ListEntry[] = [], deny: ListEntry[] = [], timeZone = 'UTC', d = defaults) {
+function snap(
+  rules: PolicyRule[] = [],
+  allow: ListEntry[] = [],
+  deny: ListEntry[] = [],
+  timeZone = 'UTC',
+  d = defaults,
+) {
   return compileSnapshot({ version: 1, timeZone, denyStatus: 603, defaults: d, rules, allow, deny });
 }
 
@@ -59,13 +79,27 @@ describe('evaluatePolicy: lists', () => {
   });
 
   it('denies with the configured status, or the entry status', () => {
-    expect(evaluatePolicy(snap([], [], [entry('deny', '+4930*')]), facts())).toMatchObject({ treatment: 'deny', denyStatus: 603 });
-    expect(evaluatePolicy(snap([], [], [entry('deny', '+4930*', 486)]), facts())).toMatchObject({ treatment: 'deny', denyStatus: 486 });
+    expect(evaluatePolicy(snap([], [], [entry('deny', '+4930*')]), facts())).toMatchObject({
+      treatment: 'deny',
+      denyStatus: 603,
+    });
+    expect(evaluatePolicy(snap([], [], [entry('deny', '+4930*', 486)]), facts())).toMatchObject({
+      treatment: 'deny',
+      denyStatus: 486,
+    });
   });
 
   it('allows without analysis', () => {
-    const p = evaluatePolicy(snap([rule('r', 1, { onSynthetic: 'drop' })], [entry('allow', '+4930111222')]), facts());
-    expect(p).toMatchObject({ treatment: 'allow', ruleId: null, ruleName: 'allow list: +4930111222', retainAudioSeconds: 0 });
+    const p = evaluatePolicy(
+      snap([rule('r', 1, { onSynthetic: 'drop' })], [entry('allow', '+4930111222')]),
+      facts(),
+    );
+    expect(p).toMatchObject({
+      treatment: 'allow',
+      ruleId: null,
+      ruleName: 'allow list: +4930111222',
+      retainAudioSeconds: 0,
+    });
   });
 
   it('precedence: deny > allow > rules', () => {
@@ -83,7 +117,11 @@ describe('evaluatePolicy: lists', () => {
 
 describe('evaluatePolicy: rules', () => {
   it('takes the first matching rule by priority, then id', () => {
-    const s = snap([rule('b', 5, { onSynthetic: 'log' }), rule('a', 5, { onSynthetic: 'drop' }), rule('c', 9)]);
+    const s = snap([
+      rule('b', 5, { onSynthetic: 'log' }),
+      rule('a', 5, { onSynthetic: 'drop' }),
+      rule('c', 9),
+    ]);
     expect(evaluatePolicy(s, facts()).ruleId).toBe('a');
   });
 
@@ -110,7 +148,16 @@ describe('evaluatePolicy: rules', () => {
     [{ trunks: ['carrier-a'], toNumbers: ['+4940*'] }, {}, false],
     [{ schedule: [{ days: ['mon'], start: '09:00', end: '17:00' }] }, {}, true],
     [{ schedule: [{ days: ['tue'], start: '09:00', end: '17:00' }] }, {}, false],
-    [{ schedule: [{ days: ['tue'], start: '09:00', end: '17:00' }, { days: ['mon'], start: '00:00', end: '00:00' }] }, {}, true],
+    [
+      {
+        schedule: [
+          { days: ['tue'], start: '09:00', end: '17:00' },
+          { days: ['mon'], start: '00:00', end: '00:00' },
+        ],
+      },
+      {},
+      true,
+    ],
   ] as [PolicyRule['match'], Partial<CallFacts>, boolean][])('match %j with %j → %s', (match, f, want) => {
     const s = snap([rule('r', 1, { match })]);
     expect(evaluatePolicy(s, facts(f)).ruleId === 'r').toBe(want);
@@ -137,7 +184,11 @@ describe('evaluatePolicy: rules', () => {
 
   it('a rule with analyse: false allows the call and keeps no audio', () => {
     const s = snap([rule('r', 1, { analyse: false, retainAudioSeconds: 10 })]);
-    expect(evaluatePolicy(s, facts())).toMatchObject({ treatment: 'allow', ruleId: 'r', retainAudioSeconds: 0 });
+    expect(evaluatePolicy(s, facts())).toMatchObject({
+      treatment: 'allow',
+      ruleId: 'r',
+      retainAudioSeconds: 0,
+    });
   });
 
   it('defaults with analyse: false allow unmatched calls', () => {
@@ -169,7 +220,16 @@ describe('nextAction', () => {
     ['unsure', { kind: 'verdict', verdict: 'unsure' }],
     ['error', { kind: 'error' }],
   ];
-  const TAKEN: PolicyAction[][] = [[], ['log'], ['warn'], ['drop'], ['warn', 'log'], ['warn', 'drop'], ['log', 'drop'], ['warn', 'log', 'drop']];
+  const TAKEN: PolicyAction[][] = [
+    [],
+    ['log'],
+    ['warn'],
+    ['drop'],
+    ['warn', 'log'],
+    ['warn', 'drop'],
+    ['log', 'drop'],
+    ['warn', 'log', 'drop'],
+  ];
 
   /** The contract in docs/interfaces.md, restated case by case. */
   function expected(p: CallPolicy, e: DetectorEvent, taken: Set<PolicyAction>): PolicyAction | null {
@@ -222,7 +282,13 @@ describe('nextAction', () => {
 });
 
 describe('resolveDefaults and validateRule', () => {
-  const cfg = { onSynthetic: 'warn' as const, onUnsure: 'log' as const, onError: 'log' as const, analyse: true, retainAudioSeconds: 0 };
+  const cfg = {
+    onSynthetic: 'warn' as const,
+    onUnsure: 'log' as const,
+    onError: 'log' as const,
+    analyse: true,
+    retainAudioSeconds: 0,
+  };
   const model = { dropLlr: 8, warnLlr: 4, humanLlr: -6, maxListenMs: 10_000 };
 
   it('layers model ← config ← override', () => {
@@ -237,12 +303,18 @@ describe('resolveDefaults and validateRule', () => {
       expect.unreachable();
     } catch (err) {
       expect(err).toBeInstanceOf(PolicyValidationError);
-      expect((err as PolicyValidationError).issues.map((i) => i.field)).toEqual(['policy.defaults.warnLlr', 'policy.defaults.humanLlr', 'policy.defaults.maxListenMs']);
+      expect((err as PolicyValidationError).issues.map((i) => i.field)).toEqual([
+        'policy.defaults.warnLlr',
+        'policy.defaults.humanLlr',
+        'policy.defaults.maxListenMs',
+      ]);
     }
   });
 
   it('rejects out-of-order defaults', () => {
-    expect(() => resolveDefaults(model, cfg, { humanLlr: 4 })).toThrow(/humanLlr \(4\) must be < warnLlr \(4\)/);
+    expect(() => resolveDefaults(model, cfg, { humanLlr: 4 })).toThrow(
+      /humanLlr \(4\) must be < warnLlr \(4\)/,
+    );
   });
 
   it.each([
@@ -252,9 +324,21 @@ describe('resolveDefaults and validateRule', () => {
     [{ name: 'x', thresholds: { maxListenMs: 100 } }, 'thresholds.maxListenMs', ''],
     [{ name: 'x', onSynthetic: 'nuke' }, 'onSynthetic', 'allowed values: "drop", "warn", "log"'],
     [{ name: 'x', match: { toNumbers: ['+49?'] } }, 'match.toNumbers.0', 'invalid number pattern'],
-    [{ name: 'x', match: { sourceAddresses: ['10.0.0.0/33'] } }, 'match.sourceAddresses.0', 'invalid source address'],
-    [{ name: 'x', match: { schedule: [{ days: ['mon'], start: '25:00', end: '06:00' }] } }, 'match.schedule.0.start', 'HH:MM'],
-    [{ name: 'x', match: { schedule: [{ days: ['monday'], start: '20:00', end: '06:00' }] } }, 'match.schedule.0.days.0', 'allowed values'],
+    [
+      { name: 'x', match: { sourceAddresses: ['10.0.0.0/33'] } },
+      'match.sourceAddresses.0',
+      'invalid source address',
+    ],
+    [
+      { name: 'x', match: { schedule: [{ days: ['mon'], start: '25:00', end: '06:00' }] } },
+      'match.schedule.0.start',
+      'HH:MM',
+    ],
+    [
+      { name: 'x', match: { schedule: [{ days: ['monday'], start: '20:00', end: '06:00' }] } },
+      'match.schedule.0.days.0',
+      'allowed values',
+    ],
     [{ name: 'x', color: 'red' }, 'color', "unknown key(s) 'color'"],
     [{ thresholds: {} }, 'name', ''],
     [{ name: 'x', id: 'bad id!' }, 'id', 'letters, digits'],
@@ -272,6 +356,15 @@ describe('resolveDefaults and validateRule', () => {
 
   it('normalises a valid rule, filling priority and enabled', () => {
     const r = validateRule({ name: 'night', onSynthetic: 'drop' }, defaults, 'gen-1', 42);
-    expect(r).toEqual({ id: 'gen-1', name: 'night', priority: 100, enabled: true, match: {}, thresholds: {}, onSynthetic: 'drop', updatedAtMs: 42 });
+    expect(r).toEqual({
+      id: 'gen-1',
+      name: 'night',
+      priority: 100,
+      enabled: true,
+      match: {},
+      thresholds: {},
+      onSynthetic: 'drop',
+      updatedAtMs: 42,
+    });
   });
 });

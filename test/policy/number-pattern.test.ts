@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { checkNumberPattern, compileNumberPattern, normaliseNumber } from '../../src/policy/number-pattern.js';
+import {
+  checkNumberPattern,
+  compileNumberPattern,
+  normaliseNumber,
+} from '../../src/policy/number-pattern.js';
 
 describe('normaliseNumber', () => {
   it.each([

@@ -40,21 +40,36 @@ describe('PolicyService', () => {
     const live = svc.evaluate(facts());
     expect(live.onSynthetic).toBe('warn');
     const v1 = svc.current().version;
-    const rule = svc.createRule({ id: 'strict', name: 'Strict', onSynthetic: 'drop', thresholds: { dropLlr: 6 } }, 'alice');
+    const rule = svc.createRule(
+      { id: 'strict', name: 'Strict', onSynthetic: 'drop', thresholds: { dropLlr: 6 } },
+      'alice',
+    );
     expect(svc.current().version).toBeGreaterThan(v1);
-    expect(svc.evaluate(facts())).toMatchObject({ ruleId: 'strict', onSynthetic: 'drop', thresholds: { dropLlr: 6 } });
+    expect(svc.evaluate(facts())).toMatchObject({
+      ruleId: 'strict',
+      onSynthetic: 'drop',
+      thresholds: { dropLlr: 6 },
+    });
     expect(live).toMatchObject({ ruleId: null, onSynthetic: 'warn', thresholds: { dropLlr: 8 } });
 
     svc.updateRule('strict', { name: 'Strict', enabled: false }, 'alice');
     expect(svc.evaluate(facts()).ruleId).toBeNull();
     svc.deleteRule(rule.id, 'alice');
     expect(svc.current().rules).toHaveLength(0);
-    expect(store.listAudit(10, null).items.map((a) => a.action)).toEqual(['policy.rule_deleted', 'policy.rule_updated', 'policy.rule_created']);
+    expect(store.listAudit(10, null).items.map((a) => a.action)).toEqual([
+      'policy.rule_deleted',
+      'policy.rule_updated',
+      'policy.rule_created',
+    ]);
   });
 
   it('survives a restart: rules come from the store', () => {
     service().createRule({ id: 'kept', name: 'Kept' }, 'alice');
-    expect(service().current().rules.map((r) => r.id)).toEqual(['kept']);
+    expect(
+      service()
+        .current()
+        .rules.map((r) => r.id),
+    ).toEqual(['kept']);
   });
 
   it('refuses duplicates, unknown ids and mismatched ids', () => {
@@ -69,7 +84,9 @@ describe('PolicyService', () => {
   it('rejects defaults that would make an existing rule invalid, naming the rule', () => {
     const svc = service();
     svc.createRule({ id: 'r', name: 'R', thresholds: { warnLlr: 7 } }, 'x');
-    expect(() => svc.setDefaults({ dropLlr: 6 }, 'x')).toThrow(/rule 'r' \(R\) would become invalid: warnLlr \(7\) must be <= dropLlr \(6\)/);
+    expect(() => svc.setDefaults({ dropLlr: 6 }, 'x')).toThrow(
+      /rule 'r' \(R\) would become invalid: warnLlr \(7\) must be <= dropLlr \(6\)/,
+    );
     expect(svc.current().defaults.thresholds.dropLlr).toBe(8);
     svc.setDefaults({ dropLlr: 9, onSynthetic: 'drop' }, 'x');
     expect(svc.evaluate(facts()).thresholds.dropLlr).toBe(9);
@@ -85,7 +102,9 @@ describe('PolicyService', () => {
     const deny = svc.addListEntry('deny', { pattern: '+4930111222', sipStatus: 486, note: 'spam' }, 'x');
     expect(svc.evaluate(facts())).toMatchObject({ treatment: 'deny', denyStatus: 486 });
     expect(() => svc.addListEntry('deny', { pattern: '+4930111222' }, 'x')).toThrow(PolicyConflictError);
-    expect(() => svc.addListEntry('allow', { pattern: '+4940*', sipStatus: 486 }, 'x')).toThrow(/only deny-list entries/);
+    expect(() => svc.addListEntry('allow', { pattern: '+4940*', sipStatus: 486 }, 'x')).toThrow(
+      /only deny-list entries/,
+    );
     expect(() => svc.addListEntry('allow', { pattern: '+49?' }, 'x')).toThrow(PolicyValidationError);
     svc.removeListEntry('deny', deny.id, 'x');
     expect(svc.evaluate(facts()).treatment).toBe('allow');
@@ -124,9 +143,13 @@ describe('PolicyService', () => {
   it('fails loudly at start-up on an invalid rules file, naming file and field', () => {
     const file = join(dir, 'rules.yaml');
     writeFileSync(file, 'rules:\n  - id: a\n    name: A\n  - name: no id\n');
-    expect(() => service({ rulesFile: file })).toThrow(/rules\.yaml: rules\.1\.id: every rule in the rules file needs an id/);
+    expect(() => service({ rulesFile: file })).toThrow(
+      /rules\.yaml: rules\.1\.id: every rule in the rules file needs an id/,
+    );
     writeFileSync(file, 'rules:\n  - id: a\n    name: A\n    onSynthetic: explode\n');
-    expect(() => service({ rulesFile: file })).toThrow(/rules\.yaml: rules\.0\.onSynthetic: invalid value; allowed values: "drop", "warn", "log"/);
+    expect(() => service({ rulesFile: file })).toThrow(
+      /rules\.yaml: rules\.0\.onSynthetic: invalid value; allowed values: "drop", "warn", "log"/,
+    );
   });
 });
 

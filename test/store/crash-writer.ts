@@ -39,8 +39,15 @@ function burst(): void {
       ruleId: null,
       treatment: 'analyse',
     });
-    for (let s = 0; s < SCORES; s++) bus.emit('call.score', { callId, atMs: i, tMs: s * 500, llr: 0.5, cumulativeLlr: 0.5 * (s + 1) });
-    bus.emit('call.verdict', { callId, atMs: i, verdict: 'synthetic', decisionMs: 1000, cumulativeLlr: 0.5 * SCORES });
+    for (let s = 0; s < SCORES; s++)
+      bus.emit('call.score', { callId, atMs: i, tMs: s * 500, llr: 0.5, cumulativeLlr: 0.5 * (s + 1) });
+    bus.emit('call.verdict', {
+      callId,
+      atMs: i,
+      verdict: 'synthetic',
+      decisionMs: 1000,
+      cumulativeLlr: 0.5 * SCORES,
+    });
     bus.emit('call.ended', { callId, atMs: i + 1, reason: 'bye-caller', sipStatus: null });
   }
   setImmediate(burst);

@@ -21,8 +21,15 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function openStore(over: Record<string, unknown> = {}, privacy: Record<string, unknown> = {}, nowMs?: () => number): Store {
-  const cfg = validateConfig({ store: { path: join(dir, 'vg.sqlite'), flushIntervalMs: 10_000, ...over }, privacy });
+function openStore(
+  over: Record<string, unknown> = {},
+  privacy: Record<string, unknown> = {},
+  nowMs?: () => number,
+): Store {
+  const cfg = validateConfig({
+    store: { path: join(dir, 'vg.sqlite'), flushIntervalMs: 10_000, ...over },
+    privacy,
+  });
   const s = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger, nowMs ? { nowMs } : {});
   open.push(s);
   return s;
@@ -61,7 +68,9 @@ describe('migrations', () => {
     const file = join(dir, 'vg.sqlite');
     const db = new Database(file);
     migrate(db);
-    db.prepare('INSERT INTO schema_migrations (version, applied_ms) VALUES (?, 0)').run(MIGRATIONS.length + 1);
+    db.prepare('INSERT INTO schema_migrations (version, applied_ms) VALUES (?, 0)').run(
+      MIGRATIONS.length + 1,
+    );
     db.close();
     expect(() => openStore()).toThrow(/newer than this voiceguard/);
   });
@@ -72,7 +81,11 @@ describe('writing call events', () => {
     const s = openStore();
     const bus = new CallEventBus();
     s.subscribe(bus);
-    const id = emitCall(bus, { scores: [1, -0.5, 3], verdict: 'synthetic', actions: ['warn', 'drop', 'warn'] });
+    const id = emitCall(bus, {
+      scores: [1, -0.5, 3],
+      verdict: 'synthetic',
+      actions: ['warn', 'drop', 'warn'],
+    });
     bus.emit('call.detector_error', { callId: id, atMs: 1, message: 'inference timeout' });
     expect(s.db.prepare('SELECT count(*) AS n FROM calls').get()).toEqual({ n: 0 });
     expect(s.queued).toBeGreaterThan(0);
@@ -106,7 +119,9 @@ describe('writing call events', () => {
   });
 
   it('sheds score rows, never lifecycle rows, when the queue is full', () => {
-    const cfg = validateConfig({ store: { path: join(dir, 'vg.sqlite'), flushIntervalMs: 10_000, flushMaxRows: 1_000_000 } });
+    const cfg = validateConfig({
+      store: { path: join(dir, 'vg.sqlite'), flushIntervalMs: 10_000, flushMaxRows: 1_000_000 },
+    });
     const s = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger, { maxQueuedRows: 100 });
     open.push(s);
     const bus = new CallEventBus();
@@ -138,7 +153,12 @@ describe('writing call events', () => {
     const bus = new CallEventBus();
     s.subscribe(bus);
     const id = emitCall(bus);
-    bus.emit('call.audio', { callId: id, atMs: Date.now(), sampleRateHz: 8000, pcm: Int16Array.from([1, -2, 3]) });
+    bus.emit('call.audio', {
+      callId: id,
+      atMs: Date.now(),
+      sampleRateHz: 8000,
+      pcm: Int16Array.from([1, -2, 3]),
+    });
     s.flush();
     expect(s.getCall(id)!.call.hasAudio).toBe(true);
     const a = s.getAudio(id)!;
@@ -156,7 +176,13 @@ describe('queries', () => {
     const ids: string[] = [];
     for (let i = 0; i < 53; i++) {
       // pairs share a start time, so the rowid tiebreak is exercised
-      ids.push(emitCall(bus, { atMs: t0 + Math.floor(i / 2) * 1000, verdict: i % 3 === 0 ? 'synthetic' : 'human', actions: i % 3 === 0 ? ['drop'] : [] }));
+      ids.push(
+        emitCall(bus, {
+          atMs: t0 + Math.floor(i / 2) * 1000,
+          verdict: i % 3 === 0 ? 'synthetic' : 'human',
+          actions: i % 3 === 0 ? ['drop'] : [],
+        }),
+      );
     }
     s.flush();
     const seen: string[] = [];
@@ -185,7 +211,10 @@ describe('queries', () => {
     const bus = new CallEventBus();
     s.subscribe(bus);
     const id = emitCall(bus, { scores: [2] });
-    expect(s.addLabel(id, 'robot', 'sounded robotic', 'alice')).toMatchObject({ label: 'robot', by: 'alice' }); // flushes the queued call first
+    expect(s.addLabel(id, 'robot', 'sounded robotic', 'alice')).toMatchObject({
+      label: 'robot',
+      by: 'alice',
+    }); // flushes the queued call first
     s.addLabel(id, 'human', 'it was Bob', 'carol');
     const d = s.getCall(id)!;
     expect(d.call.label).toBe('human');
@@ -203,7 +232,9 @@ describe('queries', () => {
     const { token, record } = s.createToken('ops', 'viewer', 'test');
     expect(token).toMatch(/^vg_[A-Za-z0-9_-]{43}$/);
     expect(JSON.stringify(s.db.prepare('SELECT * FROM api_tokens').all())).not.toContain(token);
-    expect(s.db.prepare('SELECT hash FROM api_tokens WHERE id = ?').get(record.id)).toEqual({ hash: hashToken(token) });
+    expect(s.db.prepare('SELECT hash FROM api_tokens WHERE id = ?').get(record.id)).toEqual({
+      hash: hashToken(token),
+    });
     expect(s.findToken(token)?.name).toBe('ops');
     s.revokeToken(record.id);
     expect(s.findToken(token)).toBeNull();
@@ -225,7 +256,12 @@ describe('retention', () => {
       [mid, 10],
       [fresh, 1],
     ] as const) {
-      bus.emit('call.audio', { callId: id, atMs: now - ago * day, sampleRateHz: 8000, pcm: new Int16Array(8) });
+      bus.emit('call.audio', {
+        callId: id,
+        atMs: now - ago * day,
+        sampleRateHz: 8000,
+        pcm: new Int16Array(8),
+      });
     }
     s.flush();
     s.addLabel(old, 'human', '', 'x');
@@ -241,7 +277,9 @@ describe('retention', () => {
   });
 
   it('prunes on its timer', async () => {
-    const cfg = validateConfig({ store: { path: join(dir, 'vg.sqlite'), retentionDays: 1, pruneIntervalMs: 1000 } });
+    const cfg = validateConfig({
+      store: { path: join(dir, 'vg.sqlite'), retentionDays: 1, pruneIntervalMs: 1000 },
+    });
     const first = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger);
     const bus = new CallEventBus();
     first.subscribe(bus);
@@ -260,7 +298,11 @@ describe('retention', () => {
 describe('crash consistency', () => {
   it('after SIGKILL mid-write the file is intact and holds a complete prefix of calls', async () => {
     const file = join(dir, 'crash.sqlite');
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'crash-writer.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(import.meta.dirname, 'crash-writer.ts'), file],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let reported = 0;
     await new Promise<void>((resolve, reject) => {
       const kill = () => {
@@ -271,7 +313,8 @@ describe('crash consistency', () => {
         const m = /flushed (\d+)\s*$/.exec(buf.toString().trim());
         if (m) reported = Number(m[1]);
         // let it write a good amount, then kill at a random moment
-        if (reported >= 3000 && child.exitCode === null && !child.killed) setTimeout(kill, Math.floor(Math.random() * 20));
+        if (reported >= 3000 && child.exitCode === null && !child.killed)
+          setTimeout(kill, Math.floor(Math.random() * 20));
       });
       child.on('error', reject);
       setTimeout(() => reject(new Error('writer made no progress')), 50_000).unref();
@@ -281,7 +324,9 @@ describe('crash consistency', () => {
 
     const db = new Database(file);
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
-    const calls = db.prepare('SELECT call_id, started_ms, score_count, verdict, ended_ms FROM calls ORDER BY started_ms').all() as {
+    const calls = db
+      .prepare('SELECT call_id, started_ms, score_count, verdict, ended_ms FROM calls ORDER BY started_ms')
+      .all() as {
       call_id: string;
       started_ms: number;
       score_count: number;

@@ -23,7 +23,11 @@ export const adminRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, con
           required: ['token'],
         },
         response: {
-          200: { type: 'object', properties: { name: { type: 'string' }, role: { type: 'string', enum: ['viewer', 'admin'] } }, required: ['name', 'role'] },
+          200: {
+            type: 'object',
+            properties: { name: { type: 'string' }, role: { type: 'string', enum: ['viewer', 'admin'] } },
+            required: ['name', 'role'],
+          },
           ...errors(400, 401, 429),
         },
       },
@@ -47,7 +51,14 @@ export const adminRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, con
       schema: {
         tags: ['auth'],
         summary: 'The name and role of the presented token',
-        response: { 200: { type: 'object', properties: { name: { type: 'string' }, role: { type: 'string' } }, required: ['name', 'role'] }, ...errors(401) },
+        response: {
+          200: {
+            type: 'object',
+            properties: { name: { type: 'string' }, role: { type: 'string' } },
+            required: ['name', 'role'],
+          },
+          ...errors(401),
+        },
       },
     },
     async (request) => ({ name: request.principal!.name, role: request.principal!.role }),
@@ -60,7 +71,14 @@ export const adminRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, con
       schema: {
         tags: ['tokens'],
         summary: 'API tokens (never their values)',
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: TokenJson } }, required: ['items'] }, ...errors(401, 403) },
+        response: {
+          200: {
+            type: 'object',
+            properties: { items: { type: 'array', items: TokenJson } },
+            required: ['items'],
+          },
+          ...errors(401, 403),
+        },
       },
     },
     async () => ({ items: store.listTokens() }),
@@ -75,11 +93,18 @@ export const adminRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, con
         body: {
           type: 'object',
           additionalProperties: false,
-          properties: { name: { type: 'string', minLength: 1, maxLength: 100 }, role: { type: 'string', enum: ['viewer', 'admin'] } },
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 100 },
+            role: { type: 'string', enum: ['viewer', 'admin'] },
+          },
           required: ['name', 'role'],
         },
         response: {
-          201: { type: 'object', properties: { ...TokenJson.properties, token: { type: 'string' } }, required: [...TokenJson.required, 'token'] },
+          201: {
+            type: 'object',
+            properties: { ...TokenJson.properties, token: { type: 'string' } },
+            required: [...TokenJson.required, 'token'],
+          },
           ...errors(400, 401, 403),
         },
       },
@@ -104,8 +129,10 @@ export const adminRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, con
     },
     async (request, reply) => {
       const t = store.getToken(request.params.id);
-      if (!t || t.revokedAtMs !== null) throw new ApiError(404, `token '${request.params.id}' not found or already revoked`);
-      if (t.role === 'admin' && store.countActiveAdmins() <= 1) throw new ApiError(409, 'cannot revoke the last admin token; create another admin token first');
+      if (!t || t.revokedAtMs !== null)
+        throw new ApiError(404, `token '${request.params.id}' not found or already revoked`);
+      if (t.role === 'admin' && store.countActiveAdmins() <= 1)
+        throw new ApiError(409, 'cannot revoke the last admin token; create another admin token first');
       store.revokeToken(t.id);
       store.audit(request.principal!.name, 'token.revoked', t.id, { name: t.name, role: t.role });
       return reply.status(204).send();
@@ -122,18 +149,25 @@ export const adminRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, con
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 }, cursor: { type: 'string', pattern: '^[0-9]{1,15}$' } },
+          properties: {
+            limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
+            cursor: { type: 'string', pattern: '^[0-9]{1,15}$' },
+          },
         },
         response: {
           200: {
             type: 'object',
-            properties: { items: { type: 'array', items: AuditJson }, nextCursor: { type: ['string', 'null'] } },
+            properties: {
+              items: { type: 'array', items: AuditJson },
+              nextCursor: { type: ['string', 'null'] },
+            },
             required: ['items', 'nextCursor'],
           },
           ...errors(400, 401, 403),
         },
       },
     },
-    async (request) => store.listAudit(request.query.limit ?? 100, request.query.cursor ? Number(request.query.cursor) : null),
+    async (request) =>
+      store.listAudit(request.query.limit ?? 100, request.query.cursor ? Number(request.query.cursor) : null),
   );
 };

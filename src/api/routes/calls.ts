@@ -2,7 +2,15 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { CallFilter, Label } from '../../store/store-types.js';
 import { ApiError } from '../api-error.js';
 import { parseTime, type ApiDeps } from '../api-deps.js';
-import { CallDetailJson, CallSummaryJson, errors, idParam, LabelJson, LiveCallJson, timeParam } from '../schemas.js';
+import {
+  CallDetailJson,
+  CallSummaryJson,
+  errors,
+  idParam,
+  LabelJson,
+  LiveCallJson,
+  timeParam,
+} from '../schemas.js';
 
 /** Call history (list, filter, detail with timeline), live calls, labels and review audio. */
 export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
@@ -32,7 +40,11 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
         response: {
           200: {
             type: 'object',
-            properties: { items: { type: 'array', items: CallSummaryJson }, nextCursor: { type: ['string', 'null'] }, total: { type: 'integer' } },
+            properties: {
+              items: { type: 'array', items: CallSummaryJson },
+              nextCursor: { type: ['string', 'null'] },
+              total: { type: 'integer' },
+            },
             required: ['items', 'nextCursor', 'total'],
           },
           ...errors(400, 401),
@@ -64,7 +76,14 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
       schema: {
         tags: ['calls'],
         summary: 'Calls in progress with their recent score',
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: LiveCallJson } }, required: ['items'] }, ...errors(401) },
+        response: {
+          200: {
+            type: 'object',
+            properties: { items: { type: 'array', items: LiveCallJson } },
+            required: ['items'],
+          },
+          ...errors(401),
+        },
       },
     },
     async () => ({ items: deps.live.list() }),
@@ -94,7 +113,10 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
         tags: ['calls'],
         summary: 'Retained review audio of a call as WAV (only when its rule opted in)',
         params: { type: 'object', properties: { id: idParam }, required: ['id'] },
-        response: { 200: { type: 'string', format: 'binary', description: 'audio/wav' }, ...errors(401, 404) },
+        response: {
+          200: { type: 'string', format: 'binary', description: 'audio/wav' },
+          ...errors(401, 404),
+        },
       },
     },
     async (request, reply) => {
@@ -116,7 +138,10 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
         body: {
           type: 'object',
           additionalProperties: false,
-          properties: { label: { type: 'string', enum: ['human', 'robot'] }, note: { type: 'string', maxLength: 500 } },
+          properties: {
+            label: { type: 'string', enum: ['human', 'robot'] },
+            note: { type: 'string', maxLength: 500 },
+          },
           required: ['label'],
         },
         response: { 201: LabelJson, ...errors(400, 401, 403, 404) },

@@ -3,7 +3,14 @@ import type { CallEventMap } from '../../call-events.js';
 import type { ApiDeps } from '../api-deps.js';
 import { errors } from '../schemas.js';
 
-const STREAMED = ['call.started', 'call.answered', 'call.score', 'call.verdict', 'call.action', 'call.ended'] as const;
+const STREAMED = [
+  'call.started',
+  'call.answered',
+  'call.score',
+  'call.verdict',
+  'call.action',
+  'call.ended',
+] as const;
 const HEARTBEAT_MS = 15_000;
 
 /**
@@ -22,7 +29,8 @@ export const eventsRoutes: FastifyPluginAsync<ApiDeps> = async (app, { bus, stor
       config: { queryToken: true },
       schema: {
         tags: ['events'],
-        summary: 'Live call events as text/event-stream (token in ?token= because EventSource cannot set headers)',
+        summary:
+          'Live call events as text/event-stream (token in ?token= because EventSource cannot set headers)',
         querystring: { type: 'object', properties: { token: { type: 'string', maxLength: 200 } } },
         produces: ['text/event-stream'],
         response: { 200: { type: 'string', description: 'event stream' }, ...errors(401) },

@@ -5,7 +5,15 @@ import { errors, timeParam } from '../schemas.js';
 
 const bins = {
   type: 'array',
-  items: { type: 'object', properties: { lo: { type: 'number' }, hi: { type: 'number' }, human: { type: 'integer' }, robot: { type: 'integer' } } },
+  items: {
+    type: 'object',
+    properties: {
+      lo: { type: 'number' },
+      hi: { type: 'number' },
+      human: { type: 'integer' },
+      robot: { type: 'integer' },
+    },
+  },
 };
 
 /** Stats for the dashboard and the threshold-tuning data. */
@@ -15,8 +23,13 @@ export const insightsRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, 
     {
       schema: {
         tags: ['stats'],
-        summary: 'Counts by treatment, verdict, action and label, plus hourly calls for the last 24 h of the range',
-        querystring: { type: 'object', additionalProperties: false, properties: { from: timeParam, to: timeParam } },
+        summary:
+          'Counts by treatment, verdict, action and label, plus hourly calls for the last 24 h of the range',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { from: timeParam, to: timeParam },
+        },
         response: {
           200: {
             type: 'object',
@@ -32,7 +45,14 @@ export const insightsRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, 
               labelled: { type: 'object', additionalProperties: { type: 'integer' } },
               hourly: {
                 type: 'array',
-                items: { type: 'object', properties: { hourStartMs: { type: 'integer' }, calls: { type: 'integer' }, synthetic: { type: 'integer' } } },
+                items: {
+                  type: 'object',
+                  properties: {
+                    hourStartMs: { type: 'integer' },
+                    calls: { type: 'integer' },
+                    synthetic: { type: 'integer' },
+                  },
+                },
               },
             },
             required: ['fromMs', 'toMs', 'live', 'calls', 'byVerdict', 'byAction', 'labelled', 'hourly'],
@@ -53,7 +73,8 @@ export const insightsRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, 
     {
       schema: {
         tags: ['tuning'],
-        summary: 'Labelled score distributions, ROC/DET points, per-threshold counts and a what-if for given thresholds',
+        summary:
+          'Labelled score distributions, ROC/DET points, per-threshold counts and a what-if for given thresholds',
         description:
           'Score = the highest cumulative LLR a call reached. Robots are positives. whatIf defaults to the current policy defaults. ' +
           'perThreshold lets a slider show, for any threshold, how many calls/labelled humans/labelled robots reached it.',
@@ -71,14 +92,25 @@ export const insightsRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, 
           200: {
             type: 'object',
             properties: {
-              labelled: { type: 'object', properties: { human: { type: 'integer' }, robot: { type: 'integer' } } },
+              labelled: {
+                type: 'object',
+                properties: { human: { type: 'integer' }, robot: { type: 'integer' } },
+              },
               analysedCalls: { type: 'integer' },
-              distributions: { type: 'object', properties: { finalLlr: bins, maxLlr: bins, maxWindowLlr: bins } },
+              distributions: {
+                type: 'object',
+                properties: { finalLlr: bins, maxLlr: bins, maxWindowLlr: bins },
+              },
               roc: {
                 type: 'array',
                 items: {
                   type: 'object',
-                  properties: { thresholdLlr: { type: 'number' }, tpr: { type: 'number' }, fpr: { type: 'number' }, fnr: { type: 'number' } },
+                  properties: {
+                    thresholdLlr: { type: 'number' },
+                    tpr: { type: 'number' },
+                    fpr: { type: 'number' },
+                    fnr: { type: 'number' },
+                  },
                 },
               },
               auc: { type: ['number', 'null'] },
@@ -86,18 +118,31 @@ export const insightsRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, 
                 type: 'array',
                 items: {
                   type: 'object',
-                  properties: { thresholdLlr: { type: 'number' }, calls: { type: 'integer' }, humans: { type: 'integer' }, robots: { type: 'integer' } },
+                  properties: {
+                    thresholdLlr: { type: 'number' },
+                    calls: { type: 'integer' },
+                    humans: { type: 'integer' },
+                    robots: { type: 'integer' },
+                  },
                 },
               },
               whatIf: {
                 type: 'object',
                 properties: Object.fromEntries(
-                  ['dropLlr', 'warnLlr'].map((k) => [k, { type: 'number' }]).concat(
-                    ['analysedCalls', 'dropped', 'warned', 'humansDropped', 'humansWarned', 'robotsDropped', 'robotsWarned', 'robotsMissed'].map((k) => [
-                      k,
-                      { type: 'integer' },
-                    ]),
-                  ),
+                  ['dropLlr', 'warnLlr']
+                    .map((k) => [k, { type: 'number' }])
+                    .concat(
+                      [
+                        'analysedCalls',
+                        'dropped',
+                        'warned',
+                        'humansDropped',
+                        'humansWarned',
+                        'robotsDropped',
+                        'robotsWarned',
+                        'robotsMissed',
+                      ].map((k) => [k, { type: 'integer' }]),
+                    ),
                 ),
               },
             },
@@ -110,7 +155,10 @@ export const insightsRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, 
     async (request) => {
       const q = request.query;
       const d = policy.current().defaults.thresholds;
-      const rows = store.tuningRows(parseTime(q.from, 'from') ?? 0, parseTime(q.to, 'to') ?? Number.MAX_SAFE_INTEGER);
+      const rows = store.tuningRows(
+        parseTime(q.from, 'from') ?? 0,
+        parseTime(q.to, 'to') ?? Number.MAX_SAFE_INTEGER,
+      );
       return computeTuning(rows, q.dropLlr ?? d.dropLlr, q.warnLlr ?? d.warnLlr);
     },
   );

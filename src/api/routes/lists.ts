@@ -13,7 +13,14 @@ export const listsRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy }) 
         tags: ['lists'],
         summary: 'Entries of the allow or deny list',
         params: { type: 'object', properties: { kind }, required: ['kind'] },
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: ListEntryJson } }, required: ['items'] }, ...errors(400, 401) },
+        response: {
+          200: {
+            type: 'object',
+            properties: { items: { type: 'array', items: ListEntryJson } },
+            required: ['items'],
+          },
+          ...errors(400, 401),
+        },
       },
     },
     async (request) => ({ items: policy.listEntries(request.params.kind) }),
@@ -30,7 +37,8 @@ export const listsRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy }) 
         response: { 201: ListEntryJson, ...errors(400, 401, 403, 409) },
       },
     },
-    async (request, reply) => reply.status(201).send(policy.addListEntry(request.params.kind, request.body, request.principal!.name)),
+    async (request, reply) =>
+      reply.status(201).send(policy.addListEntry(request.params.kind, request.body, request.principal!.name)),
   );
 
   app.delete<{ Params: { kind: ListKind; id: string } }>(

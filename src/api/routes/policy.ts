@@ -15,7 +15,11 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy })
         response: {
           200: {
             type: 'object',
-            properties: { version: { type: 'integer' }, timeZone: { type: 'string' }, items: { type: 'array', items: RuleJson } },
+            properties: {
+              version: { type: 'integer' },
+              timeZone: { type: 'string' },
+              items: { type: 'array', items: RuleJson },
+            },
             required: ['version', 'timeZone', 'items'],
           },
           ...errors(401),
@@ -30,16 +34,34 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy })
 
   app.post<{ Body: unknown }>(
     '/api/policy/rules',
-    { schema: { tags: ['policy'], summary: 'Create a rule', body: RuleInputJson, response: { 201: RuleJson, ...errors(400, 401, 403, 409) } } },
-    async (request, reply) => reply.status(201).send(policy.createRule(request.body, request.principal!.name)),
+    {
+      schema: {
+        tags: ['policy'],
+        summary: 'Create a rule',
+        body: RuleInputJson,
+        response: { 201: RuleJson, ...errors(400, 401, 403, 409) },
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(policy.createRule(request.body, request.principal!.name)),
   );
 
   app.get<{ Params: { id: string } }>(
     '/api/policy/rules/:id',
-    { schema: { tags: ['policy'], summary: 'One rule', params: idParams, response: { 200: RuleJson, ...errors(401, 404) } } },
+    {
+      schema: {
+        tags: ['policy'],
+        summary: 'One rule',
+        params: idParams,
+        response: { 200: RuleJson, ...errors(401, 404) },
+      },
+    },
     async (request, reply) => {
       const rule = policy.current().rules.find((r) => r.id === request.params.id);
-      if (!rule) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `rule '${request.params.id}' not found` });
+      if (!rule)
+        return reply
+          .status(404)
+          .send({ statusCode: 404, error: 'Not Found', message: `rule '${request.params.id}' not found` });
       return rule;
     },
   );
@@ -47,14 +69,27 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy })
   app.put<{ Params: { id: string }; Body: unknown }>(
     '/api/policy/rules/:id',
     {
-      schema: { tags: ['policy'], summary: 'Replace a rule', params: idParams, body: RuleInputJson, response: { 200: RuleJson, ...errors(400, 401, 403, 404) } },
+      schema: {
+        tags: ['policy'],
+        summary: 'Replace a rule',
+        params: idParams,
+        body: RuleInputJson,
+        response: { 200: RuleJson, ...errors(400, 401, 403, 404) },
+      },
     },
     async (request) => policy.updateRule(request.params.id, request.body, request.principal!.name),
   );
 
   app.delete<{ Params: { id: string } }>(
     '/api/policy/rules/:id',
-    { schema: { tags: ['policy'], summary: 'Delete a rule', params: idParams, response: { 204: { type: 'null' }, ...errors(401, 403, 404) } } },
+    {
+      schema: {
+        tags: ['policy'],
+        summary: 'Delete a rule',
+        params: idParams,
+        response: { 204: { type: 'null' }, ...errors(401, 403, 404) },
+      },
+    },
     async (request, reply) => {
       policy.deleteRule(request.params.id, request.principal!.name);
       return reply.status(204).send();
@@ -94,7 +129,8 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy })
     {
       schema: {
         tags: ['policy'],
-        summary: 'Replace the stored override of the defaults (keys left out fall back to config, then model)',
+        summary:
+          'Replace the stored override of the defaults (keys left out fall back to config, then model)',
         body: DefaultsInputJson,
         response: { 200: defaultsOut, ...errors(400, 401, 403) },
       },
