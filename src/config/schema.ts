@@ -231,6 +231,12 @@ export const ConfigSchema = z.strictObject({
         .min(100)
         .default(100_000)
         .describe('Unwritten rows beyond which new score-timeline rows are shed (a stalled disk never grows memory without bound)'),
+      checkpointIntervalMs: z
+        .number()
+        .int()
+        .min(50)
+        .default(1000)
+        .describe('How often a background thread copies the write-ahead log into the database file (the only disk syncs)'),
       pruneIntervalMs: z
         .number()
         .int()

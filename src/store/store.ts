@@ -16,6 +16,7 @@ import type {
 import type { Config, PolicyAction } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { DefaultsOverride, ListEntry, ListKind, PolicyRule } from '../policy/policy-types.js';
+import { Checkpointer } from './checkpointer.js';
 import { migrate } from './migrations.js';
 import { pseudonymise } from './pseudonym.js';
 import type {
@@ -83,6 +84,8 @@ export class Store {
   private closedFlag = false;
   private readonly pseudonymKey: string;
   private readonly stmts: ReturnType<Store['prepare']>;
+  /** Null for an in-memory database. */
+  readonly checkpointer: Checkpointer | null;
 
   static open(
     cfg: StoreConfig,
@@ -101,6 +104,9 @@ export class Store {
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
       db.pragma('foreign_keys = OFF');
+      // Checkpoints (the only fsyncs) run in the Checkpointer worker, never on this thread.
+      if (cfg.path !== ':memory:') db.pragma('wal_autocheckpoint = 0');
+      db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
       const applied = migrate(db);
       if (applied.length)
         logger.info({ event: 'store.migrated', path: cfg.path, versions: applied }, 'store schema migrated');
@@ -121,6 +127,8 @@ export class Store {
   ) {
     this.db = db;
     this.stmts = this.prepare();
+    this.checkpointer =
+      cfg.path === ':memory:' ? null : new Checkpointer(cfg.path, cfg.checkpointIntervalMs, logger);
     this.pseudonymKey =
       cfg.privacy.pseudonymKey ??
       this.settingOrCreate('pseudonym_key', () => randomBytes(32).toString('hex'));
@@ -404,6 +412,7 @@ export class Store {
       );
     }
     this.closedFlag = true;
+    this.checkpointer?.close();
     if (this.flushTimer) clearInterval(this.flushTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     this.db.close();

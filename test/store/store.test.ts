@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -62,6 +62,23 @@ describe('migrations', () => {
     expect(cols).toContain('max_window_llr');
     // the tuning view falls back to max_llr for rows from before migration 2
     expect(s.tuningRows()).toEqual([{ maxLlr: 5.5, finalLlr: null, maxWindowLlr: 5.5, label: null }]);
+  });
+
+  it('checkpoints the WAL from the worker thread, not from the writing connection', async () => {
+    const s = openStore({ checkpointIntervalMs: 60_000 });
+    expect(s.db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    for (let i = 0; i < 2000; i++) emitCall(bus, { scores: [1, 2, 3] });
+    s.flush();
+    const dbBytes = () => statSync(join(dir, 'vg.sqlite')).size;
+    const before = dbBytes();
+    expect(statSync(join(dir, 'vg.sqlite-wal')).size).toBeGreaterThan(1_000_000);
+    const r = await s.checkpointer!.checkpointNow();
+    expect(r).toMatchObject({ busy: 0 });
+    expect(r!.checkpointed).toBe(r!.log);
+    expect(dbBytes()).toBeGreaterThan(before + 1_000_000);
+    expect(s.listCalls({ limit: 1 }).total).toBe(2000);
   });
 
   it('refuses a database newer than the code', () => {
