@@ -185,3 +185,59 @@ describe('webhooks', () => {
     expect(attempts).toBe(3);
   });
 });
+
+describe('TLS', () => {
+  it('serves HTTPS with config.api.tls', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { mkdtempSync, readFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { request } = await import('node:https');
+    const dir = mkdtempSync(join(tmpdir(), 'vg-tls-'));
+    const certFile = join(dir, 'cert.pem');
+    const keyFile = join(dir, 'key.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    h = await startHarness({ api: { bootstrapAdminToken: ADMIN_TOKEN, tls: { certFile, keyFile } } });
+    const addr = await h.app.listen({ host: '127.0.0.1', port: 0 });
+    expect(addr.startsWith('https://')).toBe(true);
+    const port = Number(new URL(addr).port);
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/health',
+          ca: readFileSync(certFile),
+          servername: '127.0.0.1',
+          checkServerIdentity: () => undefined,
+        },
+        (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c.toString()));
+          res.on('end', () => resolve(b));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    expect(JSON.parse(body)).toMatchObject({ status: 'ok' });
+  });
+});
