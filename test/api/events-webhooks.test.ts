@@ -226,6 +226,7 @@ describe('TLS', () => {
           port,
           path: '/health',
           ca: readFileSync(certFile),
+          servername: 'localhost',
           servername: '127.0.0.1',
           checkServerIdentity: () => undefined,
         },
