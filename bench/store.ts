@@ -1,0 +1,182 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { CallEventBus, type CallScoreEvent } from '../src/call-events.js';
+import { validateConfig } from '../src/config/load-config.js';
+import { silentLogger } from '../src/log.js';
+import { Store } from '../src/store/store.js';
+
+/**
+ * Store write path and history queries, each against a baseline measured in the same run:
+ *
+ *  - write: what a call-path emit costs (queueing only) and what the batched flush costs per
+ *    row and per 500-row batch (the longest the event loop is held), versus the naive way,
+ *    one autocommit INSERT per event on the call path;
+ *  - query: the console's history page 150 deep with the keyset cursor versus LIMIT/OFFSET,
+ *    on CALLS calls with 20 scores each.
+ */
+const CALLS = 10_000;
+
+export interface StoreBenchResult {
+  calls: number;
+  write: {
+    enqueueUsPerEvent: number;
+    flushUsPerRow: number;
+    flush500RowsMs: number;
+    baselineAutocommitUsPerRow: number;
+  };
+  query: { keysetPage150Ms: number; offsetPage150Ms: number; firstPageMs: number; tuningRowsMs: number };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+export function runStoreBench(): StoreBenchResult {
+  const dir = mkdtempSync(join(tmpdir(), 'vg-bench-store-'));
+  try {
+    const cfg = validateConfig({
+      store: {
+        path: join(dir, 'b.sqlite'),
+        flushIntervalMs: 600_000,
+        flushMaxRows: 10_000_000,
+        maxQueuedRows: 10_000_000,
+      },
+    });
+    const store = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger);
+    const bus = new CallEventBus();
+    store.subscribe(bus);
+
+    // --- write path
+    const t0 = Date.UTC(2026, 0, 1);
+    let events = 0;
+    let enqueueNs = 0n;
+    let flushMs = 0;
+    let rows = 0;
+    for (let i = 0; i < CALLS; i++) {
+      const callId = `c${i}`;
+      const s = process.hrtime.bigint();
+      bus.emit('call.started', {
+        callId,
+        atMs: t0 + i * 1000,
+        direction: 'inbound',
+        trunk: 't',
+        sourceAddress: '192.0.2.1',
+        fromNumber: `+4930${i}`,
+        toNumber: '+4989',
+        sipCallId: callId,
+        ruleId: null,
+        treatment: 'analyse',
+      });
+      let cum = 0;
+      for (let k = 0; k < 20; k++) {
+        const llr = Math.sin(i + k);
+        cum += llr;
+        bus.emit('call.score', { callId, atMs: t0 + i * 1000 + k, tMs: k * 500, llr, cumulativeLlr: cum });
+      }
+      bus.emit('call.verdict', {
+        callId,
+        atMs: t0 + i * 1000 + 30,
+        verdict: cum > 0 ? 'synthetic' : 'human',
+        decisionMs: 3000,
+        cumulativeLlr: cum,
+      });
+      bus.emit('call.ended', { callId, atMs: t0 + i * 1000 + 60, reason: 'bye-caller', sipStatus: null });
+      enqueueNs += process.hrtime.bigint() - s;
+      events += 23;
+      if (i % 1000 === 999) {
+        const f = performance.now();
+        rows += store.flush();
+        flushMs += performance.now() - f;
+      }
+    }
+    // a realistic batch: 500 rows
+    const batchTimes: number[] = [];
+    for (let b = 0; b < 20; b++) {
+      for (let k = 0; k < 500; k++)
+        bus.emit('call.score', {
+          callId: `c${b}`,
+          atMs: 0,
+          tMs: 100_000 + k,
+          llr: 0.1,
+          cumulativeLlr: 1,
+        } as CallScoreEvent);
+      const f = performance.now();
+      store.flush();
+      batchTimes.push(performance.now() - f);
+    }
+
+    // baseline: one autocommit insert per event, as a naive logger would do on the call path
+    const stmt = store.db.prepare(
+      'INSERT INTO scores (call_id, at_ms, t_ms, llr, cum_llr) VALUES (?, ?, ?, ?, ?)',
+    );
+    const N_BASE = 5000;
+    const b0 = performance.now();
+    for (let k = 0; k < N_BASE; k++) stmt.run('base', 0, k, 0.1, 0.1);
+    const baselineUs = ((performance.now() - b0) * 1000) / N_BASE;
+
+    // --- queries
+    let cursor: string | null = null;
+    for (let p = 0; p < 149; p++) cursor = store.listCalls({ limit: 50, cursor }).nextCursor;
+    const keyset: number[] = [];
+    const offset: number[] = [];
+    const first: number[] = [];
+    const tuning: number[] = [];
+    const offsetStmt = store.db.prepare(
+      'SELECT rowid, * FROM calls ORDER BY started_ms DESC, rowid DESC LIMIT 50 OFFSET ?',
+    );
+    for (let r = 0; r < 7; r++) {
+      let t = performance.now();
+      store.listCalls({ limit: 50, cursor });
+      keyset.push(performance.now() - t);
+      t = performance.now();
+      offsetStmt.all(149 * 50);
+      store.db.prepare('SELECT count(*) FROM calls').get();
+      offset.push(performance.now() - t);
+      t = performance.now();
+      store.listCalls({ limit: 50 });
+      first.push(performance.now() - t);
+      t = performance.now();
+      store.tuningRows();
+      tuning.push(performance.now() - t);
+    }
+    store.close();
+    const r3 = (x: number) => Math.round(x * 1000) / 1000;
+    return {
+      calls: CALLS,
+      write: {
+        enqueueUsPerEvent: r3(Number(enqueueNs) / 1000 / events),
+        flushUsPerRow: r3((flushMs * 1000) / rows),
+        flush500RowsMs: r3(median(batchTimes)),
+        baselineAutocommitUsPerRow: r3(baselineUs),
+      },
+      query: {
+        keysetPage150Ms: r3(median(keyset)),
+        offsetPage150Ms: r3(median(offset)),
+        firstPageMs: r3(median(first)),
+        tuningRowsMs: r3(median(tuning)),
+      },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const r = runStoreBench();
+  console.log(JSON.stringify(r));
+  console.log(
+    [
+      `store bench, ${r.calls} calls x 20 scores`,
+      `  call-path emit (queue only)     ${r.write.enqueueUsPerEvent} µs/event`,
+      `  batched flush                   ${r.write.flushUsPerRow} µs/row, ${r.write.flush500RowsMs} ms per 500-row batch`,
+      `  baseline: autocommit per event  ${r.write.baselineAutocommitUsPerRow} µs/row (on the call path)`,
+      `  history page 150, keyset        ${r.query.keysetPage150Ms} ms`,
+      `  baseline: LIMIT/OFFSET          ${r.query.offsetPage150Ms} ms`,
+      `  first page (+ total count)      ${r.query.firstPageMs} ms`,
+      `  tuning rows (all calls)         ${r.query.tuningRowsMs} ms`,
+    ].join('\n'),
+  );
+}
