@@ -45,6 +45,8 @@ type Op =
   | { t: 'ended'; e: CallEndedEvent }
   | { t: 'audio'; e: CallAudioEvent };
 
+const MAX_FLUSH_ATTEMPTS = 5;
+
 export class StoreError extends Error {
   constructor(message: string) {
     super(message);
@@ -80,6 +82,7 @@ export class Store {
   private flushTimer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
   private earlyFlush = false;
+  private failedFlushes = 0;
   private droppedScores = 0;
   private closedFlag = false;
   private readonly pseudonymKey: string;
@@ -338,10 +341,20 @@ export class Store {
       })();
     } catch (err) {
       // Put the batch back in front so a transient error (SQLITE_BUSY, disk full) loses nothing;
-      // the queue bound above still applies to new score events.
-      this.queue = batch.concat(this.queue);
+      // a batch that keeps failing is given up so it cannot hold memory and block later rows.
+      this.failedFlushes++;
+      if (this.failedFlushes >= MAX_FLUSH_ATTEMPTS) {
+        this.failedFlushes = 0;
+        this.logger.error(
+          { event: 'store.batch_dropped', rows: batch.length, err: (err as Error).message },
+          `store batch dropped after ${MAX_FLUSH_ATTEMPTS} failed flushes`,
+        );
+      } else {
+        this.queue = batch.concat(this.queue);
+      }
       throw err;
     }
+    this.failedFlushes = 0;
     const ms = performance.now() - startedAt;
     if (this.droppedScores > 0) {
       this.logger.warn(

@@ -151,6 +151,33 @@ describe('writing call events', () => {
     expect(d.call.endReason).toBe('bye-caller');
   });
 
+  it('keeps a batch through a failed flush and writes it once the disk accepts writes again', () => {
+    const s = openStore();
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const id = emitCall(bus, { scores: [1] });
+    s.db.pragma('query_only = 1'); // a real SQLITE_READONLY on every write
+    expect(() => s.flush()).toThrow(/readonly/i);
+    expect(s.queued).toBeGreaterThan(0);
+    s.db.pragma('query_only = 0');
+    s.flush();
+    expect(s.getCall(id)!.call.scoreCount).toBe(1);
+  });
+
+  it('gives up a batch that fails five times in a row', () => {
+    const s = openStore();
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    emitCall(bus);
+    s.db.pragma('query_only = 1');
+    for (let i = 0; i < 5; i++) expect(() => s.flush()).toThrow();
+    expect(s.queued).toBe(0);
+    s.db.pragma('query_only = 0');
+    const later = emitCall(bus);
+    s.flush();
+    expect(s.listCalls({ limit: 10 }).items.map((c) => c.id)).toEqual([later]);
+  });
+
   it('stores keyed pseudonyms instead of numbers when storeClearNumbers is false', () => {
     const s = openStore({}, { storeClearNumbers: false, pseudonymKey: 'k1' });
     const bus = new CallEventBus();
