@@ -227,7 +227,6 @@ describe('TLS', () => {
           path: '/health',
           ca: readFileSync(certFile),
           servername: 'localhost',
-          servername: '127.0.0.1',
           checkServerIdentity: () => undefined,
         },
         (res) => {
