@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
@@ -294,7 +295,11 @@ export class PolicyService {
     const file = this.opts.config.rulesFile;
     if (!file || this.watcher) return;
     try {
-      this.watcher = watch(file, () => {
+      // Watch the directory: editors and config tools replace the file (rename), which would
+      // orphan a watch on the file itself.
+      const name = basename(file);
+      this.watcher = watch(dirname(file), (_kind, changed) => {
+        if (changed !== null && changed !== name) return;
         if (this.watchTimer) clearTimeout(this.watchTimer);
         // Editors write in several steps; wait for the file to settle.
         this.watchTimer = setTimeout(() => this.reloadRulesFile(), 200);

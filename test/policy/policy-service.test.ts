@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -126,11 +126,20 @@ describe('PolicyService', () => {
     expect(svc.evaluate(facts('09001234')).treatment).toBe('deny');
 
     svc.watchRulesFile();
-    writeFileSync(file, 'rules:\n  - id: day\n    name: Day\n    onSynthetic: log\n');
+    // replaced by rename, as editors and config management do
+    writeFileSync(`${file}.tmp`, 'rules:\n  - id: day\n    name: Day\n    onSynthetic: log\n');
+    renameSync(`${file}.tmp`, file);
     await waitFor(() => svc.current().rules.some((r) => r.id === 'day'));
     expect(svc.current().rules.map((r) => r.id)).toEqual(['day', 'api-made']);
     expect(svc.current().allow).toHaveLength(0);
     expect(svc.current().deny).toHaveLength(0);
+    // the watch survives the replacement
+    writeFileSync(`${file}.tmp`, 'rules:\n  - id: evening\n    name: Evening\n');
+    renameSync(`${file}.tmp`, file);
+    await waitFor(() => svc.current().rules.some((r) => r.id === 'evening'));
+    expect(svc.current().rules.map((r) => r.id)).toEqual(['evening', 'api-made']);
+    writeFileSync(file, 'rules:\n  - id: day\n    name: Day\n    onSynthetic: log\n');
+    await waitFor(() => svc.current().rules.some((r) => r.id === 'day'));
 
     // An invalid edit is refused and the running policy stays.
     const before = svc.current();
