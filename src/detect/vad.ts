@@ -39,7 +39,7 @@ export interface VadOptions {
   minSpeechMs: number;
   /** Time kept as speech after the last voiced frame. */
   hangoverMs: number;
-  /** Share of band energy in the two strongest peaks above which a frame at signalling-tone frequencies is a tone. */
+  /** Share of band energy in peaks at signalling-tone frequencies above which a frame is a tone. */
   toneConcentration?: number;
   /** Share of band energy in one peak above which a frame is a pure tone, whatever its frequency. */
   pureToneShare?: number;
@@ -66,6 +66,8 @@ export interface FrameFeatures {
   peakHz: [number, number];
   /** Share of in-band energy in each of those peaks (0..1). */
   peakShare: [number, number];
+  /** Share of in-band energy in the strongest peaks that sit at signalling-tone frequencies (0..1). */
+  signallingShare: number;
 }
 
 /**
@@ -140,7 +142,8 @@ function powerSpectrum(x: Float32Array, end: number): void {
  */
 export function frameFeatures(samples: Float32Array, offset = 0): FrameFeatures {
   const energyDbfs = frameEnergyDbfs(samples, offset);
-  if (energyDbfs < -90) return { energyDbfs, flatness: 1, peakHz: [0, 0], peakShare: [0, 0] };
+  if (energyDbfs < -90)
+    return { energyDbfs, flatness: 1, peakHz: [0, 0], peakShare: [0, 0], signallingShare: 0 };
   powerSpectrum(samples, offset + VAD_FRAME_SAMPLES);
   let total = 0;
   let logSum = 0;
@@ -165,7 +168,26 @@ export function frameFeatures(samples: Float32Array, offset = 0): FrameFeatures 
     flatness,
     peakHz: [peakFrequencyHz(k1), k2 < 0 ? 0 : peakFrequencyHz(k2)],
     peakShare: [e1 / total, e2 / total],
+    signallingShare: signallingShare(total),
   };
+}
+
+/**
+ * Share of in-band energy in the strongest peaks, taken strongest first while they sit at
+ * signalling-tone frequencies (up to four: a 64 ms analysis can straddle two DTMF digits).
+ * Destroys `power`, so it runs last.
+ */
+function signallingShare(total: number): number {
+  let share = 0;
+  for (let n = 0; n < 4; n++) {
+    let k1 = BAND_LO;
+    for (let k = BAND_LO; k <= BAND_HI; k++) if (power[k] > power[k1]) k1 = k;
+    if (!isSignallingTone(peakFrequencyHz(k1))) break;
+    share += peakEnergy(k1) / total;
+    for (let k = Math.max(BAND_LO, k1 - PEAK_HALF_WIDTH); k <= Math.min(BAND_HI, k1 + PEAK_HALF_WIDTH); k++)
+      power[k] = 0;
+  }
+  return share;
 }
 
 /** Peak frequency refined by parabolic interpolation over the log power of the 3 bins around it. */
@@ -223,7 +245,7 @@ export function classifyFrame(f: FrameFeatures, opts: Required<VadOptions>): Fra
 
 /**
  * Streaming gate: `process()` takes any chunk size and returns the speech segments that became
- * certain with this chunk. Latency: one frame, plus up to `minSpeechMs` while a run is confirmed.
+ * certain with this chunk. Latency: two frames, plus up to `minSpeechMs` while a run is confirmed.
  */
 export class VoiceActivityGate {
   private readonly opts: Required<VadOptions>;
@@ -232,6 +254,8 @@ export class VoiceActivityGate {
   private readonly maxPendingFrames: number;
   /** Partial frame carried to the next chunk. */
   private readonly partial = new Float32Array(VAD_FRAME_SAMPLES);
+  /** The newest frame, classified but not yet decided (see frame()). */
+  private held: { frame: Float32Array; start: number; cls: FrameClass } | null = null;
   /** The last 64 ms, for the spectral features. */
   private readonly history = new Float32Array(FFT_SIZE);
   private partialLen = 0;
@@ -285,11 +309,17 @@ export class VoiceActivityGate {
     this.pending = [];
     this.partialLen = 0;
     this.history.fill(0);
+    this.held = null;
     this.state = 'idle';
     this.voicedInRun = 0;
     this.framesSinceVoiced = 0;
   }
 
+  /**
+   * Classifies a frame, then decides the one before it: a tone's first frame shares its 64 ms
+   * analysis span with the silence before it, which smears the tone's peaks so it can look
+   * voiced; a "voiced" frame directly followed by a tone frame is that onset.
+   */
   private frame(frame: Float32Array, out: SpeechSegment[]): void {
     const start = this.streamPos;
     this.streamPos += VAD_FRAME_SAMPLES;
@@ -297,14 +327,21 @@ export class VoiceActivityGate {
     this.history.copyWithin(0, VAD_FRAME_SAMPLES);
     this.history.set(frame, FFT_SIZE - VAD_FRAME_SAMPLES);
     // The spectrum is only worth computing for frames loud enough to be speech.
-    const voiced =
-      frameEnergyDbfs(frame, 0) >= this.opts.energyThresholdDbfs &&
-      classifyFrame(frameFeatures(this.history, FFT_SIZE - VAD_FRAME_SAMPLES), this.opts) === 'voiced';
+    const cls: FrameClass =
+      frameEnergyDbfs(frame, 0) < this.opts.energyThresholdDbfs
+        ? 'silence'
+        : classifyFrame(frameFeatures(this.history, FFT_SIZE - VAD_FRAME_SAMPLES), this.opts);
+    const held = this.held;
+    this.held = { frame: frame.slice(), start, cls };
+    if (held) this.decide(held.frame, held.start, held.cls === 'voiced' && cls !== 'tone', out);
+  }
+
+  private decide(frame: Float32Array, start: number, voiced: boolean, out: SpeechSegment[]): void {
     switch (this.state) {
       case 'idle':
         if (!voiced) return;
         this.state = 'candidate';
-        this.pending = [copyIfView(frame)];
+        this.pending = [frame];
         this.pendingStart = start;
         this.voicedInRun = 1;
         this.framesSinceVoiced = 0;
@@ -318,7 +355,7 @@ export class VoiceActivityGate {
           this.pending = [];
           return;
         }
-        this.pending.push(copyIfView(frame));
+        this.pending.push(frame);
         if (this.pending.length > this.maxPendingFrames) {
           this.pending.shift();
           this.pendingStart += VAD_FRAME_SAMPLES;
@@ -343,10 +380,6 @@ export class VoiceActivityGate {
       this.pending = [];
     }
   }
-}
-
-function copyIfView(frame: Float32Array): Float32Array {
-  return frame.slice();
 }
 
 function concat(frames: Float32Array[]): Float32Array {
