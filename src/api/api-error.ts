@@ -85,12 +85,10 @@ export function installErrorHandler(app: FastifyInstance): void {
     return send(status, err.message, typeof field === 'string' ? { field } : {});
   });
   app.setNotFoundHandler((request, reply) => {
-    reply
-      .status(404)
-      .send({
-        statusCode: 404,
-        error: 'Not Found',
-        message: `no route ${request.method} ${request.url.split('?')[0]}`,
-      });
+    reply.status(404).send({
+      statusCode: 404,
+      error: 'Not Found',
+      message: `no route ${request.method} ${request.url.split('?')[0]}`,
+    });
   });
 }

@@ -13,13 +13,19 @@ import type { ApiDeps } from './api-deps.js';
 import { bootstrapAdmin, installAuth, requiredLevel, type AuthLevel } from './auth.js';
 import { BusLiveCalls, type LiveCallSource } from './live-calls.js';
 import { observeCallEvents } from './metrics.js';
-import { adminRoutes } from './routes/admin.js';
+import { auditRoutes } from './routes/audit.js';
+import { authRoutes } from './routes/auth.js';
 import { callsRoutes } from './routes/calls.js';
 import { eventsRoutes } from './routes/events.js';
-import { insightsRoutes } from './routes/insights.js';
+import { healthRoutes } from './routes/health.js';
+import { labelsRoutes } from './routes/labels.js';
 import { listsRoutes } from './routes/lists.js';
+import { liveRoutes } from './routes/live.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { policyRoutes } from './routes/policy.js';
-import { systemRoutes } from './routes/system.js';
+import { statsRoutes } from './routes/stats.js';
+import { tokensRoutes } from './routes/tokens.js';
+import { tuningRoutes } from './routes/tuning.js';
 import { ErrorSchema } from './schemas.js';
 import { WebhookDispatcher } from './webhooks.js';
 
@@ -112,13 +118,24 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  await app.register(systemRoutes, deps);
-  await app.register(adminRoutes, deps);
-  await app.register(callsRoutes, deps);
-  await app.register(policyRoutes, deps);
-  await app.register(listsRoutes, deps);
-  await app.register(insightsRoutes, deps);
-  await app.register(eventsRoutes, deps);
+  // One plugin per resource.
+  for (const plugin of [
+    healthRoutes,
+    metricsRoutes,
+    authRoutes,
+    callsRoutes,
+    liveRoutes,
+    labelsRoutes,
+    policyRoutes,
+    listsRoutes,
+    statsRoutes,
+    tuningRoutes,
+    eventsRoutes,
+    tokensRoutes,
+    auditRoutes,
+  ]) {
+    await app.register(plugin, deps);
+  }
 
   const unobserve = observeCallEvents(bus);
   const webhooks = new WebhookDispatcher({

@@ -1,18 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { CallFilter, Label } from '../../store/store-types.js';
+import type { CallFilter } from '../../store/store-types.js';
 import { ApiError } from '../api-error.js';
 import { parseTime, type ApiDeps } from '../api-deps.js';
-import {
-  CallDetailJson,
-  CallSummaryJson,
-  errors,
-  idParam,
-  LabelJson,
-  LiveCallJson,
-  timeParam,
-} from '../schemas.js';
+import { CallDetailJson, CallSummaryJson, errors, idParam, timeParam } from '../schemas.js';
 
-/** Call history (list, filter, detail with timeline), live calls, labels and review audio. */
+/** Call history: list with filters and keyset pagination, detail with the score timeline, review audio. */
 export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
   app.get<{ Querystring: Record<string, string | number | undefined> }>(
     '/api/calls',
@@ -70,25 +62,6 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
     },
   );
 
-  app.get(
-    '/api/calls/live',
-    {
-      schema: {
-        tags: ['calls'],
-        summary: 'Calls in progress with their recent score',
-        response: {
-          200: {
-            type: 'object',
-            properties: { items: { type: 'array', items: LiveCallJson } },
-            required: ['items'],
-          },
-          ...errors(401),
-        },
-      },
-    },
-    async () => ({ items: deps.live.list() }),
-  );
-
   app.get<{ Params: { id: string } }>(
     '/api/calls/:id',
     {
@@ -125,34 +98,6 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
       reply.header('content-type', 'audio/wav');
       reply.header('cache-control', 'no-store');
       return reply.send(wav16(audio.pcm, audio.sampleRateHz));
-    },
-  );
-
-  app.post<{ Params: { id: string }; Body: { label: Label; note?: string } }>(
-    '/api/calls/:id/labels',
-    {
-      schema: {
-        tags: ['labels'],
-        summary: 'Label a call as human or robot (ground truth for tuning)',
-        params: { type: 'object', properties: { id: idParam }, required: ['id'] },
-        body: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            label: { type: 'string', enum: ['human', 'robot'] },
-            note: { type: 'string', maxLength: 500 },
-          },
-          required: ['label'],
-        },
-        response: { 201: LabelJson, ...errors(400, 401, 403, 404) },
-      },
-    },
-    async (request, reply) => {
-      const by = request.principal!.name;
-      const rec = deps.store.addLabel(request.params.id, request.body.label, request.body.note ?? '', by);
-      if (!rec) throw new ApiError(404, `call '${request.params.id}' not found`);
-      deps.store.audit(by, 'call.labelled', request.params.id, { label: rec.label, note: rec.note });
-      return reply.status(201).send(rec);
     },
   );
 };

@@ -1,9 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiDeps } from '../api-deps.js';
-import { metrics } from '../metrics.js';
 
-/** Unauthenticated operational endpoints: /health for probes, /metrics for Prometheus. */
-export const systemRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, policy, live }) => {
+/** Unauthenticated liveness probe. */
+export const healthRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, policy, live }) => {
   const startedAtMs = Date.now();
   app.get(
     '/health',
@@ -40,23 +39,6 @@ export const systemRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, po
         policyVersion: policy.current().version,
         storeQueued: store.queued,
       };
-    },
-  );
-
-  app.get(
-    '/metrics',
-    {
-      config: { auth: 'public' },
-      schema: {
-        tags: ['system'],
-        summary: 'Prometheus metrics (text exposition format)',
-        produces: ['text/plain'],
-        response: { 200: { type: 'string' } },
-      },
-    },
-    async (_request, reply) => {
-      reply.header('content-type', metrics.contentType);
-      return metrics.metrics();
     },
   );
 };
