@@ -10,7 +10,7 @@ import type { PolicyService } from '../policy/policy-service.js';
 import type { Store } from '../store/store.js';
 import { installErrorHandler } from './api-error.js';
 import type { ApiDeps } from './api-deps.js';
-import { bootstrapAdmin, installAuth, requiredLevel, type AuthLevel } from './auth.js';
+import { bootstrapAdmin, installAuth, requiredLevel, type AuthLevel } from './token-auth.js';
 import { BusLiveCalls, type LiveCallSource } from './live-calls.js';
 import { observeCallEvents } from './metrics.js';
 import { auditRoutes } from './routes/audit.js';
