@@ -40,8 +40,18 @@ export interface DoctorOptions {
 }
 
 const ok = (name: string, message: string): CheckResult => ({ name, status: 'ok', message });
-const warn = (name: string, message: string, fix?: string): CheckResult => ({ name, status: 'warn', message, fix });
-const fail = (name: string, message: string, fix?: string): CheckResult => ({ name, status: 'fail', message, fix });
+const warn = (name: string, message: string, fix?: string): CheckResult => ({
+  name,
+  status: 'warn',
+  message,
+  fix,
+});
+const fail = (name: string, message: string, fix?: string): CheckResult => ({
+  name,
+  status: 'fail',
+  message,
+  fix,
+});
 
 export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport> {
   const checks: CheckResult[] = [];
@@ -54,12 +64,23 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     checks.push(
       loaded.file
         ? ok('config', `${loaded.file} is valid`)
-        : warn('config', 'no config file found; running on built-in defaults', 'write /etc/voiceguard/voiceguard.yaml (see deploy/voiceguard.example.yaml) or set VOICEGUARD_CONFIG'),
+        : warn(
+            'config',
+            'no config file found; running on built-in defaults',
+            'write /etc/voiceguard/voiceguard.yaml (see deploy/voiceguard.example.yaml) or set VOICEGUARD_CONFIG',
+          ),
     );
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     // One line per invalid field, as the loader reports them.
-    for (const line of err.message.split('\n')) checks.push(fail('config', line, 'correct the key; `voiceguard config --print-defaults` lists every key and its allowed values'));
+    for (const line of err.message.split('\n'))
+      checks.push(
+        fail(
+          'config',
+          line,
+          'correct the key; `voiceguard config --print-defaults` lists every key and its allowed values',
+        ),
+      );
   }
 
   if (config) {
@@ -103,7 +124,9 @@ function bindUdp(host: string, port: number): Promise<BindResult> {
 function bindTcp(host: string, port: number): Promise<BindResult> {
   return new Promise((done) => {
     const srv = createServer();
-    srv.once('error', (err: NodeJS.ErrnoException) => done({ free: false, code: err.code ?? 'ERROR', message: err.message }));
+    srv.once('error', (err: NodeJS.ErrnoException) =>
+      done({ free: false, code: err.code ?? 'ERROR', message: err.message }),
+    );
     srv.listen({ host, port, exclusive: true }, () => srv.close(() => done({ free: true })));
   });
 }
@@ -112,11 +135,23 @@ function bindProblem(what: string, r: Exclude<BindResult, { free: true }>, setti
   const name = what.split(' ')[0]!;
   switch (r.code) {
     case 'EADDRINUSE':
-      return fail(name, `${what} is in use`, `stop what listens there (ss -lunpt | grep ${what.split(' ')[1]!.split('/')[0]}), or if it is voiceguard itself it is already running; else change ${setting}`);
+      return fail(
+        name,
+        `${what} is in use`,
+        `stop what listens there (ss -lunpt | grep ${what.split(' ')[1]!.split('/')[0]}), or if it is voiceguard itself it is already running; else change ${setting}`,
+      );
     case 'EACCES':
-      return fail(name, `${what}: permission denied`, `ports below 1024 need CAP_NET_BIND_SERVICE; use a port >= 1024 or grant the capability (see deploy/voiceguard.service)`);
+      return fail(
+        name,
+        `${what}: permission denied`,
+        `ports below 1024 need CAP_NET_BIND_SERVICE; use a port >= 1024 or grant the capability (see deploy/voiceguard.service)`,
+      );
     case 'EADDRNOTAVAIL':
-      return fail(name, `${what}: the address is not on this machine`, `set ${setting} to an address of this host (ip -br addr) or 0.0.0.0`);
+      return fail(
+        name,
+        `${what}: the address is not on this machine`,
+        `set ${setting} to an address of this host (ip -br addr) or 0.0.0.0`,
+      );
     default:
       return fail(name, `${what}: cannot bind (${r.code}: ${r.message})`, `check ${setting}`);
   }
@@ -128,7 +163,11 @@ async function sipPortChecks(c: Config): Promise<CheckResult[]> {
   for (const t of transports) {
     const what = `sip.port ${port}/${t} on ${host}`;
     const r = t === 'udp' ? await bindUdp(host, port) : await bindTcp(host, port);
-    out.push(r.free ? ok('sip.port', `${port}/${t} on ${host} is free`) : bindProblem(what, r, 'sip.listen.port / sip.listen.host'));
+    out.push(
+      r.free
+        ? ok('sip.port', `${port}/${t} on ${host} is free`)
+        : bindProblem(what, r, 'sip.listen.port / sip.listen.host'),
+    );
   }
   return out;
 }
@@ -137,7 +176,9 @@ async function apiPortCheck(c: Config): Promise<CheckResult> {
   const { host, port } = c.api;
   if (port === 0) return ok('api.port', 'api.port is 0: an ephemeral port is chosen at start');
   const r = await bindTcp(host, port);
-  return r.free ? ok('api.port', `${port}/tcp on ${host} is free`) : bindProblem(`api.port ${port}/tcp on ${host}`, r, 'api.port / api.host');
+  return r.free
+    ? ok('api.port', `${port}/tcp on ${host} is free`)
+    : bindProblem(`api.port ${port}/tcp on ${host}`, r, 'api.port / api.host');
 }
 
 /** Every port of the range is bind-tested (UDP), 512 at a time: 10 000 ports take about a second. */
@@ -158,14 +199,28 @@ async function rtpRangeCheck(c: Config): Promise<CheckResult> {
     if (otherError) break;
   }
   const range = `${portMin}-${portMax}/udp on ${bindHost}`;
-  if (otherError) return fail('rtp.range', `RTP range ${range}: cannot bind (${otherError})`, 'set media.bindHost to an address of this host or 0.0.0.0');
+  if (otherError)
+    return fail(
+      'rtp.range',
+      `RTP range ${range}: cannot bind (${otherError})`,
+      'set media.bindHost to an address of this host or 0.0.0.0',
+    );
   const free = ports.length - busy.length;
   // A call holds 4 ports (RTP+RTCP on each leg).
   const calls = Math.floor(free / 4);
-  if (free < 4) return fail('rtp.range', `RTP range ${range}: only ${free} of ${ports.length} ports free, not enough for one call`, 'free the ports or move media.portMin/media.portMax');
+  if (free < 4)
+    return fail(
+      'rtp.range',
+      `RTP range ${range}: only ${free} of ${ports.length} ports free, not enough for one call`,
+      'free the ports or move media.portMin/media.portMax',
+    );
   if (busy.length > 0) {
     const sample = busy.slice(0, 5).join(', ') + (busy.length > 5 ? ', ...' : '');
-    return warn('rtp.range', `RTP range ${range}: ${busy.length} of ${ports.length} ports busy (${sample}); ${free} free, room for ${calls} calls`, 'another RTP user (PBX, media server) shares the range: give each its own range');
+    return warn(
+      'rtp.range',
+      `RTP range ${range}: ${busy.length} of ${ports.length} ports busy (${sample}); ${free} free, room for ${calls} calls`,
+      'another RTP user (PBX, media server) shares the range: give each its own range',
+    );
   }
   return ok('rtp.range', `RTP range ${range}: all ${ports.length} ports free, room for ${calls} calls`);
 }
@@ -181,12 +236,14 @@ function rtpEphemeralCheck(c: Config): CheckResult[] {
   const [lo, hi] = text.trim().split(/\s+/).map(Number);
   if (lo === undefined || hi === undefined) return [];
   const { portMin, portMax } = c.media;
-  if (portMax < lo || portMin > hi) return [ok('rtp.ephemeral', `RTP range is outside the kernel's ephemeral ports ${lo}-${hi}`)];
+  if (portMax < lo || portMin > hi)
+    return [ok('rtp.ephemeral', `RTP range is outside the kernel's ephemeral ports ${lo}-${hi}`)];
   return [
     warn(
       'rtp.ephemeral',
       `RTP range ${portMin}-${portMax} overlaps the kernel's ephemeral ports ${lo}-${hi}`,
-      'outgoing connections may take RTP ports; move the range, or reserve it: sysctl net.ipv4.ip_local_reserved_ports=' + `${portMin}-${portMax}`,
+      'outgoing connections may take RTP ports; move the range, or reserve it: sysctl net.ipv4.ip_local_reserved_ports=' +
+        `${portMin}-${portMax}`,
     ),
   ];
 }
@@ -242,7 +299,15 @@ function fileChecks(c: Config): CheckResult[] {
   for (const [key, file] of files) {
     if (!file) continue;
     const problem = readable(file);
-    out.push(problem ? fail(key, `${key}: ${resolve(file)}: ${problem}`, `fix the path in ${key} or make the file readable by the service user`) : ok(key, `${file} is readable`));
+    out.push(
+      problem
+        ? fail(
+            key,
+            `${key}: ${resolve(file)}: ${problem}`,
+            `fix the path in ${key} or make the file readable by the service user`,
+          )
+        : ok(key, `${file} is readable`),
+    );
   }
   return out;
 }
@@ -258,9 +323,20 @@ async function modelChecks(c: Config): Promise<CheckResult[]> {
     metadata = loadModelMetadata(metadataPath);
   } catch (err) {
     const msg = err instanceof ModelMetadataError ? err.message : (err as Error).message;
-    return [fail('model.metadata', `${resolve(metadataPath)}: ${msg.replace(`${metadataPath}: `, '')}`, 'set detector.metadataPath to the model\'s .json file (shipped next to the .onnx)')];
+    return [
+      fail(
+        'model.metadata',
+        `${resolve(metadataPath)}: ${msg.replace(`${metadataPath}: `, '')}`,
+        "set detector.metadataPath to the model's .json file (shipped next to the .onnx)",
+      ),
+    ];
   }
-  const out: CheckResult[] = [ok('model.metadata', `${metadataPath}: ${metadata.name} ${metadata.version}, window ${metadata.windowSamples} samples at ${metadata.sampleRateHz} Hz`)];
+  const out: CheckResult[] = [
+    ok(
+      'model.metadata',
+      `${metadataPath}: ${metadata.name} ${metadata.version}, window ${metadata.windowSamples} samples at ${metadata.sampleRateHz} Hz`,
+    ),
+  ];
   const problem = readable(modelPath);
   if (problem) {
     out.push(fail('model', `${resolve(modelPath)}: ${problem}`, 'set detector.modelPath to the .onnx file'));
@@ -278,12 +354,29 @@ async function modelChecks(c: Config): Promise<CheckResult[]> {
     const inferMs = performance.now() - t0;
     await runner.release();
     if (!Number.isFinite(logits[0])) {
-      out.push(fail('model', `${resolve(modelPath)}: a window of silence scored ${logits[0]}, not a finite number`, 'the model file is damaged: reinstall it'));
+      out.push(
+        fail(
+          'model',
+          `${resolve(modelPath)}: a window of silence scored ${logits[0]}, not a finite number`,
+          'the model file is damaged: reinstall it',
+        ),
+      );
     } else {
-      out.push(ok('model', `${modelPath} loads in onnxruntime (${loadMs.toFixed(0)} ms) and scores a test window in ${inferMs.toFixed(1)} ms`));
+      out.push(
+        ok(
+          'model',
+          `${modelPath} loads in onnxruntime (${loadMs.toFixed(0)} ms) and scores a test window in ${inferMs.toFixed(1)} ms`,
+        ),
+      );
     }
   } catch (err) {
-    out.push(fail('model', `${resolve(modelPath)}: ${(err as Error).message.replace(`${modelPath}: `, '')}`, 'reinstall the model files, or point detector.modelPath at a model matching its metadata'));
+    out.push(
+      fail(
+        'model',
+        `${resolve(modelPath)}: ${(err as Error).message.replace(`${modelPath}: `, '')}`,
+        'reinstall the model files, or point detector.modelPath at a model matching its metadata',
+      ),
+    );
   }
   return out;
 }
@@ -303,13 +396,21 @@ function storeCheck(c: Config): CheckResult {
       accessSync(parent, constants.W_OK);
       return ok('store', `${dir} does not exist yet; it will be created in ${parent}`);
     } catch {
-      return fail('store', `${dir} does not exist and ${parent} is not writable`, `create ${dir} writable by the service user (systemd: StateDirectory=voiceguard)`);
+      return fail(
+        'store',
+        `${dir} does not exist and ${parent} is not writable`,
+        `create ${dir} writable by the service user (systemd: StateDirectory=voiceguard)`,
+      );
     }
   }
   try {
     accessSync(dir, constants.W_OK);
   } catch {
-    return fail('store', `${dir} is not writable (SQLite needs it for its -wal and -shm files)`, `chown the folder to the service user, or set store.path elsewhere`);
+    return fail(
+      'store',
+      `${dir} is not writable (SQLite needs it for its -wal and -shm files)`,
+      `chown the folder to the service user, or set store.path elsewhere`,
+    );
   }
   if (!existsSync(file)) {
     // Prove SQLite can create a database there, without creating the real one.
@@ -321,7 +422,11 @@ function storeCheck(c: Config): CheckResult {
       db.close();
       return ok('store', `${file} will be created (SQLite with WAL works in ${dir})`);
     } catch (err) {
-      return fail('store', `${dir}: SQLite cannot create a database there: ${(err as Error).message}`, 'use a local file system (not NFS/SMB) for store.path');
+      return fail(
+        'store',
+        `${dir}: SQLite cannot create a database there: ${(err as Error).message}`,
+        'use a local file system (not NFS/SMB) for store.path',
+      );
     } finally {
       rmSync(probeDir, { recursive: true, force: true });
     }
@@ -332,13 +437,22 @@ function storeCheck(c: Config): CheckResult {
       const check = db.pragma('quick_check', { simple: true }) as string;
       const mode = db.pragma('journal_mode', { simple: true }) as string;
       const sizeMb = statSync(file).size / 1e6;
-      if (check !== 'ok') return fail('store', `${file}: integrity check failed: ${check}`, 'restore the latest backup (docs/operations.md)');
+      if (check !== 'ok')
+        return fail(
+          'store',
+          `${file}: integrity check failed: ${check}`,
+          'restore the latest backup (docs/operations.md)',
+        );
       return ok('store', `${file} opens (${sizeMb.toFixed(1)} MB, journal ${mode}, integrity ok)`);
     } finally {
       db.close();
     }
   } catch (err) {
-    return fail('store', `${file}: cannot open: ${(err as Error).message}`, 'check the file belongs to the service user and is a voiceguard database');
+    return fail(
+      'store',
+      `${file}: cannot open: ${(err as Error).message}`,
+      'check the file belongs to the service user and is a voiceguard database',
+    );
   }
 }
 
@@ -350,12 +464,29 @@ function cpuChecks(c: Config): CheckResult[] {
   const cpus = availableParallelism();
   const out: CheckResult[] = [];
   if (c.media.workers > cpus) {
-    out.push(warn('cpu', `media.workers is ${c.media.workers} but this machine has ${cpus} CPUs`, `set media.workers to at most ${cpus} (0 = automatic)`));
+    out.push(
+      warn(
+        'cpu',
+        `media.workers is ${c.media.workers} but this machine has ${cpus} CPUs`,
+        `set media.workers to at most ${cpus} (0 = automatic)`,
+      ),
+    );
   } else {
-    out.push(ok('cpu', `${cpus} CPUs; media.workers ${c.media.workers === 0 ? 'automatic' : c.media.workers}, detector.intraOpThreads ${c.detector.intraOpThreads}`));
+    out.push(
+      ok(
+        'cpu',
+        `${cpus} CPUs; media.workers ${c.media.workers === 0 ? 'automatic' : c.media.workers}, detector.intraOpThreads ${c.detector.intraOpThreads}`,
+      ),
+    );
   }
   if (c.detector.intraOpThreads > cpus) {
-    out.push(warn('cpu', `detector.intraOpThreads is ${c.detector.intraOpThreads} but this machine has ${cpus} CPUs`, `set detector.intraOpThreads to at most ${cpus}`));
+    out.push(
+      warn(
+        'cpu',
+        `detector.intraOpThreads is ${c.detector.intraOpThreads} but this machine has ${cpus} CPUs`,
+        `set detector.intraOpThreads to at most ${cpus}`,
+      ),
+    );
   }
   return out;
 }
@@ -367,21 +498,44 @@ function clockCheck(): CheckResult {
   const builtMs = statSync(here).mtimeMs;
   const iso = new Date(now).toISOString();
   if (now < builtMs - 60_000) {
-    return fail('clock', `system time ${iso} is before this program was installed (${new Date(builtMs).toISOString()})`, 'set the clock and enable NTP (timedatectl set-ntp true); call times and retention depend on it');
+    return fail(
+      'clock',
+      `system time ${iso} is before this program was installed (${new Date(builtMs).toISOString()})`,
+      'set the clock and enable NTP (timedatectl set-ntp true); call times and retention depend on it',
+    );
   }
   return ok('clock', `system time ${iso}`);
 }
 
 function ntpCheck(): Promise<CheckResult> {
   return new Promise((done) => {
-    execFile('timedatectl', ['show', '-p', 'NTPSynchronized', '--value'], { timeout: 3000 }, (err, stdout) => {
-      if (err) {
-        done(warn('clock.ntp', 'cannot tell whether the clock is NTP-synchronised (timedatectl unavailable, e.g. in a container)', 'make sure the host runs NTP (chrony or systemd-timesyncd)'));
-        return;
-      }
-      const v = stdout.trim();
-      done(v === 'yes' ? ok('clock.ntp', 'clock is NTP-synchronised') : warn('clock.ntp', `clock is not NTP-synchronised (NTPSynchronized=${v})`, 'timedatectl set-ntp true'));
-    });
+    execFile(
+      'timedatectl',
+      ['show', '-p', 'NTPSynchronized', '--value'],
+      { timeout: 3000 },
+      (err, stdout) => {
+        if (err) {
+          done(
+            warn(
+              'clock.ntp',
+              'cannot tell whether the clock is NTP-synchronised (timedatectl unavailable, e.g. in a container)',
+              'make sure the host runs NTP (chrony or systemd-timesyncd)',
+            ),
+          );
+          return;
+        }
+        const v = stdout.trim();
+        done(
+          v === 'yes'
+            ? ok('clock.ntp', 'clock is NTP-synchronised')
+            : warn(
+                'clock.ntp',
+                `clock is not NTP-synchronised (NTPSynchronized=${v})`,
+                'timedatectl set-ntp true',
+              ),
+        );
+      },
+    );
   });
 }
 
@@ -393,18 +547,29 @@ const LABEL: Record<CheckStatus, string> = { ok: 'ok  ', warn: 'warn', fail: 'FA
 
 export function formatReport(report: DoctorReport): string {
   const width = Math.max(...report.checks.map((c) => c.name.length));
-  const lines = report.checks.map((c) => `${LABEL[c.status]}  ${c.name.padEnd(width)}  ${c.message}${c.fix ? ` — fix: ${c.fix}` : ''}`);
+  const lines = report.checks.map(
+    (c) => `${LABEL[c.status]}  ${c.name.padEnd(width)}  ${c.message}${c.fix ? ` — fix: ${c.fix}` : ''}`,
+  );
   const fails = report.checks.filter((c) => c.status === 'fail').length;
   const warns = report.checks.filter((c) => c.status === 'warn').length;
-  lines.push(fails ? `doctor: ${fails} problem(s) to fix, ${warns} warning(s)` : `doctor: no problems, ${warns} warning(s)`);
+  lines.push(
+    fails
+      ? `doctor: ${fails} problem(s) to fix, ${warns} warning(s)`
+      : `doctor: no problems, ${warns} warning(s)`,
+  );
   return lines.join('\n') + '\n';
 }
 
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('Check the config, ports, RTP range, model, database and clock; print what to fix (exit 1 on any FAIL)')
-    .option('-c, --config <file>', 'config file (default: VOICEGUARD_CONFIG, voiceguard.yaml or /etc/voiceguard/voiceguard.yaml)')
+    .description(
+      'Check the config, ports, RTP range, model, database and clock; print what to fix (exit 1 on any FAIL)',
+    )
+    .option(
+      '-c, --config <file>',
+      'config file (default: VOICEGUARD_CONFIG, voiceguard.yaml or /etc/voiceguard/voiceguard.yaml)',
+    )
     .option('--json', 'print the checks as JSON')
     .action(async (opts: { config?: string; json?: boolean }) => {
       const report = await runDoctor({ configFile: opts.config });

@@ -44,11 +44,13 @@ function bindUdp(port: number): Promise<Socket> {
 }
 
 let counter = 0;
-async function writeConfig(patch: { sipPort?: number; modelPath?: string; rtpMin?: number; extra?: string } = {}): Promise<{ file: string; sipPort: number; rtpMin: number }> {
+async function writeConfig(
+  patch: { sipPort?: number; modelPath?: string; rtpMin?: number; extra?: string } = {},
+): Promise<{ file: string; sipPort: number; rtpMin: number }> {
   const sipPort = patch.sipPort ?? (await freeTcpPort());
   const apiPort = await freeTcpPort();
   // A small RTP range keeps the bind test quick; it starts on a port the kernel just gave out free.
-  const rtpMin = patch.rtpMin ?? ((await freeTcpPort()) & ~1);
+  const rtpMin = patch.rtpMin ?? (await freeTcpPort()) & ~1;
   const file = join(work, `voiceguard-${++counter}.yaml`);
   writeFileSync(
     file,
@@ -99,7 +101,9 @@ describe('voiceguard doctor', () => {
       expect(fails[0]).toContain(`${port}/udp on 127.0.0.1 is in use`);
       expect(fails[0]).toContain('sip.listen.port');
       // TCP on the same port is still free, and says so.
-      expect(r.stdout).toMatch(new RegExp(`^ok\\s+sip\\.port\\s+${port}/tcp on 127\\.0\\.0\\.1 is free`, 'm'));
+      expect(r.stdout).toMatch(
+        new RegExp(`^ok\\s+sip\\.port\\s+${port}/tcp on 127\\.0\\.0\\.1 is free`, 'm'),
+      );
     } finally {
       sock.close();
     }
@@ -111,7 +115,9 @@ describe('voiceguard doctor', () => {
     try {
       const r = await doctor(['-c', file]);
       expect(r.code, r.stdout).toBe(0);
-      expect(r.stdout).toMatch(new RegExp(`^warn\\s+rtp\\.range\\s+.*1 of 64 ports busy \\(${rtpMin + 10}\\); 63 free`, 'm'));
+      expect(r.stdout).toMatch(
+        new RegExp(`^warn\\s+rtp\\.range\\s+.*1 of 64 ports busy \\(${rtpMin + 10}\\); 63 free`, 'm'),
+      );
     } finally {
       sock.close();
     }
@@ -129,7 +135,7 @@ describe('voiceguard doctor', () => {
     expect(fails[0]).toContain('file not found');
   });
 
-  it('fails on a file that is not an ONNX model, with the loader\'s reason', async () => {
+  it("fails on a file that is not an ONNX model, with the loader's reason", async () => {
     const junk = join(work, 'junk.onnx');
     writeFileSync(junk, 'this is not a protobuf');
     const { file } = await writeConfig({ modelPath: junk });

@@ -9,7 +9,9 @@ import { parseDockerfile } from './dockerfile-parser.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const envNames = new Set(
-  leafPaths(ConfigSchema).map((p) => ENV_PREFIX + p.map((k) => k.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase()).join('_')),
+  leafPaths(ConfigSchema).map(
+    (p) => ENV_PREFIX + p.map((k) => k.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase()).join('_'),
+  ),
 );
 envNames.add(`${ENV_PREFIX}CONFIG`);
 
@@ -22,13 +24,17 @@ interface ComposeService {
 }
 
 describe('docker-compose.example.yml', () => {
-  const compose = parseYaml(readFileSync(join(repo, 'docker-compose.example.yml'), 'utf8')) as { services: Record<string, ComposeService> };
+  const compose = parseYaml(readFileSync(join(repo, 'docker-compose.example.yml'), 'utf8')) as {
+    services: Record<string, ComposeService>;
+  };
   const svc = compose.services.voiceguard!;
 
   it('mounts the image volumes and only sets environment variables the config knows', () => {
     const df = parseDockerfile(readFileSync(join(repo, 'Dockerfile'), 'utf8'));
     const final = df.stages[df.stages.length - 1]!;
-    const imageVolumes = final.instructions.filter((i) => i.keyword === 'VOLUME').flatMap((i) => i.json ?? []);
+    const imageVolumes = final.instructions
+      .filter((i) => i.keyword === 'VOLUME')
+      .flatMap((i) => i.json ?? []);
     const targets = svc.volumes.map((v) => v.split(':')[1]);
     expect(targets.sort()).toEqual([...imageVolumes].sort());
     for (const name of Object.keys(svc.environment)) expect(envNames.has(name), name).toBe(true);
@@ -52,7 +58,10 @@ describe('deploy/voiceguard.example.yaml', () => {
   });
 
   it('spells out every top-level section, so an admin sees what there is to set', () => {
-    const raw = parseYaml(readFileSync(join(repo, 'deploy/voiceguard.example.yaml'), 'utf8')) as Record<string, unknown>;
+    const raw = parseYaml(readFileSync(join(repo, 'deploy/voiceguard.example.yaml'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
     expect(Object.keys(raw).sort()).toEqual(Object.keys(ConfigSchema.shape).sort());
   });
 });

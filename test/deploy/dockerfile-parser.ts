@@ -76,7 +76,10 @@ export function parseDockerfile(text: string): Dockerfile {
     if (keyword === 'FROM') {
       const fm = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest);
       if (!fm) throw new Error(`line ${line}: cannot parse FROM ${rest}`);
-      const from = fm[1]!.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string, b: string) => globalArgs[a ?? b] ?? '');
+      const from = fm[1]!.replace(
+        /\$\{(\w+)\}|\$(\w+)/g,
+        (_, a: string, b: string) => globalArgs[a ?? b] ?? '',
+      );
       stages.push({ name: fm[2] ?? null, index: stages.length, from, instructions: [] });
       continue;
     }

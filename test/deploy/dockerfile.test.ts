@@ -1,11 +1,29 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
-import { copyArgs, isIgnored, parseDockerfile, parseDockerignore, stageEnv, type Stage } from './dockerfile-parser.js';
+import {
+  copyArgs,
+  isIgnored,
+  parseDockerfile,
+  parseDockerignore,
+  stageEnv,
+  type Stage,
+} from './dockerfile-parser.js';
 
 /**
  * The image cannot be built here (no Docker engine), so this test reads the Dockerfile,
@@ -22,10 +40,14 @@ const buildStageName = finalStage.instructions.find((i) => i.flags.from)?.flags.
 const buildStage = dockerfile.stages.find((s) => s.name === buildStageName)!;
 
 const all = (stage: Stage, kw: string) => stage.instructions.filter((i) => i.keyword === kw);
-const runText = (stage: Stage) => all(stage, 'RUN').map((i) => i.args).join('\n');
+const runText = (stage: Stage) =>
+  all(stage, 'RUN')
+    .map((i) => i.args)
+    .join('\n');
 
 // Tools that must never be in the runtime image: compilers, build systems, package installs.
-const BUILD_TOOLS = /\b(apt-get|apt|gcc|g\+\+|make|python3|build-essential|node-gyp|npm (ci|install|i|prune|run))\b/;
+const BUILD_TOOLS =
+  /\b(apt-get|apt|gcc|g\+\+|make|python3|build-essential|node-gyp|npm (ci|install|i|prune|run))\b/;
 
 describe('Dockerfile structure', () => {
   it('is multi-stage, every stage on the Debian slim Node 20 base', () => {
@@ -101,10 +123,25 @@ describe('Dockerfile structure', () => {
   });
 
   it('.dockerignore sends sources and the model, never local state', () => {
-    for (const p of ['package.json', 'package-lock.json', '.npmrc', 'src/cli/main.ts', 'models/voiceguard-detector.onnx', 'deploy/healthcheck.mjs']) {
+    for (const p of [
+      'package.json',
+      'package-lock.json',
+      '.npmrc',
+      'src/cli/main.ts',
+      'models/voiceguard-detector.onnx',
+      'deploy/healthcheck.mjs',
+    ]) {
       expect(isIgnored(ignore, p), p).toBe(false);
     }
-    for (const p of ['node_modules/fastify/package.json', 'dist/src/cli/main.js', 'data/voiceguard.sqlite', 'models/.venv/bin/python', '.git/HEAD', 'test/config/load-config.test.ts', 'src/x.sqlite']) {
+    for (const p of [
+      'node_modules/fastify/package.json',
+      'dist/src/cli/main.js',
+      'data/voiceguard.sqlite',
+      'models/.venv/bin/python',
+      '.git/HEAD',
+      'test/config/load-config.test.ts',
+      'src/x.sqlite',
+    ]) {
       expect(isIgnored(ignore, p), p).toBe(true);
     }
   });
@@ -119,11 +156,16 @@ chmodSync(work, 0o755); // the image's user must be able to walk into the final 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 function contextFiles(): string[] {
-  const out = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: repo, maxBuffer: 64 << 20 })
+  const out = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], {
+    cwd: repo,
+    maxBuffer: 64 << 20,
+  })
     .toString()
     .split('\0')
     .filter(Boolean);
-  return [...new Set(out)].filter((f) => existsSync(join(repo, f)) && statSync(join(repo, f)).isFile() && !isIgnored(ignore, f));
+  return [...new Set(out)].filter(
+    (f) => existsSync(join(repo, f)) && statSync(join(repo, f)).isFile() && !isIgnored(ignore, f),
+  );
 }
 
 interface Root {
@@ -139,11 +181,13 @@ function copyFromContext(root: Root, files: string[], sources: string[], dest: s
     if (/[*?[]/.test(src)) throw new Error(`replay does not handle COPY wildcards: ${src}`);
     const s = posix.normalize(src).replace(/\/$/, '');
     const matched = s === '.' ? files : files.filter((f) => f === s || f.startsWith(s + '/'));
-    if (matched.length === 0) throw new Error(`COPY ${src}: not in the build context (missing, or excluded by .dockerignore)`);
+    if (matched.length === 0)
+      throw new Error(`COPY ${src}: not in the build context (missing, or excluded by .dockerignore)`);
     for (const f of matched) {
       let target: string;
       if (s === '.') target = posix.join(destAbs, f);
-      else if (f === s) target = dest.endsWith('/') || sources.length > 1 ? posix.join(destAbs, basename(f)) : destAbs;
+      else if (f === s)
+        target = dest.endsWith('/') || sources.length > 1 ? posix.join(destAbs, basename(f)) : destAbs;
       else target = posix.join(destAbs, f.slice(s.length + 1));
       mkdirSync(dirname(join(root.dir, target)), { recursive: true });
       cpSync(join(repo, f), join(root.dir, target));
@@ -152,9 +196,19 @@ function copyFromContext(root: Root, files: string[], sources: string[], dest: s
 }
 
 /** Like spawnSync, but keeps the test worker's event loop free (vitest's RPC times out otherwise). */
-function run(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs: number }): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs: number },
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((done, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, uid: opts.uid, gid: opts.gid, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env,
+      uid: opts.uid,
+      gid: opts.gid,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout = (stdout + d.toString()).slice(-20_000)));
@@ -205,7 +259,10 @@ async function replayBuild(stage: Stage, files: string[]): Promise<Root> {
           env: { ...process.env, ...root.env, CI: 'true' },
           timeoutMs: 10 * 60_000,
         });
-        expect(r.status, `RUN (line ${ins.line}) failed:\n${ins.args}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`).toBe(0);
+        expect(
+          r.status,
+          `RUN (line ${ins.line}) failed:\n${ins.args}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`,
+        ).toBe(0);
         break;
       }
       case 'ARG':
@@ -218,8 +275,18 @@ async function replayBuild(stage: Stage, files: string[]): Promise<Root> {
   return root;
 }
 
-function assembleFinal(stage: Stage, build: Root): Root & { uid: number | null; gid: number | null; entry: string[] } {
-  const root = { dir: join(work, 'final-root'), cwd: '/', env: {} as Record<string, string>, uid: null as number | null, gid: null as number | null, entry: [] as string[] };
+function assembleFinal(
+  stage: Stage,
+  build: Root,
+): Root & { uid: number | null; gid: number | null; entry: string[] } {
+  const root = {
+    dir: join(work, 'final-root'),
+    cwd: '/',
+    env: {} as Record<string, string>,
+    uid: null as number | null,
+    gid: null as number | null,
+    entry: [] as string[],
+  };
   mkdirSync(root.dir, { recursive: true });
   chmodSync(root.dir, 0o755);
   for (const ins of stage.instructions) {
@@ -237,13 +304,15 @@ function assembleFinal(stage: Stage, build: Root): Root & { uid: number | null; 
           const words = cmd.split(/\s+/);
           if (words[0] === 'groupadd' || words[0] === 'useradd') continue;
           if (words[0] === 'mkdir') {
-            for (const d of words.slice(1).filter((w) => !w.startsWith('-'))) mkdirSync(inRoot(root, d), { recursive: true, mode: 0o755 });
+            for (const d of words.slice(1).filter((w) => !w.startsWith('-')))
+              mkdirSync(inRoot(root, d), { recursive: true, mode: 0o755 });
             continue;
           }
           if (words[0] === 'chown') {
             const [u, g] = words[1]!.split(':').map(Number);
             expect(Number.isInteger(u), 'chown in the final stage uses the numeric uid').toBe(true);
-            if (process.getuid?.() === 0) for (const p of words.slice(2)) chownSync(inRoot(root, p), u!, g ?? u!);
+            if (process.getuid?.() === 0)
+              for (const p of words.slice(2)) chownSync(inRoot(root, p), u!, g ?? u!);
             continue;
           }
           throw new Error(`final stage RUN does something the replay does not know: ${cmd}`);
@@ -254,7 +323,10 @@ function assembleFinal(stage: Stage, build: Root): Root & { uid: number | null; 
         const destAbs = inRoot(root, dest);
         for (const src of sources) {
           const from = join(build.dir, src);
-          expect(existsSync(from), `COPY --from=${ins.flags.from} ${src}: not produced by the build stage`).toBe(true);
+          expect(
+            existsSync(from),
+            `COPY --from=${ins.flags.from} ${src}: not produced by the build stage`,
+          ).toBe(true);
           const target = dest.endsWith('/') || sources.length > 1 ? join(destAbs, basename(src)) : destAbs;
           mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
           cpSync(from, target, { recursive: true, verbatimSymlinks: true });
@@ -280,7 +352,8 @@ function assembleFinal(stage: Stage, build: Root): Root & { uid: number | null; 
 /** Container paths in ENV values (volumes, config) point into the temp root. */
 function mapEnv(root: Root): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(root.env)) out[k] = v.startsWith('/') && existsSync(join(root.dir, v.split('/')[1]!)) ? join(root.dir, v) : v;
+  for (const [k, v] of Object.entries(root.env))
+    out[k] = v.startsWith('/') && existsSync(join(root.dir, v.split('/')[1]!)) ? join(root.dir, v) : v;
   return out;
 }
 
@@ -307,7 +380,8 @@ describe('Dockerfile build replay', () => {
       expect(existsSync(join(app, 'node_modules/typescript'))).toBe(false);
 
       const env = mapEnv(final);
-      const asUser = process.getuid?.() === 0 && final.uid !== null ? { uid: final.uid, gid: final.gid! } : {};
+      const asUser =
+        process.getuid?.() === 0 && final.uid !== null ? { uid: final.uid, gid: final.gid! } : {};
       const [cmd, ...args] = final.entry;
       expect(cmd).toBe('node');
       const r = await run(process.execPath, [...args, 'serve', '--check-config'], {

@@ -82,7 +82,10 @@ describe('deploy/voiceguard.service', () => {
     expect(one('StandardOutput')).toBe('journal');
     expect(one('ExecStart')).toMatch(/dist\/src\/cli\/main\.js serve$/);
     expect(svc.get('Environment')).toEqual(
-      expect.arrayContaining(['VOICEGUARD_STORE_PATH=/var/lib/voiceguard/voiceguard.sqlite', 'VOICEGUARD_CONFIG=/etc/voiceguard/voiceguard.yaml']),
+      expect.arrayContaining([
+        'VOICEGUARD_STORE_PATH=/var/lib/voiceguard/voiceguard.sqlite',
+        'VOICEGUARD_CONFIG=/etc/voiceguard/voiceguard.yaml',
+      ]),
     );
   });
 });
