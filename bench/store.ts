@@ -18,8 +18,16 @@ import { Store } from '../src/store/store.js';
  */
 const CALLS = 10_000;
 
+export interface LoopFigures {
+  eventLoopDelayP99Ms: number;
+  eventLoopDelayMaxMs: number;
+  rowsWritten: number;
+}
+
 export interface StoreBenchResult {
   calls: number;
+  /** 300 live calls scoring twice a second, default flush settings, for LIVE_S seconds. */
+  live: { checkpointInWorker: LoopFigures; baselineCheckpointOnMainThread: LoopFigures };
   write: {
     enqueueUsPerEvent: number;
     flushUsPerRow: number;
@@ -34,7 +42,74 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-export function runStoreBench(): StoreBenchResult {
+const LIVE_S = 4;
+const LIVE_CALLS = 300;
+
+/** Event-loop delay while a gateway-like load writes through the store. */
+async function liveLoad(checkpointOnMain: boolean): Promise<LoopFigures> {
+  const { monitorEventLoopDelay } = await import('node:perf_hooks');
+  const dir = mkdtempSync(join(tmpdir(), 'vg-bench-live-'));
+  try {
+    const cfg = validateConfig({ store: { path: join(dir, 'l.sqlite') } });
+    const store = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger);
+    if (checkpointOnMain) store.db.pragma('wal_autocheckpoint = 1000'); // SQLite's default
+    const bus = new CallEventBus();
+    store.subscribe(bus);
+    for (let c = 0; c < LIVE_CALLS; c++) {
+      bus.emit('call.started', {
+        callId: `l${c}`,
+        atMs: Date.now(),
+        direction: 'inbound',
+        trunk: 't',
+        sourceAddress: '192.0.2.1',
+        fromNumber: `+49${c}`,
+        toNumber: '+4989',
+        sipCallId: `l${c}`,
+        ruleId: null,
+        treatment: 'analyse',
+      });
+    }
+    const h = monitorEventLoopDelay({ resolution: 1 });
+    h.enable();
+    let t = 0;
+    // every 20 ms a tenth of the calls score: 5 scores/s per call, 1500 rows/s in all
+    const timer = setInterval(() => {
+      t++;
+      for (let c = t % 10; c < LIVE_CALLS; c += 10) {
+        bus.emit('call.score', {
+          callId: `l${c}`,
+          atMs: Date.now(),
+          tMs: t * 20,
+          llr: 0.1,
+          cumulativeLlr: t * 0.01,
+        });
+      }
+    }, 20);
+    await new Promise((r) => setTimeout(r, LIVE_S * 1000));
+    clearInterval(timer);
+    h.disable();
+    store.flush();
+    const rows = (store.db.prepare('SELECT count(*) AS n FROM scores').get() as { n: number }).n;
+    store.close();
+    return {
+      eventLoopDelayP99Ms: Math.round(h.percentile(99) / 1e4) / 100,
+      eventLoopDelayMaxMs: Math.round(h.max / 1e4) / 100,
+      rowsWritten: rows,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function runStoreBench(): Promise<StoreBenchResult> {
+  const live = {
+    checkpointInWorker: await liveLoad(false),
+    baselineCheckpointOnMainThread: await liveLoad(true),
+  };
+  return { ...runBatchAndQueries(), live };
+}
+
+function runBatchAndQueries(): Omit<StoreBenchResult, 'live'> {
   const dir = mkdtempSync(join(tmpdir(), 'vg-bench-store-'));
   try {
     const cfg = validateConfig({
@@ -165,7 +240,7 @@ export function runStoreBench(): StoreBenchResult {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const r = runStoreBench();
+  const r = await runStoreBench();
   console.log(JSON.stringify(r));
   console.log(
     [
@@ -177,6 +252,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       `  baseline: LIMIT/OFFSET          ${r.query.offsetPage150Ms} ms`,
       `  first page (+ total count)      ${r.query.firstPageMs} ms`,
       `  tuning rows (all calls)         ${r.query.tuningRowsMs} ms`,
+      `  live load: ${LIVE_CALLS} calls, ${r.live.checkpointInWorker.rowsWritten} score rows in ${LIVE_S} s`,
+      `    event-loop delay, checkpoints in worker     p99 ${r.live.checkpointInWorker.eventLoopDelayP99Ms} ms, max ${r.live.checkpointInWorker.eventLoopDelayMaxMs} ms`,
+      `    baseline: checkpoints on the main thread    p99 ${r.live.baselineCheckpointOnMainThread.eventLoopDelayP99Ms} ms, max ${r.live.baselineCheckpointOnMainThread.eventLoopDelayMaxMs} ms`,
     ].join('\n'),
   );
 }
