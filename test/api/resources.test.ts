@@ -155,6 +155,31 @@ describe('policy and lists through the API', () => {
     expect(audit.items[0]!.actor).toBe('bootstrap-admin');
   });
 
+  it('dry-runs the policy for given call facts (viewer)', async () => {
+    await post('/api/policy/rules', {
+      id: 'nights',
+      name: 'Nights',
+      match: { schedule: [{ days: ['sat'], start: '22:00', end: '06:00' }] },
+      onSynthetic: 'drop',
+    });
+    // Sunday 03:00 UTC belongs to Saturday's night range
+    const night = await get(
+      '/api/policy/evaluate?fromNumber=%2B4930111&toNumber=%2B4989&at=2026-11-29T03:00:00Z',
+      h.viewer,
+    );
+    expect(night.statusCode).toBe(200);
+    expect(night.json()).toMatchObject({ treatment: 'analyse', ruleId: 'nights', onSynthetic: 'drop' });
+    const day = await get(
+      '/api/policy/evaluate?fromNumber=%2B4930111&toNumber=%2B4989&at=2026-11-29T12:00:00Z',
+      h.viewer,
+    );
+    expect(day.json()).toMatchObject({ ruleId: null, ruleName: 'defaults' });
+    expect((await get('/api/policy/evaluate?toNumber=1')).json()).toMatchObject({
+      field: 'querystring.fromNumber',
+    });
+    await h.app.inject({ method: 'DELETE', url: '/api/policy/rules/nights', headers: h.admin });
+  });
+
   it('defaults: effective values and override round-trip', async () => {
     const r = await put('/api/policy/defaults', { onSynthetic: 'drop', dropLlr: 10 });
     expect(r.statusCode).toBe(200);

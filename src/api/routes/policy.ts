@@ -1,6 +1,14 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { ApiDeps } from '../api-deps.js';
-import { DefaultsInputJson, DefaultsJson, errors, idParam, RuleInputJson, RuleJson } from '../schemas.js';
+import { parseTime, type ApiDeps } from '../api-deps.js';
+import {
+  DefaultsInputJson,
+  DefaultsJson,
+  errors,
+  idParam,
+  RuleInputJson,
+  RuleJson,
+  timeParam,
+} from '../schemas.js';
 
 /** Policy rules CRUD and the defaults; every change applies to new calls at once. */
 export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy }) => {
@@ -93,6 +101,69 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy })
     async (request, reply) => {
       policy.deleteRule(request.params.id, request.principal!.name);
       return reply.status(204).send();
+    },
+  );
+
+  app.get<{
+    Querystring: {
+      fromNumber: string;
+      toNumber: string;
+      trunk?: string;
+      sourceAddress?: string;
+      at?: string;
+    };
+  }>(
+    '/api/policy/evaluate',
+    {
+      schema: {
+        tags: ['policy'],
+        summary: 'Dry run: the policy a call with these facts would get now (no call is placed)',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            fromNumber: { type: 'string', maxLength: 100 },
+            toNumber: { type: 'string', maxLength: 100 },
+            trunk: { type: 'string', maxLength: 100 },
+            sourceAddress: { type: 'string', maxLength: 64 },
+            at: timeParam,
+          },
+          required: ['fromNumber', 'toNumber'],
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              treatment: { type: 'string', enum: ['analyse', 'allow', 'deny'] },
+              denyStatus: { type: ['integer', 'null'] },
+              ruleId: { type: ['string', 'null'] },
+              ruleName: { type: 'string' },
+              thresholds: DefaultsJson.properties.thresholds,
+              onSynthetic: { type: 'string' },
+              onUnsure: { type: 'string' },
+              onError: { type: 'string' },
+              retainAudioSeconds: { type: 'integer' },
+              policyVersion: { type: 'integer' },
+            },
+            required: ['treatment', 'ruleId', 'ruleName', 'thresholds', 'policyVersion'],
+          },
+          ...errors(400, 401),
+        },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const atMs = parseTime(q.at, 'at') ?? Date.now();
+      return {
+        ...policy.evaluate({
+          fromNumber: q.fromNumber,
+          toNumber: q.toNumber,
+          trunk: q.trunk ?? null,
+          sourceAddress: q.sourceAddress ?? '',
+          at: new Date(atMs),
+        }),
+        policyVersion: policy.current().version,
+      };
     },
   );
 
