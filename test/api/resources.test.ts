@@ -268,6 +268,28 @@ describe('calls, labels, stats, tuning', () => {
     expect(((await get(`/api/calls/${id}`)).json() as { labels: unknown[] }).labels).toHaveLength(1);
   });
 
+  it('serves retained review audio as WAV, and 404 where none was kept', async () => {
+    const id = emitCall(h.bus, { atMs: Date.UTC(2026, 7, 1) });
+    h.bus.emit('call.audio', {
+      callId: id,
+      atMs: Date.now(),
+      sampleRateHz: 8000,
+      pcm: Int16Array.from([0, 1000, -1000, 32767]),
+    });
+    h.store.flush();
+    const r = await get(`/api/calls/${id}/audio`, h.viewer);
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toBe('audio/wav');
+    const wav = r.rawPayload;
+    expect(wav.subarray(0, 4).toString()).toBe('RIFF');
+    expect(wav.readUInt32LE(24)).toBe(8000);
+    expect(wav.length).toBe(44 + 8);
+    expect(wav.readInt16LE(44 + 6)).toBe(32767);
+    const other = emitCall(h.bus, { atMs: Date.UTC(2026, 7, 1) });
+    h.store.flush();
+    expect((await get(`/api/calls/${other}/audio`)).statusCode).toBe(404);
+  });
+
   it('stats count verdicts, actions and labels', async () => {
     const s = (await get('/api/stats?from=0', h.viewer)).json() as {
       calls: number;
@@ -275,8 +297,8 @@ describe('calls, labels, stats, tuning', () => {
       byAction: Record<string, number>;
       labelled: Record<string, number>;
     };
-    expect(s.calls).toBe(26);
-    expect(s.byVerdict).toEqual({ synthetic: 6, human: 20, unsure: 0, none: 0 });
+    expect(s.calls).toBe(28);
+    expect(s.byVerdict).toEqual({ synthetic: 6, human: 20, unsure: 0, none: 2 });
     expect(s.byAction).toEqual({ drop: 0, warn: 1, log: 0 });
     expect(s.labelled).toEqual({ human: 0, robot: 1 });
   });
