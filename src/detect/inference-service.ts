@@ -148,7 +148,7 @@ export class InferenceService {
     this.head = 0;
     this.queue.length = 0;
     const err = new InferenceFailedError('detector engine closed');
-    for (const job of pending) this.settle(job, { ok: false, error: err });
+    for (const job of pending) if (!job.settled) this.settle(job, { ok: false, error: err });
     // Let an in-flight run finish (or time out) before the session goes.
     if (this.running) await this.idle();
     await this.runner.release();

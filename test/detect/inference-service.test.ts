@@ -191,6 +191,9 @@ describe('InferenceService faults', () => {
     const runner = new FaultyRunner(100, 'throw');
     const s = new InferenceService(runner, opts({ batchMaxSize: 64, batchMaxDelayMs: 100 }));
     const pending = scoreAll(s, [new Float32Array(100), new Float32Array(100)]);
+    const cancelled = {};
+    s.submit(cancelled, new Float32Array(100), () => expect.unreachable('a cancelled window was called back'));
+    s.cancel(cancelled);
     await s.close();
     const results = await pending;
     expect(results.every((r) => !r.ok && /closed/.test(r.error.message))).toBe(true);
