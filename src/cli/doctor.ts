@@ -84,11 +84,15 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
   }
 
   if (config) {
+    // doctor is also run next to a live gateway (docker compose exec ... doctor): then the
+    // ports are busy because voiceguard holds them, which is not a problem to fix.
+    const running = await runningInstance(config);
+    if (running) checks.push(ok('running', running));
     checks.push(...addressChecks(config));
-    checks.push(...(await sipPortChecks(config)));
-    checks.push(await rtpRangeCheck(config));
+    checks.push(...(await sipPortChecks(config, running !== null)));
+    checks.push(await rtpRangeCheck(config, running !== null));
     checks.push(...rtpEphemeralCheck(config));
-    checks.push(await apiPortCheck(config));
+    checks.push(await apiPortCheck(config, running !== null));
     checks.push(...apiExposureCheck(config));
     checks.push(...fileChecks(config));
     checks.push(...(await modelChecks(config)));
@@ -157,32 +161,61 @@ function bindProblem(what: string, r: Exclude<BindResult, { free: true }>, setti
   }
 }
 
-async function sipPortChecks(c: Config): Promise<CheckResult[]> {
+/** A voiceguard already serving this config answers /health on its API port. */
+async function runningInstance(c: Config): Promise<string | null> {
+  if (c.api.port === 0) return null;
+  const host = c.api.host === '0.0.0.0' || c.api.host === '::' ? '127.0.0.1' : c.api.host;
+  const url = `${c.api.tls ? 'https' : 'http'}://${isIPv6(host) ? `[${host}]` : host}:${c.api.port}/health`;
+  try {
+    const { request } = c.api.tls ? await import('node:https') : await import('node:http');
+    const body = await new Promise<string>((done, reject) => {
+      const req = request(url, { timeout: 1500, rejectUnauthorized: false }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => done(text));
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+      req.end();
+    });
+    const health = JSON.parse(body) as { status?: unknown; uptimeMs?: unknown; liveCalls?: unknown };
+    if (health.status !== 'ok' || typeof health.uptimeMs !== 'number') return null;
+    const up = Math.round(health.uptimeMs / 1000);
+    return `voiceguard is running with this config (${url}: up ${up} s, ${String(health.liveCalls ?? 0)} live calls); its own ports count as in use by it`;
+  } catch {
+    return null;
+  }
+}
+
+function inUseByUs(name: string, what: string): CheckResult {
+  return ok(name, `${what} is in use by the running voiceguard`);
+}
+
+async function sipPortChecks(c: Config, running: boolean): Promise<CheckResult[]> {
   const { host, port, transports } = c.sip.listen;
   const out: CheckResult[] = [];
   for (const t of transports) {
-    const what = `sip.port ${port}/${t} on ${host}`;
+    const what = `${port}/${t} on ${host}`;
     const r = t === 'udp' ? await bindUdp(host, port) : await bindTcp(host, port);
-    out.push(
-      r.free
-        ? ok('sip.port', `${port}/${t} on ${host} is free`)
-        : bindProblem(what, r, 'sip.listen.port / sip.listen.host'),
-    );
+    if (r.free) out.push(ok('sip.port', `${what} is free`));
+    else if (running && r.code === 'EADDRINUSE') out.push(inUseByUs('sip.port', what));
+    else out.push(bindProblem(`sip.port ${what}`, r, 'sip.listen.port / sip.listen.host'));
   }
   return out;
 }
 
-async function apiPortCheck(c: Config): Promise<CheckResult> {
+async function apiPortCheck(c: Config, running: boolean): Promise<CheckResult> {
   const { host, port } = c.api;
   if (port === 0) return ok('api.port', 'api.port is 0: an ephemeral port is chosen at start');
+  const what = `${port}/tcp on ${host}`;
   const r = await bindTcp(host, port);
-  return r.free
-    ? ok('api.port', `${port}/tcp on ${host} is free`)
-    : bindProblem(`api.port ${port}/tcp on ${host}`, r, 'api.port / api.host');
+  if (r.free) return ok('api.port', `${what} is free`);
+  if (running && r.code === 'EADDRINUSE') return inUseByUs('api.port', what);
+  return bindProblem(`api.port ${what}`, r, 'api.port / api.host');
 }
 
 /** Every port of the range is bind-tested (UDP), 512 at a time: 10 000 ports take about a second. */
-async function rtpRangeCheck(c: Config): Promise<CheckResult> {
+async function rtpRangeCheck(c: Config, running: boolean): Promise<CheckResult> {
   const { bindHost, portMin, portMax } = c.media;
   const ports: number[] = [];
   for (let p = portMin; p <= portMax; p++) ports.push(p);
@@ -214,6 +247,12 @@ async function rtpRangeCheck(c: Config): Promise<CheckResult> {
       `RTP range ${range}: only ${free} of ${ports.length} ports free, not enough for one call`,
       'free the ports or move media.portMin/media.portMax',
     );
+  if (busy.length > 0 && running) {
+    return ok(
+      'rtp.range',
+      `RTP range ${range}: ${busy.length} ports in use (calls of the running voiceguard), ${free} free`,
+    );
+  }
   if (busy.length > 0) {
     const sample = busy.slice(0, 5).join(', ') + (busy.length > 5 ? ', ...' : '');
     return warn(

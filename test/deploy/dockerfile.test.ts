@@ -11,6 +11,7 @@ import {
   rmSync,
   statSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -392,7 +393,70 @@ describe('Dockerfile build replay', () => {
         ...asUser,
       });
       expect(r.status, `serve --check-config failed:\n${r.stdout}\n${r.stderr}`).toBe(0);
+
+      // Then the image's default command for real, on free loopback ports, until the
+      // HEALTHCHECK command says healthy; SIGTERM (docker stop) must end it cleanly.
+      const sipPort = await freeTcpPort();
+      const apiPort = await freeTcpPort();
+      const rtpMin = (await freeTcpPort()) & ~1;
+      const runEnv = {
+        PATH: process.env.PATH!,
+        HOME: join(final.dir, 'var/lib/voiceguard'),
+        ...env,
+        VOICEGUARD_SIP_LISTEN_HOST: '127.0.0.1',
+        VOICEGUARD_SIP_LISTEN_PORT: String(sipPort),
+        VOICEGUARD_MEDIA_BIND_HOST: '127.0.0.1',
+        VOICEGUARD_MEDIA_PORT_MIN: String(rtpMin),
+        VOICEGUARD_MEDIA_PORT_MAX: String(rtpMin + 99),
+        VOICEGUARD_API_PORT: String(apiPort),
+      };
+      const cmdArgs = all(finalStage, 'CMD')[0]!.json!;
+      const server = spawn(process.execPath, [...args, ...cmdArgs], {
+        cwd: app,
+        env: runEnv,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        ...asUser,
+      });
+      let log = '';
+      server.stdout.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
+      server.stderr.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
+      try {
+        const hc = JSON.parse(all(finalStage, 'HEALTHCHECK')[0]!.args.replace(/^CMD\s+/, '')) as string[];
+        let healthy = false;
+        for (let i = 0; i < 120 && !healthy && server.exitCode === null; i++) {
+          const probe = await run(process.execPath, hc.slice(1), {
+            cwd: app,
+            env: runEnv,
+            timeoutMs: 10_000,
+            ...asUser,
+          });
+          healthy = probe.status === 0;
+          if (!healthy) await new Promise((res) => setTimeout(res, 500));
+        }
+        expect(healthy, `HEALTHCHECK never passed; serve log:\n${log}`).toBe(true);
+        // The store was created on the data volume, by the image's user.
+        const db = join(final.dir, 'var/lib/voiceguard/voiceguard.sqlite');
+        expect(existsSync(db), log).toBe(true);
+        if (final.uid !== null && process.getuid?.() === 0) expect(statSync(db).uid).toBe(final.uid);
+      } finally {
+        const exited = new Promise<number | null>((res) => server.once('exit', (code) => res(code)));
+        server.kill('SIGTERM');
+        const code = await Promise.race([
+          exited,
+          new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 20_000)),
+        ]);
+        if (code === 'timeout') server.kill('SIGKILL');
+        expect(code, `serve did not exit cleanly on SIGTERM:\n${log}`).toBe(0);
+      }
     },
     15 * 60_000,
   );
 });
+
+async function freeTcpPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((res) => srv.close(res));
+  return port;
+}
