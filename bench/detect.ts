@@ -93,18 +93,23 @@ export async function runDetectBench(opts: DetectBenchOptions): Promise<DetectBe
   const on = await engineThroughput(detector, 200, budget * 0.2);
   log('engine: throughput, batching off');
   const off = await engineThroughput({ ...detector, batchMaxSize: 1, batchMaxDelayMs: 0 }, 200, budget * 0.2);
-  // Real-time check at 80 % of the measured per-core capacity (capped so the run stays short).
-  log('engine: real-time latency, batching on');
-  const onRtStreams = Math.max(1, Math.min(1500, Math.floor(on.streamsPerCore * 0.8)));
-  const onRt = await engineRealtime(detector, metadata, onRtStreams, budget * 0.1);
-  log('engine: real-time latency, batching off');
-  const offRtStreams = Math.max(1, Math.min(1500, Math.floor(off.streamsPerCore * 0.8)));
+  // Latency in real time, both modes at the same load: half the smaller measured capacity
+  // (capped so the run stays short), so the queueing is comparable and not at the knee.
+  const rtStreams = Math.max(
+    1,
+    Math.min(1000, Math.floor(0.5 * Math.min(on.streamsPerCore, off.streamsPerCore))),
+  );
+  log(`engine: real-time latency with ${rtStreams} streams, batching on`);
+  const onRt = await engineRealtime(detector, metadata, rtStreams, budget * 0.1);
+  log(`engine: real-time latency with ${rtStreams} streams, batching off`);
   const offRt = await engineRealtime(
     { ...detector, batchMaxSize: 1, batchMaxDelayMs: 0 },
     metadata,
-    offRtStreams,
+    rtStreams,
     budget * 0.1,
   );
+  const onRtStreams = rtStreams;
+  const offRtStreams = rtStreams;
 
   const figures = (windowsPerS: number, p50: number, p99: number): ModeFigures => ({
     windowsPerSecPerCore: round(windowsPerS),

@@ -3,10 +3,10 @@
  * silence, ringback, busy/SIT tones and DTMF digits would otherwise feed windows that the
  * model was never trained on and push the verdict either way.
  *
- * Each 20 ms frame is classified from its level and its 256-point spectrum:
+ * Each 40 ms frame is classified from its level and the spectrum of the 64 ms ending with it:
  *  - quieter than `energyThresholdDbfs`                → silence;
- *  - most energy in one or two narrow peaks (tonality)  → tone (ringback 425 / 440+480 Hz,
- *    DTMF pairs, fax/modem tones: whatever the frequencies, so national variants are covered);
+ *  - one pure sine (any frequency: fax/modem/SIT tones), or most energy in narrow peaks at the
+ *    DTMF and call-progress frequencies (ringback 425 / 440+480 / 400+450 Hz, busy, dial) → tone;
  *  - flat spectrum (spectral flatness near white noise) → noise;
  *  - otherwise a voiced frame.
  * Voiced frames become speech once `minSpeechMs` of them gather without a gap longer than
@@ -17,10 +17,10 @@
  */
 
 export const VAD_SAMPLE_RATE_HZ = 8000;
-export const VAD_FRAME_SAMPLES = 160; // 20 ms
+export const VAD_FRAME_SAMPLES = 320; // 40 ms
 /**
- * The spectrum is taken over the last 64 ms (512 samples, 15.6 Hz bins), not just the 20 ms
- * frame: at 20 ms a voiced vowel's harmonics smear into one blob that looks as "peaky" as a
+ * The spectrum is taken over the last 64 ms (512 samples, 15.6 Hz bins), not just the frame:
+ * at 20-40 ms a voiced vowel's harmonics smear into one blob that looks as "peaky" as a
  * tone, while over 64 ms a steady tone stays one or two main lobes and speech spreads out.
  */
 const FFT_SIZE = 512;
@@ -161,7 +161,7 @@ function powerSpectrum(x: Float32Array, end: number): void {
 }
 
 /**
- * Features of the 160-sample frame starting at `offset`; the spectral ones look at the 64 ms
+ * Features of the frame starting at `offset`; the spectral ones look at the 64 ms
  * ending with that frame (as much of it as `samples` holds).
  */
 export function frameFeatures(samples: Float32Array, offset = 0): FrameFeatures {
@@ -236,7 +236,7 @@ function isSignallingTone(hz: number): boolean {
   return false;
 }
 
-/** RMS level of the 160-sample frame at `offset`, in dB re full scale (RMS 1.0 = 0 dBFS). */
+/** RMS level of the frame at `offset`, in dB re full scale (RMS 1.0 = 0 dBFS). */
 export function frameEnergyDbfs(samples: Float32Array, offset: number): number {
   let sq = 0;
   for (let i = 0; i < VAD_FRAME_SAMPLES; i++) {
