@@ -5,6 +5,7 @@ import { InferenceService } from './inference-service.js';
 import { loadModelMetadata, ModelMetadataError, type ModelMetadata } from './model-metadata.js';
 import { OnnxModelRunner, type ModelRunner } from './onnx-model.js';
 import { validateSprtOptions } from './sprt-decider.js';
+import { WorkerModelRunner } from './worker-model-runner.js';
 
 export type DetectorEngineOptions = Config['detector'] & {
   logger?: Logger;
@@ -13,6 +14,12 @@ export type DetectorEngineOptions = Config['detector'] & {
    * failing runs). Production always loads `modelPath`.
    */
   runner?: ModelRunner;
+  /**
+   * Where the ONNX session runs: 'worker' (default) keeps the calling thread's event loop free
+   * during inference; 'inline' runs it on the calling thread (already a worker, e.g. the
+   * analysis pool, where a second hop only costs).
+   */
+  inferenceThread?: 'worker' | 'inline';
   /** Called with each scored window's queue + inference time (for metrics and the bench). */
   onWindowLatencyMs?: (ms: number) => void;
 };
