@@ -58,13 +58,12 @@ export class DetectorEngine {
         `input.shape[1] (${declared}) differs from windowSamples (${metadata.windowSamples})`,
       );
     }
+    const runnerOpts = { modelPath: opts.modelPath, metadata, intraOpThreads: opts.intraOpThreads };
     const runner =
       opts.runner ??
-      (await OnnxModelRunner.create({
-        modelPath: opts.modelPath,
-        metadata,
-        intraOpThreads: opts.intraOpThreads,
-      }));
+      (opts.inferenceThread === 'inline'
+        ? await OnnxModelRunner.create(runnerOpts)
+        : await WorkerModelRunner.create(runnerOpts));
     const service = new InferenceService(runner, {
       batchMaxSize: opts.batchMaxSize,
       batchMaxDelayMs: opts.batchMaxDelayMs,
