@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { registerBench } from './bench.js';
 import { registerConfig } from './config-command.js';
 import { registerDoctor } from './doctor.js';
 
@@ -18,6 +19,7 @@ program
   .version(process.env.npm_package_version ?? '0.1.0');
 
 registerConfig(program);
+registerBench(program);
 registerDoctor(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
