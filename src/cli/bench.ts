@@ -5,8 +5,8 @@ export function registerBench(program: Command): void {
   program
     .command('bench')
     .description(
-      'Measure how many calls this machine can analyse: detector windows per second per core,\n' +
-        'real-time factor, per-window latency, and concurrent streams per core with batching on\n' +
+      'Measure how many calls this machine can analyse: detector windows per second per core, ' +
+        'real-time factor, per-window latency, and concurrent streams per core with batching on ' +
         'and off, against a plain ONNX session baseline. Prints JSON, then a table. About a minute.',
     )
     .option('--model <file.onnx>', 'ONNX model to measure (its metadata is the .json next to it)')
