@@ -21,7 +21,12 @@ describe('real listen', () => {
     const health = await fetch(`${addr}/health`);
     expect(health.status).toBe(200);
     expect(await health.json()).toMatchObject({ status: 'ok' });
-    const doc = (await (await fetch(`${addr}/docs/json`)).json()) as { paths: Record<string, unknown> };
+    const doc = (await (await fetch(`${addr}/docs/json`)).json()) as {
+      paths: Record<string, Record<string, { security?: unknown[] }>>;
+    };
+    expect(doc.paths['/api/auth/login']!.post!.security).toEqual([]);
+    expect(doc.paths['/health']!.get!.security).toEqual([]);
+    expect(doc.paths['/api/calls']!.get!.security).toBeUndefined(); // the global bearer requirement applies
     for (const p of [
       '/api/calls',
       '/api/calls/{id}',

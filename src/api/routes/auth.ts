@@ -14,6 +14,7 @@ export const authRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, conf
       },
       schema: {
         tags: ['auth'],
+        security: [],
         summary: 'Check a token and learn its name and role (rate-limited, audited)',
         body: {
           type: 'object',

@@ -10,6 +10,7 @@ export const healthRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, po
       config: { auth: 'public' },
       schema: {
         tags: ['system'],
+        security: [],
         summary: 'Liveness and basic state',
         response: {
           200: {

@@ -10,6 +10,7 @@ export const metricsRoutes: FastifyPluginAsync<ApiDeps> = async (app) => {
       config: { auth: 'public' },
       schema: {
         tags: ['system'],
+        security: [],
         summary: 'Prometheus metrics (text exposition format)',
         produces: ['text/plain'],
         response: { 200: { type: 'string' } },
