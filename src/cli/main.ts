@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { registerAnalyze } from './analyze.js';
 import { registerBench } from './bench.js';
 import { registerConfig } from './config-command.js';
 import { registerDoctor } from './doctor.js';
@@ -19,6 +20,7 @@ program
   .version(process.env.npm_package_version ?? '0.1.0');
 
 registerConfig(program);
+registerAnalyze(program);
 registerBench(program);
 registerDoctor(program);
 
