@@ -89,6 +89,13 @@ export function renderAnalysisSvg(p: PlotInput): string {
   out.push(
     `<rect x="${LEFT}" y="${LLR_TOP}" width="${PLOT_W}" height="${LLR_H}" fill="#fafafa" stroke="#ccc"/>`,
   );
+  // The decision zones: beyond each bound, tinted in its verdict's colour.
+  const yUp = Math.max(LLR_TOP, y(th.upperLlr));
+  const yLo = Math.min(LLR_TOP + LLR_H, y(th.lowerLlr));
+  out.push(
+    `<rect x="${LEFT}" y="${LLR_TOP}" width="${PLOT_W}" height="${f(yUp - LLR_TOP)}" fill="#ffebee"/>`,
+    `<rect x="${LEFT}" y="${f(yLo)}" width="${PLOT_W}" height="${f(LLR_TOP + LLR_H - yLo)}" fill="#e8f5e9"/>`,
+  );
   for (const t of niceTicks(yMin, yMax, 6)) {
     out.push(
       `<line x1="${LEFT}" x2="${LEFT + PLOT_W}" y1="${f(y(t))}" y2="${f(y(t))}" stroke="#eee"/>`,
