@@ -419,9 +419,9 @@ function concat(frames: Float32Array[]): Float32Array {
   return out;
 }
 
-/** Joins segments that touch, so downstream sees few, long segments. */
+/** Joins segments that touch. Every segment already owns its samples (frames are copied when held). */
 function mergeSegments(segs: SpeechSegment[]): SpeechSegment[] {
-  if (segs.length <= 1) return segs.map((s) => ({ startSample: s.startSample, samples: s.samples.slice() }));
+  if (segs.length <= 1) return segs;
   const out: SpeechSegment[] = [];
   let runStart = 0;
   for (let i = 1; i <= segs.length; i++) {
