@@ -100,7 +100,7 @@ export async function runDetectBench(opts: DetectBenchOptions): Promise<DetectBe
     Math.min(1000, Math.floor(0.5 * Math.min(on.streamsPerCore, off.streamsPerCore))),
   );
   log(`engine: real-time latency with ${rtStreams} streams, batching on`);
-  const onRt = await engineRealtime(detector, metadata, rtStreams, budget * 0.1);
+  const onRt = await engineRealtime(detector, metadata, rtStreams, Math.max(3, budget * 0.1));
   log(`engine: real-time latency with ${rtStreams} streams, batching off`);
   const offRt = await engineRealtime(
     { ...detector, batchMaxSize: 1, batchMaxDelayMs: 0 },
