@@ -106,7 +106,7 @@ export async function runDetectBench(opts: DetectBenchOptions): Promise<DetectBe
     { ...detector, batchMaxSize: 1, batchMaxDelayMs: 0 },
     metadata,
     rtStreams,
-    budget * 0.1,
+    Math.max(3, budget * 0.1),
   );
   const onRtStreams = rtStreams;
   const offRtStreams = rtStreams;
