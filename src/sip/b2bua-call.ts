@@ -1,0 +1,389 @@
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log.js';
+import { Dialog } from './dialog.js';
+import {
+  generateTag,
+  makeResponse,
+  parseUri,
+  stringifyUri,
+  type NameAddr,
+  type SipRemote,
+  type SipRequest,
+  type SipResponse,
+  type SipStack,
+} from './sip-stack.js';
+
+/**
+ * One call through the B2BUA: leg 'a' is the UAS leg toward the caller (trunk), leg 'b' the UAC
+ * leg toward the callee (PBX). Each leg is its own dialog; this class relays requests and
+ * responses between them, lets the delegate rewrite every SDP body (offer and answer), and
+ * reports the call's life as events. The gateway ACKs each leg's 2xx itself (hop by hop), so a
+ * lost ACK on one side never tears down the other.
+ */
+export type LegName = 'a' | 'b';
+export type B2buaCallState = 'calling' | 'early' | 'confirmed' | 'terminated';
+
+export interface B2buaTarget {
+  host: string;
+  port: number;
+  transport: 'udp' | 'tcp';
+}
+
+export interface B2buaCallDelegate {
+  /** Rewrite an SDP body received on `from` before it goes to the other leg; throw to refuse (488). */
+  rewriteSdp(from: LegName, sdp: string, kind: 'offer' | 'answer'): string;
+}
+
+export interface B2buaCallEvents {
+  progress: [{ status: number; hasSdp: boolean }];
+  answered: [];
+  /** A final end: reason as in CallEndedEvent, SIP status where one applies. */
+  ended: [{ reason: string; sipStatus: number | null }];
+}
+
+/** Headers relayed from one leg's request to the other leg's request. */
+const RELAYED_REQUEST_HEADERS = [
+  'content-type', 'supported', 'require', 'allow', 'session-expires', 'min-se', 'authorization',
+  'proxy-authorization', 'p-asserted-identity', 'privacy', 'diversion', 'reason', 'event',
+  'info-package', 'recv-info', 'accept', 'subject', 'priority',
+];
+/** Headers relayed from one leg's response to the other leg's response. */
+const RELAYED_RESPONSE_HEADERS = [
+  'content-type', 'supported', 'require', 'allow', 'session-expires', 'min-se', 'www-authenticate',
+  'proxy-authenticate', 'retry-after', 'warning', 'reason', 'unsupported', 'accept',
+];
+
+function copyHeaders(from: Record<string, unknown>, names: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const n of names) if (from[n] !== undefined) out[n] = from[n];
+  // Reliable provisional responses (100rel/PRACK) are not relayed: strip the option tag.
+  for (const n of ['supported', 'require']) {
+    if (typeof out[n] === 'string') {
+      const v = (out[n] as string).split(',').map((s) => s.trim()).filter((s) => s !== '' && s.toLowerCase() !== '100rel');
+      if (v.length === 0) delete out[n];
+      else out[n] = v.join(', ');
+    }
+  }
+  return out;
+}
+
+function hasSdp(m: { headers: Record<string, unknown>; content?: string }): boolean {
+  const ct = m.headers['content-type'];
+  return typeof ct === 'string' && ct.toLowerCase().startsWith('application/sdp') && !!m.content && m.content.length > 0;
+}
+
+/** 3xx redirects are not followed by the gateway: the caller learns the callee is unavailable. */
+export function mapFinalStatus(status: number): number {
+  if (status >= 300 && status < 400) return 480;
+  return status;
+}
+
+export interface B2buaCallOptions {
+  stack: SipStack;
+  logger: Logger;
+  invite: SipRequest; // the caller's INVITE (leg a)
+  remote: SipRemote;
+  target: B2buaTarget;
+  delegate: B2buaCallDelegate;
+  userAgent: string;
+  inviteTimeoutMs: number;
+  /** Extra headers on the INVITE toward leg b (e.g. the verdict header). */
+  extraInviteHeaders?: Record<string, unknown>;
+}
+
+export class B2buaCall extends EventEmitter<B2buaCallEvents> {
+  state: B2buaCallState = 'calling';
+  readonly a: Dialog;
+  readonly b: Dialog;
+  private readonly stack: SipStack;
+  private readonly log: Logger;
+  private readonly inviteA: SipRequest;
+  private inviteB: SipRequest | null = null;
+  private ackB: SipRequest | null = null;
+  private inviteTimer: NodeJS.Timeout | null = null;
+  private aFinalSent = false;
+
+  constructor(private readonly opts: B2buaCallOptions) {
+    super();
+    this.stack = opts.stack;
+    this.log = opts.logger;
+    this.inviteA = opts.invite;
+    const rq = opts.invite;
+    const gw = `${opts.stack.publicAddress}:${opts.stack.port}`;
+    const aTransport = opts.remote.protocol.toLowerCase() === 'tcp' ? ';transport=tcp' : '';
+    const bTransport = opts.target.transport === 'tcp' ? ';transport=tcp' : '';
+    this.a = new Dialog({
+      callId: rq.headers['call-id'],
+      local: { ...rq.headers.to, params: { ...rq.headers.to.params, tag: generateTag() } },
+      remote: rq.headers.from,
+      remoteTarget: rq.headers.contact?.[0]?.uri ?? rq.headers.from.uri,
+      routeSet: Array.isArray(rq.headers['record-route']) ? [...rq.headers['record-route']] : [],
+      localSeq: Math.floor(Math.random() * 10000),
+      contact: `sip:voiceguard@${gw}${aTransport}`,
+    });
+    // The b-leg Call-ID is derived from the a-leg one, so a caller retrying after a 401/407 with
+    // credentials reaches the PBX in the same Call-ID it challenged (digest state can be per call).
+    const bCallId = createHash('sha256').update(`vg:${rq.headers['call-id']}:${rq.headers.from.params.tag ?? ''}`).digest('hex').slice(0, 32);
+    const ruri = parseUri(rq.uri);
+    const authorized = rq.headers.authorization !== undefined || rq.headers['proxy-authorization'] !== undefined;
+    const pbxUri = `sip:${opts.target.host}:${opts.target.port}${bTransport}`;
+    // With credentials the Request-URI must stay as the caller signed it (digest covers it), so the
+    // PBX is reached through a loose route instead.
+    const bRequestUri = authorized || !ruri ? rq.uri : stringifyUri({ ...ruri, host: opts.target.host, port: opts.target.port, params: opts.target.transport === 'tcp' ? { transport: 'tcp' } : {} });
+    this.b = new Dialog({
+      callId: bCallId,
+      local: { ...rq.headers.from, params: { tag: generateTag() } },
+      remote: { ...rq.headers.to, params: {} },
+      remoteTarget: bRequestUri,
+      routeSet: authorized ? [{ uri: `${pbxUri};lr`, params: {} }] : [],
+      localSeq: rq.headers.cseq.seq,
+      contact: `sip:voiceguard@${gw}${bTransport}`,
+    });
+  }
+
+  get callIdA(): string {
+    return this.a.callId;
+  }
+  get callIdB(): string {
+    return this.b.callId;
+  }
+
+  /** Send the INVITE toward leg b. Throws SdpError-like errors from the delegate before anything is sent. */
+  start(): void {
+    const rq = this.inviteA;
+    let content = rq.content;
+    if (hasSdp(rq)) content = this.opts.delegate.rewriteSdp('a', rq.content ?? '', 'offer');
+    const mf = Number(rq.headers['max-forwards'] ?? 70);
+    const headers = {
+      ...copyHeaders(rq.headers, RELAYED_REQUEST_HEADERS),
+      'max-forwards': Number.isFinite(mf) ? mf - 1 : 69,
+      'user-agent': this.opts.userAgent,
+      ...(this.opts.extraInviteHeaders ?? {}),
+    };
+    const invite = this.b.makeRequest('INVITE', headers, content);
+    invite.headers.cseq = { seq: rq.headers.cseq.seq, method: 'INVITE' };
+    this.b.localSeq = rq.headers.cseq.seq;
+    this.inviteB = invite;
+    this.inviteTimer = setTimeout(() => this.onInviteTimeout(), this.opts.inviteTimeoutMs);
+    this.stack.send(invite, (rs) => this.onInviteResponse(rs));
+  }
+
+  private onInviteResponse(rs: SipResponse): void {
+    if (rs.status < 200 && rs.status === 100) return;
+    if (this.state === 'terminated') {
+      // A 2xx after we gave up (CANCEL race, timeout): complete and end that dialog.
+      if (rs.status >= 200 && rs.status < 300) {
+        this.b.updateFromResponse(rs);
+        this.stack.send(this.b.makeAck(rs.headers.cseq.seq));
+        this.stack.send(this.b.makeRequest('BYE', { reason: 'SIP;cause=487;text="caller cancelled"' }));
+      }
+      return;
+    }
+    if (rs.status < 200) {
+      this.b.updateFromResponse(rs);
+      if (this.state === 'calling') this.state = 'early';
+      const sdp = hasSdp(rs);
+      let content: string | undefined;
+      if (sdp) {
+        try {
+          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', 'answer');
+        } catch (err) {
+          this.log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'early-media SDP refused; relayed without body');
+        }
+      }
+      this.sendA(rs.status, rs.reason, rs, content);
+      this.emit('progress', { status: rs.status, hasSdp: content !== undefined });
+      return;
+    }
+    this.clearInviteTimer();
+    if (rs.status < 300) {
+      this.b.updateFromResponse(rs);
+      if (this.ackB) {
+        this.stack.send(this.ackB); // retransmitted 2xx: our ACK was lost
+        return;
+      }
+      this.ackB = this.b.makeAck(rs.headers.cseq.seq);
+      this.stack.send(this.ackB);
+      let content: string | undefined = rs.content;
+      if (hasSdp(rs)) {
+        try {
+          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', 'answer');
+        } catch (err) {
+          this.log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'answer SDP refused; ending call');
+          this.stack.send(this.b.makeRequest('BYE', { reason: 'SIP;cause=488;text="no acceptable codec"' }));
+          this.finalA(488, 'Not Acceptable Here');
+          this.end('error', 488);
+          return;
+        }
+      }
+      this.state = 'confirmed';
+      this.sendA(200, rs.reason, rs, content);
+      this.aFinalSent = true;
+      this.emit('answered');
+      return;
+    }
+    const status = mapFinalStatus(rs.status);
+    this.sendA(status, status === rs.status ? rs.reason : undefined, rs, undefined);
+    this.aFinalSent = true;
+    this.end('rejected', rs.status);
+  }
+
+  private sendA(status: number, reason: string | undefined, from: SipResponse | null, content: string | undefined): void {
+    const headers: Record<string, unknown> = from ? copyHeaders(from.headers, RELAYED_RESPONSE_HEADERS) : {};
+    headers.to = this.a.local;
+    headers.server = this.opts.userAgent;
+    if (status < 300) headers.contact = [{ uri: this.a.contact, params: {} }];
+    if (content === undefined) {
+      delete headers['content-type'];
+    }
+    const resp = makeResponse(this.inviteA, status, reason, { headers, content });
+    this.stack.send(resp);
+  }
+
+  /** A final non-2xx toward the caller (if none was sent yet). */
+  private finalA(status: number, reason?: string, extra: Record<string, unknown> = {}): void {
+    if (this.aFinalSent) return;
+    this.aFinalSent = true;
+    const resp = makeResponse(this.inviteA, status, reason, { headers: { to: this.a.local, server: this.opts.userAgent, ...extra } });
+    this.stack.send(resp);
+  }
+
+  private onInviteTimeout(): void {
+    this.inviteTimer = null;
+    if (this.state !== 'calling' && this.state !== 'early') return;
+    this.log.info({ event: 'sip.invite_timeout' }, 'callee did not answer in time');
+    this.cancelB();
+    this.finalA(408, 'Request Timeout');
+    this.end('timeout', 408);
+  }
+
+  private cancelB(): void {
+    const inv = this.inviteB;
+    if (!inv) return;
+    const cancel: SipRequest = {
+      method: 'CANCEL',
+      uri: inv.uri,
+      headers: {
+        via: [inv.headers.via[0]],
+        to: { ...inv.headers.to, params: {} },
+        from: inv.headers.from,
+        'call-id': inv.headers['call-id'],
+        cseq: { seq: inv.headers.cseq.seq, method: 'CANCEL' },
+        'max-forwards': 70,
+      },
+    };
+    if (inv.headers.route) cancel.headers.route = inv.headers.route;
+    this.stack.send(cancel, () => undefined);
+  }
+
+  /** The caller's CANCEL (the stack gave it its own transaction): 200 to it, 487 to the INVITE. */
+  onCancel(rq: SipRequest): void {
+    this.stack.send(makeResponse(rq, 200));
+    if (this.state === 'calling' || this.state === 'early') {
+      this.cancelB();
+      this.finalA(487, 'Request Terminated');
+      this.end('cancel', 487);
+    }
+  }
+
+  /** An in-dialog request from leg `from`. */
+  onRequest(from: LegName, rq: SipRequest): void {
+    const to: LegName = from === 'a' ? 'b' : 'a';
+    const src = from === 'a' ? this.a : this.b;
+    const dst = from === 'a' ? this.b : this.a;
+    if (rq.method === 'ACK') return; // each leg's 2xx was ACKed by us already
+    if (this.state === 'terminated') {
+      this.stack.send(makeResponse(rq, rq.method === 'BYE' ? 200 : 481));
+      return;
+    }
+    if (rq.method === 'BYE') {
+      this.stack.send(makeResponse(rq, 200));
+      if (this.state === 'confirmed') {
+        this.stack.send(dst.makeRequest('BYE', copyHeaders(rq.headers, ['reason'])), () => undefined);
+      } else if (from === 'b') {
+        // The callee hung up an early dialog: the caller gets a final response.
+        this.finalA(487, 'Request Terminated');
+      }
+      this.end(from === 'a' ? 'bye-caller' : 'bye-callee', null);
+      return;
+    }
+    if (this.state !== 'confirmed' && rq.method !== 'UPDATE' && rq.method !== 'INFO' && rq.method !== 'OPTIONS') {
+      this.stack.send(makeResponse(rq, 491));
+      return;
+    }
+    if (rq.method === 'INVITE') this.stack.send(makeResponse(rq, 100));
+    const isOfferMethod = rq.method === 'INVITE' || rq.method === 'UPDATE';
+    if (isOfferMethod) src.updateTarget(rq);
+    let content = rq.content;
+    if (isOfferMethod && hasSdp(rq)) {
+      try {
+        content = this.opts.delegate.rewriteSdp(from, rq.content ?? '', 'offer');
+      } catch (err) {
+        this.log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'in-dialog offer refused');
+        this.stack.send(makeResponse(rq, 488));
+        return;
+      }
+    }
+    const out = dst.makeRequest(rq.method, { ...copyHeaders(rq.headers, RELAYED_REQUEST_HEADERS), 'user-agent': this.opts.userAgent }, content);
+    this.stack.send(out, (rs) => {
+      if (rs.status < 200) return;
+      if (rq.method === 'INVITE' && rs.status < 300) {
+        dst.updateFromResponse(rs);
+        this.stack.send(dst.makeAck(rs.headers.cseq.seq));
+      }
+      let body: string | undefined;
+      if (isOfferMethod && rs.status < 300 && hasSdp(rs)) {
+        try {
+          body = this.opts.delegate.rewriteSdp(to, rs.content ?? '', 'answer');
+        } catch (err) {
+          this.log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'in-dialog answer refused');
+          this.stack.send(makeResponse(rq, 488));
+          return;
+        }
+      } else if (!isOfferMethod && rs.content) {
+        body = rs.content;
+      }
+      const headers = copyHeaders(rs.headers, RELAYED_RESPONSE_HEADERS);
+      if (body === undefined) delete headers['content-type'];
+      if (rs.status < 300) headers.contact = [{ uri: src.contact, params: {} }];
+      this.stack.send(makeResponse(rq, mapFinalStatus(rs.status), rs.reason, { headers, content: body }));
+    });
+  }
+
+  /**
+   * End the call from the gateway's side: BYE both legs once confirmed (with a Reason per leg),
+   * or CANCEL the callee and reject the caller while still ringing.
+   */
+  hangup(reason: string, reasons: { a?: string; b?: string } = {}, rejectStatus = 480): void {
+    if (this.state === 'terminated') return;
+    if (this.state === 'confirmed') {
+      this.stack.send(this.a.makeRequest('BYE', reasons.a ? { reason: reasons.a } : {}), () => undefined);
+      this.stack.send(this.b.makeRequest('BYE', reasons.b ? { reason: reasons.b } : {}), () => undefined);
+    } else {
+      this.cancelB();
+      this.finalA(rejectStatus, undefined, reasons.a ? { reason: reasons.a } : {});
+    }
+    this.end(reason, null);
+  }
+
+  /** Reject before anything was sent toward leg b. */
+  reject(status: number, reason: string): void {
+    this.finalA(status);
+    this.end(reason, status);
+  }
+
+  private clearInviteTimer(): void {
+    if (this.inviteTimer) clearTimeout(this.inviteTimer);
+    this.inviteTimer = null;
+  }
+
+  private end(reason: string, sipStatus: number | null): void {
+    if (this.state === 'terminated') return;
+    this.state = 'terminated';
+    this.clearInviteTimer();
+    this.emit('ended', { reason, sipStatus });
+  }
+}
+
+export type { NameAddr };

@@ -1,0 +1,134 @@
+import type { Logger } from '../log.js';
+import { B2buaCall, type B2buaCallOptions, type LegName } from './b2bua-call.js';
+import { makeResponse, SipStack, type SipRemote, type SipRequest } from './sip-stack.js';
+
+/**
+ * The gateway's SIP endpoint: one stack (UDP + TCP), out-of-dialog handling (INVITE → the
+ * delegate, OPTIONS keepalive → 200, Max-Forwards 0 → 483, draining → 503) and dispatch of
+ * in-dialog requests to their B2buaCall by Call-ID. It decides nothing about policy or routing:
+ * `onInvite` hands every new INVITE to the gateway.
+ */
+export interface B2buaOptions {
+  host: string;
+  port: number;
+  publicAddress: string;
+  transports: readonly ('udp' | 'tcp')[];
+  userAgent: string;
+  logger: Logger;
+  onInvite(rq: SipRequest, remote: SipRemote): void;
+}
+
+const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO';
+
+export class B2bua {
+  private readonly stack: SipStack;
+  private readonly calls = new Map<string, { call: B2buaCall; leg: LegName }>();
+  private readonly log: Logger;
+  draining = false;
+  closed = false;
+
+  constructor(private readonly opts: B2buaOptions) {
+    this.log = opts.logger;
+    this.stack = new SipStack({
+      host: opts.host,
+      port: opts.port,
+      publicAddress: opts.publicAddress,
+      udp: opts.transports.includes('udp'),
+      tcp: opts.transports.includes('tcp'),
+      onRequest: (rq, remote) => this.onRequest(rq, remote),
+      onError: (err) => this.log.warn({ event: 'sip.stack_error', err: err instanceof Error ? err.message : String(err) }, 'SIP stack error'),
+    });
+  }
+
+  get activeCalls(): number {
+    return new Set([...this.calls.values()].map((c) => c.call)).size;
+  }
+
+  /** Create the call for an INVITE the gateway accepted; it is registered for in-dialog routing. */
+  createCall(opts: Omit<B2buaCallOptions, 'stack' | 'userAgent'>): B2buaCall {
+    const call = new B2buaCall({ ...opts, stack: this.stack, userAgent: this.opts.userAgent });
+    this.calls.set(call.callIdA, { call, leg: 'a' });
+    this.calls.set(call.callIdB, { call, leg: 'b' });
+    call.once('ended', () => {
+      // Keep the entries briefly so retransmitted BYEs and late responses still find the call.
+      setTimeout(() => {
+        if (this.calls.get(call.callIdA)?.call === call) this.calls.delete(call.callIdA);
+        if (this.calls.get(call.callIdB)?.call === call) this.calls.delete(call.callIdB);
+      }, 4000).unref();
+    });
+    return call;
+  }
+
+  reply(rq: SipRequest, status: number, reason?: string, headers: Record<string, unknown> = {}): void {
+    this.stack.send(makeResponse(rq, status, reason, { headers: { server: this.opts.userAgent, ...headers } }));
+  }
+
+  private onRequest(rq: SipRequest, remote: SipRemote): void {
+    try {
+      this.dispatch(rq, remote);
+    } catch (err) {
+      // Never let one bad request take the gateway down.
+      this.log.error({ event: 'sip.handler_error', method: rq.method, err: (err as Error).message }, 'request handler failed');
+      if (rq.method !== 'ACK') this.reply(rq, 500);
+    }
+  }
+
+  private dispatch(rq: SipRequest, remote: SipRemote): void {
+    const entry = this.calls.get(rq.headers['call-id']);
+    if (rq.method === 'CANCEL') {
+      if (entry && entry.leg === 'a') entry.call.onCancel(rq);
+      else this.reply(rq, 481);
+      return;
+    }
+    const toTag = rq.headers.to?.params?.tag;
+    if (entry && (toTag || rq.method === 'ACK')) {
+      // Only accept in-dialog requests whose tag is ours on that leg.
+      const dialog = entry.leg === 'a' ? entry.call.a : entry.call.b;
+      if (rq.method !== 'ACK' && toTag !== dialog.localTag) {
+        this.reply(rq, 481);
+        return;
+      }
+      entry.call.onRequest(entry.leg, rq);
+      return;
+    }
+    if (rq.method === 'ACK') return;
+    if (toTag) {
+      this.reply(rq, 481);
+      return;
+    }
+    if (rq.method === 'OPTIONS') {
+      this.reply(rq, 200, 'OK', { allow: ALLOW, accept: 'application/sdp' });
+      return;
+    }
+    if (rq.method !== 'INVITE') {
+      this.reply(rq, 405, 'Method Not Allowed', { allow: ALLOW });
+      return;
+    }
+    const mf = Number(rq.headers['max-forwards'] ?? 70);
+    if (Number.isFinite(mf) && mf <= 0) {
+      this.reply(rq, 483);
+      return;
+    }
+    if (entry) {
+      // A retransmitted INVITE reaches its server transaction in the stack; one arriving here
+      // with a known Call-ID and no tag is a new attempt (e.g. after a 401) - treat it as new
+      // once the old attempt has ended.
+      if (entry.call.state !== 'terminated') {
+        this.reply(rq, 491);
+        return;
+      }
+    }
+    if (this.draining || this.closed) {
+      this.reply(rq, 503, 'Service Unavailable', { 'retry-after': '30' });
+      return;
+    }
+    this.reply(rq, 100);
+    this.opts.onInvite(rq, remote);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stack.close();
+  }
+}

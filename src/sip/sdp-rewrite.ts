@@ -1,0 +1,100 @@
+import { parse, write, type SessionDescription } from 'sdp-transform';
+
+/**
+ * Offer/answer rewriting for an anchored call: the c= address and the audio m= port point at the
+ * gateway's media socket for the leg the SDP is sent to, and only codecs the detector can decode
+ * (PCMU/PCMA from config.media.codecs) plus telephone-event survive. G.722 and Opus are removed
+ * from offers, so the far end answers with G.711. ptime, direction and every other attribute stay.
+ * Pure: no sockets; the caller applies the returned remote address and payload map to the media session.
+ */
+export type MediaDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+
+export interface SdpMediaInfo {
+  /** Where the peer wants to receive RTP (c= + m= port); port 0 = stream rejected. */
+  remote: { address: string; rtpPort: number; rtcpPort?: number };
+  payloadMap: Record<number, string>;
+  direction: MediaDirection;
+  /** First audio codec left after filtering ('pcmu' | 'pcma'), or null if none. */
+  codec: string | null;
+}
+
+export interface SdpRewriteResult {
+  sdp: string;
+  media: SdpMediaInfo;
+}
+
+export class SdpError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SdpError';
+  }
+}
+
+const STATIC_PT: Record<number, string> = { 0: 'PCMU', 8: 'PCMA', 9: 'G722', 18: 'G729', 3: 'GSM' };
+
+/** Inspect an SDP body without rewriting it (for unanchored calls and for tests). */
+export function readSdp(sdp: string): SdpMediaInfo {
+  return rewriteSdp(sdp, null, null).media;
+}
+
+/**
+ * Rewrite one SDP body. `local` = the gateway's media address/port toward the receiver of this
+ * body (null: leave addresses untouched). `codecs` = allowed codec names (null: keep all).
+ */
+export function rewriteSdp(
+  sdp: string,
+  local: { address: string; rtpPort: number } | null,
+  codecs: readonly string[] | null,
+): SdpRewriteResult {
+  let session: SessionDescription;
+  try {
+    session = parse(sdp);
+  } catch (err) {
+    throw new SdpError(`unparseable SDP: ${(err as Error).message}`);
+  }
+  const audio = session.media.find((m) => m.type === 'audio');
+  if (!audio) throw new SdpError('SDP has no audio stream');
+  const address = audio.connection?.ip ?? session.connection?.ip;
+  if (!address) throw new SdpError('SDP has no c= address');
+  const remote = { address, rtpPort: audio.port, rtcpPort: audio.rtcp?.port };
+  const direction = (audio.direction ?? session.direction ?? 'sendrecv') as MediaDirection;
+
+  const allowed = codecs ? new Set(codecs.map((c) => c.toUpperCase())) : null;
+  const offered = String(audio.payloads ?? '')
+    .split(/\s+/)
+    .filter((p) => p !== '')
+    .map(Number);
+  const nameOf = (pt: number): string => {
+    const rtp = audio.rtp.find((r) => r.payload === pt);
+    return (rtp?.codec ?? STATIC_PT[pt] ?? `pt${pt}`).toUpperCase();
+  };
+  const keep = offered.filter((pt) => {
+    const name = nameOf(pt);
+    return allowed === null || allowed.has(name) || name === 'TELEPHONE-EVENT';
+  });
+  if (audio.port !== 0 && !keep.some((pt) => nameOf(pt) !== 'TELEPHONE-EVENT')) {
+    throw new SdpError(`no acceptable audio codec offered (${offered.map(nameOf).join(', ')})`);
+  }
+  const payloadMap: Record<number, string> = {};
+  for (const pt of keep) payloadMap[pt] = nameOf(pt) === 'TELEPHONE-EVENT' ? 'telephone-event' : nameOf(pt).toLowerCase();
+  const firstAudio = keep.find((pt) => nameOf(pt) !== 'TELEPHONE-EVENT');
+  const codec = firstAudio === undefined ? null : nameOf(firstAudio).toLowerCase();
+
+  if (allowed) {
+    const keepSet = new Set(keep);
+    audio.payloads = keep.join(' ');
+    audio.rtp = audio.rtp.filter((r) => keepSet.has(r.payload));
+    if (audio.fmtp) audio.fmtp = audio.fmtp.filter((f) => keepSet.has(f.payload));
+    if (audio.rtcpFb) audio.rtcpFb = audio.rtcpFb.filter((f) => f.payload === '*' || keepSet.has(Number(f.payload)));
+  }
+  if (local) {
+    const ipVer = local.address.includes(':') ? 6 : 4;
+    if (session.connection) session.connection = { version: ipVer, ip: local.address };
+    if (audio.connection || !session.connection) audio.connection = { version: ipVer, ip: local.address };
+    if (session.origin) session.origin = { ...session.origin, address: local.address, ipVer };
+    if (audio.port !== 0) audio.port = local.rtpPort;
+    // a=rtcp pointed at the peer's RTCP port; the relay's RTCP is always rtp+1.
+    if (audio.rtcp) audio.rtcp = { port: local.rtpPort + 1 };
+  }
+  return { sdp: write(session), media: { remote, payloadMap, direction, codec } };
+}
