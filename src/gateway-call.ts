@@ -1,0 +1,189 @@
+import type { CallEventBus, CallId } from './call-events.js';
+import type { Config, PolicyAction } from './config/schema.js';
+import type { DetectorEngine } from './detect/engine.js';
+import type { DetectorStream } from './detect/detector-stream.js';
+import type { Logger } from './log.js';
+import { nextAction, type CallPolicy } from './policy/evaluate.js';
+import type { MediaSessionLike } from './gateway-types.js';
+import type { B2buaCall, LegName } from './sip/b2bua-call.js';
+import { rewriteSdp } from './sip/sdp-rewrite.js';
+
+/**
+ * The story of one analysed call after the policy said "analyse": anchor the media, open a
+ * detector stream at answer (or 183), feed it the caller's audio, and turn scores and the
+ * verdict into actions. Every path that ends the call runs `finish()` exactly once, which
+ * closes the media session, the detector stream and the timers.
+ */
+export interface GatewayCallDeps {
+  callId: CallId;
+  config: Config;
+  logger: Logger;
+  bus: CallEventBus;
+  policy: CallPolicy;
+  engine: DetectorEngine | null;
+  media: MediaSessionLike | null;
+  analyse: boolean;
+  warnAudio: Float32Array;
+  dropAudio: Float32Array | null;
+  onFinished(): void;
+}
+
+export type LiveState = 'ringing' | 'early' | 'answered' | 'ended';
+
+export class GatewayCall {
+  state: LiveState = 'ringing';
+  latestLlr: number | null = null;
+  verdict: string | null = null;
+  codec: string | null = null;
+  readonly taken = new Set<PolicyAction>();
+  private stream: DetectorStream | null = null;
+  private sip: B2buaCall | null = null;
+  private finished = false;
+  private retained: Int16Array[] = [];
+  private retainedSamples = 0;
+
+  constructor(private readonly d: GatewayCallDeps) {}
+
+  /** The SDP rewriting the B2BUA calls for every offer and answer. */
+  rewrite(from: LegName, sdp: string): string {
+    const to: LegName = from === 'a' ? 'b' : 'a';
+    const media = this.d.media;
+    const codecs = this.d.config.media.codecs;
+    if (!media || media.closed) return rewriteSdp(sdp, null, codecs).sdp;
+    const l = media.local(to);
+    const pub = this.d.config.media.publicAddress ?? this.d.config.sip.publicAddress ?? l.address;
+    const out = rewriteSdp(sdp, { address: pub, rtpPort: l.rtpPort }, codecs);
+    media.setRemote(from, out.media.remote);
+    media.setPayloadMap(from, out.media.payloadMap);
+    media.setDirection(from, out.media.direction);
+    if (out.media.codec) this.codec = out.media.codec;
+    return out.sdp;
+  }
+
+  attach(call: B2buaCall): void {
+    this.sip = call;
+    call.on('progress', ({ status, hasSdp }) => {
+      if (status === 183 && hasSdp) {
+        this.state = 'early';
+        if (this.d.config.media.forkOnEarlyMedia) this.startAnalysis();
+      }
+    });
+    call.on('answered', () => {
+      this.state = 'answered';
+      this.d.bus.emit('call.answered', { callId: this.d.callId, atMs: Date.now(), codec: this.codec ?? 'unknown' });
+      this.startAnalysis();
+    });
+    call.on('ended', ({ reason, sipStatus }) => this.finish(reason, sipStatus));
+    this.d.media?.on('rtp-timeout', () => {
+      this.d.logger.info({ event: 'call.rtp_timeout' }, 'no RTP; ending call');
+      this.sip?.hangup('rtp-timeout', { a: 'SIP;cause=408;text="RTP timeout"', b: 'SIP;cause=408;text="RTP timeout"' }, 408);
+    });
+  }
+
+  private startAnalysis(): void {
+    if (!this.d.analyse || this.stream || this.finished || !this.d.engine || !this.d.media) return;
+    const t = this.d.policy.thresholds;
+    try {
+      this.stream = this.d.engine.openStream({
+        streamId: this.d.callId,
+        upperLlr: t.dropLlr,
+        lowerLlr: t.humanLlr,
+        maxListenMs: t.maxListenMs,
+      });
+    } catch (err) {
+      this.onDetectorError((err as Error).message);
+      return;
+    }
+    const s = this.stream;
+    s.on('score', (e) => {
+      this.latestLlr = e.cumulativeLlr;
+      this.d.bus.emit('call.score', { callId: this.d.callId, atMs: Date.now(), tMs: e.tMs, llr: e.llr, cumulativeLlr: e.cumulativeLlr });
+      this.act(nextAction(this.d.policy, { kind: 'score', cumulativeLlr: e.cumulativeLlr }, this.taken), `cumulative LLR ${e.cumulativeLlr.toFixed(2)} reached warn threshold`);
+    });
+    s.on('verdict', (e) => {
+      this.verdict = e.verdict;
+      this.d.logger.info({ event: 'call.verdict', verdict: e.verdict, decisionMs: e.decisionMs, cumulativeLlr: e.cumulativeLlr }, 'verdict');
+      this.d.bus.emit('call.verdict', { callId: this.d.callId, atMs: Date.now(), verdict: e.verdict, decisionMs: e.decisionMs, cumulativeLlr: e.cumulativeLlr });
+      this.act(nextAction(this.d.policy, { kind: 'verdict', verdict: e.verdict }, this.taken), `verdict ${e.verdict}`);
+      if (!this.d.policy.retainAudioSeconds) this.d.media?.stopFork();
+    });
+    s.on('error', (e) => this.onDetectorError(e.message));
+    const retainMax = this.d.policy.retainAudioSeconds * 8000;
+    this.d.media.startFork((pcm) => {
+      s.push(pcm);
+      if (this.retainedSamples < retainMax) {
+        const n = Math.min(pcm.length, retainMax - this.retainedSamples);
+        const chunk = new Int16Array(n);
+        for (let i = 0; i < n; i++) chunk[i] = Math.max(-32768, Math.min(32767, Math.round((pcm[i] ?? 0) * 32767)));
+        this.retained.push(chunk);
+        this.retainedSamples += n;
+      }
+    });
+  }
+
+  /** Fail open: the call goes on untouched; the fault is counted, logged and the policy's onError applied. */
+  private onDetectorError(message: string): void {
+    this.d.logger.warn({ event: 'call.detector_error', err: message }, 'detector error; call continues');
+    this.d.bus.emit('call.detector_error', { callId: this.d.callId, atMs: Date.now(), message });
+    const action = nextAction(this.d.policy, { kind: 'error' }, this.taken);
+    // A detector fault never drops a call by itself: drop is downgraded to log here.
+    this.act(action === 'drop' ? 'log' : action, `detector error: ${message}`);
+  }
+
+  private act(action: PolicyAction | null, reason: string): void {
+    if (!action || this.finished) return;
+    this.taken.add(action);
+    this.d.logger.info({ event: 'call.action', action, reason }, `action ${action}`);
+    this.d.bus.emit('call.action', { callId: this.d.callId, atMs: Date.now(), action, reason });
+    if (action === 'warn') {
+      this.d.media?.inject('b', this.d.warnAudio).catch((err: unknown) => {
+        this.d.logger.warn({ event: 'media.inject_error', err: (err as Error).message }, 'warn tone not injected');
+      });
+    } else if (action === 'drop') {
+      void this.drop();
+    }
+  }
+
+  private async drop(): Promise<void> {
+    if (this.d.dropAudio && this.d.media) {
+      await this.d.media.inject('a', this.d.dropAudio).catch(() => undefined);
+    }
+    this.sip?.hangup(
+      'dropped',
+      { a: 'Q.850;cause=21;text="synthetic voice detected"', b: 'SIP;cause=603;text="voiceguard: synthetic voice"' },
+      603,
+    );
+  }
+
+  /** Gateway shutdown: end the call on both legs. */
+  hangup(reason: string): void {
+    if (this.sip) this.sip.hangup(reason, { a: 'SIP;cause=503;text="gateway shutting down"', b: 'SIP;cause=503;text="gateway shutting down"' }, 503);
+    else this.finish(reason, null);
+  }
+
+  finish(reason: string, sipStatus: number | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.state = 'ended';
+    this.stream?.close();
+    this.stream = null;
+    if (this.retainedSamples > 0) {
+      const pcm = new Int16Array(this.retainedSamples);
+      let o = 0;
+      for (const c of this.retained) {
+        pcm.set(c, o);
+        o += c.length;
+      }
+      this.d.bus.emit('call.audio', { callId: this.d.callId, atMs: Date.now(), sampleRateHz: 8000, pcm });
+      this.retained = [];
+    }
+    const media = this.d.media;
+    if (media) {
+      media.stopFork();
+      media.close().catch((err: unknown) => this.d.logger.warn({ event: 'media.close_error', err: (err as Error).message }, 'media close failed'));
+    }
+    this.d.logger.info({ event: 'call.ended', reason, sipStatus }, 'call ended');
+    this.d.bus.emit('call.ended', { callId: this.d.callId, atMs: Date.now(), reason, sipStatus });
+    this.d.onFinished();
+  }
+}

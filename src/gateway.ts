@@ -1,0 +1,246 @@
+import { createHmac, randomUUID } from 'node:crypto';
+import type { LiveCall, LiveCallSource } from './api/live-calls.js';
+import type { CallEventBus, CallId } from './call-events.js';
+import type { Config } from './config/schema.js';
+import type { DetectorEngine } from './detect/engine.js';
+import { generateTone } from './audio/tone.js';
+import type { Logger } from './log.js';
+import { compileAddressList, type AddressMatcher } from './policy/address-match.js';
+import type { CallFacts, CallPolicy } from './policy/evaluate.js';
+import { GatewayCall } from './gateway-call.js';
+import type { MediaRelayLike, MediaSessionLike } from './gateway-types.js';
+import { B2bua } from './sip/b2bua.js';
+import type { B2buaTarget } from './sip/b2bua-call.js';
+import type { SipRemote, SipRequest } from './sip/sip-stack.js';
+import { parseUri } from './sip/sip-stack.js';
+
+/**
+ * The call orchestration: an INVITE from a trunk becomes facts, the policy decides, the media
+ * is anchored, the call is relayed to the PBX and analysed from answer on (GatewayCall). Calls
+ * from the PBX go out to the trunk anchored but not analysed unless config.sip.outbound.analyse.
+ */
+export interface GatewayDeps {
+  config: Config;
+  logger: Logger;
+  bus: CallEventBus;
+  policy: { evaluate(facts: CallFacts): CallPolicy };
+  engine: DetectorEngine | null;
+  /** null = signalling only (SDP passes with codecs filtered, no analysis). */
+  relay: MediaRelayLike | null;
+  /** Decoded announcement audio (8 kHz), loaded by the caller from config.actions. */
+  warnAnnouncement?: Float32Array | null;
+  dropAnnouncement?: Float32Array | null;
+}
+
+interface LiveEntry {
+  call: GatewayCall;
+  startedAtMs: number;
+  answeredAtMs: number | null;
+  fromNumber: string;
+  toNumber: string;
+  trunk: string | null;
+  ruleId: string | null;
+  direction: 'inbound' | 'outbound';
+  treatment: 'analyse' | 'allow' | 'deny' | 'bypass';
+}
+
+export class Gateway {
+  private config: Config;
+  private readonly b2bua: B2bua;
+  private readonly log: Logger;
+  private readonly calls = new Map<CallId, LiveEntry>();
+  private trunkMatchers: { name: string; match: AddressMatcher }[];
+  private readonly idleWaiters: (() => void)[] = [];
+  readonly live: LiveCallSource;
+
+  constructor(private readonly deps: GatewayDeps) {
+    this.config = deps.config;
+    this.log = deps.logger;
+    this.trunkMatchers = this.compileTrunks(deps.config);
+    const sip = deps.config.sip;
+    const publicAddress = sip.publicAddress ?? (sip.listen.host === '0.0.0.0' ? '127.0.0.1' : sip.listen.host);
+    this.b2bua = new B2bua({
+      host: sip.listen.host,
+      port: sip.listen.port,
+      publicAddress,
+      transports: sip.listen.transports,
+      userAgent: sip.userAgent,
+      logger: deps.logger.child({ layer: 'sip' }),
+      onInvite: (rq, remote) => {
+        this.onInvite(rq, remote).catch((err: unknown) => {
+          this.log.error({ event: 'call.setup_error', err: (err as Error).message }, 'call setup failed');
+          this.b2bua.reply(rq, 500);
+        });
+      },
+    });
+    this.live = { list: () => this.listLive() };
+    this.log.info({ event: 'sip.listening', host: sip.listen.host, port: sip.listen.port, transports: sip.listen.transports }, 'SIP listening');
+  }
+
+  get activeCalls(): number {
+    return this.calls.size;
+  }
+
+  /** SIGHUP: thresholds, actions, routing and log level apply to new calls; listeners need a restart. */
+  setConfig(config: Config): void {
+    if (config.sip.listen.port !== this.config.sip.listen.port || config.sip.listen.host !== this.config.sip.listen.host) {
+      this.log.warn({ event: 'config.restart_required', key: 'sip.listen' }, 'listening address changed: takes effect after a restart');
+    }
+    this.config = config;
+    this.trunkMatchers = this.compileTrunks(config);
+  }
+
+  private compileTrunks(config: Config): { name: string; match: AddressMatcher }[] {
+    return config.sip.trunks.map((t) => ({ name: t.name, match: compileAddressList(t.addresses) }));
+  }
+
+  private hideNumber(n: string): string {
+    if (!this.config.privacy.pseudonymiseNumbers) return n;
+    return 'p:' + createHmac('sha256', this.config.privacy.pseudonymKey ?? 'voiceguard-log').update(n).digest('hex').slice(0, 12);
+  }
+
+  private async onInvite(rq: SipRequest, remote: SipRemote): Promise<void> {
+    const cfg = this.config;
+    const callId = randomUUID();
+    const log = this.log.child({ callId });
+    const fromNumber = parseUri(rq.headers.from.uri)?.user ?? '';
+    const toNumber = parseUri(rq.uri)?.user ?? parseUri(rq.headers.to.uri)?.user ?? '';
+    const fromPbx = remote.address === cfg.sip.pbx.host || remote.address === `::ffff:${cfg.sip.pbx.host}`;
+    const trunk = fromPbx ? null : (this.trunkMatchers.find((t) => t.match(remote.address))?.name ?? null);
+    if (!fromPbx && trunk === null) {
+      log.warn({ event: 'sip.unknown_source', source: remote.address }, 'INVITE from an address that is neither a trunk nor the PBX');
+      this.b2bua.reply(rq, 403);
+      return;
+    }
+    let target: B2buaTarget;
+    let direction: 'inbound' | 'outbound';
+    if (fromPbx) {
+      if (!cfg.sip.outbound.enabled) {
+        this.b2bua.reply(rq, 403);
+        return;
+      }
+      direction = 'outbound';
+      const ruri = parseUri(rq.uri);
+      const t = cfg.sip.outbound.trunk;
+      target = t ? { host: t.host, port: t.port, transport: 'udp' } : { host: ruri?.host ?? '', port: ruri?.port ?? 5060, transport: 'udp' };
+    } else {
+      direction = 'inbound';
+      target = { host: cfg.sip.pbx.host, port: cfg.sip.pbx.port, transport: cfg.sip.pbx.transport };
+    }
+    const facts: CallFacts = { trunk, sourceAddress: remote.address, fromNumber, toNumber, at: new Date() };
+    const policy = this.deps.policy.evaluate(facts);
+    const analyse = policy.treatment === 'analyse' && (direction === 'inbound' || cfg.sip.outbound.analyse);
+    const treatment = direction === 'outbound' && !cfg.sip.outbound.analyse ? 'bypass' : policy.treatment;
+    log.info(
+      { event: 'call.started', direction, trunk, source: remote.address, from: this.hideNumber(fromNumber), to: this.hideNumber(toNumber), treatment, rule: policy.ruleName },
+      'new call',
+    );
+    this.deps.bus.emit('call.started', {
+      callId, atMs: Date.now(), direction, trunk, sourceAddress: remote.address, fromNumber, toNumber,
+      sipCallId: rq.headers['call-id'], ruleId: policy.ruleId, treatment,
+    });
+    if (policy.treatment === 'deny') {
+      const status = policy.denyStatus ?? 603;
+      this.b2bua.reply(rq, status);
+      log.info({ event: 'call.ended', reason: 'rejected', sipStatus: status }, 'denied by policy');
+      this.deps.bus.emit('call.action', { callId, atMs: Date.now(), action: 'drop', reason: `denied by rule ${policy.ruleName}` });
+      this.deps.bus.emit('call.ended', { callId, atMs: Date.now(), reason: 'rejected', sipStatus: status });
+      return;
+    }
+    let media: MediaSessionLike | null = null;
+    if (this.deps.relay) media = await this.deps.relay.allocate(callId);
+    const a = cfg.actions;
+    const warnAudio =
+      this.deps.warnAnnouncement ??
+      concat([
+        generateTone({ frequenciesHz: [a.warnToneHz[0]!], durationMs: a.warnToneMs, sampleRateHz: 8000, levelDbfs: -12, rampMs: 10 }),
+        new Float32Array(800),
+        generateTone({ frequenciesHz: [a.warnToneHz[1]!], durationMs: a.warnToneMs, sampleRateHz: 8000, levelDbfs: -12, rampMs: 10 }),
+      ]);
+    const entry: LiveEntry = {
+      call: undefined as unknown as GatewayCall,
+      startedAtMs: Date.now(), answeredAtMs: null, fromNumber, toNumber, trunk, ruleId: policy.ruleId, direction, treatment,
+    };
+    const gcall = new GatewayCall({
+      callId, config: cfg, logger: log, bus: this.deps.bus, policy, engine: this.deps.engine, media, analyse,
+      warnAudio, dropAudio: this.deps.dropAnnouncement ?? null,
+      onFinished: () => {
+        this.calls.delete(callId);
+        if (this.calls.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+      },
+    });
+    entry.call = gcall;
+    this.calls.set(callId, entry);
+    const sipCall = this.b2bua.createCall({
+      logger: log,
+      invite: rq,
+      remote,
+      target,
+      inviteTimeoutMs: cfg.sip.inviteTimeoutMs,
+      delegate: { rewriteSdp: (from, sdp) => gcall.rewrite(from, sdp) },
+    });
+    gcall.attach(sipCall);
+    sipCall.on('answered', () => {
+      entry.answeredAtMs = Date.now();
+    });
+    try {
+      sipCall.start();
+    } catch (err) {
+      log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'offer refused');
+      sipCall.reject(488, 'error');
+    }
+  }
+
+  private listLive(): LiveCall[] {
+    return [...this.calls.entries()].map(([id, e]) => ({
+      id,
+      direction: e.direction,
+      trunk: e.trunk,
+      fromNumber: e.fromNumber,
+      toNumber: e.toNumber,
+      ruleId: e.ruleId,
+      treatment: e.treatment,
+      startedAtMs: e.startedAtMs,
+      answeredAtMs: e.answeredAtMs,
+      codec: e.call.codec,
+      cumulativeLlr: e.call.latestLlr,
+      lastScoreTMs: null,
+      recentScores: [],
+      verdict: (e.call.verdict as LiveCall['verdict']) ?? null,
+      actions: [...e.call.taken],
+    }));
+  }
+
+  /** Stop taking calls (503), wait for live calls to end up to `timeoutMs`, then hang up the rest. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.b2bua.draining = true;
+    if (this.calls.size > 0) {
+      this.log.info({ event: 'gateway.draining', calls: this.calls.size, timeoutMs }, 'draining live calls');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, timeoutMs);
+        this.idleWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    for (const e of [...this.calls.values()]) e.call.hangup('shutdown');
+    // Give the BYEs a moment to leave before the sockets close.
+    if (this.calls.size > 0 || timeoutMs > 0) await new Promise((r) => setTimeout(r, 200));
+  }
+
+  async close(): Promise<void> {
+    for (const e of [...this.calls.values()]) e.call.finish('shutdown', null);
+    this.b2bua.close();
+  }
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
