@@ -4,6 +4,7 @@ import { registerAnalyze } from './analyze.js';
 import { registerBench } from './bench.js';
 import { registerConfig } from './config-command.js';
 import { registerDoctor } from './doctor.js';
+import { registerServe } from './serve.js';
 
 /**
  * Entry point of the `voiceguard` command. Each subcommand lives in its own file and
@@ -23,6 +24,7 @@ registerConfig(program);
 registerAnalyze(program);
 registerBench(program);
 registerDoctor(program);
+registerServe(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`voiceguard: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -91,6 +91,12 @@ export const ConfigSchema = z.strictObject({
         .min(1000)
         .default(180_000)
         .describe('How long an unanswered INVITE may ring before the gateway cancels it'),
+      drainTimeoutMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(30_000)
+        .describe('On SIGTERM/SIGINT: how long live calls may go on (new INVITEs get 503) before the rest are hung up'),
     })
     .prefault({}),
   media: z

@@ -1,0 +1,151 @@
+import type { Command } from 'commander';
+import { CallEventBus } from '../call-events.js';
+import { ConfigError, loadConfig } from '../config/load-config.js';
+import type { Config } from '../config/schema.js';
+import { DetectorEngine } from '../detect/engine.js';
+import { loadModelMetadata } from '../detect/model-metadata.js';
+import { Gateway } from '../gateway.js';
+import type { MediaRelayLike } from '../gateway-types.js';
+import { createLogger, type Logger } from '../log.js';
+import { PolicyService } from '../policy/policy-service.js';
+import { Store } from '../store/store.js';
+import { createApiServer } from '../api/server.js';
+
+/**
+ * `voiceguard serve`: builds the whole gateway from the configuration, in one place - logger,
+ * store, policy, detector engine, media relay, SIP gateway, admin API - and runs it until
+ * SIGTERM/SIGINT (drain, then exit 0). SIGHUP re-reads the config file for new calls.
+ */
+export interface ServeOptions {
+  config?: string;
+  checkConfig?: boolean;
+}
+
+export interface RunningServer {
+  gateway: Gateway;
+  config: Config;
+  apiPort: number;
+  stop(): Promise<void>;
+  reload(): void;
+}
+
+type MediaModule = { createMediaRelay(cfg: Config['media'], logger: Logger): Promise<MediaRelayLike> };
+
+async function createRelay(config: Config, logger: Logger): Promise<MediaRelayLike | null> {
+  // src/media/media-relay.ts implements the documented MediaRelay contract; resolved at run
+  // time so the signalling layer still runs (SDP relayed, no analysis) where it is absent.
+  const path = '../media/media-relay.js';
+  let mod: MediaModule;
+  try {
+    mod = (await import(path)) as MediaModule;
+  } catch (err) {
+    logger.error({ event: 'media.unavailable', err: (err as Error).message }, 'media relay module missing: calls are relayed without analysis');
+    return null;
+  }
+  return mod.createMediaRelay(config.media, logger.child({ layer: 'media' }));
+}
+
+export async function startServer(file: string | null, env: NodeJS.ProcessEnv = process.env, overrides: Record<string, unknown> = {}): Promise<RunningServer> {
+  const loaded = loadConfig(file, env, overrides);
+  let config = loaded.config;
+  const logger = createLogger({ level: config.log?.level });
+  logger.info({ event: 'config.loaded', file: loaded.file ?? '(defaults)' }, 'configuration loaded');
+  const bus = new CallEventBus();
+  const store = Store.open({ ...config.store, privacy: config.privacy }, logger.child({ layer: 'store' }));
+  store.subscribe(bus);
+  let engine: DetectorEngine | null = null;
+  let modelDecision = null;
+  try {
+    engine = await DetectorEngine.create({ ...config.detector, logger: logger.child({ layer: 'detect' }) });
+    modelDecision = engine.metadata.decision;
+  } catch (err) {
+    // Fail open: without a model the gateway still relays calls, unanalysed, and says so.
+    logger.error({ event: 'detector.unavailable', err: (err as Error).message }, 'detector not loaded: calls pass unanalysed');
+  }
+  const policy = new PolicyService({ config: config.policy, store, modelDecision, logger: logger.child({ layer: 'policy' }) });
+  if (config.policy.rulesFile) {
+    policy.seedRulesFile(config.policy.rulesFile);
+    if (config.policy.watchRulesFile) policy.watchRulesFile();
+  }
+  const relay = await createRelay(config, logger);
+  const gateway = new Gateway({ config, logger, bus, policy, engine, relay });
+  const api = await createApiServer({ config, store, policy, bus, live: gateway.live, logger });
+  let apiPort: number;
+  await api.listen({ host: config.api.host, port: config.api.port });
+  const addr = api.server.address();
+  apiPort = typeof addr === 'object' && addr ? addr.port : config.api.port;
+  logger.info({ event: 'api.listening', host: config.api.host, port: apiPort }, 'admin API listening');
+  let stopped = false;
+  return {
+    gateway,
+    get config() {
+      return config;
+    },
+    apiPort,
+    reload() {
+      try {
+        const next = loadConfig(file, env, overrides).config;
+        config = next;
+        logger.level = next.log?.level ?? logger.level;
+        gateway.setConfig(next);
+        if (next.policy.rulesFile) policy.reloadRulesFile();
+        logger.info({ event: 'config.reloaded' }, 'configuration reloaded; new calls use it');
+      } catch (err) {
+        logger.error({ event: 'config.reload_failed', err: (err as Error).message }, 'config reload failed; keeping the running configuration');
+      }
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await gateway.drain(config.sip.drainTimeoutMs);
+      await gateway.close();
+      await api.close();
+      await relay?.close();
+      await engine?.close();
+      policy.close();
+      store.flush();
+      store.close();
+      logger.info({ event: 'gateway.stopped' }, 'stopped');
+    },
+  };
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('Run the gateway: SIP B2BUA between trunk and PBX, media relay, detector, admin API')
+    .option('-c, --config <file>', 'configuration file (YAML); default voiceguard.yaml or /etc/voiceguard/voiceguard.yaml')
+    .option('--check-config', 'validate the configuration and the model metadata, then exit (0 ok, 2 invalid)')
+    .action(async (opts: ServeOptions) => {
+      if (opts.checkConfig) {
+        try {
+          const { config, file } = loadConfig(opts.config ?? null);
+          loadModelMetadata(config.detector.metadataPath);
+          process.stdout.write(`configuration ${file ?? '(defaults)'} and model metadata are valid\n`);
+          process.exit(0);
+        } catch (err) {
+          process.stderr.write(`voiceguard: ${err instanceof Error ? err.message : String(err)}\n`);
+          process.exit(2);
+        }
+      }
+      let server: RunningServer;
+      try {
+        server = await startServer(opts.config ?? null);
+      } catch (err) {
+        process.stderr.write(`voiceguard: ${(err as Error).message}\n`);
+        process.exit(err instanceof ConfigError ? 2 : 1);
+      }
+      process.on('SIGHUP', () => server.reload());
+      const shutdown = (): void => {
+        server.stop().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            process.stderr.write(`voiceguard: shutdown failed: ${(err as Error).message}\n`);
+            process.exit(1);
+          },
+        );
+      };
+      process.once('SIGTERM', shutdown);
+      process.once('SIGINT', shutdown);
+    });
+}
