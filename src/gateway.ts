@@ -51,6 +51,7 @@ export class Gateway {
   private readonly calls = new Map<CallId, LiveEntry>();
   private trunkMatchers: { name: string; match: AddressMatcher }[];
   private readonly idleWaiters: (() => void)[] = [];
+  private readonly publicAddress: string;
   readonly live: LiveCallSource;
 
   constructor(private readonly deps: GatewayDeps) {
@@ -59,6 +60,7 @@ export class Gateway {
     this.trunkMatchers = this.compileTrunks(deps.config);
     const sip = deps.config.sip;
     const publicAddress = sip.publicAddress ?? (sip.listen.host === '0.0.0.0' ? '127.0.0.1' : sip.listen.host);
+    this.publicAddress = publicAddress;
     this.b2bua = new B2bua({
       host: sip.listen.host,
       port: sip.listen.port,
@@ -105,7 +107,11 @@ export class Gateway {
     const log = this.log.child({ callId });
     const fromNumber = parseUri(rq.headers.from.uri)?.user ?? '';
     const toNumber = parseUri(rq.uri)?.user ?? parseUri(rq.headers.to.uri)?.user ?? '';
-    const fromPbx = remote.address === cfg.sip.pbx.host || remote.address === `::ffff:${cfg.sip.pbx.host}`;
+    // The PBX is known by address and port (source port, or its Via sent-by port over TCP where
+    // the source port is ephemeral): a PBX and trunks (or test peers) may share one host.
+    const pbxHost = remote.address === cfg.sip.pbx.host || remote.address === `::ffff:${cfg.sip.pbx.host}`;
+    const viaPort = Number(rq.headers.via[rq.headers.via.length - 1]?.port ?? 5060);
+    const fromPbx = pbxHost && (remote.port === cfg.sip.pbx.port || viaPort === cfg.sip.pbx.port);
     const trunk = fromPbx ? null : (this.trunkMatchers.find((t) => t.match(remote.address))?.name ?? null);
     if (!fromPbx && trunk === null) {
       log.warn({ event: 'sip.unknown_source', source: remote.address }, 'INVITE from an address that is neither a trunk nor the PBX');
@@ -123,6 +129,11 @@ export class Gateway {
       const ruri = parseUri(rq.uri);
       const t = cfg.sip.outbound.trunk;
       target = t ? { host: t.host, port: t.port, transport: 'udp' } : { host: ruri?.host ?? '', port: ruri?.port ?? 5060, transport: 'udp' };
+      if (target.port === cfg.sip.listen.port && (target.host === this.publicAddress || target.host === cfg.sip.listen.host)) {
+        log.warn({ event: 'sip.loop', target }, 'outbound call addressed to the gateway itself');
+        this.b2bua.reply(rq, 482, 'Loop Detected');
+        return;
+      }
     } else {
       direction = 'inbound';
       target = { host: cfg.sip.pbx.host, port: cfg.sip.pbx.port, transport: cfg.sip.pbx.transport };

@@ -45,10 +45,22 @@ async function createRelay(config: Config, logger: Logger): Promise<MediaRelayLi
   return mod.createMediaRelay(config.media, logger.child({ layer: 'media' }));
 }
 
-export async function startServer(file: string | null, env: NodeJS.ProcessEnv = process.env, overrides: Record<string, unknown> = {}): Promise<RunningServer> {
+export interface StartOptions {
+  file?: string | null;
+  env?: NodeJS.ProcessEnv;
+  /** Dotted config keys over file and env (tests: ports, paths). */
+  overrides?: Record<string, unknown>;
+  /** A logger to use instead of the JSON-lines stdout logger (tests read the events). */
+  logger?: Logger;
+}
+
+export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
+  const file = opts.file ?? null;
+  const env = opts.env ?? process.env;
+  const overrides = opts.overrides ?? {};
   const loaded = loadConfig(file, env, overrides);
   let config = loaded.config;
-  const logger = createLogger({ level: config.log?.level });
+  const logger = opts.logger ?? createLogger({ level: config.log.level, pretty: config.log.pretty });
   logger.info({ event: 'config.loaded', file: loaded.file ?? '(defaults)' }, 'configuration loaded');
   const bus = new CallEventBus();
   const store = Store.open({ ...config.store, privacy: config.privacy }, logger.child({ layer: 'store' }));
@@ -86,7 +98,7 @@ export async function startServer(file: string | null, env: NodeJS.ProcessEnv = 
       try {
         const next = loadConfig(file, env, overrides).config;
         config = next;
-        logger.level = next.log?.level ?? logger.level;
+        logger.level = next.log.level;
         gateway.setConfig(next);
         if (next.policy.rulesFile) policy.reloadRulesFile();
         logger.info({ event: 'config.reloaded' }, 'configuration reloaded; new calls use it');
@@ -130,7 +142,7 @@ export function registerServe(program: Command): void {
       }
       let server: RunningServer;
       try {
-        server = await startServer(opts.config ?? null);
+        server = await startServer({ file: opts.config ?? null });
       } catch (err) {
         process.stderr.write(`voiceguard: ${(err as Error).message}\n`);
         process.exit(err instanceof ConfigError ? 2 : 1);

@@ -93,17 +93,21 @@ export class SipStack {
   constructor(opts: SipStackOptions) {
     this.publicAddress = opts.publicAddress;
     this.port = opts.port;
-    this.stack = sip.create(
-      {
-        address: opts.host,
-        port: opts.port,
-        publicAddress: opts.publicAddress,
-        udp: opts.udp,
-        tcp: opts.tcp,
-        logger: { error: (e: unknown) => opts.onError(e) },
-      },
-      (rq: SipRequest, remote: SipRemote) => opts.onRequest(rq, remote),
-    );
+    const options = {
+      address: opts.host,
+      port: opts.port,
+      // The package treats any Request-URI/Route host equal to its own "hostname" as one of its
+      // flow tokens and then fails to route (404) - which breaks a PBX on the gateway's own IP
+      // (e.g. Asterisk on the same box). It reads that hostname once at create() but the Via
+      // host from options.publicAddress at every send, so it gets a name no URI can carry
+      // first, and the real address for the Via right after.
+      publicAddress: 'voiceguard-flow.invalid',
+      udp: opts.udp,
+      tcp: opts.tcp,
+      logger: { error: (e: unknown) => opts.onError(e) },
+    };
+    this.stack = sip.create(options, (rq: SipRequest, remote: SipRemote) => opts.onRequest(rq, remote));
+    options.publicAddress = opts.publicAddress;
   }
 
   /** Requests get a client transaction (responses via onResponse); responses go out on their server transaction. */

@@ -1,0 +1,157 @@
+import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { startServer, type RunningServer } from '../../src/cli/serve.js';
+
+/**
+ * Real peers for the gateway tests: the gateway runs in-process on free ports with a real
+ * SQLite store in a temp dir; sipp plays the caller (trunk) and the PBX.
+ */
+export const SCENARIOS = resolve('test/fixtures/sipp');
+
+export async function freeUdpPort(): Promise<number> {
+  for (;;) {
+    const s = createSocket('udp4');
+    const port = await new Promise<number>((res) => s.bind(0, '127.0.0.1', () => res(s.address().port)));
+    s.close();
+    // sipp also binds port+1/+2 for media by default; stay clear of the ephemeral top end.
+    if (port < 60000) return port;
+  }
+}
+
+export interface LogLine {
+  event?: string;
+  msg?: string;
+  [k: string]: unknown;
+}
+
+export interface TestGateway {
+  server: RunningServer;
+  sipPort: number;
+  pbxPort: number;
+  dir: string;
+  logs: LogLine[];
+  events(name: string): LogLine[];
+  stop(): Promise<void>;
+}
+
+export const MODEL = 'models/voiceguard-detector.onnx';
+
+export async function startGateway(overrides: Record<string, unknown> = {}): Promise<TestGateway> {
+  const dir = mkdtempSync(join(tmpdir(), 'vg-gw-'));
+  const sipPort = await freeUdpPort();
+  const pbxPort = await freeUdpPort();
+  const logs: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as LogLine);
+      cb();
+    },
+  });
+  const logger = pino({ level: 'debug' }, sink);
+  const haveModel = existsSync(MODEL);
+  const server = await startServer({
+    env: {},
+    logger,
+    overrides: {
+      'sip.listen.host': '127.0.0.1',
+      'sip.listen.port': sipPort,
+      'sip.listen.transports': ['udp', 'tcp'],
+      'sip.pbx': { host: '127.0.0.1', port: pbxPort, transport: 'udp' },
+      'sip.drainTimeoutMs': 0,
+      'api.host': '127.0.0.1',
+      'api.port': 0,
+      'store.path': join(dir, 'voiceguard.sqlite'),
+      'media.bindHost': '127.0.0.1',
+      ...(haveModel ? {} : { 'policy.defaults': { dropLlr: 4, warnLlr: 2, humanLlr: -4, maxListenMs: 8000 } }),
+      ...overrides,
+    },
+  });
+  return {
+    server,
+    sipPort,
+    pbxPort,
+    dir,
+    logs,
+    events: (name) => logs.filter((l) => l.event === name),
+    stop: () => server.stop(),
+  };
+}
+
+export interface SippResult {
+  code: number | null;
+  output: string;
+  errors: string;
+  durationMs: number;
+}
+
+export interface SippOptions {
+  scenario: string;
+  /** Local SIP port of this sipp instance. */
+  port: number;
+  /** host:port to send to (UAC); omitted for a UAS. */
+  target?: string;
+  calls?: number;
+  rate?: number;
+  /** -d: pause length in the scenario (ms). */
+  pauseMs?: number;
+  keys?: Record<string, string>;
+  transport?: 'u1' | 't1' | 'un' | 'tn';
+  mediaPort?: number;
+  timeoutS?: number;
+  extra?: string[];
+}
+
+/** Run sipp to completion; resolves with its exit code (0 = all calls succeeded). */
+export function runSipp(o: SippOptions): { done: Promise<SippResult>; kill(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'vg-sipp-'));
+  const args = [
+    '-sf', join(SCENARIOS, o.scenario),
+    '-i', '127.0.0.1', '-p', String(o.port),
+    '-m', String(o.calls ?? 1),
+    '-r', String(o.rate ?? 10),
+    '-t', o.transport ?? 'u1',
+    '-nostdin', '-trace_err', '-error_file', join(dir, 'errors.log'),
+    '-timeout', `${o.timeoutS ?? 20}s`, '-timeout_error',
+    '-mp', String(o.mediaPort ?? o.port + 2000),
+    '-s', '1000',
+  ];
+  if (o.pauseMs !== undefined) args.push('-d', String(o.pauseMs));
+  for (const [k, v] of Object.entries(o.keys ?? {})) args.push('-key', k, v);
+  if (o.extra) args.push(...o.extra);
+  if (o.target) args.push(o.target);
+  const started = Date.now();
+  const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20000)));
+  child.stderr.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20000)));
+  const done = new Promise<SippResult>((res) => {
+    child.on('close', (code) => {
+      let errors = '';
+      for (const f of readdirSync(dir)) if (f.endsWith('.log')) errors += readFileSync(join(dir, f), 'utf8');
+      res({ code, output, errors: errors.slice(-8000), durationMs: Date.now() - started });
+    });
+  });
+  return { done, kill: () => child.kill('SIGKILL') };
+}
+
+/** A PBX scenario and a caller scenario run against one gateway; both results. */
+export async function callThrough(
+  gw: TestGateway,
+  pbx: Omit<SippOptions, 'port'>,
+  caller: Omit<SippOptions, 'port' | 'target'>,
+): Promise<{ pbx: SippResult; caller: SippResult }> {
+  const uas = runSipp({ ...pbx, port: gw.pbxPort });
+  await new Promise((r) => setTimeout(r, 300)); // let the UAS bind
+  const uacPort = await freeUdpPort();
+  const uac = runSipp({ ...caller, port: uacPort, target: `127.0.0.1:${gw.sipPort}` });
+  const callerResult = await uac.done;
+  const pbxTimer = setTimeout(() => uas.kill(), 5000);
+  const pbxResult = await uas.done;
+  clearTimeout(pbxTimer);
+  return { pbx: pbxResult, caller: callerResult };
+}
