@@ -242,7 +242,7 @@ export class Gateway {
 
   async close(): Promise<void> {
     for (const e of [...this.calls.values()]) e.call.finish('shutdown', null);
-    this.b2bua.close();
+    await this.b2bua.close();
   }
 }
 

@@ -126,9 +126,9 @@ export class B2bua {
     this.opts.onInvite(rq, remote);
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.stack.close();
+    await this.stack.close();
   }
 }

@@ -112,11 +112,26 @@ export class SipStack {
 
   /** Requests get a client transaction (responses via onResponse); responses go out on their server transaction. */
   send(m: SipMessage, onResponse?: (rs: SipResponse) => void): void {
+    if (this.closed) return;
     this.stack.send(m, onResponse);
   }
 
-  close(): void {
-    this.stack.destroy();
+  private closed = false;
+
+  /**
+   * The package starts a new client transaction on the next tick; destroying the sockets before
+   * that tick would make it write to a closed socket and throw from a timer. So close after
+   * setImmediate, when every started transaction exists and can be shut down.
+   */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        this.stack.destroy();
+        resolve();
+      }),
+    );
   }
 }
 
