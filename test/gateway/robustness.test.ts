@@ -1,0 +1,100 @@
+import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callThrough, startGateway, type TestGateway } from './sipp-harness.js';
+
+/**
+ * The gateway faces the network: garbage, truncated and huge datagrams, junk on TCP, hop-count
+ * exhaustion and keepalives must never take it down, and it must go on serving calls.
+ */
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway();
+});
+afterAll(async () => {
+  await gw?.stop();
+});
+
+function udpExchange(port: number, payloads: (string | Buffer)[], waitMs = 400): Promise<string[]> {
+  const s = createSocket('udp4');
+  const got: string[] = [];
+  s.on('message', (m) => got.push(m.toString()));
+  return new Promise((resolve) => {
+    s.bind(0, '127.0.0.1', () => {
+      for (const p of payloads) s.send(p, port, '127.0.0.1');
+      setTimeout(() => {
+        s.close();
+        resolve(got);
+      }, waitMs);
+    });
+  });
+}
+
+function request(method: string, extra: string[] = [], localPort = 5999): string {
+  return [
+    `${method} sip:voiceguard@127.0.0.1 SIP/2.0`,
+    `Via: SIP/2.0/UDP 127.0.0.1:${localPort};branch=z9hG4bK-${Math.random().toString(36).slice(2)};rport`,
+    'From: <sip:probe@127.0.0.1>;tag=probe1',
+    'To: <sip:voiceguard@127.0.0.1>',
+    `Call-ID: ${Math.random().toString(36).slice(2)}@probe`,
+    `CSeq: 1 ${method}`,
+    ...extra,
+    'Content-Length: 0',
+    '',
+    '',
+  ].join('\r\n');
+}
+
+describe('gateway robustness', () => {
+  it('answers an out-of-dialog OPTIONS keepalive with 200', async () => {
+    const replies = await udpExchange(gw.sipPort, [request('OPTIONS', ['Max-Forwards: 70'])]);
+    expect(replies[0]).toMatch(/^SIP\/2\.0 200/);
+    expect(replies[0]).toMatch(/Allow: .*INVITE/i);
+  });
+
+  it('answers Max-Forwards: 0 with 483', async () => {
+    const replies = await udpExchange(gw.sipPort, [request('INVITE', ['Max-Forwards: 0'])]);
+    expect(replies.some((r) => r.startsWith('SIP/2.0 483'))).toBe(true);
+  });
+
+  it('survives garbage, truncated and huge datagrams and TCP junk, then still relays a call', async () => {
+    const valid = request('INVITE', ['Max-Forwards: 70']);
+    await udpExchange(gw.sipPort, [
+      Buffer.from([0, 1, 2, 3, 255, 254]),
+      'INVITE',
+      valid.slice(0, 60),
+      'SIP/2.0 200 OK\r\n\r\n',
+      'INVITE sip:x SIP/2.0\r\nVia: nonsense\r\nCSeq: abc\r\n\r\n',
+      'OPTIONS sip:x SIP/2.0\r\nContent-Length: 99999\r\n\r\nshort',
+      Buffer.alloc(60000, 0x41),
+    ]);
+    await new Promise<void>((resolve) => {
+      const c = connect(gw.sipPort, '127.0.0.1', () => {
+        c.write('GARBAGE\r\n\r\n' + 'X'.repeat(100000) + '\r\n\r\nINVITE sip:x SIP/2.0\r\nContent-Length: -5\r\n\r\n');
+        setTimeout(() => {
+          c.destroy();
+          resolve();
+        }, 300);
+      });
+      c.on('error', () => undefined);
+    });
+    const r = await callThrough(gw, { scenario: 'pbx-answer.xml' }, { scenario: 'caller-bye.xml', pauseMs: 100 });
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+  });
+
+  it('relays 100 calls at 50 calls/s and ends every one of them', async () => {
+    const before = gw.events('call.ended').length;
+    const started = Date.now();
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-answer.xml', calls: 100, timeoutS: 30 },
+      { scenario: 'caller-bye.xml', calls: 100, rate: 50, pauseMs: 500, timeoutS: 30, extra: ['-l', '100'] },
+    );
+    expect(r.caller.code, r.caller.output.slice(-3000) + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output.slice(-3000) + r.pbx.errors).toBe(0);
+    expect(gw.events('call.ended').length - before).toBe(100);
+    expect(gw.server.gateway.activeCalls).toBe(0);
+    expect(Date.now() - started).toBeLessThan(20000);
+  });
+});

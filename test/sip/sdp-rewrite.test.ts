@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { readSdp, rewriteSdp, SdpError } from '../../src/sip/sdp-rewrite.js';
+
+const OFFER = [
+  'v=0',
+  'o=carrier 1 1 IN IP4 198.51.100.7',
+  's=-',
+  'c=IN IP4 198.51.100.7',
+  't=0 0',
+  'm=audio 40000 RTP/AVP 9 111 0 8 101',
+  'a=rtpmap:9 G722/8000',
+  'a=rtpmap:111 opus/48000/2',
+  'a=fmtp:111 useinbandfec=1',
+  'a=rtpmap:0 PCMU/8000',
+  'a=rtpmap:8 PCMA/8000',
+  'a=rtpmap:101 telephone-event/8000',
+  'a=fmtp:101 0-16',
+  'a=ptime:20',
+  'a=sendonly',
+  '',
+].join('\r\n');
+
+describe('rewriteSdp', () => {
+  it('points c= and m= at the gateway and keeps only G.711 plus telephone-event', () => {
+    const out = rewriteSdp(OFFER, { address: '203.0.113.1', rtpPort: 20000 }, ['PCMU', 'PCMA']);
+    expect(out.sdp).toContain('c=IN IP4 203.0.113.1');
+    expect(out.sdp).toContain('m=audio 20000 RTP/AVP 0 8 101');
+    expect(out.sdp).not.toMatch(/G722|opus|useinbandfec/);
+    expect(out.sdp).toContain('a=fmtp:101 0-16');
+    expect(out.sdp).toContain('a=ptime:20');
+    expect(out.sdp).toContain('a=sendonly');
+    expect(out.media).toEqual({
+      remote: { address: '198.51.100.7', rtpPort: 40000, rtcpPort: undefined },
+      payloadMap: { 0: 'pcmu', 8: 'pcma', 101: 'telephone-event' },
+      direction: 'sendonly',
+      codec: 'pcmu',
+    });
+  });
+
+  it('honours the configured codec order restriction (PCMA only)', () => {
+    const out = rewriteSdp(OFFER, { address: '203.0.113.1', rtpPort: 20002 }, ['PCMA']);
+    expect(out.sdp).toContain('m=audio 20002 RTP/AVP 8 101');
+    expect(out.media.codec).toBe('pcma');
+  });
+
+  it('refuses an offer without a decodable codec', () => {
+    const g722only = OFFER.replace('m=audio 40000 RTP/AVP 9 111 0 8 101', 'm=audio 40000 RTP/AVP 9 101');
+    expect(() => rewriteSdp(g722only, { address: '203.0.113.1', rtpPort: 20000 }, ['PCMU', 'PCMA'])).toThrow(SdpError);
+  });
+
+  it('reads direction and static payload types without rtpmap lines', () => {
+    const sdp = 'v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\n';
+    expect(readSdp(sdp)).toMatchObject({ direction: 'inactive', payloadMap: { 0: 'pcmu' }, codec: 'pcmu' });
+  });
+
+  it('throws a typed error for garbage', () => {
+    expect(() => rewriteSdp('hello', null, null)).toThrow(SdpError);
+  });
+});
