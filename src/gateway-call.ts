@@ -49,7 +49,11 @@ export class GatewayCall {
     const to: LegName = from === 'a' ? 'b' : 'a';
     const media = this.d.media;
     const codecs = this.d.config.media.codecs;
-    if (!media || media.closed) return rewriteSdp(sdp, null, codecs).sdp;
+    if (!media || media.closed) {
+      const out = rewriteSdp(sdp, null, codecs);
+      if (out.media.codec) this.codec = out.media.codec;
+      return out.sdp;
+    }
     const l = media.local(to);
     const pub = this.d.config.media.publicAddress ?? this.d.config.sip.publicAddress ?? l.address;
     const out = rewriteSdp(sdp, { address: pub, rtpPort: l.rtpPort }, codecs);
