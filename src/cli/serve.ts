@@ -23,6 +23,7 @@ export interface ServeOptions {
 
 export interface RunningServer {
   gateway: Gateway;
+  policy: PolicyService;
   config: Config;
   apiPort: number;
   stop(): Promise<void>;
@@ -90,6 +91,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   let stopped = false;
   return {
     gateway,
+    policy,
     get config() {
       return config;
     },
