@@ -19,7 +19,7 @@ describe('gateway-side call ends', () => {
     expect(gw.events('call.ended').slice(before).map((e) => e.reason)).toEqual(['timeout']);
   });
 
-  it('a deny-listed caller is refused with the policy's 603', async () => {
+  it("a deny-listed caller is refused with the policy's 603", async () => {
     gw.server.policy.addListEntry('deny', { pattern: '+4930123456', sipStatus: 603 }, 'test');
     const port = await freeUdpPort();
     const uac = runSipp({ scenario: 'caller-declined.xml', port, target: `127.0.0.1:${gw.sipPort}` });
