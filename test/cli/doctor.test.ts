@@ -158,4 +158,46 @@ describe('voiceguard doctor', () => {
     // The host checks still run without a config.
     expect(report.checks.map((c) => c.name)).toContain('clock');
   });
+
+  it('next to a running voiceguard, counts its ports as its own instead of failing on them', async () => {
+    // Thresholds in the file: the gateway then starts (failing open) even where the model is missing.
+    const { file, sipPort } = await writeConfig({
+      extra: 'policy:\n  defaults: { dropLlr: 6, warnLlr: 3, humanLlr: -4, maxListenMs: 8000 }',
+    });
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VOICEGUARD_')));
+    const server = spawn(process.execPath, [cli, 'serve', '-c', file], {
+      cwd: repo,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    server.stdout.on('data', (d: Buffer) => (log += d.toString()));
+    server.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    try {
+      for (let i = 0; i < 120 && !log.includes('"event":"api.listening"'); i++) {
+        if (server.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(log, 'serve did not start').toContain('"event":"api.listening"');
+      const r = await doctor(['-c', file]);
+      expect(r.stdout).toMatch(/^ok\s+running\s+voiceguard is running with this config/m);
+      expect(r.stdout).toMatch(
+        new RegExp(
+          `^ok\\s+sip\\.port\\s+${sipPort}/udp on 127\\.0\\.0\\.1 is in use by the running voiceguard`,
+          'm',
+        ),
+      );
+      expect(r.stdout).toMatch(/^ok\s+api\.port\s+.* is in use by the running voiceguard/m);
+      expect(
+        failLines(r.stdout).filter((l) => /port|rtp/.test(l)),
+        r.stdout,
+      ).toEqual([]);
+    } finally {
+      if (server.exitCode === null) {
+        const exited = new Promise<number | null>((res) => server.once('exit', (code) => res(code)));
+        server.kill('SIGTERM');
+        expect(await exited, log).toBe(0);
+      }
+    }
+  }, 60_000);
 });

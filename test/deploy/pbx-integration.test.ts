@@ -21,15 +21,17 @@ import { loadConfig } from '../../src/config/load-config.js';
  * process, with env overrides that move the guide's example addresses onto loopback and free
  * ports) between real sipp peers shaped like the PBX the guide is about:
  *
- *   carrier (sipp, 127.0.0.1) ──▶ voiceguard (127.0.0.1) ──▶ PBX (sipp, 127.0.0.2)   inbound
- *   PBX (sipp, 127.0.0.2)     ──▶ voiceguard (127.0.0.1) ──▶ carrier (sipp, 127.0.0.1) outbound
+ *   carrier (sipp, 127.0.0.3) ──▶ voiceguard (127.0.0.1) ──▶ PBX (sipp, 127.0.0.2)   inbound
+ *   PBX (sipp, 127.0.0.2)     ──▶ voiceguard (127.0.0.1) ──▶ carrier (sipp, 127.0.0.3) outbound
  *
- * The PBX sits on 127.0.0.2 so voiceguard tells it from the trunk by address, as it would on a LAN.
+ * Three loopback addresses, so that voiceguard tells the PBX from the trunk by address (and the
+ * PBX's SIP port, which a PBX also sends from), and an SDP address of 127.0.0.1 can only be
+ * voiceguard's own.
  */
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = join(repo, 'dist/src/cli/main.js');
 const sippDir = join(repo, 'test/fixtures/sipp');
-const CARRIER_IP = '127.0.0.1';
+const CARRIER_IP = '127.0.0.3';
 const PBX_IP = '127.0.0.2';
 const GATEWAY_IP = '127.0.0.1';
 const ADMIN_TOKEN = 'pbx-integration-admin-token-0123456789';
@@ -198,13 +200,7 @@ function sdpMedia(msg: string): { address: string; port: number; rtpmaps: string
   };
 }
 
-const serveRegistered = (): boolean => {
-  if (!existsSync(cli)) return false;
-  const help = readFileSync(join(repo, 'src/cli/main.ts'), 'utf8');
-  return /registerServe\s*\(/.test(help);
-};
-
-describe.runIf(serveRegistered())('integration guides: calls through the real gateway', () => {
+describe('integration guides: calls through the real gateway', () => {
   for (const g of GUIDES) {
     describe(g.doc, () => {
       let gateway: ChildProcess | null = null;
@@ -374,8 +370,9 @@ describe.runIf(serveRegistered())('integration guides: calls through the real ga
           PBX_IP,
           '-mi',
           PBX_IP,
+          // A PBX sends from its SIP port (Asterisk, FreeSWITCH and FreePBX all do).
           '-p',
-          String(await freePort(PBX_IP)),
+          String(pbxPort),
           '-mp',
           String(await freePort(PBX_IP)),
           '-timeout',
