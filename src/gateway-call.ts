@@ -74,13 +74,21 @@ export class GatewayCall {
     });
     call.on('answered', () => {
       this.state = 'answered';
-      this.d.bus.emit('call.answered', { callId: this.d.callId, atMs: Date.now(), codec: this.codec ?? 'unknown' });
+      this.d.bus.emit('call.answered', {
+        callId: this.d.callId,
+        atMs: Date.now(),
+        codec: this.codec ?? 'unknown',
+      });
       this.startAnalysis();
     });
     call.on('ended', ({ reason, sipStatus }) => this.finish(reason, sipStatus));
     this.d.media?.on('rtp-timeout', () => {
       this.d.logger.info({ event: 'call.rtp_timeout' }, 'no RTP; ending call');
-      this.sip?.hangup('rtp-timeout', { a: 'SIP;cause=408;text="RTP timeout"', b: 'SIP;cause=408;text="RTP timeout"' }, 408);
+      this.sip?.hangup(
+        'rtp-timeout',
+        { a: 'SIP;cause=408;text="RTP timeout"', b: 'SIP;cause=408;text="RTP timeout"' },
+        408,
+      );
     });
   }
 
@@ -101,14 +109,40 @@ export class GatewayCall {
     const s = this.stream;
     s.on('score', (e) => {
       this.latestLlr = e.cumulativeLlr;
-      this.d.bus.emit('call.score', { callId: this.d.callId, atMs: Date.now(), tMs: e.tMs, llr: e.llr, cumulativeLlr: e.cumulativeLlr });
-      this.act(nextAction(this.d.policy, { kind: 'score', cumulativeLlr: e.cumulativeLlr }, this.taken), `cumulative LLR ${e.cumulativeLlr.toFixed(2)} reached warn threshold`);
+      this.d.bus.emit('call.score', {
+        callId: this.d.callId,
+        atMs: Date.now(),
+        tMs: e.tMs,
+        llr: e.llr,
+        cumulativeLlr: e.cumulativeLlr,
+      });
+      this.act(
+        nextAction(this.d.policy, { kind: 'score', cumulativeLlr: e.cumulativeLlr }, this.taken),
+        `cumulative LLR ${e.cumulativeLlr.toFixed(2)} reached warn threshold`,
+      );
     });
     s.on('verdict', (e) => {
       this.verdict = e.verdict;
-      this.d.logger.info({ event: 'call.verdict', verdict: e.verdict, decisionMs: e.decisionMs, cumulativeLlr: e.cumulativeLlr }, 'verdict');
-      this.d.bus.emit('call.verdict', { callId: this.d.callId, atMs: Date.now(), verdict: e.verdict, decisionMs: e.decisionMs, cumulativeLlr: e.cumulativeLlr });
-      this.act(nextAction(this.d.policy, { kind: 'verdict', verdict: e.verdict }, this.taken), `verdict ${e.verdict}`);
+      this.d.logger.info(
+        {
+          event: 'call.verdict',
+          verdict: e.verdict,
+          decisionMs: e.decisionMs,
+          cumulativeLlr: e.cumulativeLlr,
+        },
+        'verdict',
+      );
+      this.d.bus.emit('call.verdict', {
+        callId: this.d.callId,
+        atMs: Date.now(),
+        verdict: e.verdict,
+        decisionMs: e.decisionMs,
+        cumulativeLlr: e.cumulativeLlr,
+      });
+      this.act(
+        nextAction(this.d.policy, { kind: 'verdict', verdict: e.verdict }, this.taken),
+        `verdict ${e.verdict}`,
+      );
       if (!this.d.policy.retainAudioSeconds) this.d.media?.stopFork();
     });
     s.on('error', (e) => this.onDetectorError(e.message));
@@ -118,7 +152,8 @@ export class GatewayCall {
       if (this.retainedSamples < retainMax) {
         const n = Math.min(pcm.length, retainMax - this.retainedSamples);
         const chunk = new Int16Array(n);
-        for (let i = 0; i < n; i++) chunk[i] = Math.max(-32768, Math.min(32767, Math.round((pcm[i] ?? 0) * 32767)));
+        for (let i = 0; i < n; i++)
+          chunk[i] = Math.max(-32768, Math.min(32767, Math.round((pcm[i] ?? 0) * 32767)));
         this.retained.push(chunk);
         this.retainedSamples += n;
       }
@@ -141,7 +176,10 @@ export class GatewayCall {
     this.d.bus.emit('call.action', { callId: this.d.callId, atMs: Date.now(), action, reason });
     if (action === 'warn') {
       this.d.media?.inject('b', this.d.warnAudio).catch((err: unknown) => {
-        this.d.logger.warn({ event: 'media.inject_error', err: (err as Error).message }, 'warn tone not injected');
+        this.d.logger.warn(
+          { event: 'media.inject_error', err: (err as Error).message },
+          'warn tone not injected',
+        );
       });
     } else if (action === 'drop') {
       void this.drop();
@@ -154,14 +192,22 @@ export class GatewayCall {
     }
     this.sip?.hangup(
       'dropped',
-      { a: 'Q.850;cause=21;text="synthetic voice detected"', b: 'SIP;cause=603;text="voiceguard: synthetic voice"' },
+      {
+        a: 'Q.850;cause=21;text="synthetic voice detected"',
+        b: 'SIP;cause=603;text="voiceguard: synthetic voice"',
+      },
       603,
     );
   }
 
   /** Gateway shutdown: end the call on both legs. */
   hangup(reason: string): void {
-    if (this.sip) this.sip.hangup(reason, { a: 'SIP;cause=503;text="gateway shutting down"', b: 'SIP;cause=503;text="gateway shutting down"' }, 503);
+    if (this.sip)
+      this.sip.hangup(
+        reason,
+        { a: 'SIP;cause=503;text="gateway shutting down"', b: 'SIP;cause=503;text="gateway shutting down"' },
+        503,
+      );
     else this.finish(reason, null);
   }
 
@@ -184,7 +230,14 @@ export class GatewayCall {
     const media = this.d.media;
     if (media) {
       media.stopFork();
-      media.close().catch((err: unknown) => this.d.logger.warn({ event: 'media.close_error', err: (err as Error).message }, 'media close failed'));
+      media
+        .close()
+        .catch((err: unknown) =>
+          this.d.logger.warn(
+            { event: 'media.close_error', err: (err as Error).message },
+            'media close failed',
+          ),
+        );
     }
     this.d.logger.info({ event: 'call.ended', reason, sipStatus }, 'call ended');
     this.d.bus.emit('call.ended', { callId: this.d.callId, atMs: Date.now(), reason, sipStatus });

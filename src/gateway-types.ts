@@ -23,6 +23,12 @@ export interface MediaSessionLike extends EventEmitter {
 
 export interface MediaRelayLike {
   allocate(callId: string): Promise<MediaSessionLike>;
-  stats(): { sessions: number; portsInUse: number; packetsRelayed: number; packetsDropped: number; forkFramesShed: number };
+  stats(): {
+    sessions: number;
+    portsInUse: number;
+    packetsRelayed: number;
+    packetsDropped: number;
+    forkFramesShed: number;
+  };
   close(): Promise<void>;
 }

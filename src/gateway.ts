@@ -59,7 +59,8 @@ export class Gateway {
     this.log = deps.logger;
     this.trunkMatchers = this.compileTrunks(deps.config);
     const sip = deps.config.sip;
-    const publicAddress = sip.publicAddress ?? (sip.listen.host === '0.0.0.0' ? '127.0.0.1' : sip.listen.host);
+    const publicAddress =
+      sip.publicAddress ?? (sip.listen.host === '0.0.0.0' ? '127.0.0.1' : sip.listen.host);
     this.publicAddress = publicAddress;
     this.b2bua = new B2bua({
       host: sip.listen.host,
@@ -76,7 +77,15 @@ export class Gateway {
       },
     });
     this.live = { list: () => this.listLive() };
-    this.log.info({ event: 'sip.listening', host: sip.listen.host, port: sip.listen.port, transports: sip.listen.transports }, 'SIP listening');
+    this.log.info(
+      {
+        event: 'sip.listening',
+        host: sip.listen.host,
+        port: sip.listen.port,
+        transports: sip.listen.transports,
+      },
+      'SIP listening',
+    );
   }
 
   get activeCalls(): number {
@@ -85,8 +94,14 @@ export class Gateway {
 
   /** SIGHUP: thresholds, actions, routing and log level apply to new calls; listeners need a restart. */
   setConfig(config: Config): void {
-    if (config.sip.listen.port !== this.config.sip.listen.port || config.sip.listen.host !== this.config.sip.listen.host) {
-      this.log.warn({ event: 'config.restart_required', key: 'sip.listen' }, 'listening address changed: takes effect after a restart');
+    if (
+      config.sip.listen.port !== this.config.sip.listen.port ||
+      config.sip.listen.host !== this.config.sip.listen.host
+    ) {
+      this.log.warn(
+        { event: 'config.restart_required', key: 'sip.listen' },
+        'listening address changed: takes effect after a restart',
+      );
     }
     this.config = config;
     this.trunkMatchers = this.compileTrunks(config);
@@ -98,7 +113,13 @@ export class Gateway {
 
   private hideNumber(n: string): string {
     if (!this.config.privacy.pseudonymiseNumbers) return n;
-    return 'p:' + createHmac('sha256', this.config.privacy.pseudonymKey ?? 'voiceguard-log').update(n).digest('hex').slice(0, 12);
+    return (
+      'p:' +
+      createHmac('sha256', this.config.privacy.pseudonymKey ?? 'voiceguard-log')
+        .update(n)
+        .digest('hex')
+        .slice(0, 12)
+    );
   }
 
   private async onInvite(rq: SipRequest, remote: SipRemote): Promise<void> {
@@ -114,7 +135,10 @@ export class Gateway {
     const fromPbx = pbxHost && (remote.port === cfg.sip.pbx.port || viaPort === cfg.sip.pbx.port);
     const trunk = fromPbx ? null : (this.trunkMatchers.find((t) => t.match(remote.address))?.name ?? null);
     if (!fromPbx && trunk === null) {
-      log.warn({ event: 'sip.unknown_source', source: remote.address }, 'INVITE from an address that is neither a trunk nor the PBX');
+      log.warn(
+        { event: 'sip.unknown_source', source: remote.address },
+        'INVITE from an address that is neither a trunk nor the PBX',
+      );
       this.b2bua.reply(rq, 403);
       return;
     }
@@ -128,8 +152,13 @@ export class Gateway {
       direction = 'outbound';
       const ruri = parseUri(rq.uri);
       const t = cfg.sip.outbound.trunk;
-      target = t ? { host: t.host, port: t.port, transport: 'udp' } : { host: ruri?.host ?? '', port: ruri?.port ?? 5060, transport: 'udp' };
-      if (target.port === cfg.sip.listen.port && (target.host === this.publicAddress || target.host === cfg.sip.listen.host)) {
+      target = t
+        ? { host: t.host, port: t.port, transport: 'udp' }
+        : { host: ruri?.host ?? '', port: ruri?.port ?? 5060, transport: 'udp' };
+      if (
+        target.port === cfg.sip.listen.port &&
+        (target.host === this.publicAddress || target.host === cfg.sip.listen.host)
+      ) {
         log.warn({ event: 'sip.loop', target }, 'outbound call addressed to the gateway itself');
         this.b2bua.reply(rq, 482, 'Loop Detected');
         return;
@@ -143,18 +172,40 @@ export class Gateway {
     const analyse = policy.treatment === 'analyse' && (direction === 'inbound' || cfg.sip.outbound.analyse);
     const treatment = direction === 'outbound' && !cfg.sip.outbound.analyse ? 'bypass' : policy.treatment;
     log.info(
-      { event: 'call.started', direction, trunk, source: remote.address, from: this.hideNumber(fromNumber), to: this.hideNumber(toNumber), treatment, rule: policy.ruleName },
+      {
+        event: 'call.started',
+        direction,
+        trunk,
+        source: remote.address,
+        from: this.hideNumber(fromNumber),
+        to: this.hideNumber(toNumber),
+        treatment,
+        rule: policy.ruleName,
+      },
       'new call',
     );
     this.deps.bus.emit('call.started', {
-      callId, atMs: Date.now(), direction, trunk, sourceAddress: remote.address, fromNumber, toNumber,
-      sipCallId: rq.headers['call-id'], ruleId: policy.ruleId, treatment,
+      callId,
+      atMs: Date.now(),
+      direction,
+      trunk,
+      sourceAddress: remote.address,
+      fromNumber,
+      toNumber,
+      sipCallId: rq.headers['call-id'],
+      ruleId: policy.ruleId,
+      treatment,
     });
     if (policy.treatment === 'deny') {
       const status = policy.denyStatus ?? 603;
       this.b2bua.reply(rq, status);
       log.info({ event: 'call.ended', reason: 'rejected', sipStatus: status }, 'denied by policy');
-      this.deps.bus.emit('call.action', { callId, atMs: Date.now(), action: 'drop', reason: `denied by rule ${policy.ruleName}` });
+      this.deps.bus.emit('call.action', {
+        callId,
+        atMs: Date.now(),
+        action: 'drop',
+        reason: `denied by rule ${policy.ruleName}`,
+      });
       this.deps.bus.emit('call.ended', { callId, atMs: Date.now(), reason: 'rejected', sipStatus: status });
       return;
     }
@@ -164,17 +215,44 @@ export class Gateway {
     const warnAudio =
       this.deps.warnAnnouncement ??
       concat([
-        generateTone({ frequenciesHz: [a.warnToneHz[0]!], durationMs: a.warnToneMs, sampleRateHz: 8000, levelDbfs: -12, rampMs: 10 }),
+        generateTone({
+          frequenciesHz: [a.warnToneHz[0]!],
+          durationMs: a.warnToneMs,
+          sampleRateHz: 8000,
+          levelDbfs: -12,
+          rampMs: 10,
+        }),
         new Float32Array(800),
-        generateTone({ frequenciesHz: [a.warnToneHz[1]!], durationMs: a.warnToneMs, sampleRateHz: 8000, levelDbfs: -12, rampMs: 10 }),
+        generateTone({
+          frequenciesHz: [a.warnToneHz[1]!],
+          durationMs: a.warnToneMs,
+          sampleRateHz: 8000,
+          levelDbfs: -12,
+          rampMs: 10,
+        }),
       ]);
     const entry: LiveEntry = {
       call: undefined as unknown as GatewayCall,
-      startedAtMs: Date.now(), answeredAtMs: null, fromNumber, toNumber, trunk, ruleId: policy.ruleId, direction, treatment,
+      startedAtMs: Date.now(),
+      answeredAtMs: null,
+      fromNumber,
+      toNumber,
+      trunk,
+      ruleId: policy.ruleId,
+      direction,
+      treatment,
     };
     const gcall = new GatewayCall({
-      callId, config: cfg, logger: log, bus: this.deps.bus, policy, engine: this.deps.engine, media, analyse,
-      warnAudio, dropAudio: this.deps.dropAnnouncement ?? null,
+      callId,
+      config: cfg,
+      logger: log,
+      bus: this.deps.bus,
+      policy,
+      engine: this.deps.engine,
+      media,
+      analyse,
+      warnAudio,
+      dropAudio: this.deps.dropAnnouncement ?? null,
       onFinished: () => {
         this.calls.delete(callId);
         if (this.calls.size === 0) for (const w of this.idleWaiters.splice(0)) w();

@@ -40,7 +40,10 @@ async function createRelay(config: Config, logger: Logger): Promise<MediaRelayLi
   try {
     mod = (await import(path)) as MediaModule;
   } catch (err) {
-    logger.error({ event: 'media.unavailable', err: (err as Error).message }, 'media relay module missing: calls are relayed without analysis');
+    logger.error(
+      { event: 'media.unavailable', err: (err as Error).message },
+      'media relay module missing: calls are relayed without analysis',
+    );
     return null;
   }
   return mod.createMediaRelay(config.media, logger.child({ layer: 'media' }));
@@ -73,9 +76,17 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     modelDecision = engine.metadata.decision;
   } catch (err) {
     // Fail open: without a model the gateway still relays calls, unanalysed, and says so.
-    logger.error({ event: 'detector.unavailable', err: (err as Error).message }, 'detector not loaded: calls pass unanalysed');
+    logger.error(
+      { event: 'detector.unavailable', err: (err as Error).message },
+      'detector not loaded: calls pass unanalysed',
+    );
   }
-  const policy = new PolicyService({ config: config.policy, store, modelDecision, logger: logger.child({ layer: 'policy' }) });
+  const policy = new PolicyService({
+    config: config.policy,
+    store,
+    modelDecision,
+    logger: logger.child({ layer: 'policy' }),
+  });
   if (config.policy.rulesFile) {
     policy.seedRulesFile(config.policy.rulesFile);
     if (config.policy.watchRulesFile) policy.watchRulesFile();
@@ -83,10 +94,9 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const relay = await createRelay(config, logger);
   const gateway = new Gateway({ config, logger, bus, policy, engine, relay });
   const api = await createApiServer({ config, store, policy, bus, live: gateway.live, logger });
-  let apiPort: number;
   await api.listen({ host: config.api.host, port: config.api.port });
   const addr = api.server.address();
-  apiPort = typeof addr === 'object' && addr ? addr.port : config.api.port;
+  const apiPort = typeof addr === 'object' && addr ? addr.port : config.api.port;
   logger.info({ event: 'api.listening', host: config.api.host, port: apiPort }, 'admin API listening');
   let stopped = false;
   return {
@@ -105,7 +115,10 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
         if (next.policy.rulesFile) policy.reloadRulesFile();
         logger.info({ event: 'config.reloaded' }, 'configuration reloaded; new calls use it');
       } catch (err) {
-        logger.error({ event: 'config.reload_failed', err: (err as Error).message }, 'config reload failed; keeping the running configuration');
+        logger.error(
+          { event: 'config.reload_failed', err: (err as Error).message },
+          'config reload failed; keeping the running configuration',
+        );
       }
     },
     async stop() {
@@ -128,8 +141,14 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('Run the gateway: SIP B2BUA between trunk and PBX, media relay, detector, admin API')
-    .option('-c, --config <file>', 'configuration file (YAML); default voiceguard.yaml or /etc/voiceguard/voiceguard.yaml')
-    .option('--check-config', 'validate the configuration and the model metadata, then exit (0 ok, 2 invalid)')
+    .option(
+      '-c, --config <file>',
+      'configuration file (YAML); default voiceguard.yaml or /etc/voiceguard/voiceguard.yaml',
+    )
+    .option(
+      '--check-config',
+      'validate the configuration and the model metadata, then exit (0 ok, 2 invalid)',
+    )
     .action(async (opts: ServeOptions) => {
       if (opts.checkConfig) {
         try {

@@ -44,14 +44,40 @@ export interface B2buaCallEvents {
 
 /** Headers relayed from one leg's request to the other leg's request. */
 const RELAYED_REQUEST_HEADERS = [
-  'content-type', 'supported', 'require', 'allow', 'session-expires', 'min-se', 'authorization',
-  'proxy-authorization', 'p-asserted-identity', 'privacy', 'diversion', 'reason', 'event',
-  'info-package', 'recv-info', 'accept', 'subject', 'priority',
+  'content-type',
+  'supported',
+  'require',
+  'allow',
+  'session-expires',
+  'min-se',
+  'authorization',
+  'proxy-authorization',
+  'p-asserted-identity',
+  'privacy',
+  'diversion',
+  'reason',
+  'event',
+  'info-package',
+  'recv-info',
+  'accept',
+  'subject',
+  'priority',
 ];
 /** Headers relayed from one leg's response to the other leg's response. */
 const RELAYED_RESPONSE_HEADERS = [
-  'content-type', 'supported', 'require', 'allow', 'session-expires', 'min-se', 'www-authenticate',
-  'proxy-authenticate', 'retry-after', 'warning', 'reason', 'unsupported', 'accept',
+  'content-type',
+  'supported',
+  'require',
+  'allow',
+  'session-expires',
+  'min-se',
+  'www-authenticate',
+  'proxy-authenticate',
+  'retry-after',
+  'warning',
+  'reason',
+  'unsupported',
+  'accept',
 ];
 
 function copyHeaders(from: Record<string, unknown>, names: readonly string[]): Record<string, unknown> {
@@ -60,7 +86,10 @@ function copyHeaders(from: Record<string, unknown>, names: readonly string[]): R
   // Reliable provisional responses (100rel/PRACK) are not relayed: strip the option tag.
   for (const n of ['supported', 'require']) {
     if (typeof out[n] === 'string') {
-      const v = (out[n] as string).split(',').map((s) => s.trim()).filter((s) => s !== '' && s.toLowerCase() !== '100rel');
+      const v = (out[n] as string)
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '' && s.toLowerCase() !== '100rel');
       if (v.length === 0) delete out[n];
       else out[n] = v.join(', ');
     }
@@ -70,7 +99,12 @@ function copyHeaders(from: Record<string, unknown>, names: readonly string[]): R
 
 function hasSdp(m: { headers: Record<string, unknown>; content?: string }): boolean {
   const ct = m.headers['content-type'];
-  return typeof ct === 'string' && ct.toLowerCase().startsWith('application/sdp') && !!m.content && m.content.length > 0;
+  return (
+    typeof ct === 'string' &&
+    ct.toLowerCase().startsWith('application/sdp') &&
+    !!m.content &&
+    m.content.length > 0
+  );
 }
 
 /** 3xx redirects are not followed by the gateway: the caller learns the callee is unavailable. */
@@ -124,13 +158,25 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     });
     // The b-leg Call-ID is derived from the a-leg one, so a caller retrying after a 401/407 with
     // credentials reaches the PBX in the same Call-ID it challenged (digest state can be per call).
-    const bCallId = createHash('sha256').update(`vg:${rq.headers['call-id']}:${rq.headers.from.params.tag ?? ''}`).digest('hex').slice(0, 32);
+    const bCallId = createHash('sha256')
+      .update(`vg:${rq.headers['call-id']}:${rq.headers.from.params.tag ?? ''}`)
+      .digest('hex')
+      .slice(0, 32);
     const ruri = parseUri(rq.uri);
-    const authorized = rq.headers.authorization !== undefined || rq.headers['proxy-authorization'] !== undefined;
+    const authorized =
+      rq.headers.authorization !== undefined || rq.headers['proxy-authorization'] !== undefined;
     const pbxUri = `sip:${opts.target.host}:${opts.target.port}${bTransport}`;
     // With credentials the Request-URI must stay as the caller signed it (digest covers it), so the
     // PBX is reached through a loose route instead.
-    const bRequestUri = authorized || !ruri ? rq.uri : stringifyUri({ ...ruri, host: opts.target.host, port: opts.target.port, params: opts.target.transport === 'tcp' ? { transport: 'tcp' } : {} });
+    const bRequestUri =
+      authorized || !ruri
+        ? rq.uri
+        : stringifyUri({
+            ...ruri,
+            host: opts.target.host,
+            port: opts.target.port,
+            params: opts.target.transport === 'tcp' ? { transport: 'tcp' } : {},
+          });
     this.b = new Dialog({
       callId: bCallId,
       local: { ...rq.headers.from, params: { tag: generateTag() } },
@@ -189,7 +235,10 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         try {
           content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', 'answer');
         } catch (err) {
-          this.log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'early-media SDP refused; relayed without body');
+          this.log.warn(
+            { event: 'sip.sdp_error', err: (err as Error).message },
+            'early-media SDP refused; relayed without body',
+          );
         }
       }
       this.sendA(rs.status, rs.reason, rs, content);
@@ -210,7 +259,10 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         try {
           content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', 'answer');
         } catch (err) {
-          this.log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'answer SDP refused; ending call');
+          this.log.warn(
+            { event: 'sip.sdp_error', err: (err as Error).message },
+            'answer SDP refused; ending call',
+          );
           this.stack.send(this.b.makeRequest('BYE', { reason: 'SIP;cause=488;text="no acceptable codec"' }));
           this.finalA(488, 'Not Acceptable Here');
           this.end('error', 488);
@@ -229,7 +281,12 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.end('rejected', rs.status);
   }
 
-  private sendA(status: number, reason: string | undefined, from: SipResponse | null, content: string | undefined): void {
+  private sendA(
+    status: number,
+    reason: string | undefined,
+    from: SipResponse | null,
+    content: string | undefined,
+  ): void {
     const headers: Record<string, unknown> = from ? copyHeaders(from.headers, RELAYED_RESPONSE_HEADERS) : {};
     headers.to = this.a.local;
     headers.server = this.opts.userAgent;
@@ -245,7 +302,9 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
   private finalA(status: number, reason?: string, extra: Record<string, unknown> = {}): void {
     if (this.aFinalSent) return;
     this.aFinalSent = true;
-    const resp = makeResponse(this.inviteA, status, reason, { headers: { to: this.a.local, server: this.opts.userAgent, ...extra } });
+    const resp = makeResponse(this.inviteA, status, reason, {
+      headers: { to: this.a.local, server: this.opts.userAgent, ...extra },
+    });
     this.stack.send(resp);
   }
 
@@ -308,7 +367,12 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       this.end(from === 'a' ? 'bye-caller' : 'bye-callee', null);
       return;
     }
-    if (this.state !== 'confirmed' && rq.method !== 'UPDATE' && rq.method !== 'INFO' && rq.method !== 'OPTIONS') {
+    if (
+      this.state !== 'confirmed' &&
+      rq.method !== 'UPDATE' &&
+      rq.method !== 'INFO' &&
+      rq.method !== 'OPTIONS'
+    ) {
       this.stack.send(makeResponse(rq, 491));
       return;
     }
@@ -325,7 +389,11 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         return;
       }
     }
-    const out = dst.makeRequest(rq.method, { ...copyHeaders(rq.headers, RELAYED_REQUEST_HEADERS), 'user-agent': this.opts.userAgent }, content);
+    const out = dst.makeRequest(
+      rq.method,
+      { ...copyHeaders(rq.headers, RELAYED_REQUEST_HEADERS), 'user-agent': this.opts.userAgent },
+      content,
+    );
     this.stack.send(out, (rs) => {
       if (rs.status < 200) return;
       if (rq.method === 'INVITE' && rs.status < 300) {

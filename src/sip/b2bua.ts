@@ -36,7 +36,11 @@ export class B2bua {
       udp: opts.transports.includes('udp'),
       tcp: opts.transports.includes('tcp'),
       onRequest: (rq, remote) => this.onRequest(rq, remote),
-      onError: (err) => this.log.warn({ event: 'sip.stack_error', err: err instanceof Error ? err.message : String(err) }, 'SIP stack error'),
+      onError: (err) =>
+        this.log.warn(
+          { event: 'sip.stack_error', err: err instanceof Error ? err.message : String(err) },
+          'SIP stack error',
+        ),
     });
   }
 
@@ -60,7 +64,9 @@ export class B2bua {
   }
 
   reply(rq: SipRequest, status: number, reason?: string, headers: Record<string, unknown> = {}): void {
-    this.stack.send(makeResponse(rq, status, reason, { headers: { server: this.opts.userAgent, ...headers } }));
+    this.stack.send(
+      makeResponse(rq, status, reason, { headers: { server: this.opts.userAgent, ...headers } }),
+    );
   }
 
   private onRequest(rq: SipRequest, remote: SipRemote): void {
@@ -68,7 +74,10 @@ export class B2bua {
       this.dispatch(rq, remote);
     } catch (err) {
       // Never let one bad request take the gateway down.
-      this.log.error({ event: 'sip.handler_error', method: rq.method, err: (err as Error).message }, 'request handler failed');
+      this.log.error(
+        { event: 'sip.handler_error', method: rq.method, err: (err as Error).message },
+        'request handler failed',
+      );
       if (rq.method !== 'ACK') this.reply(rq, 500);
     }
   }

@@ -68,7 +68,12 @@ export class Dialog {
     return this.requestWithSeq('ACK', seq, {});
   }
 
-  private requestWithSeq(method: string, seq: number, extraHeaders: Record<string, unknown>, content?: string): SipRequest {
+  private requestWithSeq(
+    method: string,
+    seq: number,
+    extraHeaders: Record<string, unknown>,
+    content?: string,
+  ): SipRequest {
     const rq: SipRequest = {
       method,
       uri: this.remoteTarget,

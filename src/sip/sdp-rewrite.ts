@@ -76,7 +76,8 @@ export function rewriteSdp(
     throw new SdpError(`no acceptable audio codec offered (${offered.map(nameOf).join(', ')})`);
   }
   const payloadMap: Record<number, string> = {};
-  for (const pt of keep) payloadMap[pt] = nameOf(pt) === 'TELEPHONE-EVENT' ? 'telephone-event' : nameOf(pt).toLowerCase();
+  for (const pt of keep)
+    payloadMap[pt] = nameOf(pt) === 'TELEPHONE-EVENT' ? 'telephone-event' : nameOf(pt).toLowerCase();
   const firstAudio = keep.find((pt) => nameOf(pt) !== 'TELEPHONE-EVENT');
   const codec = firstAudio === undefined ? null : nameOf(firstAudio).toLowerCase();
 
@@ -85,7 +86,8 @@ export function rewriteSdp(
     audio.payloads = keep.join(' ');
     audio.rtp = audio.rtp.filter((r) => keepSet.has(r.payload));
     if (audio.fmtp) audio.fmtp = audio.fmtp.filter((f) => keepSet.has(f.payload));
-    if (audio.rtcpFb) audio.rtcpFb = audio.rtcpFb.filter((f) => f.payload === '*' || keepSet.has(Number(f.payload)));
+    if (audio.rtcpFb)
+      audio.rtcpFb = audio.rtcpFb.filter((f) => f.payload === '*' || keepSet.has(Number(f.payload)));
   }
   if (local) {
     const ipVer = local.address.includes(':') ? 6 : 4;

@@ -169,11 +169,27 @@ export function generateTag(): string {
 }
 
 const REASONS: Record<number, string> = {
-  100: 'Trying', 180: 'Ringing', 183: 'Session Progress', 200: 'OK',
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 407: 'Proxy Authentication Required',
-  408: 'Request Timeout', 480: 'Temporarily Unavailable', 481: 'Call/Transaction Does Not Exist', 483: 'Too Many Hops',
-  486: 'Busy Here', 487: 'Request Terminated', 488: 'Not Acceptable Here', 491: 'Request Pending',
-  500: 'Server Internal Error', 501: 'Not Implemented', 503: 'Service Unavailable', 603: 'Decline',
+  100: 'Trying',
+  180: 'Ringing',
+  183: 'Session Progress',
+  200: 'OK',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  407: 'Proxy Authentication Required',
+  408: 'Request Timeout',
+  480: 'Temporarily Unavailable',
+  481: 'Call/Transaction Does Not Exist',
+  483: 'Too Many Hops',
+  486: 'Busy Here',
+  487: 'Request Terminated',
+  488: 'Not Acceptable Here',
+  491: 'Request Pending',
+  500: 'Server Internal Error',
+  501: 'Not Implemented',
+  503: 'Service Unavailable',
+  603: 'Decline',
 };
 export function defaultReason(status: number): string {
   return REASONS[status] ?? (status < 300 ? 'OK' : 'Error');

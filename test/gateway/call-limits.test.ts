@@ -16,7 +16,12 @@ describe('gateway-side call ends', () => {
     const r = await callThrough(gw, { scenario: 'pbx-cancelled.xml' }, { scenario: 'caller-timeout.xml' });
     expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
     expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
-    expect(gw.events('call.ended').slice(before).map((e) => e.reason)).toEqual(['timeout']);
+    expect(
+      gw
+        .events('call.ended')
+        .slice(before)
+        .map((e) => e.reason),
+    ).toEqual(['timeout']);
   });
 
   it("a deny-listed caller is refused with the policy's 603", async () => {

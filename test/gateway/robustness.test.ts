@@ -70,7 +70,11 @@ describe('gateway robustness', () => {
     ]);
     await new Promise<void>((resolve) => {
       const c = connect(gw.sipPort, '127.0.0.1', () => {
-        c.write('GARBAGE\r\n\r\n' + 'X'.repeat(100000) + '\r\n\r\nINVITE sip:x SIP/2.0\r\nContent-Length: -5\r\n\r\n');
+        c.write(
+          'GARBAGE\r\n\r\n' +
+            'X'.repeat(100000) +
+            '\r\n\r\nINVITE sip:x SIP/2.0\r\nContent-Length: -5\r\n\r\n',
+        );
         setTimeout(() => {
           c.destroy();
           resolve();
@@ -78,7 +82,11 @@ describe('gateway robustness', () => {
       });
       c.on('error', () => undefined);
     });
-    const r = await callThrough(gw, { scenario: 'pbx-answer.xml' }, { scenario: 'caller-bye.xml', pauseMs: 100 });
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-answer.xml' },
+      { scenario: 'caller-bye.xml', pauseMs: 100 },
+    );
     expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
     expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
   });

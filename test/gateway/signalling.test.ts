@@ -22,7 +22,11 @@ function ended(): { reason: unknown; sipStatus: unknown }[] {
 describe('gateway signalling with sipp', () => {
   it('relays a call, rewrites codecs, and the caller hangs up', async () => {
     const before = ended().length;
-    const r = await callThrough(gw, { scenario: 'pbx-answer.xml' }, { scenario: 'caller-bye.xml', pauseMs: 200 });
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-answer.xml' },
+      { scenario: 'caller-bye.xml', pauseMs: 200 },
+    );
     expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
     expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
     expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
@@ -53,7 +57,11 @@ describe('gateway signalling with sipp', () => {
   });
 
   it('re-INVITE hold and resume pass both ways', async () => {
-    const r = await callThrough(gw, { scenario: 'pbx-hold-resume.xml' }, { scenario: 'caller-hold-resume.xml' });
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-hold-resume.xml' },
+      { scenario: 'caller-hold-resume.xml' },
+    );
     expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
     expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
   });
@@ -65,7 +73,11 @@ describe('gateway signalling with sipp', () => {
   });
 
   it('works over TCP from the trunk', async () => {
-    const r = await callThrough(gw, { scenario: 'pbx-answer.xml' }, { scenario: 'caller-bye.xml', pauseMs: 100, transport: 't1' });
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-answer.xml' },
+      { scenario: 'caller-bye.xml', pauseMs: 100, transport: 't1' },
+    );
     expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
     expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
   });

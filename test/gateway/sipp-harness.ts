@@ -67,7 +67,9 @@ export async function startGateway(overrides: Record<string, unknown> = {}): Pro
       'api.port': 0,
       'store.path': join(dir, 'voiceguard.sqlite'),
       'media.bindHost': '127.0.0.1',
-      ...(haveModel ? {} : { 'policy.defaults': { dropLlr: 4, warnLlr: 2, humanLlr: -4, maxListenMs: 8000 } }),
+      ...(haveModel
+        ? {}
+        : { 'policy.defaults': { dropLlr: 4, warnLlr: 2, humanLlr: -4, maxListenMs: 8000 } }),
       ...overrides,
     },
   });
@@ -110,15 +112,29 @@ export interface SippOptions {
 export function runSipp(o: SippOptions): { done: Promise<SippResult>; kill(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'vg-sipp-'));
   const args = [
-    '-sf', join(SCENARIOS, o.scenario),
-    '-i', '127.0.0.1', '-p', String(o.port),
-    '-m', String(o.calls ?? 1),
-    '-r', String(o.rate ?? 10),
-    '-t', o.transport ?? 'u1',
-    '-nostdin', '-trace_err', '-error_file', join(dir, 'errors.log'),
-    '-timeout', `${o.timeoutS ?? 20}s`, '-timeout_error',
-    '-mp', String(o.mediaPort ?? o.port + 2000),
-    '-s', '1000',
+    '-sf',
+    join(SCENARIOS, o.scenario),
+    '-i',
+    '127.0.0.1',
+    '-p',
+    String(o.port),
+    '-m',
+    String(o.calls ?? 1),
+    '-r',
+    String(o.rate ?? 10),
+    '-t',
+    o.transport ?? 'u1',
+    '-nostdin',
+    '-trace_err',
+    '-error_file',
+    join(dir, 'errors.log'),
+    '-timeout',
+    `${o.timeoutS ?? 20}s`,
+    '-timeout_error',
+    '-mp',
+    String(o.mediaPort ?? o.port + 2000),
+    '-s',
+    '1000',
   ];
   if (o.pauseMs !== undefined) args.push('-d', String(o.pauseMs));
   for (const [k, v] of Object.entries(o.keys ?? {})) args.push('-key', k, v);

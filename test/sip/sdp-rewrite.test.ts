@@ -45,11 +45,14 @@ describe('rewriteSdp', () => {
 
   it('refuses an offer without a decodable codec', () => {
     const g722only = OFFER.replace('m=audio 40000 RTP/AVP 9 111 0 8 101', 'm=audio 40000 RTP/AVP 9 101');
-    expect(() => rewriteSdp(g722only, { address: '203.0.113.1', rtpPort: 20000 }, ['PCMU', 'PCMA'])).toThrow(SdpError);
+    expect(() => rewriteSdp(g722only, { address: '203.0.113.1', rtpPort: 20000 }, ['PCMU', 'PCMA'])).toThrow(
+      SdpError,
+    );
   });
 
   it('reads direction and static payload types without rtpmap lines', () => {
-    const sdp = 'v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\n';
+    const sdp =
+      'v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\n';
     expect(readSdp(sdp)).toMatchObject({ direction: 'inactive', payloadMap: { 0: 'pcmu' }, codec: 'pcmu' });
   });
 
