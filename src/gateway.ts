@@ -210,7 +210,17 @@ export class Gateway {
       return;
     }
     let media: MediaSessionLike | null = null;
-    if (this.deps.relay) media = await this.deps.relay.allocate(callId);
+    if (this.deps.relay) {
+      try {
+        media = await this.deps.relay.allocate(callId);
+      } catch (err) {
+        // No ports (or a relay fault): refuse this call cleanly rather than relay media we cannot anchor.
+        log.error({ event: 'media.allocate_failed', err: (err as Error).message }, 'no media session; call refused');
+        this.b2bua.reply(rq, 503, 'Service Unavailable');
+        this.deps.bus.emit('call.ended', { callId, atMs: Date.now(), reason: 'error', sipStatus: 503 });
+        return;
+      }
+    }
     const a = cfg.actions;
     const warnAudio =
       this.deps.warnAnnouncement ??
