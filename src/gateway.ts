@@ -215,7 +215,10 @@ export class Gateway {
         media = await this.deps.relay.allocate(callId);
       } catch (err) {
         // No ports (or a relay fault): refuse this call cleanly rather than relay media we cannot anchor.
-        log.error({ event: 'media.allocate_failed', err: (err as Error).message }, 'no media session; call refused');
+        log.error(
+          { event: 'media.allocate_failed', err: (err as Error).message },
+          'no media session; call refused',
+        );
         this.b2bua.reply(rq, 503, 'Service Unavailable');
         this.deps.bus.emit('call.ended', { callId, atMs: Date.now(), reason: 'error', sipStatus: 503 });
         return;
