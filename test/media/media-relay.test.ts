@@ -1,0 +1,277 @@
+import dgram from 'node:dgram';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigSchema, type Config } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/log.js';
+import { createMediaRelay, PortPoolExhaustedError, type MediaRelay, type MediaSession } from '../../src/media/media-relay.js';
+import { parseRtp, seqDelta, tsDelta } from '../../src/media/rtp-packet.js';
+import { decodeG711ToFloat, encodeG711FromFloat } from '../../src/audio/g711.js';
+import { generateTone, goertzelPower } from '../../src/audio/tone.js';
+import { peer, rtp, sleep, waitFor, type Peer } from './udp-peer.js';
+
+function mediaCfg(over: Partial<Config['media']> = {}): Config['media'] {
+  return ConfigSchema.parse({ media: { bindHost: '127.0.0.1', portMin: 43000, portMax: 43999, workers: 1, ...over } }).media;
+}
+
+const cleanup: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup.length = 0;
+});
+
+async function setup(over: Partial<Config['media']> = {}, inThread = false) {
+  const relay = await createMediaRelay(mediaCfg(over), silentLogger, { inThread });
+  const s = await relay.allocate('call-1');
+  const a = await peer();
+  const b = await peer();
+  cleanup.push(() => relay.close(), () => a.close(), () => b.close());
+  s.setPayloadMap('a', { 0: 'pcmu', 101: 'telephone-event' });
+  s.setPayloadMap('b', { 0: 'pcmu', 101: 'telephone-event' });
+  return { relay, s, a, b };
+}
+
+const payload = (n = 160, v = 0x55) => new Uint8Array(n).fill(v);
+
+/** Both peers talk once, so both legs are latched. */
+async function latchBoth(s: MediaSession, a: Peer, b: Peer) {
+  s.setRemote('a', { address: '127.0.0.1', rtpPort: a.port });
+  s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+  await a.send(rtp(1, 160, 0xa, payload()), s.local('a').rtpPort);
+  await waitFor(() => b.got.length === 1, 3000, 'b receives');
+  await b.send(rtp(1, 160, 0xb, payload()), s.local('b').rtpPort);
+  await waitFor(() => a.got.length === 1, 3000, 'a receives');
+}
+
+describe('MediaRelay (worker thread, real UDP)', () => {
+  it('latches to the first source even when SDP names another port, and relays both ways', async () => {
+    const { s, a, b } = await setup();
+    const latched: unknown[] = [];
+    s.on('latched', (e) => latched.push(e));
+    // SDP says 9 (nobody there); the NAT'd peer really sends from a.port.
+    s.setRemote('a', { address: '127.0.0.1', rtpPort: 9 });
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    await a.send(rtp(1, 160, 0xa, payload()), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === 1);
+    expect(parseRtp(b.got[0])!.ssrc).toBe(0xa);
+    await waitFor(() => latched.length === 1);
+    expect(latched[0]).toMatchObject({ leg: 'a', kind: 'rtp', port: a.port, sdpPort: 9 });
+    await b.send(rtp(7, 160, 0xb, payload()), s.local('b').rtpPort);
+    await waitFor(() => a.got.length === 1, 3000, 'answer goes to the latched port, not the SDP port');
+    expect(parseRtp(a.got[0])!.sequenceNumber).toBe(7);
+  });
+
+  it('drops RTP injected from a wrong port after latching and relays RTCP on the +1 ports', async () => {
+    const { relay, s, a, b } = await setup();
+    await latchBoth(s, a, b);
+    const intruder = await peer();
+    cleanup.push(() => intruder.close());
+    for (let i = 0; i < 5; i++) await intruder.send(rtp(100 + i, 999, 0xbad, payload(160, 0x11)), s.local('a').rtpPort);
+    await a.send(rtp(2, 320, 0xa, payload()), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === 2);
+    await sleep(100);
+    expect(b.got.map((m) => parseRtp(m)!.ssrc)).toEqual([0xa, 0xa]);
+    // RTCP: a receiver report from a's RTCP port reaches b's RTCP port (SDP rtpPort + 1).
+    const aRtcp = await peer();
+    const bRtcp = await peer(b.port + 1).catch(() => null);
+    cleanup.push(() => aRtcp.close());
+    if (bRtcp) cleanup.push(() => bRtcp.close());
+    const rr = Buffer.from([0x80, 201, 0, 1, 0, 0, 0, 0xa]);
+    await aRtcp.send(rr, s.local('a').rtcpPort);
+    if (bRtcp) {
+      await waitFor(() => bRtcp.got.length === 1, 3000, 'RTCP relayed');
+      expect(bRtcp.got[0]).toEqual(rr);
+    }
+    await waitFor(() => relay.stats().packetsRelayed >= 2 && relay.stats().sourceRejected === 5, 3000, 'stats');
+  });
+
+  it('reports an SSRC change from the latched source and keeps relaying', async () => {
+    const { s, a, b } = await setup();
+    await latchBoth(s, a, b);
+    const changes: unknown[] = [];
+    s.on('ssrc-change', (e) => changes.push(e));
+    await a.send(rtp(500, 8000, 0xc0ffee, payload()), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === 2);
+    await waitFor(() => changes.length === 1);
+    expect(changes[0]).toEqual({ leg: 'a', oldSsrc: 0xa, newSsrc: 0xc0ffee });
+  });
+
+  it('stops forwarding while on hold and resumes after', async () => {
+    const { s, a, b } = await setup();
+    await latchBoth(s, a, b);
+    s.setDirection('b', 'sendonly'); // the PBX put the caller on hold: nothing toward b
+    await sleep(20);
+    await a.send(rtp(2, 320, 0xa, payload()), s.local('a').rtpPort);
+    await b.send(rtp(2, 320, 0xb, payload()), s.local('b').rtpPort);
+    await waitFor(() => a.got.length === 2, 3000, 'b still sends toward a');
+    await sleep(100);
+    expect(b.got.length).toBe(1);
+    s.setDirection('b', 'sendrecv');
+    await sleep(20);
+    await a.send(rtp(3, 480, 0xa, payload()), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === 2, 3000, 'resumed');
+  });
+
+  it('fires rtp-timeout when no packet flows in either direction', async () => {
+    const { s, a, b } = await setup({ rtpTimeoutMs: 1000 });
+    const t0 = Date.now();
+    const fired = new Promise<number>((resolve) => s.on('rtp-timeout', () => resolve(Date.now() - t0)));
+    s.setRemote('a', { address: '127.0.0.1', rtpPort: a.port });
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    const ms = await fired;
+    expect(ms).toBeGreaterThanOrEqual(950);
+    expect(ms).toBeLessThan(2000);
+  });
+
+  it('fork delivers the caller audio decoded, in order, with reordering, duplicates and loss handled', async () => {
+    const { s, a, b } = await setup({ jitterBufferMs: 60 });
+    const pcm = generateTone({ frequenciesHz: [440], durationMs: 1000, levelDbfs: -6, rampMs: 0 });
+    const codes = encodeG711FromFloat('pcmu', pcm);
+    const got: Float32Array[] = [];
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    s.startFork((x) => got.push(x));
+    await sleep(20);
+    const n = 50;
+    const lost = 17;
+    const order: number[] = [];
+    for (let i = 0; i < n; i++) if (i !== lost) order.push(i);
+    // Swap neighbours (reordering) and send two packets twice.
+    [order[5], order[6]] = [order[6], order[5]];
+    [order[30], order[32]] = [order[32], order[30]];
+    order.splice(10, 0, 9);
+    order.splice(40, 0, 38);
+    const base = 65530; // crosses the 16-bit wrap
+    for (const i of order) {
+      await a.send(rtp((base + i) & 0xffff, i * 160, 0xa, codes.subarray(i * 160, (i + 1) * 160)), s.local('a').rtpPort);
+    }
+    // Later packets push the last frames out of the jitter buffer.
+    for (let i = n; i < n + 5; i++) await a.send(rtp((base + i) & 0xffff, i * 160, 0xa, payload(160, 0xff)), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === order.length + 5, 3000, 'all relayed');
+    await waitFor(() => got.reduce((k, x) => k + x.length, 0) >= n * 160, 3000, 'fork audio');
+    const out = new Float32Array(got.reduce((k, x) => k + x.length, 0));
+    let o = 0;
+    for (const x of got) {
+      out.set(x, o);
+      o += x.length;
+    }
+    expect(out.length).toBeGreaterThanOrEqual(n * 160);
+    const ref = decodeG711ToFloat('pcmu', codes);
+    for (let i = 0; i < n; i++) {
+      if (i === lost) continue;
+      expect(out.subarray(i * 160, (i + 1) * 160)).toEqual(ref.subarray(i * 160, (i + 1) * 160));
+    }
+    // The lost frame is concealed by repeating the previous one.
+    expect(out.subarray(lost * 160, (lost + 1) * 160)).toEqual(ref.subarray((lost - 1) * 160, lost * 160));
+    // And G.711 keeps the original within its precision.
+    let maxErr = 0;
+    for (let i = 0; i < 160 * 10; i++) maxErr = Math.max(maxErr, Math.abs(out[i] - pcm[i]));
+    expect(maxErr).toBeLessThan(0.02);
+  });
+
+  it('a slow fork consumer sheds analysis frames but never relayed packets', async () => {
+    const { relay, s, a, b } = await setup();
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    s.startFork(() => {
+      const until = Date.now() + 100; // a detector stuck for 100 ms per batch
+      while (Date.now() < until);
+    });
+    await sleep(20);
+    const n = 400;
+    // Fire all sends at once: awaiting each would pace them by the blocked main thread.
+    const sent = Array.from({ length: n }, (_, i) => a.send(rtp(i, i * 160, 0xa, payload()), s.local('a').rtpPort));
+    await Promise.all(sent);
+    await waitFor(() => b.got.length === n, 20_000, 'every packet relayed');
+    await waitFor(() => relay.stats().forkFramesShed > 0, 5000, 'frames shed');
+    expect(relay.stats().packetsRelayed).toBeGreaterThanOrEqual(n);
+  });
+
+  it('inject replaces the stream toward b with a beep, keeping seq/ts/SSRC continuous', async () => {
+    const { relay, s, a, b } = await setup();
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    const silence = payload(160, 0xff);
+    let seq = 40000;
+    let ts = 123456;
+    let sending = true;
+    const sender = (async () => {
+      while (sending) {
+        await a.send(rtp(seq, ts, 0xa, silence), s.local('a').rtpPort);
+        seq = (seq + 1) & 0xffff;
+        ts += 160;
+        await sleep(20);
+      }
+    })();
+    await waitFor(() => b.got.length >= 10, 3000);
+    const beep = generateTone({ frequenciesHz: [1400, 2060], durationMs: 400, levelDbfs: -6 });
+    await s.inject('b', beep);
+    await sleep(300);
+    sending = false;
+    await sender;
+    await sleep(50);
+    const pkts = b.got.map((m) => parseRtp(m)!);
+    expect(new Set(pkts.map((p) => p.ssrc))).toEqual(new Set([0xa]));
+    for (let i = 1; i < pkts.length; i++) {
+      expect(seqDelta(pkts[i - 1].sequenceNumber, pkts[i].sequenceNumber)).toBe(1);
+      const dts = tsDelta(pkts[i - 1].timestamp, pkts[i].timestamp);
+      expect(dts).toBeGreaterThanOrEqual(160);
+      expect(dts % 160).toBe(0);
+      expect(dts).toBeLessThanOrEqual(160 * 4);
+    }
+    const audio = decodeG711ToFloat('pcmu', Buffer.concat(pkts.map((p) => p.payload)));
+    expect(goertzelPower(audio, 1400, 8000)).toBeGreaterThan(100 * goertzelPower(audio, 1000, 8000));
+    expect(goertzelPower(audio, 2060, 8000)).toBeGreaterThan(100 * goertzelPower(audio, 1000, 8000));
+    expect(relay.stats().packetsReplaced).toBeGreaterThan(10);
+  });
+
+  it('inject generates its own stream when nothing flows toward the leg', async () => {
+    const { s, b } = await setup();
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    s.setPayloadMap('b', { 8: 'pcma' });
+    const beep = generateTone({ frequenciesHz: [1400], durationMs: 200, levelDbfs: -6 });
+    await s.inject('b', beep);
+    await waitFor(() => b.got.length === 10);
+    const pkts = b.got.map((m) => parseRtp(m)!);
+    expect(pkts[0].marker).toBe(true);
+    expect(pkts.every((p) => p.payloadType === 8 && p.ssrc === pkts[0].ssrc)).toBe(true);
+    const audio = decodeG711ToFloat('pcma', Buffer.concat(pkts.map((p) => p.payload)));
+    expect(goertzelPower(audio, 1400, 8000)).toBeGreaterThan(0.1);
+  });
+});
+
+describe('MediaRelay lifecycle and port pool', () => {
+  it('100 sessions allocated and closed leave no port bound and no timer running', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const relay: MediaRelay = await createMediaRelay(mediaCfg({ portMin: 44000, portMax: 44999 }), silentLogger, { inThread: true });
+    const sessions = await Promise.all(Array.from({ length: 100 }, (_, i) => relay.allocate(`c${i}`)));
+    expect(relay.stats()).toMatchObject({ sessions: 100, portsInUse: 400 });
+    const ports = sessions.flatMap((s) => [s.local('a').rtpPort, s.local('a').rtcpPort, s.local('b').rtpPort, s.local('b').rtcpPort]);
+    expect(new Set(ports).size).toBe(400);
+    expect(timers()).toBeGreaterThan(before);
+    await Promise.all(sessions.map((s) => s.close()));
+    await sessions[0].close(); // idempotent
+    expect(sessions.every((s) => s.closed)).toBe(true);
+    expect(relay.stats()).toMatchObject({ sessions: 0, portsInUse: 0 });
+    expect(timers()).toBe(before);
+    for (const p of ports) {
+      const sock = dgram.createSocket('udp4');
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.bind({ port: p, address: '127.0.0.1', exclusive: true }, () => resolve());
+      });
+      await new Promise<void>((r) => sock.close(() => r()));
+    }
+    await relay.close();
+  });
+
+  it('skips ports used by another program and throws a typed error when the pool is exhausted', async () => {
+    const squatter = await peer(45000);
+    cleanup.push(() => squatter.close());
+    const relay = await createMediaRelay(mediaCfg({ portMin: 45000, portMax: 45007 }), silentLogger);
+    cleanup.push(() => relay.close());
+    const s1 = await relay.allocate('x');
+    expect([s1.local('a').rtpPort, s1.local('b').rtpPort]).not.toContain(45000);
+    await expect(relay.allocate('y')).rejects.toBeInstanceOf(PortPoolExhaustedError);
+    await s1.close();
+    expect(relay.stats().portsInUse).toBe(0);
+    const s2 = await relay.allocate('z');
+    await s2.close();
+  });
+});
