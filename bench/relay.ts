@@ -29,49 +29,60 @@ const PKT = 172; // 12-byte header + 160 bytes of G.711
 async function child(mode: Mode): Promise<void> {
   const send = (m: unknown) => process.send!(m);
   let cpu0 = process.cpuUsage();
-  process.on('message', async (m: { t: string; calls?: number; sinks?: { a: number; b: number }[]; fork?: boolean }) => {
-    if (m.t === 'start' && m.sinks) {
-      const ports: { a: number; b: number }[] = [];
-      if (mode === 'relay') {
-        const cfg = ConfigSchema.parse({ media: { bindHost: '127.0.0.1', portMin: 46000, portMax: 49999, workers: 1, callsPerWorker: 100_000 } }).media;
-        const relay = await createMediaRelay(cfg, silentLogger, { inThread: true });
-        for (const sink of m.sinks) {
-          const s = await relay.allocate('bench');
-          s.setPayloadMap('a', { 0: 'pcmu' });
-          s.setPayloadMap('b', { 0: 'pcmu' });
-          s.setRemote('a', { address: '127.0.0.1', rtpPort: sink.a });
-          s.setRemote('b', { address: '127.0.0.1', rtpPort: sink.b });
-          if (m.fork) s.startFork(() => undefined);
-          ports.push({ a: s.local('a').rtpPort, b: s.local('b').rtpPort });
+  process.on(
+    'message',
+    async (m: { t: string; calls?: number; sinks?: { a: number; b: number }[]; fork?: boolean }) => {
+      if (m.t === 'start' && m.sinks) {
+        const ports: { a: number; b: number }[] = [];
+        if (mode === 'relay') {
+          const cfg = ConfigSchema.parse({
+            media: {
+              bindHost: '127.0.0.1',
+              portMin: 46000,
+              portMax: 49999,
+              workers: 1,
+              callsPerWorker: 100_000,
+            },
+          }).media;
+          const relay = await createMediaRelay(cfg, silentLogger, { inThread: true });
+          for (const sink of m.sinks) {
+            const s = await relay.allocate('bench');
+            s.setPayloadMap('a', { 0: 'pcmu' });
+            s.setPayloadMap('b', { 0: 'pcmu' });
+            s.setRemote('a', { address: '127.0.0.1', rtpPort: sink.a });
+            s.setRemote('b', { address: '127.0.0.1', rtpPort: sink.b });
+            if (m.fork) s.startFork(() => undefined);
+            ports.push({ a: s.local('a').rtpPort, b: s.local('b').rtpPort });
+          }
+        } else {
+          const bind = () =>
+            new Promise<dgram.Socket>((resolve) => {
+              const sock = dgram.createSocket('udp4');
+              sock.bind(0, '127.0.0.1', () => resolve(sock));
+            });
+          for (const sink of m.sinks) {
+            const sa = await bind();
+            const sb = await bind();
+            // Bare forwarder: what arrives on sa goes out of sb to the b peer, and back.
+            await new Promise<void>((r) => sa.connect(sink.a, '127.0.0.1', () => r()));
+            await new Promise<void>((r) => sb.connect(sink.b, '127.0.0.1', () => r()));
+            sa.on('message', (msg) => sb.send(msg));
+            sb.on('message', (msg) => sa.send(msg));
+            ports.push({ a: sa.address().port, b: sb.address().port });
+          }
         }
-      } else {
-        const bind = () =>
-          new Promise<dgram.Socket>((resolve) => {
-            const sock = dgram.createSocket('udp4');
-            sock.bind(0, '127.0.0.1', () => resolve(sock));
-          });
-        for (const sink of m.sinks) {
-          const sa = await bind();
-          const sb = await bind();
-          // Bare forwarder: what arrives on sa goes out of sb to the b peer, and back.
-          await new Promise<void>((r) => sa.connect(sink.a, '127.0.0.1', () => r()));
-          await new Promise<void>((r) => sb.connect(sink.b, '127.0.0.1', () => r()));
-          sa.on('message', (msg) => sb.send(msg));
-          sb.on('message', (msg) => sa.send(msg));
-          ports.push({ a: sa.address().port, b: sb.address().port });
-        }
+        send({ t: 'ready', ports } satisfies ChildReady);
+      } else if (m.t === 'cpu-start') {
+        cpu0 = process.cpuUsage();
+        send({ t: 'cpu-started' });
+      } else if (m.t === 'cpu-stop') {
+        const d = process.cpuUsage(cpu0);
+        send({ t: 'cpu', userUs: d.user, systemUs: d.system } satisfies ChildCpu);
+      } else if (m.t === 'exit') {
+        process.exit(0);
       }
-      send({ t: 'ready', ports } satisfies ChildReady);
-    } else if (m.t === 'cpu-start') {
-      cpu0 = process.cpuUsage();
-      send({ t: 'cpu-started' });
-    } else if (m.t === 'cpu-stop') {
-      const d = process.cpuUsage(cpu0);
-      send({ t: 'cpu', userUs: d.user, systemUs: d.system } satisfies ChildCpu);
-    } else if (m.t === 'exit') {
-      process.exit(0);
-    }
-  });
+    },
+  );
 }
 
 function pct(sorted: number[], p: number): number {
@@ -126,7 +137,10 @@ async function run(mode: Mode, calls: number, seconds: number, forkOn: boolean) 
   const tick = () => {
     seq = (seq + 1) & 0xffff;
     for (let i = 0; i < calls; i++) {
-      for (const [side, sock] of [['a', gens[i].a], ['b', gens[i].b]] as const) {
+      for (const [side, sock] of [
+        ['a', gens[i].a],
+        ['b', gens[i].b],
+      ] as const) {
         const p = Buffer.from(pkt);
         p.writeUInt16BE(seq, 2);
         p.writeUInt32BE(seq * 160, 4);

@@ -47,7 +47,13 @@ interface Shard {
   stop(): Promise<void>;
 }
 
-const ZERO: WorkerCounters = { packetsRelayed: 0, packetsDropped: 0, forkFramesShed: 0, packetsReplaced: 0, sourceRejected: 0 };
+const ZERO: WorkerCounters = {
+  packetsRelayed: 0,
+  packetsDropped: 0,
+  forkFramesShed: 0,
+  packetsReplaced: 0,
+  sourceRejected: 0,
+};
 
 /**
  * Anchors RTP for calls: per call, two legs ('a' = trunk/caller, 'b' = PBX), each an RTP and an
@@ -55,7 +61,11 @@ const ZERO: WorkerCounters = { packetsRelayed: 0, packetsDropped: 0, forkFramesS
  * media.workers or the CPU count); each worker owns its sockets, this class owns the port pool
  * and talks to the workers by message.
  */
-export async function createMediaRelay(cfg: Config['media'], logger: Logger, opts: MediaRelayOptions = {}): Promise<MediaRelay> {
+export async function createMediaRelay(
+  cfg: Config['media'],
+  logger: Logger,
+  opts: MediaRelayOptions = {},
+): Promise<MediaRelay> {
   return new TsMediaRelay(cfg, logger, opts);
 }
 
@@ -88,7 +98,12 @@ export class TsMediaRelay implements MediaRelay {
     for (const sh of this.shards) {
       for (const k of Object.keys(sum) as (keyof WorkerCounters)[]) sum[k] += sh.counters[k];
     }
-    return { sessions: this.sessions.size, portsInUse: this.pool.pairsInUse * 2, workers: this.shards.length, ...sum };
+    return {
+      sessions: this.sessions.size,
+      portsInUse: this.pool.pairsInUse * 2,
+      workers: this.shards.length,
+      ...sum,
+    };
   }
 
   async allocate(callId: string): Promise<MediaSession> {
@@ -112,21 +127,41 @@ export class TsMediaRelay implements MediaRelay {
             resolve: () => resolve(true),
             reject: (e) => (e instanceof BindFailure ? resolve(false) : reject(e)),
           });
-          shard.send({ t: 'open', id, bindHost: this.cfg.bindHost, ports: { a: { rtp: a, rtcp: a + 1 }, b: { rtp: b, rtcp: b + 1 } } });
+          shard.send({
+            t: 'open',
+            id,
+            bindHost: this.cfg.bindHost,
+            ports: { a: { rtp: a, rtcp: a + 1 }, b: { rtp: b, rtcp: b + 1 } },
+          });
         });
         if (ok) {
           shard.sessions++;
-          const s = new MediaSession(callId, id, this, shard, { a, b }, this.cfg, this.logger.child({ callId }));
+          const s = new MediaSession(
+            callId,
+            id,
+            this,
+            shard,
+            { a, b },
+            this.cfg,
+            this.logger.child({ callId }),
+          );
           this.sessions.set(id, s);
           return s;
         }
-        this.logger.debug({ event: 'media.port_busy', ports: [a, b] }, 'RTP port pair in use by another program; trying the next');
+        this.logger.debug(
+          { event: 'media.port_busy', ports: [a, b] },
+          'RTP port pair in use by another program; trying the next',
+        );
         skipped.push(a, b);
-        if (attempt > this.pool.capacity) throw new PortPoolExhaustedError(this.cfg.portMin, this.cfg.portMax);
+        if (attempt > this.pool.capacity)
+          throw new PortPoolExhaustedError(this.cfg.portMin, this.cfg.portMax);
       }
     } catch (err) {
       if (err instanceof PortPoolExhaustedError) {
-        this.logger.warn({ event: 'media.ports_exhausted', portMin: this.cfg.portMin, portMax: this.cfg.portMax }, err.message);
+        this.logger.warn(
+          { event: 'media.ports_exhausted', portMin: this.cfg.portMin, portMax: this.cfg.portMax },
+          err.message,
+        );
       }
       throw err;
     } finally {
@@ -140,7 +175,8 @@ export class TsMediaRelay implements MediaRelay {
     await Promise.all([...this.sessions.values()].map((s) => s.close()));
     await Promise.all(this.shards.map((sh) => sh.stop()));
     for (const sh of this.shards) {
-      for (const k of Object.keys(this.closedCounters) as (keyof WorkerCounters)[]) this.closedCounters[k] += sh.counters[k];
+      for (const k of Object.keys(this.closedCounters) as (keyof WorkerCounters)[])
+        this.closedCounters[k] += sh.counters[k];
     }
     this.shards.length = 0;
   }
@@ -176,7 +212,8 @@ export class TsMediaRelay implements MediaRelay {
   private pickShard(): Shard {
     let best: Shard | null = null;
     for (const sh of this.shards) if (!best || sh.sessions < best.sessions) best = sh;
-    if (best && (best.sessions < this.cfg.callsPerWorker || this.shards.length >= this.maxShards)) return best;
+    if (best && (best.sessions < this.cfg.callsPerWorker || this.shards.length >= this.maxShards))
+      return best;
     const sh = this.opts.inThread ? this.inThreadShard() : this.workerShard();
     this.shards.push(sh);
     return sh;
@@ -194,7 +231,9 @@ export class TsMediaRelay implements MediaRelay {
       stop: async () => engine.shutdown(),
     };
     // Replies are delivered asynchronously, like worker messages, so callers see one behaviour.
-    const engine = new RelayEngine(this.engineOptions(), (msg) => queueMicrotask(() => this.onMessage(shard, msg)));
+    const engine = new RelayEngine(this.engineOptions(), (msg) =>
+      queueMicrotask(() => this.onMessage(shard, msg)),
+    );
     shard.counters = engine.counters;
     return shard;
   }
@@ -206,7 +245,10 @@ export class TsMediaRelay implements MediaRelay {
     const isTs = import.meta.url.endsWith('.ts');
     const url = new URL(isTs ? '../../dist/src/media/relay-worker.js' : './relay-worker.js', import.meta.url);
     if (isTs && !existsSync(url)) {
-      throw new MediaError('MEDIA_WORKER_FAILED', `relay worker not built: ${url.pathname} missing (run npm run build)`);
+      throw new MediaError(
+        'MEDIA_WORKER_FAILED',
+        `relay worker not built: ${url.pathname} missing (run npm run build)`,
+      );
     }
     const worker = new Worker(url, { workerData: { ...this.engineOptions(), statsEveryMs: 250 } });
     let exited = false;
@@ -233,10 +275,12 @@ export class TsMediaRelay implements MediaRelay {
       exited = true;
       const i = this.shards.indexOf(shard);
       if (i >= 0) this.shards.splice(i, 1);
-      for (const k of Object.keys(this.closedCounters) as (keyof WorkerCounters)[]) this.closedCounters[k] += shard.counters[k];
+      for (const k of Object.keys(this.closedCounters) as (keyof WorkerCounters)[])
+        this.closedCounters[k] += shard.counters[k];
       shard.counters = { ...ZERO };
       // Fail everything that lived on this worker: its sockets are gone.
-      for (const s of [...this.sessions.values()]) if (s.shard === shard) s.workerLost(`relay worker exited (${code})`);
+      for (const s of [...this.sessions.values()])
+        if (s.shard === shard) s.workerLost(`relay worker exited (${code})`);
       for (const [id, p] of this.opening) {
         this.opening.delete(id);
         p.reject(new MediaError('MEDIA_WORKER_FAILED', `relay worker exited (${code})`));
@@ -275,7 +319,13 @@ export class TsMediaRelay implements MediaRelay {
         this.injects.delete(key);
         if (!p) return;
         if (msg.error === null) p.resolve();
-        else p.reject(new MediaError(msg.error === 'session closed' ? 'MEDIA_SESSION_CLOSED' : 'MEDIA_NO_REMOTE', msg.error));
+        else
+          p.reject(
+            new MediaError(
+              msg.error === 'session closed' ? 'MEDIA_SESSION_CLOSED' : 'MEDIA_NO_REMOTE',
+              msg.error,
+            ),
+          );
         return;
       }
     }
@@ -346,8 +396,13 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
   }
 
   local(leg: MediaLeg): LocalEndpoint {
-    const host = this.cfg.bindHost === '0.0.0.0' || this.cfg.bindHost === '::' ? '127.0.0.1' : this.cfg.bindHost;
-    return { address: this.cfg.publicAddress ?? host, rtpPort: this.ports[leg], rtcpPort: this.ports[leg] + 1 };
+    const host =
+      this.cfg.bindHost === '0.0.0.0' || this.cfg.bindHost === '::' ? '127.0.0.1' : this.cfg.bindHost;
+    return {
+      address: this.cfg.publicAddress ?? host,
+      rtpPort: this.ports[leg],
+      rtcpPort: this.ports[leg] + 1,
+    };
   }
 
   setRemote(leg: MediaLeg, remote: RemoteEndpoint): void {
@@ -379,7 +434,8 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
   }
 
   inject(toward: MediaLeg, pcm8k: Float32Array): Promise<void> {
-    if (this._closed) return Promise.reject(new MediaError('MEDIA_SESSION_CLOSED', `media session ${this.callId} is closed`));
+    if (this._closed)
+      return Promise.reject(new MediaError('MEDIA_SESSION_CLOSED', `media session ${this.callId} is closed`));
     return this.relay.requestInject(this, this.shard, toward, pcm8k);
   }
 
@@ -398,7 +454,10 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
       try {
         cb(pcm);
       } catch (err) {
-        this.logger.error({ event: 'media.fork_consumer_error', err: (err as Error).message }, 'fork consumer threw');
+        this.logger.error(
+          { event: 'media.fork_consumer_error', err: (err as Error).message },
+          'fork consumer threw',
+        );
       }
     }
     // Acknowledged after the consumer returns: a blocked consumer makes the worker shed.

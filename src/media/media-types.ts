@@ -58,7 +58,12 @@ export interface SourceRejectedEvent {
 /** Typed errors at the media boundary. */
 export class MediaError extends Error {
   constructor(
-    readonly code: 'MEDIA_PORTS_EXHAUSTED' | 'MEDIA_SESSION_CLOSED' | 'MEDIA_RELAY_CLOSED' | 'MEDIA_NO_REMOTE' | 'MEDIA_WORKER_FAILED',
+    readonly code:
+      | 'MEDIA_PORTS_EXHAUSTED'
+      | 'MEDIA_SESSION_CLOSED'
+      | 'MEDIA_RELAY_CLOSED'
+      | 'MEDIA_NO_REMOTE'
+      | 'MEDIA_WORKER_FAILED',
     message: string,
   ) {
     super(message);

@@ -117,7 +117,17 @@ export function lawOf(pt: number, ...maps: PayloadMap[]): G711Law | null {
 }
 
 function newOut(): OutStream {
-  return { seqOffset: 0, tsOffset: 0, lastSeq: 0, lastTs: 0, ssrc: null, pt: 0, lastAtMs: 0, resync: false, injecting: false };
+  return {
+    seqOffset: 0,
+    tsOffset: 0,
+    lastSeq: 0,
+    lastTs: 0,
+    ssrc: null,
+    pt: 0,
+    lastAtMs: 0,
+    resync: false,
+    injecting: false,
+  };
 }
 
 export class RelayEngine {
@@ -159,7 +169,8 @@ export class RelayEngine {
     }
     const s = this.sessions.get(msg.id);
     if (!s) {
-      if (msg.t === 'inject') this.post({ t: 'inject-done', id: msg.id, req: msg.req, error: 'session closed' });
+      if (msg.t === 'inject')
+        this.post({ t: 'inject-done', id: msg.id, req: msg.req, error: 'session closed' });
       return;
     }
     switch (msg.t) {
@@ -267,7 +278,8 @@ export class RelayEngine {
     const leg = s.legs[name];
     leg.sdp = remote;
     if (!leg.rtpLatched) leg.rtpDest = { address: remote.address, port: remote.rtpPort };
-    if (!leg.rtcpLatched) leg.rtcpDest = { address: remote.address, port: remote.rtcpPort ?? remote.rtpPort + 1 };
+    if (!leg.rtcpLatched)
+      leg.rtcpDest = { address: remote.address, port: remote.rtcpPort ?? remote.rtpPort + 1 };
     // The RTP timeout counts from the moment media is expected.
     s.lastRxMs = Math.max(s.lastRxMs, Date.now());
   }
@@ -366,7 +378,11 @@ export class RelayEngine {
     const now = Date.now();
     if (now - leg.rejectLoggedAtMs >= REJECT_LOG_INTERVAL_MS) {
       leg.rejectLoggedAtMs = now;
-      this.post({ t: 'source-rejected', id: s.id, ev: { leg: leg.name, address: rinfo.address, port: rinfo.port, count: leg.rejected } });
+      this.post({
+        t: 'source-rejected',
+        id: s.id,
+        ev: { leg: leg.name, address: rinfo.address, port: rinfo.port, count: leg.rejected },
+      });
     }
   }
 
@@ -495,7 +511,12 @@ export class RelayEngine {
       return;
     }
     if (out.injecting) {
-      this.post({ t: 'inject-done', id: s.id, req, error: `an injection toward leg ${toward} is already playing` });
+      this.post({
+        t: 'inject-done',
+        id: s.id,
+        req,
+        error: `an injection toward leg ${toward} is already playing`,
+      });
       return;
     }
     const now = Date.now();
@@ -508,7 +529,8 @@ export class RelayEngine {
       ssrc = out.ssrc!;
       pt = out.pt;
       seq = out.lastSeq;
-      ts = (out.lastTs + (Math.max(1, Math.round((now - out.lastAtMs) / FRAME_MS)) - 1) * FRAME_SAMPLES) >>> 0;
+      ts =
+        (out.lastTs + (Math.max(1, Math.round((now - out.lastAtMs) / FRAME_MS)) - 1) * FRAME_SAMPLES) >>> 0;
     } else {
       // Nothing flows toward this leg: a stream of our own.
       ssrc = randomInt(1, 0xffffffff);
@@ -571,10 +593,13 @@ export class RelayEngine {
         finish(null);
         return;
       }
-      const t = setTimeout(() => {
-        s.injectTimers.delete(t);
-        tick();
-      }, Math.max(1, startMs + i * FRAME_MS - Date.now()));
+      const t = setTimeout(
+        () => {
+          s.injectTimers.delete(t);
+          tick();
+        },
+        Math.max(1, startMs + i * FRAME_MS - Date.now()),
+      );
       s.injectTimers.add(t);
     };
     tick();

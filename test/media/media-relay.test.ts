@@ -2,14 +2,21 @@ import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigSchema, type Config } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log.js';
-import { createMediaRelay, PortPoolExhaustedError, type MediaRelay, type MediaSession } from '../../src/media/media-relay.js';
+import {
+  createMediaRelay,
+  PortPoolExhaustedError,
+  type MediaRelay,
+  type MediaSession,
+} from '../../src/media/media-relay.js';
 import { parseRtp, seqDelta, tsDelta } from '../../src/media/rtp-packet.js';
 import { decodeG711ToFloat, encodeG711FromFloat } from '../../src/audio/g711.js';
 import { generateTone, goertzelPower } from '../../src/audio/tone.js';
 import { peer, rtp, sleep, waitFor, type Peer } from './udp-peer.js';
 
 function mediaCfg(over: Partial<Config['media']> = {}): Config['media'] {
-  return ConfigSchema.parse({ media: { bindHost: '127.0.0.1', portMin: 43000, portMax: 43999, workers: 1, ...over } }).media;
+  return ConfigSchema.parse({
+    media: { bindHost: '127.0.0.1', portMin: 43000, portMax: 43999, workers: 1, ...over },
+  }).media;
 }
 
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -23,7 +30,11 @@ async function setup(over: Partial<Config['media']> = {}, inThread = false) {
   const s = await relay.allocate('call-1');
   const a = await peer();
   const b = await peer();
-  cleanup.push(() => relay.close(), () => a.close(), () => b.close());
+  cleanup.push(
+    () => relay.close(),
+    () => a.close(),
+    () => b.close(),
+  );
   s.setPayloadMap('a', { 0: 'pcmu', 101: 'telephone-event' });
   s.setPayloadMap('b', { 0: 'pcmu', 101: 'telephone-event' });
   return { relay, s, a, b };
@@ -64,7 +75,8 @@ describe('MediaRelay (worker thread, real UDP)', () => {
     await latchBoth(s, a, b);
     const intruder = await peer();
     cleanup.push(() => intruder.close());
-    for (let i = 0; i < 5; i++) await intruder.send(rtp(100 + i, 999, 0xbad, payload(160, 0x11)), s.local('a').rtpPort);
+    for (let i = 0; i < 5; i++)
+      await intruder.send(rtp(100 + i, 999, 0xbad, payload(160, 0x11)), s.local('a').rtpPort);
     await a.send(rtp(2, 320, 0xa, payload()), s.local('a').rtpPort);
     await waitFor(() => b.got.length === 2);
     await sleep(100);
@@ -140,10 +152,14 @@ describe('MediaRelay (worker thread, real UDP)', () => {
     order.splice(40, 0, 38);
     const base = 65530; // crosses the 16-bit wrap
     for (const i of order) {
-      await a.send(rtp((base + i) & 0xffff, i * 160, 0xa, codes.subarray(i * 160, (i + 1) * 160)), s.local('a').rtpPort);
+      await a.send(
+        rtp((base + i) & 0xffff, i * 160, 0xa, codes.subarray(i * 160, (i + 1) * 160)),
+        s.local('a').rtpPort,
+      );
     }
     // Later packets push the last frames out of the jitter buffer.
-    for (let i = n; i < n + 5; i++) await a.send(rtp((base + i) & 0xffff, i * 160, 0xa, payload(160, 0xff)), s.local('a').rtpPort);
+    for (let i = n; i < n + 5; i++)
+      await a.send(rtp((base + i) & 0xffff, i * 160, 0xa, payload(160, 0xff)), s.local('a').rtpPort);
     await waitFor(() => b.got.length === order.length + 5, 3000, 'all relayed');
     await waitFor(() => got.reduce((k, x) => k + x.length, 0) >= n * 160, 3000, 'fork audio');
     const out = new Float32Array(got.reduce((k, x) => k + x.length, 0));
@@ -178,7 +194,11 @@ describe('MediaRelay (worker thread, real UDP)', () => {
     // Bursts of 50 (what a socket buffer holds comfortably); awaiting each send would pace
     // them by the blocked main thread.
     for (let k = 0; k < n; k += 50) {
-      await Promise.all(Array.from({ length: 50 }, (_, j) => a.send(rtp(k + j, (k + j) * 160, 0xa, payload()), s.local('a').rtpPort)));
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) =>
+          a.send(rtp(k + j, (k + j) * 160, 0xa, payload()), s.local('a').rtpPort),
+        ),
+      );
     }
     await waitFor(() => b.got.length === n, 20_000, 'every packet relayed').catch((e) => {
       throw new Error(`${(e as Error).message}: ${b.got.length}/${n}`);
@@ -243,10 +263,19 @@ describe('MediaRelay lifecycle and port pool', () => {
   it('100 sessions allocated and closed leave no port bound and no timer running', async () => {
     const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     const before = timers();
-    const relay: MediaRelay = await createMediaRelay(mediaCfg({ portMin: 44000, portMax: 44999 }), silentLogger, { inThread: true });
+    const relay: MediaRelay = await createMediaRelay(
+      mediaCfg({ portMin: 44000, portMax: 44999 }),
+      silentLogger,
+      { inThread: true },
+    );
     const sessions = await Promise.all(Array.from({ length: 100 }, (_, i) => relay.allocate(`c${i}`)));
     expect(relay.stats()).toMatchObject({ sessions: 100, portsInUse: 400 });
-    const ports = sessions.flatMap((s) => [s.local('a').rtpPort, s.local('a').rtcpPort, s.local('b').rtpPort, s.local('b').rtcpPort]);
+    const ports = sessions.flatMap((s) => [
+      s.local('a').rtpPort,
+      s.local('a').rtcpPort,
+      s.local('b').rtpPort,
+      s.local('b').rtcpPort,
+    ]);
     expect(new Set(ports).size).toBe(400);
     expect(timers()).toBeGreaterThan(before);
     await Promise.all(sessions.map((s) => s.close()));

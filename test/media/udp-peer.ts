@@ -19,13 +19,32 @@ export async function peer(port = 0): Promise<Peer> {
     sock,
     port: sock.address().port,
     got,
-    send: (buf, to) => new Promise((resolve, reject) => sock.send(buf, to, '127.0.0.1', (e) => (e ? reject(e) : resolve()))),
+    send: (buf, to) =>
+      new Promise((resolve, reject) => sock.send(buf, to, '127.0.0.1', (e) => (e ? reject(e) : resolve()))),
     close: () => new Promise((resolve) => sock.close(() => resolve())),
   };
 }
 
-export function rtp(seq: number, ts: number, ssrc: number, payload: Uint8Array, payloadType = 0, marker = false): Buffer {
-  return serializeRtp({ version: 2, padding: false, extension: false, marker, payloadType, sequenceNumber: seq, timestamp: ts, ssrc, csrc: [], payload });
+export function rtp(
+  seq: number,
+  ts: number,
+  ssrc: number,
+  payload: Uint8Array,
+  payloadType = 0,
+  marker = false,
+): Buffer {
+  return serializeRtp({
+    version: 2,
+    padding: false,
+    extension: false,
+    marker,
+    payloadType,
+    sequenceNumber: seq,
+    timestamp: ts,
+    ssrc,
+    csrc: [],
+    payload,
+  });
 }
 
 export async function waitFor(cond: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
