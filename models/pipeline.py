@@ -1,0 +1,645 @@
+"""voiceguard detector pipeline: prepare data -> train -> export ONNX -> evaluate.
+
+Usage: python3 models/pipeline.py all            (full recipe, CPU, writes models/voiceguard-detector.*)
+       python3 models/pipeline.py eval           (re-evaluate the committed model)
+       python3 models/pipeline.py smoke --out D  (20 clips, 1 step, export + parity, into D)
+Audio is read from ../shared/corpus (override with VOICEGUARD_CORPUS); generated and fetched
+audio is cached under models/.cache (git-ignored). Nothing of the corpus is committed.
+"""
+import argparse
+import csv
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import soundfile as sf
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from channel import telephone_channel  # noqa: E402
+from net import Detector  # noqa: E402
+
+SR = 8000
+WIN = 8000
+HOP = 4000
+CORPUS = os.environ.get("VOICEGUARD_CORPUS", os.path.join(ROOT, "..", "shared", "corpus"))
+CACHE = os.path.join(HERE, ".cache")
+
+# Whole TTS systems never seen in training. "val" calibrates and sets thresholds; "test" is the report.
+VAL_SYSTEMS = {"hifigan-v2", "espnet-fastspeech-wavenet", "mandarin-fastspeech2-vocgan", "melgan", "stylespeech"}
+TEST_SYSTEMS = {
+    "chattts", "espnet-tacotron2-wavenet", "hifigan-v3", "waveglow", "mrmi-tts", "tacotron2-waveglow",
+    "meta-stylespeech", "fastspeech2-speakerid", "local-flite",
+}
+# Whole human sources/speakers held out: one FSDD speaker, a hashed third of LibriSpeech speakers and
+# Tortoise reference voices, and part of the Mandarin syllable recordings.
+HUMAN_TEST_GROUPS = {"fsdd:nicolas"}
+
+
+def log(*a):
+    print(f"[{time.strftime('%H:%M:%S')}]", *a, flush=True)
+
+
+def hsplit(key, frac_val=0.15, frac_test=0.2):
+    h = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if h < frac_val else "test" if h < frac_val + frac_test else "train"
+
+
+# ---------------------------------------------------------------- data
+
+def load_corpus(limit=None):
+    rows = list(csv.DictReader(open(os.path.join(CORPUS, "manifest.csv"), newline="")))
+    if limit:
+        rng = np.random.default_rng(0)
+        rows = [rows[i] for i in rng.choice(len(rows), limit, replace=False)]
+    group_split = {}
+    for r in rows:
+        g = r["group"]
+        if r["system"] in TEST_SYSTEMS:
+            group_split[g] = "test"
+        elif r["system"] in VAL_SYSTEMS and group_split.get(g) != "test":
+            group_split[g] = "val"
+    clips = []
+    for r in rows:
+        g = r["group"]
+        split = group_split.get(g)
+        if split is None:
+            if r["label"] == "human" and (g in HUMAN_TEST_GROUPS or g.startswith(("librispeech:", "tortoise-voice:"))):
+                split = "test" if g in HUMAN_TEST_GROUPS else hsplit(g)
+            else:
+                split = "train"
+        if r["label"] == "synthetic" and split != "train" and r["system"] not in VAL_SYSTEMS | TEST_SYSTEMS:
+            continue  # a seen system's clip that shares text with held-out audio: keep it out of both
+        if r["label"] == "synthetic" and split == "train" and r["system"] in VAL_SYSTEMS | TEST_SYSTEMS:
+            split = "test" if r["system"] in TEST_SYSTEMS else "val"
+        x, sr = sf.read(os.path.join(CORPUS, r["path"]), dtype="float32")
+        assert sr == SR, r["path"]
+        clips.append(dict(audio=x, label=int(r["label"] == "synthetic"), system=r["system"], language=r["language"],
+                          group=g, split=split, source=r["path"], license=r["license"]))
+    return clips
+
+
+def ensure_local_tts():
+    """espeak-ng (en + Mandarin) and flite synthesis, cached; flite is held out as an unseen system."""
+    out = os.path.join(CACHE, "local-tts")
+    os.makedirs(out, exist_ok=True)
+    texts_en = [
+        "Hello, this is an important message about your account.", "Congratulations, you have been selected for a special offer.",
+        "Please hold while we connect you to an agent.", "We are calling about your car's extended warranty.",
+        "Press one to speak with a representative now.", "Your package could not be delivered today.",
+        "This is a reminder about your appointment tomorrow morning.", "Can I speak to the person in charge of purchasing?",
+        "Our records show that you are eligible for a lower interest rate.", "Thank you for your time, have a nice day.",
+    ]
+    texts_zh = ["您终于接电话了，我们这边是银行信用卡中心。", "您好，请问是王先生吗？我们有一个优惠活动。", "您的快递出现了问题，请按一号键。",
+                "我们公司最近推出了新的理财产品，收益很高。", "请问您最近有贷款的需要吗？", "感谢您的接听，祝您生活愉快。"]
+    jobs = []
+    rng = np.random.default_rng(1)
+    en_voices = ["en-us", "en", "en-gb-x-rp", "en-us+f3", "en-us+m3", "en+f2", "en+m7", "en-gb-scotland"]
+    for i in range(60):
+        t = texts_en[i % len(texts_en)]
+        v = en_voices[i % len(en_voices)]
+        jobs.append(("espeak-ng", "en", ["espeak-ng", "-v", v, "-s", str(int(rng.integers(130, 190))), "-p", str(int(rng.integers(30, 70))), "-w"], t))
+    for i in range(40):
+        t = texts_zh[i % len(texts_zh)]
+        v = ["cmn", "cmn+f3", "cmn+m3", "cmn+f2"][i % 4]
+        jobs.append(("espeak-ng", "zh", ["espeak-ng", "-v", v, "-s", str(int(rng.integers(120, 180))), "-p", str(int(rng.integers(30, 70))), "-w"], t))
+    for i, v in enumerate(["kal", "kal16", "awb", "rms", "slt"] * 6):
+        jobs.append(("local-flite", "en", ["flite", "-voice", v, "-o"], texts_en[i % len(texts_en)]))
+    clips = []
+    for i, (system, lang, cmd, text) in enumerate(jobs):
+        path = os.path.join(out, f"{system}-{i}.wav")
+        if not os.path.exists(path):
+            try:
+                raw = path + ".raw.wav"
+                if system == "local-flite":
+                    subprocess.run(cmd + [raw, "-t", text], check=True, capture_output=True)
+                else:
+                    subprocess.run(cmd[:-1] + ["-w", raw, text], check=True, capture_output=True)
+                subprocess.run(["sox", raw, "-r", "8000", "-c", "1", "-b", "16", path, "silence", "1", "0.05", "-50d", "reverse", "silence", "1", "0.05", "-50d", "reverse"], check=True, capture_output=True)
+                os.remove(raw)
+            except (OSError, subprocess.CalledProcessError) as e:
+                log("local tts skipped:", system, e)
+                continue
+        x, _ = sf.read(path, dtype="float32")
+        split = "test" if system in TEST_SYSTEMS else "train"
+        clips.append(dict(audio=x, label=1, system=system, language=lang, group=f"{system}:{i % 10}", split=split, source=path, license="generated"))
+    return clips
+
+
+def local_human():
+    """Human recordings from Debian packages: Asterisk prompts (en) and gcin Mandarin syllables."""
+    clips = []
+    for d in sorted(glob.glob("/usr/share/asterisk/sounds/*")):
+        files = sorted(glob.glob(os.path.join(d, "*.wav")))
+        for f in files[:120]:
+            try:
+                x, sr = sf.read(f, dtype="float32")
+            except Exception:
+                continue
+            if sr != SR or len(x) < 4000:
+                continue
+            speaker = os.path.basename(d)
+            clips.append(dict(audio=x, label=0, system="asterisk-prompts", language="en", group=f"asterisk:{speaker}",
+                              split="train", source=f, license="CC-BY-SA-3.0"))
+    syl = sorted(glob.glob("/usr/share/gcin/ogg/*/*.ogg"))
+    if syl:
+        import librosa
+
+        rng = np.random.default_rng(2)
+        for i in range(80):
+            parts = []
+            for f in rng.choice(syl, int(rng.integers(6, 12))):
+                y, _ = librosa.load(f, sr=SR)
+                parts += [y, np.zeros(int(rng.integers(200, 1200)), dtype=np.float32)]
+            x = np.concatenate(parts).astype(np.float32)
+            split = "test" if i % 4 == 0 else "train"
+            clips.append(dict(audio=x, label=0, system="gcin-syllables", language="zh", group=f"gcin:{i % 4 == 0}",
+                              split=split, source="gcin-voice", license="LGPL"))
+    return clips
+
+
+def copy_synthesis(human_train, rng, limit):
+    """Vocoded spoofs (Wang & Yamagishi 2023): human audio resynthesised by simple vocoders, labelled
+    synthetic. Speaker, text and channel match the human original, so only vocoder traces differ."""
+    import librosa
+
+    out = []
+    pick = rng.choice(len(human_train), min(limit, len(human_train)), replace=False)
+    for n, i in enumerate(pick):
+        c = human_train[i]
+        x = c["audio"][: SR * 6]
+        kind = ["stft-gl", "mel-gl", "lpc"][n % 3]
+        if kind == "stft-gl":
+            S = np.abs(librosa.stft(x, n_fft=256, hop_length=64))
+            y = librosa.griffinlim(S, n_iter=24, hop_length=64, n_fft=256)
+        elif kind == "mel-gl":
+            M = librosa.feature.melspectrogram(y=x, sr=SR, n_fft=256, hop_length=64, n_mels=64)
+            y = librosa.feature.inverse.mel_to_audio(M, sr=SR, n_fft=256, hop_length=64, n_iter=24)
+        else:
+            y = lpc_resynth(x, rng)
+        y = y.astype(np.float32)
+        y *= (np.sqrt(np.mean(x**2)) + 1e-9) / (np.sqrt(np.mean(y**2)) + 1e-9)
+        out.append(dict(audio=y, label=1, system=f"vocoded-{kind}", language=c["language"], group=c["group"],
+                        split="train", source=c["source"], license=c["license"]))
+    return out
+
+
+def lpc_resynth(x, rng, order=12, frame=160):
+    import librosa
+    import scipy.signal as sps
+
+    y = np.zeros_like(x)
+    phase = 0.0
+    for s in range(0, len(x) - frame, frame):
+        seg = x[s : s + frame] * np.hanning(frame)
+        if np.sum(seg**2) < 1e-8:
+            continue
+        a = librosa.lpc(seg.astype(np.float64) + 1e-9 * rng.standard_normal(frame), order=order)
+        res = sps.lfilter(a, [1], x[s : s + frame])
+        # crude voicing: autocorrelation peak in 60-400 Hz
+        ac = np.correlate(seg, seg, "full")[frame - 1 :]
+        lag = int(np.argmax(ac[20:133]) + 20)
+        voiced = ac[lag] > 0.3 * ac[0]
+        exc = np.zeros(frame)
+        if voiced:
+            while phase < frame:
+                exc[int(phase)] = 1.0
+                phase += lag
+            phase -= frame
+        else:
+            exc = rng.standard_normal(frame)
+        exc *= np.sqrt(np.mean(res**2) / (np.mean(exc**2) + 1e-12))
+        y[s : s + frame] = sps.lfilter([1], a, exc)
+    return y
+
+
+# ---------------------------------------------------------------- training
+
+def random_crop(x, rng, n=WIN):
+    if len(x) < n:
+        x = np.tile(x, int(np.ceil(n / len(x))) + 1)
+    s = int(rng.integers(0, len(x) - n + 1))
+    return x[s : s + n]
+
+
+def make_batch(pool, rng, size):
+    xs, ys = [], []
+    for _ in range(size):
+        label = int(rng.integers(2))
+        systems = pool[label]
+        sys_name = list(systems)[int(rng.integers(len(systems)))]
+        clips = systems[sys_name]
+        c = clips[int(rng.integers(len(clips)))]
+        seg = random_crop(c["audio"], rng, WIN + 400)
+        y = telephone_channel(seg, rng)[200 : 200 + WIN]
+        # skip near-silent crops: the runtime only scores speech windows
+        xs.append(y)
+        ys.append(label)
+    return torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.float32)
+
+
+def build_pool(clips):
+    pool = {0: {}, 1: {}}
+    for c in clips:
+        pool[c["label"]].setdefault(c["system"], []).append(c)
+    return pool
+
+
+def train(clips, steps, batch, seed=0):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = Detector()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(steps, 1))
+    pool = build_pool([c for c in clips if c["split"] == "train"])
+    lossf = torch.nn.BCEWithLogitsLoss()
+    model.train()
+    t0 = time.time()
+    for step in range(steps):
+        x, y = make_batch(pool, rng, batch)
+        loss = lossf(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == steps - 1:
+            log(f"step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+    model.eval()
+    return model
+
+
+# ---------------------------------------------------------------- scoring
+
+def clip_windows(x):
+    if len(x) < WIN:
+        x = np.concatenate([x, np.zeros(WIN - len(x), dtype=np.float32)])
+    starts = range(0, len(x) - WIN + 1, HOP)
+    return np.stack([x[s : s + WIN] for s in starts]).astype(np.float32)
+
+
+def speech_windows(x):
+    w = clip_windows(x)
+    rms = np.sqrt(np.mean(w**2, axis=1))
+    keep = rms > 10 ** (-45 / 20) * max(1.0, 1.0)
+    return w[keep] if keep.any() else w[:1]
+
+
+def score_clips(run, clips, seed=123, **chan):
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in clips:
+        y = telephone_channel(c["audio"], rng, **chan)
+        logits = run(speech_windows(y))
+        out.append(logits)
+    return out
+
+
+def ort_runner(path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+    def run(w):
+        res = []
+        for i in range(0, len(w), 64):
+            res.append(sess.run(["logit"], {"audio": w[i : i + 64]})[0])
+        return np.concatenate(res)
+
+    return run, sess
+
+
+def eer(scores, labels):
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(labels, scores)
+    fnr = 1 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2)
+
+
+def tpr_at(scores, labels, target_fpr):
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(np.max(tpr[fpr <= target_fpr])) if np.any(fpr <= target_fpr) else 0.0
+
+
+def sprt(llrs, upper, lower, weight, max_windows):
+    cum = 0.0
+    for i, l in enumerate(llrs[:max_windows]):
+        cum += weight * l
+        if cum >= upper:
+            return "synthetic", (i * HOP + WIN) / SR * 1000
+        if cum <= lower:
+            return "human", (i * HOP + WIN) / SR * 1000
+    return "unsure", None
+
+
+# ---------------------------------------------------------------- export
+
+def export(model, path):
+    dummy = torch.zeros(2, WIN)
+    torch.onnx.export(model, (dummy,), path, input_names=["audio"], output_names=["logit"],
+                      dynamic_axes={"audio": {0: "batch"}, "logit": {0: "batch"}}, opset_version=17, dynamo=False)
+
+
+def parity(model, path, clips):
+    run, _ = ort_runner(path)
+    w = np.concatenate([clip_windows(c["audio"])[:4] for c in clips[:8]])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(w)).numpy()
+    got = run(w)
+    diff = float(np.max(np.abs(ref - got)))
+    log(f"parity torch vs onnxruntime: max |diff| = {diff:.2e} over {len(w)} windows")
+    if diff > 1e-3:
+        raise SystemExit(f"parity check failed: {diff}")
+    return diff
+
+
+# ---------------------------------------------------------------- stages
+
+def choose_decision(val_llrs, val_labels, weight):
+    """Pick SPRT bounds on held-out val systems: the smallest drop bound whose human false-drop
+    rate is <= 1%, a warn bound at half of it, and a symmetric human bound."""
+    max_windows = 11  # 6 s of speech
+    best = None
+    for upper in np.arange(1.0, 15.01, 0.25):
+        hum = [sprt(l, upper, -upper, weight, max_windows)[0] for l, y in zip(val_llrs, val_labels) if y == 0]
+        fp = np.mean([v == "synthetic" for v in hum]) if hum else 0
+        if fp <= 0.01:
+            best = float(upper)
+            break
+    best = best or 15.0
+    return dict(dropLlr=round(best, 2), warnLlr=round(best / 2, 2), humanLlr=round(-best, 2), maxListenMs=6000,
+                evidenceWeight=weight)
+
+
+def evaluate(run, clips, meta):
+    d = meta["decision"]
+    cal = meta["calibration"]
+    test = [c for c in clips if c["split"] == "test"]
+    labels = np.array([c["label"] for c in test])
+    report = {"heldOutTestSystems": sorted({c["system"] for c in test if c["label"] == 1}),
+              "heldOutHumanSources": sorted({c["system"] for c in test if c["label"] == 0}),
+              "clips": {"human": int((labels == 0).sum()), "synthetic": int((labels == 1).sum())}}
+
+    def clip_scores(logit_lists):
+        return np.array([float(np.mean(cal["scale"] * l + cal["bias"])) for l in logit_lists])
+
+    rows = {}
+    for name, chan in [("telephone (random G.711 channel)", {}), ("mu-law only", {"law": "mulaw"}), ("A-law only", {"law": "alaw"}),
+                       ("3% packet loss", {"loss": 0.03}), ("15 dB noise", {"snr_db": 15.0})]:
+        ll = score_clips(run, test, **chan)
+        s = clip_scores(ll)
+        rows[name] = dict(eer=eer(s, labels), auc=auc(s, labels), tprAt1Fpr=tpr_at(s, labels, 0.01), tprAt5Fpr=tpr_at(s, labels, 0.05))
+        if name.startswith("telephone"):
+            main_ll, main_s = ll, s
+    report["robustness"] = rows
+    report["main"] = rows["telephone (random G.711 channel)"]
+    per_sys = {}
+    for c, s in zip(test, main_s):
+        per_sys.setdefault(c["system"], []).append(s)
+    report["perSystem"] = {k: dict(label="synthetic" if any(c["label"] for c in test if c["system"] == k) else "human", clips=len(v),
+                                   flaggedRate=float(np.mean(np.array(v) > 0))) for k, v in sorted(per_sys.items())}
+    per_lang = {}
+    for lang in sorted({c["language"] for c in test}):
+        idx = [i for i, c in enumerate(test) if c["language"] == lang]
+        ly = labels[idx]
+        per_lang[lang] = dict(clips=len(idx), human=int((ly == 0).sum()), synthetic=int((ly == 1).sum()),
+                              eer=eer(main_s[idx], ly) if 0 < ly.sum() < len(ly) else None,
+                              humanFlaggedRate=float(np.mean(main_s[idx][ly == 0] > 0)) if (ly == 0).any() else None)
+    report["perLanguage"] = per_lang
+    # Sequential decision at the recommended bounds.
+    maxw = int((d["maxListenMs"] / 1000 * SR - WIN) // HOP + 1)
+    dec = [sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw) for l in main_ll]
+    hum = [v for v, c in zip(dec, test) if c["label"] == 0]
+    syn = [v for v, c in zip(dec, test) if c["label"] == 1]
+    t_syn = [t for v, t in syn if v == "synthetic"]
+    report["sequential"] = dict(
+        humanFalseDropRate=float(np.mean([v == "synthetic" for v, _ in hum])),
+        humanCorrectRate=float(np.mean([v == "human" for v, _ in hum])),
+        syntheticCaughtRate=float(np.mean([v == "synthetic" for v, _ in syn])),
+        syntheticUnsureRate=float(np.mean([v == "unsure" for v, _ in syn])),
+        medianTimeToSyntheticMs=float(np.median(t_syn)) if t_syn else None,
+        p90TimeToSyntheticMs=float(np.percentile(t_syn, 90)) if t_syn else None,
+    )
+    # Shortcut checks: trivial features alone should not separate the classes.
+    report["shortcuts"] = shortcut_eers(test, labels)
+    return report
+
+
+def auc(s, y):
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, s))
+
+
+def shortcut_eers(test, labels):
+    import librosa
+
+    rng = np.random.default_rng(7)
+    feats = {"duration": [], "rms level": [], "silence ratio": [], "spectral roll-off": [], "spectral bandwidth": []}
+    for c in test:
+        y = telephone_channel(c["audio"], rng)
+        feats["duration"].append(len(c["audio"]) / SR)
+        feats["rms level"].append(float(np.sqrt(np.mean(c["audio"] ** 2))))
+        fr = librosa.util.frame(np.pad(y, (0, 160)), frame_length=160, hop_length=160)
+        e = np.sqrt(np.mean(fr**2, axis=0))
+        feats["silence ratio"].append(float(np.mean(e < 0.1 * np.median(e))))
+        feats["spectral roll-off"].append(float(np.mean(librosa.feature.spectral_rolloff(y=y, sr=SR, n_fft=256))))
+        feats["spectral bandwidth"].append(float(np.mean(librosa.feature.spectral_bandwidth(y=y, sr=SR, n_fft=256))))
+    out = {}
+    for k, v in feats.items():
+        v = np.array(v)
+        out[k] = min(eer(v, labels), eer(-v, labels))
+    return out
+
+
+def timing(sess_path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(sess_path, so, providers=["CPUExecutionProvider"])
+    res = {}
+    for b in (1, 32):
+        x = (np.random.default_rng(0).standard_normal((b, WIN)) * 0.1).astype(np.float32)
+        for _ in range(5):
+            sess.run(["logit"], {"audio": x})
+        n = 200 if b == 1 else 20
+        t = time.perf_counter()
+        for _ in range(n):
+            sess.run(["logit"], {"audio": x})
+        res[f"msPerWindowBatch{b}"] = (time.perf_counter() - t) / n / b * 1000
+    return res
+
+
+def write_fixtures(clips, run, meta):
+    """Short redistributable clips for the runtime tests, with onnxruntime reference logits."""
+    from scipy.io import wavfile
+
+    fx = os.path.join(ROOT, "test", "fixtures")
+    os.makedirs(fx, exist_ok=True)
+    cal = meta["calibration"]
+    wanted = [("human", "librispeech", "Apache-2.0"), ("human", "librispeech", "Apache-2.0"), ("human", "fsdd", "CC-BY-SA-4.0"),
+              ("synthetic", "tortoise", "Apache-2.0"), ("synthetic", "mandarin-fastspeech2-vocgan", "MIT"),
+              ("synthetic", "mimic3", "CC-BY-SA-4.0")]
+    refs, readme, used = {}, [], set()
+    for label, system, lic in wanted:
+        cands = [c for c in clips if c["system"] == system and c["license"] == lic and c["source"] not in used and len(c["audio"]) >= 2 * SR]
+        for c in cands:
+            x = c["audio"][: 4 * SR]
+            x16 = np.clip(np.round(x * 32767), -32768, 32767).astype(np.int16)
+            xf = x16.astype(np.float32) / 32768
+            logits = run(clip_windows(xf))
+            mean_llr = float(np.mean(cal["scale"] * logits + cal["bias"]))
+            if (mean_llr > 0) == (label == "synthetic"):
+                n = sum(1 for k in refs if k.startswith(f"{label}-{system}")) + 1
+                name = f"{label}-{system}-{n}.wav"
+                wavfile.write(os.path.join(fx, name), SR, x16)
+                refs[name] = dict(label=label, windowSamples=WIN, hopSamples=HOP, logits=[float(v) for v in logits], meanLlr=mean_llr)
+                readme.append(f"| `{name}` | {label} | {system} | `{c['source']}` | {lic} |")
+                used.add(c["source"])
+                break
+    json.dump(refs, open(os.path.join(fx, "reference-scores.json"), "w"), indent=1)
+    manifest = {r["path"]: r for r in csv.DictReader(open(os.path.join(CORPUS, "manifest.csv"), newline=""))}
+    lines = ["# Test fixtures", "", "First 4 s of corpus clips (8 kHz mono 16-bit WAV), chosen from sources whose licence allows",
+             "redistribution. `reference-scores.json` holds the onnxruntime (Python) logits for each fixture's windows",
+             f"({WIN} samples, hop {HOP}, int16/32768 scaling), written by `models/pipeline.py`.", "",
+             "| file | label | system | corpus path | licence |", "|---|---|---|---|---|"] + readme + ["", "Upstream sources:", ""]
+    for r in readme:
+        path = r.split("`")[3]
+        m = manifest.get(path)
+        if m:
+            lines.append(f"- `{path}`: {m['source_repo']} `{m['source_path']}` (speaker {m['speaker'] or 'unknown'}, {m['license']})")
+    open(os.path.join(fx, "README.md"), "w").write("\n".join(lines) + "\n")
+    return sorted(refs)
+
+
+def stage_all(args):
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    log("loading corpus", CORPUS)
+    clips = load_corpus()
+    clips += ensure_local_tts()
+    clips += local_human()
+    human_train = [c for c in clips if c["split"] == "train" and c["label"] == 0]
+    log("copy-synthesis vocoded spoofs of", min(args.vocoded, len(human_train)), "human clips")
+    clips += copy_synthesis(human_train, rng, args.vocoded)
+    summary = {}
+    for c in clips:
+        k = f"{c['split']}/{'synthetic' if c['label'] else 'human'}"
+        summary[k] = summary.get(k, 0) + 1
+    log("clips per split:", summary)
+    model = train(clips, args.steps, args.batch)
+    onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
+    export(model, onnx_path)
+    parity(model, onnx_path, clips)
+    run, _ = ort_runner(onnx_path)
+    # Platt calibration on held-out VAL systems (never training systems).
+    from sklearn.linear_model import LogisticRegression
+
+    val = [c for c in clips if c["split"] == "val"]
+    val_logits = score_clips(run, val, seed=99)
+    X = np.concatenate(val_logits)[:, None]
+    Y = np.concatenate([[c["label"]] * len(l) for c, l in zip(val, val_logits)])
+    lr = LogisticRegression(class_weight="balanced").fit(X, Y)
+    scale, bias = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    log(f"calibration: llr = {scale:.4f} * logit + {bias:.4f}")
+    weight = HOP / WIN
+    decision = choose_decision([scale * l + bias for l in val_logits], [c["label"] for c in val], weight)
+    meta = dict(
+        name="voiceguard-detector", version=args.version, createdAt=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sampleRateHz=SR, windowSamples=WIN, hopSamples=HOP,
+        input=dict(name="audio", shape=["batch", WIN], dtype="float32"), output=dict(name="logit", shape=["batch"]),
+        calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
+                         fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
+        decision=decision,
+        training=dict(clips=summary, steps=args.steps, batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+                      valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS),
+                      humanHeldOut="fsdd:nicolas; hashed 35% of librispeech and tortoise-voice speaker groups; 1/4 of gcin Mandarin phrases",
+                      augmentation="telephone channel (level, band-limit, noise/hum 10-30 dB, clipping, G.711 mu/A-law, 1-5% loss with concealment), both classes",
+                      extraData="espeak-ng en+cmn, flite (held out), Asterisk prompts, gcin Mandarin syllables, copy-synthesis (STFT/mel Griffin-Lim, LPC)"),
+    )
+    json.dump(meta, open(os.path.join(HERE, "voiceguard-detector.json"), "w"), indent=2)
+    report = evaluate(run, clips, meta)
+    report["inference"] = timing(onnx_path)
+    report["modelBytes"] = os.path.getsize(onnx_path)
+    meta["metrics"] = dict(testEer=report["main"]["eer"], testAuc=report["main"]["auc"], tprAt1Fpr=report["main"]["tprAt1Fpr"],
+                           sequential=report["sequential"], inference=report["inference"])
+    json.dump(meta, open(os.path.join(HERE, "voiceguard-detector.json"), "w"), indent=2)
+    json.dump(report, open(os.path.join(HERE, "eval.json"), "w"), indent=2)
+    fixtures = write_fixtures(clips, run, meta)
+    log("fixtures:", fixtures)
+    write_eval_md(report, meta)
+    log("done:", json.dumps(report["main"]), json.dumps(report["sequential"]))
+
+
+def write_eval_md(r, meta):
+    L = ["# Detector evaluation", "", f"Model {meta['version']}, created {meta['createdAt']}. Generated by `models/pipeline.py`; numbers are measured, not edited.", "",
+         f"Held-out TEST systems (never trained on, not used for calibration): {', '.join(r['heldOutTestSystems'])}.",
+         f"Human test sources: {', '.join(r['heldOutHumanSources'])}. Clips: {r['clips']}.", "",
+         "## Clip-level (mean window LLR), through a random telephone channel", "", "| condition | EER | ROC AUC | TPR @1% FPR | TPR @5% FPR |", "|---|---|---|---|---|"]
+    for k, v in r["robustness"].items():
+        L.append(f"| {k} | {v['eer']:.3f} | {v['auc']:.3f} | {v['tprAt1Fpr']:.3f} | {v['tprAt5Fpr']:.3f} |")
+    L += ["", "## Sequential decision at the recommended bounds", "", f"Bounds: {json.dumps(meta['decision'])}", ""]
+    for k, v in r["sequential"].items():
+        L.append(f"- {k}: {v if v is None else round(v, 3)}")
+    L += ["", "## Per system (share of clips with mean LLR > 0)", "", "| system | label | clips | flagged |", "|---|---|---|---|"]
+    for k, v in r["perSystem"].items():
+        L.append(f"| {k} | {v['label']} | {v['clips']} | {v['flaggedRate']:.2f} |")
+    L += ["", "## Per language", "", "| language | human | synthetic | EER | human flagged |", "|---|---|---|---|---|"]
+    for k, v in r["perLanguage"].items():
+        e = "n/a" if v["eer"] is None else f"{v['eer']:.3f}"
+        h = "n/a" if v["humanFlaggedRate"] is None else f"{v['humanFlaggedRate']:.2f}"
+        L.append(f"| {k} | {v['human']} | {v['synthetic']} | {e} | {h} |")
+    L += ["", "## Shortcut checks (EER of one trivial feature alone; near 0.5 is good)", "", "| feature | EER |", "|---|---|"]
+    for k, v in r["shortcuts"].items():
+        L.append(f"| {k} | {v:.3f} |")
+    L += ["", "## Inference (onnxruntime, Python, 1 thread)", ""]
+    for k, v in r["inference"].items():
+        L.append(f"- {k}: {v:.3f} ms")
+    L.append(f"- model file: {r['modelBytes']} bytes")
+    open(os.path.join(HERE, "EVAL.md"), "w").write("\n".join(L) + "\n")
+
+
+def stage_smoke(args):
+    """The recipe end to end on ~20 clips: load -> 1 training step -> export -> parity."""
+    torch.set_num_threads(1)
+    os.makedirs(args.out, exist_ok=True)
+    clips = load_corpus(limit=20)
+    for c in clips:
+        c["split"] = "train"
+    if len({c["label"] for c in clips}) < 2:
+        raise SystemExit("smoke sample lacks a class")
+    model = train(clips, 1, 4)
+    path = os.path.join(args.out, "smoke.onnx")
+    export(model, path)
+    d = parity(model, path, clips)
+    print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d}))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("stage", choices=["all", "smoke"])
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--vocoded", type=int, default=450)
+    p.add_argument("--version", default="1.0.0")
+    p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
+    args = p.parse_args()
+    {"all": stage_all, "smoke": stage_smoke}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# npm run model:train — regenerates models/voiceguard-detector.{onnx,json}, EVAL.md, eval.json and the
+# test fixtures from scratch on CPU (about 15-25 minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q -r models/requirements.txt
+for tool in espeak-ng flite sox; do command -v "$tool" >/dev/null || { echo "model:train needs $tool (apt-get install espeak-ng flite sox)"; exit 2; }; done
+python3 models/pipeline.py all "$@"
