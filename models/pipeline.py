@@ -613,6 +613,20 @@ def write_eval_md(r, meta):
     open(os.path.join(HERE, "EVAL.md"), "w").write("\n".join(L) + "\n")
 
 
+def stage_eval(args):
+    """Re-evaluate the committed model on the held-out test split (npm run model:eval)."""
+    onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
+    meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
+    clips = load_corpus() + ensure_local_tts() + local_human()
+    run, _ = ort_runner(onnx_path)
+    report = evaluate(run, clips, meta)
+    report["inference"] = timing(onnx_path)
+    report["modelBytes"] = os.path.getsize(onnx_path)
+    json.dump(report, open(os.path.join(HERE, "eval.json"), "w"), indent=2)
+    write_eval_md(report, meta)
+    log("done:", json.dumps(report["main"]), json.dumps(report["sequential"]))
+
+
 def stage_smoke(args):
     """The recipe end to end on ~20 clips: load -> 1 training step -> export -> parity."""
     torch.set_num_threads(1)
@@ -631,14 +645,14 @@ def stage_smoke(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("stage", choices=["all", "smoke"])
+    p.add_argument("stage", choices=["all", "eval", "smoke"])
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--vocoded", type=int, default=450)
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
     args = p.parse_args()
-    {"all": stage_all, "smoke": stage_smoke}[args.stage](args)
+    {"all": stage_all, "eval": stage_eval, "smoke": stage_smoke}[args.stage](args)
 
 
 if __name__ == "__main__":
