@@ -5,6 +5,7 @@ import { registerBench } from './bench.js';
 import { registerConfig } from './config-command.js';
 import { registerDoctor } from './doctor.js';
 import { registerServe } from './serve.js';
+import { registerWav2Pcap } from './wav2pcap.js';
 
 /**
  * Entry point of the `voiceguard` command. Each subcommand lives in its own file and
@@ -25,6 +26,7 @@ registerAnalyze(program);
 registerBench(program);
 registerDoctor(program);
 registerServe(program);
+registerWav2Pcap(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`voiceguard: ${err instanceof Error ? err.message : String(err)}\n`);

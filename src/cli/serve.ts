@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { createMediaRelay } from '../media/media-relay.js';
 import { CallEventBus } from '../call-events.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { Config } from '../config/schema.js';
@@ -30,23 +31,8 @@ export interface RunningServer {
   reload(): void;
 }
 
-type MediaModule = { createMediaRelay(cfg: Config['media'], logger: Logger): Promise<MediaRelayLike> };
-
-async function createRelay(config: Config, logger: Logger): Promise<MediaRelayLike | null> {
-  // src/media/media-relay.ts implements the documented MediaRelay contract; resolved at run
-  // time so the signalling layer still runs (SDP relayed, no analysis) where it is absent.
-  const path = '../media/media-relay.js';
-  let mod: MediaModule;
-  try {
-    mod = (await import(path)) as MediaModule;
-  } catch (err) {
-    logger.error(
-      { event: 'media.unavailable', err: (err as Error).message },
-      'media relay module missing: calls are relayed without analysis',
-    );
-    return null;
-  }
-  return mod.createMediaRelay(config.media, logger.child({ layer: 'media' }));
+async function createRelay(config: Config, logger: Logger): Promise<MediaRelayLike> {
+  return createMediaRelay(config.media, logger.child({ layer: 'media' }));
 }
 
 export interface StartOptions {
