@@ -3,6 +3,7 @@
 # test fixtures from scratch on CPU (about 15-25 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q -r models/requirements.txt
+PIP_ARGS=(); [ -d /opt/pypi/simple ] && PIP_ARGS=(--index-url file:///opt/pypi/simple --extra-index-url file:///opt/pypi-more/simple)
+python3 -m pip install -q "${PIP_ARGS[@]}" -r models/requirements.txt
 for tool in espeak-ng flite sox; do command -v "$tool" >/dev/null || { echo "model:train needs $tool (apt-get install espeak-ng flite sox)"; exit 2; }; done
 python3 models/pipeline.py all "$@"
