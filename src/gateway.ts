@@ -88,6 +88,11 @@ export class Gateway {
     );
   }
 
+  /** The media relay's counters (null without a relay): sessions and ports in use, packets relayed/dropped. */
+  mediaStats(): ReturnType<MediaRelayLike['stats']> | null {
+    return this.deps.relay?.stats() ?? null;
+  }
+
   get activeCalls(): number {
     return this.calls.size;
   }
@@ -223,6 +228,12 @@ export class Gateway {
         this.deps.bus.emit('call.ended', { callId, atMs: Date.now(), reason: 'error', sipStatus: 503 });
         return;
       }
+    }
+    if (media) {
+      log.debug(
+        { event: 'media.allocated', a: media.local('a').rtpPort, b: media.local('b').rtpPort },
+        'media ports allocated',
+      );
     }
     const a = cfg.actions;
     const warnAudio =

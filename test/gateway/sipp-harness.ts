@@ -106,6 +106,8 @@ export interface SippOptions {
   mediaPort?: number;
   timeoutS?: number;
   extra?: string[];
+  /** sipp's working directory (where a scenario's play_pcap_audio file lies); default a fresh temp dir. */
+  cwd?: string;
 }
 
 /** Run sipp to completion; resolves with its exit code (0 = all calls succeeded). */
@@ -141,7 +143,7 @@ export function runSipp(o: SippOptions): { done: Promise<SippResult>; kill(): vo
   if (o.extra) args.push(...o.extra);
   if (o.target) args.push(o.target);
   const started = Date.now();
-  const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('sipp', args, { cwd: o.cwd ?? dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20000)));
   child.stderr.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20000)));

@@ -1,0 +1,326 @@
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeG711ToFloat } from '../../src/audio/g711.js';
+import { loadAudioFile, to8k } from '../../src/audio/load-audio.js';
+import { writeRtpPcap } from '../../src/audio/pcap-writer.js';
+import { goertzelPower } from '../../src/audio/tone.js';
+import { serializeRtp } from '../../src/media/rtp-packet.js';
+import { freeUdpPort, runSipp, startGateway, type LogLine, type TestGateway } from './sipp-harness.js';
+import { TsPbx } from './ts-pbx.js';
+
+/**
+ * Calls with real voices end to end: sipp plays RTP (pcaps made at test time from the WAV
+ * fixtures with the project's own pcap writer) through the real gateway, media relay and ONNX
+ * detector, into sipp or a small TypeScript PBX that decodes what it receives.
+ *
+ * VG_E2E_MODEL / VG_E2E_FIXTURES point at another model / fixture folder while developing.
+ */
+const MODEL = process.env.VG_E2E_MODEL ?? 'models/voiceguard-detector.onnx';
+const FIXTURES = process.env.VG_E2E_FIXTURES ?? 'test/fixtures';
+/** Fixtures whose offline analysis (`voiceguard analyze --json`) is clearly human / synthetic. */
+const HUMAN_WAV = process.env.VG_E2E_HUMAN ?? 'human-';
+const TTS_WAV = process.env.VG_E2E_TTS ?? 'synthetic-';
+const RTP_TIMEOUT_MS = 3000;
+
+const modelOverrides = {
+  'detector.modelPath': MODEL,
+  'detector.metadataPath': MODEL.replace(/\.onnx$/, '.json'),
+};
+const metadata = JSON.parse(readFileSync(modelOverrides['detector.metadataPath'], 'utf8')) as {
+  decision: { maxListenMs: number; dropLlr: number; warnLlr: number; humanLlr: number };
+};
+
+function fixture(prefix: string): string {
+  const name = readdirSync(FIXTURES)
+    .filter((f) => f.startsWith(prefix) && f.endsWith('.wav'))
+    .sort()[0];
+  if (!name) throw new Error(`no fixture ${prefix}*.wav in ${FIXTURES}`);
+  return join(FIXTURES, name);
+}
+
+interface Pcap {
+  dir: string;
+  samples: Float32Array;
+  durationMs: number;
+}
+
+/** WAV → 8 kHz → PCMU RTP pcap, written as caller.pcap in a fresh sipp working directory. */
+async function makePcap(wav: string, maxSeconds: number): Promise<Pcap> {
+  const all = to8k(await loadAudioFile(wav));
+  const samples = all.slice(0, Math.min(all.length, Math.round(maxSeconds * 8000)));
+  const dir = mkdtempSync(join(tmpdir(), 'vg-e2e-'));
+  writeFileSync(
+    join(dir, 'caller.pcap'),
+    writeRtpPcap({ samples, codec: 'pcmu', src: '127.0.0.1:40000', dst: '127.0.0.1:6000' }),
+  );
+  return { dir, samples, durationMs: (samples.length / 8000) * 1000 };
+}
+
+function t(l: LogLine): number {
+  return Number(l.time);
+}
+
+/** Log lines of the calls that started after `from` (an index into gw.logs). */
+function since(gw: TestGateway, from: number, event: string): LogLine[] {
+  return gw.logs.slice(from).filter((l) => l.event === event);
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+/** A sipp PBX (UAS) and a sipp caller playing `pcap`, against one gateway. */
+async function sippCall(
+  gw: TestGateway,
+  pbxScenario: string,
+  callerScenario: string,
+  pcap: Pcap | null,
+  opts: { pauseMs?: number; calls?: number; rate?: number; timeoutS?: number } = {},
+) {
+  const calls = opts.calls ?? 1;
+  const uas = runSipp({ scenario: pbxScenario, port: gw.pbxPort, calls, timeoutS: opts.timeoutS ?? 30 });
+  await new Promise((r) => setTimeout(r, 300));
+  const uac = runSipp({
+    scenario: callerScenario,
+    port: await freeUdpPort(),
+    target: `127.0.0.1:${gw.sipPort}`,
+    calls,
+    rate: opts.rate ?? 10,
+    pauseMs: opts.pauseMs,
+    timeoutS: opts.timeoutS ?? 30,
+    extra: calls > 1 ? ['-l', String(calls)] : [],
+    ...(pcap ? { cwd: pcap.dir } : {}),
+  });
+  const caller = await uac.done;
+  const kill = setTimeout(() => uas.kill(), 5000);
+  const pbx = await uas.done;
+  clearTimeout(kill);
+  return { caller, pbx };
+}
+
+/** A tone is "present" in a 50 ms block when its Goertzel power dwarfs that of off-tone probes. */
+function toneBlocks(pcm: Float32Array, freqHz: number): number[] {
+  const block = 400;
+  const probes = [500, 800, 1100, 1700, 2400, 2800, 3200];
+  const hits: number[] = [];
+  for (let i = 0; i + block <= pcm.length; i += block / 2) {
+    const x = pcm.subarray(i, i + block);
+    const p = goertzelPower(x, freqHz, 8000);
+    const off = Math.max(...probes.map((f) => goertzelPower(x, f, 8000)));
+    if (p > 1e-6 && p > 30 * off) hits.push(i);
+  }
+  return hits;
+}
+
+let human: Pcap;
+let tts: Pcap;
+beforeAll(async () => {
+  human = await makePcap(fixture(HUMAN_WAV), 8);
+  tts = await makePcap(fixture(TTS_WAV), 8);
+});
+
+describe('media end to end, policy onSynthetic=drop', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({
+      ...modelOverrides,
+      'policy.defaults': { onSynthetic: 'drop' },
+      'media.rtpTimeoutMs': RTP_TIMEOUT_MS,
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('a human-voice call passes and is never dropped', async () => {
+    const from = gw.logs.length;
+    // The caller stays for the whole pcap (at most the listening window): the gateway has every
+    // chance to drop it; pbx-answer / caller-pcap fail on any BYE they did not expect.
+    const r = await sippCall(gw, 'pbx-answer.xml', 'caller-pcap.xml', human, {
+      pauseMs: Math.min(human.durationMs - 300, metadata.decision.maxListenMs),
+    });
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    expect(since(gw, from, 'call.action').map((l) => l.action)).not.toContain('drop');
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    // The detector did hear the caller (the fork ran) and did not call it synthetic.
+    const scores = gw.logs.slice(from).filter((l) => l.event === 'call.verdict');
+    expect(scores.map((l) => l.verdict)).not.toContain('synthetic');
+    expect(since(gw, from, 'media.latched').length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a TTS-voice call is dropped within the listening window, BYE with Reason to both sides', async () => {
+    const from = gw.logs.length;
+    const r = await sippCall(gw, 'pbx-dropped.xml', 'caller-pcap-dropped.xml', tts);
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    const started = since(gw, from, 'call.started')[0]!;
+    const drop = since(gw, from, 'call.action').find((l) => l.action === 'drop');
+    expect(drop, 'drop action').toBeDefined();
+    const verdict = since(gw, from, 'call.verdict')[0]!;
+    expect(verdict.verdict).toBe('synthetic');
+    expect(Number(verdict.decisionMs)).toBeLessThanOrEqual(metadata.decision.maxListenMs);
+    // Wall time from INVITE to the drop: the listening window plus scoring and jitter slack.
+    expect(t(drop!) - t(started)).toBeLessThan(metadata.decision.maxListenMs + 2000);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
+  });
+
+  it('RTP timeout ends a call whose caller sends no media', async () => {
+    const from = gw.logs.length;
+    const r = await sippCall(gw, 'pbx-answer.xml', 'caller-wait-bye.xml', null);
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    const started = t(since(gw, from, 'call.started')[0]!);
+    const ended = since(gw, from, 'call.ended');
+    expect(ended.map((l) => l.reason)).toEqual(['rtp-timeout']);
+    const afterMs = t(ended[0]!) - started;
+    expect(afterMs).toBeGreaterThanOrEqual(RTP_TIMEOUT_MS);
+    expect(afterMs).toBeLessThan(RTP_TIMEOUT_MS + 2500);
+  });
+
+  it('RTP injected from a wrong port into the caller-side port is not forwarded to the PBX', async () => {
+    const pbx = new TsPbx();
+    await pbx.start(gw.pbxPort);
+    const from = gw.logs.length;
+    const injector = createSocket('udp4');
+    await new Promise<void>((r) => injector.bind(0, '127.0.0.1', () => r()));
+    const marker = Buffer.alloc(160, 0x2a);
+    try {
+      const uac = runSipp({
+        scenario: 'caller-pcap.xml',
+        port: await freeUdpPort(),
+        target: `127.0.0.1:${gw.sipPort}`,
+        pauseMs: 3000,
+        cwd: human.dir,
+      });
+      // Inject only once the caller's real source is latched (before, the injector would be
+      // the first valid source and latching would rightly pick it).
+      const latched = await waitFor(() => since(gw, from, 'media.latched').some((l) => l.leg === 'a'), 5000);
+      expect(latched, 'caller RTP latched').toBe(true);
+      const callerPort = Number(since(gw, from, 'media.allocated')[0]!.a);
+      const before = pbx.rtp.length;
+      for (let i = 0; i < 50; i++) {
+        injector.send(
+          serializeRtp({
+            version: 2,
+            padding: false,
+            marker: false,
+            payloadType: 0,
+            sequenceNumber: 1000 + i,
+            timestamp: 160 * i,
+            ssrc: 0x0badf00d,
+            csrc: [],
+            extension: false,
+            payload: marker,
+          }),
+          callerPort,
+          '127.0.0.1',
+        );
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const caller = await uac.done;
+      expect(caller.code, caller.output + caller.errors).toBe(0);
+      await pbx.ended(3000);
+      // The real caller's audio kept flowing after the injection started...
+      expect(pbx.rtp.length - before).toBeGreaterThan(50);
+      // ...and none of the injected packets reached the PBX.
+      expect(pbx.rtp.filter((p) => p.payload.equals(marker))).toHaveLength(0);
+      expect(pbx.rtp.some((p) => p.ssrc === 0x0badf00d)).toBe(false);
+      // (Once latched the relay's socket is connected to the caller, so the kernel itself
+      // discards the injected datagrams: they never reach user space to be counted.)
+    } finally {
+      injector.close();
+      pbx.close();
+    }
+  });
+
+  it('100 parallel calls with media complete and release every port', async () => {
+    const from = gw.logs.length;
+    const before = gw.server.gateway.mediaStats()!;
+    const short = await makePcap(fixture(HUMAN_WAV), 2);
+    const started = Date.now();
+    const r = await sippCall(gw, 'pbx-answer.xml', 'caller-pcap.xml', short, {
+      calls: 100,
+      rate: 50,
+      pauseMs: 1500,
+      timeoutS: 40,
+    });
+    expect(r.caller.code, r.caller.output.slice(-3000) + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output.slice(-3000) + r.pbx.errors).toBe(0);
+    expect(since(gw, from, 'call.ended')).toHaveLength(100);
+    await waitFor(() => gw.server.gateway.mediaStats()!.sessions === 0, 3000);
+    const after = gw.server.gateway.mediaStats()!;
+    expect(after.sessions).toBe(0);
+    expect(after.portsInUse).toBe(0);
+    // Media really flowed: ~75 packets per call relayed caller → PBX.
+    expect(after.packetsRelayed - before.packetsRelayed).toBeGreaterThan(100 * 50);
+    expect(gw.server.gateway.activeCalls).toBe(0);
+    expect(Date.now() - started).toBeLessThan(30000);
+  });
+});
+
+describe('media end to end, policy onSynthetic=warn (sipp caller + TypeScript PBX)', () => {
+  let gw: TestGateway;
+  const pbx = new TsPbx();
+  beforeAll(async () => {
+    gw = await startGateway({ ...modelOverrides, 'policy.defaults': { onSynthetic: 'warn' } });
+    await pbx.start(gw.pbxPort);
+  });
+  afterAll(async () => {
+    pbx.close();
+    await gw?.stop();
+  });
+
+  it('a TTS call is warned, not dropped, and the two-tone warning reaches the PBX in its RTP', async () => {
+    const from = gw.logs.length;
+    const uac = runSipp({
+      scenario: 'caller-pcap.xml',
+      port: await freeUdpPort(),
+      target: `127.0.0.1:${gw.sipPort}`,
+      pauseMs: tts.durationMs - 300,
+      cwd: tts.dir,
+    });
+    const caller = await uac.done;
+    // caller-pcap fails on a BYE from the gateway: the call was not dropped.
+    expect(caller.code, caller.output + caller.errors).toBe(0);
+    await pbx.ended(3000);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    const warn = since(gw, from, 'call.action').filter((l) => l.action === 'warn');
+    expect(warn).toHaveLength(1);
+    expect(since(gw, from, 'call.action').map((l) => l.action)).not.toContain('drop');
+
+    // What the staff member heard: the PBX-bound stream, decoded in arrival order.
+    const rtp = pbx.rtp.filter((p) => p.payloadType === 0);
+    expect(rtp.length).toBeGreaterThan(100);
+    const pcm = new Float32Array(rtp.length * 160);
+    rtp.forEach((p, i) => pcm.set(decodeG711ToFloat('pcmu', p.payload), i * 160));
+    const [f1, f2] = gw.server.config.actions.warnToneHz as [number, number];
+    const warnAtMs = t(warn[0]!);
+    const firstAfterWarn = rtp.findIndex((p) => p.atMs >= warnAtMs);
+    const beforeWarn = pcm.subarray(0, Math.max(0, firstAfterWarn) * 160);
+    const afterWarn = pcm.subarray(Math.max(0, firstAfterWarn) * 160);
+    // Both tones are in the stream after the warn action, and neither before it (nor in the
+    // caller's own audio): the tone came from the gateway.
+    expect(toneBlocks(afterWarn, f1).length, `${f1} Hz after warn`).toBeGreaterThan(4);
+    expect(toneBlocks(afterWarn, f2).length, `${f2} Hz after warn`).toBeGreaterThan(4);
+    expect(toneBlocks(beforeWarn, f1)).toHaveLength(0);
+    expect(toneBlocks(tts.samples, f1)).toHaveLength(0);
+    expect(toneBlocks(tts.samples, f2)).toHaveLength(0);
+    // RTP timing stays intact across the injection: one SSRC, sequence numbers without jumps.
+    const bySsrc = new Set(rtp.map((p) => p.ssrc));
+    expect(bySsrc.size).toBe(1);
+    for (let i = 1; i < rtp.length; i++) {
+      expect(((rtp[i]!.sequenceNumber - rtp[i - 1]!.sequenceNumber) & 0xffff) === 1, `seq at ${i}`).toBe(
+        true,
+      );
+    }
+  });
+});
