@@ -93,6 +93,11 @@ export class Gateway {
     return this.deps.relay?.stats() ?? null;
   }
 
+  /** The detector engine's counters (null without a model): windows scored and shed, errors. */
+  detectorStats(): ReturnType<DetectorEngine['stats']> | null {
+    return this.deps.engine?.stats() ?? null;
+  }
+
   get activeCalls(): number {
     return this.calls.size;
   }

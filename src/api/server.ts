@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import type { PolicyService } from '../policy/policy-service.js';
 import type { Store } from '../store/store.js';
 import { installErrorHandler } from './api-error.js';
+import { consolePlugin } from './console-plugin.js';
 import type { ApiDeps } from './api-deps.js';
 import { bootstrapAdmin, installAuth, requiredLevel, type AuthLevel } from './token-auth.js';
 import { BusLiveCalls, type LiveCallSource } from './live-calls.js';
@@ -136,6 +137,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   ]) {
     await app.register(plugin, deps);
   }
+  await app.register(consolePlugin);
 
   const unobserve = observeCallEvents(bus);
   const webhooks = new WebhookDispatcher({

@@ -1,0 +1,145 @@
+// Live view: calls in progress, their cumulative score moving, verdicts and actions.
+import { badge, defaults, fmtDur, fmtLlr, get, h, session, sparkline } from './lib.js';
+
+const KEEP_ENDED_MS = 30_000;
+const MAX_POINTS = 240;
+
+export async function liveView() {
+  const [{ items }, d] = await Promise.all([get('/api/calls/live'), defaults()]);
+  const th = d.effective.thresholds;
+  const calls = new Map();
+  for (const c of items)
+    calls.set(c.id, { ...c, points: (c.recentScores ?? []).slice(-MAX_POINTS), actions: c.actions ?? [], ended: null });
+
+  const dot = h('span.live-dot');
+  const status = h('span.muted', 'connecting…');
+  const tbody = h('tbody');
+  const count = h('span.muted');
+  const el = h(
+    'div',
+    h('div.row', h('h1', 'Live calls'), h('div.spacer'), dot, status),
+    h(
+      'div.panel',
+      h(
+        'table#live-table',
+        h(
+          'thead',
+          h(
+            'tr',
+            h('th', 'Started'),
+            h('th', 'From'),
+            h('th', 'To'),
+            h('th', 'Trunk'),
+            h('th', 'Score (cumulative LLR)'),
+            h('th.num', 'LLR'),
+            h('th', 'Verdict'),
+            h('th', 'Actions'),
+            h('th', 'State'),
+          ),
+        ),
+        tbody,
+      ),
+      h('div.legend-note', count, ` · dashed lines: warn ${fmtLlr(th.warnLlr)} (amber), drop ${fmtLlr(th.dropLlr)} (red), human ${fmtLlr(th.humanLlr)} (green)`),
+    ),
+  );
+
+  let scheduled = false;
+  const draw = () => {
+    scheduled = false;
+    const now = Date.now();
+    for (const [id, c] of calls) if (c.ended && now - c.ended > KEEP_ENDED_MS) calls.delete(id);
+    const rows = [...calls.values()].sort((a, b) => b.startedAtMs - a.startedAtMs);
+    count.textContent = `${rows.filter((c) => !c.ended).length} in progress`;
+    if (!rows.length) {
+      tbody.replaceChildren(h('tr', h('td.empty', { colspan: 9 }, 'No calls in progress.')));
+      return;
+    }
+    tbody.replaceChildren(
+      ...rows.map((c) =>
+        h(
+          'tr',
+          { 'data-call': c.id },
+          h('td', new Date(c.startedAtMs).toLocaleTimeString()),
+          h('td', c.fromNumber ?? ''),
+          h('td', c.toNumber ?? ''),
+          h('td', c.trunk ?? '—'),
+          h(
+            'td',
+            sparkline(c.points, {
+              lines: [
+                { y: th.dropLlr, color: '#d64545' },
+                { y: th.warnLlr, color: '#d98b00' },
+                { y: th.humanLlr, color: '#2f9e62' },
+              ],
+            }),
+          ),
+          h('td.num', fmtLlr(c.cumulativeLlr)),
+          h('td', badge(c.verdict)),
+          h('td', c.actions.length ? c.actions.map((a) => badge(a)) : h('span.muted', '—')),
+          h(
+            'td',
+            c.ended
+              ? h('a', { href: `#/calls/${encodeURIComponent(c.id)}` }, badge('ended'))
+              : h('span.muted', c.answeredAtMs ? fmtDur(Date.now() - c.answeredAtMs) : 'ringing'),
+          ),
+        ),
+      ),
+    );
+  };
+  const schedule = () => {
+    if (!scheduled) {
+      scheduled = true;
+      requestAnimationFrame(draw);
+    }
+  };
+
+  const es = new EventSource(`/api/events?token=${encodeURIComponent(session.token)}`);
+  es.onopen = () => {
+    dot.classList.add('on');
+    status.textContent = 'live';
+  };
+  es.onerror = () => {
+    dot.classList.remove('on');
+    status.textContent = 'reconnecting…';
+  };
+  const on = (name, fn) =>
+    es.addEventListener(name, (e) => {
+      const data = JSON.parse(e.data);
+      fn(data, calls.get(data.callId));
+      schedule();
+    });
+  on('call.started', (e) =>
+    calls.set(e.callId, {
+      id: e.callId,
+      fromNumber: e.fromNumber,
+      toNumber: e.toNumber,
+      trunk: e.trunk,
+      startedAtMs: e.atMs,
+      answeredAtMs: null,
+      cumulativeLlr: null,
+      points: [],
+      verdict: null,
+      actions: [],
+      ended: null,
+    }),
+  );
+  on('call.answered', (e, c) => c && (c.answeredAtMs = e.atMs));
+  on('call.score', (e, c) => {
+    if (!c) return;
+    c.points.push({ tMs: e.tMs, cumulativeLlr: e.cumulativeLlr });
+    if (c.points.length > MAX_POINTS) c.points.shift();
+    c.cumulativeLlr = e.cumulativeLlr;
+  });
+  on('call.verdict', (e, c) => c && (c.verdict = e.verdict));
+  on('call.action', (e, c) => c && !c.actions.includes(e.action) && c.actions.push(e.action));
+  on('call.ended', (e, c) => c && (c.ended = Date.now()));
+  const timer = setInterval(schedule, 1000);
+  draw();
+  return {
+    el,
+    cleanup() {
+      es.close();
+      clearInterval(timer);
+    },
+  };
+}
