@@ -175,6 +175,7 @@ function report(o: FileOutcome, json: boolean): void {
     process.stderr.write(`voiceguard analyze: ${o.file}: ${o.error}\n`);
     return;
   }
+  for (const w of o.warnings) process.stderr.write(`voiceguard analyze: ${o.file}: warning: ${w}\n`);
   for (const r of o.reports) process.stdout.write(json ? jsonLine(r) : tableRow(r));
 }
 

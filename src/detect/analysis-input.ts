@@ -1,52 +1,6 @@
 import { open } from 'node:fs/promises';
-
-/*
- * Typed boundary to src/audio's file readers (docs/interfaces.md), loaded on first use. The
- * audio front lands separately; until it does, analysing a file reports that clearly.
- */
-interface DecodedAudio {
-  sampleRateHz: number;
-  samples: Float32Array;
-}
-interface RtpStreamInfo {
-  ssrc: number;
-  src: string;
-  dst: string;
-  codec: string;
-  samples8k?: Float32Array;
-  isCaller: boolean;
-}
-interface AudioFront {
-  loadAudioFile(path: string): Promise<DecodedAudio>;
-  to8k(audio: DecodedAudio): Float32Array;
-  extractCaptureStreams(path: string): Promise<RtpStreamInfo[]>;
-}
-
-let front: Promise<AudioFront> | null = null;
-function audioFront(): Promise<AudioFront> {
-  const load = async (): Promise<AudioFront> => {
-    const spec = (m: string): string => `../audio/${m}.js`;
-    try {
-      const la = (await import(spec('load-audio'))) as Pick<AudioFront, 'loadAudioFile' | 'to8k'>;
-      const rtp = (await import(spec('rtp-streams'))) as {
-        extractRtpStreams(input: unknown): RtpStreamInfo[] | Promise<RtpStreamInfo[]>;
-      };
-      const pcap = (await import(spec('pcap'))) as Record<string, (path: string) => unknown>;
-      const read = pcap.readCapture ?? pcap.readPcapFile;
-      return {
-        loadAudioFile: (p) => la.loadAudioFile(p),
-        to8k: (a) => la.to8k(a),
-        extractCaptureStreams: async (p) => rtp.extractRtpStreams(read ? await read(p) : p),
-      };
-    } catch (err) {
-      throw new InputError(`audio decoding is not available in this build (${(err as Error).message})`, {
-        cause: err,
-      });
-    }
-  };
-  front ??= load();
-  return front;
-}
+import { loadAudioFile, to8k } from '../audio/load-audio.js';
+import type { RtpStreamInfo } from '../audio/rtp-streams.js';
 
 /**
  * Turns a file given to `voiceguard analyze` into the 8 kHz caller audio to analyse: a WAV in
@@ -80,20 +34,40 @@ export async function isCaptureFile(path: string): Promise<boolean> {
   }
 }
 
+export interface AnalysisInputs {
+  inputs: AnalysisInput[];
+  /** Damage the file survived (a truncated capture), one line each. */
+  warnings: string[];
+}
+
 export async function loadAnalysisInputs(
   path: string,
   opts: { allStreams: boolean },
-): Promise<AnalysisInput[]> {
-  const audio = await audioFront();
+): Promise<AnalysisInputs> {
   if (!(await isCaptureFile(path))) {
-    return [{ stream: null, samples8k: audio.to8k(await audio.loadAudioFile(path)) }];
+    return { inputs: [{ stream: null, samples8k: to8k(await loadAudioFile(path)) }], warnings: [] };
   }
-  const streams = (await audio.extractCaptureStreams(path)).filter((s) => s.samples8k !== undefined);
+  // Loaded on first use, so WAV analysis never waits for (or trips over) the capture readers.
+  const [{ readCapture }, { extractRtpStreams }] = await Promise.all([
+    import('../audio/pcap.js'),
+    import('../audio/rtp-streams.js'),
+  ]);
+  const capture = await readCapture(path);
+  const streams = extractRtpStreams(capture);
   if (streams.length === 0) throw new InputError('no PCMU/PCMA RTP stream in the capture');
-  if (opts.allStreams)
-    return streams.map((s) => ({ stream: describeStream(s), samples8k: s.samples8k as Float32Array }));
-  const caller = streams.find((s) => s.isCaller) ?? streams[0];
-  return [{ stream: null, samples8k: caller.samples8k as Float32Array }];
+  const chosen = opts.allStreams ? streams : [streams.find((s) => s.isCaller) ?? streams[0]];
+  return {
+    inputs: chosen.map((s) => ({
+      stream: opts.allStreams ? describeStream(s) : null,
+      samples8k: s.samples8k as Float32Array,
+    })),
+    warnings: [
+      ...capture.warnings,
+      ...chosen
+        .filter((s) => s.lostCount > 0)
+        .map((s) => `${describeStream(s)}: ${s.lostCount} RTP packets lost, filled with silence`),
+    ],
+  };
 }
 
 export function describeStream(s: RtpStreamInfo): string {

@@ -31,11 +31,12 @@ export interface StreamReport {
 }
 
 export type FileOutcome =
-  { file: string; ok: true; reports: StreamReport[] } | { file: string; ok: false; error: string };
+  | { file: string; ok: true; reports: StreamReport[]; warnings: string[] }
+  | { file: string; ok: false; error: string };
 
 export async function runAnalyzeFileJob(engine: DetectorEngine, job: AnalyzeFileJob): Promise<FileOutcome> {
   try {
-    const inputs = await loadAnalysisInputs(job.file, { allStreams: job.allStreams });
+    const { inputs, warnings } = await loadAnalysisInputs(job.file, { allStreams: job.allStreams });
     const reports: StreamReport[] = [];
     for (const [i, input] of inputs.entries()) {
       const a = await analyzeSamples(engine, input.samples8k, job.thresholds, `${job.file}#${i}`);
@@ -63,7 +64,7 @@ export async function runAnalyzeFileJob(engine: DetectorEngine, job: AnalyzeFile
         extra: { durationMs: a.durationMs, speechMs: a.speechMs, plotFile },
       });
     }
-    return { file: job.file, ok: true, reports };
+    return { file: job.file, ok: true, reports, warnings };
   } catch (err) {
     return { file: job.file, ok: false, error: oneLine(err) };
   }
