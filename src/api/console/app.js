@@ -10,7 +10,12 @@ const main = document.getElementById('main');
 let cleanup = null;
 
 function loginView() {
-  const input = h('input#token', { type: 'password', placeholder: 'vg_…', autocomplete: 'off', 'aria-label': 'API token' });
+  const input = h('input#token', {
+    type: 'password',
+    placeholder: 'vg_…',
+    autocomplete: 'off',
+    'aria-label': 'API token',
+  });
   const err = h('div');
   const submit = async (e) => {
     e.preventDefault();
@@ -22,7 +27,13 @@ function loginView() {
       session.set(token, me.name, me.role);
       location.hash = '#/live';
     } catch (ex) {
-      err.append(h('div.error-box#login-error', { role: 'alert' }, ex.status === 401 ? 'Invalid or revoked API token.' : ex.message));
+      err.append(
+        h(
+          'div.error-box#login-error',
+          { role: 'alert' },
+          ex.status === 401 ? 'Invalid or revoked API token.' : ex.message,
+        ),
+      );
     }
   };
   return h(
@@ -31,7 +42,10 @@ function loginView() {
       'form.panel',
       { onsubmit: submit },
       h('h1', h('span.logo', '◉'), 'voiceguard console'),
-      h('p.muted', 'Sign in with an API token (admin or viewer). Create tokens with POST /api/tokens or the CLI.'),
+      h(
+        'p.muted',
+        'Sign in with an API token (admin or viewer). Create tokens with POST /api/tokens or the CLI.',
+      ),
       input,
       err,
       h('button.btn#login-btn', { type: 'submit', style: 'width:100%' }, 'Sign in'),
@@ -83,7 +97,9 @@ async function render() {
     out.mounted?.();
   } catch (err) {
     if (err.status === 401) return;
-    main.replaceChildren(h('div.panel', h('div.error-box', { role: 'alert' }, `Could not load: ${err.message}`)));
+    main.replaceChildren(
+      h('div.panel', h('div.error-box', { role: 'alert' }, `Could not load: ${err.message}`)),
+    );
   }
 }
 

@@ -1,6 +1,19 @@
 // Call history (filters, keyset pagination) and the call detail page.
 import uPlot from '/vendor/uplot/uPlot.esm.js';
-import { api, badge, defaults, field, fmtDur, fmtLlr, fmtTime, get, h, select, session, toast } from './lib.js';
+import {
+  api,
+  badge,
+  defaults,
+  field,
+  fmtDur,
+  fmtLlr,
+  fmtTime,
+  get,
+  h,
+  select,
+  session,
+  toast,
+} from './lib.js';
 
 const PAGE = 100;
 const FILTERS = ['verdict', 'action', 'label', 'from', 'to', 'q'];
@@ -33,12 +46,53 @@ export async function callsView(params) {
         location.hash = `#/calls${q.size ? `?${q}` : ''}`;
       },
     },
-    field('Verdict', 'verdict', select([['', 'any'], ['synthetic', 'synthetic'], ['human', 'human'], ['unsure', 'unsure'], ['none', 'none']], params.get('verdict'))),
-    field('Action', 'action', select([['', 'any'], ['drop', 'drop'], ['warn', 'warn'], ['log', 'log']], params.get('action'))),
-    field('Label', 'label', select([['', 'any'], ['robot', 'robot'], ['human', 'human'], ['none', 'unlabelled']], params.get('label'))),
+    field(
+      'Verdict',
+      'verdict',
+      select(
+        [
+          ['', 'any'],
+          ['synthetic', 'synthetic'],
+          ['human', 'human'],
+          ['unsure', 'unsure'],
+          ['none', 'none'],
+        ],
+        params.get('verdict'),
+      ),
+    ),
+    field(
+      'Action',
+      'action',
+      select(
+        [
+          ['', 'any'],
+          ['drop', 'drop'],
+          ['warn', 'warn'],
+          ['log', 'log'],
+        ],
+        params.get('action'),
+      ),
+    ),
+    field(
+      'Label',
+      'label',
+      select(
+        [
+          ['', 'any'],
+          ['robot', 'robot'],
+          ['human', 'human'],
+          ['none', 'unlabelled'],
+        ],
+        params.get('label'),
+      ),
+    ),
     field('From date', 'from', h('input', { type: 'date', value: params.get('from') ?? '' })),
     field('To date', 'to', h('input', { type: 'date', value: params.get('to') ?? '' })),
-    field('Number or call id', 'q', h('input', { type: 'search', placeholder: '+4930…', value: params.get('q') ?? '' })),
+    field(
+      'Number or call id',
+      'q',
+      h('input', { type: 'search', placeholder: '+4930…', value: params.get('q') ?? '' }),
+    ),
     h('button.btn', { type: 'submit', style: 'align-self:center' }, 'Search'),
     h('a.btn.secondary', { href: '#/calls', style: 'align-self:center' }, 'Reset'),
   );
@@ -62,7 +116,12 @@ export async function callsView(params) {
           h('td', badge(c.verdict)),
           h('td', c.actions.length ? c.actions.map((a) => badge(a)) : h('span.muted', '—')),
           h('td.num', fmtLlr(c.maxLlr)),
-          h('td.num', c.decisionMs === null || c.decisionMs === undefined ? '—' : `${(c.decisionMs / 1000).toFixed(1)}s`),
+          h(
+            'td.num',
+            c.decisionMs === null || c.decisionMs === undefined
+              ? '—'
+              : `${(c.decisionMs / 1000).toFixed(1)}s`,
+          ),
           h('td.num', fmtDur(c.durationMs)),
           h('td', badge(c.label)),
         ),
@@ -86,7 +145,8 @@ export async function callsView(params) {
     }
   });
   add(first.items);
-  if (!first.items.length) tbody.append(h('tr', h('td.empty', { colspan: 10 }, 'No calls match these filters.')));
+  if (!first.items.length)
+    tbody.append(h('tr', h('td.empty', { colspan: 10 }, 'No calls match these filters.')));
 
   const el = h(
     'div',
@@ -135,7 +195,7 @@ export async function callDetailView(id) {
       ['To', call.toNumber],
       ['Trunk', call.trunk ?? '—'],
       ['Source', call.sourceAddress],
-      ['Rule', rule ? `${rule.name} (${rule.id})` : call.ruleId ?? 'defaults'],
+      ['Rule', rule ? `${rule.name} (${rule.id})` : (call.ruleId ?? 'defaults')],
       ['Treatment', call.treatment],
       ['Started', fmtTime(call.startedAtMs)],
       ['Duration', fmtDur(call.durationMs)],
@@ -151,7 +211,12 @@ export async function callDetailView(id) {
     labelBox.replaceChildren(
       h('div.row', h('span', 'Current label:'), h('span#current-label', badge(current?.label ?? null))),
       list.length
-        ? h('ul.muted', ...list.map((l) => h('li', `${fmtTime(l.atMs)} — ${l.label} by ${l.by}${l.note ? `: ${l.note}` : ''}`)))
+        ? h(
+            'ul.muted',
+            ...list.map((l) =>
+              h('li', `${fmtTime(l.atMs)} — ${l.label} by ${l.by}${l.note ? `: ${l.note}` : ''}`),
+            ),
+          )
         : h('p.muted', 'Not labelled yet.'),
     );
   };
@@ -167,7 +232,10 @@ export async function callDetailView(id) {
         title: session.isAdmin ? `Label this call ${label}` : 'Admins only',
         onclick: async () => {
           try {
-            await api('POST', `/api/calls/${encodeURIComponent(call.id)}/labels`, { label, note: note.value || undefined });
+            await api('POST', `/api/calls/${encodeURIComponent(call.id)}/labels`, {
+              label,
+              note: note.value || undefined,
+            });
             const fresh = await get(`/api/calls/${encodeURIComponent(call.id)}`);
             renderLabels(fresh.labels);
             toast(`Labelled ${label}`);
@@ -191,8 +259,13 @@ export async function callDetailView(id) {
     h(
       'div.panel',
       h('h2', 'Score timeline'),
-      scores.length ? chartBox : h('p.empty', 'No scores recorded (not analysed, or audio ended before the first window).'),
-      h('div.legend-note', `Thresholds: drop ${fmtLlr(th.dropLlr)}, warn ${fmtLlr(th.warnLlr)}, human ${fmtLlr(th.humanLlr)}. The vertical line marks the decision.`),
+      scores.length
+        ? chartBox
+        : h('p.empty', 'No scores recorded (not analysed, or audio ended before the first window).'),
+      h(
+        'div.legend-note',
+        `Thresholds: drop ${fmtLlr(th.dropLlr)}, warn ${fmtLlr(th.warnLlr)}, human ${fmtLlr(th.humanLlr)}. The vertical line marks the decision.`,
+      ),
     ),
     h(
       'div.grid2',
@@ -203,7 +276,14 @@ export async function callDetailView(id) {
           'div.panel',
           h('h2', 'Decision and actions'),
           verdict
-            ? h('p', badge(verdict.verdict), ` at cumulative LLR ${fmtLlr(verdict.cumulativeLlr)}`, verdict.decisionMs !== null ? ` after ${(verdict.decisionMs / 1000).toFixed(1)} s of caller speech` : '')
+            ? h(
+                'p',
+                badge(verdict.verdict),
+                ` at cumulative LLR ${fmtLlr(verdict.cumulativeLlr)}`,
+                verdict.decisionMs !== null
+                  ? ` after ${(verdict.decisionMs / 1000).toFixed(1)} s of caller speech`
+                  : '',
+              )
             : h('p.muted', 'No verdict.'),
           actions.length
             ? h('ul', ...actions.map((a) => h('li', badge(a.action), ` ${fmtTime(a.atMs)} — ${a.reason}`)))
@@ -227,7 +307,9 @@ export async function callDetailView(id) {
     // <audio> cannot send a header: fetch with the token and play from a blob.
     audio.addEventListener('play', async function once() {
       audio.removeEventListener('play', once);
-      const res = await fetch(`/api/calls/${encodeURIComponent(call.id)}/audio`, { headers: { authorization: `Bearer ${session.token}` } });
+      const res = await fetch(`/api/calls/${encodeURIComponent(call.id)}/audio`, {
+        headers: { authorization: `Bearer ${session.token}` },
+      });
       if (res.ok) {
         audio.src = URL.createObjectURL(await res.blob());
         audio.play();
@@ -241,10 +323,18 @@ export async function callDetailView(id) {
       const xs = scores.map((s) => s.tMs / 1000);
       const win = scores.map((s) => s.llr ?? null);
       const cum = scores.map((s) => s.cumulativeLlr);
-      const decisionX = verdict?.decisionMs !== null && verdict?.decisionMs !== undefined ? verdict.decisionMs / 1000 : null;
+      const decisionX =
+        verdict?.decisionMs !== null && verdict?.decisionMs !== undefined ? verdict.decisionMs / 1000 : null;
       const hline = (y, color, label) => ({ y, color, label });
-      const lines = [hline(th.dropLlr, '#d64545', 'drop'), hline(th.warnLlr, '#d98b00', 'warn'), hline(th.humanLlr, '#2f9e62', 'human')];
-      const allY = cum.concat(win.filter((v) => v !== null), lines.map((l) => l.y));
+      const lines = [
+        hline(th.dropLlr, '#d64545', 'drop'),
+        hline(th.warnLlr, '#d98b00', 'warn'),
+        hline(th.humanLlr, '#2f9e62', 'human'),
+      ];
+      const allY = cum.concat(
+        win.filter((v) => v !== null),
+        lines.map((l) => l.y),
+      );
       plot = new uPlot(
         {
           width: chartBox.clientWidth || 900,
@@ -253,7 +343,13 @@ export async function callDetailView(id) {
           axes: [{ label: 'seconds into the call' }, { label: 'LLR (log-likelihood ratio)' }],
           series: [
             { label: 't (s)' },
-            { label: 'window LLR', stroke: '#9aa7bd', width: 1, points: { show: true, size: 4 }, paths: () => null },
+            {
+              label: 'window LLR',
+              stroke: '#9aa7bd',
+              width: 1,
+              points: { show: true, size: 4 },
+              paths: () => null,
+            },
             { label: 'cumulative LLR', stroke: '#2f6fed', width: 2 },
           ],
           hooks: {

@@ -35,7 +35,11 @@ export async function api(method, path, body, token = session.token) {
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   if (res.status === 204) return null;
   const data = await res.json().catch(() => null);
   if (!res.ok) {
@@ -161,19 +165,36 @@ export function sparkline(points, { width = 160, height = 32, lines = [] } = {})
   svg.setAttribute('width', width);
   svg.setAttribute('height', height);
   if (!points.length) return svg;
-  const ys = points.map((p) => p.cumulativeLlr).concat(lines.map((l) => l.y), [0]);
-  const lo = Math.min(...ys), hi = Math.max(...ys);
-  const t0 = points[0].tMs, t1 = Math.max(points[points.length - 1].tMs, t0 + 1);
+  const ys = points
+    .map((p) => p.cumulativeLlr)
+    .concat(
+      lines.map((l) => l.y),
+      [0],
+    );
+  const lo = Math.min(...ys),
+    hi = Math.max(...ys);
+  const t0 = points[0].tMs,
+    t1 = Math.max(points[points.length - 1].tMs, t0 + 1);
   const X = (t) => ((t - t0) / (t1 - t0)) * (width - 4) + 2;
   const Y = (v) => height - 2 - ((v - lo) / (hi - lo || 1)) * (height - 4);
   for (const l of lines) {
     const ln = document.createElementNS(ns, 'line');
-    Object.entries({ x1: 0, x2: width, y1: Y(l.y), y2: Y(l.y), stroke: l.color, 'stroke-dasharray': '3 3', 'stroke-width': 1 })
-      .forEach(([k, v]) => ln.setAttribute(k, v));
+    Object.entries({
+      x1: 0,
+      x2: width,
+      y1: Y(l.y),
+      y2: Y(l.y),
+      stroke: l.color,
+      'stroke-dasharray': '3 3',
+      'stroke-width': 1,
+    }).forEach(([k, v]) => ln.setAttribute(k, v));
     svg.append(ln);
   }
   const pl = document.createElementNS(ns, 'polyline');
-  pl.setAttribute('points', points.map((p) => `${X(p.tMs).toFixed(1)},${Y(p.cumulativeLlr).toFixed(1)}`).join(' '));
+  pl.setAttribute(
+    'points',
+    points.map((p) => `${X(p.tMs).toFixed(1)},${Y(p.cumulativeLlr).toFixed(1)}`).join(' '),
+  );
   pl.setAttribute('fill', 'none');
   pl.setAttribute('stroke', '#2f6fed');
   pl.setAttribute('stroke-width', 1.6);

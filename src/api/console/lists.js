@@ -6,8 +6,18 @@ function listPanel(kind, items, redraw) {
   const form = h(
     `form.row#${kind}-form`,
     { onsubmit: (e) => add(e) },
-    field('Number pattern', 'pattern', h('input', { placeholder: kind === 'deny' ? '_0900X.' : '+4930123456' })),
-    kind === 'deny' ? field('SIP status', 'sipStatus', h('input', { type: 'number', placeholder: 'default', style: 'width:110px' })) : null,
+    field(
+      'Number pattern',
+      'pattern',
+      h('input', { placeholder: kind === 'deny' ? '_0900X.' : '+4930123456' }),
+    ),
+    kind === 'deny'
+      ? field(
+          'SIP status',
+          'sipStatus',
+          h('input', { type: 'number', placeholder: 'default', style: 'width:110px' }),
+        )
+      : null,
     field('Note', 'note', h('input', { placeholder: 'why' })),
     h('button.btn', { type: 'submit', disabled: !session.isAdmin, style: 'align-self:center' }, 'Add'),
   );
@@ -17,7 +27,8 @@ function listPanel(kind, items, redraw) {
     box.replaceChildren();
     const body = { pattern: form.elements.pattern.value.trim() };
     if (form.elements.note.value.trim()) body.note = form.elements.note.value.trim();
-    if (kind === 'deny' && form.elements.sipStatus.value.trim()) body.sipStatus = Number(form.elements.sipStatus.value);
+    if (kind === 'deny' && form.elements.sipStatus.value.trim())
+      body.sipStatus = Number(form.elements.sipStatus.value);
     try {
       await api('POST', `/api/lists/${kind}`, body);
       toast(`Added to the ${kind} list`);
@@ -34,7 +45,15 @@ function listPanel(kind, items, redraw) {
     items.length
       ? h(
           `table#${kind}-table`,
-          h('thead', h('tr', ...['Pattern', kind === 'deny' ? 'SIP status' : null, 'Note', 'Added', ''].filter(Boolean).map((t) => h('th', t)))),
+          h(
+            'thead',
+            h(
+              'tr',
+              ...['Pattern', kind === 'deny' ? 'SIP status' : null, 'Note', 'Added', '']
+                .filter(Boolean)
+                .map((t) => h('th', t)),
+            ),
+          ),
           h(
             'tbody',
             items.map((e) =>
@@ -78,7 +97,10 @@ export async function listsView() {
     const [allow, deny] = await Promise.all([get('/api/lists/allow'), get('/api/lists/deny')]);
     el.replaceChildren(
       h('h1', 'Allow and deny lists'),
-      h('p.muted', 'Patterns: exact (+4930123456), prefix (+4989*), any (*), or Asterisk style (_0900X.). Deny beats allow.'),
+      h(
+        'p.muted',
+        'Patterns: exact (+4930123456), prefix (+4989*), any (*), or Asterisk style (_0900X.). Deny beats allow.',
+      ),
       h('div.grid2', listPanel('allow', allow.items, draw), listPanel('deny', deny.items, draw)),
       session.isAdmin ? null : h('p.readonly-note', 'Read-only: editing lists needs an admin token.'),
     );

@@ -9,7 +9,12 @@ export async function liveView() {
   const th = d.effective.thresholds;
   const calls = new Map();
   for (const c of items)
-    calls.set(c.id, { ...c, points: (c.recentScores ?? []).slice(-MAX_POINTS), actions: c.actions ?? [], ended: null });
+    calls.set(c.id, {
+      ...c,
+      points: (c.recentScores ?? []).slice(-MAX_POINTS),
+      actions: c.actions ?? [],
+      ended: null,
+    });
 
   const dot = h('span.live-dot');
   const status = h('span.muted', 'connecting…');
@@ -39,7 +44,11 @@ export async function liveView() {
         ),
         tbody,
       ),
-      h('div.legend-note', count, ` · dashed lines: warn ${fmtLlr(th.warnLlr)} (amber), drop ${fmtLlr(th.dropLlr)} (red), human ${fmtLlr(th.humanLlr)} (green)`),
+      h(
+        'div.legend-note',
+        count,
+        ` · dashed lines: warn ${fmtLlr(th.warnLlr)} (amber), drop ${fmtLlr(th.dropLlr)} (red), human ${fmtLlr(th.humanLlr)} (green)`,
+      ),
     ),
   );
 

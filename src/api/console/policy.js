@@ -1,9 +1,33 @@
 // Policy editor: the defaults and the rules, with the API's validation messages next to fields.
-import { api, badge, clearErrors, defaults, field, fmtLlr, fmtTime, forgetDefaults, get, h, select, session, showErrors, toast } from './lib.js';
+import {
+  api,
+  badge,
+  clearErrors,
+  defaults,
+  field,
+  fmtLlr,
+  fmtTime,
+  forgetDefaults,
+  get,
+  h,
+  select,
+  session,
+  showErrors,
+  toast,
+} from './lib.js';
 
-const ACTIONS = [['', 'inherit'], ['drop', 'drop'], ['warn', 'warn'], ['log', 'log']];
+const ACTIONS = [
+  ['', 'inherit'],
+  ['drop', 'drop'],
+  ['warn', 'warn'],
+  ['log', 'log'],
+];
 const list = (v) => (v ?? []).join(', ');
-const parseList = (s) => s.split(/[,\n]/).map((x) => x.trim()).filter(Boolean);
+const parseList = (s) =>
+  s
+    .split(/[,\n]/)
+    .map((x) => x.trim())
+    .filter(Boolean);
 const num = (s) => (s.trim() === '' ? undefined : Number(s));
 
 function defaultsForm(d, onSaved) {
@@ -19,16 +43,27 @@ function defaultsForm(d, onSaved) {
       field('Drop at LLR', 'dropLlr', input('dropLlr', o.dropLlr, String(e.thresholds.dropLlr))),
       field('Warn at LLR', 'warnLlr', input('warnLlr', o.warnLlr, String(e.thresholds.warnLlr))),
       field('Human at LLR', 'humanLlr', input('humanLlr', o.humanLlr, String(e.thresholds.humanLlr))),
-      field('Max listen (ms)', 'maxListenMs', input('maxListenMs', o.maxListenMs, String(e.thresholds.maxListenMs))),
+      field(
+        'Max listen (ms)',
+        'maxListenMs',
+        input('maxListenMs', o.maxListenMs, String(e.thresholds.maxListenMs)),
+      ),
       field('On synthetic', 'onSynthetic', select(ACTIONS, o.onSynthetic)),
       field('On unsure', 'onUnsure', select(ACTIONS, o.onUnsure)),
       field('On detector error', 'onError', select(ACTIONS, o.onError)),
-      field('Retain audio (s)', 'retainAudioSeconds', input('retainAudioSeconds', o.retainAudioSeconds, String(e.retainAudioSeconds))),
+      field(
+        'Retain audio (s)',
+        'retainAudioSeconds',
+        input('retainAudioSeconds', o.retainAudioSeconds, String(e.retainAudioSeconds)),
+      ),
     ),
     h(
       'div.row',
       { style: 'margin-top:12px' },
-      h('span.muted', `Effective now: drop ${fmtLlr(e.thresholds.dropLlr)}, warn ${fmtLlr(e.thresholds.warnLlr)}, human ${fmtLlr(e.thresholds.humanLlr)}, on synthetic ${e.onSynthetic}. Empty fields inherit config, then model.`),
+      h(
+        'span.muted',
+        `Effective now: drop ${fmtLlr(e.thresholds.dropLlr)}, warn ${fmtLlr(e.thresholds.warnLlr)}, human ${fmtLlr(e.thresholds.humanLlr)}, on synthetic ${e.onSynthetic}. Empty fields inherit config, then model.`,
+      ),
       h('div.spacer'),
       h('button.btn#save-defaults', { type: 'submit', disabled: !session.isAdmin }, 'Save defaults'),
     ),
@@ -43,7 +78,8 @@ function defaultsForm(d, onSaved) {
       const v = num(form.elements[k].value);
       if (v !== undefined) body[k] = v;
     }
-    for (const k of ['onSynthetic', 'onUnsure', 'onError']) if (form.elements[k].value) body[k] = form.elements[k].value;
+    for (const k of ['onSynthetic', 'onUnsure', 'onError'])
+      if (form.elements[k].value) body[k] = form.elements[k].value;
     if (o.analyse !== undefined) body.analyse = o.analyse;
     try {
       await api('PUT', '/api/policy/defaults', body);
@@ -63,7 +99,8 @@ function ruleForm(rule, onDone) {
   const t = r.thresholds ?? {};
   const box = h('div');
   const text = (v, ph) => h('input', { value: v ?? '', placeholder: ph ?? '' });
-  const number = (v, ph) => h('input', { type: 'number', step: 'any', value: v ?? '', placeholder: ph ?? 'inherit' });
+  const number = (v, ph) =>
+    h('input', { type: 'number', step: 'any', value: v ?? '', placeholder: ph ?? 'inherit' });
   const form = h(
     'form.panel#rule-form',
     { onsubmit: (ev) => save(ev) },
@@ -73,8 +110,29 @@ function ruleForm(rule, onDone) {
       field('Id', 'id', h('input', { value: r.id ?? '', placeholder: 'generated', disabled: Boolean(rule) })),
       field('Name', 'name', text(r.name, 'Night shift')),
       field('Priority', 'priority', number(r.priority, '100')),
-      field('Enabled', 'enabled', select([['true', 'yes'], ['false', 'no']], String(r.enabled))),
-      field('Analyse', 'analyse', select([['', 'inherit'], ['true', 'yes'], ['false', 'no (let through)']], r.analyse === undefined ? '' : String(r.analyse))),
+      field(
+        'Enabled',
+        'enabled',
+        select(
+          [
+            ['true', 'yes'],
+            ['false', 'no'],
+          ],
+          String(r.enabled),
+        ),
+      ),
+      field(
+        'Analyse',
+        'analyse',
+        select(
+          [
+            ['', 'inherit'],
+            ['true', 'yes'],
+            ['false', 'no (let through)'],
+          ],
+          r.analyse === undefined ? '' : String(r.analyse),
+        ),
+      ),
     ),
     h('h2', { style: 'margin-top:16px' }, 'Match (all given criteria; any entry within one)'),
     h(
@@ -107,7 +165,11 @@ function ruleForm(rule, onDone) {
       { style: 'margin-top:12px' },
       h('div.spacer'),
       h('button.btn.secondary', { type: 'button', onclick: () => onDone(false) }, 'Cancel'),
-      h('button.btn#save-rule', { type: 'submit', disabled: !session.isAdmin }, rule ? 'Save rule' : 'Create rule'),
+      h(
+        'button.btn#save-rule',
+        { type: 'submit', disabled: !session.isAdmin },
+        rule ? 'Save rule' : 'Create rule',
+      ),
     ),
   );
   async function save(ev) {
@@ -173,12 +235,29 @@ export async function policyView() {
         h('td', h('b', r.name), h('div.muted', r.id)),
         h('td', r.enabled ? badge('on', 'human') : badge('off', 'ended')),
         h('td', summariseMatch(r.match)),
-        h('td', ['dropLlr', 'warnLlr', 'humanLlr'].filter((k) => r.thresholds[k] !== undefined).map((k) => `${k.replace('Llr', '')} ${r.thresholds[k]}`).join(', ') || h('span.muted', 'defaults')),
-        h('td', r.analyse === false ? badge('not analysed', 'ended') : r.onSynthetic ? badge(r.onSynthetic) : h('span.muted', 'default')),
+        h(
+          'td',
+          ['dropLlr', 'warnLlr', 'humanLlr']
+            .filter((k) => r.thresholds[k] !== undefined)
+            .map((k) => `${k.replace('Llr', '')} ${r.thresholds[k]}`)
+            .join(', ') || h('span.muted', 'defaults'),
+        ),
+        h(
+          'td',
+          r.analyse === false
+            ? badge('not analysed', 'ended')
+            : r.onSynthetic
+              ? badge(r.onSynthetic)
+              : h('span.muted', 'default'),
+        ),
         h('td.muted', fmtTime(r.updatedAtMs)),
         h(
           'td',
-          h('button.btn.secondary.small', { type: 'button', onclick: () => openEditor(r) }, session.isAdmin ? 'Edit' : 'View'),
+          h(
+            'button.btn.secondary.small',
+            { type: 'button', onclick: () => openEditor(r) },
+            session.isAdmin ? 'Edit' : 'View',
+          ),
           ' ',
           h(
             'button.btn.danger.small',
@@ -203,12 +282,38 @@ export async function policyView() {
     );
     el.replaceChildren(
       h('h1', 'Policy'),
-      h('div.panel', h('h2', `Defaults (policy version ${d.version}, time zone ${d.timeZone})`), defaultsForm(d, draw)),
       h(
         'div.panel',
-        h('div.row', h('h2', 'Rules (first match wins, lower priority first)'), h('div.spacer'), h('button.btn#new-rule', { type: 'button', disabled: !session.isAdmin, onclick: () => openEditor(null) }, 'New rule')),
+        h('h2', `Defaults (policy version ${d.version}, time zone ${d.timeZone})`),
+        defaultsForm(d, draw),
+      ),
+      h(
+        'div.panel',
+        h(
+          'div.row',
+          h('h2', 'Rules (first match wins, lower priority first)'),
+          h('div.spacer'),
+          h(
+            'button.btn#new-rule',
+            { type: 'button', disabled: !session.isAdmin, onclick: () => openEditor(null) },
+            'New rule',
+          ),
+        ),
         rows.length
-          ? h('table#rules-table', h('thead', h('tr', h('th.num', 'Prio'), ...['Rule', 'Enabled', 'Match', 'Thresholds', 'On synthetic', 'Updated', ''].map((x) => h('th', x)))), h('tbody', rows))
+          ? h(
+              'table#rules-table',
+              h(
+                'thead',
+                h(
+                  'tr',
+                  h('th.num', 'Prio'),
+                  ...['Rule', 'Enabled', 'Match', 'Thresholds', 'On synthetic', 'Updated', ''].map((x) =>
+                    h('th', x),
+                  ),
+                ),
+              ),
+              h('tbody', rows),
+            )
           : h('p.empty', 'No rules: every call gets the defaults.'),
       ),
       editorSlot,
@@ -225,6 +330,7 @@ function summariseMatch(m) {
   if (m.toNumbers?.length) parts.push(`to ${m.toNumbers.join(' ')}`);
   if (m.trunks?.length) parts.push(`trunk ${m.trunks.join(' ')}`);
   if (m.sourceAddresses?.length) parts.push(`src ${m.sourceAddresses.join(' ')}`);
-  if (m.schedule?.length) parts.push(m.schedule.map((s) => `${s.days.join(',')} ${s.start}–${s.end}`).join('; '));
+  if (m.schedule?.length)
+    parts.push(m.schedule.map((s) => `${s.days.join(',')} ${s.start}–${s.end}`).join('; '));
   return parts.length ? parts.join(' · ') : h('span.muted', 'every call');
 }

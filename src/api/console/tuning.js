@@ -2,7 +2,8 @@
 import uPlot from '/vendor/uplot/uPlot.esm.js';
 import { api, defaults, fmtLlr, forgetDefaults, get, h, session, showErrors, toast } from './lib.js';
 
-const stat = (k, id, cls = '') => h(`div.stat${cls ? `.${cls}` : ''}`, h(`span.v#${id}`, '—'), h('span.k', k));
+const stat = (k, id, cls = '') =>
+  h(`div.stat${cls ? `.${cls}` : ''}`, h(`span.v#${id}`, '—'), h('span.k', k));
 
 export async function tuningView() {
   const d = await defaults(true);
@@ -21,8 +22,16 @@ export async function tuningView() {
   const warnVal = h('span.val#warn-val');
   const histBox = h('div.chart#hist-chart');
   const rocBox = h('div.chart#roc-chart');
-  const applyBtn = h('button.btn#apply-thresholds', { type: 'button', disabled: !session.isAdmin }, 'Apply as policy defaults');
-  const applyForm = h('form', h('label.field', { 'data-field': 'dropLlr' }, h('span.field-error')), h('label.field', { 'data-field': 'warnLlr' }, h('span.field-error')));
+  const applyBtn = h(
+    'button.btn#apply-thresholds',
+    { type: 'button', disabled: !session.isAdmin },
+    'Apply as policy defaults',
+  );
+  const applyForm = h(
+    'form',
+    h('label.field', { 'data-field': 'dropLlr' }, h('span.field-error')),
+    h('label.field', { 'data-field': 'warnLlr' }, h('span.field-error')),
+  );
   const applyErr = h('div');
 
   const el = h(
@@ -40,8 +49,21 @@ export async function tuningView() {
     ),
     h(
       'div.grid2',
-      h('div.panel', h('h2', 'Score distributions of labelled calls'), histBox, h('div.legend-note', 'Green: labelled human; red: labelled robot. Dashed: the thresholds on the sliders.')),
-      h('div.panel', h('h2', 'ROC curve (robots are positives)'), rocBox, h('div.legend-note', 'Dots: the drop (red) and warn (amber) thresholds on the sliders.')),
+      h(
+        'div.panel',
+        h('h2', 'Score distributions of labelled calls'),
+        histBox,
+        h(
+          'div.legend-note',
+          'Green: labelled human; red: labelled robot. Dashed: the thresholds on the sliders.',
+        ),
+      ),
+      h(
+        'div.panel',
+        h('h2', 'ROC curve (robots are positives)'),
+        rocBox,
+        h('div.legend-note', 'Dots: the drop (red) and warn (amber) thresholds on the sliders.'),
+      ),
     ),
     h(
       'div.panel',
@@ -61,7 +83,10 @@ export async function tuningView() {
       h(
         'div.row',
         { style: 'margin-top:16px' },
-        h('span.muted', `Current defaults: warn ${fmtLlr(th.warnLlr)}, drop ${fmtLlr(th.dropLlr)}, human ${fmtLlr(th.humanLlr)}.`),
+        h(
+          'span.muted',
+          `Current defaults: warn ${fmtLlr(th.warnLlr)}, drop ${fmtLlr(th.dropLlr)}, human ${fmtLlr(th.humanLlr)}.`,
+        ),
         h('div.spacer'),
         applyBtn,
       ),
@@ -97,7 +122,10 @@ export async function tuningView() {
     ctx.save();
     ctx.setLineDash([6, 4]);
     ctx.lineWidth = 1.5 * devicePixelRatio;
-    for (const [v, c] of [[warn, '#d98b00'], [drop, '#d64545']]) {
+    for (const [v, c] of [
+      [warn, '#d98b00'],
+      [drop, '#d64545'],
+    ]) {
       if (!vertical) continue;
       const x = u.valToPos(v, 'x', true);
       ctx.strokeStyle = c;
@@ -125,8 +153,18 @@ export async function tuningView() {
         axes: [{ label: 'max cumulative LLR' }, { label: 'calls' }],
         series: [
           { label: 'LLR' },
-          { label: 'human', stroke: '#2f9e62', fill: 'rgba(47,158,98,.35)', paths: uPlot.paths.bars({ size: [0.9, 40] }) },
-          { label: 'robot', stroke: '#d64545', fill: 'rgba(214,69,69,.35)', paths: uPlot.paths.bars({ size: [0.9, 40] }) },
+          {
+            label: 'human',
+            stroke: '#2f9e62',
+            fill: 'rgba(47,158,98,.35)',
+            paths: uPlot.paths.bars({ size: [0.9, 40] }),
+          },
+          {
+            label: 'robot',
+            stroke: '#d64545',
+            fill: 'rgba(214,69,69,.35)',
+            paths: uPlot.paths.bars({ size: [0.9, 40] }),
+          },
         ],
         hooks: { draw: [(u) => markers(u, true)] },
       },
@@ -139,7 +177,10 @@ export async function tuningView() {
         width: Math.max(300, rocBox.clientWidth || 560),
         height: 260,
         scales: { x: { time: false, range: [0, 1] }, y: { range: [0, 1] } },
-        axes: [{ label: 'false positive rate (humans flagged)' }, { label: 'true positive rate (robots caught)' }],
+        axes: [
+          { label: 'false positive rate (humans flagged)' },
+          { label: 'true positive rate (robots caught)' },
+        ],
         series: [
           { label: 'FPR' },
           { label: 'TPR', stroke: '#2f6fed', width: 2 },
@@ -149,12 +190,21 @@ export async function tuningView() {
           draw: [
             (u) => {
               const ctx = u.ctx;
-              for (const [v, c] of [[warn, '#d98b00'], [drop, '#d64545']]) {
+              for (const [v, c] of [
+                [warn, '#d98b00'],
+                [drop, '#d64545'],
+              ]) {
                 const p = rocAt(v);
                 if (!p) continue;
                 ctx.fillStyle = c;
                 ctx.beginPath();
-                ctx.arc(u.valToPos(p.fpr, 'x', true), u.valToPos(p.tpr, 'y', true), 5 * devicePixelRatio, 0, 2 * Math.PI);
+                ctx.arc(
+                  u.valToPos(p.fpr, 'x', true),
+                  u.valToPos(p.tpr, 'y', true),
+                  5 * devicePixelRatio,
+                  0,
+                  2 * Math.PI,
+                );
                 ctx.fill();
               }
             },
@@ -198,7 +248,9 @@ export async function tuningView() {
       await api('PUT', '/api/policy/defaults', { ...d.override, dropLlr: drop, warnLlr: warn });
       forgetDefaults();
       toast(`Defaults saved: warn ${fmtLlr(warn)}, drop ${fmtLlr(drop)}`);
-      applyErr.append(h('p#apply-ok.muted', `Saved. New calls now warn at ${fmtLlr(warn)} and drop at ${fmtLlr(drop)}.`));
+      applyErr.append(
+        h('p#apply-ok.muted', `Saved. New calls now warn at ${fmtLlr(warn)} and drop at ${fmtLlr(drop)}.`),
+      );
     } catch (err) {
       showErrors(applyForm, err, applyErr);
       if (!applyErr.childElementCount) applyErr.append(h('div.error-box', { role: 'alert' }, err.message));
