@@ -1,6 +1,14 @@
 import type { Logger } from '../log.js';
 import { B2buaCall, type B2buaCallOptions, type LegName } from './b2bua-call.js';
-import { makeResponse, SipStack, type SipRemote, type SipRequest } from './sip-stack.js';
+import {
+  generateTag,
+  makeResponse,
+  parseUri,
+  SipStack,
+  type MalformedSip,
+  type SipRemote,
+  type SipRequest,
+} from './sip-stack.js';
 
 /**
  * The gateway's SIP endpoint: one stack (UDP + TCP), out-of-dialog handling (INVITE → the
@@ -36,6 +44,7 @@ export class B2bua {
       udp: opts.transports.includes('udp'),
       tcp: opts.transports.includes('tcp'),
       onRequest: (rq, remote) => this.onRequest(rq, remote),
+      onMalformed: (info) => this.onMalformed(info),
       onError: (err) =>
         this.log.warn(
           { event: 'sip.stack_error', err: err instanceof Error ? err.message : String(err) },
@@ -64,13 +73,84 @@ export class B2bua {
   }
 
   reply(rq: SipRequest, status: number, reason?: string, headers: Record<string, unknown> = {}): void {
-    this.stack.send(
-      makeResponse(rq, status, reason, { headers: { server: this.opts.userAgent, ...headers } }),
+    try {
+      const rs = makeResponse(rq, status, reason, { headers: { server: this.opts.userAgent, ...headers } });
+      // RFC 3261 8.2.6.2: a UAS adds a To tag to every response but 100 that lacks one.
+      if (status > 100 && rs.headers.to && !rs.headers.to.params?.tag)
+        rs.headers.to = { ...rs.headers.to, params: { ...rs.headers.to.params, tag: generateTag() } };
+      this.stack.send(rs);
+    } catch (err) {
+      // A request too broken to answer (e.g. headers the package cannot serialise) is dropped.
+      this.log.warn(
+        { event: 'sip.reply_failed', method: rq.method, status, err: (err as Error).message },
+        'could not send a SIP response',
+      );
+    }
+  }
+
+  private malformedLogged = 0;
+  private malformedSuppressed = 0;
+  private malformedWindow = 0;
+
+  /** Malformed datagrams are logged (at most 20 lines per 10 s, then a count), never fatal. */
+  private onMalformed(info: MalformedSip): void {
+    const now = Date.now();
+    if (now - this.malformedWindow > 10_000) {
+      if (this.malformedSuppressed > 0)
+        this.log.warn(
+          { event: 'sip.parse_error_suppressed', count: this.malformedSuppressed },
+          'more malformed SIP datagrams were dropped',
+        );
+      this.malformedWindow = now;
+      this.malformedLogged = 0;
+      this.malformedSuppressed = 0;
+    }
+    if (this.malformedLogged++ >= 20) {
+      this.malformedSuppressed++;
+      return;
+    }
+    this.log.warn(
+      {
+        event: 'sip.parse_error',
+        remote: `${info.remote.address}:${info.remote.port}`,
+        bytes: info.bytes,
+        reason: info.reason,
+        replied: info.replied400 ? 400 : null,
+      },
+      info.replied400 ? 'malformed SIP request answered 400' : 'malformed SIP datagram dropped',
     );
+  }
+
+  /** Why a parsed request is not acceptable (answered 400), or null. */
+  private static badRequest(rq: SipRequest): string | null {
+    const cseq = rq.headers.cseq;
+    if (!cseq || !Number.isInteger(Number(cseq.seq)) || Number(cseq.seq) < 0) return 'bad CSeq number';
+    if (typeof cseq.method !== 'string' || cseq.method.toUpperCase() !== rq.method.toUpperCase())
+      return 'CSeq method does not match the request';
+    if (!parseUri(rq.uri)) return 'bad Request-URI';
+    if (!rq.headers.from?.uri || !parseUri(rq.headers.from.uri)) return 'bad From header';
+    if (!rq.headers.to?.uri || !parseUri(rq.headers.to.uri)) return 'bad To header';
+    const cl = rq.headers['content-length'];
+    if (cl !== undefined && !(Number.isInteger(Number(cl)) && Number(cl) >= 0)) return 'bad Content-Length';
+    return null;
   }
 
   private onRequest(rq: SipRequest, remote: SipRemote): void {
     try {
+      const bad = rq.method === 'ACK' ? null : B2bua.badRequest(rq);
+      if (bad) {
+        this.log.warn(
+          {
+            event: 'sip.bad_request',
+            method: rq.method,
+            remote: `${remote.address}:${remote.port}`,
+            reason: bad,
+          },
+          'malformed SIP request answered 400',
+        );
+        this.reply(rq, 400, `Bad Request (${bad})`);
+        return;
+      }
       this.dispatch(rq, remote);
     } catch (err) {
       // Never let one bad request take the gateway down.

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
+import type { RemoteInfo, Socket } from 'node:dgram';
 
 /**
  * The one typed boundary around the untyped `sip` package (0.0.6): its parser, transport
@@ -8,6 +9,9 @@ import { randomBytes } from 'node:crypto';
 const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped package, wrapped once here
 const sip: any = require('sip');
+// The package creates its UDP socket with require('dgram').createSocket(type, onMessage); the
+// same module object is patched for the duration of sip.create() only (see guardUdp below).
+const dgram = require('node:dgram') as typeof import('node:dgram');
 
 export interface SipUri {
   schema?: string;
@@ -78,6 +82,111 @@ export interface SipStackOptions {
   onRequest(rq: SipRequest, remote: SipRemote): void;
   /** Errors the package catches internally (handler throws, unresolvable hops). */
   onError(err: unknown): void;
+  /** A UDP datagram that is not a well-formed SIP message: dropped, or answered 400 when it is a request. */
+  onMalformed?(info: MalformedSip): void;
+}
+
+export interface MalformedSip {
+  remote: SipRemote;
+  bytes: number;
+  reason: string;
+  /** true when a 400 Bad Request went back (a request with a usable Via). */
+  replied400: boolean;
+}
+
+const REQUIRED = ['via', 'from', 'to', 'call-id', 'cseq'] as const;
+const COMPACT: Record<string, string> = { v: 'via', f: 'from', t: 'to', i: 'call-id' };
+
+/**
+ * Why a datagram is not a SIP message the stack can take, or null when it is. Mirrors the
+ * package's own checks (parse + checkMessage), which drop such packets without a word.
+ */
+export function malformedReason(data: Buffer): string | null {
+  const text = data.toString('binary');
+  if (!/\r\n\r\n/.test(text)) return 'no end of headers (CRLF CRLF)';
+  let m: SipMessage | undefined;
+  try {
+    m = sip.parse(text) as SipMessage | undefined;
+  } catch (err) {
+    return `unparsable: ${(err as Error).message}`;
+  }
+  if (!m) return 'unparsable start line or headers';
+  if (!isRequest(m) && !(m.status >= 100 && m.status <= 699)) return 'bad status code';
+  for (const h of REQUIRED) {
+    const v = (m.headers as unknown as Record<string, unknown>)[h];
+    if (v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0))
+      return `missing or malformed ${h} header`;
+  }
+  return null;
+}
+
+/** A bare 400 for a request the stack cannot parse, built from its raw Via/From/To/Call-ID/CSeq lines. */
+export function rawBadRequest(data: Buffer, reason: string): string | null {
+  const text = data.toString('binary');
+  const head = text.split('\r\n\r\n', 1)[0] ?? '';
+  const lines = head.split('\r\n');
+  const first = lines[0]?.trim() ?? '';
+  // Never answer a response, an ACK or something that is not SIP-looking at all.
+  if (!/^[A-Za-z]+ /.test(first) || /^ACK /i.test(first)) return null;
+  const keep: string[] = [];
+  for (const line of lines.slice(1)) {
+    const m = /^([A-Za-z-]+)\s*:(.*)$/.exec(line);
+    if (!m) continue;
+    const name = COMPACT[m[1]!.toLowerCase()] ?? m[1]!.toLowerCase();
+    if (!(REQUIRED as readonly string[]).includes(name)) continue;
+    let value = m[2]!.trim();
+    if (name === 'to' && !/;\s*tag=/i.test(value)) value += `;tag=${generateTag()}`;
+    keep.push(
+      `${name === 'call-id' ? 'Call-ID' : name === 'cseq' ? 'CSeq' : name[0]!.toUpperCase() + name.slice(1)}: ${value}`,
+    );
+  }
+  if (!keep.some((l) => /^Via:/.test(l))) return null;
+  const phrase = `Bad Request (${reason})`.replace(/[\r\n]/g, ' ').slice(0, 120);
+  return `SIP/2.0 400 ${phrase}\r\n${keep.join('\r\n')}\r\nContent-Length: 0\r\n\r\n`;
+}
+
+/**
+ * Run `create` with dgram.createSocket patched so that the sockets it makes screen every
+ * datagram first: malformed ones are reported (and requests answered 400) instead of vanishing,
+ * and nothing the package's handler throws can escape into the event loop.
+ */
+function guardUdp<T>(opts: SipStackOptions, create: () => T): T {
+  const original = dgram.createSocket;
+  const patched = (
+    type: Parameters<typeof original>[0],
+    listener?: (msg: Buffer, rinfo: RemoteInfo) => void,
+  ) => {
+    if (!listener) return original.call(dgram, type as never);
+    // eslint-disable-next-line prefer-const -- assigned after the guarded listener is made
+    let socket: Socket;
+    const guarded = (msg: Buffer, rinfo: RemoteInfo): void => {
+      const reason = malformedReason(msg);
+      if (reason) {
+        const reply = rawBadRequest(msg, reason);
+        if (reply) socket.send(Buffer.from(reply, 'binary'), rinfo.port, rinfo.address);
+        opts.onMalformed?.({
+          remote: { protocol: 'UDP', address: rinfo.address, port: rinfo.port },
+          bytes: msg.length,
+          reason,
+          replied400: reply !== null,
+        });
+        return;
+      }
+      try {
+        listener(msg, rinfo);
+      } catch (err) {
+        opts.onError(err);
+      }
+    };
+    socket = original.call(dgram, type as never, guarded);
+    return socket;
+  };
+  (dgram as { createSocket: unknown }).createSocket = patched;
+  try {
+    return create();
+  } finally {
+    (dgram as { createSocket: unknown }).createSocket = original;
+  }
 }
 
 export function isRequest(m: SipMessage): m is SipRequest {
@@ -106,7 +215,9 @@ export class SipStack {
       tcp: opts.tcp,
       logger: { error: (e: unknown) => opts.onError(e) },
     };
-    this.stack = sip.create(options, (rq: SipRequest, remote: SipRemote) => opts.onRequest(rq, remote));
+    this.stack = guardUdp(opts, () =>
+      sip.create(options, (rq: SipRequest, remote: SipRemote) => opts.onRequest(rq, remote)),
+    );
     options.publicAddress = opts.publicAddress;
   }
 

@@ -57,6 +57,47 @@ describe('gateway robustness', () => {
     expect(replies.some((r) => r.startsWith('SIP/2.0 483'))).toBe(true);
   });
 
+  it('answers malformed requests 400 and logs every dropped datagram with its reason', async () => {
+    const before = gw.events('sip.parse_error').length;
+    const beforeBad = gw.events('sip.bad_request').length;
+    const noCallId = request('INVITE', ['Max-Forwards: 70']).replace(/Call-ID: .*\r\n/, '');
+    const badCseq = request('INVITE', ['Max-Forwards: 70']).replace(/CSeq: .*\r\n/, 'CSeq: abc INVITE\r\n');
+    const wrongMethod = request('OPTIONS').replace(/CSeq: .*\r\n/, 'CSeq: 7 BYE\r\n');
+    const replies = await udpExchange(gw.sipPort, [
+      noCallId,
+      badCseq,
+      wrongMethod,
+      'SIP/2.0 200 OK\r\n\r\n',
+      'junk',
+    ]);
+    const four = replies.filter((r) => r.startsWith('SIP/2.0 400'));
+    expect(four, replies.join('\n---\n')).toHaveLength(3);
+    expect(four.some((r) => /missing or malformed call-id/i.test(r))).toBe(true);
+    expect(four.some((r) => /missing or malformed cseq/.test(r))).toBe(true);
+    expect(four.some((r) => /CSeq method does not match/.test(r))).toBe(true);
+    // Each 400 carries the request's Via so it reaches the sender, and a To tag.
+    for (const r of four) {
+      expect(r).toMatch(/^Via: SIP\/2\.0\/UDP 127\.0\.0\.1:5999;branch=z9hG4bK-/m);
+      expect(r).toMatch(/^To: .*;tag=/m);
+    }
+    // The response and the junk are not answered but are logged with a reason.
+    const logged = gw.events('sip.parse_error').slice(before);
+    expect(logged.map((l) => l.reason)).toEqual(
+      expect.arrayContaining([
+        'missing or malformed call-id header',
+        'missing or malformed cseq header',
+        'missing or malformed via header',
+        'no end of headers (CRLF CRLF)',
+      ]),
+    );
+    expect(
+      gw
+        .events('sip.bad_request')
+        .map((l) => l.reason)
+        .slice(beforeBad),
+    ).toEqual(['CSeq method does not match the request']);
+  });
+
   it('survives garbage, truncated and huge datagrams and TCP junk, then still relays a call', async () => {
     const valid = request('INVITE', ['Max-Forwards: 70']);
     await udpExchange(gw.sipPort, [
