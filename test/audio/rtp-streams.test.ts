@@ -1,0 +1,294 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { inviteOfferMedia } from '../../src/audio/capture-sip.js';
+import { buildUdpFrame, writeRtpPcap } from '../../src/audio/pcap-writer.js';
+import { parseCapture, readCapture } from '../../src/audio/pcap.js';
+import { extractRtpStreams } from '../../src/audio/rtp-streams.js';
+import { encodeWav16 } from '../../src/audio/wav.js';
+import {
+  pcapRecords,
+  save,
+  testSignal,
+  throughG711,
+  tool,
+  tsharkRtp,
+  writePcap,
+  type PcapRecord,
+} from './capture-helpers.js';
+
+/** Stream reconstruction: order, duplicates, loss, wrap, timestamp jumps, and which stream is the caller's. */
+
+const PORT = 30000;
+const SSRC = 0xcafe0042;
+let dir: string;
+const signal = testSignal(8000 * 3, 2);
+const expected = throughG711('pcmu', signal);
+let records: PcapRecord[];
+let basePath: string;
+
+function stream(bytes: Uint8Array) {
+  const s = extractRtpStreams(parseCapture(bytes));
+  expect(s).toHaveLength(1);
+  return s[0];
+}
+
+/** The expected audio with the given packets (0-based) silent. */
+function withSilence(lost: number[]): Float32Array {
+  const out = Float32Array.from(expected);
+  for (const k of lost) out.fill(0, k * 160, (k + 1) * 160);
+  return out;
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'vg-rtp-'));
+  // Start near the 16-bit wrap so every test crosses it (150 packets: 65500..65535, 0..113).
+  const pcap = writeRtpPcap({
+    samples: signal,
+    codec: 'pcmu',
+    src: '10.1.1.1:40000',
+    dst: `10.2.2.2:${PORT}`,
+    ssrc: SSRC,
+    startSeq: 65500,
+  });
+  basePath = save(dir, 'base.pcap', pcap);
+  records = pcapRecords(pcap);
+  expect(records).toHaveLength(150);
+});
+
+describe('extractRtpStreams: sequence and timeline', () => {
+  it('decodes sample-exact across the sequence-number wrap', () => {
+    const s = stream(readFileSync(basePath));
+    expect(s).toMatchObject({
+      packetCount: 150,
+      lostCount: 0,
+      duplicateCount: 0,
+      reorderedCount: 0,
+      durationMs: 3000,
+    });
+    expect(s.samples8k).toEqual(expected);
+  });
+
+  it('puts reordered packets back in place (also across the wrap) and counts them', () => {
+    const r = [...records];
+    // Swap neighbours at the wrap (65535 <-> 0) and hold one packet back by 5.
+    [r[35], r[36]] = [r[36], r[35]];
+    const [late] = r.splice(80, 1);
+    r.splice(85, 0, late);
+    const s = stream(writePcap(r, 1));
+    expect(s.reorderedCount).toBe(2);
+    expect(s.lostCount).toBe(0);
+    expect(s.samples8k).toEqual(expected);
+  });
+
+  it('drops duplicates, in place or late', () => {
+    const r = [...records];
+    r.splice(10, 0, records[10]);
+    r.splice(100, 0, records[40]);
+    const file = save(dir, 'dups.pcap', writePcap(r, 1));
+    const s = stream(readFileSync(file));
+    expect(s.duplicateCount).toBe(2);
+    expect(s.reorderedCount).toBe(0);
+    expect(s.packetCount).toBe(150);
+    expect(s.samples8k).toEqual(expected);
+    // tshark sees all 152 on the wire; editcap -D removes exactly our two duplicates.
+    expect(tsharkRtp(file, PORT)).toHaveLength(152);
+    const dedup = join(dir, 'dedup.pcap');
+    tool('editcap', ['-D', '200', file, dedup]);
+    expect(tsharkRtp(dedup, PORT)).toHaveLength(150);
+  });
+
+  it('fills packets deleted with editcap by silence, keeping the timeline', () => {
+    const file = join(dir, 'lossy.pcap');
+    // editcap numbers packets from 1: delete packets 11, 36-38 (the wrap) and 150 (the last).
+    tool('editcap', [basePath, file, '11', '36-38', '150']);
+    const s = stream(readFileSync(file));
+    expect(s.packetCount).toBe(145);
+    expect(s.lostCount).toBe(4); // a lost last packet cannot be known
+    expect(s.samples8k).toEqual(withSilence([10, 35, 36, 37]).subarray(0, 149 * 160));
+    expect(tsharkRtp(file, PORT)).toHaveLength(145);
+  });
+
+  it('treats a timestamp gap with consecutive sequence numbers as silence (DTX)', () => {
+    const a = writeRtpPcap({
+      samples: signal.subarray(0, 8000),
+      codec: 'pcmu',
+      src: '10.1.1.1:40000',
+      dst: `10.2.2.2:${PORT}`,
+      ssrc: SSRC,
+      startSeq: 1,
+      startTs: 0,
+    });
+    // 50 packets, then a 0.5 s talk-spurt gap in RTP time: next seq, timestamp + 4000 + 8000.
+    const b = writeRtpPcap({
+      samples: signal.subarray(8000, 16000),
+      codec: 'pcmu',
+      src: '10.1.1.1:40000',
+      dst: `10.2.2.2:${PORT}`,
+      ssrc: SSRC,
+      startSeq: 51,
+      startTs: 12000,
+      startTimeMs: 1500,
+    });
+    const s = stream(Buffer.concat([a, b.subarray(24)]));
+    expect(s.lostCount).toBe(0);
+    expect(s.durationMs).toBe(2500);
+    const x = s.samples8k!;
+    expect(x.subarray(0, 8000)).toEqual(expected.subarray(0, 8000));
+    expect(x.subarray(8000, 12000).every((v) => v === 0)).toBe(true);
+    expect(x.subarray(12000)).toEqual(expected.subarray(8000, 16000));
+  });
+
+  it('bridges an implausible timestamp jump (new base) by the capture-time gap', () => {
+    const a = writeRtpPcap({
+      samples: signal.subarray(0, 8000),
+      codec: 'pcmu',
+      src: '10.1.1.1:40000',
+      dst: `10.2.2.2:${PORT}`,
+      ssrc: SSRC,
+      startSeq: 1,
+      startTs: 0,
+    });
+    // Timestamp base jumps by ~2^31 (a sender restarting its clock); 250 ms later on the wire.
+    const b = writeRtpPcap({
+      samples: signal.subarray(8000, 16000),
+      codec: 'pcmu',
+      src: '10.1.1.1:40000',
+      dst: `10.2.2.2:${PORT}`,
+      ssrc: SSRC,
+      startSeq: 51,
+      startTs: 0x80001234,
+      startTimeMs: 1250,
+    });
+    const s = stream(Buffer.concat([a, b.subarray(24)]));
+    expect(s.durationMs).toBe(2250);
+    expect(s.samples8k!.subarray(8000, 10000).every((v) => v === 0)).toBe(true);
+    expect(s.samples8k!.subarray(10000)).toEqual(expected.subarray(8000, 16000));
+  });
+});
+
+describe('extractRtpStreams: the caller', () => {
+  const caller = { address: '203.0.113.7', port: 16384 };
+  const callee = { address: '10.9.9.9', port: 20002 };
+  const sig2 = testSignal(8000, 5);
+  const invite = (toTag: string, mediaAddr: string, mediaPort: number, from = caller): Buffer => {
+    const sdp = [
+      'v=0',
+      `o=- 1 1 IN IP4 ${mediaAddr}`,
+      's=-',
+      `c=IN IP4 ${mediaAddr}`,
+      't=0 0',
+      `m=audio ${mediaPort} RTP/AVP 0 8 101`,
+      'a=sendrecv',
+      '',
+    ].join('\r\n');
+    const msg = [
+      'INVITE sip:100@10.9.9.9:5080 SIP/2.0',
+      `Via: SIP/2.0/UDP ${from.address}:5060;branch=z9hG4bK1`,
+      'From: <sip:alice@example.com>;tag=a1',
+      `To: <sip:100@10.9.9.9>${toTag}`,
+      'Call-ID: call-1@example.com',
+      'CSeq: 1 INVITE',
+      'Content-Type: application/sdp',
+      `Content-Length: ${sdp.length}`,
+      '',
+      sdp,
+    ].join('\r\n');
+    return buildUdpFrame(
+      { address: from.address, port: 5060 },
+      { address: '10.9.9.9', port: 5080 },
+      Buffer.from(msg),
+    );
+  };
+  /** The callee's stream starts first (early media), so "earliest" alone would be wrong. */
+  function call(sip: Buffer[]): Buffer {
+    const fromCallee = writeRtpPcap({
+      samples: sig2,
+      codec: 'pcma',
+      src: callee,
+      dst: caller,
+      ssrc: 0x2222,
+      startTimeMs: 0,
+    });
+    const fromCaller = writeRtpPcap({
+      samples: signal.subarray(0, 8000),
+      codec: 'pcmu',
+      src: caller,
+      dst: callee,
+      ssrc: 0x1111,
+      startTimeMs: 100,
+    });
+    const recs = [...pcapRecords(fromCallee), ...pcapRecords(fromCaller)].sort((x, y) => x.timeMs - y.timeMs);
+    return writePcap([...sip.map((frame) => ({ timeMs: 0, frame })), ...recs], 1);
+  }
+
+  it('is the stream sent from the INVITE SDP address (SIP on a non-5060 port)', () => {
+    const file = save(dir, 'call.pcap', call([invite('', caller.address, caller.port)]));
+    const streams = extractRtpStreams(parseCapture(readFileSync(file)));
+    expect(streams.map((s) => [s.ssrc, s.isCaller])).toEqual([
+      [0x2222, false],
+      [0x1111, true],
+    ]);
+    expect(streams[1].samples8k).toEqual(expected.subarray(0, 8000));
+    // tshark agrees there is one INVITE and these two SSRCs.
+    expect(
+      tool('tshark', [
+        '-r',
+        file,
+        '-d',
+        'udp.port==5080,sip',
+        '-Y',
+        'sip.Method == "INVITE"',
+        '-T',
+        'fields',
+        '-e',
+        'sip.Call-ID',
+      ]).trim(),
+    ).toBe('call-1@example.com');
+    const ssrcs = new Set(
+      [...tsharkRtp(file, caller.port), ...tsharkRtp(file, callee.port)].map((r) => r.ssrc),
+    );
+    expect(ssrcs).toEqual(new Set([0x1111, 0x2222]));
+  });
+
+  it('survives NAT (private SDP address, same port) and ignores re-INVITEs with a To tag', () => {
+    const reInviteFromCallee = invite(';tag=b2', callee.address, callee.port, callee);
+    const streams = extractRtpStreams(
+      parseCapture(call([reInviteFromCallee, invite('', '192.168.1.20', caller.port)])),
+    );
+    expect(streams.find((s) => s.isCaller)?.ssrc).toBe(0x1111);
+  });
+
+  it('without SIP falls back to the earliest stream', () => {
+    const streams = extractRtpStreams(parseCapture(call([])));
+    expect(streams.find((s) => s.isCaller)?.ssrc).toBe(0x2222);
+  });
+
+  it('inviteOfferMedia reads c= at media level, compact headers, and rejects junk', () => {
+    const msg =
+      'INVITE sip:x SIP/2.0\r\ni: abc\r\nt: <sip:x>\r\n\r\nv=0\r\no=- 1 1 IN IP4 1.1.1.1\r\ns=-\r\nc=IN IP4 1.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 2.2.2.2\r\n';
+    expect(inviteOfferMedia(msg)).toEqual({ address: '2.2.2.2', port: 4000, callId: 'abc' });
+    expect(inviteOfferMedia('INVITE sip:x SIP/2.0\r\n\r\nnot sdp')).toBeNull();
+    expect(inviteOfferMedia('INVITE garbage')).toBeNull();
+  });
+});
+
+describe('readCapture + extractRtpStreams on a wav2pcap file', () => {
+  it('decodes `voiceguard wav2pcap` output (the built CLI) sample-exact', async () => {
+    const wav = join(dir, 'in.wav');
+    writeFileSync(wav, encodeWav16(signal, 8000));
+    const out = join(dir, 'w2p.pcap');
+    expect(existsSync('dist/src/cli/main.js'), 'build first (npm run build)').toBe(true);
+    tool(process.execPath, ['dist/src/cli/main.js', 'wav2pcap', wav, out, '--dst', `127.0.0.1:${PORT}`]);
+    const streams = extractRtpStreams(await readCapture(out));
+    expect(streams).toHaveLength(1);
+    expect(streams[0]).toMatchObject({
+      packetCount: 150,
+      src: '127.0.0.1:40000',
+      dst: `127.0.0.1:${PORT}`,
+      codec: 'pcmu',
+    });
+    expect(streams[0].samples8k).toEqual(expected);
+  });
+});
