@@ -1,0 +1,20 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+// The Python recipe on ~20 corpus clips: load -> 1 training step -> export -> parity (torch vs
+// onnxruntime). It runs into a temp dir and must leave the committed model untouched.
+describe('model pipeline smoke run', () => {
+  it('prepares, trains one step, exports and passes the parity check', () => {
+    const before = statSync('models/voiceguard-detector.onnx').mtimeMs;
+    const out = mkdtempSync(join(tmpdir(), 'vg-smoke-'));
+    const stdout = execFileSync('bash', ['models/smoke.sh', out], { encoding: 'utf8', timeout: 600_000 });
+    const last = JSON.parse(stdout.trim().split('\n').pop()!) as { ok: boolean; parityMaxAbsDiff: number };
+    expect(last.ok).toBe(true);
+    expect(last.parityMaxAbsDiff).toBeLessThan(1e-4);
+    expect(existsSync(join(out, 'smoke.onnx'))).toBe(true);
+    expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
+  }, 600_000);
+});
