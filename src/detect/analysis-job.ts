@@ -1,4 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
+import { AudioFormatError } from '../audio/audio-format-error.js';
 import { basename, join } from 'node:path';
 import { loadAnalysisInputs } from './analysis-input.js';
 import { renderAnalysisSvg } from './analysis-plot.js';
@@ -81,6 +82,8 @@ export function oneLine(err: unknown): string {
   if (e && e.code === 'ENOENT') return 'no such file';
   if (e && e.code === 'EISDIR') return 'is a directory';
   if (e && e.code === 'EACCES') return 'permission denied';
+  // The report line already names the file.
+  if (err instanceof AudioFormatError) return err.reason.replace(/\s*\n\s*/g, ' ').trim();
   const msg = err instanceof Error ? err.message : String(err);
   return msg.replace(/\s*\n\s*/g, ' ').trim() || 'unknown error';
 }
