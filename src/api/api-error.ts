@@ -54,12 +54,26 @@ function ajvMessage(v: AjvIssue, field: string): string {
   return `${field || '(body)'}: ${msg}`;
 }
 
+const isAnyOfNoise = (v: AjvIssue) =>
+  v.keyword === 'anyOf' || (v.keyword === 'type' && v.params?.type === 'null');
+
+/**
+ * A nullable field (`anyOf: [integer, null]`) fails as three issues: the real one, "must be
+ * null" and "must match a schema in anyOf". Per field, keep only the real one, so the console
+ * can show it next to the input.
+ */
+function withoutAnyOfNoise(list: AjvIssue[]): AjvIssue[] {
+  return list.filter(
+    (v) => !isAnyOfNoise(v) || list.every((o) => o.instancePath !== v.instancePath || isAnyOfNoise(o)),
+  );
+}
+
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const send = (statusCode: number, message: string, extra: Record<string, unknown> = {}) =>
       reply.status(statusCode).send({ statusCode, error: REASONS[statusCode] ?? 'Error', message, ...extra });
     if (err.validation) {
-      const issues = (err.validation as AjvIssue[]).map((v) => {
+      const issues = withoutAnyOfNoise(err.validation as AjvIssue[]).map((v) => {
         const field = ajvField(v, err.validationContext);
         return { field, message: ajvMessage(v, field) };
       });

@@ -78,6 +78,8 @@ export function emitCall(
     verdict?: 'synthetic' | 'human' | 'unsure' | null;
     actions?: ('drop' | 'warn' | 'log')[];
     callId?: string;
+    /** Caller-audio ms of the decision (default 3000). */
+    decisionMs?: number;
   } = {},
 ): string {
   const callId = o.callId ?? `call-${++seq}-${Math.random().toString(36).slice(2, 8)}`;
@@ -111,7 +113,7 @@ export function emitCall(
       callId,
       atMs: atMs + 5000,
       verdict: o.verdict,
-      decisionMs: 3000,
+      decisionMs: o.decisionMs ?? 3000,
       cumulativeLlr: cum,
     });
   for (const a of o.actions ?? [])

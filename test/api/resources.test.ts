@@ -90,6 +90,21 @@ describe('validation errors name the field', () => {
     expect(body.message).toContain(fragment);
   });
 
+  it('names only the real problem of a nullable field, not the anyOf branches', async () => {
+    const r = await h.app.inject({
+      method: 'POST',
+      url: '/api/lists/deny',
+      payload: { pattern: '+49*', sipStatus: 700 },
+      headers: h.admin,
+    });
+    expect(r.statusCode).toBe(400);
+    expect(r.json()).toMatchObject({
+      message: 'sipStatus: must be <= 699',
+      field: 'sipStatus',
+      issues: [{ field: 'sipStatus', message: 'sipStatus: must be <= 699' }],
+    });
+  });
+
   it('answers unknown routes and ids with 404', async () => {
     expect((await get('/api/nope')).statusCode).toBe(404);
     expect((await get('/api/calls/nope')).statusCode).toBe(404);

@@ -25,7 +25,9 @@ function loginView() {
     try {
       const me = await api('POST', '/api/auth/login', { token }, null);
       session.set(token, me.name, me.role);
-      location.hash = '#/live';
+      // Setting the hash it already has fires no hashchange (e.g. a reload at #/live).
+      if (location.hash === '#/live') render();
+      else location.hash = '#/live';
     } catch (ex) {
       err.append(
         h(

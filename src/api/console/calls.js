@@ -1,6 +1,7 @@
 // Call history (filters, keyset pagination) and the call detail page.
 import uPlot from '/vendor/uplot/uPlot.esm.js';
 import {
+  adminOnly,
   api,
   badge,
   defaults,
@@ -113,7 +114,7 @@ export async function callsView(params) {
           h('td', c.fromNumber ?? ''),
           h('td', c.toNumber ?? ''),
           h('td', c.treatment ?? ''),
-          h('td', badge(c.verdict)),
+          h('td.verdict', badge(c.verdict)),
           h('td', c.actions.length ? c.actions.map((a) => badge(a)) : h('span.muted', '—')),
           h('td.num', fmtLlr(c.maxLlr)),
           h(
@@ -221,14 +222,14 @@ export async function callDetailView(id) {
     );
   };
   renderLabels(labels);
-  const note = h('input#label-note', { placeholder: 'note (optional)', maxlength: 500 });
+  const note = h('input#label-note', { placeholder: 'note (optional)', maxlength: 500, ...adminOnly() });
   const labelBtn = (label) =>
     h(
       `button.btn${label === 'robot' ? '.danger' : ''}`,
       {
         type: 'button',
         id: `label-${label}`,
-        disabled: !session.isAdmin,
+        ...adminOnly(),
         title: session.isAdmin ? `Label this call ${label}` : 'Admins only',
         onclick: async () => {
           try {
@@ -277,14 +278,14 @@ export async function callDetailView(id) {
           h('h2', 'Decision and actions'),
           verdict
             ? h(
-                'p',
+                'p#decision',
                 badge(verdict.verdict),
                 ` at cumulative LLR ${fmtLlr(verdict.cumulativeLlr)}`,
                 verdict.decisionMs !== null
                   ? ` after ${(verdict.decisionMs / 1000).toFixed(1)} s of caller speech`
                   : '',
               )
-            : h('p.muted', 'No verdict.'),
+            : h('p.muted#decision', 'No verdict.'),
           actions.length
             ? h('ul', ...actions.map((a) => h('li', badge(a.action), ` ${fmtTime(a.atMs)} — ${a.reason}`)))
             : h('p.muted', 'No actions taken.'),

@@ -54,6 +54,18 @@ export async function api(method, path, body, token = session.token) {
 
 export const get = (path) => api('GET', path);
 
+/**
+ * Attributes of a control that changes something: disabled for viewer tokens (the API would
+ * answer 403 anyway) and marked data-mutates so the read-only mode can be checked as a whole.
+ */
+export function adminOnly() {
+  return {
+    'data-mutates': true,
+    disabled: !session.isAdmin,
+    title: session.isAdmin ? undefined : 'Admins only',
+  };
+}
+
 /** h('div.cls#id', {attrs}, ...children) */
 export function h(sel, attrs, ...children) {
   const [, tag, rest] = /^([a-z0-9]+)?(.*)$/i.exec(sel);
@@ -122,7 +134,9 @@ export function showErrors(form, err, box) {
     const target = name && findField(form, name);
     if (target) {
       target.classList.add('invalid');
-      target.querySelector('.field-error').textContent = issue.message.replace(/^[\w.]+: /, '');
+      const slot = target.querySelector('.field-error');
+      const message = issue.message.replace(/^[\w.]+: /, '');
+      slot.textContent = slot.textContent ? `${slot.textContent}; ${message}` : message;
     } else unplaced.push(issue.message);
   }
   if (unplaced.length && box) box.append(h('div.error-box', { role: 'alert' }, unplaced.join('; ')));

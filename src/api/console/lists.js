@@ -1,5 +1,5 @@
 // Allow list (never analysed) and deny list (rejected at INVITE).
-import { api, field, fmtTime, get, h, session, showErrors, clearErrors, toast } from './lib.js';
+import { adminOnly, api, field, fmtTime, get, h, session, showErrors, clearErrors, toast } from './lib.js';
 
 function listPanel(kind, items, redraw) {
   const box = h('div');
@@ -19,7 +19,7 @@ function listPanel(kind, items, redraw) {
         )
       : null,
     field('Note', 'note', h('input', { placeholder: 'why' })),
-    h('button.btn', { type: 'submit', disabled: !session.isAdmin, style: 'align-self:center' }, 'Add'),
+    h('button.btn', { type: 'submit', ...adminOnly(), style: 'align-self:center' }, 'Add'),
   );
   async function add(e) {
     e.preventDefault();
@@ -69,7 +69,7 @@ function listPanel(kind, items, redraw) {
                     'button.btn.danger.small',
                     {
                       type: 'button',
-                      disabled: !session.isAdmin,
+                      ...adminOnly(),
                       onclick: async () => {
                         try {
                           await api('DELETE', `/api/lists/${kind}/${encodeURIComponent(e.id)}`);

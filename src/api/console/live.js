@@ -17,9 +17,9 @@ export async function liveView() {
     });
 
   const dot = h('span.live-dot');
-  const status = h('span.muted', 'connecting…');
+  const status = h('span.muted#live-status', 'connecting…');
   const tbody = h('tbody');
-  const count = h('span.muted');
+  const count = h('span.muted#live-count');
   const el = h(
     'div',
     h('div.row', h('h1', 'Live calls'), h('div.spacer'), dot, status),
@@ -82,8 +82,8 @@ export async function liveView() {
               ],
             }),
           ),
-          h('td.num', fmtLlr(c.cumulativeLlr)),
-          h('td', badge(c.verdict)),
+          h('td.num.llr', fmtLlr(c.cumulativeLlr)),
+          h('td.verdict', badge(c.verdict)),
           h('td', c.actions.length ? c.actions.map((a) => badge(a)) : h('span.muted', '—')),
           h(
             'td',

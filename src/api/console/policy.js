@@ -1,5 +1,6 @@
 // Policy editor: the defaults and the rules, with the API's validation messages next to fields.
 import {
+  adminOnly,
   api,
   badge,
   clearErrors,
@@ -61,11 +62,11 @@ function defaultsForm(d, onSaved) {
       'div.row',
       { style: 'margin-top:12px' },
       h(
-        'span.muted',
+        'span.muted#defaults-effective',
         `Effective now: drop ${fmtLlr(e.thresholds.dropLlr)}, warn ${fmtLlr(e.thresholds.warnLlr)}, human ${fmtLlr(e.thresholds.humanLlr)}, on synthetic ${e.onSynthetic}. Empty fields inherit config, then model.`,
       ),
       h('div.spacer'),
-      h('button.btn#save-defaults', { type: 'submit', disabled: !session.isAdmin }, 'Save defaults'),
+      h('button.btn#save-defaults', { type: 'submit', ...adminOnly() }, 'Save defaults'),
     ),
     box,
   );
@@ -165,11 +166,7 @@ function ruleForm(rule, onDone) {
       { style: 'margin-top:12px' },
       h('div.spacer'),
       h('button.btn.secondary', { type: 'button', onclick: () => onDone(false) }, 'Cancel'),
-      h(
-        'button.btn#save-rule',
-        { type: 'submit', disabled: !session.isAdmin },
-        rule ? 'Save rule' : 'Create rule',
-      ),
+      h('button.btn#save-rule', { type: 'submit', ...adminOnly() }, rule ? 'Save rule' : 'Create rule'),
     ),
   );
   async function save(ev) {
@@ -263,7 +260,7 @@ export async function policyView() {
             'button.btn.danger.small',
             {
               type: 'button',
-              disabled: !session.isAdmin,
+              ...adminOnly(),
               onclick: async () => {
                 if (!confirm(`Delete rule "${r.name}"?`)) return;
                 try {
@@ -295,7 +292,7 @@ export async function policyView() {
           h('div.spacer'),
           h(
             'button.btn#new-rule',
-            { type: 'button', disabled: !session.isAdmin, onclick: () => openEditor(null) },
+            { type: 'button', ...adminOnly(), onclick: () => openEditor(null) },
             'New rule',
           ),
         ),

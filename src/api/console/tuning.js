@@ -1,6 +1,17 @@
 // Threshold tuning: labelled score distributions, ROC, and a what-if for drop/warn thresholds.
 import uPlot from '/vendor/uplot/uPlot.esm.js';
-import { api, defaults, fmtLlr, forgetDefaults, get, h, session, showErrors, toast } from './lib.js';
+import {
+  adminOnly,
+  api,
+  defaults,
+  fmtLlr,
+  forgetDefaults,
+  get,
+  h,
+  session,
+  showErrors,
+  toast,
+} from './lib.js';
 
 const stat = (k, id, cls = '') =>
   h(`div.stat${cls ? `.${cls}` : ''}`, h(`span.v#${id}`, '—'), h('span.k', k));
@@ -24,7 +35,7 @@ export async function tuningView() {
   const rocBox = h('div.chart#roc-chart');
   const applyBtn = h(
     'button.btn#apply-thresholds',
-    { type: 'button', disabled: !session.isAdmin },
+    { type: 'button', ...adminOnly() },
     'Apply as policy defaults',
   );
   const applyForm = h(
@@ -141,6 +152,10 @@ export async function tuningView() {
     const pts = [...rocPoints].sort((a, b) => a.thresholdLlr - b.thresholdLlr);
     return pts.find((p) => p.thresholdLlr >= thr) ?? pts[pts.length - 1];
   };
+
+  // What the histogram shows, as numbers: the end-to-end test and screen readers read these.
+  histBox.dataset.humans = String(bins.reduce((n, b) => n + b.human, 0));
+  histBox.dataset.robots = String(bins.reduce((n, b) => n + b.robot, 0));
 
   const drawCharts = () => {
     const width = Math.max(300, histBox.clientWidth || 560);

@@ -1,0 +1,388 @@
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN } from '../api/api-harness.js';
+import {
+  labelSome,
+  login,
+  SCREENSHOTS,
+  seedCalls,
+  startConsole,
+  type ConsoleHarness,
+  type SeededCall,
+} from './console-harness.js';
+
+/**
+ * The web console in real headless Chromium against a real API server and SQLite file:
+ * login, live view over SSE, policy editing with the API's validation messages, labelling a
+ * call and seeing it in the tuning view, viewer read-only mode, and a 10,000-call store.
+ */
+
+const shot = (page: Page, name: string) =>
+  page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+
+async function api<T>(c: ConsoleHarness, path: string): Promise<T> {
+  const res = await fetch(c.baseUrl + path, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  expect(res.status, path).toBe(200);
+  return (await res.json()) as T;
+}
+
+interface TuningReport {
+  labelled: { human: number; robot: number };
+  analysedCalls: number;
+  distributions: { maxLlr: { lo: number; hi: number; human: number; robot: number }[] };
+  whatIf: { dropped: number; warned: number; humansDropped: number; humansWarned: number };
+}
+
+const text = (page: Page, sel: string) => page.locator(sel).innerText();
+const count = async (page: Page, sel: string) => Number((await text(page, sel)).replace(/[^\d]/g, ''));
+
+describe('console with 400 calls', () => {
+  let c: ConsoleHarness;
+  let calls: SeededCall[];
+
+  beforeAll(async () => {
+    c = await startConsole();
+    calls = seedCalls(c, 400, { seed: 7 });
+    // Every third call labelled: the rest are left for the labelling flow.
+    labelSome(c, calls, 3);
+  });
+  afterAll(() => c.shutdown());
+  afterEach(() => {
+    expect(c.pageErrors).toEqual([]);
+  });
+
+  it('rejects a wrong token with a message and opens the live view with the right one', async () => {
+    const page = await c.newPage();
+    await page.fill('#token', 'vg_not-a-real-token');
+    await page.click('#login-btn');
+    await expect.poll(() => text(page, '#login-error')).toContain('Invalid or revoked API token');
+    expect(await page.locator('#topbar').isHidden()).toBe(true);
+    await login(page, ADMIN_TOKEN);
+    expect(await text(page, '#who-role')).toBe('admin');
+    expect(await page.locator('#login-error').count()).toBe(0);
+    // The session survives a reload (sessionStorage) and logging out returns to the form.
+    await page.reload();
+    await page.waitForSelector('#live-table');
+    await page.click('#logout');
+    await page.waitForSelector('#token');
+  });
+
+  it('opens the live view after login even when the page was already at #/live', async () => {
+    const page = await c.newPage();
+    await page.goto(c.baseUrl + '/#/live');
+    await page.waitForSelector('#token');
+    await login(page, ADMIN_TOKEN);
+  });
+
+  it('live view shows a call published on the bus and its score moving', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await expect.poll(() => text(page, '#live-status')).toBe('live');
+    const callId = 'live-e2e-1';
+    const t0 = Date.now();
+    c.bus.emit('call.started', {
+      callId,
+      atMs: t0,
+      direction: 'inbound',
+      trunk: 'carrier-a',
+      sourceAddress: '192.0.2.10',
+      fromNumber: '+493012345678',
+      toNumber: '+4989123400',
+      sipCallId: `${callId}@e2e`,
+      ruleId: null,
+      treatment: 'analyse',
+    });
+    c.bus.emit('call.answered', { callId, atMs: t0 + 800, codec: 'PCMU' });
+    const row = page.locator(`tr[data-call="${callId}"]`);
+    await row.waitFor();
+    expect(await row.innerText()).toContain('+493012345678');
+    let cum = 0;
+    const score = (llr: number, i: number) => {
+      cum += llr;
+      c.bus.emit('call.score', {
+        callId,
+        atMs: t0 + 1500 + i * 500,
+        tMs: 1500 + i * 500,
+        llr,
+        cumulativeLlr: cum,
+      });
+    };
+    [0.9, 1.2, 0.8].forEach(score);
+    await expect.poll(() => row.locator('td.llr').innerText()).toBe('2.9');
+    [1.5, 1.4].forEach((llr, i) => score(llr, i + 3));
+    await expect.poll(() => row.locator('td.llr').innerText()).toBe('5.8');
+    // The sparkline follows the points (one polyline vertex per score).
+    const vertices = await row.locator('svg.spark polyline').getAttribute('points');
+    expect(vertices?.trim().split(/\s+/)).toHaveLength(5);
+    c.bus.emit('call.action', { callId, atMs: t0 + 4000, action: 'warn', reason: 'warnLlr reached' });
+    await expect.poll(() => row.innerText()).toContain('warn');
+    await shot(page, 'console-live');
+    c.bus.emit('call.verdict', {
+      callId,
+      atMs: t0 + 4500,
+      verdict: 'synthetic',
+      decisionMs: 4000,
+      cumulativeLlr: 8.4,
+    });
+    c.bus.emit('call.ended', { callId, atMs: t0 + 5000, reason: 'dropped', sipStatus: null });
+    await expect.poll(() => row.innerText()).toContain('synthetic');
+    await expect.poll(() => row.innerText()).toContain('ended');
+    expect(await text(page, '#live-count')).toContain('0 in progress');
+  });
+
+  it('changes a threshold in the policy editor, and shows the API validation message next to the field', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await page.click('#nav a[data-route="policy"]');
+    await page.waitForSelector('#defaults-form');
+    await page.fill('#defaults-form input[name="dropLlr"]', '9.5');
+    await page.click('#save-defaults');
+    await expect
+      .poll(
+        async () =>
+          (await api<{ override: { dropLlr?: number } }>(c, '/api/policy/defaults')).override.dropLlr,
+      )
+      .toBe(9.5);
+    const saved = await api<{ effective: { thresholds: { dropLlr: number } } }>(c, '/api/policy/defaults');
+    expect(saved.effective.thresholds.dropLlr).toBe(9.5);
+    await expect.poll(() => text(page, '#defaults-effective')).toContain('drop 9.5');
+
+    // Out of range: the ajv message, placed at the field.
+    await page.fill('#defaults-form input[name="dropLlr"]', '5000');
+    await page.click('#save-defaults');
+    const dropField = page.locator('#defaults-form [data-field="dropLlr"]');
+    await expect.poll(() => dropField.locator('.field-error').innerText()).toBe('must be <= 1000');
+    expect(await dropField.getAttribute('class')).toContain('invalid');
+
+    // A cross-field rule from the policy validator, placed at the field it names.
+    await page.fill('#defaults-form input[name="dropLlr"]', '9.5');
+    await page.fill('#defaults-form input[name="warnLlr"]', '12');
+    await page.click('#save-defaults');
+    const warnField = page.locator('#defaults-form [data-field="warnLlr"]');
+    await expect
+      .poll(() => warnField.locator('.field-error').innerText())
+      .toContain('must be <= dropLlr (9.5)');
+    // The earlier error was cleared; nothing invalid was stored.
+    expect(await dropField.locator('.field-error').innerText()).toBe('');
+    await shot(page, 'console-policy-validation');
+    const after = await api<{ override: { dropLlr?: number; warnLlr?: number } }>(c, '/api/policy/defaults');
+    expect(after.override).toMatchObject({ dropLlr: 9.5 });
+    expect(after.override.warnLlr).toBeUndefined();
+  });
+
+  it('creates a rule with thresholds, and a bad rule shows the message at the nested field', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await page.goto(c.baseUrl + '/#/policy');
+    await page.click('#new-rule');
+    await page.fill('#rule-form input[name="name"]', 'Night shift');
+    await page.fill('#rule-form input[name="match.fromNumbers"]', '+4930*');
+    await page.fill('#rule-form input[name="thresholds.dropLlr"]', '6');
+    await page.fill('#rule-form input[name="thresholds.warnLlr"]', '7');
+    await page.click('#save-rule');
+    const warn = page.locator('#rule-form [data-field="thresholds.warnLlr"] .field-error');
+    await expect.poll(() => warn.innerText()).toContain('must be <= dropLlr');
+    await page.fill('#rule-form input[name="thresholds.warnLlr"]', '3');
+    await page.click('#save-rule');
+    await page.waitForSelector('#rules-table tr[data-rule]');
+    const rules = await api<{
+      items: { name: string; thresholds: { dropLlr?: number; warnLlr?: number } }[];
+    }>(c, '/api/policy/rules');
+    expect(rules.items).toEqual([
+      expect.objectContaining({ name: 'Night shift', thresholds: { dropLlr: 6, warnLlr: 3 } }),
+    ]);
+  });
+
+  it('labels a call from its detail page and the tuning view counts it', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await page.goto(c.baseUrl + '/#/tuning');
+    await page.waitForSelector('#hist-chart canvas');
+    const before = await api<TuningReport>(c, '/api/tuning');
+    await expect.poll(() => count(page, '#n-robots')).toBe(before.labelled.robot);
+    expect(await count(page, '#n-humans')).toBe(before.labelled.human);
+    const histRobots = async () => Number(await page.locator('#hist-chart').getAttribute('data-robots'));
+    expect(await histRobots()).toBe(before.labelled.robot);
+
+    // An unlabelled robot call: find it in the history through the label filter.
+    const target = calls.find((x, i) => i % 3 !== 0 && x.truth === 'robot')!;
+    await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(target.callId)}`);
+    await page.waitForSelector('#score-chart canvas');
+    expect(await text(page, '#current-label')).toBe('—');
+    await page.fill('#label-note', 'obvious TTS');
+    await page.click('#label-robot');
+    await expect.poll(() => text(page, '#current-label')).toBe('robot');
+    expect(await text(page, '#labels')).toContain('robot by bootstrap-admin: obvious TTS');
+
+    await page.click('#nav a[data-route="tuning"]');
+    await page.waitForSelector('#hist-chart canvas');
+    await expect.poll(() => count(page, '#n-robots')).toBe(before.labelled.robot + 1);
+    expect(await histRobots()).toBe(before.labelled.robot + 1);
+
+    // The latest label wins: relabelling moves it from the robots to the humans.
+    await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(target.callId)}`);
+    await page.click('#label-human');
+    await expect.poll(() => text(page, '#current-label')).toBe('human');
+    await page.goto(c.baseUrl + '/#/tuning');
+    await page.waitForSelector('#hist-chart canvas');
+    await expect.poll(() => count(page, '#n-robots')).toBe(before.labelled.robot);
+    expect(await count(page, '#n-humans')).toBe(before.labelled.human + 1);
+    const after = await api<TuningReport>(c, '/api/tuning');
+    expect(after.labelled).toEqual({ human: before.labelled.human + 1, robot: before.labelled.robot });
+  });
+
+  it('what-if sliders show the API counts for the chosen thresholds', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await page.goto(c.baseUrl + '/#/tuning');
+    await page.waitForSelector('#roc-chart canvas');
+    const slide = (sel: string, v: number) => page.fill(sel, String(v));
+    await slide('#warn-slider', 2);
+    await slide('#drop-slider', 5);
+    const expected = await api<TuningReport>(c, '/api/tuning?dropLlr=5&warnLlr=2');
+    await expect.poll(() => count(page, '#wi-dropped')).toBe(expected.whatIf.dropped);
+    expect(await count(page, '#wi-warned')).toBe(expected.whatIf.warned);
+    expect(await count(page, '#wi-humans-dropped')).toBe(expected.whatIf.humansDropped);
+    expect(await count(page, '#wi-humans-warned')).toBe(expected.whatIf.humansWarned);
+    expect(await text(page, '#drop-val')).toBe('5.0');
+    // Moving the drop threshold down drops more calls: the numbers are not static.
+    await slide('#drop-slider', 3);
+    const lower = await api<TuningReport>(c, '/api/tuning?dropLlr=3&warnLlr=2');
+    expect(lower.whatIf.dropped).toBeGreaterThan(expected.whatIf.dropped);
+    await expect.poll(() => count(page, '#wi-dropped')).toBe(lower.whatIf.dropped);
+    await slide('#drop-slider', 7);
+    await slide('#warn-slider', 3.5);
+    await page.waitForTimeout(400);
+    await shot(page, 'console-tuning');
+  });
+
+  it('searches the call history and shows the decision on the detail page', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await page.goto(c.baseUrl + '/#/calls');
+    await page.waitForSelector('#calls-table tbody tr[data-call]');
+    const all = await api<{ total: number }>(c, '/api/calls?limit=1');
+    expect(all.total).toBeGreaterThanOrEqual(400);
+    expect(await text(page, '#calls-count')).toBe(`100 of ${all.total} calls`);
+    await page.click('#more');
+    await expect.poll(() => text(page, '#calls-count')).toBe(`200 of ${all.total} calls`);
+    await page.selectOption('#call-filters select[name="verdict"]', 'synthetic');
+    await page.click('#call-filters button[type="submit"]');
+    await page.waitForURL(/verdict=synthetic/);
+    const synthetic = await api<{ total: number }>(c, '/api/calls?verdict=synthetic&limit=1');
+    await expect.poll(() => text(page, '#calls-count')).toContain(`of ${synthetic.total} calls`);
+    const verdicts = await page.locator('#calls-table tbody tr td.verdict').allInnerTexts();
+    expect(new Set(verdicts)).toEqual(new Set(['synthetic']));
+
+    await page.locator('#calls-table tbody tr a').first().click();
+    await page.waitForSelector('#score-chart canvas');
+    expect(await text(page, '#decision')).toMatch(/synthetic at cumulative LLR [\d.]+ after [\d.]+ s/);
+    await shot(page, 'console-call-detail');
+  });
+
+  it('edits the allow and deny lists with validation messages', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await page.goto(c.baseUrl + '/#/lists');
+    await page.fill('#deny-form input[name="pattern"]', '_0900X.');
+    await page.fill('#deny-form input[name="sipStatus"]', '200');
+    await page.click('#deny-form button[type="submit"]');
+    const status = page.locator('#deny-form [data-field="sipStatus"] .field-error');
+    await expect.poll(() => status.innerText()).toBe('must be >= 400');
+    await page.fill('#deny-form input[name="sipStatus"]', '603');
+    await page.click('#deny-form button[type="submit"]');
+    await page.waitForSelector('#deny-table td >> text=_0900X.');
+    await page.fill('#allow-form input[name="pattern"]', '+4930111222');
+    await page.fill('#allow-form input[name="note"]', 'front desk');
+    await page.click('#allow-form button[type="submit"]');
+    await page.waitForSelector('#allow-table td >> text=front desk');
+    const deny = await api<{ items: { pattern: string; sipStatus: number }[] }>(c, '/api/lists/deny');
+    expect(deny.items).toEqual([expect.objectContaining({ pattern: '_0900X.', sipStatus: 603 })]);
+    await page.click('#allow-table button:has-text("Remove")');
+    await page.waitForSelector('#allow-table', { state: 'detached' });
+    expect((await api<{ items: unknown[] }>(c, '/api/lists/allow')).items).toEqual([]);
+  });
+
+  it('a viewer sees every page but no enabled mutation control', async () => {
+    const page = await c.newPage();
+    await login(page, c.viewerToken);
+    expect(await text(page, '#who-role')).toBe('viewer');
+    // Controls that change something and a viewer could still use: there must be none.
+    const enabledMutations = () => page.locator('[data-mutates]:enabled:visible').allInnerTexts();
+    await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(calls[1]!.callId)}`);
+    await page.waitForSelector('#score-chart canvas');
+    expect(await page.locator('#label-robot').isDisabled()).toBe(true);
+    expect(await enabledMutations()).toEqual([]);
+    await page.goto(c.baseUrl + '/#/policy');
+    await page.waitForSelector('#defaults-form');
+    expect(await page.locator('#save-defaults').isDisabled()).toBe(true);
+    expect(await enabledMutations()).toEqual([]);
+    await page.goto(c.baseUrl + '/#/lists');
+    await page.waitForSelector('#deny-form');
+    expect(await page.locator('[data-mutates]').count()).toBeGreaterThanOrEqual(2);
+    expect(await enabledMutations()).toEqual([]);
+    await page.goto(c.baseUrl + '/#/tuning');
+    await page.waitForSelector('#hist-chart canvas');
+    expect(await page.locator('#apply-thresholds').isDisabled()).toBe(true);
+    expect(await enabledMutations()).toEqual([]);
+    expect(await page.locator('.readonly-note').count()).toBe(1);
+  });
+});
+
+describe('console with 10,000 calls', () => {
+  let c: ConsoleHarness;
+  const N = 10_000;
+
+  beforeAll(async () => {
+    c = await startConsole();
+    const calls = seedCalls(c, N, { seed: 11, spacingMs: 30_000 });
+    labelSome(c, calls, 5);
+  }, 180_000);
+  afterAll(() => c.shutdown());
+  afterEach(() => {
+    expect(c.pageErrors).toEqual([]);
+  });
+
+  it('paints the first history page fast and the tuning view from aggregates', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    // A full page load (modules, uPlot, first API page) straight into the history.
+    const t0 = performance.now();
+    await page.goto(c.baseUrl + '/#/calls');
+    await page.waitForSelector('#calls-table tbody tr[data-call]');
+    const historyMs = performance.now() - t0;
+    const rows = await page.locator('#calls-table tbody tr[data-call]').count();
+    expect(rows).toBe(100);
+    expect(await text(page, '#calls-count')).toBe(`100 of ${N.toLocaleString('en-US')} calls`);
+
+    const apiBytes: Record<string, number> = {};
+    page.on('response', async (res) => {
+      const path = new URL(res.url()).pathname;
+      if (path.startsWith('/api/')) apiBytes[path] = (apiBytes[path] ?? 0) + (await res.body()).length;
+    });
+    const t1 = performance.now();
+    await page.click('#nav a[data-route="tuning"]');
+    await page.waitForSelector('#roc-chart canvas');
+    await expect.poll(() => count(page, '#n-analysed')).toBe(N);
+    const tuningMs = performance.now() - t1;
+    await shot(page, 'console-tuning-10k');
+    console.log(
+      JSON.stringify({
+        console10k: {
+          calls: N,
+          historyFirstPaintMs: Math.round(historyMs),
+          tuningViewMs: Math.round(tuningMs),
+          apiBytes,
+        },
+      }),
+    );
+    // Generous bounds on a shared 2-core box; the numbers are printed above.
+    expect(historyMs).toBeLessThan(3000);
+    expect(tuningMs).toBeLessThan(5000);
+    // Aggregates, not rows: the tuning view never lists calls and stays small on the wire.
+    expect(Object.keys(apiBytes)).not.toContain('/api/calls');
+    const total = Object.values(apiBytes).reduce((a, b) => a + b, 0);
+    expect(total).toBeLessThan(100_000);
+  });
+});
