@@ -7,14 +7,18 @@ import { AudioFormatError } from './audio-format-error.js';
 import { resample } from './resampler.js';
 import { decodeWav, type DecodeWavOptions, type DecodedAudio } from './wav.js';
 
-export async function loadAudioFile(path: string, opts: DecodeWavOptions = {}): Promise<DecodedAudio> {
-  let data: Buffer;
+/** The bytes of an input file (WAV or capture); a read failure is an AudioFormatError naming it. */
+export async function readInputFile(path: string): Promise<Buffer> {
   try {
-    data = await readFile(path);
+    return await readFile(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new AudioFormatError(`cannot read file${code ? ` (${code})` : ''}`, path, { cause: err });
   }
+}
+
+export async function loadAudioFile(path: string, opts: DecodeWavOptions = {}): Promise<DecodedAudio> {
+  const data = await readInputFile(path);
   try {
     return decodeWav(data, opts);
   } catch (err) {

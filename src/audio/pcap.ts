@@ -9,8 +9,8 @@
  * without flushing) yields the packets before the cut and a warning, because that is the most
  * common way a real capture is damaged and its packets are still good.
  */
-import { readFile } from 'node:fs/promises';
 import { AudioFormatError } from './audio-format-error.js';
+import { readInputFile } from './load-audio.js';
 import { UdpDecoder, type UdpDatagram, type UdpDecoderStats } from './udp-decoder.js';
 
 export type { UdpDatagram } from './udp-decoder.js';
@@ -42,13 +42,7 @@ const PCAPNG_EPB = 0x00000006;
 const OPT_IF_TSRESOL = 9;
 
 export async function readCapture(path: string): Promise<Capture> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new AudioFormatError(`cannot read file${code ? ` (${code})` : ''}`, path, { cause: err });
-  }
+  const bytes = await readInputFile(path);
   try {
     return parseCapture(bytes);
   } catch (err) {

@@ -110,28 +110,28 @@ describe('extractRtpStreams: sequence and timeline', () => {
     expect(tsharkRtp(file, PORT)).toHaveLength(145);
   });
 
+  /** 1 s of audio (50 packets), then the next 1 s with consecutive sequence numbers but another timestamp. */
+  function twoSpurts(secondTs: number, secondStartMs: number): Uint8Array {
+    const spurt = (samples: Float32Array, startSeq: number, startTs: number, startTimeMs: number): Buffer =>
+      writeRtpPcap({
+        samples,
+        codec: 'pcmu',
+        src: '10.1.1.1:40000',
+        dst: `10.2.2.2:${PORT}`,
+        ssrc: SSRC,
+        startSeq,
+        startTs,
+        startTimeMs,
+      });
+    return Buffer.concat([
+      spurt(signal.subarray(0, 8000), 1, 0, 0),
+      spurt(signal.subarray(8000, 16000), 51, secondTs, secondStartMs).subarray(24),
+    ]);
+  }
+
   it('treats a timestamp gap with consecutive sequence numbers as silence (DTX)', () => {
-    const a = writeRtpPcap({
-      samples: signal.subarray(0, 8000),
-      codec: 'pcmu',
-      src: '10.1.1.1:40000',
-      dst: `10.2.2.2:${PORT}`,
-      ssrc: SSRC,
-      startSeq: 1,
-      startTs: 0,
-    });
-    // 50 packets, then a 0.5 s talk-spurt gap in RTP time: next seq, timestamp + 4000 + 8000.
-    const b = writeRtpPcap({
-      samples: signal.subarray(8000, 16000),
-      codec: 'pcmu',
-      src: '10.1.1.1:40000',
-      dst: `10.2.2.2:${PORT}`,
-      ssrc: SSRC,
-      startSeq: 51,
-      startTs: 12000,
-      startTimeMs: 1500,
-    });
-    const s = stream(Buffer.concat([a, b.subarray(24)]));
+    // A 0.5 s talk-spurt gap in RTP time: timestamp 8000 + 4000.
+    const s = stream(twoSpurts(12000, 1500));
     expect(s.lostCount).toBe(0);
     expect(s.durationMs).toBe(2500);
     const x = s.samples8k!;
@@ -141,27 +141,8 @@ describe('extractRtpStreams: sequence and timeline', () => {
   });
 
   it('bridges an implausible timestamp jump (new base) by the capture-time gap', () => {
-    const a = writeRtpPcap({
-      samples: signal.subarray(0, 8000),
-      codec: 'pcmu',
-      src: '10.1.1.1:40000',
-      dst: `10.2.2.2:${PORT}`,
-      ssrc: SSRC,
-      startSeq: 1,
-      startTs: 0,
-    });
     // Timestamp base jumps by ~2^31 (a sender restarting its clock); 250 ms later on the wire.
-    const b = writeRtpPcap({
-      samples: signal.subarray(8000, 16000),
-      codec: 'pcmu',
-      src: '10.1.1.1:40000',
-      dst: `10.2.2.2:${PORT}`,
-      ssrc: SSRC,
-      startSeq: 51,
-      startTs: 0x80001234,
-      startTimeMs: 1250,
-    });
-    const s = stream(Buffer.concat([a, b.subarray(24)]));
+    const s = stream(twoSpurts(0x80001234, 1250));
     expect(s.durationMs).toBe(2250);
     expect(s.samples8k!.subarray(8000, 10000).every((v) => v === 0)).toBe(true);
     expect(s.samples8k!.subarray(10000)).toEqual(expected.subarray(8000, 16000));

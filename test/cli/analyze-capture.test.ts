@@ -1,41 +1,18 @@
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { speechLikeSignal } from '../../bench/detect-signal.js';
 import { buildUdpFrame, writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { encodeWav16 } from '../../src/audio/wav.js';
 import { pcapRecords, throughG711, tool, writePcap } from '../audio/capture-helpers.js';
 import { MODEL_PATH } from '../detect/helpers.js';
+import { analyze, CLI, jsonLines } from './run-analyze.js';
 
 /**
  * `voiceguard analyze` on captures, run as a user runs it (built CLI, real model): the caller's
  * stream is what gets scored, --all-streams scores and names each, damage is reported.
- * (npm test builds first; run `npx tsc -p tsconfig.build.json` before running this file alone.)
  */
-
-const execFileP = promisify(execFile);
-const CLI = 'dist/src/cli/main.js';
-
-async function analyze(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileP(
-      process.execPath,
-      [CLI, 'analyze', '--model', MODEL_PATH, '--jobs', '1', ...args],
-      {
-        maxBuffer: 32 << 20,
-        timeout: 120_000,
-      },
-    );
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    if (typeof e.code !== 'number') throw err;
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 type Line = {
   file: string;
@@ -45,11 +22,7 @@ type Line = {
   decisionMs: number | null;
   windows: Array<{ tMs: number; llr: number }>;
 };
-const lines = (stdout: string): Line[] =>
-  stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Line);
+const lines = (stdout: string): Line[] => jsonLines(stdout) as unknown as Line[];
 
 let dir: string;
 let callPcapng: string;

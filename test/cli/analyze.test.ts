@@ -1,52 +1,14 @@
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { speechLikeSignal } from '../../bench/detect-signal.js';
 import { writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { resample } from '../../src/audio/resampler.js';
 import { encodeWav16 } from '../../src/audio/wav.js';
-import { MODEL_PATH } from '../detect/helpers.js';
+import { analyze, CLI, jsonLines } from './run-analyze.js';
 
-/**
- * The built CLI, run as a user runs it: `node dist/src/cli/main.js analyze ...` on real files.
- * (npm test builds first; run `npx tsc -p tsconfig.build.json` before running this file alone.)
- */
-
-const execFileP = promisify(execFile);
-const CLI = 'dist/src/cli/main.js';
 const FIXTURES = 'test/fixtures';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function analyze(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
-  const modelArgs = process.env.VOICEGUARD_TEST_MODEL ? ['--model', MODEL_PATH] : [];
-  try {
-    const { stdout, stderr } = await execFileP(process.execPath, [CLI, 'analyze', ...modelArgs, ...args], {
-      env: { ...process.env, ...extraEnv },
-      maxBuffer: 32 << 20,
-      timeout: 120_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    if (typeof e.code !== 'number') throw err;
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-function jsonLines(stdout: string): Array<Record<string, unknown>> {
-  return stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 function checkContract(o: Record<string, unknown>, withStream = false): void {
   expect(Object.keys(o)).toEqual(withStream ? ['file', 'stream', 'score', 'verdict', 'decisionMs', 'windows'] : ['file', 'score', 'verdict', 'decisionMs', 'windows']);
