@@ -153,7 +153,7 @@ describe('media end to end, policy onSynthetic=drop', () => {
     expect(since(gw, from, 'call.action').map((l) => l.action)).not.toContain('drop');
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
     // The detector did hear the caller (the fork ran: windows were scored) and did not call it synthetic.
-    expect(gw.server.gateway.detectorStats()!.windowsScored - scoredBefore).toBeGreaterThan(5);
+    expect(gw.server.gateway.detectorStats()!.windowsScored - scoredBefore).toBeGreaterThanOrEqual(3);
     expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).not.toContain('synthetic');
     expect(since(gw, from, 'media.latched').length).toBeGreaterThanOrEqual(1);
   });
