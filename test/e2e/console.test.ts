@@ -35,6 +35,9 @@ interface TuningReport {
 }
 
 const text = (page: Page, sel: string) => page.locator(sel).innerText();
+/** A null or undefined rendered as text is a console bug (e.g. replaceChildren(null)). */
+const expectNoStrayText = async (page: Page) =>
+  expect(await text(page, '#main')).not.toMatch(/\b(null|undefined|NaN)\b/);
 const count = async (page: Page, sel: string) => Number((await text(page, sel)).replace(/[^\d]/g, ''));
 
 describe('console with 400 calls', () => {
@@ -165,6 +168,7 @@ describe('console with 400 calls', () => {
       .toContain('must be <= dropLlr (9.5)');
     // The earlier error was cleared; nothing invalid was stored.
     expect(await dropField.locator('.field-error').innerText()).toBe('');
+    await expectNoStrayText(page);
     await shot(page, 'console-policy-validation');
     const after = await api<{ override: { dropLlr?: number; warnLlr?: number } }>(c, '/api/policy/defaults');
     expect(after.override).toMatchObject({ dropLlr: 9.5 });
@@ -254,7 +258,15 @@ describe('console with 400 calls', () => {
     await slide('#drop-slider', 7);
     await slide('#warn-slider', 3.5);
     await page.waitForTimeout(400);
+    await expectNoStrayText(page);
     await shot(page, 'console-tuning');
+    // The DET view of the same points: probit axes, the threshold dots drawn on it.
+    await page.click('#curve-det');
+    await expect.poll(() => page.locator('#roc-chart').getAttribute('data-curve')).toBe('det');
+    expect(await text(page, '#curve-title')).toBe('DET curve (humans flagged vs robots missed)');
+    await page.locator('#roc-chart').screenshot({ path: join(SCREENSHOTS, 'console-det.png') });
+    await page.click('#curve-roc');
+    await expect.poll(() => page.locator('#roc-chart').getAttribute('data-curve')).toBe('roc');
   });
 
   it('searches the call history and shows the decision on the detail page', async () => {
@@ -278,6 +290,7 @@ describe('console with 400 calls', () => {
     await page.locator('#calls-table tbody tr a').first().click();
     await page.waitForSelector('#score-chart canvas');
     expect(await text(page, '#decision')).toMatch(/synthetic at cumulative LLR [\d.]+ after [\d.]+ s/);
+    await expectNoStrayText(page);
     await shot(page, 'console-call-detail');
   });
 
@@ -299,6 +312,7 @@ describe('console with 400 calls', () => {
     await page.waitForSelector('#allow-table td >> text=front desk');
     const deny = await api<{ items: { pattern: string; sipStatus: number }[] }>(c, '/api/lists/deny');
     expect(deny.items).toEqual([expect.objectContaining({ pattern: '_0900X.', sipStatus: 603 })]);
+    await expectNoStrayText(page);
     await page.click('#allow-table button:has-text("Remove")');
     await page.waitForSelector('#allow-table', { state: 'detached' });
     expect((await api<{ items: unknown[] }>(c, '/api/lists/allow')).items).toEqual([]);

@@ -378,7 +378,14 @@ export async function callDetailView(id) {
                   ctx.moveTo(x, u.bbox.top);
                   ctx.lineTo(x, u.bbox.top + u.bbox.height);
                   ctx.stroke();
-                  ctx.fillText(`decision: ${verdict.verdict}`, x + 4, u.bbox.top + 12 * devicePixelRatio);
+                  // Label on the side of the line that has room (decisions often come late).
+                  const rightHalf = x > u.bbox.left + u.bbox.width / 2;
+                  ctx.textAlign = rightHalf ? 'right' : 'left';
+                  ctx.fillText(
+                    `decision: ${verdict.verdict}`,
+                    x + (rightHalf ? -6 : 6),
+                    u.bbox.top + 12 * devicePixelRatio,
+                  );
                 }
                 ctx.restore();
               },

@@ -89,6 +89,12 @@ export function h(sel, attrs, ...children) {
   return el;
 }
 
+/** replaceChildren that, like h(), skips null/false children (replaceChildren prints "null"). */
+export function setChildren(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+}
+
 function append(el, children) {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;

@@ -1,5 +1,17 @@
 // Allow list (never analysed) and deny list (rejected at INVITE).
-import { adminOnly, api, field, fmtTime, get, h, session, showErrors, clearErrors, toast } from './lib.js';
+import {
+  adminOnly,
+  api,
+  field,
+  fmtTime,
+  get,
+  h,
+  session,
+  setChildren,
+  showErrors,
+  clearErrors,
+  toast,
+} from './lib.js';
 
 function listPanel(kind, items, redraw) {
   const box = h('div');
@@ -95,7 +107,8 @@ export async function listsView() {
   const el = h('div');
   const draw = async () => {
     const [allow, deny] = await Promise.all([get('/api/lists/allow'), get('/api/lists/deny')]);
-    el.replaceChildren(
+    setChildren(
+      el,
       h('h1', 'Allow and deny lists'),
       h(
         'p.muted',

@@ -13,6 +13,7 @@ import {
   h,
   select,
   session,
+  setChildren,
   showErrors,
   toast,
 } from './lib.js';
@@ -277,7 +278,8 @@ export async function policyView() {
         ),
       ),
     );
-    el.replaceChildren(
+    setChildren(
+      el,
       h('h1', 'Policy'),
       h(
         'div.panel',

@@ -13,6 +13,45 @@ import {
   toast,
 } from './lib.js';
 
+/**
+ * Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9).
+ * DET curves use it as their axis scale: two Gaussian score distributions then plot as a line.
+ */
+function probit(p) {
+  const a = [
+    -39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716,
+    2.506628277459239,
+  ];
+  const b = [
+    -54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572,
+  ];
+  const c = [
+    -0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968,
+    2.938163982698783,
+  ];
+  const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+  const lo = 0.02425;
+  if (p < lo) {
+    const q = Math.sqrt(-2 * Math.log(p));
+    return (
+      (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+      ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    );
+  }
+  if (p > 1 - lo) return -probit(1 - p);
+  const q = p - 0.5;
+  const r = q * q;
+  return (
+    ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) /
+    (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+  );
+}
+// Rates of 0 and 1 are infinitely far out on a probit axis: clamp them to the plot's edge.
+const DET_MIN = 0.001;
+const detPos = (rate) => probit(Math.min(1 - DET_MIN, Math.max(DET_MIN, rate)));
+const DET_TICKS = [0.001, 0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99, 0.999];
+const pct = (r) => `${+(r * 100).toFixed(r < 0.01 || r > 0.99 ? 1 : 0)}%`;
+
 const stat = (k, id, cls = '') =>
   h(`div.stat${cls ? `.${cls}` : ''}`, h(`span.v#${id}`, '—'), h('span.k', k));
 
@@ -33,6 +72,11 @@ export async function tuningView() {
   const warnVal = h('span.val#warn-val');
   const histBox = h('div.chart#hist-chart');
   const rocBox = h('div.chart#roc-chart');
+  let curve = 'roc';
+  const curveTitle = h('span#curve-title', 'ROC curve (robots are positives)');
+  const curveBtn = (kind, text) =>
+    h(`button.btn.small.secondary#curve-${kind}`, { type: 'button', onclick: () => showCurve(kind) }, text);
+  const curveToggle = h('div.row', curveBtn('roc', 'ROC'), curveBtn('det', 'DET'));
   const applyBtn = h(
     'button.btn#apply-thresholds',
     { type: 'button', ...adminOnly() },
@@ -71,7 +115,7 @@ export async function tuningView() {
       ),
       h(
         'div.panel',
-        h('h2', 'ROC curve (robots are positives)'),
+        h('div.row', h('h2', curveTitle), h('div.spacer'), curveToggle),
         rocBox,
         h('div.legend-note', 'Dots: the drop (red) and warn (amber) thresholds on the sliders.'),
       ),
@@ -173,12 +217,14 @@ export async function tuningView() {
             stroke: '#2f9e62',
             fill: 'rgba(47,158,98,.35)',
             paths: uPlot.paths.bars({ size: [0.9, 40] }),
+            points: { show: false },
           },
           {
             label: 'robot',
             stroke: '#d64545',
             fill: 'rgba(214,69,69,.35)',
             paths: uPlot.paths.bars({ size: [0.9, 40] }),
+            points: { show: false },
           },
         ],
         hooks: { draw: [(u) => markers(u, true)] },
@@ -186,21 +232,50 @@ export async function tuningView() {
       [xs, bins.map((b) => b.human), bins.map((b) => b.robot)],
       histBox,
     );
+    drawCurve();
+  };
+
+  /**
+   * ROC: robots caught (TPR) against humans flagged (FPR), linear axes. DET: the same trade-off
+   * as the two error rates, humans flagged against robots missed, on probit axes, where the
+   * low-error corner a deployment cares about is spread out instead of squeezed into a corner.
+   */
+  const drawCurve = () => {
+    roc?.destroy();
+    rocBox.replaceChildren();
+    rocBox.dataset.curve = curve;
+    const det = curve === 'det';
+    curveTitle.textContent = det
+      ? 'DET curve (humans flagged vs robots missed)'
+      : 'ROC curve (robots are positives)';
+    for (const k of ['roc', 'det'])
+      el.querySelector(`#curve-${k}`)?.classList.toggle('secondary', k !== curve);
     const sorted = [...rocPoints].sort((a, b) => a.fpr - b.fpr || a.tpr - b.tpr);
+    const X = (p) => (det ? detPos(p.fpr) : p.fpr);
+    const Y = (p) => (det ? detPos(p.fnr) : p.tpr);
+    const edge = detPos(DET_MIN);
+    const detAxis = (label) => ({
+      label,
+      splits: () => DET_TICKS.map(probit),
+      values: (_u, splits) => splits.map((s) => pct(DET_TICKS[DET_TICKS.map(probit).indexOf(s)] ?? 0)),
+    });
     roc = new uPlot(
       {
         width: Math.max(300, rocBox.clientWidth || 560),
         height: 260,
-        scales: { x: { time: false, range: [0, 1] }, y: { range: [0, 1] } },
-        axes: [
-          { label: 'false positive rate (humans flagged)' },
-          { label: 'true positive rate (robots caught)' },
-        ],
-        series: [
-          { label: 'FPR' },
-          { label: 'TPR', stroke: '#2f6fed', width: 2 },
-          { label: 'chance', stroke: '#c3cad6', dash: [4, 4], width: 1 },
-        ],
+        scales: det
+          ? { x: { time: false, range: [edge, -edge] }, y: { range: [edge, -edge] } }
+          : { x: { time: false, range: [0, 1] }, y: { range: [0, 1] } },
+        axes: det
+          ? [detAxis('humans flagged (false alarm rate)'), detAxis('robots missed (miss rate)')]
+          : [{ label: 'humans flagged (false positive rate)' }, { label: 'robots caught (TPR)' }],
+        series: det
+          ? [{ label: 'FPR' }, { label: 'miss rate', stroke: '#2f6fed', width: 2 }]
+          : [
+              { label: 'FPR' },
+              { label: 'TPR', stroke: '#2f6fed', width: 2 },
+              { label: 'chance', stroke: '#c3cad6', dash: [4, 4], width: 1 },
+            ],
         hooks: {
           draw: [
             (u) => {
@@ -214,8 +289,8 @@ export async function tuningView() {
                 ctx.fillStyle = c;
                 ctx.beginPath();
                 ctx.arc(
-                  u.valToPos(p.fpr, 'x', true),
-                  u.valToPos(p.tpr, 'y', true),
+                  u.valToPos(X(p), 'x', true),
+                  u.valToPos(Y(p), 'y', true),
                   5 * devicePixelRatio,
                   0,
                   2 * Math.PI,
@@ -226,9 +301,13 @@ export async function tuningView() {
           ],
         },
       },
-      [sorted.map((p) => p.fpr), sorted.map((p) => p.tpr), sorted.map((p) => p.fpr)],
+      det ? [sorted.map(X), sorted.map(Y)] : [sorted.map(X), sorted.map(Y), sorted.map((p) => p.fpr)],
       rocBox,
     );
+  };
+  const showCurve = (kind) => {
+    curve = kind;
+    drawCurve();
   };
 
   let seq = 0;
