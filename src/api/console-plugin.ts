@@ -7,9 +7,13 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** The console's static files: next to this module in src/, or src/api/console from dist/. */
-function consoleDir(): string {
-  const candidates = [join(here, 'console'), join(here, '..', '..', '..', 'src', 'api', 'console')];
+/**
+ * The console's static files: next to this module when it runs from src/ (tsx, tests), or
+ * src/api/console from dist/src/api (npm start, the image: the Dockerfile copies dist/ and
+ * src/api/console/ side by side, and the npm package lists both in `files`).
+ */
+export function consoleDir(moduleDir = here): string {
+  const candidates = [join(moduleDir, 'console'), join(moduleDir, '..', '..', '..', 'src', 'api', 'console')];
   const found = candidates.find((d) => existsSync(join(d, 'index.html')));
   if (!found) throw new Error(`web console files not found (looked in ${candidates.join(', ')})`);
   return found;
