@@ -32,6 +32,7 @@ interface Frame {
 
 /** No link layer carries frames this large; a bigger length means a corrupt record. */
 const MAX_FRAME_BYTES = 1 << 20;
+const MAX_OTHER_BLOCK_BYTES = 64 << 20;
 
 const PCAPNG_SHB = 0x0a0d0d0a;
 const PCAPNG_BYTE_ORDER_MAGIC = 0x1a2b3c4d;
@@ -166,7 +167,9 @@ function readPcapng(bytes: Uint8Array, onFrame: (f: Frame) => void, warnings: st
       throw new AudioFormatError('not a pcapng capture (no section header)');
     }
     const len = dv.getUint32(off + 4, le);
-    if (len < 12 || len % 4 !== 0 || len > MAX_FRAME_BYTES + 1024) {
+    const isPacket = type === PCAPNG_EPB || type === PCAPNG_OPB || type === PCAPNG_SPB;
+    // Other blocks (decryption secrets, custom) may legitimately be large.
+    if (len < 12 || len % 4 !== 0 || len > (isPacket ? MAX_FRAME_BYTES + 1024 : MAX_OTHER_BLOCK_BYTES)) {
       throw new AudioFormatError(`corrupt pcapng block at byte ${off} (length ${len})`);
     }
     if (off + len > bytes.length) {

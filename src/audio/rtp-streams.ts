@@ -36,13 +36,9 @@ export interface RtpStreamInfo {
   firstTimeMs: number;
   /** Length of the decoded audio. */
   durationMs: number;
-  samples8k?: Float32Array;
+  /** The decoded audio at 8 kHz, gaps filled with silence. */
+  samples8k: Float32Array;
   isCaller: boolean;
-}
-
-export interface ExtractOptions {
-  /** Skip decoding (statistics only). */
-  decode?: boolean;
 }
 
 const SAMPLE_RATE_HZ = 8000;
@@ -69,7 +65,7 @@ interface Group {
   reordered: number;
 }
 
-export function extractRtpStreams(capture: Capture, opts: ExtractOptions = {}): RtpStreamInfo[] {
+export function extractRtpStreams(capture: Capture): RtpStreamInfo[] {
   const groups = new Map<string, Group>();
   for (const d of capture.datagrams) {
     const rtp = parseRtp(d.payload);
@@ -101,13 +97,13 @@ export function extractRtpStreams(capture: Capture, opts: ExtractOptions = {}): 
   }
   const streams = [...groups.values()]
     .filter((g) => g.audioPackets >= MIN_AUDIO_PACKETS)
-    .map((g) => buildStream(g, opts.decode !== false))
+    .map(buildStream)
     .sort((a, b) => a.firstTimeMs - b.firstTimeMs);
   markCaller(streams, capture.datagrams);
   return streams;
 }
 
-function buildStream(g: Group, decode: boolean): RtpStreamInfo {
+function buildStream(g: Group): RtpStreamInfo {
   // Stable sort: of two copies of a sequence number the first to arrive is kept.
   const sorted = [...g.packets].sort((a, b) => a.extSeq - b.extSeq);
   const unique: Received[] = [];
@@ -124,14 +120,11 @@ function buildStream(g: Group, decode: boolean): RtpStreamInfo {
   const total =
     placed.length > 0 ? placed[placed.length - 1].at + audio[audio.length - 1].rtp.payload.length : 0;
   const first = audio[0].rtp.payloadType;
-  let samples8k: Float32Array | undefined;
-  if (decode) {
-    samples8k = new Float32Array(total);
-    placed.forEach((at, i) => {
-      const p = audio[i].rtp;
-      decodeG711ToFloat(lawOf(p.payloadType) as G711Law, p.payload, samples8k!.subarray(at.at));
-    });
-  }
+  const samples8k = new Float32Array(total);
+  placed.forEach((at, i) => {
+    const p = audio[i].rtp;
+    decodeG711ToFloat(lawOf(p.payloadType) as G711Law, p.payload, samples8k.subarray(at.at));
+  });
   return {
     ssrc: g.ssrc,
     src: g.src,
@@ -144,7 +137,7 @@ function buildStream(g: Group, decode: boolean): RtpStreamInfo {
     reorderedCount: reordered,
     firstTimeMs: g.firstTimeMs,
     durationMs: (total / SAMPLE_RATE_HZ) * 1000,
-    ...(samples8k ? { samples8k } : {}),
+    samples8k,
     isCaller: false,
   };
 }

@@ -59,7 +59,7 @@ export async function loadAnalysisInputs(
   return {
     inputs: chosen.map((s) => ({
       stream: opts.allStreams ? describeStream(s) : null,
-      samples8k: s.samples8k as Float32Array,
+      samples8k: s.samples8k,
     })),
     warnings: [
       ...capture.warnings,

@@ -43,10 +43,25 @@ export function toBigEndianPcap(le: Buffer): Buffer {
   return be;
 }
 
-/** A pcapng section in either byte order: SHB, one IDB (with if_tsresol), then EPBs or SPBs. */
+export interface PcapngInterface {
+  linkType: number;
+  /** if_tsresol as a power of ten (default 6, µs). */
+  tsresolExp10?: number;
+}
+
+/**
+ * A pcapng section in either byte order: SHB, the IDBs, optionally a name-resolution block
+ * and a block of a local-use type (readers must skip both), then one packet block per record
+ * (enhanced, obsolete or simple), each on the interface `iface` (default 0).
+ */
 export function pcapngSection(
-  records: PcapRecord[],
-  opts: { bigEndian: boolean; linkType: number; tsresolExp10?: number; simple?: boolean },
+  records: Array<PcapRecord & { iface?: number }>,
+  opts: {
+    bigEndian: boolean;
+    interfaces: PcapngInterface[];
+    packetBlock?: 'epb' | 'opb' | 'spb';
+    otherBlocks?: boolean;
+  },
 ): Buffer {
   const le = !opts.bigEndian;
   const u32 = (v: number): Buffer => {
@@ -70,26 +85,39 @@ export function pcapngSection(
     0x0a0d0d0a,
     Buffer.concat([u32(0x1a2b3c4d), u16(1), u16(0), u32(0xffffffff), u32(0xffffffff)]),
   );
-  const exp = opts.tsresolExp10 ?? 6;
-  const tsresol = Buffer.concat([u16(9), u16(1), Buffer.from([exp, 0, 0, 0]), u16(0), u16(0)]);
-  const idb = block(1, Buffer.concat([u16(opts.linkType), u16(0), u32(0), tsresol]));
+  const idbs = opts.interfaces.map((i) => {
+    const tsresol = Buffer.concat([
+      u16(9),
+      u16(1),
+      Buffer.from([i.tsresolExp10 ?? 6, 0, 0, 0]),
+      u16(0),
+      u16(0),
+    ]);
+    return block(1, Buffer.concat([u16(i.linkType), u16(0), u32(0), tsresol]));
+  });
+  const others = opts.otherBlocks
+    ? [
+        block(
+          4,
+          Buffer.concat([u16(1), u16(8), Buffer.from([10, 0, 0, 1]), Buffer.from('gw\0\0'), u16(0), u16(0)]),
+        ),
+        block(0x80000123, Buffer.from('local use')),
+      ]
+    : [];
   const packets = records.map((r) => {
     const frame = Buffer.from(r.frame);
-    if (opts.simple) return block(3, Buffer.concat([u32(frame.length), frame]));
+    const iface = r.iface ?? 0;
+    if (opts.packetBlock === 'spb') return block(3, Buffer.concat([u32(frame.length), frame]));
+    const exp = opts.interfaces[iface].tsresolExp10 ?? 6;
     const units = (BigInt(Math.round(r.timeMs * 1000)) * 10n ** BigInt(exp)) / 1_000_000n;
+    const head = opts.packetBlock === 'opb' ? Buffer.concat([u16(iface), u16(0)]) : u32(iface);
+    const ts = [u32(Number(units >> 32n)), u32(Number(units & 0xffffffffn))];
     return block(
-      6,
-      Buffer.concat([
-        u32(0),
-        u32(Number(units >> 32n)),
-        u32(Number(units & 0xffffffffn)),
-        u32(frame.length),
-        u32(frame.length),
-        frame,
-      ]),
+      opts.packetBlock === 'opb' ? 2 : 6,
+      Buffer.concat([head, ...ts, u32(frame.length), u32(frame.length), frame]),
     );
   });
-  return Buffer.concat([shb, idb, ...packets]);
+  return Buffer.concat([shb, ...idbs, ...others, ...packets]);
 }
 
 /** Classic LE pcap of arbitrary link type (the writer's own layout, via its exported writer). */

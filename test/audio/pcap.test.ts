@@ -123,8 +123,14 @@ describe('readCapture: containers written by the real tools', () => {
 
   it('big-endian pcapng with ns if_tsresol, plus a second little-endian section (cat of two files)', async () => {
     const records = pcapRecords(base);
-    const beSection = pcapngSection(records.slice(0, 50), { bigEndian: true, linkType: 1, tsresolExp10: 9 });
-    const leSection = pcapngSection(records.slice(50), { bigEndian: false, linkType: 1, tsresolExp10: 3 });
+    const beSection = pcapngSection(records.slice(0, 50), {
+      bigEndian: true,
+      interfaces: [{ linkType: 1, tsresolExp10: 9 }],
+    });
+    const leSection = pcapngSection(records.slice(50), {
+      bigEndian: false,
+      interfaces: [{ linkType: 1, tsresolExp10: 3 }],
+    });
     const file = save(dir, 'sections.pcapng', Buffer.concat([beSection, leSection]));
     const c = await readCapture(file);
     expect(c.format).toBe('pcapng');
@@ -140,11 +146,39 @@ describe('readCapture: containers written by the real tools', () => {
     c.datagrams.forEach((d, i) => expect(d.timeMs / 1000).toBeCloseTo(tsharkTimes[i], 5));
   });
 
+  it('pcapng with two interfaces of different link types, skipping name-resolution and local blocks', () => {
+    const records = pcapRecords(base).map((r, k) =>
+      k % 2 === 0 ? r : { timeMs: r.timeMs, frame: withLinkHeader('sll2', r.frame), iface: 1 },
+    );
+    const interfaces = [{ linkType: 1 }, { linkType: 276, tsresolExp10: 9 }];
+    for (const packetBlock of ['epb', 'opb'] as const) {
+      const file = save(
+        dir,
+        `two-if-${packetBlock}.pcapng`,
+        pcapngSection(records, {
+          bigEndian: packetBlock === 'opb',
+          interfaces,
+          packetBlock,
+          otherBlocks: true,
+        }),
+      );
+      const c = parseCapture(readFileSync(file));
+      expect(c.warnings).toEqual([]);
+      expect(c.datagrams[1].timeMs).toBeCloseTo(1_700_000_000_020, 6);
+      expect(onlyStream(c).samples8k).toEqual(expectedAudio);
+      agreesWithTshark(file, 101);
+    }
+  });
+
   it('pcapng simple packet blocks', () => {
     const file = save(
       dir,
       'spb.pcapng',
-      pcapngSection(pcapRecords(base), { bigEndian: false, linkType: 1, simple: true }),
+      pcapngSection(pcapRecords(base), {
+        bigEndian: false,
+        interfaces: [{ linkType: 1 }],
+        packetBlock: 'spb',
+      }),
     );
     const s = onlyStream(parseCapture(readFileSync(file)));
     expect(s.samples8k).toEqual(expectedAudio);

@@ -134,7 +134,7 @@ describe('extractRtpStreams: sequence and timeline', () => {
     const s = stream(twoSpurts(12000, 1500));
     expect(s.lostCount).toBe(0);
     expect(s.durationMs).toBe(2500);
-    const x = s.samples8k!;
+    const x = s.samples8k;
     expect(x.subarray(0, 8000)).toEqual(expected.subarray(0, 8000));
     expect(x.subarray(8000, 12000).every((v) => v === 0)).toBe(true);
     expect(x.subarray(12000)).toEqual(expected.subarray(8000, 16000));
@@ -144,8 +144,8 @@ describe('extractRtpStreams: sequence and timeline', () => {
     // Timestamp base jumps by ~2^31 (a sender restarting its clock); 250 ms later on the wire.
     const s = stream(twoSpurts(0x80001234, 1250));
     expect(s.durationMs).toBe(2250);
-    expect(s.samples8k!.subarray(8000, 10000).every((v) => v === 0)).toBe(true);
-    expect(s.samples8k!.subarray(10000)).toEqual(expected.subarray(8000, 16000));
+    expect(s.samples8k.subarray(8000, 10000).every((v) => v === 0)).toBe(true);
+    expect(s.samples8k.subarray(10000)).toEqual(expected.subarray(8000, 16000));
   });
 });
 
