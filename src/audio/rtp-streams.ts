@@ -13,6 +13,7 @@
  *   (capture-sip.ts); if the capture has no usable SIP, the stream whose first packet is
  *   earliest (in a call the caller usually starts sending first, right after its INVITE/ACK).
  */
+import { AudioFormatError } from './audio-format-error.js';
 import { findCallerMedia } from './capture-sip.js';
 import { decodeG711ToFloat, type G711Law } from './g711.js';
 import type { Capture, UdpDatagram } from './pcap.js';
@@ -45,6 +46,8 @@ const SAMPLE_RATE_HZ = 8000;
 const MIN_AUDIO_PACKETS = 5;
 /** Longest timestamp gap taken at face value (silence suppression can be this long). */
 const MAX_GAP_MS = 10_000;
+/** Longer than any call we would analyse; beyond it the timeline comes from a broken or hostile capture. */
+const MAX_STREAM_MS = 4 * 3600_000;
 
 interface Received {
   extSeq: number;
@@ -120,6 +123,11 @@ function buildStream(g: Group): RtpStreamInfo {
   const total =
     placed.length > 0 ? placed[placed.length - 1].at + audio[audio.length - 1].rtp.payload.length : 0;
   const first = audio[0].rtp.payloadType;
+  if (total > (MAX_STREAM_MS * SAMPLE_RATE_HZ) / 1000) {
+    throw new AudioFormatError(
+      `RTP stream ssrc=0x${g.ssrc.toString(16)} ${g.src}->${g.dst} spans more than ${MAX_STREAM_MS / 3600_000} h of RTP time`,
+    );
+  }
   const samples8k = new Float32Array(total);
   placed.forEach((at, i) => {
     const p = audio[i].rtp;

@@ -7,6 +7,7 @@ import { buildUdpFrame, writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { parseCapture, readCapture, type Capture } from '../../src/audio/pcap.js';
 import { extractRtpStreams } from '../../src/audio/rtp-streams.js';
 import { serializeRtp } from '../../src/media/rtp-packet.js';
+import { rng } from '../detect/helpers.js';
 import {
   fragmentIpv4,
   ipOf,
@@ -344,5 +345,35 @@ describe('readCapture: damaged files', () => {
     const s = onlyStream(parseCapture(writePcap([...records, ...noise], 1)));
     expect(s.ssrc).toBe(SSRC);
     expect(s.samples8k).toEqual(expectedAudio);
+  });
+});
+
+describe('readCapture: damaged input never escapes as anything but AudioFormatError', () => {
+  it('survives 3000 random corruptions of pcap and pcapng files (byte flips and cuts)', () => {
+    const ng = join(dir, 'fuzz-src.pcapng');
+    tool('editcap', ['-F', 'pcapng', basePath, ng]);
+    const sources = [base.subarray(0, 24 + 12 * 230), readFileSync(ng).subarray(0, 3000)];
+    const rand = rng(7);
+    let thrown = 0;
+    let read = 0;
+    for (let i = 0; i < 3000; i++) {
+      const src = sources[i % 2];
+      const bytes = Buffer.from(src.subarray(0, rand() < 0.3 ? Math.floor(rand() * src.length) : src.length));
+      for (let k = 0, n = 1 + Math.floor(rand() * 8); k < n && bytes.length > 0; k++) {
+        bytes[Math.floor(rand() * bytes.length)] = Math.floor(rand() * 256);
+      }
+      try {
+        const c = parseCapture(bytes);
+        extractRtpStreams(c);
+        read++;
+      } catch (err) {
+        if (!(err instanceof AudioFormatError)) throw err;
+        expect(err.message.length).toBeGreaterThan(5);
+        thrown++;
+      }
+    }
+    // Both outcomes happen: most damage is survivable, some is fatal.
+    expect(read).toBeGreaterThan(100);
+    expect(thrown).toBeGreaterThan(100);
   });
 });

@@ -5,7 +5,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { inviteOfferMedia } from '../../src/audio/capture-sip.js';
 import { buildUdpFrame, writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { parseCapture, readCapture } from '../../src/audio/pcap.js';
+import { AudioFormatError } from '../../src/audio/audio-format-error.js';
 import { extractRtpStreams } from '../../src/audio/rtp-streams.js';
+import { serializeRtp } from '../../src/media/rtp-packet.js';
 import { encodeWav16 } from '../../src/audio/wav.js';
 import {
   pcapRecords,
@@ -146,6 +148,37 @@ describe('extractRtpStreams: sequence and timeline', () => {
     expect(s.durationMs).toBe(2250);
     expect(s.samples8k.subarray(8000, 10000).every((v) => v === 0)).toBe(true);
     expect(s.samples8k.subarray(10000)).toEqual(expected.subarray(8000, 16000));
+  });
+  it('refuses a stream whose timestamps would span more than 4 hours (no 16 GB allocation)', () => {
+    const a = { address: '10.1.1.1', port: 40000 };
+    const b = { address: '10.2.2.2', port: PORT };
+    const recs = Array.from({ length: 1500 }, (_, k) => ({
+      timeMs: k * 20,
+      frame: buildUdpFrame(
+        a,
+        b,
+        serializeRtp({
+          version: 2,
+          padding: false,
+          extension: false,
+          marker: false,
+          payloadType: 0,
+          sequenceNumber: k,
+          timestamp: k * 80_000,
+          ssrc: SSRC,
+          csrc: [],
+          payload: new Uint8Array(160),
+        }),
+      ),
+    }));
+    expect(() => extractRtpStreams(parseCapture(writePcap(recs, 1)))).toThrow(AudioFormatError);
+    expect(() => extractRtpStreams(parseCapture(writePcap(recs, 1)))).toThrow(
+      /spans more than 4 h of RTP time/,
+    );
+    // The same timestamps over fewer packets are a long but legitimate DTX call.
+    expect(extractRtpStreams(parseCapture(writePcap(recs.slice(0, 1000), 1)))[0].durationMs).toBe(
+      999 * 10_000 + 20,
+    );
   });
 });
 
