@@ -176,8 +176,8 @@ describe('extractRtpStreams: sequence and timeline', () => {
       /spans more than 4 h of RTP time/,
     );
     // The same timestamps over fewer packets are a long but legitimate DTX call.
-    expect(extractRtpStreams(parseCapture(writePcap(recs.slice(0, 1000), 1)))[0].durationMs).toBe(
-      999 * 10_000 + 20,
+    expect(extractRtpStreams(parseCapture(writePcap(recs.slice(0, 300), 1)))[0].durationMs).toBe(
+      299 * 10_000 + 20,
     );
   });
 });
