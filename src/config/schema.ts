@@ -76,15 +76,6 @@ export const ConfigSchema = z.strictObject({
         })
         .prefault({}),
       userAgent: z.string().default('voiceguard').describe('Server/User-Agent header value'),
-      sessionTimers: z
-        .strictObject({
-          mode: z
-            .enum(['passthrough', 'refresh'])
-            .default('passthrough')
-            .describe('RFC 4028: pass Session-Expires end to end, or let voiceguard refresh the session itself'),
-          minSe: z.number().int().min(90).default(90).describe('Min-SE in seconds'),
-        })
-        .prefault({}),
       inviteTimeoutMs: z
         .number()
         .int()
@@ -218,10 +209,6 @@ export const ConfigSchema = z.strictObject({
         .describe('WAV file played to the staff member on warn (null = two-tone beep)'),
       warnToneHz: z.array(z.number().min(100).max(3800)).length(2).default([1400, 2060]).describe('Warn beep frequencies'),
       warnToneMs: z.number().int().min(50).max(3000).default(400).describe('Length of each warn beep'),
-      warnHeader: z
-        .string()
-        .default('X-Voiceguard-Verdict')
-        .describe('Header added to the PBX-side INVITE when a verdict exists before answer'),
     })
     .prefault({}),
   store: z
