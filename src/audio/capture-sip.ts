@@ -54,5 +54,15 @@ export function inviteOfferMedia(message: string): CallerMedia | null {
   const audio = sdp.media.find((m) => m.type === 'audio' && m.port > 0);
   const address = audio?.connection?.ip ?? sdp.connection?.ip;
   if (!audio || !address) return null;
-  return { address, port: audio.port, callId: header('Call-ID', 'i') };
+  return { address: canonicalAddress(address), port: audio.port, callId: header('Call-ID', 'i') };
+}
+
+/** IPv6 in the RFC 5952 form udp-decoder.ts prints (SDP may use upper case or no `::`). */
+function canonicalAddress(address: string): string {
+  if (!address.includes(':')) return address;
+  try {
+    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return address;
+  }
 }

@@ -269,6 +269,19 @@ export function tsharkRtp(
   return Object.assign(rows, { stderr: r.stderr });
 }
 
+/** tshark's own RTP stream analysis (`-z rtp,streams`): packets and lost per SSRC. */
+export function tsharkRtpStreams(
+  file: string,
+  port: number,
+): Array<{ ssrc: number; packets: number; lost: number }> {
+  const out = tool('tshark', ['-r', file, '-d', `udp.port==${port},rtp`, '-q', '-z', 'rtp,streams']);
+  return [...out.matchAll(/\s(0x[0-9A-Fa-f]+)\s+\S+\s+(\d+)\s+(-?\d+) \(/g)].map((m) => ({
+    ssrc: Number(m[1]),
+    packets: Number(m[2]),
+    lost: Number(m[3]),
+  }));
+}
+
 export function save(dir: string, name: string, data: Uint8Array): string {
   const p = join(dir, name);
   writeFileSync(p, data);

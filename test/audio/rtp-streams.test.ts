@@ -16,6 +16,7 @@ import {
   throughG711,
   tool,
   tsharkRtp,
+  tsharkRtpStreams,
   writePcap,
   type PcapRecord,
 } from './capture-helpers.js';
@@ -109,7 +110,7 @@ describe('extractRtpStreams: sequence and timeline', () => {
     expect(s.packetCount).toBe(145);
     expect(s.lostCount).toBe(4); // a lost last packet cannot be known
     expect(s.samples8k).toEqual(withSilence([10, 35, 36, 37]).subarray(0, 149 * 160));
-    expect(tsharkRtp(file, PORT)).toHaveLength(145);
+    expect(tsharkRtpStreams(file, PORT)).toEqual([{ ssrc: SSRC, packets: 145, lost: 4 }]);
   });
 
   /** 1 s of audio (50 packets), then the next 1 s with consecutive sequence numbers but another timestamp. */
@@ -283,6 +284,8 @@ describe('extractRtpStreams: the caller', () => {
     const msg =
       'INVITE sip:x SIP/2.0\r\ni: abc\r\nt: <sip:x>\r\n\r\nv=0\r\no=- 1 1 IN IP4 1.1.1.1\r\ns=-\r\nc=IN IP4 1.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 2.2.2.2\r\n';
     expect(inviteOfferMedia(msg)).toEqual({ address: '2.2.2.2', port: 4000, callId: 'abc' });
+    const v6 = msg.replace('c=IN IP4 2.2.2.2', 'c=IN IP6 2001:DB8:0:0:0:0:0:7');
+    expect(inviteOfferMedia(v6)).toEqual({ address: '2001:db8::7', port: 4000, callId: 'abc' });
     expect(inviteOfferMedia('INVITE sip:x SIP/2.0\r\n\r\nnot sdp')).toBeNull();
     expect(inviteOfferMedia('INVITE garbage')).toBeNull();
   });
