@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN } from '../api/api-harness.js';
+import { ADMIN_TOKEN, emitCall } from '../api/api-harness.js';
 import {
   labelSome,
   login,
@@ -84,6 +84,19 @@ describe('console with 400 calls', () => {
     await expect.poll(() => text(page, '#live-status')).toBe('live');
     const callId = 'live-e2e-1';
     const t0 = Date.now();
+    // A call rejected at INVITE is never "in progress".
+    c.bus.emit('call.started', {
+      callId: 'live-e2e-denied',
+      atMs: t0,
+      direction: 'inbound',
+      trunk: 'carrier-a',
+      sourceAddress: '192.0.2.66',
+      fromNumber: '+4990012345',
+      toNumber: '+4989123400',
+      sipCallId: 'denied@e2e',
+      ruleId: null,
+      treatment: 'deny',
+    });
     c.bus.emit('call.started', {
       callId,
       atMs: t0,
@@ -131,6 +144,7 @@ describe('console with 400 calls', () => {
     c.bus.emit('call.ended', { callId, atMs: t0 + 5000, reason: 'dropped', sipStatus: null });
     await expect.poll(() => row.innerText()).toContain('synthetic');
     await expect.poll(() => row.innerText()).toContain('ended');
+    expect(await page.locator('tr[data-call="live-e2e-denied"]').count()).toBe(0);
     expect(await text(page, '#live-count')).toContain('0 in progress');
   });
 
@@ -267,6 +281,21 @@ describe('console with 400 calls', () => {
     await page.locator('#roc-chart').screenshot({ path: join(SCREENSHOTS, 'console-det.png') });
     await page.click('#curve-roc');
     await expect.poll(() => page.locator('#roc-chart').getAttribute('data-curve')).toBe('roc');
+
+    // Apply the slider values as the policy defaults, and the API's refusal of a bad pair.
+    await page.click('#apply-thresholds');
+    await expect
+      .poll(
+        async () =>
+          (await api<{ effective: { thresholds: object } }>(c, '/api/policy/defaults')).effective.thresholds,
+      )
+      .toMatchObject({ dropLlr: 7, warnLlr: 3.5 });
+    await slide('#drop-slider', 5);
+    await slide('#warn-slider', 6);
+    await page.click('#apply-thresholds');
+    await expect.poll(() => text(page, '#whatif-panel')).toContain('warnLlr (6) must be <= dropLlr (5)');
+    const kept = await api<{ effective: { thresholds: object } }>(c, '/api/policy/defaults');
+    expect(kept.effective.thresholds).toMatchObject({ dropLlr: 7, warnLlr: 3.5 });
   });
 
   it('searches the call history and shows the decision on the detail page', async () => {
@@ -292,6 +321,32 @@ describe('console with 400 calls', () => {
     expect(await text(page, '#decision')).toMatch(/synthetic at cumulative LLR [\d.]+ after [\d.]+ s/);
     await expectNoStrayText(page);
     await shot(page, 'console-call-detail');
+
+    // Search by part of a number finds exactly the calls the API finds.
+    await page.goto(c.baseUrl + '/#/calls');
+    await page.fill('#call-filters input[name="q"]', '+4989123407');
+    await page.click('#call-filters button[type="submit"]');
+    const byNumber = await api<{ total: number }>(
+      c,
+      `/api/calls?q=${encodeURIComponent('+4989123407')}&limit=1`,
+    );
+    expect(byNumber.total).toBeGreaterThan(0);
+    await expect.poll(() => text(page, '#calls-count')).toBe(`${byNumber.total} of ${byNumber.total} calls`);
+  });
+
+  it("plays a call's retained review audio, fetched with the token", async () => {
+    const callId = emitCall(c.bus, { scores: [0.5, 0.5], verdict: null });
+    const pcm = Int16Array.from({ length: 8000 }, (_, i) =>
+      Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 8000)),
+    );
+    c.bus.emit('call.audio', { callId, atMs: Date.now(), sampleRateHz: 8000, pcm });
+    c.store.flush();
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(callId)}`);
+    await page.click('#load-audio');
+    // One second of 8 kHz audio decoded by the browser from the WAV the API sent.
+    await page.waitForFunction("Math.abs(document.querySelector('#audio')?.duration - 1) < 0.01");
   });
 
   it('edits the allow and deny lists with validation messages', async () => {

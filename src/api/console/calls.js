@@ -248,6 +248,33 @@ export async function callDetailView(id) {
       label === 'robot' ? 'Label robot' : 'Label human',
     );
 
+  // <audio src> cannot send the token header (and an empty src errors before "play" ever
+  // fires): fetch the WAV with the token on request, then play it from a blob URL.
+  let audioUrl = null;
+  const audioBox = h(
+    'div#review-audio',
+    h(
+      'button.btn.secondary#load-audio',
+      {
+        type: 'button',
+        onclick: async () => {
+          try {
+            const res = await fetch(`/api/calls/${encodeURIComponent(call.id)}/audio`, {
+              headers: { authorization: `Bearer ${session.token}` },
+            });
+            if (!res.ok)
+              throw new Error((await res.json().catch(() => null))?.message ?? `HTTP ${res.status}`);
+            audioUrl = URL.createObjectURL(await res.blob());
+            audioBox.replaceChildren(h('audio#audio', { controls: true, src: audioUrl }));
+          } catch (err) {
+            toast(`Could not load the audio: ${err.message}`, true);
+          }
+        },
+      },
+      'Load review audio',
+    ),
+  );
+
   const el = h(
     'div',
     h('div.row', h('a', { href: '#/calls' }, '← Call history')),
@@ -289,7 +316,7 @@ export async function callDetailView(id) {
           actions.length
             ? h('ul', ...actions.map((a) => h('li', badge(a.action), ` ${fmtTime(a.atMs)} — ${a.reason}`)))
             : h('p.muted', 'No actions taken.'),
-          call.hasAudio ? h('audio', { controls: true, preload: 'none', src: '' }) : null,
+          call.hasAudio ? audioBox : null,
         ),
         h(
           'div.panel',
@@ -303,20 +330,6 @@ export async function callDetailView(id) {
   );
 
   let plot = null;
-  const audio = el.querySelector('audio');
-  if (audio) {
-    // <audio> cannot send a header: fetch with the token and play from a blob.
-    audio.addEventListener('play', async function once() {
-      audio.removeEventListener('play', once);
-      const res = await fetch(`/api/calls/${encodeURIComponent(call.id)}/audio`, {
-        headers: { authorization: `Bearer ${session.token}` },
-      });
-      if (res.ok) {
-        audio.src = URL.createObjectURL(await res.blob());
-        audio.play();
-      }
-    });
-  }
   return {
     el,
     mounted() {
@@ -398,6 +411,7 @@ export async function callDetailView(id) {
     },
     cleanup() {
       plot?.destroy();
+      if (audioUrl) URL.revokeObjectURL(audioUrl);
     },
   };
 }

@@ -118,19 +118,22 @@ export async function liveView() {
       schedule();
     });
   on('call.started', (e) =>
-    calls.set(e.callId, {
-      id: e.callId,
-      fromNumber: e.fromNumber,
-      toNumber: e.toNumber,
-      trunk: e.trunk,
-      startedAtMs: e.atMs,
-      answeredAtMs: null,
-      cumulativeLlr: null,
-      points: [],
-      verdict: null,
-      actions: [],
-      ended: null,
-    }),
+    // Denied calls are rejected at INVITE: never in progress (as in the server's live list).
+    e.treatment === 'deny'
+      ? undefined
+      : calls.set(e.callId, {
+          id: e.callId,
+          fromNumber: e.fromNumber,
+          toNumber: e.toNumber,
+          trunk: e.trunk,
+          startedAtMs: e.atMs,
+          answeredAtMs: null,
+          cumulativeLlr: null,
+          points: [],
+          verdict: null,
+          actions: [],
+          ended: null,
+        }),
   );
   on('call.answered', (e, c) => c && (c.answeredAtMs = e.atMs));
   on('call.score', (e, c) => {

@@ -121,7 +121,7 @@ export async function tuningView() {
       ),
     ),
     h(
-      'div.panel',
+      'div.panel#whatif-panel',
       h('h2', 'What if'),
       h('div.slider-row', h('label', { for: 'warn-slider' }, 'Warn at LLR'), warnIn, warnVal),
       h('div.slider-row', h('label', { for: 'drop-slider' }, 'Drop at LLR'), dropIn, dropVal),
