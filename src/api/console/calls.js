@@ -373,6 +373,8 @@ export async function callDetailView(id) {
                 ctx.save();
                 ctx.lineWidth = 1.5 * devicePixelRatio;
                 ctx.font = `${11 * devicePixelRatio}px system-ui`;
+                // uPlot leaves the y axis' right alignment on the context.
+                ctx.textAlign = 'left';
                 for (const l of lines) {
                   const y = u.valToPos(l.y, 'y', true);
                   ctx.strokeStyle = ctx.fillStyle = l.color;
