@@ -78,6 +78,39 @@ describe('console with 400 calls', () => {
     await login(page, ADMIN_TOKEN);
   });
 
+  it('live view lists a call that was already in progress, with its recent scores', async () => {
+    const callId = 'live-e2e-before';
+    const t0 = Date.now();
+    c.bus.emit('call.started', {
+      callId,
+      atMs: t0,
+      direction: 'inbound',
+      trunk: 'carrier-b',
+      sourceAddress: '192.0.2.11',
+      fromNumber: '+493099988877',
+      toNumber: '+4989123401',
+      sipCallId: `${callId}@e2e`,
+      ruleId: null,
+      treatment: 'analyse',
+    });
+    [-0.5, -1.5, -2.25].forEach((cumulativeLlr, i) =>
+      c.bus.emit('call.score', { callId, atMs: t0 + i, tMs: 1500 + i * 500, llr: 0, cumulativeLlr }),
+    );
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    const row = page.locator(`tr[data-call="${callId}"]`);
+    await expect.poll(() => row.locator('td.llr').innerText()).toBe('-2.3');
+    await expect.poll(() => text(page, '#live-status')).toBe('live');
+    // The resync on open neither duplicates the row nor ends the call.
+    await page.waitForTimeout(300);
+    expect(await page.locator(`tr[data-call="${callId}"]`).count()).toBe(1);
+    expect(await row.innerText()).not.toContain('ended');
+    const vertices = await row.locator('svg.spark polyline').getAttribute('points');
+    expect(vertices?.trim().split(/\s+/)).toHaveLength(3);
+    c.bus.emit('call.ended', { callId, atMs: Date.now(), reason: 'bye-caller', sipStatus: null });
+    await expect.poll(() => row.innerText()).toContain('ended');
+  });
+
   it('live view shows a call published on the bus and its score moving', async () => {
     const page = await c.newPage();
     await login(page, ADMIN_TOKEN);

@@ -1,5 +1,5 @@
 // Live view: calls in progress, their cumulative score moving, verdicts and actions.
-import { badge, defaults, fmtDur, fmtLlr, get, h, session, sparkline } from './lib.js';
+import { badge, defaults, fmtDur, fmtLlr, get, h, session, sparkline, toast } from './lib.js';
 
 const KEEP_ENDED_MS = 30_000;
 const MAX_POINTS = 240;
@@ -8,13 +8,14 @@ export async function liveView() {
   const [{ items }, d] = await Promise.all([get('/api/calls/live'), defaults()]);
   const th = d.effective.thresholds;
   const calls = new Map();
-  for (const c of items)
-    calls.set(c.id, {
-      ...c,
-      points: (c.recentScores ?? []).slice(-MAX_POINTS),
-      actions: c.actions ?? [],
-      ended: null,
-    });
+  const fromSnapshot = (c) => ({
+    ...c,
+    points: (c.recentScores ?? []).slice(-MAX_POINTS),
+    actions: c.actions ?? [],
+    ended: null,
+    seenAt: Date.now(),
+  });
+  for (const c of items) calls.set(c.id, fromSnapshot(c));
 
   const dot = h('span.live-dot');
   const status = h('span.muted#live-status', 'connecting…');
@@ -103,9 +104,28 @@ export async function liveView() {
   };
 
   const es = new EventSource(`/api/events?token=${encodeURIComponent(session.token)}`);
+  /**
+   * Events sent while the stream was not open (before the first open, or while reconnecting
+   * after a restart) are lost: on every open, take the server's list again. Calls it no longer
+   * has, and that this page knew before asking, ended in the gap. (Client clock only: no skew.)
+   */
+  const resync = async () => {
+    const askedAt = Date.now();
+    try {
+      const snapshot = await get('/api/calls/live');
+      const ids = new Set(snapshot.items.map((c) => c.id));
+      for (const c of snapshot.items) if (!calls.has(c.id)) calls.set(c.id, fromSnapshot(c));
+      for (const c of calls.values())
+        if (!c.ended && !ids.has(c.id) && c.seenAt < askedAt) c.ended = Date.now();
+      schedule();
+    } catch (err) {
+      toast(`Could not refresh the live list: ${err.message}`, true);
+    }
+  };
   es.onopen = () => {
     dot.classList.add('on');
     status.textContent = 'live';
+    resync();
   };
   es.onerror = () => {
     dot.classList.remove('on');
@@ -133,6 +153,7 @@ export async function liveView() {
           verdict: null,
           actions: [],
           ended: null,
+          seenAt: Date.now(),
         }),
   );
   on('call.answered', (e, c) => c && (c.answeredAtMs = e.atMs));
