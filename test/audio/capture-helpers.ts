@@ -2,6 +2,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeG711ToFloat, encodeG711FromFloat, type G711Law } from '../../src/audio/g711.js';
+import { buildUdpFrame, type Endpoint } from '../../src/audio/pcap-writer.js';
+import { serializeRtp } from '../../src/media/rtp-packet.js';
 
 /**
  * Test-side capture surgery: split the project's pcap writer output into records, re-wrap
@@ -118,6 +120,23 @@ export function pcapngSection(
     );
   });
   return Buffer.concat([shb, ...idbs, ...others, ...packets]);
+}
+
+/** One Ethernet/IPv4/UDP frame carrying a 20 ms PCMU RTP packet (160 zero bytes of payload). */
+export function rtpFrame(src: Endpoint, dst: Endpoint, h: { seq: number; ts: number; ssrc: number }): Buffer {
+  const rtp = serializeRtp({
+    version: 2,
+    padding: false,
+    extension: false,
+    marker: false,
+    payloadType: 0,
+    sequenceNumber: h.seq & 0xffff,
+    timestamp: h.ts >>> 0,
+    ssrc: h.ssrc,
+    csrc: [],
+    payload: new Uint8Array(160),
+  });
+  return buildUdpFrame(src, dst, rtp);
 }
 
 /** Classic LE pcap of arbitrary link type (the writer's own layout, via its exported writer). */

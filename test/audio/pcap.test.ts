@@ -6,7 +6,6 @@ import { AudioFormatError } from '../../src/audio/audio-format-error.js';
 import { buildUdpFrame, writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { parseCapture, readCapture, type Capture } from '../../src/audio/pcap.js';
 import { extractRtpStreams } from '../../src/audio/rtp-streams.js';
-import { serializeRtp } from '../../src/media/rtp-packet.js';
 import { rng } from '../detect/helpers.js';
 import {
   fragmentIpv4,
@@ -14,6 +13,7 @@ import {
   ipv6Frame,
   pcapngSection,
   pcapRecords,
+  rtpFrame,
   save,
   testSignal,
   throughG711,
@@ -324,22 +324,7 @@ describe('readCapture: damaged files', () => {
       // An RTP-shaped packet of another SSRC, alone: taken for noise, not a stream.
       {
         timeMs: records[5].timeMs,
-        frame: buildUdpFrame(
-          a,
-          b,
-          serializeRtp({
-            version: 2,
-            padding: false,
-            extension: false,
-            marker: false,
-            payloadType: 0,
-            sequenceNumber: 1,
-            timestamp: 1,
-            ssrc: 9,
-            csrc: [],
-            payload: new Uint8Array(160),
-          }),
-        ),
+        frame: rtpFrame(a, b, { seq: 1, ts: 1, ssrc: 9 }),
       },
     ];
     const s = onlyStream(parseCapture(writePcap([...records, ...noise], 1)));

@@ -7,10 +7,10 @@ import { buildUdpFrame, writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { parseCapture, readCapture } from '../../src/audio/pcap.js';
 import { AudioFormatError } from '../../src/audio/audio-format-error.js';
 import { extractRtpStreams } from '../../src/audio/rtp-streams.js';
-import { serializeRtp } from '../../src/media/rtp-packet.js';
 import { encodeWav16 } from '../../src/audio/wav.js';
 import {
   pcapRecords,
+  rtpFrame,
   save,
   testSignal,
   throughG711,
@@ -155,22 +155,7 @@ describe('extractRtpStreams: sequence and timeline', () => {
     const b = { address: '10.2.2.2', port: PORT };
     const recs = Array.from({ length: 1500 }, (_, k) => ({
       timeMs: k * 20,
-      frame: buildUdpFrame(
-        a,
-        b,
-        serializeRtp({
-          version: 2,
-          padding: false,
-          extension: false,
-          marker: false,
-          payloadType: 0,
-          sequenceNumber: k,
-          timestamp: k * 80_000,
-          ssrc: SSRC,
-          csrc: [],
-          payload: new Uint8Array(160),
-        }),
-      ),
+      frame: rtpFrame(a, b, { seq: k, ts: k * 80_000, ssrc: SSRC }),
     }));
     expect(() => extractRtpStreams(parseCapture(writePcap(recs, 1)))).toThrow(AudioFormatError);
     expect(() => extractRtpStreams(parseCapture(writePcap(recs, 1)))).toThrow(
