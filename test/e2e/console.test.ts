@@ -49,6 +49,8 @@ describe('console with 400 calls', () => {
     calls = seedCalls(c, 400, { seed: 7 });
     // Every third call labelled: the rest are left for the labelling flow.
     labelSome(c, calls, 3);
+    // And a labelled batch from two months ago, outside "last 30 days" on the tuning page.
+    labelSome(c, seedCalls(c, 12, { seed: 3, startMs: Date.now() - 60 * 86_400_000 }), 1);
   });
   afterAll(() => c.shutdown());
   afterEach(() => {
@@ -281,6 +283,32 @@ describe('console with 400 calls', () => {
     expect(await count(page, '#n-humans')).toBe(before.labelled.human + 1);
     const after = await api<TuningReport>(c, '/api/tuning');
     expect(after.labelled).toEqual({ human: before.labelled.human + 1, robot: before.labelled.robot });
+  });
+
+  it('tunes on a recent period: counts and what-if come from that period only', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await page.goto(c.baseUrl + '/#/tuning');
+    await page.waitForSelector('#hist-chart canvas');
+    const all = await api<TuningReport>(c, '/api/tuning');
+    await expect.poll(() => count(page, '#n-analysed')).toBe(all.analysedCalls);
+    await page.selectOption('#tuning-period', '30');
+    await page.waitForURL(/#\/tuning\?days=30$/);
+    await page.waitForSelector('#hist-chart canvas');
+    const recent = await api<TuningReport>(c, `/api/tuning?from=${Date.now() - 30 * 86_400_000}`);
+    expect(recent.analysedCalls).toBe(all.analysedCalls - 12);
+    expect(recent.labelled.human + recent.labelled.robot).toBe(all.labelled.human + all.labelled.robot - 12);
+    await expect.poll(() => count(page, '#n-analysed')).toBe(recent.analysedCalls);
+    expect(await count(page, '#n-humans')).toBe(recent.labelled.human);
+    expect(await count(page, '#n-robots')).toBe(recent.labelled.robot);
+    // The what-if replays the same period.
+    await page.fill('#drop-slider', '-2');
+    const whatIf = await api<TuningReport>(
+      c,
+      `/api/tuning?dropLlr=-2&warnLlr=${await page.inputValue('#warn-slider')}&from=${Date.now() - 30 * 86_400_000}`,
+    );
+    await expect.poll(() => count(page, '#wi-dropped')).toBe(whatIf.whatIf.dropped);
+    expect(await page.inputValue('#tuning-period')).toBe('30');
   });
 
   it('what-if sliders show the API counts for the chosen thresholds', async () => {

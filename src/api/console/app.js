@@ -59,7 +59,7 @@ const routes = [
   [/^#\/live$/, () => liveView()],
   [/^#\/calls\/([^/?]+)$/, (m) => callDetailView(decodeURIComponent(m[1]))],
   [/^#\/calls(?:\?(.*))?$/, (m) => callsView(new URLSearchParams(m[1] ?? ''))],
-  [/^#\/tuning$/, () => tuningView()],
+  [/^#\/tuning(?:\?(.*))?$/, (m) => tuningView(new URLSearchParams(m[1] ?? ''))],
   [/^#\/policy$/, () => policyView()],
   [/^#\/lists$/, () => listsView()],
 ];

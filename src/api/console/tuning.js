@@ -55,10 +55,21 @@ const pct = (r) => `${+(r * 100).toFixed(r < 0.01 || r > 0.99 ? 1 : 0)}%`;
 const stat = (k, id, cls = '') =>
   h(`div.stat${cls ? `.${cls}` : ''}`, h(`span.v#${id}`, '—'), h('span.k', k));
 
-export async function tuningView() {
+const PERIODS = [
+  ['', 'all calls'],
+  ['7', 'last 7 days'],
+  ['30', 'last 30 days'],
+  ['90', 'last 90 days'],
+];
+const DAY_MS = 86_400_000;
+
+export async function tuningView(params = new URLSearchParams()) {
+  // Traffic and robocall campaigns change: tune on a recent period when there is enough of it.
+  const days = PERIODS.some(([v]) => v && v === params.get('days')) ? Number(params.get('days')) : 0;
+  const range = days ? `&from=${Date.now() - days * DAY_MS}` : '';
   const d = await defaults(true);
   const th = d.effective.thresholds;
-  const data = await get(`/api/tuning`);
+  const data = await get(`/api/tuning?${range.slice(1)}`);
   const bins = data.distributions.maxLlr;
   const lo = Math.floor(Math.min(bins[0]?.lo ?? -10, th.humanLlr, th.warnLlr) - 2);
   const hi = Math.ceil(Math.max(bins[bins.length - 1]?.hi ?? 20, th.dropLlr) + 2);
@@ -91,7 +102,22 @@ export async function tuningView() {
 
   const el = h(
     'div',
-    h('h1', 'Threshold tuning'),
+    h(
+      'div.row',
+      h('h1', 'Threshold tuning'),
+      h('div.spacer'),
+      h(
+        'label',
+        'Calls from ',
+        h(
+          'select#tuning-period',
+          {
+            onchange: (e) => (location.hash = `#/tuning${e.target.value ? `?days=${e.target.value}` : ''}`),
+          },
+          PERIODS.map(([v, t]) => h('option', { value: v, selected: v === (days ? String(days) : '') }, t)),
+        ),
+      ),
+    ),
     h(
       'div.panel',
       h(
@@ -321,7 +347,7 @@ export async function tuningView() {
     timer = setTimeout(async () => {
       const mine = ++seq;
       try {
-        const t = await get(`/api/tuning?dropLlr=${drop}&warnLlr=${warn}`);
+        const t = await get(`/api/tuning?dropLlr=${drop}&warnLlr=${warn}${range}`);
         if (mine === seq) showStats(t);
       } catch (err) {
         toast(err.message, true);
