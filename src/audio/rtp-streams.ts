@@ -63,9 +63,11 @@ interface Group {
   firstTimeMs: number;
   unwrap: SequenceUnwrapper;
   packets: Received[];
+  seen: Set<number>;
   audioPackets: number;
   maxExtSeq: number;
   reordered: number;
+  duplicates: number;
 }
 
 export function extractRtpStreams(capture: Capture): RtpStreamInfo[] {
@@ -86,13 +88,21 @@ export function extractRtpStreams(capture: Capture): RtpStreamInfo[] {
         firstTimeMs: d.timeMs,
         unwrap: new SequenceUnwrapper(),
         packets: [],
+        seen: new Set(),
         audioPackets: 0,
         maxExtSeq: -Infinity,
         reordered: 0,
+        duplicates: 0,
       };
       groups.set(key, g);
     }
     const extSeq = g.unwrap.extend(rtp.sequenceNumber);
+    // The first copy of a sequence number wins; a late duplicate is not a reordering.
+    if (g.seen.has(extSeq)) {
+      g.duplicates++;
+      continue;
+    }
+    g.seen.add(extSeq);
     if (extSeq < g.maxExtSeq) g.reordered++;
     g.maxExtSeq = Math.max(g.maxExtSeq, extSeq);
     g.packets.push({ extSeq, timeMs: d.timeMs, rtp });
@@ -107,16 +117,7 @@ export function extractRtpStreams(capture: Capture): RtpStreamInfo[] {
 }
 
 function buildStream(g: Group): RtpStreamInfo {
-  // Stable sort: of two copies of a sequence number the first to arrive is kept.
-  const sorted = [...g.packets].sort((a, b) => a.extSeq - b.extSeq);
-  const unique: Received[] = [];
-  let duplicates = 0;
-  for (const p of sorted) {
-    if (unique.length > 0 && unique[unique.length - 1].extSeq === p.extSeq) duplicates++;
-    else unique.push(p);
-  }
-  // A duplicate is not a reordering even when it arrives late.
-  const reordered = Math.max(0, g.reordered - duplicates);
+  const unique = [...g.packets].sort((a, b) => a.extSeq - b.extSeq); // duplicates were dropped on arrival
   const expected = unique[unique.length - 1].extSeq - unique[0].extSeq + 1;
   const audio = unique.filter((p) => lawOf(p.rtp.payloadType) && p.rtp.payload.length > 0);
   const placed = placeOnTimeline(audio);
@@ -125,7 +126,7 @@ function buildStream(g: Group): RtpStreamInfo {
   const first = audio[0].rtp.payloadType;
   if (total > (MAX_STREAM_MS * SAMPLE_RATE_HZ) / 1000) {
     throw new AudioFormatError(
-      `RTP stream ssrc=0x${g.ssrc.toString(16)} ${g.src}->${g.dst} spans more than ${MAX_STREAM_MS / 3600_000} h of RTP time`,
+      `RTP stream ssrc=0x${g.ssrc.toString(16).padStart(8, '0')} ${g.src}->${g.dst} spans more than ${MAX_STREAM_MS / 3600_000} h of RTP time`,
     );
   }
   const samples8k = new Float32Array(total);
@@ -141,8 +142,8 @@ function buildStream(g: Group): RtpStreamInfo {
     codec: lawOf(first) as G711Law,
     packetCount: unique.length,
     lostCount: expected - unique.length,
-    duplicateCount: duplicates,
-    reorderedCount: reordered,
+    duplicateCount: g.duplicates,
+    reorderedCount: g.reordered,
     firstTimeMs: g.firstTimeMs,
     durationMs: (total / SAMPLE_RATE_HZ) * 1000,
     samples8k,

@@ -73,13 +73,16 @@ describe('extractRtpStreams: sequence and timeline', () => {
     expect(s.samples8k).toEqual(expected);
   });
 
-  it('puts reordered packets back in place (also across the wrap) and counts them', () => {
+  it('puts reordered packets back in place (also across the wrap) and counts them apart from duplicates', () => {
     const r = [...records];
     // Swap neighbours at the wrap (65535 <-> 0) and hold one packet back by 5.
     [r[35], r[36]] = [r[36], r[35]];
     const [late] = r.splice(80, 1);
     r.splice(85, 0, late);
+    // An in-place duplicate is neither a reordering nor cancels one.
+    r.splice(120, 0, r[120]);
     const s = stream(writePcap(r, 1));
+    expect(s.duplicateCount).toBe(1);
     expect(s.reorderedCount).toBe(2);
     expect(s.lostCount).toBe(0);
     expect(s.samples8k).toEqual(expected);
