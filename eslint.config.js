@@ -34,6 +34,15 @@ export default tseslint.config(
     },
   },
   {
+    // Plain Node scripts shipped as is (the container's HEALTHCHECK).
+    files: ['**/*.mjs'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['process', 'URL', 'console', 'setTimeout', 'fetch'].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
