@@ -85,3 +85,29 @@ def telephone_channel(x, rng, law=None, loss=None, snr_db=None):
     elif rng.random() < 0.4:
         x = packet_loss(x, rng.uniform(0.01, 0.05), rng)
     return x.astype(np.float32)
+
+
+def rawboost(x, rng):
+    """RawBoost-style data boosting (Tak et al., ICASSP 2022), applied to both classes before the
+    channel: (1) linear convolutive noise - a random smooth spectral tilt/ripple of up to +-8 dB;
+    (2) impulsive signal-dependent noise on 1-8 % of the samples; (3) mild non-linearity
+    (a random odd polynomial). Each is applied with probability 1/2."""
+    x = x.astype(np.float64)
+    if rng.random() < 0.5:
+        n_fft = 64
+        knots = rng.uniform(-8, 8, size=6)
+        gain_db = np.interp(np.linspace(0, 5, n_fft // 2 + 1), np.arange(6), knots)
+        h = np.fft.irfft(10 ** (gain_db / 20), n_fft)
+        h = np.roll(h, n_fft // 2) * np.hanning(n_fft)
+        x = sps.fftconvolve(x, h, mode="same")
+    if rng.random() < 0.5:
+        p = rng.uniform(0.01, 0.08)
+        idx = rng.random(len(x)) < p
+        x = x.copy()
+        x[idx] += x[idx] * rng.uniform(-1, 1, idx.sum()) * rng.uniform(0.1, 0.5)
+    if rng.random() < 0.5:
+        peak = np.max(np.abs(x)) + 1e-9
+        u = x / peak
+        a3 = rng.uniform(-0.3, 0.3)
+        x = (u + a3 * u**3) * peak
+    return x.astype(np.float32)

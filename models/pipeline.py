@@ -24,7 +24,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from channel import telephone_channel  # noqa: E402
+from channel import rawboost, telephone_channel  # noqa: E402
+import model_card  # noqa: E402
 from net import Detector  # noqa: E402
 
 SR = 8000
@@ -230,15 +231,24 @@ def random_crop(x, rng, n=WIN):
     return x[s : s + n]
 
 
+VOCODED_SHARE = 0.0  # set from --vocoded-share: part of the synthetic draws taken from copy-synthesis
+
+
 def make_batch(pool, rng, size):
     xs, ys = [], []
     for _ in range(size):
         label = int(rng.integers(2))
         systems = pool[label]
-        sys_name = list(systems)[int(rng.integers(len(systems)))]
+        names = list(systems)
+        vocoded = [n for n in names if n.startswith("vocoded-")]
+        if label == 1 and vocoded and rng.random() < VOCODED_SHARE:
+            names = vocoded
+        sys_name = names[int(rng.integers(len(names)))]
         clips = systems[sys_name]
         c = clips[int(rng.integers(len(clips)))]
         seg = random_crop(c["audio"], rng, WIN + 400)
+        if rng.random() < 0.5:
+            seg = rawboost(seg, rng)
         y = telephone_channel(seg, rng)[200 : 200 + WIN]
         # skip near-silent crops: the runtime only scores speech windows
         xs.append(y)
@@ -253,16 +263,36 @@ def build_pool(clips):
     return pool
 
 
-def train(clips, steps, batch, seed=0):
+def val_eer(model, val, seed=7):
+    """Clip-level EER on the held-out VAL systems, through a fixed random channel (model selection)."""
+    rng = np.random.default_rng(seed)
+    scores, labels = [], []
+    model.eval()
+    with torch.no_grad():
+        for c in val:
+            w = speech_windows(telephone_channel(c["audio"], rng))
+            scores.append(float(model(torch.from_numpy(w)).mean()))
+            labels.append(c["label"])
+    model.train()
+    return eer(np.array(scores), np.array(labels))
+
+
+def train(clips, steps, batch, seed=0, eval_every=500):
+    """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
+    checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at)."""
+    import copy
+
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Detector()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(steps, 1))
     pool = build_pool([c for c in clips if c["split"] == "train"])
+    val = [c for c in clips if c["split"] == "val"]
     lossf = torch.nn.BCEWithLogitsLoss()
     model.train()
     t0 = time.time()
+    best = (1.0, None, -1)
     for step in range(steps):
         x, y = make_batch(pool, rng, batch)
         loss = lossf(model(x), y)
@@ -272,7 +302,16 @@ def train(clips, steps, batch, seed=0):
         sched.step()
         if step % 50 == 0 or step == steps - 1:
             log(f"step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        if val and len({c["label"] for c in val}) == 2 and ((step + 1) % eval_every == 0 or step == steps - 1) and step >= steps // 3:
+            e = val_eer(model, val)
+            log(f"step {step + 1}: val EER {e:.4f}")
+            if e < best[0]:
+                best = (e, copy.deepcopy(model.state_dict()), step + 1)
+    if best[1] is not None:
+        model.load_state_dict(best[1])
+        log(f"kept the checkpoint of step {best[2]} (val EER {best[0]:.4f})")
     model.eval()
+    model.selected = dict(step=best[2], valEer=best[0])
     return model
 
 
@@ -565,10 +604,10 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, vocodedShare=args.vocoded_share, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS),
                       humanHeldOut="fsdd:nicolas; hashed 35% of librispeech and tortoise-voice speaker groups; 1/4 of gcin Mandarin phrases",
-                      augmentation="telephone channel (level, band-limit, noise/hum 10-30 dB, clipping, G.711 mu/A-law, 1-5% loss with concealment), both classes",
+                      augmentation="RawBoost-style (convolutive, impulsive, non-linear) on half the crops; telephone channel (level, band-limit, noise/hum 10-30 dB, clipping, G.711 mu/A-law, 1-5% loss with concealment), both classes",
                       extraData="espeak-ng en+cmn, flite (held out), Asterisk prompts, gcin Mandarin syllables, copy-synthesis (STFT/mel Griffin-Lim, LPC)"),
     )
     json.dump(meta, open(os.path.join(HERE, "voiceguard-detector.json"), "w"), indent=2)
@@ -582,6 +621,7 @@ def stage_all(args):
     fixtures = write_fixtures(clips, run, meta)
     log("fixtures:", fixtures)
     write_eval_md(report, meta)
+    model_card.main()
     log("done:", json.dumps(report["main"]), json.dumps(report["sequential"]))
 
 
@@ -624,6 +664,7 @@ def stage_eval(args):
     report["modelBytes"] = os.path.getsize(onnx_path)
     json.dump(report, open(os.path.join(HERE, "eval.json"), "w"), indent=2)
     write_eval_md(report, meta)
+    model_card.main()
     log("done:", json.dumps(report["main"]), json.dumps(report["sequential"]))
 
 
@@ -646,12 +687,15 @@ def stage_smoke(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("stage", choices=["all", "eval", "smoke"])
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--vocoded", type=int, default=450)
+    p.add_argument("--vocoded-share", type=float, default=0.0, help="share of synthetic draws from copy-synthesis (0 = per-system balance)")
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
     args = p.parse_args()
+    global VOCODED_SHARE
+    VOCODED_SHARE = args.vocoded_share
     {"all": stage_all, "eval": stage_eval, "smoke": stage_smoke}[args.stage](args)
 
 
