@@ -4,13 +4,16 @@ import { CallEventBus } from '../call-events.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { Config } from '../config/schema.js';
 import { DetectorEngine } from '../detect/engine.js';
-import { loadModelMetadata } from '../detect/model-metadata.js';
+import { loadModelMetadata, type ModelMetadata } from '../detect/model-metadata.js';
 import { Gateway } from '../gateway.js';
 import type { MediaRelayLike } from '../gateway-types.js';
 import { createLogger, type Logger } from '../log.js';
 import { PolicyService } from '../policy/policy-service.js';
 import { Store } from '../store/store.js';
 import { createApiServer } from '../api/server.js';
+
+/** Thresholds that let the policy validate while no model (and so no analysis) is running. */
+const UNUSED_THRESHOLDS = { dropLlr: 3, warnLlr: 1.5, humanLlr: -3, maxListenMs: 6000, evidenceWeight: 0.5 };
 
 /**
  * `voiceguard serve`: builds the whole gateway from the configuration, in one place - logger,
@@ -56,7 +59,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const store = Store.open({ ...config.store, privacy: config.privacy }, logger.child({ layer: 'store' }));
   store.subscribe(bus);
   let engine: DetectorEngine | null = null;
-  let modelDecision = null;
+  let modelDecision: ModelMetadata['decision'] | null = null;
   try {
     engine = await DetectorEngine.create({ ...config.detector, logger: logger.child({ layer: 'detect' }) });
     modelDecision = engine.metadata.decision;
@@ -66,6 +69,13 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       { event: 'detector.unavailable', err: (err as Error).message },
       'detector not loaded: calls pass unanalysed',
     );
+    // The policy still needs thresholds to validate (they apply once a model is back): the
+    // metadata's if it is readable, else placeholders that nothing uses while no model runs.
+    try {
+      modelDecision = loadModelMetadata(config.detector.metadataPath).decision;
+    } catch {
+      modelDecision = { ...UNUSED_THRESHOLDS };
+    }
   }
   const policy = new PolicyService({
     config: config.policy,

@@ -325,3 +325,32 @@ describe('media end to end, policy onSynthetic=warn (sipp caller + TypeScript PB
     }
   });
 });
+
+describe('media end to end, detector fault (fail open)', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    // A real fault: the model file on disk is corrupt (a truncated copy), the metadata is fine.
+    const dir = mkdtempSync(join(tmpdir(), 'vg-broken-model-'));
+    const broken = join(dir, 'broken.onnx');
+    writeFileSync(broken, readFileSync(MODEL).subarray(0, 4096));
+    gw = await startGateway({
+      ...modelOverrides,
+      'detector.modelPath': broken,
+      'policy.defaults': { onSynthetic: 'drop' },
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('a TTS-voice call goes on untouched when the model cannot load, and the fault is logged', async () => {
+    expect(gw.events('detector.unavailable')).toHaveLength(1);
+    const from = gw.logs.length;
+    const r = await sippCall(gw, 'pbx-answer.xml', 'caller-pcap.xml', tts, { pauseMs: 4000 });
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    expect(since(gw, from, 'call.action').map((l) => l.action)).not.toContain('drop');
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    expect(gw.server.gateway.detectorStats()).toBeNull();
+  });
+});
