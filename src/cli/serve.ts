@@ -5,12 +5,36 @@ import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { Config } from '../config/schema.js';
 import { DetectorEngine } from '../detect/engine.js';
 import { loadModelMetadata, type ModelMetadata } from '../detect/model-metadata.js';
+import { loadAudioFile, to8k } from '../audio/load-audio.js';
 import { Gateway } from '../gateway.js';
 import type { MediaRelayLike } from '../gateway-types.js';
 import { createLogger, type Logger } from '../log.js';
 import { PolicyService } from '../policy/policy-service.js';
 import { Store } from '../store/store.js';
 import { createApiServer } from '../api/server.js';
+
+/**
+ * An announcement WAV (any rate/format src/audio reads) as 8 kHz samples. A file that cannot be read
+ * is a start-up error naming the file: the admin configured it, so silently beeping instead would hide it.
+ */
+async function loadAnnouncement(
+  file: string | null,
+  kind: 'warn' | 'drop',
+  logger: Logger,
+): Promise<Float32Array | null> {
+  if (!file) return null;
+  let samples: Float32Array;
+  try {
+    samples = to8k(await loadAudioFile(file));
+  } catch (err) {
+    throw new ConfigError(`actions.${kind}Announcement: cannot read ${file}: ${(err as Error).message}`);
+  }
+  logger.info(
+    { event: 'actions.announcement_loaded', kind, file, ms: Math.round(samples.length / 8) },
+    `${kind} announcement loaded`,
+  );
+  return samples;
+}
 
 /** Thresholds that let the policy validate while no model (and so no analysis) is running. */
 const UNUSED_THRESHOLDS = { dropLlr: 3, warnLlr: 1.5, humanLlr: -3, maxListenMs: 6000, evidenceWeight: 0.5 };
@@ -55,6 +79,9 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   let config = loaded.config;
   const logger = opts.logger ?? createLogger({ level: config.log.level, pretty: config.log.pretty });
   logger.info({ event: 'config.loaded', file: loaded.file ?? '(defaults)' }, 'configuration loaded');
+  // Announcements first: a missing file stops start-up before anything is opened.
+  const warnAnnouncement = await loadAnnouncement(config.actions.warnAnnouncement, 'warn', logger);
+  const dropAnnouncement = await loadAnnouncement(config.actions.dropAnnouncement, 'drop', logger);
   const bus = new CallEventBus();
   const store = Store.open({ ...config.store, privacy: config.privacy }, logger.child({ layer: 'store' }));
   store.subscribe(bus);
@@ -88,7 +115,16 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     if (config.policy.watchRulesFile) policy.watchRulesFile();
   }
   const relay = await createRelay(config, logger);
-  const gateway = new Gateway({ config, logger, bus, policy, engine, relay });
+  const gateway = new Gateway({
+    config,
+    logger,
+    bus,
+    policy,
+    engine,
+    relay,
+    warnAnnouncement,
+    dropAnnouncement,
+  });
   const api = await createApiServer({ config, store, policy, bus, live: gateway.live, logger });
   await api.listen({ host: config.api.host, port: config.api.port });
   const addr = api.server.address();

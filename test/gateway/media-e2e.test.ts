@@ -1,4 +1,5 @@
 import { createSocket } from 'node:dgram';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -352,5 +353,57 @@ describe('media end to end, detector fault (fail open)', () => {
     expect(since(gw, from, 'call.action').map((l) => l.action)).not.toContain('drop');
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
     expect(gw.server.gateway.detectorStats()).toBeNull();
+  });
+});
+
+describe('media end to end, drop with an announcement to the caller', () => {
+  let gw: TestGateway;
+  const ANNOUNCEMENT_MS = 1500;
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vg-announce-'));
+    const wav = join(dir, 'announce.wav');
+    // A 16 kHz WAV on purpose: the gateway resamples announcements to 8 kHz itself.
+    execFileSync('sox', [
+      '-n',
+      '-r',
+      '16000',
+      '-b',
+      '16',
+      '-c',
+      '1',
+      wav,
+      'synth',
+      String(ANNOUNCEMENT_MS / 1000),
+      'sine',
+      '600',
+    ]);
+    gw = await startGateway({
+      ...modelOverrides,
+      'policy.defaults': { onSynthetic: 'drop' },
+      'actions.dropAnnouncement': wav,
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('plays the announcement toward the caller, then hangs up', async () => {
+    const loaded = gw.events('actions.announcement_loaded');
+    expect(loaded.map((l) => [l.kind, l.ms])).toEqual([['drop', ANNOUNCEMENT_MS]]);
+    const from = gw.logs.length;
+    const r = await sippCall(gw, 'pbx-dropped.xml', 'caller-pcap-dropped.xml', tts);
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    const drop = since(gw, from, 'call.action').find((l) => l.action === 'drop');
+    expect(drop, 'drop action').toBeDefined();
+    const ended = since(gw, from, 'call.ended');
+    expect(ended.map((l) => l.reason)).toEqual(['dropped']);
+    // The BYE waits for the announcement's playout (20 ms packets in real time).
+    expect(t(ended[0]!) - t(drop!)).toBeGreaterThanOrEqual(ANNOUNCEMENT_MS - 100);
+  });
+
+  it('refuses to start when the configured announcement cannot be read, naming the key and file', async () => {
+    await expect(
+      startGateway({ ...modelOverrides, 'actions.warnAnnouncement': '/nonexistent/warn.wav' }),
+    ).rejects.toThrow(/actions\.warnAnnouncement: cannot read \/nonexistent\/warn\.wav/);
   });
 });
