@@ -15,7 +15,11 @@ export interface LogOptions {
 export function createLogger(opts: LogOptions = {}): Logger {
   const level = opts.level ?? process.env.VOICEGUARD_LOG_LEVEL ?? 'info';
   if (opts.pretty) {
-    return pino({ level, base: { svc: 'voiceguard' }, transport: { target: 'pino-pretty', options: { destination: 2 } } });
+    return pino({
+      level,
+      base: { svc: 'voiceguard' },
+      transport: { target: 'pino-pretty', options: { destination: 2 } },
+    });
   }
   return pino({ level, base: { svc: 'voiceguard' } });
 }

@@ -104,7 +104,8 @@ export function linearToALaw(sample: number): number {
 
 function decodeWith(table: Int16Array, codes: Uint8Array, out?: Int16Array): Int16Array {
   const dst = out ?? new Int16Array(codes.length);
-  if (dst.length < codes.length) throw new RangeError(`output buffer too small: ${dst.length} < ${codes.length}`);
+  if (dst.length < codes.length)
+    throw new RangeError(`output buffer too small: ${dst.length} < ${codes.length}`);
   for (let i = 0; i < codes.length; i++) dst[i] = table[codes[i]];
   return dst;
 }
@@ -145,7 +146,8 @@ export function encodeG711(law: G711Law, pcm: Int16Array, out?: Uint8Array): Uin
 export function decodeG711ToFloat(law: G711Law, codes: Uint8Array, out?: Float32Array): Float32Array {
   const table = law === 'pcmu' ? MULAW_DECODE : ALAW_DECODE;
   const dst = out ?? new Float32Array(codes.length);
-  if (dst.length < codes.length) throw new RangeError(`output buffer too small: ${dst.length} < ${codes.length}`);
+  if (dst.length < codes.length)
+    throw new RangeError(`output buffer too small: ${dst.length} < ${codes.length}`);
   for (let i = 0; i < codes.length; i++) dst[i] = table[codes[i]] / 32768;
   return dst;
 }
@@ -154,7 +156,8 @@ export function decodeG711ToFloat(law: G711Law, codes: Uint8Array, out?: Float32
 export function encodeG711FromFloat(law: G711Law, samples: Float32Array, out?: Uint8Array): Uint8Array {
   const table = law === 'pcmu' ? MULAW_ENCODE : ALAW_ENCODE;
   const dst = out ?? new Uint8Array(samples.length);
-  if (dst.length < samples.length) throw new RangeError(`output buffer too small: ${dst.length} < ${samples.length}`);
+  if (dst.length < samples.length)
+    throw new RangeError(`output buffer too small: ${dst.length} < ${samples.length}`);
   for (let i = 0; i < samples.length; i++) dst[i] = table[toInt16Index(samples[i] * 32768)];
   return dst;
 }

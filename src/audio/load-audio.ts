@@ -23,7 +23,9 @@ export async function loadAudioFile(path: string, opts: DecodeWavOptions = {}): 
     return decodeWav(data, opts);
   } catch (err) {
     if (err instanceof AudioFormatError) throw err.withFile(path);
-    throw new AudioFormatError(`cannot decode: ${err instanceof Error ? err.message : String(err)}`, path, { cause: err });
+    throw new AudioFormatError(`cannot decode: ${err instanceof Error ? err.message : String(err)}`, path, {
+      cause: err,
+    });
   }
 }
 

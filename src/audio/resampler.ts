@@ -92,7 +92,8 @@ export class Resampler {
       ['inputRateHz', inputRateHz],
       ['outputRateHz', outputRateHz],
     ] as const) {
-      if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+      if (!Number.isInteger(v) || v <= 0)
+        throw new RangeError(`${name} must be a positive integer, got ${v}`);
     }
     this.inputRateHz = inputRateHz;
     this.outputRateHz = outputRateHz;
@@ -113,7 +114,11 @@ export class Resampler {
     this.half = this.identity ? 0 : Math.ceil(halfSpan);
     this.taps = 2 * this.half;
     this.exactPhases = this.up * this.taps <= MAX_TABLE_COEFFS;
-    this.rows = this.identity ? 0 : this.exactPhases ? this.up : Math.max(1, Math.floor(MAX_TABLE_COEFFS / this.taps) - 1);
+    this.rows = this.identity
+      ? 0
+      : this.exactPhases
+        ? this.up
+        : Math.max(1, Math.floor(MAX_TABLE_COEFFS / this.taps) - 1);
     this.table = new Float32Array(this.identity ? 0 : (this.rows + 1) * this.taps);
     if (!this.identity) {
       const i0beta = besselI0(beta);
@@ -221,7 +226,8 @@ export class Resampler {
         const a = f - r;
         const b0 = r * taps;
         const b1 = b0 + taps;
-        for (let t = 0; t < taps; t++) acc += buf[start + t] * (table[b0 + t] + a * (table[b1 + t] - table[b0 + t]));
+        for (let t = 0; t < taps; t++)
+          acc += buf[start + t] * (table[b0 + t] + a * (table[b1 + t] - table[b0 + t]));
       }
       out[n++] = acc;
       phase += M;
@@ -238,7 +244,12 @@ export class Resampler {
 }
 
 /** One-shot conversion; identical to feeding a Resampler once and flushing. */
-export function resample(input: Float32Array, inputRateHz: number, outputRateHz: number, opts: ResamplerOptions = {}): Float32Array {
+export function resample(
+  input: Float32Array,
+  inputRateHz: number,
+  outputRateHz: number,
+  opts: ResamplerOptions = {},
+): Float32Array {
   if (inputRateHz === outputRateHz) return input.slice();
   const r = new Resampler(inputRateHz, outputRateHz, opts);
   const a = r.process(input);

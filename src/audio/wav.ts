@@ -36,7 +36,10 @@ export interface DecodeWavOptions {
 /** The typed face of the untyped CommonJS `wav-decoder` package; the only place it is touched. */
 interface WavDecoderModule {
   decode: {
-    sync(buffer: ArrayBuffer, opts?: { symmetric?: boolean }): { sampleRate: number; channelData: Float32Array[] };
+    sync(
+      buffer: ArrayBuffer,
+      opts?: { symmetric?: boolean },
+    ): { sampleRate: number; channelData: Float32Array[] };
   };
 }
 const wavDecoder = createRequire(import.meta.url)('wav-decoder') as WavDecoderModule;
@@ -68,7 +71,8 @@ function parseFmt(dv: DataView, offset: number, size: number): FmtChunk {
   const bitsPerSample = dv.getUint16(offset + 14, true);
   if (formatCode === WAVE_FORMAT_EXTENSIBLE) {
     // cbSize(2) validBits(2) channelMask(4) SubFormat GUID(16): the GUID's first two bytes are the format code.
-    if (size < 40) throw new AudioFormatError(`WAVE_FORMAT_EXTENSIBLE fmt chunk too short (${size} bytes, need 40)`);
+    if (size < 40)
+      throw new AudioFormatError(`WAVE_FORMAT_EXTENSIBLE fmt chunk too short (${size} bytes, need 40)`);
     formatCode = dv.getUint16(offset + 24, true);
   }
   return { formatCode, channelCount, sampleRateHz, blockAlign, bitsPerSample };
@@ -77,7 +81,8 @@ function parseFmt(dv: DataView, offset: number, size: number): FmtChunk {
 function formatName(fmt: FmtChunk): string {
   const { formatCode, bitsPerSample } = fmt;
   if (formatCode === WAVE_FORMAT_PCM && [8, 16, 24, 32].includes(bitsPerSample)) return `pcm${bitsPerSample}`;
-  if (formatCode === WAVE_FORMAT_IEEE_FLOAT && (bitsPerSample === 32 || bitsPerSample === 64)) return `float${bitsPerSample}`;
+  if (formatCode === WAVE_FORMAT_IEEE_FLOAT && (bitsPerSample === 32 || bitsPerSample === 64))
+    return `float${bitsPerSample}`;
   if (formatCode === WAVE_FORMAT_MULAW && bitsPerSample === 8) return 'mulaw';
   if (formatCode === WAVE_FORMAT_ALAW && bitsPerSample === 8) return 'alaw';
   if ([WAVE_FORMAT_PCM, WAVE_FORMAT_IEEE_FLOAT, WAVE_FORMAT_MULAW, WAVE_FORMAT_ALAW].includes(formatCode)) {
@@ -111,9 +116,13 @@ function decodeWithPackage(fmt: FmtChunk, format: string, frames: Uint8Array): F
   try {
     return wavDecoder.decode.sync(header, { symmetric: true }).channelData;
   } catch (err) {
-    throw new AudioFormatError(`cannot decode ${format} samples: ${err instanceof Error ? err.message : String(err)}`, undefined, {
-      cause: err,
-    });
+    throw new AudioFormatError(
+      `cannot decode ${format} samples: ${err instanceof Error ? err.message : String(err)}`,
+      undefined,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -153,8 +162,10 @@ export function decodeWav(data: Uint8Array, opts: DecodeWavOptions = {}): Decode
   if (!(data instanceof Uint8Array)) throw new AudioFormatError('input is not a byte array');
   if (data.length < 12) throw new AudioFormatError(`truncated header (${data.length} bytes, not a WAV file)`);
   const riff = fourcc(data, 0);
-  if (riff === 'RF64' || riff === 'BW64') throw new AudioFormatError(`unsupported container ${riff} (64-bit WAV)`);
-  if (riff !== 'RIFF' || fourcc(data, 8) !== 'WAVE') throw new AudioFormatError('not a WAV file (no RIFF/WAVE header)');
+  if (riff === 'RF64' || riff === 'BW64')
+    throw new AudioFormatError(`unsupported container ${riff} (64-bit WAV)`);
+  if (riff !== 'RIFF' || fourcc(data, 8) !== 'WAVE')
+    throw new AudioFormatError('not a WAV file (no RIFF/WAVE header)');
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
 
   let fmt: FmtChunk | undefined;
@@ -179,7 +190,10 @@ export function decodeWav(data: Uint8Array, opts: DecodeWavOptions = {}): Decode
     // Chunks are word-aligned: odd sizes are followed by a pad byte.
     offset = body + size + (size & 1);
   }
-  if (!fmt) throw new AudioFormatError(dataStart < 0 && offset === 12 ? 'truncated header (no chunks)' : 'no fmt chunk');
+  if (!fmt)
+    throw new AudioFormatError(
+      dataStart < 0 && offset === 12 ? 'truncated header (no chunks)' : 'no fmt chunk',
+    );
   if (dataStart < 0) throw new AudioFormatError('no data chunk');
 
   const format = formatName(fmt);
@@ -187,7 +201,9 @@ export function decodeWav(data: Uint8Array, opts: DecodeWavOptions = {}): Decode
   if (fmt.sampleRateHz === 0) throw new AudioFormatError('sample rate is 0');
   const minBlock = (fmt.channelCount * fmt.bitsPerSample) / 8;
   if (fmt.blockAlign < minBlock) {
-    throw new AudioFormatError(`block align ${fmt.blockAlign} too small for ${fmt.channelCount} × ${fmt.bitsPerSample}-bit samples`);
+    throw new AudioFormatError(
+      `block align ${fmt.blockAlign} too small for ${fmt.channelCount} × ${fmt.bitsPerSample}-bit samples`,
+    );
   }
   const channel = opts.channel ?? 0;
   if (channel !== 'mix' && (!Number.isInteger(channel) || channel < 0 || channel >= fmt.channelCount)) {
@@ -199,7 +215,9 @@ export function decodeWav(data: Uint8Array, opts: DecodeWavOptions = {}): Decode
   const usePackage =
     (format === 'pcm16' || format === 'pcm32' || format === 'float32' || format === 'float64') &&
     fmt.blockAlign === minBlock;
-  const channels = usePackage ? decodeWithPackage(fmt, format, frames) : decodeOwn(fmt, format, frames, frameCount);
+  const channels = usePackage
+    ? decodeWithPackage(fmt, format, frames)
+    : decodeOwn(fmt, format, frames, frameCount);
 
   let samples: Float32Array;
   if (channel === 'mix') {
@@ -224,7 +242,8 @@ export function decodeWav(data: Uint8Array, opts: DecodeWavOptions = {}): Decode
 
 /** 16-bit PCM mono WAV. Float input is in [-1, 1] (clipped); Int16Array input is written as is. */
 export function encodeWav16(samples: Float32Array | Int16Array, sampleRateHz: number): Uint8Array {
-  if (!Number.isInteger(sampleRateHz) || sampleRateHz <= 0) throw new RangeError(`sampleRateHz must be a positive integer, got ${sampleRateHz}`);
+  if (!Number.isInteger(sampleRateHz) || sampleRateHz <= 0)
+    throw new RangeError(`sampleRateHz must be a positive integer, got ${sampleRateHz}`);
   const n = samples.length;
   const out = new Uint8Array(44 + n * 2);
   const dv = new DataView(out.buffer);

@@ -5,7 +5,10 @@ export function registerConfig(program: Command): void {
   program
     .command('config')
     .description('Show the configuration: every setting with its default, or the effective values of a file')
-    .option('-c, --config <file>', 'config file to check and print (default: voiceguard.yaml or /etc/voiceguard/voiceguard.yaml)')
+    .option(
+      '-c, --config <file>',
+      'config file to check and print (default: voiceguard.yaml or /etc/voiceguard/voiceguard.yaml)',
+    )
     .option('--print-defaults', 'print every setting with its default value and description as YAML')
     .action((opts: { config?: string; printDefaults?: boolean }) => {
       if (opts.printDefaults) {

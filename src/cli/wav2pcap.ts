@@ -14,12 +14,26 @@ export function registerWav2Pcap(program: Command): void {
     .option('--src <ip:port>', 'source address of the RTP packets', '127.0.0.1:40000')
     .option('--dst <ip:port>', 'destination address of the RTP packets', '127.0.0.1:6000')
     .option('--channel <n>', 'channel to use for stereo files, or "mix"', '0')
-    .action(async (input: string, output: string, opts: { codec: string; src: string; dst: string; channel: string }) => {
-      if (opts.codec !== 'pcmu' && opts.codec !== 'pcma') throw new Error(`--codec must be pcmu or pcma, got ${opts.codec}`);
-      const channel = opts.channel === 'mix' ? 'mix' : Number(opts.channel);
-      const audio = await loadAudioFile(input, { channel });
-      const pcap = writeRtpPcap({ samples: to8k(audio), codec: opts.codec, src: parseEndpoint(opts.src), dst: parseEndpoint(opts.dst) });
-      await writeFile(output, pcap);
-      process.stderr.write(`wrote ${output}: ${(audio.durationMs / 1000).toFixed(2)} s of ${opts.codec} RTP\n`);
-    });
+    .action(
+      async (
+        input: string,
+        output: string,
+        opts: { codec: string; src: string; dst: string; channel: string },
+      ) => {
+        if (opts.codec !== 'pcmu' && opts.codec !== 'pcma')
+          throw new Error(`--codec must be pcmu or pcma, got ${opts.codec}`);
+        const channel = opts.channel === 'mix' ? 'mix' : Number(opts.channel);
+        const audio = await loadAudioFile(input, { channel });
+        const pcap = writeRtpPcap({
+          samples: to8k(audio),
+          codec: opts.codec,
+          src: parseEndpoint(opts.src),
+          dst: parseEndpoint(opts.dst),
+        });
+        await writeFile(output, pcap);
+        process.stderr.write(
+          `wrote ${output}: ${(audio.durationMs / 1000).toFixed(2)} s of ${opts.codec} RTP\n`,
+        );
+      },
+    );
 }

@@ -61,7 +61,9 @@ export function validateConfig(raw: unknown, source: string | null = null): Conf
   if (parsed.success) {
     const c = parsed.data;
     if (c.media.portMin >= c.media.portMax) {
-      throw new ConfigError(`${where(source)}media.portMin (${c.media.portMin}) must be below media.portMax (${c.media.portMax})`);
+      throw new ConfigError(
+        `${where(source)}media.portMin (${c.media.portMin}) must be below media.portMax (${c.media.portMax})`,
+      );
     }
     return c;
   }
@@ -125,7 +127,9 @@ function setPath(target: Record<string, unknown>, path: string[], value: unknown
 export function leafPaths(schema: z.ZodType, prefix: string[] = []): string[][] {
   const inner = unwrap(schema);
   if (inner instanceof z.ZodObject) {
-    return Object.entries(inner.shape as Record<string, z.ZodType>).flatMap(([k, v]) => leafPaths(v, [...prefix, k]));
+    return Object.entries(inner.shape as Record<string, z.ZodType>).flatMap(([k, v]) =>
+      leafPaths(v, [...prefix, k]),
+    );
   }
   return [prefix];
 }
@@ -146,7 +150,13 @@ export function renderDefaultsYaml(): string {
   const walk = (schema: z.ZodType, value: unknown, indent: string, key: string | null): void => {
     const inner = unwrap(schema);
     const desc = schema.description ?? inner.description;
-    if (inner instanceof z.ZodObject && key !== null && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    if (
+      inner instanceof z.ZodObject &&
+      key !== null &&
+      value !== null &&
+      typeof value === 'object' &&
+      !Array.isArray(value)
+    ) {
       if (desc) out.push(`${indent}# ${desc}`);
       out.push(`${indent}${key}:`);
       for (const [k, v] of Object.entries(inner.shape as Record<string, z.ZodType>)) {
@@ -162,7 +172,9 @@ export function renderDefaultsYaml(): string {
     }
     if (desc) out.push(`${indent}# ${desc}`);
     // Optional settings without a default are shown commented out, so the file stays valid.
-    out.push(value === undefined ? `${indent}# ${key}: (not set)` : `${indent}${key}: ${JSON.stringify(value)}`);
+    out.push(
+      value === undefined ? `${indent}# ${key}: (not set)` : `${indent}${key}: ${JSON.stringify(value)}`,
+    );
   };
   walk(ConfigSchema, defaults, '', null);
   return out.join('\n') + '\n';

@@ -14,10 +14,10 @@ const hostPort = z.strictObject({
 const thresholds = z.strictObject({
   dropLlr: z
     .number()
-    .describe('Accumulated log-likelihood ratio (synthetic:human) at which a call is judged synthetic and the "drop" action may fire'),
-  warnLlr: z
-    .number()
-    .describe('Accumulated LLR at which the "warn" action fires (normally below dropLlr)'),
+    .describe(
+      'Accumulated log-likelihood ratio (synthetic:human) at which a call is judged synthetic and the "drop" action may fire',
+    ),
+  warnLlr: z.number().describe('Accumulated LLR at which the "warn" action fires (normally below dropLlr)'),
   humanLlr: z
     .number()
     .describe('Accumulated LLR at or below which the caller is judged human and analysis stops'),
@@ -49,12 +49,17 @@ export const ConfigSchema = z.strictObject({
         .string()
         .nullable()
         .default(null)
-        .describe('Address written into Via/Contact/Record-Route; null = the listen host, or 127.0.0.1 if that is 0.0.0.0'),
+        .describe(
+          'Address written into Via/Contact/Record-Route; null = the listen host, or 127.0.0.1 if that is 0.0.0.0',
+        ),
       trunks: z
         .array(
           z.strictObject({
             name: z.string().describe('Trunk name shown in the console and used by policy rules'),
-            addresses: z.array(z.string()).min(1).describe('Source IP addresses or CIDR ranges of this trunk'),
+            addresses: z
+              .array(z.string())
+              .min(1)
+              .describe('Source IP addresses or CIDR ranges of this trunk'),
           }),
         )
         .default([{ name: 'default', addresses: ['0.0.0.0/0', '::/0'] }])
@@ -72,7 +77,10 @@ export const ConfigSchema = z.strictObject({
             .nullable()
             .default(null)
             .describe('Where calls from the PBX are sent (null = use the request URI host)'),
-          analyse: z.boolean().default(false).describe('Analyse outbound calls too (off: they pass untouched)'),
+          analyse: z
+            .boolean()
+            .default(false)
+            .describe('Analyse outbound calls too (off: they pass untouched)'),
         })
         .prefault({}),
       userAgent: z.string().default('voiceguard').describe('Server/User-Agent header value'),
@@ -87,7 +95,9 @@ export const ConfigSchema = z.strictObject({
         .int()
         .min(0)
         .default(30_000)
-        .describe('On SIGTERM/SIGINT: how long live calls may go on (new INVITEs get 503) before the rest are hung up'),
+        .describe(
+          'On SIGTERM/SIGINT: how long live calls may go on (new INVITEs get 503) before the rest are hung up',
+        ),
     })
     .prefault({}),
   media: z
@@ -106,7 +116,12 @@ export const ConfigSchema = z.strictObject({
         .min(0)
         .default(0)
         .describe('Relay worker threads; 0 = one per ~callsPerWorker calls, up to the CPU count'),
-      callsPerWorker: z.number().int().min(1).default(250).describe('Calls sharded onto one relay worker thread'),
+      callsPerWorker: z
+        .number()
+        .int()
+        .min(1)
+        .default(250)
+        .describe('Calls sharded onto one relay worker thread'),
       rtpTimeoutMs: z
         .number()
         .int()
@@ -117,11 +132,19 @@ export const ConfigSchema = z.strictObject({
         .boolean()
         .default(false)
         .describe('Start analysing at 183 early media instead of at answer'),
-      jitterBufferMs: z.number().int().min(0).max(500).default(60).describe('Depth of the analysis fork jitter buffer'),
+      jitterBufferMs: z
+        .number()
+        .int()
+        .min(0)
+        .max(500)
+        .default(60)
+        .describe('Depth of the analysis fork jitter buffer'),
       codecs: z
         .array(z.enum(['PCMU', 'PCMA']))
         .default(['PCMU', 'PCMA'])
-        .describe('Audio codecs left in SDP offers; others (G.722, Opus, ...) are removed so the detector can decode the call'),
+        .describe(
+          'Audio codecs left in SDP offers; others (G.722, Opus, ...) are removed so the detector can decode the call',
+        ),
     })
     .prefault({}),
   detector: z
@@ -131,8 +154,19 @@ export const ConfigSchema = z.strictObject({
         .string()
         .default('models/voiceguard-detector.json')
         .describe('Model metadata JSON (window, hop, calibration, recommended thresholds)'),
-      intraOpThreads: z.number().int().min(1).default(1).describe('onnxruntime threads per inference session'),
-      batchMaxSize: z.number().int().min(1).max(1024).default(32).describe('Most windows scored in one inference call'),
+      intraOpThreads: z
+        .number()
+        .int()
+        .min(1)
+        .default(1)
+        .describe('onnxruntime threads per inference session'),
+      batchMaxSize: z
+        .number()
+        .int()
+        .min(1)
+        .max(1024)
+        .default(32)
+        .describe('Most windows scored in one inference call'),
       batchMaxDelayMs: z
         .number()
         .min(0)
@@ -154,7 +188,12 @@ export const ConfigSchema = z.strictObject({
       vad: z
         .strictObject({
           energyThresholdDbfs: z.number().default(-45).describe('Frames quieter than this are not speech'),
-          minSpeechMs: z.number().int().min(0).default(200).describe('Shortest run of voiced frames counted as speech'),
+          minSpeechMs: z
+            .number()
+            .int()
+            .min(0)
+            .default(200)
+            .describe('Shortest run of voiced frames counted as speech'),
           hangoverMs: z.number().int().min(0).default(200).describe('Frames kept as speech after voice ends'),
         })
         .prefault({}),
@@ -178,17 +217,27 @@ export const ConfigSchema = z.strictObject({
         })
         .partial({ dropLlr: true, warnLlr: true, humanLlr: true, maxListenMs: true })
         .prefault({})
-        .describe('Thresholds and actions when no rule matches; missing thresholds come from the model metadata'),
+        .describe(
+          'Thresholds and actions when no rule matches; missing thresholds come from the model metadata',
+        ),
       rulesFile: z
         .string()
         .nullable()
         .default(null)
         .describe('Optional YAML/JSON file of policy rules seeded into the store at start-up'),
-      denyStatus: z.number().int().min(400).max(699).default(603).describe('SIP status returned to deny-listed callers'),
+      denyStatus: z
+        .number()
+        .int()
+        .min(400)
+        .max(699)
+        .default(603)
+        .describe('SIP status returned to deny-listed callers'),
       timeZone: z
         .string()
         .default('UTC')
-        .describe('IANA time zone (e.g. Europe/Berlin) in which rule schedules (days, HH:MM ranges) are read'),
+        .describe(
+          'IANA time zone (e.g. Europe/Berlin) in which rule schedules (days, HH:MM ranges) are read',
+        ),
       watchRulesFile: z
         .boolean()
         .default(true)
@@ -207,7 +256,11 @@ export const ConfigSchema = z.strictObject({
         .nullable()
         .default(null)
         .describe('WAV file played to the staff member on warn (null = two-tone beep)'),
-      warnToneHz: z.array(z.number().min(100).max(3800)).length(2).default([1400, 2060]).describe('Warn beep frequencies'),
+      warnToneHz: z
+        .array(z.number().min(100).max(3800))
+        .length(2)
+        .default([1400, 2060])
+        .describe('Warn beep frequencies'),
       warnToneMs: z.number().int().min(50).max(3000).default(400).describe('Length of each warn beep'),
     })
     .prefault({}),
@@ -215,21 +268,35 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       path: z.string().default('data/voiceguard.sqlite').describe('SQLite database file'),
       retentionDays: z.number().int().min(1).default(90).describe('Call records older than this are pruned'),
-      audioRetentionDays: z.number().int().min(1).default(7).describe('Retained review audio older than this is deleted'),
-      flushIntervalMs: z.number().int().min(10).default(250).describe('Write batch interval (writes never block calls)'),
+      audioRetentionDays: z
+        .number()
+        .int()
+        .min(1)
+        .default(7)
+        .describe('Retained review audio older than this is deleted'),
+      flushIntervalMs: z
+        .number()
+        .int()
+        .min(10)
+        .default(250)
+        .describe('Write batch interval (writes never block calls)'),
       flushMaxRows: z.number().int().min(1).default(500).describe('Rows that force an early flush'),
       maxQueuedRows: z
         .number()
         .int()
         .min(100)
         .default(100_000)
-        .describe('Unwritten rows beyond which new score-timeline rows are shed (a stalled disk never grows memory without bound)'),
+        .describe(
+          'Unwritten rows beyond which new score-timeline rows are shed (a stalled disk never grows memory without bound)',
+        ),
       checkpointIntervalMs: z
         .number()
         .int()
         .min(50)
         .default(1000)
-        .describe('How often a background thread copies the write-ahead log into the database file (the only disk syncs)'),
+        .describe(
+          'How often a background thread copies the write-ahead log into the database file (the only disk syncs)',
+        ),
       pruneIntervalMs: z
         .number()
         .int()
@@ -243,8 +310,13 @@ export const ConfigSchema = z.strictObject({
       pseudonymiseNumbers: z
         .boolean()
         .default(true)
-        .describe('Replace phone numbers in logs (and stored records if storeClearNumbers is false) by keyed hashes'),
-      storeClearNumbers: z.boolean().default(true).describe('Store clear phone numbers in the database for admins'),
+        .describe(
+          'Replace phone numbers in logs (and stored records if storeClearNumbers is false) by keyed hashes',
+        ),
+      storeClearNumbers: z
+        .boolean()
+        .default(true)
+        .describe('Store clear phone numbers in the database for admins'),
       pseudonymKey: z
         .string()
         .nullable()
@@ -266,7 +338,9 @@ export const ConfigSchema = z.strictObject({
         .min(16)
         .nullable()
         .default(null)
-        .describe('Admin token created at start if no admin token exists (else one is generated and logged once)'),
+        .describe(
+          'Admin token created at start if no admin token exists (else one is generated and logged once)',
+        ),
       webhooks: z
         .array(
           z.strictObject({
@@ -277,18 +351,36 @@ export const ConfigSchema = z.strictObject({
         )
         .default([])
         .describe('Webhooks called on verdicts and actions'),
-      webhookMaxAttempts: z.number().int().min(1).max(20).default(6).describe('Delivery attempts per webhook event before it is given up'),
+      webhookMaxAttempts: z
+        .number()
+        .int()
+        .min(1)
+        .max(20)
+        .default(6)
+        .describe('Delivery attempts per webhook event before it is given up'),
       webhookBackoffMs: z
         .number()
         .int()
         .min(10)
         .default(1000)
-        .describe('Delay before the first webhook retry; doubles on each further attempt (capped at 5 minutes)'),
+        .describe(
+          'Delay before the first webhook retry; doubles on each further attempt (capped at 5 minutes)',
+        ),
       webhookTimeoutMs: z.number().int().min(100).default(5000).describe('Per-attempt webhook HTTP timeout'),
-      webhookMaxQueued: z.number().int().min(1).default(10_000).describe('Undelivered webhook events kept; older ones are dropped beyond this'),
+      webhookMaxQueued: z
+        .number()
+        .int()
+        .min(1)
+        .default(10_000)
+        .describe('Undelivered webhook events kept; older ones are dropped beyond this'),
       loginRateLimit: z
         .strictObject({
-          max: z.number().int().min(1).default(10).describe('Login attempts allowed per client address per window'),
+          max: z
+            .number()
+            .int()
+            .min(1)
+            .default(10)
+            .describe('Login attempts allowed per client address per window'),
           windowMs: z.number().int().min(1000).default(60_000).describe('Login rate-limit window'),
         })
         .prefault({})
@@ -297,7 +389,10 @@ export const ConfigSchema = z.strictObject({
     .prefault({}),
   log: z
     .strictObject({
-      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('Log level'),
+      level: z
+        .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace'])
+        .default('info')
+        .describe('Log level'),
       pretty: z.boolean().default(false).describe('Human-readable logs instead of JSON lines'),
     })
     .prefault({}),

@@ -100,15 +100,19 @@ export function serializeRtp(p: RtpPacket): Buffer {
     throw new RangeError(`payload type out of range: ${p.payloadType}`);
   }
   const ext = p.extension ? (p.headerExtension ?? { profile: 0, data: new Uint8Array(0) }) : undefined;
-  if (ext && ext.data.length % 4 !== 0) throw new RangeError(`header extension length ${ext.data.length} is not a multiple of 4`);
+  if (ext && ext.data.length % 4 !== 0)
+    throw new RangeError(`header extension length ${ext.data.length} is not a multiple of 4`);
   if (ext && ext.data.length / 4 > 0xffff) throw new RangeError('header extension too long');
   let padLen = 0;
   if (p.padding) {
-    const unpadded = RTP_HEADER_BYTES + p.csrc.length * 4 + (ext ? 4 + ext.data.length : 0) + p.payload.length;
+    const unpadded =
+      RTP_HEADER_BYTES + p.csrc.length * 4 + (ext ? 4 + ext.data.length : 0) + p.payload.length;
     padLen = p.paddingLength ?? 4 - (unpadded % 4);
-    if (!Number.isInteger(padLen) || padLen < 1 || padLen > 255) throw new RangeError(`padding length out of range: ${padLen}`);
+    if (!Number.isInteger(padLen) || padLen < 1 || padLen > 255)
+      throw new RangeError(`padding length out of range: ${padLen}`);
   }
-  const total = RTP_HEADER_BYTES + p.csrc.length * 4 + (ext ? 4 + ext.data.length : 0) + p.payload.length + padLen;
+  const total =
+    RTP_HEADER_BYTES + p.csrc.length * 4 + (ext ? 4 + ext.data.length : 0) + p.payload.length + padLen;
   const out = Buffer.alloc(total);
   out[0] = 0x80 | (p.padding ? 0x20 : 0) | (ext ? 0x10 : 0) | p.csrc.length;
   out[1] = (p.marker ? 0x80 : 0) | p.payloadType;

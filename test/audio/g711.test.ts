@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { aLawToLinear, decodeALaw, decodeMuLaw, encodeALaw, encodeMuLaw, linearToALaw, linearToMuLaw, muLawToLinear } from '../../src/audio/g711.js';
+import {
+  aLawToLinear,
+  decodeALaw,
+  decodeMuLaw,
+  encodeALaw,
+  encodeMuLaw,
+  linearToALaw,
+  linearToMuLaw,
+  muLawToLinear,
+} from '../../src/audio/g711.js';
 
 // Independent reference: the classic Sun/CCITT formulation (bias 0x84 for mu-law, segment
 // shifting for A-law), written differently from the G.191 form used in src.
@@ -88,7 +97,31 @@ describe('G.711', () => {
       ['mu-law', muLawToLinear],
       ['a-law', aLawToLinear],
     ] as const) {
-      const out = execFileSync('sox', ['-t', 'raw', '-r', '8000', '-e', enc, '-b', '8', '-c', '1', '-', '-t', 'raw', '-e', 'signed', '-b', '16', '-L', '-'], { input: codes });
+      const out = execFileSync(
+        'sox',
+        [
+          '-t',
+          'raw',
+          '-r',
+          '8000',
+          '-e',
+          enc,
+          '-b',
+          '8',
+          '-c',
+          '1',
+          '-',
+          '-t',
+          'raw',
+          '-e',
+          'signed',
+          '-b',
+          '16',
+          '-L',
+          '-',
+        ],
+        { input: codes },
+      );
       for (let c = 0; c < 256; c++) expect(out.readInt16LE(c * 2)).toBe(fn(c));
     }
   });

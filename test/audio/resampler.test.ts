@@ -35,7 +35,8 @@ describe('Resampler', () => {
     expect(one.length).toBe(Math.ceil((x.length * 8000) / 44100));
     const r = new Resampler(44100, 8000);
     const parts: number[] = [];
-    for (let i = 0; i < x.length; i += 1000 + (i % 7)) parts.push(...r.process(x.subarray(i, i + 1000 + (i % 7))));
+    for (let i = 0; i < x.length; i += 1000 + (i % 7))
+      parts.push(...r.process(x.subarray(i, i + 1000 + (i % 7))));
     parts.push(...r.flush());
     expect(parts.length).toBe(one.length);
     for (let i = 0; i < one.length; i++) expect(parts[i]).toBe(one[i]);
@@ -48,7 +49,8 @@ describe('Resampler', () => {
     const y = resample(sine(1000, 8000, 8000), 8000, 16000);
     expect(y.length).toBe(16000);
     let err = 0;
-    for (let i = 500; i < 15500; i++) err = Math.max(err, Math.abs(y[i] - Math.sin((2 * Math.PI * 1000 * i) / 16000)));
+    for (let i = 500; i < 15500; i++)
+      err = Math.max(err, Math.abs(y[i] - Math.sin((2 * Math.PI * 1000 * i) / 16000)));
     expect(err).toBeLessThan(1e-3);
   });
 });

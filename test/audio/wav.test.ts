@@ -15,7 +15,8 @@ describe('decodeWav', () => {
     const a = decodeWav(encodeWav16(tone, 8000));
     expect(a.format).toBe('pcm16');
     expect(a.durationMs).toBe(200);
-    for (let i = 0; i < tone.length; i++) expect(Math.abs(a.samples[i] - tone[i])).toBeLessThan(1 / 32768 + 1e-7);
+    for (let i = 0; i < tone.length; i++)
+      expect(Math.abs(a.samples[i] - tone[i])).toBeLessThan(1 / 32768 + 1e-7);
   });
   for (const [args, format] of [
     [['-e', 'signed', '-b', '24'], 'pcm24'],
@@ -45,7 +46,8 @@ describe('decodeWav', () => {
     const good = encodeWav16(tone, 8000);
     expect(() => decodeWav(good.subarray(0, 8))).toThrow(/truncated header/);
     expect(() => decodeWav(new Uint8Array(100))).toThrow(AudioFormatError);
-    const bad = good.slice(); bad[20] = 0x55;
+    const bad = good.slice();
+    bad[20] = 0x55;
     expect(() => decodeWav(bad)).toThrow(/unsupported format code 85/);
     expect(() => decodeWav(good.subarray(0, 36))).toThrow(/no data chunk/);
     expect(() => decodeWav(good, { channel: 3 })).toThrow(AudioFormatError);
@@ -53,7 +55,11 @@ describe('decodeWav', () => {
     for (let k = 0; k < 2000; k++) {
       const f = good.slice(0, 44 + (k % 50));
       for (let j = 0; j < 4; j++) f[(seed = (seed * 69069 + 1) >>> 0) % f.length] = seed >>> 24;
-      try { decodeWav(f); } catch (e) { expect(e).toBeInstanceOf(AudioFormatError); }
+      try {
+        decodeWav(f);
+      } catch (e) {
+        expect(e).toBeInstanceOf(AudioFormatError);
+      }
     }
   });
   it('loadAudioFile names the file in errors', async () => {
@@ -64,9 +70,41 @@ describe('decodeWav', () => {
 describe('writeRtpPcap', () => {
   it('writes a pcap tshark decodes as RTP with 20 ms spacing', () => {
     const f = join(dir, 'rtp.pcap');
-    writeFileSync(f, writeRtpPcap({ samples: tone, codec: 'pcma', src: '10.0.0.1:40000', dst: { address: '10.0.0.2', port: 20000 } }));
-    const out = execFileSync('tshark', ['-r', f, '-d', 'udp.port==20000,rtp', '-T', 'fields', '-e', 'frame.time_relative', '-e', 'rtp.p_type', '-e', 'rtp.seq', '-e', 'udp.checksum.status', '-o', 'udp.check_checksum:TRUE'], { encoding: 'utf8' });
-    const rows = out.trim().split('\n').map((l) => l.split('\t'));
+    writeFileSync(
+      f,
+      writeRtpPcap({
+        samples: tone,
+        codec: 'pcma',
+        src: '10.0.0.1:40000',
+        dst: { address: '10.0.0.2', port: 20000 },
+      }),
+    );
+    const out = execFileSync(
+      'tshark',
+      [
+        '-r',
+        f,
+        '-d',
+        'udp.port==20000,rtp',
+        '-T',
+        'fields',
+        '-e',
+        'frame.time_relative',
+        '-e',
+        'rtp.p_type',
+        '-e',
+        'rtp.seq',
+        '-e',
+        'udp.checksum.status',
+        '-o',
+        'udp.check_checksum:TRUE',
+      ],
+      { encoding: 'utf8' },
+    );
+    const rows = out
+      .trim()
+      .split('\n')
+      .map((l) => l.split('\t'));
     expect(rows.length).toBe(10);
     rows.forEach((r, i) => {
       expect(Number(r[0])).toBeCloseTo(i * 0.02, 6);

@@ -11,7 +11,11 @@ import { analyze, CLI, jsonLines } from './run-analyze.js';
 const FIXTURES = 'test/fixtures';
 
 function checkContract(o: Record<string, unknown>, withStream = false): void {
-  expect(Object.keys(o)).toEqual(withStream ? ['file', 'stream', 'score', 'verdict', 'decisionMs', 'windows'] : ['file', 'score', 'verdict', 'decisionMs', 'windows']);
+  expect(Object.keys(o)).toEqual(
+    withStream
+      ? ['file', 'stream', 'score', 'verdict', 'decisionMs', 'windows']
+      : ['file', 'score', 'verdict', 'decisionMs', 'windows'],
+  );
   expect(['synthetic', 'human', 'unsure']).toContain(o.verdict);
   const windows = o.windows as Array<{ tMs: number; llr: number }>;
   expect(Array.isArray(windows)).toBe(true);
@@ -56,21 +60,38 @@ beforeAll(() => {
   speech16kWav = join(dir, 'speech-16k.wav');
   writeFileSync(speech16kWav, encodeWav16(resample(speech, 8000, 16000), 16000));
   corruptWav = join(dir, 'corrupt.wav');
-  writeFileSync(corruptWav, Buffer.concat([Buffer.from('RIFF\x24\x00\x00\x00WAVEfmt '), Buffer.alloc(7, 0xff)]));
+  writeFileSync(
+    corruptWav,
+    Buffer.concat([Buffer.from('RIFF\x24\x00\x00\x00WAVEfmt '), Buffer.alloc(7, 0xff)]),
+  );
   textFile = join(dir, 'notes.txt');
   writeFileSync(textFile, 'this is not audio\n');
   tonesWav = join(dir, 'ringback.wav');
   const ring = new Float32Array(8000 * 6);
   for (let i = 0; i < ring.length; i++) {
     const on = i % 48000 < 16000;
-    ring[i] = on ? 0.2 * (Math.sin((2 * Math.PI * 440 * i) / 8000) + Math.sin((2 * Math.PI * 480 * i) / 8000)) : 0;
+    ring[i] = on
+      ? 0.2 * (Math.sin((2 * Math.PI * 440 * i) / 8000) + Math.sin((2 * Math.PI * 480 * i) / 8000))
+      : 0;
   }
   writeFileSync(tonesWav, encodeWav16(ring, 8000));
   callPcap = join(dir, 'call.pcap');
-  const caller = writeRtpPcap({ samples: speech, codec: 'pcmu', src: '10.0.0.1:40000', dst: '10.0.0.2:20000', ssrc: 0x1111 });
+  const caller = writeRtpPcap({
+    samples: speech,
+    codec: 'pcmu',
+    src: '10.0.0.1:40000',
+    dst: '10.0.0.2:20000',
+    ssrc: 0x1111,
+  });
   writeFileSync(callPcap, caller);
   // Two streams in one capture: the caller's and the callee's, interleaved by time.
-  const callee = writeRtpPcap({ samples: speechLikeSignal(6000, 99), codec: 'pcma', src: '10.0.0.2:20000', dst: '10.0.0.1:40000', ssrc: 0x2222 });
+  const callee = writeRtpPcap({
+    samples: speechLikeSignal(6000, 99),
+    codec: 'pcma',
+    src: '10.0.0.2:20000',
+    dst: '10.0.0.1:40000',
+    ssrc: 0x2222,
+  });
   twoStreamPcap = join(dir, 'two.pcap');
   writeFileSync(twoStreamPcap, Buffer.concat([caller, callee.subarray(24)]));
 });
@@ -147,10 +168,21 @@ describe('voiceguard analyze', () => {
   });
 
   it('applies the thresholds: a bound the evidence crosses decides, at a window time', async () => {
-    const probe = jsonLines((await analyze(['--json', '--threshold-drop', '1e6', '--threshold-human', '-1e6', speechWav])).stdout)[0];
+    const probe = jsonLines(
+      (await analyze(['--json', '--threshold-drop', '1e6', '--threshold-human', '-1e6', speechWav])).stdout,
+    )[0];
     const windows = probe.windows as Array<{ tMs: number; llr: number }>;
     expect(windows.length).toBeGreaterThan(3);
-    const r = await analyze(['--json', '--max-listen-ms', '2000', '--threshold-drop', '1e6', '--threshold-human', '-1e6', speechWav]);
+    const r = await analyze([
+      '--json',
+      '--max-listen-ms',
+      '2000',
+      '--threshold-drop',
+      '1e6',
+      '--threshold-human',
+      '-1e6',
+      speechWav,
+    ]);
     const o = jsonLines(r.stdout)[0];
     expect(o.verdict).toBe('unsure');
     expect(o.decisionMs).not.toBeNull();
@@ -202,7 +234,9 @@ describe('voiceguard analyze', () => {
   });
 
   it('scores the labelled synthetic fixtures above the human ones on average', async () => {
-    const all = existsSync(FIXTURES) ? readdirSync(FIXTURES).filter((f) => /\.(wav|pcap|pcapng)$/i.test(f)) : [];
+    const all = existsSync(FIXTURES)
+      ? readdirSync(FIXTURES).filter((f) => /\.(wav|pcap|pcapng)$/i.test(f))
+      : [];
     const human = all.filter((f) => f.startsWith('human-')).map((f) => join(FIXTURES, f));
     const synthetic = all.filter((f) => f.startsWith('synthetic-')).map((f) => join(FIXTURES, f));
     expect(human.length, 'labelled human-* fixtures in test/fixtures').toBeGreaterThan(0);
@@ -220,7 +254,10 @@ describe('voiceguard analyze', () => {
     // No fixture may be called the opposite of its label.
     for (const l of lines) {
       const label = String(l.file).includes('/synthetic-') ? 'synthetic' : 'human';
-      expect(l.verdict === (label === 'synthetic' ? 'human' : 'synthetic'), `${String(l.file)} → ${String(l.verdict)}`).toBe(false);
+      expect(
+        l.verdict === (label === 'synthetic' ? 'human' : 'synthetic'),
+        `${String(l.file)} → ${String(l.verdict)}`,
+      ).toBe(false);
     }
   });
 });

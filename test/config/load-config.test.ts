@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, leafPaths, loadConfig, renderDefaultsYaml, validateConfig } from '../../src/config/load-config.js';
+import {
+  ConfigError,
+  leafPaths,
+  loadConfig,
+  renderDefaultsYaml,
+  validateConfig,
+} from '../../src/config/load-config.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 
 function tempFile(name: string, text: string): string {
@@ -25,7 +31,10 @@ describe('loadConfig', () => {
   });
 
   it('reads a YAML file and keeps defaults for missing keys', () => {
-    const file = tempFile('vg.yaml', 'sip:\n  listen:\n    port: 5099\npolicy:\n  defaults:\n    onSynthetic: drop\n');
+    const file = tempFile(
+      'vg.yaml',
+      'sip:\n  listen:\n    port: 5099\npolicy:\n  defaults:\n    onSynthetic: drop\n',
+    );
     const { config } = loadConfig(file, {});
     expect(config.sip.listen.port).toBe(5099);
     expect(config.sip.listen.host).toBe('0.0.0.0');
@@ -67,7 +76,9 @@ describe('loadConfig', () => {
   });
 
   it('rejects an inverted RTP port range', () => {
-    expect(() => validateConfig({ media: { portMin: 30000, portMax: 20000 } })).toThrowError(/media\.portMin/);
+    expect(() => validateConfig({ media: { portMin: 30000, portMax: 20000 } })).toThrowError(
+      /media\.portMin/,
+    );
   });
 
   it('reports unreadable and non-YAML files with the file name', () => {

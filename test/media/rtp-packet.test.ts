@@ -1,14 +1,35 @@
 import { describe, expect, it } from 'vitest';
-import { isRtcp, parseRtp, serializeRtp, seqDelta, tsDelta, type RtpPacket } from '../../src/media/rtp-packet.js';
+import {
+  isRtcp,
+  parseRtp,
+  serializeRtp,
+  seqDelta,
+  tsDelta,
+  type RtpPacket,
+} from '../../src/media/rtp-packet.js';
 
 const base: RtpPacket = {
-  version: 2, padding: false, extension: false, marker: true, payloadType: 0, sequenceNumber: 65535,
-  timestamp: 0xfffffff0, ssrc: 0xdeadbeef, csrc: [1, 2], payload: Uint8Array.from([1, 2, 3, 4, 5]),
+  version: 2,
+  padding: false,
+  extension: false,
+  marker: true,
+  payloadType: 0,
+  sequenceNumber: 65535,
+  timestamp: 0xfffffff0,
+  ssrc: 0xdeadbeef,
+  csrc: [1, 2],
+  payload: Uint8Array.from([1, 2, 3, 4, 5]),
 };
 
 describe('rtp-packet', () => {
   it('round-trips header fields, CSRCs, extension and padding', () => {
-    const p: RtpPacket = { ...base, extension: true, headerExtension: { profile: 0xbede, data: Uint8Array.from([9, 9, 9, 9]) }, padding: true, paddingLength: 3 };
+    const p: RtpPacket = {
+      ...base,
+      extension: true,
+      headerExtension: { profile: 0xbede, data: Uint8Array.from([9, 9, 9, 9]) },
+      padding: true,
+      paddingLength: 3,
+    };
     const q = parseRtp(serializeRtp(p))!;
     expect(q).not.toBeNull();
     expect(q.marker).toBe(true);
@@ -23,13 +44,18 @@ describe('rtp-packet', () => {
   it('rejects short, wrong-version and overflowing packets', () => {
     const good = serializeRtp(base);
     expect(parseRtp(good.subarray(0, 11))).toBeNull();
-    const v1 = Buffer.from(good); v1[0] = (v1[0] & 0x3f) | 0x40;
+    const v1 = Buffer.from(good);
+    v1[0] = (v1[0] & 0x3f) | 0x40;
     expect(parseRtp(v1)).toBeNull();
-    const cc = Buffer.from(good.subarray(0, 14)); cc[0] = 0x8f;
+    const cc = Buffer.from(good.subarray(0, 14));
+    cc[0] = 0x8f;
     expect(parseRtp(cc)).toBeNull();
-    const pad = Buffer.from(good); pad[0] |= 0x20; pad[pad.length - 1] = 200;
+    const pad = Buffer.from(good);
+    pad[0] |= 0x20;
+    pad[pad.length - 1] = 200;
     expect(parseRtp(pad)).toBeNull();
-    const ext = Buffer.from(good); ext[0] |= 0x10;
+    const ext = Buffer.from(good);
+    ext[0] |= 0x10;
     expect(parseRtp(ext.subarray(0, 22))).toBeNull();
   });
   it('demultiplexes RTCP (RFC 5761)', () => {

@@ -17,7 +17,10 @@ interface Reference {
   meanLlr: number;
 }
 
-const references = JSON.parse(readFileSync(join(FIXTURES, 'reference-scores.json'), 'utf8')) as Record<string, Reference>;
+const references = JSON.parse(readFileSync(join(FIXTURES, 'reference-scores.json'), 'utf8')) as Record<
+  string,
+  Reference
+>;
 
 function windows(samples: Float32Array, win: number, hop: number): Float32Array[] {
   const out: Float32Array[] = [];
