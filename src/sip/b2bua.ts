@@ -112,6 +112,7 @@ export class B2bua {
     this.log.warn(
       {
         event: 'sip.parse_error',
+        transport: info.remote.protocol,
         remote: `${info.remote.address}:${info.remote.port}`,
         bytes: info.bytes,
         reason: info.reason,

@@ -12,6 +12,7 @@ const sip: any = require('sip');
 // The package creates its UDP socket with require('dgram').createSocket(type, onMessage); the
 // same module object is patched for the duration of sip.create() only (see guardUdp below).
 const dgram = require('node:dgram') as typeof import('node:dgram');
+const net = require('node:net') as typeof import('node:net');
 
 export interface SipUri {
   schema?: string;
@@ -146,6 +147,44 @@ export function rawBadRequest(data: Buffer, reason: string): string | null {
 }
 
 /**
+ * The package's TCP parser skips a header block it cannot parse without a word. This observer
+ * frames the same byte stream (header block + Content-Length body) and reports the blocks the
+ * package will drop; it never answers on TCP (the stream may be out of step after junk).
+ */
+function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): void {
+  let buf = '';
+  let skip = 0;
+  const remote: SipRemote = {
+    protocol: 'TCP',
+    address: socket.remoteAddress ?? '?',
+    port: socket.remotePort ?? 0,
+  };
+  socket.on('data', (chunk: string | Buffer) => {
+    buf += typeof chunk === 'string' ? chunk : chunk.toString('binary');
+    for (;;) {
+      if (skip > 0) {
+        const n = Math.min(skip, buf.length);
+        buf = buf.slice(n);
+        skip -= n;
+        if (skip > 0) return;
+      }
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (buf.length > 65_536) buf = ''; // the package treats this as a flood and closes the stream
+        return;
+      }
+      const head = buf.slice(0, end + 4);
+      buf = buf.slice(end + 4);
+      if (/^\s*$/.test(head)) continue; // CRLF keepalives
+      const reason = malformedReason(Buffer.from(head, 'binary'));
+      if (reason) opts.onMalformed?.({ remote, bytes: head.length, reason, replied400: false });
+      const cl = /^(?:content-length|l)[ \t]*:[ \t]*(\d+)/im.exec(head);
+      skip = cl ? Number(cl[1]) : 0;
+    }
+  });
+}
+
+/**
  * Run `create` with dgram.createSocket patched so that the sockets it makes screen every
  * datagram first: malformed ones are reported (and requests answered 400) instead of vanishing,
  * and nothing the package's handler throws can escape into the event loop.
@@ -181,11 +220,22 @@ function guardUdp<T>(opts: SipStackOptions, create: () => T): T {
     socket = original.call(dgram, type as never, guarded);
     return socket;
   };
+  const originalServer = net.createServer;
+  const makeServer = originalServer.bind(net) as (
+    listener: (socket: import('node:net').Socket) => void,
+  ) => import('node:net').Server;
+  const patchedServer = (listener: (socket: import('node:net').Socket) => void) =>
+    makeServer((socket) => {
+      listener(socket);
+      observeTcp(socket, opts);
+    });
   (dgram as { createSocket: unknown }).createSocket = patched;
+  (net as { createServer: unknown }).createServer = patchedServer;
   try {
     return create();
   } finally {
     (dgram as { createSocket: unknown }).createSocket = original;
+    (net as { createServer: unknown }).createServer = originalServer;
   }
 }
 

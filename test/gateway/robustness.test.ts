@@ -98,6 +98,33 @@ describe('gateway robustness', () => {
     ).toEqual(['CSeq method does not match the request']);
   });
 
+  it('logs malformed messages on TCP too, and goes on reading the stream after them', async () => {
+    const before = gw.events('sip.parse_error').filter((l) => l.transport === 'TCP').length;
+    const got = await new Promise<string>((resolve) => {
+      let text = '';
+      const c = connect(gw.sipPort, '127.0.0.1', () => {
+        const options = request('OPTIONS', ['Max-Forwards: 70']).replace('SIP/2.0/UDP', 'SIP/2.0/TCP');
+        c.write('NOTSIP\r\nX: y\r\n\r\n' + options);
+      });
+      c.on('data', (d) => {
+        text += d.toString();
+        if (/^SIP\/2\.0 200/m.test(text)) {
+          c.destroy();
+          resolve(text);
+        }
+      });
+      c.on('error', () => resolve(text));
+      setTimeout(() => {
+        c.destroy();
+        resolve(text);
+      }, 2000);
+    });
+    expect(got).toMatch(/^SIP\/2\.0 200/);
+    const tcp = gw.events('sip.parse_error').filter((l) => l.transport === 'TCP');
+    expect(tcp.length - before).toBe(1);
+    expect(tcp.at(-1)!.reason).toBe('unparsable start line or headers');
+  });
+
   it('survives garbage, truncated and huge datagrams and TCP junk, then still relays a call', async () => {
     const valid = request('INVITE', ['Max-Forwards: 70']);
     await udpExchange(gw.sipPort, [
