@@ -10,7 +10,7 @@ const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped package, wrapped once here
 const sip: any = require('sip');
 // The package creates its UDP socket with require('dgram').createSocket(type, onMessage); the
-// same module object is patched for the duration of sip.create() only (see guardUdp below).
+// same module object is patched for the duration of sip.create() only (see guardUdp below); net.createServer likewise for TCP.
 const dgram = require('node:dgram') as typeof import('node:dgram');
 const net = require('node:net') as typeof import('node:net');
 
@@ -184,12 +184,18 @@ function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): v
   });
 }
 
+/** Set by the package's logger.recv hook, which it calls synchronously for every message it accepts. */
+interface AcceptGate {
+  accepted: boolean;
+}
+
 /**
- * Run `create` with dgram.createSocket patched so that the sockets it makes screen every
- * datagram first: malformed ones are reported (and requests answered 400) instead of vanishing,
- * and nothing the package's handler throws can escape into the event loop.
+ * Run `create` with dgram.createSocket patched so that the sockets it makes hand every datagram
+ * to the package first; one the package did not accept (its logger.recv hook never fired) is
+ * explained, reported and, when it is a request, answered 400 instead of vanishing. Only those
+ * are parsed a second time. Nothing the package's handler throws can escape into the event loop.
  */
-function guardUdp<T>(opts: SipStackOptions, create: () => T): T {
+function guardUdp<T>(opts: SipStackOptions, gate: AcceptGate, create: () => T): T {
   const original = dgram.createSocket;
   const patched = (
     type: Parameters<typeof original>[0],
@@ -199,23 +205,22 @@ function guardUdp<T>(opts: SipStackOptions, create: () => T): T {
     // eslint-disable-next-line prefer-const -- assigned after the guarded listener is made
     let socket: Socket;
     const guarded = (msg: Buffer, rinfo: RemoteInfo): void => {
-      const reason = malformedReason(msg);
-      if (reason) {
-        const reply = rawBadRequest(msg, reason);
-        if (reply) socket.send(Buffer.from(reply, 'binary'), rinfo.port, rinfo.address);
-        opts.onMalformed?.({
-          remote: { protocol: 'UDP', address: rinfo.address, port: rinfo.port },
-          bytes: msg.length,
-          reason,
-          replied400: reply !== null,
-        });
-        return;
-      }
+      gate.accepted = false;
       try {
         listener(msg, rinfo);
       } catch (err) {
         opts.onError(err);
       }
+      if (gate.accepted) return;
+      const reason = malformedReason(msg) ?? 'not accepted by the SIP parser';
+      const reply = rawBadRequest(msg, reason);
+      if (reply) socket.send(Buffer.from(reply, 'binary'), rinfo.port, rinfo.address);
+      opts.onMalformed?.({
+        remote: { protocol: 'UDP', address: rinfo.address, port: rinfo.port },
+        bytes: msg.length,
+        reason,
+        replied400: reply !== null,
+      });
     };
     socket = original.call(dgram, type as never, guarded);
     return socket;
@@ -252,6 +257,7 @@ export class SipStack {
   constructor(opts: SipStackOptions) {
     this.publicAddress = opts.publicAddress;
     this.port = opts.port;
+    const gate: AcceptGate = { accepted: false };
     const options = {
       address: opts.host,
       port: opts.port,
@@ -263,9 +269,14 @@ export class SipStack {
       publicAddress: 'voiceguard-flow.invalid',
       udp: opts.udp,
       tcp: opts.tcp,
-      logger: { error: (e: unknown) => opts.onError(e) },
+      logger: {
+        error: (e: unknown) => opts.onError(e),
+        recv: () => {
+          gate.accepted = true;
+        },
+      },
     };
-    this.stack = guardUdp(opts, () =>
+    this.stack = guardUdp(opts, gate, () =>
       sip.create(options, (rq: SipRequest, remote: SipRemote) => opts.onRequest(rq, remote)),
     );
     options.publicAddress = opts.publicAddress;
