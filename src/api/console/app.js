@@ -5,6 +5,7 @@ import { callsView, callDetailView } from './calls.js';
 import { tuningView } from './tuning.js';
 import { policyView } from './policy.js';
 import { listsView } from './lists.js';
+import { adminView } from './admin.js';
 
 const main = document.getElementById('main');
 let cleanup = null;
@@ -62,6 +63,7 @@ const routes = [
   [/^#\/tuning(?:\?(.*))?$/, (m) => tuningView(new URLSearchParams(m[1] ?? ''))],
   [/^#\/policy$/, () => policyView()],
   [/^#\/lists$/, () => listsView()],
+  [/^#\/admin$/, () => adminView()],
 ];
 
 async function render() {
@@ -82,6 +84,8 @@ async function render() {
   const role = document.getElementById('who-role');
   role.textContent = session.role;
   role.className = `badge ${session.role}`;
+  // Only a link for those who can use it; a viewer who types #/admin gets the "admins only" page.
+  document.getElementById('nav-admin').hidden = !session.isAdmin;
   const route = routes.find(([re]) => re.test(hash));
   for (const a of document.querySelectorAll('#nav a'))
     a.classList.toggle('active', hash.startsWith(`#/${a.dataset.route}`));

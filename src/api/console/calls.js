@@ -2,6 +2,7 @@
 import uPlot from '/vendor/uplot/uPlot.esm.js';
 import {
   adminOnly,
+  readOnlyNote,
   api,
   badge,
   defaults,
@@ -323,7 +324,7 @@ export async function callDetailView(id) {
           h('h2', 'Ground truth'),
           labelBox,
           h('div.row', { style: 'margin-top:8px' }, note, labelBtn('human'), labelBtn('robot')),
-          session.isAdmin ? null : h('p.readonly-note', 'Read-only: labelling needs an admin token.'),
+          readOnlyNote('Labelling'),
         ),
       ),
     ),

@@ -66,6 +66,13 @@ export function adminOnly() {
   };
 }
 
+/** The note on a page a viewer token sees read-only, saying what would need an admin token. */
+export function readOnlyNote(what) {
+  return session.isAdmin
+    ? null
+    : h('p.readonly-note', `Read-only: viewer token. ${what} needs an admin token.`);
+}
+
 /** h('div.cls#id', {attrs}, ...children) */
 export function h(sel, attrs, ...children) {
   const [, tag, rest] = /^([a-z0-9]+)?(.*)$/i.exec(sel);
@@ -170,9 +177,10 @@ export function field(label, name, input) {
   return h('label.field', { 'data-field': name }, label, input, h('span.field-error'));
 }
 
-export function select(options, value) {
+export function select(options, value, attrs = {}) {
   return h(
     'select',
+    attrs,
     options.map(([v, t]) => h('option', { value: v, selected: v === (value ?? '') }, t)),
   );
 }

@@ -6,7 +6,7 @@ import {
   fmtTime,
   get,
   h,
-  session,
+  readOnlyNote,
   setChildren,
   showErrors,
   clearErrors,
@@ -21,16 +21,16 @@ function listPanel(kind, items, redraw) {
     field(
       'Number pattern',
       'pattern',
-      h('input', { placeholder: kind === 'deny' ? '_0900X.' : '+4930123456' }),
+      h('input', { placeholder: kind === 'deny' ? '_0900X.' : '+4930123456', ...adminOnly() }),
     ),
     kind === 'deny'
       ? field(
           'SIP status',
           'sipStatus',
-          h('input', { type: 'number', placeholder: 'default', style: 'width:110px' }),
+          h('input', { type: 'number', placeholder: 'default', style: 'width:110px', ...adminOnly() }),
         )
       : null,
-    field('Note', 'note', h('input', { placeholder: 'why' })),
+    field('Note', 'note', h('input', { placeholder: 'why', ...adminOnly() })),
     h('button.btn', { type: 'submit', ...adminOnly(), style: 'align-self:center' }, 'Add'),
   );
   async function add(e) {
@@ -110,12 +110,12 @@ export async function listsView() {
     setChildren(
       el,
       h('h1', 'Allow and deny lists'),
+      readOnlyNote('Editing the lists'),
       h(
         'p.muted',
         'Patterns: exact (+4930123456), prefix (+4989*), any (*), or Asterisk style (_0900X.). Deny beats allow.',
       ),
       h('div.grid2', listPanel('allow', allow.items, draw), listPanel('deny', deny.items, draw)),
-      session.isAdmin ? null : h('p.readonly-note', 'Read-only: editing lists needs an admin token.'),
     );
   };
   await draw();

@@ -11,6 +11,7 @@ import {
   forgetDefaults,
   get,
   h,
+  readOnlyNote,
   select,
   session,
   setChildren,
@@ -35,7 +36,8 @@ const num = (s) => (s.trim() === '' ? undefined : Number(s));
 function defaultsForm(d, onSaved) {
   const e = d.effective;
   const o = d.override ?? {};
-  const input = (k, v, ph) => h('input', { type: 'number', step: 'any', value: v ?? '', placeholder: ph });
+  const input = (k, v, ph) =>
+    h('input', { type: 'number', step: 'any', value: v ?? '', placeholder: ph, ...adminOnly() });
   const box = h('div');
   const form = h(
     'form#defaults-form',
@@ -50,9 +52,9 @@ function defaultsForm(d, onSaved) {
         'maxListenMs',
         input('maxListenMs', o.maxListenMs, String(e.thresholds.maxListenMs)),
       ),
-      field('On synthetic', 'onSynthetic', select(ACTIONS, o.onSynthetic)),
-      field('On unsure', 'onUnsure', select(ACTIONS, o.onUnsure)),
-      field('On detector error', 'onError', select(ACTIONS, o.onError)),
+      field('On synthetic', 'onSynthetic', select(ACTIONS, o.onSynthetic, adminOnly())),
+      field('On unsure', 'onUnsure', select(ACTIONS, o.onUnsure, adminOnly())),
+      field('On detector error', 'onError', select(ACTIONS, o.onError, adminOnly())),
       field(
         'Retain audio (s)',
         'retainAudioSeconds',
@@ -100,16 +102,26 @@ function ruleForm(rule, onDone) {
   const m = r.match ?? {};
   const t = r.thresholds ?? {};
   const box = h('div');
-  const text = (v, ph) => h('input', { value: v ?? '', placeholder: ph ?? '' });
+  const text = (v, ph) => h('input', { value: v ?? '', placeholder: ph ?? '', ...adminOnly() });
   const number = (v, ph) =>
-    h('input', { type: 'number', step: 'any', value: v ?? '', placeholder: ph ?? 'inherit' });
+    h('input', { type: 'number', step: 'any', value: v ?? '', placeholder: ph ?? 'inherit', ...adminOnly() });
   const form = h(
     'form.panel#rule-form',
     { onsubmit: (ev) => save(ev) },
     h('h2', rule ? `Edit rule ${rule.id}` : 'New rule'),
     h(
       'div.form-grid',
-      field('Id', 'id', h('input', { value: r.id ?? '', placeholder: 'generated', disabled: Boolean(rule) })),
+      field(
+        'Id',
+        'id',
+        h('input', {
+          value: r.id ?? '',
+          placeholder: 'generated',
+          ...adminOnly(),
+          // The id of a stored rule is its key: it cannot change.
+          disabled: Boolean(rule) || !session.isAdmin,
+        }),
+      ),
       field('Name', 'name', text(r.name, 'Night shift')),
       field('Priority', 'priority', number(r.priority, '100')),
       field(
@@ -121,6 +133,7 @@ function ruleForm(rule, onDone) {
             ['false', 'no'],
           ],
           String(r.enabled),
+          adminOnly(),
         ),
       ),
       field(
@@ -133,6 +146,7 @@ function ruleForm(rule, onDone) {
             ['false', 'no (let through)'],
           ],
           r.analyse === undefined ? '' : String(r.analyse),
+          adminOnly(),
         ),
       ),
     ),
@@ -147,7 +161,7 @@ function ruleForm(rule, onDone) {
     field(
       'Schedule (JSON: [{"days":["mon"],"start":"22:00","end":"06:00"}])',
       'match.schedule',
-      h('textarea', m.schedule ? JSON.stringify(m.schedule) : ''),
+      h('textarea', adminOnly(), m.schedule ? JSON.stringify(m.schedule) : ''),
     ),
     h('h2', { style: 'margin-top:16px' }, 'Thresholds and actions (empty = inherit the defaults)'),
     h(
@@ -156,9 +170,9 @@ function ruleForm(rule, onDone) {
       field('Warn at LLR', 'thresholds.warnLlr', number(t.warnLlr)),
       field('Human at LLR', 'thresholds.humanLlr', number(t.humanLlr)),
       field('Max listen (ms)', 'thresholds.maxListenMs', number(t.maxListenMs)),
-      field('On synthetic', 'onSynthetic', select(ACTIONS, r.onSynthetic)),
-      field('On unsure', 'onUnsure', select(ACTIONS, r.onUnsure)),
-      field('On detector error', 'onError', select(ACTIONS, r.onError)),
+      field('On synthetic', 'onSynthetic', select(ACTIONS, r.onSynthetic, adminOnly())),
+      field('On unsure', 'onUnsure', select(ACTIONS, r.onUnsure, adminOnly())),
+      field('On detector error', 'onError', select(ACTIONS, r.onError, adminOnly())),
       field('Retain audio (s)', 'retainAudioSeconds', number(r.retainAudioSeconds)),
     ),
     box,
@@ -281,6 +295,7 @@ export async function policyView() {
     setChildren(
       el,
       h('h1', 'Policy'),
+      readOnlyNote('Changing the policy'),
       h(
         'div.panel',
         h('h2', `Defaults (policy version ${d.version}, time zone ${d.timeZone})`),
@@ -316,7 +331,6 @@ export async function policyView() {
           : h('p.empty', 'No rules: every call gets the defaults.'),
       ),
       editorSlot,
-      session.isAdmin ? null : h('p.readonly-note', 'Read-only: changing the policy needs an admin token.'),
     );
   };
   await draw();

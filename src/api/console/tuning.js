@@ -2,13 +2,13 @@
 import uPlot from '/vendor/uplot/uPlot.esm.js';
 import {
   adminOnly,
+  readOnlyNote,
   api,
   defaults,
   fmtLlr,
   forgetDefaults,
   get,
   h,
-  session,
   showErrors,
   toast,
 } from './lib.js';
@@ -173,7 +173,7 @@ export async function tuningView(params = new URLSearchParams()) {
       ),
       applyForm,
       applyErr,
-      session.isAdmin ? null : h('p.readonly-note', 'Read-only: applying thresholds needs an admin token.'),
+      readOnlyNote('Applying thresholds'),
     ),
   );
 
