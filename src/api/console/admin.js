@@ -288,5 +288,5 @@ export async function adminView() {
   const audit = auditPanel();
   const tokens = tokensPanel(() => audit.reload());
   await Promise.all([tokens.reload(), audit.reload()]);
-  return { el: h('div', h('h1', 'Admin'), tokens.el, audit.el) };
+  return { el: h('div#admin-page', h('h1', 'Admin'), tokens.el, audit.el) };
 }
