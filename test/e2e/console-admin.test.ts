@@ -1,7 +1,8 @@
+import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN } from '../api/api-harness.js';
-import { login, startConsole, type ConsoleHarness } from './console-harness.js';
+import { login, SCREENSHOTS, startConsole, type ConsoleHarness } from './console-harness.js';
 
 /**
  * The console's admin page in real headless Chromium against a real API server and SQLite
@@ -26,6 +27,8 @@ interface AuditJson {
 }
 
 const text = (page: Page, sel: string) => page.locator(sel).innerText();
+const shot = (page: Page, name: string) =>
+  page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 
 async function call(
   c: ConsoleHarness,
@@ -90,6 +93,7 @@ describe('console admin page', () => {
     await page.waitForSelector('#token-reveal');
     const value = await page.inputValue('#new-token-value');
     expect(await text(page, '#token-reveal')).toContain('Shown once');
+    await shot(page, 'console-admin-token-created');
 
     const after = await tokens(c);
     expect(after).toHaveLength(before.length + 1);
@@ -203,6 +207,7 @@ describe('console admin page', () => {
     const message = (direct.body as { message: string }).message;
     expect(await text(page, '#revoke-error')).toContain(message);
     expect(await row(page, me.id).locator('td.state').innerText()).toContain('active');
+    await shot(page, 'console-admin-last-admin');
     expect((await call(c, 'GET', '/api/auth/me')).status).toBe(200);
   });
 
@@ -303,6 +308,7 @@ describe('console for a viewer', () => {
     // A viewer may open a rule to read it, but not change it; Cancel still closes it.
     await page.click('#rules-table tr[data-rule] button:has-text("View")');
     await page.waitForSelector('#rule-form');
+    await shot(page, 'console-viewer-policy');
     const ruleForm = await editable(page, '#rule-form');
     expect(ruleForm.n).toBeGreaterThanOrEqual(15);
     expect(ruleForm.open).toEqual([]);

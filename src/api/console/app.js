@@ -47,7 +47,7 @@ function loginView() {
       h('h1', h('span.logo', '◉'), 'voiceguard console'),
       h(
         'p.muted',
-        'Sign in with an API token (admin or viewer). Create tokens with POST /api/tokens or the CLI.',
+        'Sign in with an API token (admin or viewer). Admins create tokens on the Admin page or with POST /api/tokens.',
       ),
       input,
       err,

@@ -108,7 +108,7 @@ function ruleForm(rule, onDone) {
   const form = h(
     'form.panel#rule-form',
     { onsubmit: (ev) => save(ev) },
-    h('h2', rule ? `Edit rule ${rule.id}` : 'New rule'),
+    h('h2', rule ? `${session.isAdmin ? 'Edit rule' : 'Rule'} ${rule.id}` : 'New rule'),
     h(
       'div.form-grid',
       field(
