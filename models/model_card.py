@@ -47,11 +47,20 @@ def render(meta, ev):
         "(LLR, positive = synthetic) in a sequential probability ratio test (SPRT).",
         "",
         "- Front end inside the ONNX graph: per-window level normalisation, a 256-point STFT written as a Conv1d",
-        "  with fixed DFT kernels (no STFT operator needed), a 48-band log-mel (60-3900 Hz), per-window mean",
+        "  with fixed DFT kernels (no STFT operator needed), "
+        + ("64 linear-frequency triangular bands (LFCC filterbank, 60-3940 Hz; keeps the 2-4 kHz region where vocoder traces live at full resolution)"
+           if tr.get("front", "").startswith("linear") else "48 mel bands (60-3900 Hz)")
+        + ", log, per-window mean",
         "  removal (cepstral-mean style, removes a fixed line colouring).",
         f"- Body: 4 conv blocks (2x conv3x3 + BatchNorm + ReLU, max-pool), mean+max pooling, linear head: {tr['params']:,} parameters,",
         f"  {ev.get('modelBytes', 0) / 1e6:.2f} MB ONNX (opset 17).",
-        f"- Output `{meta['output']['name']}` is a raw logit; `llr = {meta['calibration']['scale']:.4f} * logit + {meta['calibration']['bias']:.4f}`",
+        (
+            "- Loss: OC-softmax (Zhang et al. 2021): a 32-d embedding is pulled towards a learned human centre (cosine > 0.9)"
+            " and synthetic speech pushed away (cosine < 0.2); the graph outputs 20 x (0.55 - cosine)."
+            if tr.get("loss") == "oc"
+            else "- Loss: binary cross-entropy on one logit, classes and systems balanced per batch."
+        ),
+        f"- Output `{meta['output']['name']}` is a raw score; `llr = {meta['calibration']['scale']:.4f} * logit + {meta['calibration']['bias']:.4f}`",
         f"  (Platt scaling fitted on {meta['calibration']['fittedOn']}).",
         "",
         "## Intended use",
@@ -66,7 +75,9 @@ def render(meta, ev):
         "- `../shared/corpus` (human and neural-TTS speech, 8 kHz), local `espeak-ng` (English and Mandarin,",
         "  several voices, rates and pitches; `flite` is generated too but held out as a test system), human Asterisk prompts (`asterisk-core-sounds-en-wav`) and Mandarin syllables",
         "  (`gcin-voice`), and copy-synthesis spoofs: human training clips re-synthesised by STFT Griffin-Lim,",
-        "  mel Griffin-Lim and LPC vocoding and labelled synthetic, so speaker, text and channel are shared",
+        "  mel Griffin-Lim and LPC vocoding"
+        + (f", and {tr['neuralVocoded']} by a small Vocos-style neural vocoder trained here ({tr['vocoderSteps']} steps, `models/vocoder.py`) on the training human clips only," if tr.get("neuralVocoded") else "")
+        + " and labelled synthetic, so speaker, text and channel are shared",
         "  between the classes and only the vocoder's traces differ (Wang & Yamagishi 2023).",
         f"- Augmentation, identical for both classes: {tr.get('augmentation', '').removesuffix(', both classes')}.",
         "- Splits are by whole TTS system and by text/speaker group, never by file:",

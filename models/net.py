@@ -22,8 +22,20 @@ def mel_matrix(n_fft=N_FFT, n_mels=N_MELS, sr=SR, fmin=60.0, fmax=3900.0):
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
 
 
+def linear_matrix(n_fft=N_FFT, n_bands=64, sr=SR, fmin=60.0, fmax=3940.0):
+    """Triangular bands spaced evenly in Hz (the LFCC filterbank): unlike mel it keeps the
+    2-4 kHz region, where vocoder and upsampling traces live, at full resolution."""
+    freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    edges = np.linspace(fmin, fmax, n_bands + 2)
+    m = np.zeros((n_bands, len(freqs)), dtype=np.float32)
+    for i in range(n_bands):
+        lo, c, hi = edges[i], edges[i + 1], edges[i + 2]
+        m[i] = np.clip(np.minimum((freqs - lo) / (c - lo), (hi - freqs) / (hi - c)), 0, None)
+    return m
+
+
 class LogMel(nn.Module):
-    def __init__(self):
+    def __init__(self, bands="mel"):
         super().__init__()
         n_bins = N_FFT // 2 + 1
         window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
@@ -33,7 +45,7 @@ class LogMel(nn.Module):
         sin = (-np.sin(2 * math.pi * k * n / N_FFT) * window).astype(np.float32)
         kernel = np.concatenate([cos, sin], axis=0)[:, None, :]  # [2*bins, 1, n_fft]
         self.register_buffer("dft", torch.from_numpy(kernel))
-        self.register_buffer("mel", torch.from_numpy(mel_matrix()))
+        self.register_buffer("mel", torch.from_numpy(mel_matrix() if bands == "mel" else linear_matrix()))
         self.n_bins = n_bins
 
     def forward(self, x):  # x [B, T]
@@ -64,15 +76,51 @@ def block(cin, cout):
 
 
 class Detector(nn.Module):
-    def __init__(self, width=16):
+    """bands: "mel" (48 mel bands) or "linear" (64 LFCC-style bands).
+    loss: "bce" (one logit, binary cross-entropy) or "oc" (OC-softmax, Zhang et al. 2021: a
+    32-d embedding whose cosine to a learned human centre is pushed above m_h for human speech
+    and below m_s for everything else; the human class is kept compact and "not human" open,
+    which is what helps on unseen TTS). Either way the graph outputs one score per window,
+    positive = synthetic, that the pipeline calibrates to an LLR."""
+
+    def __init__(self, width=16, bands="mel", loss="bce", emb=32):
         super().__init__()
-        self.front = LogMel()
+        self.front = LogMel(bands)
+        self.loss_kind = loss
         w = width
         self.body = nn.Sequential(block(1, w), block(w, 2 * w), block(2 * w, 3 * w), block(3 * w, 4 * w))
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, 1))
+        if loss == "oc":
+            self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, emb))
+            self.centre = nn.Parameter(torch.randn(emb))
+        else:
+            self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, 1))
 
-    def forward(self, audio):
+    def embed(self, audio):
         f = self.front(audio).unsqueeze(1)
         h = self.body(f)
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
-        return self.head(pooled).squeeze(1)
+        return self.head(pooled)
+
+    def cosine(self, audio):
+        e = nn.functional.normalize(self.embed(audio), dim=1)
+        return e @ nn.functional.normalize(self.centre, dim=0)
+
+    def forward(self, audio):
+        if self.loss_kind == "oc":
+            # OC_ALPHA * (midpoint of the margins - cosine): > 0 means "not like human speech".
+            return OC_ALPHA * ((OC_M_HUMAN + OC_M_SYNTH) / 2 - self.cosine(audio))
+        return self.embed(audio).squeeze(1)
+
+    def loss(self, audio, y):
+        """y: 1 = synthetic, 0 = human."""
+        if self.loss_kind == "oc":
+            s = self.cosine(audio)
+            # human: softplus(a * (m_h - s)); synthetic: softplus(a * (s - m_s))
+            z = torch.where(y > 0.5, OC_ALPHA * (s - OC_M_SYNTH), OC_ALPHA * (OC_M_HUMAN - s))
+            return nn.functional.softplus(z).mean()
+        return nn.functional.binary_cross_entropy_with_logits(self.embed(audio).squeeze(1), y)
+
+
+OC_ALPHA = 20.0
+OC_M_HUMAN = 0.9
+OC_M_SYNTH = 0.2
