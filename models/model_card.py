@@ -76,7 +76,12 @@ def render(meta, ev):
         "  several voices, rates and pitches; `flite` is generated too but held out as a test system), human Asterisk prompts (`asterisk-core-sounds-en-wav`) and Mandarin syllables",
         "  (`gcin-voice`), and copy-synthesis spoofs: human training clips re-synthesised by STFT Griffin-Lim,",
         "  mel Griffin-Lim and LPC vocoding"
-        + (f", and {tr['neuralVocoded']} by a small Vocos-style neural vocoder trained here ({tr['vocoderSteps']} steps, `models/vocoder.py`) on the training human clips only," if tr.get("neuralVocoded") else "")
+        + (
+            f", and {tr['neuralVocoded']} by small neural vocoders trained here on the training human clips only"
+            f" ({tr.get('vocoderArchs') or 'istft'}: Vocos-style iSTFT and/or HiFi-GAN-style upsampling, {tr['vocoderSteps']} steps each, `models/vocoder.py`),"
+            if tr.get("neuralVocoded")
+            else ""
+        )
         + " and labelled synthetic, so speaker, text and channel are shared",
         "  between the classes and only the vocoder's traces differ (Wang & Yamagishi 2023).",
         f"- Augmentation, identical for both classes: {tr.get('augmentation', '').removesuffix(', both classes')}.",

@@ -66,6 +66,43 @@ class Vocoder(nn.Module):
         return torch.istft(spec, N_FFT, HOP, window=self.window)
 
 
+class ResBlock(nn.Module):
+    def __init__(self, ch, dilations=(1, 3, 9)):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv1d(ch, ch, 3, padding=d, dilation=d) for d in dilations)
+
+    def forward(self, x):
+        for c in self.convs:
+            x = x + c(nn.functional.leaky_relu(x, 0.1))
+        return x
+
+
+class UpsampleVocoder(nn.Module):
+    """HiFi-GAN/MelGAN-style generator: transposed-convolution upsampling (5 x 4 x 4 = HOP) with
+    dilated residual blocks, straight to the waveform. Its traces (upsampling images, periodic
+    artefacts at the frame rate) differ from the iSTFT vocoder's, so the two together cover both
+    vocoder families that TTS systems end in."""
+
+    def __init__(self, ch=64):
+        super().__init__()
+        self.register_buffer("mel", mel_basis())
+        self.register_buffer("window", torch.hann_window(N_FFT))
+        self.inp = nn.Conv1d(N_MELS, ch, 7, padding=3)
+        ups = []
+        c = ch
+        for k, s in ((10, 5), (8, 4), (8, 4)):
+            ups += [nn.LeakyReLU(0.1), nn.ConvTranspose1d(c, c // 2, k, s, padding=(k - s) // 2), ResBlock(c // 2)]
+            c //= 2
+        self.ups = nn.Sequential(*ups)
+        self.out = nn.Conv1d(c, 1, 7, padding=3)
+
+    logmel = Vocoder.logmel
+
+    def forward(self, logmel):
+        y = torch.tanh(self.out(nn.functional.leaky_relu(self.ups(self.inp(logmel)), 0.1)))
+        return y[:, 0]
+
+
 def stft_loss(y, x):
     loss = 0.0
     for n_fft, hop in ((128, 32), (256, 64), (512, 128)):
@@ -76,11 +113,11 @@ def stft_loss(y, x):
     return loss
 
 
-def train_vocoder(clips, steps, seed=0, log=print):
+def train_vocoder(clips, steps, seed=0, log=print, arch="istft"):
     """Train on random 0.75 s crops of the given (TRAIN, human) clips for a fixed number of steps."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    voc = Vocoder()
+    voc = Vocoder() if arch == "istft" else UpsampleVocoder()
     opt = torch.optim.AdamW(voc.parameters(), lr=1e-3)
     crop = 6000
     audio = [c["audio"] for c in clips if len(c["audio"]) > crop]
@@ -101,11 +138,11 @@ def train_vocoder(clips, steps, seed=0, log=print):
         nn.utils.clip_grad_norm_(voc.parameters(), 5.0)
         opt.step()
         if step % 200 == 0:
-            log(f"vocoder step {step}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
+            log(f"{arch} vocoder step {step}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
     voc.eval()
     voc.steps = steps
     voc.final_loss = float(loss.item())
-    log(f"vocoder trained: {steps} steps in {time.time() - t0:.0f}s, final loss {voc.final_loss:.3f}")
+    log(f"{arch} vocoder trained: {steps} steps in {time.time() - t0:.0f}s, final loss {voc.final_loss:.3f}")
     return voc
 
 
