@@ -125,7 +125,12 @@ def render(meta, ev):
     L += [
         "",
         "Shortcut checks, EER of one trivial feature alone on the test split (50% = no shortcut): "
-        + "; ".join(f"{k} {pct(v)}" for k, v in ev["shortcuts"].items())
+        + "; ".join(
+            f"{k} {pct(v['pooled'])}" + (" (within " + ", ".join(f"{lang} {pct(e)}" for lang, e in v["withinLanguage"].items()) + ")" if v["withinLanguage"] else "")
+            if isinstance(v, dict)
+            else f"{k} {pct(v)}"
+            for k, v in ev["shortcuts"].items()
+        )
         + ".",
         "",
         "## Known limits",
