@@ -83,7 +83,7 @@ export interface SipStackOptions {
   onRequest(rq: SipRequest, remote: SipRemote): void;
   /** Errors the package catches internally (handler throws, unresolvable hops). */
   onError(err: unknown): void;
-  /** A UDP datagram that is not a well-formed SIP message: dropped, or answered 400 when it is a request. */
+  /** A UDP datagram or TCP message that is not well-formed SIP: dropped, or answered 400 when it is a request. */
   onMalformed?(info: MalformedSip): void;
 }
 
@@ -148,8 +148,10 @@ export function rawBadRequest(data: Buffer, reason: string): string | null {
 
 /**
  * The package's TCP parser skips a header block it cannot parse without a word. This observer
- * frames the same byte stream (header block + Content-Length body) and reports the blocks the
- * package will drop; it never answers on TCP (the stream may be out of step after junk).
+ * frames the same byte stream the same way (header block + Content-Length body), reports the
+ * blocks the package will drop and answers a malformed request 400 on the same connection
+ * (RFC 3261 18.2.2), built from its raw Via/From/To/Call-ID/CSeq lines like on UDP. Framing stays
+ * in step because both parsers skip exactly the block and its Content-Length body.
  */
 function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): void {
   let buf = '';
@@ -177,7 +179,11 @@ function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): v
       buf = buf.slice(end + 4);
       if (/^\s*$/.test(head)) continue; // CRLF keepalives
       const reason = malformedReason(Buffer.from(head, 'binary'));
-      if (reason) opts.onMalformed?.({ remote, bytes: head.length, reason, replied400: false });
+      if (reason) {
+        const reply = rawBadRequest(Buffer.from(head, 'binary'), reason);
+        if (reply && socket.writable) socket.write(Buffer.from(reply, 'binary'));
+        opts.onMalformed?.({ remote, bytes: head.length, reason, replied400: reply !== null });
+      }
       const cl = /^(?:content-length|l)[ \t]*:[ \t]*(\d+)/im.exec(head);
       skip = cl ? Number(cl[1]) : 0;
     }
@@ -231,8 +237,9 @@ function guardUdp<T>(opts: SipStackOptions, gate: AcceptGate, create: () => T): 
   ) => import('node:net').Server;
   const patchedServer = (listener: (socket: import('node:net').Socket) => void) =>
     makeServer((socket) => {
-      listener(socket);
+      // Observe first, so a 400 goes out before the answers to the messages that follow it.
       observeTcp(socket, opts);
+      listener(socket);
     });
   (dgram as { createSocket: unknown }).createSocket = patched;
   (net as { createServer: unknown }).createServer = patchedServer;
