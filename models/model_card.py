@@ -48,7 +48,7 @@ def render(meta, ev):
         "",
         "- Front end inside the ONNX graph: per-window level normalisation, a 256-point STFT written as a Conv1d",
         "  with fixed DFT kernels (no STFT operator needed), "
-        + ("64 linear-frequency triangular bands (LFCC filterbank, 60-3940 Hz; keeps the 2-4 kHz region where vocoder traces live at full resolution)"
+        + ("48 linear-frequency triangular bands (LFCC filterbank, 60-3940 Hz; keeps the 2-4 kHz region where vocoder traces live at full resolution)"
            if tr.get("front", "").startswith("linear") else "48 mel bands (60-3900 Hz)")
         + ", log, per-window mean",
         "  removal (cepstral-mean style, removes a fixed line colouring).",

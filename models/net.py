@@ -22,9 +22,10 @@ def mel_matrix(n_fft=N_FFT, n_mels=N_MELS, sr=SR, fmin=60.0, fmax=3900.0):
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
 
 
-def linear_matrix(n_fft=N_FFT, n_bands=64, sr=SR, fmin=60.0, fmax=3940.0):
+def linear_matrix(n_fft=N_FFT, n_bands=N_MELS, sr=SR, fmin=60.0, fmax=3940.0):
     """Triangular bands spaced evenly in Hz (the LFCC filterbank): unlike mel it keeps the
-    2-4 kHz region, where vocoder and upsampling traces live, at full resolution."""
+    2-4 kHz region, where vocoder and upsampling traces live, at full resolution. As many bands as
+    the mel front end (48, 81 Hz apart), so both cost the same per window."""
     freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
     edges = np.linspace(fmin, fmax, n_bands + 2)
     m = np.zeros((n_bands, len(freqs)), dtype=np.float32)
@@ -76,7 +77,7 @@ def block(cin, cout):
 
 
 class Detector(nn.Module):
-    """bands: "mel" (48 mel bands) or "linear" (64 LFCC-style bands).
+    """bands: "mel" (48 mel bands) or "linear" (48 LFCC-style bands, evenly spaced in Hz).
     loss: "bce" (one logit, binary cross-entropy) or "oc" (OC-softmax, Zhang et al. 2021: a
     32-d embedding whose cosine to a learned human centre is pushed above m_h for human speech
     and below m_s for everything else; the human class is kept compact and "not human" open,

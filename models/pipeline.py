@@ -779,7 +779,7 @@ def main():
     p.add_argument("--vocoder-steps", type=int, default=3000, help="training steps of each copy-synthesis vocoder")
     p.add_argument("--vocoder-archs", default="istft,upsample", help="copy-synthesis vocoders: istft (Vocos-style), upsample (HiFi-GAN-style)")
     p.add_argument("--vocoded-share", type=float, default=0.0, help="share of synthetic draws from copy-synthesis (0 = per-system balance)")
-    p.add_argument("--bands", choices=["mel", "linear"], default="mel", help="front-end filterbank (48 mel or 64 linear bands)")
+    p.add_argument("--bands", choices=["mel", "linear"], default="mel", help="front-end filterbank (48 mel or 48 linear bands)")
     p.add_argument("--loss", choices=["bce", "oc"], default="bce", help="binary cross-entropy or OC-softmax")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
