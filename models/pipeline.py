@@ -263,7 +263,13 @@ def random_crop(x, rng, n=WIN):
 VOCODED_SHARE = 0.0  # set from --vocoded-share: part of the synthetic draws taken from copy-synthesis
 
 
+SYSTEM_WEIGHTING = "uniform"  # set from --system-weighting
+
+
 def make_batch(pool, rng, size):
+    """Balanced classes. Within a class a system is drawn uniformly, or with weight sqrt(clips):
+    uniform gives a 5-clip source (libritts) as many draws as 300-clip ones, so the net sees those
+    few clips thousands of times; sqrt still lifts small systems without letting them dominate."""
     xs, ys = [], []
     for _ in range(size):
         label = int(rng.integers(2))
@@ -272,7 +278,11 @@ def make_batch(pool, rng, size):
         vocoded = [n for n in names if n.startswith("vocoded-")]
         if label == 1 and vocoded and rng.random() < VOCODED_SHARE:
             names = vocoded
-        sys_name = names[int(rng.integers(len(names)))]
+        if SYSTEM_WEIGHTING == "sqrt":
+            w = np.sqrt([len(systems[n]) for n in names])
+            sys_name = names[int(rng.choice(len(names), p=w / w.sum()))]
+        else:
+            sys_name = names[int(rng.integers(len(names)))]
         clips = systems[sys_name]
         c = clips[int(rng.integers(len(clips)))]
         seg = random_crop(c["audio"], rng, WIN + 400)
@@ -685,7 +695,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank in the graph", loss=args.loss, emaDecay=args.ema, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank in the graph", loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS),
                       humanHeldOut="fsdd:nicolas; hashed 35% of librispeech and tortoise-voice speaker groups (15% val, 20% test); gcin Mandarin phrases (1/4 val, 1/4 test)",
                       augmentation="RawBoost-style (convolutive, impulsive, non-linear) on half the crops; telephone channel (level, band-limit, noise/hum 10-30 dB, clipping, G.711 mu/A-law, 1-5% loss with concealment), both classes",
@@ -782,12 +792,14 @@ def main():
     p.add_argument("--bands", choices=["mel", "linear"], default="mel", help="front-end filterbank (48 mel or 48 linear bands)")
     p.add_argument("--loss", choices=["bce", "oc"], default="bce", help="binary cross-entropy or OC-softmax")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--system-weighting", choices=["uniform", "sqrt"], default="uniform", help="how systems are drawn within a class")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
     args = p.parse_args()
-    global VOCODED_SHARE
+    global VOCODED_SHARE, SYSTEM_WEIGHTING
     VOCODED_SHARE = args.vocoded_share
+    SYSTEM_WEIGHTING = args.system_weighting
     {"all": stage_all, "prep": stage_prep, "eval": stage_eval, "smoke": stage_smoke}[args.stage](args)
 
 
