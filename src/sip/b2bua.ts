@@ -27,6 +27,22 @@ export interface B2buaOptions {
 }
 
 const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO';
+/**
+ * Option tags a caller may Require of us. Session timers are relayed end to end (the PBX and the
+ * carrier refresh through us), so `timer` is honoured; anything else, 100rel included (reliable
+ * provisionals are not relayed), gets 420 Bad Extension as RFC 3261 8.2.2.3 asks, instead of a
+ * call that silently lacks what the caller required.
+ */
+const REQUIRE_OK = new Set(['timer']);
+
+/** The option tags of a Require header that voiceguard does not support. */
+export function unsupportedRequire(value: unknown): string[] {
+  const raw = Array.isArray(value) ? value.join(',') : typeof value === 'string' ? value : '';
+  return raw
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter((t) => t !== '' && !REQUIRE_OK.has(t));
+}
 
 export class B2bua {
   private readonly stack: SipStack;
@@ -197,6 +213,15 @@ export class B2bua {
     const mf = Number(rq.headers['max-forwards'] ?? 70);
     if (Number.isFinite(mf) && mf <= 0) {
       this.reply(rq, 483);
+      return;
+    }
+    const unsupported = unsupportedRequire(rq.headers.require);
+    if (unsupported.length > 0) {
+      this.log.info(
+        { event: 'sip.bad_extension', remote: `${remote.address}:${remote.port}`, unsupported },
+        'INVITE requires an extension voiceguard does not support: 420',
+      );
+      this.reply(rq, 420, 'Bad Extension', { unsupported: unsupported.join(', ') });
       return;
     }
     if (entry) {

@@ -52,6 +52,17 @@ describe('gateway robustness', () => {
     expect(replies[0]).toMatch(/Allow: .*INVITE/i);
   });
 
+  it('answers an INVITE that requires an unsupported extension with 420 and names it', async () => {
+    const replies = await udpExchange(gw.sipPort, [
+      request('INVITE', ['Max-Forwards: 70', 'Require: timer, 100rel, Foo']),
+    ]);
+    const r = replies.find((m) => m.startsWith('SIP/2.0 420'));
+    expect(r, replies.join('\n---\n')).toBeDefined();
+    expect(r).toMatch(/^Unsupported: 100rel, foo\r?$/m);
+    expect(replies.some((m) => m.startsWith('SIP/2.0 100'))).toBe(false);
+    expect(gw.events('sip.bad_extension').at(-1)?.unsupported).toEqual(['100rel', 'foo']);
+  });
+
   it('answers Max-Forwards: 0 with 483', async () => {
     const replies = await udpExchange(gw.sipPort, [request('INVITE', ['Max-Forwards: 0'])]);
     expect(replies.some((r) => r.startsWith('SIP/2.0 483'))).toBe(true);
