@@ -114,7 +114,8 @@ def render(meta, ev):
         "  between the classes and only the vocoder's traces differ (Wang & Yamagishi 2023).",
         f"- Augmentation, identical for both classes: {tr.get('augmentation', '').removesuffix(', both classes')}.",
         "- Splits are by whole TTS system and by text/speaker group, never by file:",
-        f"  - validation systems (checkpoint choice, calibration, thresholds): {', '.join(tr['valSystems'])};",
+        f"  - validation systems (checkpoint choice, calibration, thresholds; split `{tr.get('valSplit', 'legacy')}`): {', '.join(tr['valSystems'])}"
+        + ("; three of them share every text with test systems, so their clips are in test and validation really holds Mandarin VocGAN and 5 MelGAN clips (see EXPERIMENTS.md);" if tr.get("valSplit", "legacy") == "legacy" else ";"),
         f"  - test systems (this report only, never seen before evaluation): {', '.join(tr['testSystems'])};",
         f"  - human held out: {tr['humanHeldOut']}.",
         f"- Clips per split: {json.dumps(tr['clips'])}.",
@@ -184,7 +185,8 @@ def render(meta, ev):
         "## Reproduce",
         "",
         "`npm run model:train` (CPU, 2 cores: tens of minutes) rebuilds the model, this card, EVAL.md and the test",
-        "fixtures; `npm run model:eval` re-evaluates the committed model.",
+        "fixtures; `npm run model:eval` re-evaluates the committed model. What else was tried (linear bands, OC-softmax,",
+        "EMA, neural copy-synthesis, a validation split with two vocoder families) and why this model stayed: [EXPERIMENTS.md](EXPERIMENTS.md).",
         "",
     ]
     return "\n".join(line for line in L if line is not None)

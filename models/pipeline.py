@@ -37,18 +37,31 @@ CACHE = os.environ.get("VOICEGUARD_MODEL_CACHE", os.path.join(HERE, ".cache"))
 
 # Whole TTS systems never seen in training. "val" picks the checkpoint, calibrates and sets thresholds;
 # "test" is the report. A clip whose text group is shared with a test clip goes to test, so several
-# jik876/hifi-gan-demo systems (same LJSpeech/VCTK sentences) are test-only or dropped. Val therefore
-# takes the demo's HiFi-GAN/MelGAN ablation block (texts "as-*", not in test) and the Mandarin VocGAN
-# system: two vocoder families and both languages. (Until v1.1 val named hifigan-v2, stylespeech and
-# espnet-fastspeech-wavenet, whose texts all collide with test, so val held only VocGAN + 5 MelGAN clips and
-# pulled the 35 ablation clips out of every split; those three systems are now named as test, which keeps
-# the test split exactly as it was.)
-VAL_SYSTEMS = {"hifigan-ablation", "melgan", "mandarin-fastspeech2-vocgan"}
-TEST_SYSTEMS = {
+# jik876/hifi-gan-demo systems (same LJSpeech/VCTK sentences) are test-only or dropped. Two val splits:
+# - "legacy" (model 1.1): val names hifigan-v2, stylespeech and espnet-fastspeech-wavenet, whose texts all
+#   collide with test, so val really holds Mandarin VocGAN + 5 MelGAN clips (one language, one vocoder
+#   family) and the 35 HiFi-GAN ablation clips fall out of every split.
+# - "families": val takes the demo's HiFi-GAN/MelGAN ablation block (texts "as-*", not in test), Mandarin
+#   VocGAN and a quarter of the gcin Mandarin phrases: two vocoder families and both languages. The three
+#   colliding systems are named as test, so the test split is exactly the same in both.
+BASE_TEST_SYSTEMS = {
     "chattts", "espnet-tacotron2-wavenet", "hifigan-v3", "waveglow", "mrmi-tts", "tacotron2-waveglow",
     "meta-stylespeech", "fastspeech2-speakerid", "local-flite",
-    "hifigan-v2", "espnet-fastspeech-wavenet", "stylespeech",
 }
+SPLITS = {
+    "legacy": dict(val={"hifigan-v2", "espnet-fastspeech-wavenet", "mandarin-fastspeech2-vocgan", "melgan", "stylespeech"},
+                   test=BASE_TEST_SYSTEMS, gcin_val=False),
+    "families": dict(val={"hifigan-ablation", "melgan", "mandarin-fastspeech2-vocgan"},
+                     test=BASE_TEST_SYSTEMS | {"hifigan-v2", "espnet-fastspeech-wavenet", "stylespeech"}, gcin_val=True),
+}
+VAL_SYSTEMS, TEST_SYSTEMS, GCIN_VAL = SPLITS["legacy"]["val"], SPLITS["legacy"]["test"], False  # set from --val-split
+
+
+def use_split(name):
+    global VAL_SYSTEMS, TEST_SYSTEMS, GCIN_VAL
+    VAL_SYSTEMS, TEST_SYSTEMS, GCIN_VAL = SPLITS[name]["val"], SPLITS[name]["test"], SPLITS[name]["gcin_val"]
+
+
 # Whole human sources/speakers held out: one FSDD speaker, a hashed third of LibriSpeech speakers and
 # Tortoise reference voices, and part of the Mandarin syllable recordings.
 HUMAN_TEST_GROUPS = {"fsdd:nicolas"}
@@ -170,8 +183,8 @@ def local_human():
                 y, _ = librosa.load(f, sr=SR)
                 parts += [y, np.zeros(int(rng.integers(200, 1200)), dtype=np.float32)]
             x = np.concatenate(parts).astype(np.float32)
-            split = "test" if i % 4 == 0 else "val" if i % 4 == 1 else "train"
-            clips.append(dict(audio=x, label=0, system="gcin-syllables", language="zh", group=f"gcin:{split}",
+            split = "test" if i % 4 == 0 else "val" if i % 4 == 1 and GCIN_VAL else "train"
+            clips.append(dict(audio=x, label=0, system="gcin-syllables", language="zh", group=f"gcin:{split}" if GCIN_VAL else f"gcin:{i % 4 == 0}",
                               split=split, source="gcin-voice", license="LGPL"))
     return clips
 
@@ -634,7 +647,7 @@ def prepare(args, rng):
 
     manifest = os.path.join(CORPUS, "manifest.csv")
     key = hashlib.sha1(json.dumps([hashlib.sha1(open(manifest, "rb").read()).hexdigest(),
-                                   args.vocoded, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs, sorted(VAL_SYSTEMS), sorted(TEST_SYSTEMS), sorted(HUMAN_TEST_GROUPS),
+                                   args.vocoded, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs, GCIN_VAL, sorted(VAL_SYSTEMS), sorted(TEST_SYSTEMS), sorted(HUMAN_TEST_GROUPS),
                                    hashlib.sha1(open(__file__, "rb").read().split(b"# ---------------------------------------------------------------- training")[0]).hexdigest()])
                        .encode()).hexdigest()[:12]
     path = os.path.join(CACHE, f"prepared-{key}.pkl")
@@ -697,7 +710,8 @@ def stage_all(args):
         decision=decision,
         training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank in the graph", loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS),
-                      humanHeldOut="fsdd:nicolas; hashed 35% of librispeech and tortoise-voice speaker groups (15% val, 20% test); gcin Mandarin phrases (1/4 val, 1/4 test)",
+                      valSplit=args.val_split,
+                      humanHeldOut="fsdd:nicolas; hashed 35% of librispeech and tortoise-voice speaker groups (15% val, 20% test); gcin Mandarin phrases (" + ("1/4 val, " if GCIN_VAL else "") + "1/4 test)",
                       augmentation="RawBoost-style (convolutive, impulsive, non-linear) on half the crops; telephone channel (level, band-limit, noise/hum 10-30 dB, clipping, G.711 mu/A-law, 1-5% loss with concealment), both classes",
                       extraData="espeak-ng en+cmn, flite (held out), Asterisk prompts, gcin Mandarin syllables, copy-synthesis (STFT/mel Griffin-Lim, LPC" + (", neural vocoders (" + args.vocoder_archs + ") trained on the train human clips" if args.neural_vocoded else "") + ")"),
     )
@@ -792,12 +806,14 @@ def main():
     p.add_argument("--bands", choices=["mel", "linear"], default="mel", help="front-end filterbank (48 mel or 48 linear bands)")
     p.add_argument("--loss", choices=["bce", "oc"], default="bce", help="binary cross-entropy or OC-softmax")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--val-split", choices=sorted(SPLITS), default="legacy", help="which held-out systems validate (see SPLITS)")
     p.add_argument("--system-weighting", choices=["uniform", "sqrt"], default="uniform", help="how systems are drawn within a class")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
-    p.add_argument("--version", default="1.0.0")
+    p.add_argument("--version", default="1.1.0")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
     args = p.parse_args()
     global VOCODED_SHARE, SYSTEM_WEIGHTING
+    use_split(args.val_split)
     VOCODED_SHARE = args.vocoded_share
     SYSTEM_WEIGHTING = args.system_weighting
     {"all": stage_all, "prep": stage_prep, "eval": stage_eval, "smoke": stage_smoke}[args.stage](args)
