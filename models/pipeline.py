@@ -790,7 +790,22 @@ def stage_smoke(args):
     path = os.path.join(args.out, "smoke.onnx")
     export(model, path)
     d = parity(model, path, clips)
-    print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d}))
+    # The experiment options must not rot either: linear bands + OC-softmax + EMA, exported and
+    # checked, and both copy-synthesis vocoders for 2 steps on the sample's human clips.
+    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998)
+    vpath = os.path.join(args.out, "smoke-linear-oc.onnx")
+    export(variant, vpath)
+    dv = parity(variant, vpath, clips)
+    from vocoder import resynthesise, train_vocoder
+
+    human = [c for c in clips if c["label"] == 0]
+    vocoded = {}
+    for arch in ("istft", "upsample"):
+        y = resynthesise(train_vocoder(human, 2, arch=arch, log=log), human[0]["audio"])
+        if len(y) != len(human[0]["audio"]) or not np.all(np.isfinite(y)):
+            raise SystemExit(f"{arch} vocoder output is broken")
+        vocoded[arch] = len(y)
+    print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "vocodedSamples": vocoded}))
 
 
 def main():

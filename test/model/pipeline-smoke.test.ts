@@ -7,14 +7,24 @@ import { describe, expect, it } from 'vitest';
 // The Python recipe on ~20 corpus clips: load -> 1 training step -> export -> parity (torch vs
 // onnxruntime). It runs into a temp dir and must leave the committed model untouched.
 describe('model pipeline smoke run', () => {
-  it('prepares, trains one step, exports and passes the parity check', () => {
+  it('prepares, trains one step, exports and passes the parity check (default and experiment options)', () => {
     const before = statSync('models/voiceguard-detector.onnx').mtimeMs;
     const out = mkdtempSync(join(tmpdir(), 'vg-smoke-'));
     const stdout = execFileSync('bash', ['models/smoke.sh', out], { encoding: 'utf8', timeout: 600_000 });
-    const last = JSON.parse(stdout.trim().split('\n').pop()!) as { ok: boolean; parityMaxAbsDiff: number };
+    const last = JSON.parse(stdout.trim().split('\n').pop()!) as {
+      ok: boolean;
+      parityMaxAbsDiff: number;
+      variantParityMaxAbsDiff: number;
+      vocodedSamples: Record<string, number>;
+    };
     expect(last.ok).toBe(true);
     expect(last.parityMaxAbsDiff).toBeLessThan(1e-4);
     expect(existsSync(join(out, 'smoke.onnx'))).toBe(true);
+    // The experiment options (linear bands, OC-softmax, EMA, both copy-synthesis vocoders) still run.
+    expect(last.variantParityMaxAbsDiff).toBeLessThan(1e-4);
+    expect(existsSync(join(out, 'smoke-linear-oc.onnx'))).toBe(true);
+    expect(Object.keys(last.vocodedSamples).sort()).toEqual(['istft', 'upsample']);
+    expect(Object.values(last.vocodedSamples).every((n) => n > 0)).toBe(true);
     expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
   }, 600_000);
 });
