@@ -22,14 +22,12 @@ def verdict(ok):
 
 def shortcut_lines(shortcuts):
     """What the shortcut checks say, worded from their numbers (a feature is flagged below 40% EER)."""
-    pooled = {k: (v["pooled"] if isinstance(v, dict) else v) for k, v in shortcuts.items()}
-    bad = sorted(k for k, e in pooled.items() if e < 0.40)
+    bad = sorted(k for k, v in shortcuts.items() if v["pooled"] < 0.40)
     if not bad:
         return ["- Every shortcut feature alone stays at or above 40% EER on the test split."]
     within_bad = sorted(
         f"{k} ({lang} {100 * e:.0f}%)"
         for k, v in shortcuts.items()
-        if isinstance(v, dict)
         for lang, e in v["withinLanguage"].items()
         if e < 0.40
     )
@@ -38,7 +36,7 @@ def shortcut_lines(shortcuts):
         "  recording sources unevenly (most synthetic test clips are Mandarin ChatTTS, most human ones English), so",
         "  spectral shape partly predicts the label there.",
     ]
-    has_within = any(isinstance(v, dict) and v["withinLanguage"] for v in shortcuts.values())
+    has_within = any(v["withinLanguage"] for v in shortcuts.values())
     if not has_within:
         lines.append("  Within-language checks were not run for this report; a source/bandwidth confound cannot be ruled out.")
     elif not within_bad:
@@ -156,8 +154,6 @@ def render(meta, ev):
         "Shortcut checks, EER of one trivial feature alone on the test split (50% = no shortcut): "
         + "; ".join(
             f"{k} {pct(v['pooled'])}" + (" (within " + ", ".join(f"{lang} {pct(e)}" for lang, e in v["withinLanguage"].items()) + ")" if v["withinLanguage"] else "")
-            if isinstance(v, dict)
-            else f"{k} {pct(v)}"
             for k, v in ev["shortcuts"].items()
         )
         + ".",

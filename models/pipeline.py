@@ -184,7 +184,7 @@ def local_human():
                 parts += [y, np.zeros(int(rng.integers(200, 1200)), dtype=np.float32)]
             x = np.concatenate(parts).astype(np.float32)
             split = "test" if i % 4 == 0 else "val" if i % 4 == 1 and GCIN_VAL else "train"
-            clips.append(dict(audio=x, label=0, system="gcin-syllables", language="zh", group=f"gcin:{split}" if GCIN_VAL else f"gcin:{i % 4 == 0}",
+            clips.append(dict(audio=x, label=0, system="gcin-syllables", language="zh", group=f"gcin:{split}",
                               split=split, source="gcin-voice", license="LGPL"))
     return clips
 
@@ -347,6 +347,8 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
     val = [c for c in clips if c["split"] == "val"]
     trained.train()
     model.train()
+    # (average, trained) tensor pairs, taken once: state_dict() returns the live tensors.
+    ema_pairs = list(zip(model.state_dict().values(), trained.state_dict().values())) if ema_decay > 0 else []
     t0 = time.time()
     best = (1.0, None, -1)
     for step in range(steps):
@@ -356,10 +358,10 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
         loss.backward()
         opt.step()
         sched.step()
-        if ema_decay > 0:
+        if ema_pairs:
             with torch.no_grad():
                 d = min(ema_decay, (1 + step) / (10 + step))
-                for e, t in zip(model.state_dict().values(), trained.state_dict().values()):
+                for e, t in ema_pairs:
                     if e.dtype.is_floating_point:
                         e.mul_(d).add_(t, alpha=1 - d)
                     else:

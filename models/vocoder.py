@@ -130,9 +130,9 @@ def train_vocoder(clips, steps, seed=0, log=print, arch="istft"):
             seg = x[s : s + crop]
             batch.append(seg / (np.max(np.abs(seg)) + 1e-4) * rng.uniform(0.3, 0.9))
         x = torch.from_numpy(np.stack(batch).astype(np.float32))
-        y = voc(voc.logmel(x))
-        n = min(y.shape[1], x.shape[1])
-        loss = stft_loss(y[:, :n], x[:, :n]) + 0.5 * (voc.logmel(y[:, :n]) - voc.logmel(x[:, :n])).abs().mean()
+        target = voc.logmel(x)
+        y = voc(target)[:, : x.shape[1]]  # both vocoders return at least the input's length
+        loss = stft_loss(y, x) + 0.5 * (voc.logmel(y) - target).abs().mean()
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(voc.parameters(), 5.0)

@@ -146,6 +146,19 @@ export function rawBadRequest(data: Buffer, reason: string): string | null {
   return `SIP/2.0 400 ${phrase}\r\n${keep.join('\r\n')}\r\nContent-Length: 0\r\n\r\n`;
 }
 
+/** Answer a rejected request 400 (when it has a usable Via) through `send`, and report it. */
+function rejectMalformed(
+  data: Buffer,
+  reason: string,
+  remote: SipRemote,
+  opts: SipStackOptions,
+  send: (reply: Buffer) => void,
+): void {
+  const reply = rawBadRequest(data, reason);
+  if (reply) send(Buffer.from(reply, 'binary'));
+  opts.onMalformed?.({ remote, bytes: data.length, reason, replied400: reply !== null });
+}
+
 /**
  * The package's TCP parser skips a header block it cannot parse without a word. This observer
  * frames the same byte stream the same way (header block + Content-Length body), reports the
@@ -178,12 +191,12 @@ function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): v
       const head = buf.slice(0, end + 4);
       buf = buf.slice(end + 4);
       if (/^\s*$/.test(head)) continue; // CRLF keepalives
-      const reason = malformedReason(Buffer.from(head, 'binary'));
-      if (reason) {
-        const reply = rawBadRequest(Buffer.from(head, 'binary'), reason);
-        if (reply && socket.writable) socket.write(Buffer.from(reply, 'binary'));
-        opts.onMalformed?.({ remote, bytes: head.length, reason, replied400: reply !== null });
-      }
+      const data = Buffer.from(head, 'binary');
+      const reason = malformedReason(data);
+      if (reason)
+        rejectMalformed(data, reason, remote, opts, (reply) => {
+          if (socket.writable) socket.write(reply);
+        });
       const cl = /^(?:content-length|l)[ \t]*:[ \t]*(\d+)/im.exec(head);
       skip = cl ? Number(cl[1]) : 0;
     }
@@ -218,15 +231,13 @@ function guardUdp<T>(opts: SipStackOptions, gate: AcceptGate, create: () => T): 
         opts.onError(err);
       }
       if (gate.accepted) return;
-      const reason = malformedReason(msg) ?? 'not accepted by the SIP parser';
-      const reply = rawBadRequest(msg, reason);
-      if (reply) socket.send(Buffer.from(reply, 'binary'), rinfo.port, rinfo.address);
-      opts.onMalformed?.({
-        remote: { protocol: 'UDP', address: rinfo.address, port: rinfo.port },
-        bytes: msg.length,
-        reason,
-        replied400: reply !== null,
-      });
+      rejectMalformed(
+        msg,
+        malformedReason(msg) ?? 'not accepted by the SIP parser',
+        { protocol: 'UDP', address: rinfo.address, port: rinfo.port },
+        opts,
+        (reply) => socket.send(reply, rinfo.port, rinfo.address),
+      );
     };
     socket = original.call(dgram, type as never, guarded);
     return socket;
