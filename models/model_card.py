@@ -77,7 +77,8 @@ def render(meta, ev):
         + ("48 linear-frequency triangular bands (LFCC filterbank, 60-3940 Hz; keeps the 2-4 kHz region where vocoder traces live at full resolution)"
            if tr.get("front", "").startswith("linear") else "48 mel bands (60-3900 Hz)")
         + ", log, per-window mean",
-        "  removal (cepstral-mean style, removes a fixed line colouring).",
+        "  removal (cepstral-mean style, removes a fixed line colouring)"
+        + ("; plus two phase-coherence maps on the same bands (frame-to-frame and bin-to-bin), as extra input channels." if "phase" in tr.get("front", "") else "."),
         f"- Body: 4 conv blocks (2x conv3x3 + BatchNorm + ReLU, max-pool), mean+max pooling, linear head: {tr['params']:,} parameters,",
         f"  {ev.get('modelBytes', 0) / 1e6:.2f} MB ONNX (opset 17).",
         (
@@ -100,7 +101,10 @@ def render(meta, ev):
         "",
         "- `../shared/corpus` (human and neural-TTS speech, 8 kHz), local `espeak-ng` (English and Mandarin,",
         "  several voices, rates and pitches; `flite` is generated too but held out as a test system), human Asterisk prompts (`asterisk-core-sounds-en-wav`) and Mandarin syllables",
-        "  (`gcin-voice`), and copy-synthesis spoofs: human training clips re-synthesised by STFT Griffin-Lim,",
+        "  (`gcin-voice`),"
+        + (" human recordings in other languages from Debian packages (Asterisk fr/es/ru/it prompts, KTuberling words,"
+           " KLettres syllables, Hedgewars voices; a part is held out, below)," if tr.get("extraHuman") else "")
+        + " and copy-synthesis spoofs: human training clips re-synthesised by STFT Griffin-Lim,",
         "  mel Griffin-Lim and LPC vocoding"
         + (
             f", and {tr['neuralVocoded']} by small neural vocoders trained here on the training human clips only"
@@ -149,6 +153,14 @@ def render(meta, ev):
         "|---|---|---|---|",
     ]
     L += [f"| {k} | {v['label']} | {v['clips']} | {v['flaggedRate']:.2f} |" for k, v in ev["perSystem"].items()]
+    xt = ev.get("heldOutOtherLanguageHumans")
+    if xt:
+        a = xt["all"]
+        L += [
+            "",
+            f"Held-out human speakers in other languages ({a['clips']} clips, {a['languages']} languages, Debian recordings never trained on):"
+            f" {pct(a['flaggedRate'])} flagged, {pct(a['falseDropRate'])} dropped at the recommended bounds; per source in EVAL.md.",
+        ]
     L += [
         "",
         "Shortcut checks, EER of one trivial feature alone on the test split (50% = no shortcut): "

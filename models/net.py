@@ -36,8 +36,20 @@ def linear_matrix(n_fft=N_FFT, n_bands=N_MELS, sr=SR, fmin=60.0, fmax=3940.0):
 
 
 class LogMel(nn.Module):
-    def __init__(self, bands="mel"):
+    """Log filterbank energies, and with phase=True two phase-regularity maps on the same bands.
+
+    G.711 quantises the waveform sample by sample, so phase survives the line. The maps are
+    magnitude-weighted coherences in [0, 1]: per band, |sum_k w_k P_k| / sum_k w_k |P_k| with
+    - time coherence: P_k = X_t,k * conj(X_t-1,k), high when one stable partial owns the band from one
+      frame to the next (its phase advances the same in every bin it leaks into);
+    - frequency coherence: P_k = X_t,k * conj(X_t,k-1), high when the frame holds one clear
+      excitation instant (a glottal pulse gives a linear phase across frequency).
+    Vocoders rebuild phase (Griffin-Lim iterates it, GAN and iSTFT vocoders predict it), and these
+    are the regularities they get wrong. Only sums, products and one sqrt: the graph stays cheap."""
+
+    def __init__(self, bands="mel", phase=False):
         super().__init__()
+        self.phase = phase
         n_bins = N_FFT // 2 + 1
         window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
         k = np.arange(n_bins)[:, None]
@@ -61,7 +73,26 @@ class LogMel(nn.Module):
         mel = torch.matmul(self.mel, power)  # [B, mels, F]
         logmel = torch.log(mel + 1e-6)
         # Per-window cepstral-mean-style normalisation removes a fixed channel colouring.
-        return logmel - logmel.mean(dim=2, keepdim=True)
+        logmel = logmel - logmel.mean(dim=2, keepdim=True)
+        if not self.phase:
+            return logmel
+        return torch.stack([logmel, self._coherence(re, im, time=True), self._coherence(re, im, time=False)], dim=1)
+
+    def _coherence(self, re, im, time):
+        if time:  # neighbour = previous frame, same bin; the first frame repeats the second's value
+            ar, ai, br, bi = re[:, :, 1:], im[:, :, 1:], re[:, :, :-1], im[:, :, :-1]
+        else:  # neighbour = next-lower bin, same frame; bin 0 pairs with itself (DC carries no speech)
+            ar, ai = re, im
+            br = torch.cat([re[:, :1], re[:, :-1]], dim=1)
+            bi = torch.cat([im[:, :1], im[:, :-1]], dim=1)
+        pr = ar * br + ai * bi  # a * conj(b)
+        pi = ai * br - ar * bi
+        mag = torch.sqrt(pr * pr + pi * pi + 1e-12)
+        sr, si, sm = torch.matmul(self.mel, pr), torch.matmul(self.mel, pi), torch.matmul(self.mel, mag)
+        coh = torch.sqrt(sr * sr + si * si + 1e-12) / (sm + 1e-6)
+        if time:
+            coh = torch.cat([coh[:, :, :1], coh], dim=2)
+        return coh - 0.5
 
 
 def block(cin, cout):
@@ -78,18 +109,19 @@ def block(cin, cout):
 
 class Detector(nn.Module):
     """bands: "mel" (48 mel bands) or "linear" (48 LFCC-style bands, evenly spaced in Hz).
+    phase: add the two phase-coherence maps of LogMel as input channels (first conv 3 -> 16).
     loss: "bce" (one logit, binary cross-entropy) or "oc" (OC-softmax, Zhang et al. 2021: a
     32-d embedding whose cosine to a learned human centre is pushed above m_h for human speech
     and below m_s for everything else; the human class is kept compact and "not human" open,
     which is what helps on unseen TTS). Either way the graph outputs one score per window,
     positive = synthetic, that the pipeline calibrates to an LLR."""
 
-    def __init__(self, width=16, bands="mel", loss="bce", emb=32):
+    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False):
         super().__init__()
-        self.front = LogMel(bands)
+        self.front = LogMel(bands, phase)
         self.loss_kind = loss
         w = width
-        self.body = nn.Sequential(block(1, w), block(w, 2 * w), block(2 * w, 3 * w), block(3 * w, 4 * w))
+        self.body = nn.Sequential(block(3 if phase else 1, w), block(w, 2 * w), block(2 * w, 3 * w), block(3 * w, 4 * w))
         if loss == "oc":
             self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, emb))
             self.centre = nn.Parameter(torch.randn(emb))
@@ -97,7 +129,9 @@ class Detector(nn.Module):
             self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, 1))
 
     def embed(self, audio):
-        f = self.front(audio).unsqueeze(1)
+        f = self.front(audio)
+        if f.dim() == 3:
+            f = f.unsqueeze(1)
         h = self.body(f)
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         return self.head(pooled)

@@ -189,6 +189,116 @@ def local_human():
     return clips
 
 
+# Human recordings in Debian packages beyond the Asterisk English prompts and gcin: other languages'
+# Asterisk prompts (fr-CA, es-MX, ru, it: five more speakers), KTuberling's spoken words in ~20
+# languages, KLettres' syllables read by native speakers, and Hedgewars' acted voice packs (shouted game
+# lines; the "Robot" pack is processed and left out). Without them every non-English human in training is
+# a gcin syllable, while Mimic 3 speaks 25 languages, all synthetic: language would stand in for label.
+EXTRA_HUMAN_PACKAGES = ["asterisk-core-sounds-fr-wav", "asterisk-core-sounds-es-wav", "asterisk-core-sounds-ru-wav",
+                        "asterisk-core-sounds-it-wav", "asterisk-prompt-it-menardi-wav", "ktuberling-data", "klettres-data",
+                        "hedgewars-data"]
+
+
+def ensure_debian_human():
+    """Fetch (apt-get download) and unpack (dpkg-deb -x) EXTRA_HUMAN_PACKAGES under the cache; nothing is
+    installed. Returns the unpacked root, or None when a package cannot be fetched (the run says so)."""
+    root = os.path.join(CACHE, "debian")
+    debs = os.path.join(root, "debs")
+    tree = os.path.join(root, "tree")
+    os.makedirs(debs, exist_ok=True)
+    for pkg in EXTRA_HUMAN_PACKAGES:
+        if glob.glob(os.path.join(debs, f"{pkg}_*.deb")):
+            continue
+        try:
+            subprocess.run(["apt-get", "download", pkg], cwd=debs, check=True, capture_output=True, timeout=900)
+        except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+            log(f"cannot fetch {pkg} ({e}); the extra human recordings are needed for --extra-human")
+            return None
+    marker = os.path.join(tree, ".unpacked")
+    if not os.path.exists(marker):
+        os.makedirs(tree, exist_ok=True)
+        for deb in sorted(glob.glob(os.path.join(debs, "*.deb"))):
+            subprocess.run(["dpkg-deb", "-x", deb, tree], check=True, capture_output=True)
+        open(marker, "w").close()
+    return tree
+
+
+def _read_8k(path):
+    import librosa
+
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    return x if sr == SR else librosa.resample(x, orig_sr=sr, target_sr=SR, res_type="soxr_hq").astype(np.float32)
+
+
+def _joined(files, rng, n_clips, lo, hi, gap=(800, 3200)):
+    """Clips of lo..hi short recordings of one speaker/voice joined with pauses of 0.1-0.4 s (words and
+    syllables are too short for a 1 s window on their own)."""
+    out = []
+    if len(files) < lo:
+        return out
+    for _ in range(n_clips):
+        parts = []
+        for f in rng.choice(files, int(rng.integers(lo, hi + 1)), replace=len(files) < hi):
+            try:
+                y = _read_8k(f)
+            except Exception:
+                continue
+            parts += [y, np.zeros(int(rng.integers(*gap)), dtype=np.float32)]
+        if parts:
+            out.append(np.concatenate(parts).astype(np.float32))
+    return out
+
+
+# Held out of training whatever the flags: one Asterisk speaker and every third KTuberling/KLettres
+# language and Hedgewars voice. They form the "xtest" split: unseen human speakers in ~15 languages, on
+# which the evaluation reports how often a real caller would be flagged (the main test split is unchanged).
+XTEST_ASTERISK = {"it_IT_m_Carlo"}
+
+
+def extra_human():
+    """Human clips from EXTRA_HUMAN_PACKAGES (see above), grouped by speaker or language: split "train",
+    or "xtest" for the held-out speakers and languages (XTEST_ASTERISK, every third language/voice)."""
+    tree = ensure_debian_human()
+    if tree is None:
+        return []
+    rng = np.random.default_rng(3)
+    share = os.path.join(tree, "usr", "share")
+    clips = []
+
+    def add(x, system, lang, group, source, lic, held_out):
+        if len(x) >= 4000:
+            clips.append(dict(audio=x, label=0, system=system, language=lang, group=group, split="xtest" if held_out else "train",
+                              source=source, license=lic))
+
+    for d in sorted(glob.glob(os.path.join(share, "asterisk", "sounds", "*_*"))):
+        speaker = os.path.basename(d)  # e.g. fr_CA_f_June
+        for f in sorted(glob.glob(os.path.join(d, "*.wav")))[:120]:
+            add(_read_8k(f), "asterisk-prompts", speaker[:2], f"asterisk:{speaker}", f, "CC-BY-SA-3.0", speaker in XTEST_ASTERISK)
+    # KTuberling's sr@latin etc. are the same recordings as sr: one per language code.
+    kt = [d for d in sorted(glob.glob(os.path.join(share, "ktuberling", "sounds", "*"))) if os.path.isdir(d) and "@" not in d]
+    for i, d in enumerate(kt):
+        lang = os.path.basename(d)
+        for x in _joined(sorted(glob.glob(os.path.join(d, "*.*"))), rng, 12, 3, 6):
+            add(x, "ktuberling-words", lang, f"ktuberling:{lang}", d, "GPL-2.0+", i % 3 == 2)
+    for i, d in enumerate(sorted(glob.glob(os.path.join(share, "klettres", "*", "syllab")))):
+        lang = d.split(os.sep)[-2]
+        for x in _joined(sorted(glob.glob(os.path.join(d, "*.ogg"))), rng, 8, 6, 10):
+            add(x, "klettres-syllables", lang, f"klettres:{lang}", d, "GPL-2.0+", i % 3 == 2)
+    voices = [d for d in sorted(glob.glob(os.path.join(share, "games", "hedgewars", "Data", "Sounds", "voices", "*")))
+              if not os.path.basename(d).lower().startswith("robot")]
+    for i, d in enumerate(voices):
+        voice = os.path.basename(d)
+        for x in _joined(sorted(glob.glob(os.path.join(d, "*.ogg"))), rng, 4, 3, 5):
+            add(x, "hedgewars-voices", "und", f"hedgewars:{voice}", d, "GPL-2.0", i % 3 == 2)
+    counts = {}
+    for c in clips:
+        k = f"{c['split']}/{c['system']}"
+        counts[k] = counts.get(k, 0) + 1
+    log("extra human recordings:", counts)
+    return clips
+
+
 def copy_synthesis(human_train, rng, limit):
     """Vocoded spoofs (Wang & Yamagishi 2023): human audio resynthesised by simple vocoders, labelled
     synthetic. Speaker, text and channel match the human original, so only vocoder traces differ."""
@@ -329,7 +439,7 @@ def val_eer(model, val, seed=7):
     return eer(np.array(scores), np.array(labels))
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0):
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
@@ -339,7 +449,7 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    trained = Detector(bands=bands, loss=loss)
+    trained = Detector(bands=bands, loss=loss, phase=phase)
     model = copy.deepcopy(trained) if ema_decay > 0 else trained
     opt = torch.optim.AdamW(trained.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(steps, 1))
@@ -540,6 +650,18 @@ def evaluate(run, clips, meta):
     )
     # Shortcut checks: trivial features alone should not separate the classes.
     report["shortcuts"] = shortcut_eers(test, labels)
+    # Unseen human speakers in other languages: how often would a real caller be flagged or dropped?
+    xtest = [c for c in clips if c["split"] == "xtest"]
+    if xtest:
+        xl = score_clips(run, xtest)
+        xs = clip_scores(xl)
+        xdec = [sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] for l in xl]
+        rows = {}
+        for name in sorted({c["system"] for c in xtest}) + ["all"]:
+            idx = [i for i, c in enumerate(xtest) if name in ("all", c["system"])]
+            rows[name] = dict(clips=len(idx), languages=len({xtest[i]["language"] for i in idx}),
+                              flaggedRate=float(np.mean(xs[idx] > 0)), falseDropRate=float(np.mean([xdec[i] == "synthetic" for i in idx])))
+        report["heldOutOtherLanguageHumans"] = rows
     return report
 
 
@@ -649,7 +771,7 @@ def prepare(args, rng):
 
     manifest = os.path.join(CORPUS, "manifest.csv")
     key = hashlib.sha1(json.dumps([hashlib.sha1(open(manifest, "rb").read()).hexdigest(),
-                                   args.vocoded, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs, GCIN_VAL, sorted(VAL_SYSTEMS), sorted(TEST_SYSTEMS), sorted(HUMAN_TEST_GROUPS),
+                                   args.vocoded, args.extra_human, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs, GCIN_VAL, sorted(VAL_SYSTEMS), sorted(TEST_SYSTEMS), sorted(HUMAN_TEST_GROUPS),
                                    hashlib.sha1(open(__file__, "rb").read().split(b"# ---------------------------------------------------------------- training")[0]).hexdigest()])
                        .encode()).hexdigest()[:12]
     path = os.path.join(CACHE, f"prepared-{key}.pkl")
@@ -660,6 +782,8 @@ def prepare(args, rng):
     clips = load_corpus()
     clips += ensure_local_tts()
     clips += local_human()
+    # The held-out part is always loaded (the evaluation reports on it); the rest only with --extra-human.
+    clips += [c for c in extra_human() if args.extra_human or c["split"] == "xtest"]
     human_train = [c for c in clips if c["split"] == "train" and c["label"] == 0]
     log("copy-synthesis vocoded spoofs of", min(args.vocoded, len(human_train)), "human clips")
     clips += copy_synthesis(human_train, rng, args.vocoded)
@@ -686,7 +810,7 @@ def stage_all(args):
         k = f"{c['split']}/{'synthetic' if c['label'] else 'human'}"
         summary[k] = summary.get(k, 0) + 1
     log("clips per split:", summary)
-    model = train(clips, args.steps, args.batch, bands=args.bands, loss=args.loss, ema_decay=args.ema)
+    model = train(clips, args.steps, args.batch, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase)
     onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
     export(model, onnx_path)
     parity(model, onnx_path, clips)
@@ -710,7 +834,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank in the graph", loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + " in the graph", extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS),
                       valSplit=args.val_split,
                       humanHeldOut="fsdd:nicolas; hashed 35% of librispeech and tortoise-voice speaker groups (15% val, 20% test); gcin Mandarin phrases (" + ("1/4 val, " if GCIN_VAL else "") + "1/4 test)",
@@ -750,6 +874,13 @@ def write_eval_md(r, meta):
         e = "n/a" if v["eer"] is None else f"{v['eer']:.3f}"
         h = "n/a" if v["humanFlaggedRate"] is None else f"{v['humanFlaggedRate']:.2f}"
         L.append(f"| {k} | {v['human']} | {v['synthetic']} | {e} | {h} |")
+    if r.get("heldOutOtherLanguageHumans"):
+        L += ["", "## Held-out human speakers in other languages (Debian recordings, never trained on)", "",
+              "One Asterisk speaker (it_IT_m_Carlo) and every third KTuberling/KLettres language and Hedgewars voice.",
+              "Flagged: mean LLR > 0. Dropped: the sequential decision reaches the drop bound.", "",
+              "| source | clips | languages | flagged | dropped |", "|---|---|---|---|---|"]
+        for k, v in r["heldOutOtherLanguageHumans"].items():
+            L.append(f"| {k} | {v['clips']} | {v['languages']} | {v['flaggedRate']:.2f} | {v['falseDropRate']:.3f} |")
     langs = sorted({lang for v in r["shortcuts"].values() for lang in v["withinLanguage"]})
     L += ["", "## Shortcut checks (EER of one trivial feature alone; near 0.5 is good)", "",
           "Measured on the audio the model receives (after the channel; duration as stored). Within-language columns",
@@ -768,7 +899,7 @@ def stage_eval(args):
     """Re-evaluate the committed model on the held-out test split (npm run model:eval)."""
     onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
     meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
-    clips = load_corpus() + ensure_local_tts() + local_human()
+    clips = load_corpus() + ensure_local_tts() + local_human() + [c for c in extra_human() if c["split"] == "xtest"]
     run, _ = ort_runner(onnx_path)
     report = evaluate(run, clips, meta)
     report["inference"] = timing(onnx_path)
@@ -792,9 +923,9 @@ def stage_smoke(args):
     path = os.path.join(args.out, "smoke.onnx")
     export(model, path)
     d = parity(model, path, clips)
-    # The experiment options must not rot either: linear bands + OC-softmax + EMA, exported and
-    # checked, and both copy-synthesis vocoders for 2 steps on the sample's human clips.
-    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998)
+    # The experiment options must not rot either: linear bands + phase coherence + OC-softmax + EMA,
+    # exported and checked, and both copy-synthesis vocoders for 2 steps on the sample's human clips.
+    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998, phase=True)
     vpath = os.path.join(args.out, "smoke-linear-oc.onnx")
     export(variant, vpath)
     dv = parity(variant, vpath, clips)
@@ -821,6 +952,8 @@ def main():
     p.add_argument("--vocoder-archs", default="istft,upsample", help="copy-synthesis vocoders: istft (Vocos-style), upsample (HiFi-GAN-style)")
     p.add_argument("--vocoded-share", type=float, default=0.0, help="share of synthetic draws from copy-synthesis (0 = per-system balance)")
     p.add_argument("--bands", choices=["mel", "linear"], default="mel", help="front-end filterbank (48 mel or 48 linear bands)")
+    p.add_argument("--extra-human", action="store_true", help="add the human recordings of EXTRA_HUMAN_PACKAGES (fetched with apt-get download)")
+    p.add_argument("--phase", action="store_true", help="add the phase-coherence maps to the front end (see net.LogMel)")
     p.add_argument("--loss", choices=["bce", "oc"], default="bce", help="binary cross-entropy or OC-softmax")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--val-split", choices=sorted(SPLITS), default="legacy", help="which held-out systems validate (see SPLITS)")
