@@ -157,10 +157,21 @@ def ensure_local_tts():
     return clips
 
 
+# The base human recordings: Asterisk's English prompts (8 kHz, one speaker) and gcin's Mandarin syllables.
+# They are fetched like EXTRA_HUMAN_PACKAGES, not read from an installed system, so a fresh machine trains
+# and evaluates on the same clips as the machine that built the committed model.
+BASE_HUMAN_PACKAGES = ["asterisk-core-sounds-en-wav", "gcin-voice"]
+
+
 def local_human():
     """Human recordings from Debian packages: Asterisk prompts (en) and gcin Mandarin syllables."""
+    tree = ensure_debian(BASE_HUMAN_PACKAGES)
+    if tree is None:
+        raise SystemExit(f"cannot fetch {' '.join(BASE_HUMAN_PACKAGES)} with apt-get download; training and evaluation "
+                         "need them (the run would otherwise use different human data from the committed model)")
+    share = os.path.join(tree, "usr", "share")
     clips = []
-    for d in sorted(glob.glob("/usr/share/asterisk/sounds/*")):
+    for d in sorted(glob.glob(os.path.join(share, "asterisk", "sounds", "en_*"))):
         files = sorted(glob.glob(os.path.join(d, "*.wav")))
         for f in files[:120]:
             try:
@@ -171,21 +182,24 @@ def local_human():
                 continue
             speaker = os.path.basename(d)
             clips.append(dict(audio=x, label=0, system="asterisk-prompts", language="en", group=f"asterisk:{speaker}",
-                              split="train", source=f, license="CC-BY-SA-3.0"))
-    syl = sorted(glob.glob("/usr/share/gcin/ogg/*/*.ogg"))
-    if syl:
-        import librosa
+                              split="train", source=os.path.relpath(f, tree), license="CC-BY-SA-3.0"))
+    # The package's postinst links /usr/share/gcin/ogg to this folder; the unpacked tree has only the folder.
+    syl = sorted(glob.glob(os.path.join(share, "gcin-voice", "ogg", "*", "*.ogg")))
+    if not syl:
+        raise SystemExit(f"gcin-voice unpacked under {tree} holds no syllables")
+    import librosa
 
-        rng = np.random.default_rng(2)
-        for i in range(80):
-            parts = []
-            for f in rng.choice(syl, int(rng.integers(6, 12))):
-                y, _ = librosa.load(f, sr=SR)
-                parts += [y, np.zeros(int(rng.integers(200, 1200)), dtype=np.float32)]
-            x = np.concatenate(parts).astype(np.float32)
-            split = "test" if i % 4 == 0 else "val" if i % 4 == 1 and GCIN_VAL else "train"
-            clips.append(dict(audio=x, label=0, system="gcin-syllables", language="zh", group=f"gcin:{split}",
-                              split=split, source="gcin-voice", license="LGPL"))
+    rng = np.random.default_rng(2)
+    for i in range(80):
+        parts = []
+        for f in rng.choice(syl, int(rng.integers(6, 12))):
+            y, _ = librosa.load(f, sr=SR)
+            parts += [y, np.zeros(int(rng.integers(200, 1200)), dtype=np.float32)]
+        x = np.concatenate(parts).astype(np.float32)
+        split = "test" if i % 4 == 0 else "val" if i % 4 == 1 and GCIN_VAL else "train"
+        clips.append(dict(audio=x, label=0, system="gcin-syllables", language="zh", group=f"gcin:{split}",
+                          split=split, source="gcin-voice", license="LGPL"))
+    log("base human recordings:", {k: sum(1 for c in clips if c["system"] == k) for k in ("asterisk-prompts", "gcin-syllables")})
     return clips
 
 
@@ -199,27 +213,37 @@ EXTRA_HUMAN_PACKAGES = ["asterisk-core-sounds-fr-wav", "asterisk-core-sounds-es-
                         "hedgewars-data"]
 
 
-def ensure_debian_human():
-    """Fetch (apt-get download) and unpack (dpkg-deb -x) EXTRA_HUMAN_PACKAGES under the cache; nothing is
-    installed. Returns the unpacked root, or None when a package cannot be fetched (the run says so)."""
+def ensure_debian(packages):
+    """Fetch (apt-get download) and unpack (dpkg-deb -x) Debian packages under the cache; nothing is
+    installed and no maintainer script runs. Returns the unpacked root, or None when a package cannot be
+    fetched (the run says which)."""
     root = os.path.join(CACHE, "debian")
     debs = os.path.join(root, "debs")
     tree = os.path.join(root, "tree")
     os.makedirs(debs, exist_ok=True)
-    for pkg in EXTRA_HUMAN_PACKAGES:
-        if glob.glob(os.path.join(debs, f"{pkg}_*.deb")):
-            continue
-        try:
-            subprocess.run(["apt-get", "download", pkg], cwd=debs, check=True, capture_output=True, timeout=900)
-        except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-            log(f"cannot fetch {pkg} ({e}); the extra human recordings are needed for --extra-human")
-            return None
-    marker = os.path.join(tree, ".unpacked")
-    if not os.path.exists(marker):
-        os.makedirs(tree, exist_ok=True)
-        for deb in sorted(glob.glob(os.path.join(debs, "*.deb"))):
-            subprocess.run(["dpkg-deb", "-x", deb, tree], check=True, capture_output=True)
-        open(marker, "w").close()
+    os.makedirs(tree, exist_ok=True)
+    for pkg in packages:
+        found = glob.glob(os.path.join(debs, f"{pkg}_*.deb"))
+        if not found:
+            try:
+                subprocess.run(["apt-get", "download", pkg], cwd=debs, check=True, capture_output=True, timeout=900)
+            except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+                log(f"cannot fetch {pkg} ({e})")
+                return None
+            found = glob.glob(os.path.join(debs, f"{pkg}_*.deb"))
+        marker = os.path.join(tree, f".unpacked-{pkg}")
+        if not os.path.exists(marker):
+            for deb in found:
+                subprocess.run(["dpkg-deb", "-x", deb, tree], check=True, capture_output=True)
+            open(marker, "w").close()
+    return tree
+
+
+def ensure_debian_human():
+    """EXTRA_HUMAN_PACKAGES fetched and unpacked (see ensure_debian); None when one cannot be fetched."""
+    tree = ensure_debian(EXTRA_HUMAN_PACKAGES)
+    if tree is None:
+        log("the extra human recordings are needed for --extra-human and the held-out multilingual human set")
     return tree
 
 
@@ -273,6 +297,8 @@ def extra_human():
 
     for d in sorted(glob.glob(os.path.join(share, "asterisk", "sounds", "*_*"))):
         speaker = os.path.basename(d)  # e.g. fr_CA_f_June
+        if speaker.startswith("en_"):
+            continue  # BASE_HUMAN_PACKAGES, unpacked into the same tree
         for f in sorted(glob.glob(os.path.join(d, "*.wav")))[:120]:
             add(_read_8k(f), "asterisk-prompts", speaker[:2], f"asterisk:{speaker}", f, "CC-BY-SA-3.0", speaker in XTEST_ASTERISK)
     # KTuberling's sr@latin etc. are the same recordings as sr: one per language code.
