@@ -351,7 +351,7 @@ def copy_synthesis(human_train, rng, limit):
     return out
 
 
-def neural_copy_synthesis(human_train, rng, limit, steps, archs):
+def neural_copy_synthesis(human_train, rng, limit, steps, archs, gan=False):
     """Copy-synthesis through small neural vocoders trained here on the TRAIN human clips only
     (models/vocoder.py): a Vocos-style iSTFT vocoder and/or a HiFi-GAN-style upsampling one. Each
     resynthesises its share of `limit` clips, labelled synthetic as system "vocoded-neural-<arch>"."""
@@ -361,11 +361,11 @@ def neural_copy_synthesis(human_train, rng, limit, steps, archs):
     pick = rng.choice(len(human_train), min(limit, len(human_train)), replace=False)
     for a, arch in enumerate(archs):
         log(f"training the {arch} copy-synthesis vocoder ({steps} steps) on {len(human_train)} human train clips")
-        voc = train_vocoder(human_train, steps, seed=a, log=log, arch=arch)
+        voc = train_vocoder(human_train, steps, seed=a, log=log, arch=arch, gan=gan)
         for i in pick[a :: len(archs)]:
             c = human_train[i]
             x = c["audio"][: SR * 6]
-            out.append(dict(audio=resynthesise(voc, x), label=1, system=f"vocoded-neural-{arch}", language=c["language"],
+            out.append(dict(audio=resynthesise(voc, x), label=1, system=f"vocoded-neural-{arch}{'-gan' if gan else ''}", language=c["language"],
                             group=c["group"], split="train", source=c["source"], license=c["license"]))
     log(f"neural copy-synthesis: {len(out)} clips ({steps} steps per vocoder: {', '.join(archs)})")
     return out
@@ -797,7 +797,8 @@ def prepare(args, rng):
 
     manifest = os.path.join(CORPUS, "manifest.csv")
     key = hashlib.sha1(json.dumps([hashlib.sha1(open(manifest, "rb").read()).hexdigest(),
-                                   args.vocoded, args.extra_human, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs, GCIN_VAL, sorted(VAL_SYSTEMS), sorted(TEST_SYSTEMS), sorted(HUMAN_TEST_GROUPS),
+                                   args.vocoded, args.extra_human, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs,
+                                   *(["gan"] if args.vocoder_gan else []), GCIN_VAL, sorted(VAL_SYSTEMS), sorted(TEST_SYSTEMS), sorted(HUMAN_TEST_GROUPS),
                                    hashlib.sha1(open(__file__, "rb").read().split(b"# ---------------------------------------------------------------- training")[0]).hexdigest()])
                        .encode()).hexdigest()[:12]
     path = os.path.join(CACHE, f"prepared-{key}.pkl")
@@ -814,7 +815,8 @@ def prepare(args, rng):
     log("copy-synthesis vocoded spoofs of", min(args.vocoded, len(human_train)), "human clips")
     clips += copy_synthesis(human_train, rng, args.vocoded)
     if args.neural_vocoded > 0:
-        clips += neural_copy_synthesis(human_train, rng, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs.split(","))
+        clips += neural_copy_synthesis(human_train, rng, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs.split(","),
+                                      gan=args.vocoder_gan)
     os.makedirs(CACHE, exist_ok=True)
     pickle.dump(clips, open(path + ".tmp", "wb"), protocol=4)
     os.replace(path + ".tmp", path)
@@ -960,7 +962,7 @@ def stage_smoke(args):
     human = [c for c in clips if c["label"] == 0]
     vocoded = {}
     for arch in ("istft", "upsample"):
-        y = resynthesise(train_vocoder(human, 2, arch=arch, log=log), human[0]["audio"])
+        y = resynthesise(train_vocoder(human, 2, arch=arch, log=log, gan=arch == "istft"), human[0]["audio"])
         if len(y) != len(human[0]["audio"]) or not np.all(np.isfinite(y)):
             raise SystemExit(f"{arch} vocoder output is broken")
         vocoded[arch] = len(y)
@@ -976,6 +978,7 @@ def main():
     p.add_argument("--neural-vocoded", type=int, default=0, help="clips resynthesised by the trained neural vocoder (0 = none)")
     p.add_argument("--vocoder-steps", type=int, default=3000, help="training steps of each copy-synthesis vocoder")
     p.add_argument("--vocoder-archs", default="istft,upsample", help="copy-synthesis vocoders: istft (Vocos-style), upsample (HiFi-GAN-style)")
+    p.add_argument("--vocoder-gan", action="store_true", help="train the copy-synthesis vocoders with a multi-resolution spectrogram discriminator")
     p.add_argument("--vocoded-share", type=float, default=0.0, help="share of synthetic draws from copy-synthesis (0 = per-system balance)")
     p.add_argument("--bands", choices=["mel", "linear"], default="mel", help="front-end filterbank (48 mel or 48 linear bands)")
     p.add_argument("--extra-human", action="store_true", help="add the human recordings of EXTRA_HUMAN_PACKAGES (fetched with apt-get download)")

@@ -7,8 +7,8 @@ neural vocoders that modern TTS ends in. No pretrained vocoder can be fetched he
 
 The design follows Vocos (Siuzdenko et al., 2023; the vocoder behind ChatTTS): a ConvNeXt stack
 maps log-mel frames to STFT log-magnitude and phase, and an inverse STFT makes the waveform. It is
-trained with a multi-resolution STFT loss plus a mel loss and no discriminator, so it is fast to
-train; its outputs carry the smoothed harmonics and learned-phase artefacts typical of neural
+trained with a multi-resolution STFT loss plus a mel loss, and optionally (gan=True) a
+multi-resolution spectrogram discriminator as in Vocos; its outputs carry the smoothed harmonics and learned-phase artefacts typical of neural
 vocoders. It never needs to sound good, only to leave the kind of trace a real one leaves.
 """
 import time
@@ -113,12 +113,53 @@ def stft_loss(y, x):
     return loss
 
 
-def train_vocoder(clips, steps, seed=0, log=print, arch="istft"):
-    """Train on random 0.75 s crops of the given (TRAIN, human) clips for a fixed number of steps."""
+class SpecDiscriminator(nn.Module):
+    """One resolution of Vocos' multi-resolution discriminator: 2-D convolutions over the log-magnitude
+    STFT. Returns the logits map and the hidden feature maps (for feature matching)."""
+
+    def __init__(self, n_fft, hop, ch=16):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft))
+        self.convs = nn.ModuleList([
+            nn.Conv2d(1, ch, (3, 9), padding=(1, 4)),
+            nn.Conv2d(ch, ch, (3, 9), stride=(2, 2), padding=(1, 4)),
+            nn.Conv2d(ch, ch, (3, 9), stride=(2, 2), padding=(1, 4)),
+            nn.Conv2d(ch, ch, (3, 3), padding=(1, 1)),
+        ])
+        self.out = nn.Conv2d(ch, 1, (3, 3), padding=(1, 1))
+
+    def forward(self, y):
+        x = torch.stft(y, self.n_fft, self.hop, window=self.window, return_complex=True).abs()
+        x = torch.log(x + 1e-4)[:, None].transpose(2, 3)  # [B, 1, T, F]
+        feats = []
+        for c in self.convs:
+            x = nn.functional.leaky_relu(c(x), 0.1)
+            feats.append(x)
+        return self.out(x), feats
+
+
+class MultiResDiscriminator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ds = nn.ModuleList(SpecDiscriminator(n, h) for n, h in ((128, 32), (256, 64), (512, 128)))
+
+    def forward(self, y):
+        return [d(y) for d in self.ds]
+
+
+def train_vocoder(clips, steps, seed=0, log=print, arch="istft", gan=False):
+    """Train on random 0.75 s crops of the given (TRAIN, human) clips for a fixed number of steps. With
+    gan, a multi-resolution spectrogram discriminator (hinge loss plus feature matching, as in Vocos and
+    HiFi-GAN) joins after the first third of the steps: adversarial training is what leaves the fine
+    spectral traces of real GAN vocoders, which reconstruction losses alone smooth away."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     voc = Vocoder() if arch == "istft" else UpsampleVocoder()
     opt = torch.optim.AdamW(voc.parameters(), lr=1e-3)
+    disc = MultiResDiscriminator() if gan else None
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=2e-4, betas=(0.8, 0.99)) if gan else None
+    gan_from = steps // 3
     crop = 6000
     audio = [c["audio"] for c in clips if len(c["audio"]) > crop]
     t0 = time.time()
@@ -133,6 +174,19 @@ def train_vocoder(clips, steps, seed=0, log=print, arch="istft"):
         target = voc.logmel(x)
         y = voc(target)[:, : x.shape[1]]  # both vocoders return at least the input's length
         loss = stft_loss(y, x) + 0.5 * (voc.logmel(y) - target).abs().mean()
+        if gan and step >= gan_from:
+            d_loss = 0.0
+            for (real, _), (fake, _) in zip(disc(x), disc(y.detach())):
+                d_loss = d_loss + torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            adv = 0.0
+            fm = 0.0
+            for (_, f_real), (fake, f_fake) in zip(disc(x), disc(y)):
+                adv = adv + torch.relu(1 - fake).mean()
+                fm = fm + sum((a.detach() - b).abs().mean() for a, b in zip(f_real, f_fake)) / len(f_real)
+            loss = loss + adv + fm
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(voc.parameters(), 5.0)
@@ -140,6 +194,7 @@ def train_vocoder(clips, steps, seed=0, log=print, arch="istft"):
         if step % 200 == 0:
             log(f"{arch} vocoder step {step}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
     voc.eval()
+    voc.gan = gan
     voc.steps = steps
     voc.final_loss = float(loss.item())
     log(f"{arch} vocoder trained: {steps} steps in {time.time() - t0:.0f}s, final loss {voc.final_loss:.3f}")
