@@ -818,8 +818,9 @@ def prepare(args, rng):
         clips += neural_copy_synthesis(human_train, rng, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs.split(","),
                                       gan=args.vocoder_gan)
     os.makedirs(CACHE, exist_ok=True)
-    pickle.dump(clips, open(path + ".tmp", "wb"), protocol=4)
-    os.replace(path + ".tmp", path)
+    tmp = f"{path}.{os.getpid()}.tmp"  # concurrent runs with the same key each write their own
+    pickle.dump(clips, open(tmp, "wb"), protocol=4)
+    os.replace(tmp, path)
     return clips
 
 
