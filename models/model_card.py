@@ -182,6 +182,9 @@ def render(meta, ev):
             else ["- All targets were met on this test split; new TTS systems appear monthly, so re-check on your own calls."]
         ),
         "- The test split is dominated by one system (ChatTTS, Mandarin); per-system rows show where it fails.",
+        "- Training runs of one recipe differ a lot: rebuilt with four seeds on 2026-11-30, this recipe measured",
+        "  26-34% test EER and dropped 0.4-9% of held-out other-language human clips. A retrained model must be",
+        "  re-evaluated (`npm run model:eval`) before it replaces this one; see EXPERIMENTS.md.",
         "- Human Mandarin is scarce (a few corpus clips and gcin syllables); Mandarin false-positive rates rest on",
         "  few clips. A false positive on a Mandarin-speaking customer is the costliest error: start Mandarin",
         "  lines on `warn`.",
@@ -192,9 +195,10 @@ def render(meta, ev):
         "",
         "## Reproduce",
         "",
-        "`npm run model:train` (CPU, 2 cores: tens of minutes) rebuilds the model, this card, EVAL.md and the test",
+        "`npm run model:train` (CPU, 2 cores: 8-25 minutes) rebuilds the model, this card, EVAL.md and the test",
         "fixtures; `npm run model:eval` re-evaluates the committed model. What else was tried (linear bands, OC-softmax,",
-        "EMA, neural copy-synthesis, a validation split with two vocoder families) and why this model stayed: [EXPERIMENTS.md](EXPERIMENTS.md).",
+        "EMA, neural and GAN-trained copy-synthesis, phase features, more human languages, seed replicates, a validation",
+        "split with two vocoder families) and why this model stayed: [EXPERIMENTS.md](EXPERIMENTS.md).",
         "",
     ]
     return "\n".join(line for line in L if line is not None)
