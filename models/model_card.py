@@ -182,7 +182,7 @@ def render(meta, ev):
             else ["- All targets were met on this test split; new TTS systems appear monthly, so re-check on your own calls."]
         ),
         "- The test split is dominated by one system (ChatTTS, Mandarin); per-system rows show where it fails.",
-        "- Training runs of one recipe differ a lot: rebuilt with four seeds on 2026-11-30, this recipe measured",
+        "- Training runs of one recipe differ a lot: rebuilt with six seeds on 2026-11-30, this recipe measured",
         "  26-34% test EER and dropped 0.4-9% of held-out other-language human clips. A retrained model must be",
         "  re-evaluated (`npm run model:eval`) before it replaces this one; see EXPERIMENTS.md.",
         "- Human Mandarin is scarce (a few corpus clips and gcin syllables); Mandarin false-positive rates rest on",
