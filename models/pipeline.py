@@ -165,7 +165,7 @@ BASE_HUMAN_PACKAGES = ["asterisk-core-sounds-en-wav", "gcin-voice"]
 
 def local_human():
     """Human recordings from Debian packages: Asterisk prompts (en) and gcin Mandarin syllables."""
-    tree = ensure_debian(BASE_HUMAN_PACKAGES)
+    tree = ensure_debian(BASE_HUMAN_PACKAGES, "base")
     if tree is None:
         raise SystemExit(f"cannot fetch {' '.join(BASE_HUMAN_PACKAGES)} with apt-get download; training and evaluation "
                          "need them (the run would otherwise use different human data from the committed model)")
@@ -213,13 +213,14 @@ EXTRA_HUMAN_PACKAGES = ["asterisk-core-sounds-fr-wav", "asterisk-core-sounds-es-
                         "hedgewars-data"]
 
 
-def ensure_debian(packages):
-    """Fetch (apt-get download) and unpack (dpkg-deb -x) Debian packages under the cache; nothing is
-    installed and no maintainer script runs. Returns the unpacked root, or None when a package cannot be
-    fetched (the run says which)."""
+def ensure_debian(packages, name):
+    """Fetch (apt-get download) and unpack (dpkg-deb -x) Debian packages under the cache, into a tree of
+    their own (`name`) so that one set's files never show up in another's globs; nothing is installed and
+    no maintainer script runs. Returns the unpacked root, or None when a package cannot be fetched (the
+    run says which)."""
     root = os.path.join(CACHE, "debian")
     debs = os.path.join(root, "debs")
-    tree = os.path.join(root, "tree")
+    tree = os.path.join(root, f"tree-{name}")
     os.makedirs(debs, exist_ok=True)
     os.makedirs(tree, exist_ok=True)
     for pkg in packages:
@@ -241,7 +242,7 @@ def ensure_debian(packages):
 
 def ensure_debian_human():
     """EXTRA_HUMAN_PACKAGES fetched and unpacked (see ensure_debian); None when one cannot be fetched."""
-    tree = ensure_debian(EXTRA_HUMAN_PACKAGES)
+    tree = ensure_debian(EXTRA_HUMAN_PACKAGES, "extra")
     if tree is None:
         log("the extra human recordings are needed for --extra-human and the held-out multilingual human set")
     return tree
@@ -297,8 +298,6 @@ def extra_human():
 
     for d in sorted(glob.glob(os.path.join(share, "asterisk", "sounds", "*_*"))):
         speaker = os.path.basename(d)  # e.g. fr_CA_f_June
-        if speaker.startswith("en_"):
-            continue  # BASE_HUMAN_PACKAGES, unpacked into the same tree
         for f in sorted(glob.glob(os.path.join(d, "*.wav")))[:120]:
             add(_read_8k(f), "asterisk-prompts", speaker[:2], f"asterisk:{speaker}", f, "CC-BY-SA-3.0", speaker in XTEST_ASTERISK)
     # KTuberling's sr@latin etc. are the same recordings as sr: one per language code.
@@ -354,7 +353,8 @@ def copy_synthesis(human_train, rng, limit):
 def neural_copy_synthesis(human_train, rng, limit, steps, archs, gan=False):
     """Copy-synthesis through small neural vocoders trained here on the TRAIN human clips only
     (models/vocoder.py): a Vocos-style iSTFT vocoder and/or a HiFi-GAN-style upsampling one. Each
-    resynthesises its share of `limit` clips, labelled synthetic as system "vocoded-neural-<arch>"."""
+    resynthesises its share of `limit` clips, labelled synthetic as system "vocoded-neural-<arch>" (with
+    a "-gan" suffix when the vocoders are trained against a discriminator)."""
     from vocoder import resynthesise, train_vocoder
 
     out = []

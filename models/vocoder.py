@@ -7,9 +7,9 @@ neural vocoders that modern TTS ends in. No pretrained vocoder can be fetched he
 
 The design follows Vocos (Siuzdenko et al., 2023; the vocoder behind ChatTTS): a ConvNeXt stack
 maps log-mel frames to STFT log-magnitude and phase, and an inverse STFT makes the waveform. It is
-trained with a multi-resolution STFT loss plus a mel loss, and optionally (gan=True) a
-multi-resolution spectrogram discriminator as in Vocos; its outputs carry the smoothed harmonics and learned-phase artefacts typical of neural
-vocoders. It never needs to sound good, only to leave the kind of trace a real one leaves.
+trained with a multi-resolution STFT loss plus a mel loss, and optionally (gan=True) against a
+multi-resolution spectrogram discriminator as in Vocos; its outputs carry the smoothed harmonics and
+learned-phase artefacts typical of neural vocoders. It never needs to sound good, only to leave the kind of trace a real one leaves.
 """
 import time
 
@@ -194,7 +194,6 @@ def train_vocoder(clips, steps, seed=0, log=print, arch="istft", gan=False):
         if step % 200 == 0:
             log(f"{arch} vocoder step {step}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
     voc.eval()
-    voc.gan = gan
     voc.steps = steps
     voc.final_loss = float(loss.item())
     log(f"{arch} vocoder trained: {steps} steps in {time.time() - t0:.0f}s, final loss {voc.final_loss:.3f}")
