@@ -119,6 +119,12 @@ def render(meta, ev):
         f"  - validation systems (checkpoint choice, calibration, thresholds; split `{tr.get('valSplit', 'legacy')}`): {', '.join(tr['valSystems'])}"
         + ("; three of them share every text with test systems, so their clips are in test and validation really holds Mandarin VocGAN and 5 MelGAN clips (see EXPERIMENTS.md);" if tr.get("valSplit", "legacy") == "legacy" else ";"),
         f"  - test systems (this report only, never seen before evaluation): {', '.join(tr['testSystems'])};",
+        (
+            f"  - known attack systems trained on in part (`--seen-systems`): {', '.join(tr['seenSystems'])}. Their other text and"
+            "  voice groups are held out and reported apart from the unseen systems (below);"
+            if tr.get("seenSystems")
+            else None
+        ),
         f"  - human held out: {tr['humanHeldOut']}.",
         f"- Clips per split: {json.dumps(tr['clips'])}.",
         f"- Training: {tr['steps']} steps of batch {tr['batch']}, AdamW with one-cycle LR, balanced classes and systems;"
@@ -153,6 +159,19 @@ def render(meta, ev):
         "|---|---|---|---|",
     ]
     L += [f"| {k} | {v['label']} | {v['clips']} | {v['flaggedRate']:.2f} |" for k, v in ev["perSystem"].items()]
+    sg = ev.get("seenSystemsHeldOutGroups")
+    if sg:
+        L += [
+            "",
+            f"Known attack systems, held-out groups ({', '.join(sg['systems'])}): "
+            + ("the model trained on other groups of these systems, so these rows measure a known attack family with new voices"
+               " and texts, not an unseen system. " if sg["trainedOn"] else "this model never trained on them. ")
+            + "They are scored against the same test humans:",
+            "",
+            "| system: held-out groups | clips | EER | TPR @1% / 5% FPR | caught at the drop bound |",
+            "|---|---|---|---|---|",
+        ]
+        L += [f"| {k} | {v['clips']} | {pct(v['eer'])} | {pct(v['tprAt1Fpr'])} / {pct(v['tprAt5Fpr'])} | {pct(v['caughtRate'])} |" for k, v in sg["rows"].items()]
     xt = ev.get("heldOutOtherLanguageHumans")
     if xt:
         a = xt["all"]
@@ -181,7 +200,11 @@ def render(meta, ev):
             if not all_met
             else ["- All targets were met on this test split; new TTS systems appear monthly, so re-check on your own calls."]
         ),
-        "- The test split is dominated by one system (ChatTTS, Mandarin); per-system rows show where it fails.",
+        (
+            "- The test split is dominated by one system (ChatTTS, Mandarin); per-system rows show where it fails."
+            if "chattts" in ev.get("perSystem", {})
+            else None
+        ),
         "- Training runs of one recipe differ a lot: rebuilt with six seeds on 2026-11-30, this recipe measured",
         "  26-34% test EER and dropped 0.4-9% of held-out other-language human clips. A retrained model must be",
         "  re-evaluated (`npm run model:eval`) before it replaces this one; see EXPERIMENTS.md.",

@@ -16,6 +16,7 @@ describe('model pipeline smoke run', () => {
       parityMaxAbsDiff: number;
       variantParityMaxAbsDiff: number;
       vocodedSamples: Record<string, number>;
+      seenSplits: Record<string, { train: number; seentest: number }>;
     };
     expect(last.ok).toBe(true);
     expect(last.parityMaxAbsDiff).toBeLessThan(1e-4);
@@ -25,6 +26,9 @@ describe('model pipeline smoke run', () => {
     expect(existsSync(join(out, 'smoke-linear-oc.onnx'))).toBe(true);
     expect(Object.keys(last.vocodedSamples).sort()).toEqual(['istft', 'upsample']);
     expect(Object.values(last.vocodedSamples).every((n) => n > 0)).toBe(true);
+    // The seen-system protocol keeps a held-out side of every known attack system, group-disjoint.
+    expect(last.seenSplits.chattts!.train).toBeGreaterThan(0);
+    expect(last.seenSplits.chattts!.seentest).toBeGreaterThan(0);
     expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
   }, 600_000);
 });
