@@ -989,8 +989,12 @@ def stage_eval(args):
     """Re-evaluate the committed model on the held-out test split (npm run model:eval)."""
     onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
     meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
+    trained_on = set(meta["training"].get("seenSystems", []))
     if args.seen_systems is None:  # by default, the protocol the committed model was trained under
-        set_seen(meta["training"].get("seenSystems", []))
+        set_seen(sorted(trained_on))
+    elif trained_on - SEEN_SYSTEMS:
+        raise SystemExit(f"the model trained on part of {', '.join(sorted(trained_on - SEEN_SYSTEMS))}: scoring it as an unseen "
+                         f"test system would count its training clips; keep it in --seen-systems")
     clips = load_corpus() + ensure_local_tts() + local_human() + [c for c in extra_human() if c["split"] == "xtest"]
     run, _ = ort_runner(onnx_path)
     report = evaluate(run, clips, meta)
