@@ -77,6 +77,21 @@ SEEN_SUBSETS = {  # how the evaluation labels each held-out group of a seen syst
 SEEN_SYSTEMS = set()  # set from --seen-systems
 
 
+def seen_sides(rows, system):
+    """The groups of `system` on each side of its SEEN_RULES rule ({"train": ..., "seentest": ...}, a side
+    may be missing in a subsample). Stops the run when a group is shared with another system, because
+    the rule would then move that system's clips too."""
+    sides, mine = {}, set()
+    for r in rows:
+        if r["system"] == system:
+            sides.setdefault(SEEN_RULES[system](r["group"]), set()).add(r["group"])
+            mine.add(r["group"])
+    foreign = sorted({r["system"] for r in rows if r["group"] in mine and r["system"] != system})
+    if foreign:
+        raise SystemExit(f"seen-system rule for {system}: groups shared with {foreign}")
+    return sides
+
+
 def set_seen(systems):
     unknown = set(systems) - set(SEEN_RULES)
     if unknown:
@@ -106,9 +121,9 @@ def load_corpus(limit=None):
     if limit:
         rng = np.random.default_rng(0)
         rows = [rows[i] for i in rng.choice(len(rows), limit, replace=False)]
-    group_split, group_systems = {}, {}
-    for r in rows:
-        group_systems.setdefault(r["group"], set()).add(r["system"])
+    group_split = {}
+    for system in SEEN_SYSTEMS:
+        seen_sides(rows, system)
     for r in rows:
         g = r["group"]
         if r["system"] in TEST_SYSTEMS:
@@ -129,8 +144,6 @@ def load_corpus(limit=None):
         if r["label"] == "synthetic" and split == "train" and r["system"] in VAL_SYSTEMS | TEST_SYSTEMS:
             split = "test" if r["system"] in TEST_SYSTEMS else "val"
         if r["system"] in SEEN_SYSTEMS:
-            if group_systems[g] != {r["system"]}:
-                raise SystemExit(f"seen-system rule for {r['system']}: group {g} is shared with another system")
             split = SEEN_RULES[r["system"]](g)
         x, sr = sf.read(os.path.join(CORPUS, r["path"]), dtype="float32")
         assert sr == SR, r["path"]
@@ -710,10 +723,11 @@ def evaluate(run, clips, meta):
         ss = clip_scores(sl)
         sdec = [sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] for l in sl]
         hs = main_s[labels == 0]
+        subsets = [SEEN_SUBSETS[c["system"]](c["group"]) for c in seen]
         rows = {}
         for system in sorted({c["system"] for c in seen}):
-            for subset in sorted({SEEN_SUBSETS[system](c["group"]) for c in seen if c["system"] == system}) + ["all"]:
-                idx = [i for i, c in enumerate(seen) if c["system"] == system and subset in ("all", SEEN_SUBSETS[system](c["group"]))]
+            for subset in sorted({u for u, c in zip(subsets, seen) if c["system"] == system}) + ["all"]:
+                idx = [i for i, c in enumerate(seen) if c["system"] == system and subset in ("all", subsets[i])]
                 y = np.r_[np.zeros(len(hs)), np.ones(len(idx))]
                 sc = np.r_[hs, ss[idx]]
                 rows[f"{system}: {subset}"] = dict(clips=len(idx), groups=len({seen[i]["group"] for i in idx}), eer=eer(sc, y), auc=auc(sc, y),
@@ -1043,17 +1057,11 @@ def seen_split_check():
     are disjoint and belong to that system alone (manifest only, no audio read)."""
     rows = list(csv.DictReader(open(os.path.join(CORPUS, "manifest.csv"), newline="")))
     out = {}
-    for system, rule in SEEN_RULES.items():
-        mine = [r for r in rows if r["system"] == system]
-        sides = {}
-        for r in mine:
-            sides.setdefault(rule(r["group"]), set()).add(r["group"])
-        if set(sides) != {"train", "seentest"} or sides["train"] & sides["seentest"]:
+    for system in SEEN_RULES:
+        sides = seen_sides(rows, system)
+        if set(sides) != {"train", "seentest"}:
             raise SystemExit(f"seen-system rule for {system} does not split its groups: {sides}")
-        foreign = [r for r in rows if r["group"] in sides["train"] | sides["seentest"] and r["system"] != system]
-        if foreign:
-            raise SystemExit(f"seen-system rule for {system}: groups shared with {sorted({r['system'] for r in foreign})}")
-        out[system] = {k: sum(r["group"] in v for r in mine) for k, v in sorted(sides.items())}
+        out[system] = {k: sum(r["system"] == system and r["group"] in v for r in rows) for k, v in sorted(sides.items())}
     return out
 
 
