@@ -61,7 +61,7 @@ export async function startHarness(overrides: Record<string, unknown> = {}): Pro
       await app.close();
       policy.close();
       store.close();
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }); // the checkpoint worker may still be closing its connection
     },
   };
 }

@@ -18,7 +18,7 @@ beforeEach(() => {
 });
 afterEach(() => {
   for (const s of open.splice(0)) s.close();
-  rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }); // the checkpoint worker may still be closing its connection
 });
 
 function openStore(
