@@ -163,7 +163,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       await engine?.close();
       policy.close();
       store.flush();
-      store.close();
+      await store.close(); // waits for the checkpoint worker to close its connection
       logger.info({ event: 'gateway.stopped' }, 'stopped');
     },
   };

@@ -39,6 +39,7 @@ export class Checkpointer {
   private readonly worker: Worker;
   private lastError: string | null = null;
   private waiters: ((r: CheckpointResult | null) => void)[] = [];
+  private readonly exited: Promise<void>;
 
   constructor(path: string, intervalMs: number, logger: Logger) {
     this.worker = new Worker(WORKER_SOURCE, {
@@ -46,6 +47,7 @@ export class Checkpointer {
       workerData: { path, intervalMs, driver: createRequire(import.meta.url).resolve('better-sqlite3') },
     });
     this.worker.unref();
+    this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
     this.worker.on('message', (m: { ok: boolean; row?: CheckpointResult; message?: string }) => {
       if (!m.ok) {
         if (m.message !== this.lastError)
@@ -67,9 +69,13 @@ export class Checkpointer {
     });
   }
 
-  /** Asks the worker to close its connection and exit; does not wait. */
-  close(): void {
+  /**
+   * Asks the worker to close its connection and exit. The promise settles once the worker has
+   * exited, i.e. its SQLite connection is closed and the database files may be moved or deleted.
+   */
+  close(): Promise<void> {
     this.worker.postMessage('stop');
     for (const w of this.waiters.splice(0)) w(null);
+    return this.exited;
   }
 }

@@ -89,6 +89,7 @@ export class Store {
   private readonly stmts: ReturnType<Store['prepare']>;
   /** Null for an in-memory database. */
   readonly checkpointer: Checkpointer | null;
+  private workerClosed: Promise<void> = Promise.resolve();
 
   static open(
     cfg: StoreConfig,
@@ -414,8 +415,13 @@ export class Store {
     return { calls, audio };
   }
 
-  close(): void {
-    if (this.closedFlag) return;
+  /**
+   * Flushes and closes the main connection at once. The returned promise settles when the
+   * checkpoint worker has closed its own connection too; only then may the files be deleted.
+   * Callers that exit the process anyway need not wait.
+   */
+  close(): Promise<void> {
+    if (this.closedFlag) return this.workerClosed;
     try {
       this.flush();
     } catch (err) {
@@ -425,10 +431,11 @@ export class Store {
       );
     }
     this.closedFlag = true;
-    this.checkpointer?.close();
+    this.workerClosed = this.checkpointer?.close() ?? Promise.resolve();
     if (this.flushTimer) clearInterval(this.flushTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     this.db.close();
+    return this.workerClosed;
   }
 
   // ---- settings ------------------------------------------------------------------------

@@ -60,8 +60,8 @@ export async function startHarness(overrides: Record<string, unknown> = {}): Pro
     async close() {
       await app.close();
       policy.close();
-      store.close();
-      rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }); // the checkpoint worker may still be closing its connection
+      await store.close(); // settles once the checkpoint worker has closed its connection too
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -24,9 +24,9 @@ beforeEach(() => {
   const cfg = validateConfig({ store: { path: join(dir, 'db.sqlite') } });
   store = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger);
 });
-afterEach(() => {
-  store.close();
-  rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }); // the checkpoint worker may still be closing its connection
+afterEach(async () => {
+  await store.close(); // settles once the checkpoint worker has closed its connection too
+  rmSync(dir, { recursive: true, force: true });
 });
 
 function service(policy: Record<string, unknown> = {}) {

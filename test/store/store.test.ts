@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -16,9 +16,9 @@ const open: Store[] = [];
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'vg-store-'));
 });
-afterEach(() => {
-  for (const s of open.splice(0)) s.close();
-  rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }); // the checkpoint worker may still be closing its connection
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((s) => s.close())); // each settles once its checkpoint worker has closed
+  rmSync(dir, { recursive: true, force: true });
 });
 
 function openStore(
@@ -79,6 +79,23 @@ describe('migrations', () => {
     expect(r!.checkpointed).toBe(r!.log);
     expect(dbBytes()).toBeGreaterThan(before + 1_000_000);
     expect(s.listCalls({ limit: 1 }).total).toBe(2000);
+  });
+
+  it('close() settles only after the checkpoint worker has closed its connection', async () => {
+    const s = openStore({ checkpointIntervalMs: 60_000 });
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    for (let i = 0; i < 200; i++) emitCall(bus, { scores: [1] });
+    s.flush();
+    await s.checkpointer!.checkpointNow(); // the worker's connection is open now
+    await s.close();
+    // The last connection to close removes the -wal and -shm files; while the worker's connection
+    // is still open they stay, and deleting the folder could race with SQLite removing them.
+    expect(existsSync(join(dir, 'vg.sqlite-wal'))).toBe(false);
+    expect(existsSync(join(dir, 'vg.sqlite-shm'))).toBe(false);
+    expect(await s.close()).toBeUndefined(); // a second close is a no-op that settles too
+    const again = openStore();
+    expect(again.listCalls({ limit: 1 }).total).toBe(200);
   });
 
   it('refuses a database newer than the code', () => {
