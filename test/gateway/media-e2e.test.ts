@@ -4,11 +4,11 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeG711ToFloat } from '../../src/audio/g711.js';
+import { decodeG711ToFloat, encodeG711FromFloat } from '../../src/audio/g711.js';
 import { loadAudioFile, to8k } from '../../src/audio/load-audio.js';
 import { writeRtpPcap } from '../../src/audio/pcap-writer.js';
-import { goertzelPower } from '../../src/audio/tone.js';
-import { serializeRtp } from '../../src/media/rtp-packet.js';
+import { goertzelPower, meanSquare } from '../../src/audio/tone.js';
+import { parseRtp, serializeRtp } from '../../src/media/rtp-packet.js';
 import { freeUdpPort, runSipp, startGateway, type LogLine, type TestGateway } from './sipp-harness.js';
 import { TsPbx } from './ts-pbx.js';
 
@@ -399,6 +399,91 @@ describe('media end to end, drop with an announcement to the caller', () => {
     expect(ended.map((l) => l.reason)).toEqual(['dropped']);
     // The BYE waits for the announcement's playout (20 ms packets in real time).
     expect(t(ended[0]!) - t(drop!)).toBeGreaterThanOrEqual(ANNOUNCEMENT_MS - 100);
+  });
+
+  it('the caller hears the announcement: its RTP, decoded at the caller, is the 600 Hz file for its length', async () => {
+    // The caller's media is this test's own UDP socket (sipp only signals, with this socket's
+    // port in its SDP), so the test can decode what the gateway sends back to the caller.
+    const media = createSocket('udp4');
+    await new Promise<void>((r) => media.bind(0, '127.0.0.1', () => r()));
+    const heard: { atMs: number; payloadType: number; payload: Buffer }[] = [];
+    media.on('message', (buf) => {
+      const p = parseRtp(buf);
+      if (p) heard.push({ atMs: Date.now(), payloadType: p.payloadType, payload: Buffer.from(p.payload) });
+    });
+    const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
+    await new Promise((r) => setTimeout(r, 300));
+    const from = gw.logs.length;
+    let sending = true;
+    try {
+      const uac = runSipp({
+        scenario: 'caller-extmedia-dropped.xml',
+        port: await freeUdpPort(),
+        target: `127.0.0.1:${gw.sipPort}`,
+        keys: { mport: String(media.address().port) },
+        timeoutS: 30,
+      });
+      const allocated = await waitFor(() => since(gw, from, 'media.allocated').length > 0, 5000);
+      expect(allocated, 'media allocated').toBe(true);
+      const callerPort = Number(since(gw, from, 'media.allocated')[0]!.a);
+      // The TTS fixture as PCMU, 20 ms packets in real time, until the gateway hangs up.
+      const t0 = Date.now();
+      void (async () => {
+        for (let i = 0; sending && (i + 1) * 160 <= tts.samples.length; i++) {
+          const payload = encodeG711FromFloat('pcmu', tts.samples.subarray(i * 160, (i + 1) * 160));
+          media.send(
+            serializeRtp({
+              version: 2,
+              padding: false,
+              extension: false,
+              marker: i === 0,
+              payloadType: 0,
+              sequenceNumber: i,
+              timestamp: i * 160,
+              ssrc: 0x5ca11e5,
+              csrc: [],
+              payload,
+            }),
+            callerPort,
+            '127.0.0.1',
+          );
+          await new Promise((r) => setTimeout(r, Math.max(0, t0 + (i + 1) * 20 - Date.now())));
+        }
+      })();
+      const caller = await uac.done;
+      sending = false;
+      expect(caller.code, caller.output + caller.errors).toBe(0);
+      const drop = since(gw, from, 'call.action').find((l) => l.action === 'drop');
+      expect(drop, 'drop action').toBeDefined();
+      expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
+      // The PBX leg was silent (sipp's PBX sends no RTP), so everything the caller heard is the
+      // gateway's own audio, and none of it before the drop.
+      expect(heard.filter((p) => p.atMs < t(drop!) - 50)).toHaveLength(0);
+      expect(new Set(heard.map((p) => p.payloadType))).toEqual(new Set([0])); // the codec the call negotiated
+      const pcm = new Float32Array(heard.length * 160);
+      heard.forEach((p, i) => pcm.set(decodeG711ToFloat('pcmu', p.payload), i * 160));
+      // 25 ms steps of 50 ms blocks: a 1.5 s tone gives about 59; a 1.2 s floor allows for the
+      // first and last packets and for block edges.
+      const hits = toneBlocks(pcm, 600);
+      expect(hits.length, `600 Hz blocks in ${heard.length} packets`).toBeGreaterThanOrEqual(48);
+      expect(heard.length * 20).toBeGreaterThanOrEqual(ANNOUNCEMENT_MS - 100);
+      expect(heard.length * 20).toBeLessThanOrEqual(ANNOUNCEMENT_MS + 200);
+      // Nearly all of the audio's power is the 600 Hz sine (a sine of amplitude A has Goertzel power
+      // A² and mean square A²/2): it is the file, not noise or the caller's own voice looped back.
+      const shares: number[] = [];
+      for (let i = 400; i + 400 <= pcm.length - 400; i += 400) {
+        const x = pcm.subarray(i, i + 400);
+        shares.push(goertzelPower(x, 600, 8000) / (2 * meanSquare(x) + 1e-12));
+      }
+      shares.sort((a, b) => a - b);
+      expect(shares[Math.floor(shares.length / 2)], 'median share of 600 Hz').toBeGreaterThan(0.9);
+    } finally {
+      sending = false;
+      const k = setTimeout(() => pbx.kill(), 5000);
+      await pbx.done;
+      clearTimeout(k);
+      media.close();
+    }
   });
 
   it('refuses to start when the configured announcement cannot be read, naming the key and file', async () => {
