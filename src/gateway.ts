@@ -295,6 +295,7 @@ export class Gateway {
       remote,
       target,
       inviteTimeoutMs: cfg.sip.inviteTimeoutMs,
+      ackTimeoutMs: cfg.sip.ackTimeoutMs,
       delegate: { rewriteSdp: (from, sdp) => gcall.rewrite(from, sdp) },
     });
     gcall.attach(sipCall);

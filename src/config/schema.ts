@@ -90,6 +90,14 @@ export const ConfigSchema = z.strictObject({
         .min(1000)
         .default(180_000)
         .describe('How long an unanswered INVITE may ring before the gateway cancels it'),
+      ackTimeoutMs: z
+        .number()
+        .int()
+        .min(500)
+        .default(32_000)
+        .describe(
+          'Delayed offer: how long the gateway waits for the ACK that carries the SDP answer before it ends the call (RFC 3261 64*T1)',
+        ),
       drainTimeoutMs: z
         .number()
         .int()

@@ -97,6 +97,10 @@ function copyHeaders(from: Record<string, unknown>, names: readonly string[]): R
   return out;
 }
 
+/** Default wait for an ACK with a delayed-offer answer: 64*T1, as long as a UAS retransmits its 2xx. */
+const ACK_WAIT_MS = 32_000;
+const NO_ANSWER_REASON = 'SIP;cause=488;text="no SDP answer in ACK"';
+
 function hasSdp(m: { headers: Record<string, unknown>; content?: string }): boolean {
   const ct = m.headers['content-type'];
   return (
@@ -122,6 +126,8 @@ export interface B2buaCallOptions {
   delegate: B2buaCallDelegate;
   userAgent: string;
   inviteTimeoutMs: number;
+  /** Delayed offer: how long to wait for the ACK that carries the answer (default 32 s, 64*T1). */
+  ackTimeoutMs?: number;
   /** Extra headers on the INVITE toward leg b (e.g. the verdict header). */
   extraInviteHeaders?: Record<string, unknown>;
 }
@@ -136,6 +142,14 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
   private inviteB: SipRequest | null = null;
   private ackB: SipRequest | null = null;
   private inviteTimer: NodeJS.Timeout | null = null;
+  /**
+   * Delayed offer (RFC 3261 13.2.1, RFC 3264): an INVITE sent without SDP gets the offer in the
+   * 2xx and the answer in the ACK. The ACK toward the leg that sent the offer then waits for the
+   * other leg's ACK, which carries the answer. At most one such INVITE is open at a time.
+   */
+  private pendingAck: { leg: LegName; seq: number; timer: NodeJS.Timeout } | null = null;
+  /** ACKs sent per leg and CSeq, resent when that 2xx is retransmitted. */
+  private readonly sentAcks = new Map<string, SipRequest>();
   private aFinalSent = false;
 
   constructor(private readonly opts: B2buaCallOptions) {
@@ -252,8 +266,9 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         this.stack.send(this.ackB); // retransmitted 2xx: our ACK was lost
         return;
       }
-      this.ackB = this.b.makeAck(rs.headers.cseq.seq);
-      this.stack.send(this.ackB);
+      if (this.pendingAck?.leg === 'b') return; // retransmitted 2xx: its ACK waits for the caller's answer
+      if (!hasSdp(this.inviteA) && hasSdp(rs)) this.holdAck('b', rs.headers.cseq.seq);
+      else this.ackB = this.sendAck('b', rs.headers.cseq.seq);
       let content: string | undefined = rs.content;
       if (hasSdp(rs)) {
         try {
@@ -263,6 +278,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
             { event: 'sip.sdp_error', err: (err as Error).message },
             'answer SDP refused; ending call',
           );
+          this.releaseHeldAck();
           this.stack.send(this.b.makeRequest('BYE', { reason: 'SIP;cause=488;text="no acceptable codec"' }));
           this.finalA(488, 'Not Acceptable Here');
           this.end('error', 488);
@@ -351,7 +367,11 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     const to: LegName = from === 'a' ? 'b' : 'a';
     const src = from === 'a' ? this.a : this.b;
     const dst = from === 'a' ? this.b : this.a;
-    if (rq.method === 'ACK') return; // each leg's 2xx was ACKed by us already
+    if (rq.method === 'ACK') {
+      // Each leg's 2xx is ACKed by us; only an ACK that carries a delayed-offer answer is used.
+      this.onAck(from, rq);
+      return;
+    }
     if (this.state === 'terminated') {
       this.stack.send(makeResponse(rq, rq.method === 'BYE' ? 200 : 481));
       return;
@@ -398,7 +418,15 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       if (rs.status < 200) return;
       if (rq.method === 'INVITE' && rs.status < 300) {
         dst.updateFromResponse(rs);
-        this.stack.send(dst.makeAck(rs.headers.cseq.seq));
+        const seq = rs.headers.cseq.seq;
+        const sent = this.sentAcks.get(`${to}:${seq}`);
+        if (sent) {
+          this.stack.send(sent); // retransmitted 2xx
+          return;
+        }
+        if (this.pendingAck?.leg === to && this.pendingAck.seq === seq) return;
+        if (!hasSdp(rq) && hasSdp(rs) && !this.pendingAck) this.holdAck(to, seq);
+        else this.sendAck(to, seq);
       }
       let body: string | undefined;
       if (isOfferMethod && rs.status < 300 && hasSdp(rs)) {
@@ -441,6 +469,66 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.end(reason, status);
   }
 
+  /** ACK a 2xx from `leg` now (optionally with the SDP answer) and remember it for retransmissions. */
+  private sendAck(leg: LegName, seq: number, answer?: string): SipRequest {
+    const dialog = leg === 'a' ? this.a : this.b;
+    const ack = dialog.makeAck(seq, answer);
+    this.sentAcks.set(`${leg}:${seq}`, ack);
+    this.stack.send(ack);
+    return ack;
+  }
+
+  /** Hold the ACK for `leg`'s 2xx, which carried an offer, until the other leg's ACK brings the answer. */
+  private holdAck(leg: LegName, seq: number): void {
+    const timer = setTimeout(() => {
+      if (this.pendingAck?.timer !== timer) return;
+      this.log.warn(
+        { event: 'sip.ack_timeout', leg: leg === 'a' ? 'b' : 'a' },
+        'no ACK with the SDP answer to a delayed offer; ending the call',
+      );
+      this.releaseHeldAck();
+      this.hangup('error', { a: NO_ANSWER_REASON, b: NO_ANSWER_REASON });
+    }, this.opts.ackTimeoutMs ?? ACK_WAIT_MS);
+    timer.unref();
+    this.pendingAck = { leg, seq, timer };
+  }
+
+  /** Send a held ACK without a body (the call is being torn down). */
+  private releaseHeldAck(): void {
+    const p = this.pendingAck;
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.pendingAck = null;
+    const ack = this.sendAck(p.leg, p.seq);
+    if (p.leg === 'b' && !this.ackB) this.ackB = ack;
+  }
+
+  private onAck(from: LegName, rq: SipRequest): void {
+    const p = this.pendingAck;
+    if (!p || p.leg === from || this.state === 'terminated') return;
+    clearTimeout(p.timer);
+    this.pendingAck = null;
+    let answer: string | undefined;
+    if (hasSdp(rq)) {
+      try {
+        answer = this.opts.delegate.rewriteSdp(from, rq.content ?? '', 'answer');
+      } catch (err) {
+        this.log.warn(
+          { event: 'sip.sdp_error', err: (err as Error).message },
+          'SDP answer in ACK refused; ending call',
+        );
+      }
+    } else {
+      this.log.warn(
+        { event: 'sip.ack_without_answer', leg: from },
+        'ACK without the SDP answer to a delayed offer; ending call',
+      );
+    }
+    const ack = this.sendAck(p.leg, p.seq, answer);
+    if (p.leg === 'b' && !this.ackB) this.ackB = ack;
+    if (answer === undefined) this.hangup('error', { a: NO_ANSWER_REASON, b: NO_ANSWER_REASON });
+  }
+
   private clearInviteTimer(): void {
     if (this.inviteTimer) clearTimeout(this.inviteTimer);
     this.inviteTimer = null;
@@ -450,6 +538,8 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     if (this.state === 'terminated') return;
     this.state = 'terminated';
     this.clearInviteTimer();
+    if (this.pendingAck) clearTimeout(this.pendingAck.timer);
+    this.pendingAck = null;
     this.emit('ended', { reason, sipStatus });
   }
 }

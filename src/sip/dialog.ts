@@ -63,9 +63,11 @@ export class Dialog {
     return this.requestWithSeq(method, this.localSeq, extraHeaders, content);
   }
 
-  /** The ACK for a 2xx to our INVITE with sequence number `seq` (a new transaction). */
-  makeAck(seq: number): SipRequest {
-    return this.requestWithSeq('ACK', seq, {});
+  /** The ACK for a 2xx to our INVITE with sequence number `seq`; `sdp`: the answer to an offer in that 2xx. */
+  makeAck(seq: number, sdp?: string): SipRequest {
+    return sdp === undefined
+      ? this.requestWithSeq('ACK', seq, {})
+      : this.requestWithSeq('ACK', seq, { 'content-type': 'application/sdp' }, sdp);
   }
 
   private requestWithSeq(

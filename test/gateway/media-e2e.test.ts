@@ -244,6 +244,44 @@ describe('media end to end, policy onSynthetic=drop', () => {
     }
   });
 
+  it('delayed offer: INVITE without SDP, offer in the 200, answer in the ACK; media flows and the caller is latched at its SDP port', async () => {
+    const pbx = new TsPbx();
+    await pbx.start(gw.pbxPort);
+    const from = gw.logs.length;
+    try {
+      const port = await freeUdpPort();
+      const mediaPort = port + 2000; // runSipp's -mp default
+      const uac = runSipp({
+        scenario: 'caller-delayed-offer.xml',
+        port,
+        target: `127.0.0.1:${gw.sipPort}`,
+        pauseMs: 3000,
+        cwd: human.dir,
+      });
+      const caller = await uac.done;
+      expect(caller.code, caller.output + caller.errors).toBe(0);
+      await pbx.ended(3000);
+      expect(pbx.calls).toHaveLength(1);
+      const call = pbx.calls[0]!;
+      // The PBX got the INVITE without an offer, and the caller's answer in the ACK, rewritten to
+      // the gateway's PBX-side media port.
+      expect(call.invite).not.toMatch(/m=audio/);
+      const allocated = since(gw, from, 'media.allocated')[0]!;
+      expect(call.ack, 'ACK toward the PBX').toMatch(
+        new RegExp(`m=audio ${String(allocated.b)} RTP/AVP 0 101`),
+      );
+      expect(call.ack).toMatch(/^Content-Type: application\/sdp/im);
+      // The caller's audio reached the PBX, and the caller leg latched where its ACK answer said.
+      expect(pbx.rtp.length).toBeGreaterThan(100);
+      const latched = since(gw, from, 'media.latched').find((l) => l.leg === 'a' && l.kind === 'rtp');
+      expect(latched, 'caller RTP latched').toBeDefined();
+      expect(latched!.sdpPort).toBe(mediaPort);
+      expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    } finally {
+      pbx.close();
+    }
+  });
+
   it('100 parallel calls with media complete and release every port', async () => {
     const from = gw.logs.length;
     const before = gw.server.gateway.mediaStats()!;

@@ -72,6 +72,29 @@ describe('gateway signalling with sipp', () => {
     expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
   });
 
+  it('a re-INVITE with a delayed offer: the offer in the 200 reaches the caller, the answer in its ACK reaches the PBX', async () => {
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-reinvite-delayed-offer.xml' },
+      { scenario: 'caller-reinvite-delayed-offer.xml' },
+    );
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+  });
+
+  it('delayed offer whose ACK carries no answer: ACK to the PBX, then BYE both legs with Reason 488', async () => {
+    const before = ended().length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-delayed-offer-no-answer.xml' },
+      { scenario: 'caller-delayed-offer-no-answer.xml' },
+    );
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    expect(ended().slice(before)).toEqual([{ reason: 'error', sipStatus: null }]);
+    expect(gw.events('sip.ack_without_answer').map((e) => e.leg)).toEqual(['a']);
+  });
+
   it('works over TCP from the trunk', async () => {
     const r = await callThrough(
       gw,
@@ -80,5 +103,29 @@ describe('gateway signalling with sipp', () => {
     );
     expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
     expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+  });
+});
+
+describe('delayed offer, no ACK from the caller', () => {
+  let short: TestGateway;
+  beforeAll(async () => {
+    short = await startGateway({ 'sip.ackTimeoutMs': 1000 });
+  });
+  afterAll(async () => {
+    await short?.stop();
+  });
+
+  it('after sip.ackTimeoutMs the PBX gets its ACK and both legs a BYE with Reason 488', async () => {
+    const r = await callThrough(
+      short,
+      { scenario: 'pbx-delayed-offer-no-answer.xml' },
+      { scenario: 'caller-delayed-offer-no-ack.xml' },
+    );
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    expect(short.events('sip.ack_timeout').map((e) => e.leg)).toEqual(['a']);
+    const endedAt = Number(short.events('call.ended')[0]!.time);
+    // The PBX answers at once, so the call lasts about the ACK timeout.
+    expect(endedAt - Number(short.events('call.started')[0]!.time)).toBeGreaterThanOrEqual(900);
   });
 });

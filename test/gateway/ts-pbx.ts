@@ -3,7 +3,8 @@ import { parseRtp } from '../../src/media/rtp-packet.js';
 
 /**
  * A small TypeScript PBX for the end-to-end tests: a real UDP SIP UAS (answers INVITE with
- * 180 + 200 and a PCMU SDP, answers BYE with 200) and a real RTP socket that records every
+ * 180 + 200 and a PCMU SDP, which is the offer when the INVITE had none; records the ACK; answers
+ * BYE with 200) and a real RTP socket that records every
  * packet the gateway relays toward the PBX, so the test can decode what a staff member hears.
  */
 export interface ReceivedRtp {
@@ -18,6 +19,8 @@ export interface ReceivedRtp {
 
 export interface TsPbxCall {
   invite: string;
+  /** The ACK to its 200 (with the SDP answer when the INVITE came without an offer). */
+  ack: string | null;
   answeredAtMs: number;
   bye: string | null;
   byeAtMs: number | null;
@@ -101,7 +104,7 @@ export class TsPbx {
       ].join('\r\n');
       const callId = headerLines(msg, ['call-id', 'i'])[0];
       if (!this.calls.some((c) => headerLines(c.invite, ['call-id', 'i'])[0] === callId)) {
-        this.calls.push({ invite: msg, answeredAtMs: Date.now(), bye: null, byeAtMs: null });
+        this.calls.push({ invite: msg, ack: null, answeredAtMs: Date.now(), bye: null, byeAtMs: null });
       }
       this.reply(msg, rinfo, '180 Ringing');
       this.reply(msg, rinfo, '200 OK', ['Content-Type: application/sdp'], sdp);
@@ -114,7 +117,11 @@ export class TsPbx {
       }
       this.reply(msg, rinfo, '200 OK');
       for (const w of this.byeWaiters.splice(0)) w();
-    } else if (method !== 'ACK' && !msg.startsWith('SIP/2.0')) {
+    } else if (method === 'ACK') {
+      const callId = headerLines(msg, ['call-id', 'i'])[0];
+      const call = this.calls.find((c) => headerLines(c.invite, ['call-id', 'i'])[0] === callId);
+      if (call && !call.ack) call.ack = msg;
+    } else if (!msg.startsWith('SIP/2.0')) {
       this.reply(msg, rinfo, '200 OK');
     }
   }
