@@ -101,6 +101,18 @@ function copyHeaders(from: Record<string, unknown>, names: readonly string[]): R
 const ACK_WAIT_MS = 32_000;
 const NO_ANSWER_REASON = 'SIP;cause=488;text="no SDP answer in ACK"';
 
+/** RFC 3261 timer T1. */
+const T1_MS = 500;
+
+/** The option tags of a Supported/Require header value, lower case. */
+export function optionTags(value: unknown): string[] {
+  const raw = Array.isArray(value) ? value.join(',') : typeof value === 'string' ? value : '';
+  return raw
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter((t) => t !== '');
+}
+
 function hasSdp(m: { headers: Record<string, unknown>; content?: string }): boolean {
   const ct = m.headers['content-type'];
   return (
@@ -148,6 +160,16 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
    * other leg's ACK, which carries the answer. At most one such INVITE is open at a time.
    */
   private pendingAck: { leg: LegName; seq: number; timer: NodeJS.Timeout } | null = null;
+  /**
+   * RFC 3262 toward the caller when its INVITE Requires 100rel: voiceguard sends the caller's
+   * provisionals reliably itself (RSeq, retransmitted until PRACK), one at a time; later ones and a
+   * 2xx wait in `reliableQueue`. The PBX leg never uses 100rel (the tag is stripped from the INVITE).
+   */
+  private readonly reliableA: boolean;
+  private rseq = 0;
+  private readonly prackedRseqs = new Set<number>();
+  private reliablePending: { rseq: number; timer: NodeJS.Timeout } | null = null;
+  private readonly reliableQueue: SipResponse[] = [];
   /** ACKs sent per leg and CSeq, resent when that 2xx is retransmitted. */
   private readonly sentAcks = new Map<string, SipRequest>();
   private aFinalSent = false;
@@ -158,6 +180,8 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.log = opts.logger;
     this.inviteA = opts.invite;
     const rq = opts.invite;
+    this.reliableA = optionTags(rq.headers.require).includes('100rel');
+    this.rseq = 1 + Math.floor(Math.random() * 0x3fffffff);
     const gw = `${opts.stack.publicAddress}:${opts.stack.port}`;
     const aTransport = opts.remote.protocol.toLowerCase() === 'tcp' ? ';transport=tcp' : '';
     const bTransport = opts.target.transport === 'tcp' ? ';transport=tcp' : '';
@@ -310,14 +334,92 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     if (content === undefined) {
       delete headers['content-type'];
     }
+    if (this.reliableA && status > 100 && status < 200) {
+      headers.require = '100rel';
+      headers.RSeq = String(this.rseq++); // key spelled as RFC 3262 writes it: node-sip prints names as keyed
+    }
     const resp = makeResponse(this.inviteA, status, reason, { headers, content });
+    if (this.reliableA) this.sendReliablyA(resp);
+    else this.stack.send(resp);
+  }
+
+  /**
+   * Leg a with 100rel: a provisional goes out only when no other awaits its PRACK, and is then
+   * retransmitted (T1 doubling) until PRACKed or 64*T1 pass; a 2xx waits for the PRACKs; a
+   * non-2xx final goes at once and ends the reliability.
+   */
+  private sendReliablyA(resp: SipResponse): void {
+    if (resp.status >= 300) {
+      this.stopReliable();
+      this.stack.send(resp);
+      return;
+    }
+    if (this.reliablePending) {
+      this.reliableQueue.push(resp);
+      return;
+    }
     this.stack.send(resp);
+    if (resp.status >= 200) return;
+    const rseq = Number(resp.headers.RSeq);
+    const started = Date.now();
+    let interval = T1_MS;
+    const tick = (): void => {
+      if (this.reliablePending?.rseq !== rseq || this.state === 'terminated') return;
+      if (Date.now() - started >= 64 * T1_MS) {
+        this.log.warn(
+          { event: 'sip.prack_timeout', rseq },
+          'reliable provisional never PRACKed: 504 to the caller',
+        );
+        this.stopReliable();
+        this.cancelB();
+        this.finalA(504, 'Reliable Provisional Not Acknowledged');
+        this.end('error', 504);
+        return;
+      }
+      this.stack.send(resp);
+      interval *= 2;
+      this.reliablePending.timer = setTimeout(tick, interval);
+    };
+    this.reliablePending = { rseq, timer: setTimeout(tick, interval) };
+  }
+
+  private stopReliable(): void {
+    if (this.reliablePending) clearTimeout(this.reliablePending.timer);
+    this.reliablePending = null;
+    this.reliableQueue.length = 0;
+  }
+
+  /** PRACK from the caller: RAck names the RSeq and the INVITE's CSeq. */
+  private onPrack(rq: SipRequest): void {
+    const m = /^\s*(\d+)\s+(\d+)\s+INVITE\s*$/i.exec(String(rq.headers.rack ?? ''));
+    const rseq = m ? Number(m[1]) : NaN;
+    const matches = m !== null && Number(m[2]) === this.inviteA.headers.cseq.seq;
+    if (matches && this.reliablePending?.rseq === rseq) {
+      clearTimeout(this.reliablePending.timer);
+      this.reliablePending = null;
+      this.prackedRseqs.add(rseq);
+      this.stack.send(makeResponse(rq, 200));
+      // Send what waited: provisionals (each becomes the one pending) and a 2xx.
+      while (!this.reliablePending && this.reliableQueue.length > 0)
+        this.sendReliablyA(this.reliableQueue.shift()!);
+      return;
+    }
+    if (matches && this.prackedRseqs.has(rseq)) {
+      this.stack.send(makeResponse(rq, 200)); // a retransmitted PRACK for an acknowledged response
+      return;
+    }
+    this.log.info(
+      { event: 'sip.prack_unmatched', rack: rq.headers.rack ?? null },
+      'PRACK matches no reliable provisional: 481',
+    );
+    this.stack.send(makeResponse(rq, 481));
   }
 
   /** A final non-2xx toward the caller (if none was sent yet). */
   private finalA(status: number, reason?: string, extra: Record<string, unknown> = {}): void {
     if (this.aFinalSent) return;
     this.aFinalSent = true;
+    this.stopReliable();
     const resp = makeResponse(this.inviteA, status, reason, {
       headers: { to: this.a.local, server: this.opts.userAgent, ...extra },
     });
@@ -374,6 +476,11 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     }
     if (this.state === 'terminated') {
       this.stack.send(makeResponse(rq, rq.method === 'BYE' ? 200 : 481));
+      return;
+    }
+    if (rq.method === 'PRACK') {
+      if (from === 'a' && this.reliableA) this.onPrack(rq);
+      else this.stack.send(makeResponse(rq, 481));
       return;
     }
     if (rq.method === 'BYE') {
@@ -540,6 +647,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.clearInviteTimer();
     if (this.pendingAck) clearTimeout(this.pendingAck.timer);
     this.pendingAck = null;
+    this.stopReliable();
     this.emit('ended', { reason, sipStatus });
   }
 }

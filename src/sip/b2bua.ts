@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import { B2buaCall, type B2buaCallOptions, type LegName } from './b2bua-call.js';
+import { B2buaCall, optionTags, type B2buaCallOptions, type LegName } from './b2bua-call.js';
 import {
   generateTag,
   makeResponse,
@@ -26,22 +26,19 @@ export interface B2buaOptions {
   onInvite(rq: SipRequest, remote: SipRemote): void;
 }
 
-const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO';
+const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK';
 /**
  * Option tags a caller may Require of us. Session timers are relayed end to end (the PBX and the
- * carrier refresh through us), so `timer` is honoured; anything else, 100rel included (reliable
- * provisionals are not relayed), gets 420 Bad Extension as RFC 3261 8.2.2.3 asks, instead of a
- * call that silently lacks what the caller required.
+ * carrier refresh through us), so `timer` is honoured. `100rel` is served on the caller's leg by
+ * voiceguard itself (reliable provisionals and PRACK, RFC 3262; see B2buaCall), not relayed to the
+ * PBX. Anything else gets 420 Bad Extension as RFC 3261 8.2.2.3 asks, instead of a call that
+ * silently lacks what the caller required.
  */
-const REQUIRE_OK = new Set(['timer']);
+const REQUIRE_OK = new Set(['timer', '100rel']);
 
 /** The option tags of a Require header that voiceguard does not support. */
 export function unsupportedRequire(value: unknown): string[] {
-  const raw = Array.isArray(value) ? value.join(',') : typeof value === 'string' ? value : '';
-  return raw
-    .split(',')
-    .map((t) => t.trim().toLowerCase())
-    .filter((t) => t !== '' && !REQUIRE_OK.has(t));
+  return optionTags(value).filter((t) => !REQUIRE_OK.has(t));
 }
 
 export class B2bua {

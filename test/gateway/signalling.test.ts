@@ -95,6 +95,19 @@ describe('gateway signalling with sipp', () => {
     expect(gw.events('sip.ack_without_answer').map((e) => e.leg)).toEqual(['a']);
   });
 
+  it('a caller that Requires 100rel gets reliable provisionals and PRACK from voiceguard; the PBX leg does not see 100rel', async () => {
+    const before = ended().length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-answer-no-100rel.xml' },
+      { scenario: 'caller-100rel.xml', pauseMs: 200 },
+    );
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
+    expect(gw.events('sip.prack_unmatched')).toHaveLength(1); // the scenario's PRACK naming no response
+  });
+
   it('works over TCP from the trunk', async () => {
     const r = await callThrough(
       gw,
