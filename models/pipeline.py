@@ -100,6 +100,20 @@ def set_seen(systems):
     SEEN_SYSTEMS.update(systems)
 
 
+# --gan-ablation: train on the HiFi-GAN demo's ablation block, its "as-*" sentences (LJSpeech voice): HiFi-GAN
+# V3 without MPD/MSD/MRF/L1, MelGAN with HiFi-GAN's discriminators, and HiFi-GAN V1 on the same sentences. MelGAN's
+# own as-* clips are dropped, so MelGAN, HiFi-GAN V2 and V3 stay unseen systems (of a vocoder family seen in training).
+GAN_ABLATION_GROUPS = "hifigan-demo:as-"
+GAN_ABLATION_TRAIN = {"hifigan-ablation", "hifigan-v1"}
+GAN_ABLATION = False  # set from --gan-ablation
+
+
+def gan_ablation_side(row):
+    """With --gan-ablation: "train" or "drop" for a manifest row on the ablation sentences, else None."""
+    if not row["group"].startswith(GAN_ABLATION_GROUPS):
+        return None
+    return "train" if row["system"] in GAN_ABLATION_TRAIN else "drop"
+
 # Whole human sources/speakers held out: one FSDD speaker, a hashed third of LibriSpeech speakers and
 # Tortoise reference voices, and part of the Mandarin syllable recordings.
 HUMAN_TEST_GROUPS = {"fsdd:nicolas"}
@@ -139,6 +153,11 @@ def load_corpus(limit=None):
                 split = "test" if g in HUMAN_TEST_GROUPS else hsplit(g)
             else:
                 split = "train"
+        side = gan_ablation_side(r) if GAN_ABLATION else None
+        if side == "drop":
+            continue
+        if side == "train":
+            split = "train"
         if r["label"] == "synthetic" and split != "train" and r["system"] not in VAL_SYSTEMS | TEST_SYSTEMS:
             continue  # a seen system's clip that shares text with held-out audio: keep it out of both
         if r["label"] == "synthetic" and split == "train" and r["system"] in VAL_SYSTEMS | TEST_SYSTEMS:
@@ -456,6 +475,23 @@ VOCODED_SHARE = 0.0  # set from --vocoded-share: part of the synthetic draws tak
 
 SYSTEM_WEIGHTING = "uniform"  # set from --system-weighting
 
+# --speed-perturb P: with probability P a training crop, of either class, is resampled by a ratio
+# from SPEED_RATIOS (about +-5 and +-10 %, Kaldi-style speed perturbation). It moves pitch, formants
+# and tempo together, so a voice heard only on one side of the label (the LJSpeech voice of the
+# HiFi-GAN ablation clips, say) is no longer one fixed point the net can key on.
+SPEED_PERTURB = 0.0
+SPEED_RATIOS = ((10, 11), (20, 21), (21, 20), (11, 10))  # (up, down): output length = input * up / down
+
+
+def speed_perturb(x, rng, n):
+    """A crop of n samples, resampled from about n * down / up samples of x (band-limited)."""
+    import scipy.signal as sps
+
+    up, down = SPEED_RATIOS[int(rng.integers(len(SPEED_RATIOS)))]
+    seg = random_crop(x, rng, int(np.ceil(n * down / up)) + 8)
+    y = sps.resample_poly(seg.astype(np.float64), up, down)
+    return y[:n].astype(np.float32)
+
 
 def make_batch(pool, rng, size):
     """Balanced classes. Within a class a system is drawn uniformly, or with weight sqrt(clips):
@@ -476,7 +512,7 @@ def make_batch(pool, rng, size):
             sys_name = names[int(rng.integers(len(names)))]
         clips = systems[sys_name]
         c = clips[int(rng.integers(len(clips)))]
-        seg = random_crop(c["audio"], rng, WIN + 400)
+        seg = speed_perturb(c["audio"], rng, WIN + 400) if SPEED_PERTURB and rng.random() < SPEED_PERTURB else random_crop(c["audio"], rng, WIN + 400)
         if rng.random() < 0.5:
             seg = rawboost(seg, rng)
         y = telephone_channel(seg, rng)[200 : 200 + WIN]
@@ -863,6 +899,7 @@ def prepare(args, rng):
                                    args.vocoded, args.extra_human, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs,
                                    *(["gan"] if args.vocoder_gan else []), GCIN_VAL, sorted(VAL_SYSTEMS), sorted(TEST_SYSTEMS), sorted(HUMAN_TEST_GROUPS),
                                    *([["seen", sorted(SEEN_SYSTEMS)]] if SEEN_SYSTEMS else []),
+                                   *(["gan-ablation"] if GAN_ABLATION else []),
                                    hashlib.sha1(open(__file__, "rb").read().split(b"# ---------------------------------------------------------------- training")[0]).hexdigest()])
                        .encode()).hexdigest()[:12]
     path = os.path.join(CACHE, f"prepared-{key}.pkl")
@@ -929,7 +966,7 @@ def stage_all(args):
         decision=decision,
         training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + " in the graph", extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS),
-                      seenSystems=sorted(SEEN_SYSTEMS),
+                      seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB,
                       valSplit=args.val_split,
                       humanHeldOut="fsdd:nicolas; hashed 35% of librispeech and tortoise-voice speaker groups (15% val, 20% test); gcin Mandarin phrases (" + ("1/4 val, " if GCIN_VAL else "") + "1/4 test)",
                       augmentation="RawBoost-style (convolutive, impulsive, non-linear) on half the crops; telephone channel (level, band-limit, noise/hum 10-30 dB, clipping, G.711 mu/A-law, 1-5% loss with concealment), both classes",
@@ -1035,7 +1072,10 @@ def stage_smoke(args):
     d = parity(model, path, clips)
     # The experiment options must not rot either: linear bands + phase coherence + OC-softmax + EMA,
     # exported and checked, and both copy-synthesis vocoders for 2 steps on the sample's human clips.
+    global SPEED_PERTURB
+    SPEED_PERTURB = 1.0  # every crop of the variant run is speed-perturbed
     variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998, phase=True)
+    SPEED_PERTURB = 0.0
     vpath = os.path.join(args.out, "smoke-linear-oc.onnx")
     export(variant, vpath)
     dv = parity(variant, vpath, clips)
@@ -1049,7 +1089,19 @@ def stage_smoke(args):
             raise SystemExit(f"{arch} vocoder output is broken")
         vocoded[arch] = len(y)
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "vocodedSamples": vocoded,
-                      "seenSplits": seen_split_check()}))
+                      "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check()}))
+
+
+def gan_ablation_check():
+    """--gan-ablation moves only non-test systems into training and no test system's clip there
+    (manifest only): counts of the rows it trains on and drops."""
+    rows = list(csv.DictReader(open(os.path.join(CORPUS, "manifest.csv"), newline="")))
+    sides = [(gan_ablation_side(r), r) for r in rows]
+    trained = [r for side, r in sides if side == "train"]
+    leaked = sorted({r["system"] for r in trained} & (TEST_SYSTEMS | set(SPLITS["families"]["test"])))
+    if leaked or not trained:
+        raise SystemExit(f"--gan-ablation rule trains on test systems {leaked} or on nothing")
+    return {"train": len(trained), "drop": sum(side == "drop" for side, _ in sides)}
 
 
 def seen_split_check():
@@ -1085,12 +1137,16 @@ def main():
     p.add_argument("--val-split", choices=sorted(SPLITS), default="legacy", help="which held-out systems validate (see SPLITS)")
     p.add_argument("--seen-systems", default=None,
                    help="comma list of test systems to train on in part (see SEEN_RULES); eval: score the committed model under this protocol")
+    p.add_argument("--gan-ablation", action="store_true", help="train on the HiFi-GAN demo's ablation sentences (see GAN_ABLATION_GROUPS)")
+    p.add_argument("--speed-perturb", type=float, default=0.0, help="share of training crops resampled by +-5/10 %% (see SPEED_RATIOS)")
     p.add_argument("--system-weighting", choices=["uniform", "sqrt"], default="uniform", help="how systems are drawn within a class")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--version", default="1.2.0")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
     args = p.parse_args()
-    global VOCODED_SHARE, SYSTEM_WEIGHTING
+    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB
+    GAN_ABLATION = args.gan_ablation
+    SPEED_PERTURB = args.speed_perturb
     use_split(args.val_split)
     if args.seen_systems is not None:
         set_seen([x for x in args.seen_systems.split(",") if x])

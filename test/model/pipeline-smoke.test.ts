@@ -17,6 +17,7 @@ describe('model pipeline smoke run', () => {
       variantParityMaxAbsDiff: number;
       vocodedSamples: Record<string, number>;
       seenSplits: Record<string, { train: number; seentest: number }>;
+      ganAblationSplit: { train: number; drop: number };
     };
     expect(last.ok).toBe(true);
     expect(last.parityMaxAbsDiff).toBeLessThan(1e-4);
@@ -29,6 +30,8 @@ describe('model pipeline smoke run', () => {
     // The seen-system protocol keeps a held-out side of every known attack system, group-disjoint.
     expect(last.seenSplits.chattts!.train).toBeGreaterThan(0);
     expect(last.seenSplits.chattts!.seentest).toBeGreaterThan(0);
+    // --gan-ablation (an experiment option): the HiFi-GAN ablation sentences train, MelGAN's are dropped.
+    expect(last.ganAblationSplit).toEqual({ train: 40, drop: 5 });
     expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
   }, 600_000);
 });
