@@ -8,9 +8,12 @@
  * AudioFormatError naming the reason. A file that simply ends mid-packet (tcpdump killed
  * without flushing) yields the packets before the cut and a warning, because that is the most
  * common way a real capture is damaged and its packets are still good.
+ *
+ * Files are read in chunks (scanCapture) and parsed as they arrive (CaptureReader), so a
+ * capture larger than memory can be analysed.
  */
 import { AudioFormatError } from './audio-format-error.js';
-import { readInputFile } from './load-audio.js';
+import { open, type FileHandle } from 'node:fs/promises';
 import { UdpDecoder, type UdpDatagram, type UdpDecoderStats } from './udp-decoder.js';
 
 export type { UdpDatagram } from './udp-decoder.js';
@@ -22,12 +25,6 @@ export interface Capture {
   stats: UdpDecoderStats;
   /** Damage that did not stop the read, one line each, fit for the user. */
   warnings: string[];
-}
-
-interface Frame {
-  linkType: number;
-  timeMs: number;
-  data: Uint8Array;
 }
 
 /** No link layer carries frames this large; a bigger length means a corrupt record. */
@@ -42,90 +39,267 @@ const PCAPNG_SPB = 0x00000003;
 const PCAPNG_EPB = 0x00000006;
 const OPT_IF_TSRESOL = 9;
 
-export async function readCapture(path: string): Promise<Capture> {
-  const bytes = await readInputFile(path);
+/** What a capture read reports besides its datagrams. */
+export interface CaptureSummary {
+  format: 'pcap' | 'pcapng';
+  stats: UdpDecoderStats;
+  warnings: string[];
+}
+
+/** How much of the file one read takes; a record never needs more than MAX_OTHER_BLOCK_BYTES. */
+export const CAPTURE_CHUNK_BYTES = 4 << 20;
+
+/**
+ * Streams a capture file through `onDatagram` in CAPTURE_CHUNK_BYTES reads, so memory stays at
+ * about one chunk plus what the consumer keeps. A datagram's payload is a view into the chunk:
+ * copy what you keep. Throws AudioFormatError naming the file for a file that is not a capture.
+ */
+export async function scanCapture(
+  path: string,
+  onDatagram: (d: UdpDatagram) => void,
+  opts: { chunkBytes?: number } = {},
+): Promise<CaptureSummary> {
+  const chunkBytes = opts.chunkBytes ?? CAPTURE_CHUNK_BYTES;
+  let fh: FileHandle;
   try {
-    return parseCapture(bytes);
+    fh = await open(path, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new AudioFormatError(`cannot read file${code ? ` (${code})` : ''}`, path, { cause: err });
+  }
+  try {
+    const reader = new CaptureReader(onDatagram);
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(chunkBytes); // fresh each time: datagrams may still view the last one
+      const { bytesRead } = await fh.read(chunk, 0, chunkBytes, null);
+      if (bytesRead === 0) break;
+      reader.feed(chunk.subarray(0, bytesRead));
+    }
+    return reader.finish();
   } catch (err) {
     if (err instanceof AudioFormatError) throw err.withFile(path);
     throw err;
+  } finally {
+    await fh.close();
   }
 }
 
-export function parseCapture(bytes: Uint8Array): Capture {
-  const warnings: string[] = [];
-  const decoder = new UdpDecoder();
+/** The whole capture with its datagrams in memory (tests, small files); see scanCapture. */
+export async function readCapture(path: string, opts: { chunkBytes?: number } = {}): Promise<Capture> {
   const datagrams: UdpDatagram[] = [];
-  const onFrame = (f: Frame): void => {
-    const d = decoder.decode(f.linkType, f.data, f.timeMs);
-    if (d) datagrams.push(d);
-  };
-  if (bytes.length < 4) throw new AudioFormatError('not a pcap or pcapng capture (file too short)');
-  const dv = view(bytes);
-  const format = dv.getUint32(0, false) === PCAPNG_SHB ? 'pcapng' : 'pcap';
-  if (format === 'pcapng') readPcapng(bytes, onFrame, warnings);
-  else readPcap(bytes, onFrame, warnings);
-  decoder.finish();
-  const s = decoder.stats;
-  if (s.unsupportedLinkType > 0)
-    warnings.push(`${s.unsupportedLinkType} frames of an unsupported link type skipped`);
-  if (s.malformed > 0) warnings.push(`${s.malformed} truncated or malformed IP/UDP packets skipped`);
-  if (s.orphanFragments > 0)
-    warnings.push(`${s.orphanFragments} IP fragments of incomplete datagrams skipped`);
-  return { format, datagrams, stats: s, warnings };
+  const summary = await scanCapture(path, (d) => datagrams.push(d), opts);
+  return { ...summary, datagrams };
+}
+
+export function parseCapture(bytes: Uint8Array): Capture {
+  const datagrams: UdpDatagram[] = [];
+  const reader = new CaptureReader((d) => datagrams.push(d));
+  reader.feed(bytes);
+  return { ...reader.finish(), datagrams };
+}
+
+/**
+ * A push parser for pcap and pcapng: `feed` it the file in pieces of any size, then `finish`.
+ * Records are decoded as soon as they are complete; an incomplete one waits for the next piece.
+ */
+export class CaptureReader {
+  private readonly decoder = new UdpDecoder();
+  private readonly warnings: string[] = [];
+  private format: 'pcap' | 'pcapng' | null = null;
+  /** Bytes of an incomplete record (or header) carried over to the next feed. */
+  private rest: Uint8Array = new Uint8Array(0);
+  private count = 0;
+  /** File offset of the first byte of the buffer being parsed (for error messages). */
+  private base = 0;
+  // classic pcap
+  private le = true;
+  private fracPerMs = 1e3;
+  private linkType = 0;
+  private headerDone = false;
+  // pcapng
+  private interfaces: Interface[] = [];
+  private sawSection = false;
+
+  constructor(private readonly onDatagram: (d: UdpDatagram) => void) {}
+
+  feed(piece: Uint8Array): void {
+    if (piece.length === 0) return;
+    let bytes = piece;
+    if (this.rest.length > 0) {
+      bytes = new Uint8Array(this.rest.length + piece.length);
+      bytes.set(this.rest);
+      bytes.set(piece, this.rest.length);
+    }
+    if (this.format === null) {
+      if (bytes.length < 4) {
+        this.rest = bytes.slice();
+        return;
+      }
+      this.format = view(bytes).getUint32(0, false) === PCAPNG_SHB ? 'pcapng' : 'pcap';
+    }
+    const used = this.format === 'pcapng' ? this.pcapng(bytes) : this.pcap(bytes);
+    this.rest = bytes.slice(used); // a copy: small (one record at most), and frees the piece
+    this.base += used;
+  }
+
+  finish(): CaptureSummary {
+    if (this.format === null) throw new AudioFormatError('not a pcap or pcapng capture (file too short)');
+    if (this.rest.length > 0) {
+      if (this.format === 'pcap' && !this.headerDone)
+        throw new AudioFormatError('truncated pcap file header');
+      if (this.format === 'pcapng') {
+        if (this.rest.length < 12) {
+          if (!this.sawSection) throw new AudioFormatError('truncated pcapng section header');
+        } else if (
+          view(this.rest).getUint32(0, false) === PCAPNG_SHB ||
+          view(this.rest).getUint32(0, this.le) === PCAPNG_IDB
+        ) {
+          throw new AudioFormatError('truncated pcapng header block');
+        }
+      }
+      this.warnings.push(truncatedWarning(this.count));
+    }
+    this.decoder.finish();
+    const s = this.decoder.stats;
+    const warnings = [...this.warnings];
+    if (s.unsupportedLinkType > 0)
+      warnings.push(`${s.unsupportedLinkType} frames of an unsupported link type skipped`);
+    if (s.malformed > 0) warnings.push(`${s.malformed} truncated or malformed IP/UDP packets skipped`);
+    if (s.orphanFragments > 0)
+      warnings.push(`${s.orphanFragments} IP fragments of incomplete datagrams skipped`);
+    return { format: this.format, stats: s, warnings };
+  }
+
+  private frame(linkType: number, timeMs: number, data: Uint8Array): void {
+    const d = this.decoder.decode(linkType, data, timeMs);
+    if (d) this.onDatagram(d);
+    this.count++;
+  }
+
+  /** Classic pcap: parses what is complete in `bytes`, returns how many bytes it used. */
+  private pcap(bytes: Uint8Array): number {
+    const dv = view(bytes);
+    let off = 0;
+    if (!this.headerDone) {
+      const magic = dv.getUint32(0, true);
+      if (magic === 0xa1b2c3d4 || magic === 0xd4c3b2a1) {
+        this.le = magic === 0xa1b2c3d4;
+        this.fracPerMs = 1e3;
+      } else if (magic === 0xa1b23c4d || magic === 0x4d3cb2a1) {
+        this.le = magic === 0xa1b23c4d;
+        this.fracPerMs = 1e6;
+      } else {
+        throw new AudioFormatError('not a pcap or pcapng capture (unknown magic number)');
+      }
+      if (bytes.length < 24) return 0;
+      const major = dv.getUint16(4, this.le);
+      if (major !== 2)
+        throw new AudioFormatError(`unsupported pcap version ${major}.${dv.getUint16(6, this.le)}`);
+      // The upper bits of the link-type field carry FCS information (pcap-savefile(5)).
+      this.linkType = dv.getUint32(20, this.le) & 0x0fffffff;
+      this.headerDone = true;
+      off = 24;
+    }
+    const le = this.le;
+    while (off + 16 <= bytes.length) {
+      const sec = dv.getUint32(off, le);
+      const frac = dv.getUint32(off + 4, le);
+      const capLen = dv.getUint32(off + 8, le);
+      const origLen = dv.getUint32(off + 12, le);
+      if (capLen > MAX_FRAME_BYTES || origLen < capLen) {
+        throw new AudioFormatError(
+          `corrupt pcap record ${this.count + 1} at byte ${this.base + off} (captured length ${capLen})`,
+        );
+      }
+      if (off + 16 + capLen > bytes.length) break;
+      this.frame(
+        this.linkType,
+        sec * 1000 + frac / this.fracPerMs,
+        bytes.subarray(off + 16, off + 16 + capLen),
+      );
+      off += 16 + capLen;
+    }
+    return off;
+  }
+
+  /** pcapng: parses the complete blocks in `bytes`, returns how many bytes it used. */
+  private pcapng(bytes: Uint8Array): number {
+    const dv = view(bytes);
+    let off = 0;
+    while (off + 12 <= bytes.length) {
+      let le = this.le;
+      const isShb = dv.getUint32(off, false) === PCAPNG_SHB;
+      if (isShb) {
+        // Each section states its own byte order.
+        const bom = dv.getUint32(off + 8, true);
+        if (bom === PCAPNG_BYTE_ORDER_MAGIC) le = true;
+        else if (bom === 0x4d3c2b1a) le = false;
+        else
+          throw new AudioFormatError(
+            `corrupt pcapng section header at byte ${this.base + off} (bad byte-order magic)`,
+          );
+      } else if (!this.sawSection) {
+        throw new AudioFormatError('not a pcapng capture (no section header)');
+      }
+      const type = dv.getUint32(off, le);
+      const len = dv.getUint32(off + 4, le);
+      const isPacket = type === PCAPNG_EPB || type === PCAPNG_OPB || type === PCAPNG_SPB;
+      // Other blocks (decryption secrets, custom) may legitimately be large.
+      if (len < 12 || len % 4 !== 0 || len > (isPacket ? MAX_FRAME_BYTES + 1024 : MAX_OTHER_BLOCK_BYTES)) {
+        throw new AudioFormatError(`corrupt pcapng block at byte ${this.base + off} (length ${len})`);
+      }
+      if (off + len > bytes.length) break;
+      if (dv.getUint32(off + len - 4, le) !== len) {
+        throw new AudioFormatError(
+          `corrupt pcapng block at byte ${this.base + off} (trailing length mismatch)`,
+        );
+      }
+      if (isShb) {
+        this.le = le;
+        this.interfaces = [];
+        this.sawSection = true;
+      }
+      const body = off + 8;
+      const bodyEnd = off + len - 4;
+      if (type === PCAPNG_IDB) {
+        if (bodyEnd - body < 8)
+          throw new AudioFormatError(`corrupt pcapng interface block at byte ${this.base + off}`);
+        this.interfaces.push(parseInterface(bytes, body, bodyEnd, le));
+      } else if (type === PCAPNG_EPB || type === PCAPNG_OPB) {
+        // OPB (obsolete, written by old tools) has the EPB layout with a 16-bit interface id.
+        if (bodyEnd - body < 20)
+          throw new AudioFormatError(`corrupt pcapng packet block at byte ${this.base + off}`);
+        const ifId = type === PCAPNG_EPB ? dv.getUint32(body, le) : dv.getUint16(body, le);
+        const iface = this.interfaces[ifId];
+        if (!iface)
+          throw new AudioFormatError(
+            `pcapng packet block at byte ${this.base + off} names unknown interface ${ifId}`,
+          );
+        const capLen = dv.getUint32(body + 12, le);
+        if (body + 20 + capLen > bodyEnd)
+          throw new AudioFormatError(`corrupt pcapng packet block at byte ${this.base + off}`);
+        const ts = (BigInt(dv.getUint32(body + 4, le)) << 32n) | BigInt(dv.getUint32(body + 8, le));
+        this.frame(iface.linkType, toMs(ts, iface), bytes.subarray(body + 20, body + 20 + capLen));
+      } else if (type === PCAPNG_SPB) {
+        const iface = this.interfaces[0];
+        if (!iface)
+          throw new AudioFormatError(
+            `pcapng simple packet block at byte ${this.base + off} before any interface`,
+          );
+        const origLen = dv.getUint32(body, le);
+        const capLen = Math.min(origLen, iface.snapLen || origLen, bodyEnd - body - 4);
+        // A simple packet block has no timestamp.
+        this.frame(iface.linkType, 0, bytes.subarray(body + 4, body + 4 + capLen));
+      }
+      // Any other block (name resolution, statistics, custom, decryption secrets...) is skipped.
+      off += len;
+    }
+    return off;
+  }
 }
 
 function view(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
-}
-
-function readPcap(bytes: Uint8Array, onFrame: (f: Frame) => void, warnings: string[]): void {
-  const dv = view(bytes);
-  const magic = dv.getUint32(0, true);
-  let le: boolean;
-  let fracPerMs: number;
-  if (magic === 0xa1b2c3d4 || magic === 0xd4c3b2a1) {
-    le = magic === 0xa1b2c3d4;
-    fracPerMs = 1e3;
-  } else if (magic === 0xa1b23c4d || magic === 0x4d3cb2a1) {
-    le = magic === 0xa1b23c4d;
-    fracPerMs = 1e6;
-  } else {
-    throw new AudioFormatError('not a pcap or pcapng capture (unknown magic number)');
-  }
-  if (bytes.length < 24) throw new AudioFormatError('truncated pcap file header');
-  const major = dv.getUint16(4, le);
-  if (major !== 2) throw new AudioFormatError(`unsupported pcap version ${major}.${dv.getUint16(6, le)}`);
-  // The upper bits of the link-type field carry FCS information (pcap-savefile(5)).
-  const linkType = dv.getUint32(20, le) & 0x0fffffff;
-  let off = 24;
-  let count = 0;
-  while (off < bytes.length) {
-    if (off + 16 > bytes.length) {
-      warnings.push(truncatedWarning(count));
-      return;
-    }
-    const sec = dv.getUint32(off, le);
-    const frac = dv.getUint32(off + 4, le);
-    const capLen = dv.getUint32(off + 8, le);
-    const origLen = dv.getUint32(off + 12, le);
-    if (capLen > MAX_FRAME_BYTES || origLen < capLen) {
-      throw new AudioFormatError(
-        `corrupt pcap record ${count + 1} at byte ${off} (captured length ${capLen})`,
-      );
-    }
-    if (off + 16 + capLen > bytes.length) {
-      warnings.push(truncatedWarning(count));
-      return;
-    }
-    onFrame({
-      linkType,
-      timeMs: sec * 1000 + frac / fracPerMs,
-      data: bytes.subarray(off + 16, off + 16 + capLen),
-    });
-    count++;
-    off += 16 + capLen;
-  }
 }
 
 function truncatedWarning(packets: number): string {
@@ -139,83 +313,6 @@ interface Interface {
   unitsPerMs: bigint;
   /** When the resolution is not a whole divisor of 1 ms (e.g. 2^-10 s), units per second instead. */
   unitsPerSec: number;
-}
-
-function readPcapng(bytes: Uint8Array, onFrame: (f: Frame) => void, warnings: string[]): void {
-  const dv = view(bytes);
-  let off = 0;
-  let le = true;
-  let interfaces: Interface[] = [];
-  let count = 0;
-  let sawSection = false;
-  while (off < bytes.length) {
-    if (off + 12 > bytes.length) {
-      if (!sawSection) throw new AudioFormatError('truncated pcapng section header');
-      warnings.push(truncatedWarning(count));
-      return;
-    }
-    const type = dv.getUint32(off, le);
-    if (dv.getUint32(off, false) === PCAPNG_SHB) {
-      // Each section states its own byte order.
-      const bom = dv.getUint32(off + 8, true);
-      if (bom === PCAPNG_BYTE_ORDER_MAGIC) le = true;
-      else if (bom === 0x4d3c2b1a) le = false;
-      else throw new AudioFormatError(`corrupt pcapng section header at byte ${off} (bad byte-order magic)`);
-      interfaces = [];
-      sawSection = true;
-    } else if (!sawSection) {
-      throw new AudioFormatError('not a pcapng capture (no section header)');
-    }
-    const len = dv.getUint32(off + 4, le);
-    const isPacket = type === PCAPNG_EPB || type === PCAPNG_OPB || type === PCAPNG_SPB;
-    // Other blocks (decryption secrets, custom) may legitimately be large.
-    if (len < 12 || len % 4 !== 0 || len > (isPacket ? MAX_FRAME_BYTES + 1024 : MAX_OTHER_BLOCK_BYTES)) {
-      throw new AudioFormatError(`corrupt pcapng block at byte ${off} (length ${len})`);
-    }
-    if (off + len > bytes.length) {
-      if (type === PCAPNG_SHB || type === PCAPNG_IDB)
-        throw new AudioFormatError('truncated pcapng header block');
-      warnings.push(truncatedWarning(count));
-      return;
-    }
-    if (dv.getUint32(off + len - 4, le) !== len) {
-      throw new AudioFormatError(`corrupt pcapng block at byte ${off} (trailing length mismatch)`);
-    }
-    const body = off + 8;
-    const bodyEnd = off + len - 4;
-    if (type === PCAPNG_IDB) {
-      if (bodyEnd - body < 8) throw new AudioFormatError(`corrupt pcapng interface block at byte ${off}`);
-      interfaces.push(parseInterface(bytes, body, bodyEnd, le));
-    } else if (type === PCAPNG_EPB || type === PCAPNG_OPB) {
-      // OPB (obsolete, written by old tools) has the EPB layout with a 16-bit interface id.
-      if (bodyEnd - body < 20) throw new AudioFormatError(`corrupt pcapng packet block at byte ${off}`);
-      const ifId = type === PCAPNG_EPB ? dv.getUint32(body, le) : dv.getUint16(body, le);
-      const iface = interfaces[ifId];
-      if (!iface)
-        throw new AudioFormatError(`pcapng packet block at byte ${off} names unknown interface ${ifId}`);
-      const capLen = dv.getUint32(body + 12, le);
-      if (body + 20 + capLen > bodyEnd)
-        throw new AudioFormatError(`corrupt pcapng packet block at byte ${off}`);
-      const ts = (BigInt(dv.getUint32(body + 4, le)) << 32n) | BigInt(dv.getUint32(body + 8, le));
-      onFrame({
-        linkType: iface.linkType,
-        timeMs: toMs(ts, iface),
-        data: bytes.subarray(body + 20, body + 20 + capLen),
-      });
-      count++;
-    } else if (type === PCAPNG_SPB) {
-      const iface = interfaces[0];
-      if (!iface)
-        throw new AudioFormatError(`pcapng simple packet block at byte ${off} before any interface`);
-      const origLen = dv.getUint32(body, le);
-      const capLen = Math.min(origLen, iface.snapLen || origLen, bodyEnd - body - 4);
-      // A simple packet block has no timestamp.
-      onFrame({ linkType: iface.linkType, timeMs: 0, data: bytes.subarray(body + 4, body + 4 + capLen) });
-      count++;
-    }
-    // Any other block (name resolution, statistics, custom, decryption secrets...) is skipped.
-    off += len;
-  }
 }
 
 function parseInterface(bytes: Uint8Array, start: number, end: number, le: boolean): Interface {

@@ -14,10 +14,10 @@
  *   earliest (in a call the caller usually starts sending first, right after its INVITE/ACK).
  */
 import { AudioFormatError } from './audio-format-error.js';
-import { findCallerMedia } from './capture-sip.js';
+import { findCallerMedia, type CallerMedia } from './capture-sip.js';
 import { decodeG711ToFloat, type G711Law } from './g711.js';
 import type { Capture, UdpDatagram } from './pcap.js';
-import { parseRtp, SequenceUnwrapper, tsDelta, type RtpPacket } from '../media/rtp-packet.js';
+import { parseRtp, SequenceUnwrapper, tsDelta } from '../media/rtp-packet.js';
 
 export interface RtpStreamInfo {
   ssrc: number;
@@ -49,10 +49,63 @@ const MAX_GAP_MS = 10_000;
 /** Longer than any call we would analyse; beyond it the timeline comes from a broken or hostile capture. */
 const MAX_STREAM_MS = 4 * 3600_000;
 
-interface Received {
-  extSeq: number;
-  timeMs: number;
-  rtp: RtpPacket;
+/**
+ * What a stream keeps of its packets, in column arrays that double when full: a few numbers per
+ * packet and the audio payload bytes in one pool (not one small buffer per packet, whose
+ * bookkeeping would cost more than the 160 bytes it holds). The capture chunk a packet came in
+ * is not retained.
+ */
+class PacketTable {
+  n = 0;
+  extSeq = new Float64Array(64);
+  timeMs = new Float64Array(64);
+  timestamp = new Uint32Array(64);
+  payloadType = new Uint8Array(64);
+  offset = new Float64Array(64);
+  length = new Uint32Array(64);
+  pool = new Uint8Array(64 * 160);
+  poolUsed = 0;
+
+  push(
+    extSeq: number,
+    timeMs: number,
+    timestamp: number,
+    payloadType: number,
+    payload: Uint8Array | null,
+  ): void {
+    if (this.n === this.extSeq.length) {
+      const grow = <T extends Float64Array | Uint32Array | Uint8Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.extSeq = grow(this.extSeq);
+      this.timeMs = grow(this.timeMs);
+      this.timestamp = grow(this.timestamp);
+      this.payloadType = grow(this.payloadType);
+      this.offset = grow(this.offset);
+      this.length = grow(this.length);
+    }
+    const len = payload?.length ?? 0;
+    if (this.poolUsed + len > this.pool.length) {
+      const bigger = new Uint8Array(Math.max(this.pool.length * 2, this.poolUsed + len));
+      bigger.set(this.pool.subarray(0, this.poolUsed));
+      this.pool = bigger;
+    }
+    if (payload) this.pool.set(payload, this.poolUsed);
+    const i = this.n++;
+    this.extSeq[i] = extSeq;
+    this.timeMs[i] = timeMs;
+    this.timestamp[i] = timestamp;
+    this.payloadType[i] = payloadType;
+    this.offset[i] = this.poolUsed;
+    this.length[i] = len;
+    this.poolUsed += len;
+  }
+
+  payload(i: number): Uint8Array {
+    return this.pool.subarray(this.offset[i], this.offset[i] + this.length[i]);
+  }
 }
 
 interface Group {
@@ -62,7 +115,7 @@ interface Group {
   dst: string;
   firstTimeMs: number;
   unwrap: SequenceUnwrapper;
-  packets: Received[];
+  packets: PacketTable;
   seen: Set<number>;
   audioPackets: number;
   maxExtSeq: number;
@@ -71,14 +124,27 @@ interface Group {
 }
 
 export function extractRtpStreams(capture: Capture): RtpStreamInfo[] {
-  const groups = new Map<string, Group>();
-  for (const d of capture.datagrams) {
+  const collector = new RtpStreamCollector();
+  for (const d of capture.datagrams) collector.add(d);
+  return collector.finish();
+}
+
+/**
+ * The same, one datagram at a time (scanCapture's callback), keeping only the RTP that can carry
+ * audio (a compact record and a copy of the payload per packet) and the caller's SIP offer.
+ */
+export class RtpStreamCollector {
+  private readonly groups = new Map<string, Group>();
+  private callerMedia: CallerMedia | null = null;
+
+  add(d: UdpDatagram): void {
+    if (this.callerMedia === null && looksLikeInvite(d.payload)) this.callerMedia = findCallerMedia([d]);
     const rtp = parseRtp(d.payload);
-    if (!rtp) continue;
+    if (!rtp) return;
     const src = endpoint(d.srcAddress, d.srcPort);
     const dst = endpoint(d.dstAddress, d.dstPort);
     const key = `${rtp.ssrc}|${src}|${dst}`;
-    let g = groups.get(key);
+    let g = this.groups.get(key);
     if (!g) {
       g = {
         key,
@@ -87,90 +153,113 @@ export function extractRtpStreams(capture: Capture): RtpStreamInfo[] {
         dst,
         firstTimeMs: d.timeMs,
         unwrap: new SequenceUnwrapper(),
-        packets: [],
+        packets: new PacketTable(),
         seen: new Set(),
         audioPackets: 0,
         maxExtSeq: -Infinity,
         reordered: 0,
         duplicates: 0,
       };
-      groups.set(key, g);
+      this.groups.set(key, g);
     }
     const extSeq = g.unwrap.extend(rtp.sequenceNumber);
     // The first copy of a sequence number wins; a late duplicate is not a reordering.
     if (g.seen.has(extSeq)) {
       g.duplicates++;
-      continue;
+      return;
     }
     g.seen.add(extSeq);
     if (extSeq < g.maxExtSeq) g.reordered++;
     g.maxExtSeq = Math.max(g.maxExtSeq, extSeq);
-    g.packets.push({ extSeq, timeMs: d.timeMs, rtp });
-    if (lawOf(rtp.payloadType) && rtp.payload.length > 0) g.audioPackets++;
+    const audio = lawOf(rtp.payloadType) !== null && rtp.payload.length > 0;
+    // Only audio payloads are decoded later; other packets count for sequence accounting.
+    g.packets.push(extSeq, d.timeMs, rtp.timestamp, rtp.payloadType, audio ? rtp.payload : null);
+    if (audio) g.audioPackets++;
   }
-  const streams = [...groups.values()]
-    .filter((g) => g.audioPackets >= MIN_AUDIO_PACKETS)
-    .map(buildStream)
-    .sort((a, b) => a.firstTimeMs - b.firstTimeMs);
-  markCaller(streams, capture.datagrams);
-  return streams;
+
+  finish(): RtpStreamInfo[] {
+    const streams = [...this.groups.values()]
+      .filter((g) => g.audioPackets >= MIN_AUDIO_PACKETS)
+      .map(buildStream)
+      .sort((a, b) => a.firstTimeMs - b.firstTimeMs);
+    markCaller(streams, this.callerMedia);
+    return streams;
+  }
+}
+
+const INVITE = Buffer.from('INVITE ');
+
+function looksLikeInvite(p: Uint8Array): boolean {
+  return p.length >= INVITE.length && INVITE.equals(p.subarray(0, INVITE.length));
 }
 
 function buildStream(g: Group): RtpStreamInfo {
-  const unique = [...g.packets].sort((a, b) => a.extSeq - b.extSeq); // duplicates were dropped on arrival
-  const expected = unique[unique.length - 1].extSeq - unique[0].extSeq + 1;
-  const audio = unique.filter((p) => lawOf(p.rtp.payloadType) && p.rtp.payload.length > 0);
-  const placed = placeOnTimeline(audio);
-  const total =
-    placed.length > 0 ? placed[placed.length - 1].at + audio[audio.length - 1].rtp.payload.length : 0;
-  const first = audio[0].rtp.payloadType;
+  const t = g.packets;
+  // Sequence order (duplicates were dropped on arrival).
+  const order = Array.from({ length: t.n }, (_, i) => i).sort((x, y) => t.extSeq[x] - t.extSeq[y]);
+  const expected = t.extSeq[order[order.length - 1]] - t.extSeq[order[0]] + 1;
+  const audio = order.filter((i) => lawOf(t.payloadType[i]) !== null && t.length[i] > 0);
+  const placed = placeOnTimeline(t, audio);
+  const total = placed.length > 0 ? placed[placed.length - 1] + t.length[audio[audio.length - 1]] : 0;
+  const first = t.payloadType[audio[0]];
   if (total > (MAX_STREAM_MS * SAMPLE_RATE_HZ) / 1000) {
     throw new AudioFormatError(
       `RTP stream ssrc=0x${g.ssrc.toString(16).padStart(8, '0')} ${g.src}->${g.dst} spans more than ${MAX_STREAM_MS / 3600_000} h of RTP time`,
     );
   }
-  const samples8k = new Float32Array(total);
-  placed.forEach((at, i) => {
-    const p = audio[i].rtp;
-    decodeG711ToFloat(lawOf(p.payloadType) as G711Law, p.payload, samples8k.subarray(at.at));
-  });
-  return {
+  let decoded: Float32Array | null = null;
+  const info = {
     ssrc: g.ssrc,
     src: g.src,
     dst: g.dst,
     payloadType: first,
     codec: lawOf(first) as G711Law,
-    packetCount: unique.length,
-    lostCount: expected - unique.length,
+    packetCount: t.n,
+    lostCount: expected - t.n,
     duplicateCount: g.duplicates,
     reorderedCount: g.reordered,
     firstTimeMs: g.firstTimeMs,
     durationMs: (total / SAMPLE_RATE_HZ) * 1000,
-    samples8k,
     isCaller: false,
-  };
+  } as RtpStreamInfo;
+  // Decoded on first use: a capture of many calls holds 4 bytes per sample only for the streams
+  // that are analysed.
+  Object.defineProperty(info, 'samples8k', {
+    enumerable: true,
+    get(): Float32Array {
+      if (decoded === null) {
+        decoded = new Float32Array(total);
+        audio.forEach((i, k) => {
+          decodeG711ToFloat(lawOf(t.payloadType[i]) as G711Law, t.payload(i), decoded!.subarray(placed[k]));
+        });
+      }
+      return decoded;
+    },
+  });
+  return info;
 }
 
 /** Sample offset of each audio packet (in sequence order) in the stream's decoded audio. */
-function placeOnTimeline(audio: Received[]): Array<{ at: number }> {
-  const out: Array<{ at: number }> = [];
+function placeOnTimeline(t: PacketTable, audio: number[]): number[] {
+  const out: number[] = [];
   let at = 0;
-  for (let i = 0; i < audio.length; i++) {
-    if (i > 0) {
-      const prev = audio[i - 1];
-      const prevLen = prev.rtp.payload.length;
-      const gap = tsDelta(prev.rtp.timestamp, audio[i].rtp.timestamp) - prevLen;
+  for (let k = 0; k < audio.length; k++) {
+    if (k > 0) {
+      const prev = audio[k - 1];
+      const cur = audio[k];
+      const prevLen = t.length[prev];
+      const gap = tsDelta(t.timestamp[prev], t.timestamp[cur]) - prevLen;
       let fill: number;
       if (gap >= 0 && gap <= (MAX_GAP_MS * SAMPLE_RATE_HZ) / 1000) {
         fill = gap;
       } else {
         // New timestamp base (or a sender bug): trust the capture clock, within the same bound.
-        const wallGap = Math.round(((audio[i].timeMs - prev.timeMs) * SAMPLE_RATE_HZ) / 1000) - prevLen;
+        const wallGap = Math.round(((t.timeMs[cur] - t.timeMs[prev]) * SAMPLE_RATE_HZ) / 1000) - prevLen;
         fill = Math.min(Math.max(0, wallGap), (MAX_GAP_MS * SAMPLE_RATE_HZ) / 1000);
       }
-      at = out[i - 1].at + prevLen + fill;
+      at = out[k - 1] + prevLen + fill;
     }
-    out.push({ at });
+    out.push(at);
   }
   return out;
 }
@@ -183,9 +272,8 @@ function endpoint(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-function markCaller(streams: RtpStreamInfo[], datagrams: readonly UdpDatagram[]): void {
+function markCaller(streams: RtpStreamInfo[], media: CallerMedia | null): void {
   if (streams.length === 0) return;
-  const media = findCallerMedia(datagrams);
   if (media) {
     const exact = endpoint(media.address, media.port);
     let caller = streams.find((s) => s.src === exact);

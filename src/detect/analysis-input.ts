@@ -48,12 +48,14 @@ export async function loadAnalysisInputs(
     return { inputs: [{ stream: null, samples8k: to8k(await loadAudioFile(path)) }], warnings: [] };
   }
   // Loaded on first use, so WAV analysis never waits for (or trips over) the capture readers.
-  const [{ readCapture }, { extractRtpStreams }] = await Promise.all([
+  const [{ scanCapture }, { RtpStreamCollector }] = await Promise.all([
     import('../audio/pcap.js'),
     import('../audio/rtp-streams.js'),
   ]);
-  const capture = await readCapture(path);
-  const streams = extractRtpStreams(capture);
+  // Streamed: the file is read in chunks and only RTP audio payloads are kept.
+  const collector = new RtpStreamCollector();
+  const capture = await scanCapture(path, (d) => collector.add(d));
+  const streams = collector.finish();
   if (streams.length === 0) throw new InputError('no PCMU/PCMA RTP stream in the capture');
   const chosen = opts.allStreams ? streams : [streams.find((s) => s.isCaller) ?? streams[0]];
   return {

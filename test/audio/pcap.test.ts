@@ -362,3 +362,65 @@ describe('readCapture: damaged input never escapes as anything but AudioFormatEr
     expect(thrown).toBeGreaterThan(100);
   });
 });
+
+describe('scanCapture: reading in chunks changes nothing', () => {
+  const summary = (c: Capture) => ({
+    format: c.format,
+    warnings: c.warnings,
+    datagrams: c.datagrams.map((d) => ({ ...d, payload: Buffer.from(d.payload).toString('hex') })),
+  });
+  const files = (): Array<[string, Buffer]> => {
+    const ng = join(dir, 'chunks.pcapng');
+    tool('editcap', ['-F', 'pcapng', basePath, ng]);
+    const ngBytes = readFileSync(ng);
+    const records = pcapRecords(base);
+    const sections = Buffer.concat([
+      pcapngSection(records.slice(0, 50), {
+        bigEndian: true,
+        interfaces: [{ linkType: 1, tsresolExp10: 9 }],
+      }),
+      pcapngSection(records.slice(50), { bigEndian: false, interfaces: [{ linkType: 1, tsresolExp10: 3 }] }),
+    ]);
+    const fragments = records.flatMap((r, k) => {
+      const [x, y] = fragmentIpv4(r.frame, 96);
+      return (k % 3 === 0 ? [y, x] : [x, y]).map((frame) => ({ timeMs: r.timeMs, frame }));
+    });
+    return [
+      ['classic pcap', base],
+      ['pcapng (editcap)', ngBytes],
+      ['two pcapng sections, big- then little-endian', sections],
+      ['pcap cut mid-packet', base.subarray(0, base.length - 99)],
+      ['pcapng cut mid-block', ngBytes.subarray(0, ngBytes.length - 150)],
+      ['IPv4 fragments, some out of order', writePcap(fragments, 1)],
+    ];
+  };
+
+  it('every chunk size, 1 byte to 1 MiB, gives the same datagrams, warnings and streams as one read', async () => {
+    for (const [name, bytes] of files()) {
+      const whole = parseCapture(bytes);
+      const file = save(dir, 'chunked.bin', bytes);
+      for (const chunkBytes of [1, 3, 7, 64, 229, 4093, 1 << 20]) {
+        const c = await readCapture(file, { chunkBytes });
+        expect(summary(c), `${name}, ${chunkBytes}-byte chunks`).toEqual(summary(whole));
+        expect(extractRtpStreams(c), `${name}, ${chunkBytes}-byte chunks`).toEqual(extractRtpStreams(whole));
+      }
+    }
+  });
+
+  it('a corrupt or truncated header fails the same way in any chunk size', async () => {
+    const corrupt = Buffer.from(base);
+    corrupt.writeUInt32LE(0x7fffffff, 24 + 3 * (16 + 214) + 8); // record 4's captured length
+    const cases: Array<[Buffer, RegExp]> = [
+      [corrupt, /corrupt pcap record 4 at byte 714 \(captured length 2147483647\)/],
+      [base.subarray(0, 20), /truncated pcap file header/],
+      [Buffer.alloc(2), /file too short/],
+    ];
+    for (const [bytes, message] of cases) {
+      expect(() => parseCapture(bytes)).toThrow(message);
+      const file = save(dir, 'bad.bin', bytes);
+      for (const chunkBytes of [1, 5, 4096]) {
+        await expect(readCapture(file, { chunkBytes })).rejects.toThrow(message);
+      }
+    }
+  });
+});
