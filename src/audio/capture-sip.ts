@@ -5,7 +5,7 @@
  * Only reads; the B2BUA's real SIP stack lives in src/sip.
  */
 import { parse as parseSdp } from 'sdp-transform';
-import type { UdpDatagram } from './udp-decoder.js';
+import type { TcpSegment, UdpDatagram } from './udp-decoder.js';
 
 export interface CallerMedia {
   address: string;
@@ -25,6 +25,74 @@ export function findCallerMedia(datagrams: readonly UdpDatagram[]): CallerMedia 
     if (media) return media;
   }
   return null;
+}
+
+/** Per TCP flow, the bytes kept while looking for a whole SIP message; a flow that exceeds it is dropped. */
+const MAX_FLOW_BYTES = 256 * 1024;
+const MAX_EARLY_SEGMENTS = 64;
+const SIP_START = /^(?:[A-Z]+ \S+ SIP\/2\.0|SIP\/2\.0 \d{3} )/;
+
+interface TcpFlow {
+  nextSeq: number;
+  buf: Buffer;
+  /** Segments that arrived ahead of a gap, by sequence number. */
+  early: Map<number, Uint8Array>;
+}
+
+/**
+ * SIP over TCP in a capture: rebuilds each flow's byte stream from its segments (in order,
+ * retransmissions dropped, a few out-of-order segments held) from the first segment that starts
+ * a SIP message, splits it into messages by Content-Length, and reports the first initial
+ * INVITE's offer. TLS (port 5061) cannot be read.
+ */
+export class TcpSipScanner {
+  private readonly flows = new Map<string, TcpFlow | null>();
+
+  /** The caller's media if this segment completes an INVITE with an offer, else null. */
+  add(seg: TcpSegment): CallerMedia | null {
+    const key = `${seg.srcAddress}|${seg.srcPort}|${seg.dstAddress}|${seg.dstPort}`;
+    let flow = this.flows.get(key);
+    if (flow === null) return null; // given up on
+    if (!flow) {
+      if (!SIP_START.test(Buffer.from(seg.payload.subarray(0, 64)).toString('latin1'))) return null;
+      flow = { nextSeq: seg.seq, buf: Buffer.alloc(0), early: new Map() };
+      this.flows.set(key, flow);
+    }
+    const ahead = (seg.seq - flow.nextSeq) >>> 0;
+    if (ahead !== 0) {
+      // Behind (a retransmission: the top bit of the 32-bit difference) or ahead of a gap.
+      if (ahead < 0x80000000 && flow.early.size < MAX_EARLY_SEGMENTS)
+        flow.early.set(seg.seq, seg.payload.slice());
+      return null;
+    }
+    let data = Buffer.concat([flow.buf, seg.payload]);
+    flow.nextSeq = (seg.seq + seg.payload.length) >>> 0;
+    for (let next = flow.early.get(flow.nextSeq); next; next = flow.early.get(flow.nextSeq)) {
+      flow.early.delete(flow.nextSeq);
+      data = Buffer.concat([data, next]);
+      flow.nextSeq = (flow.nextSeq + next.length) >>> 0;
+    }
+    for (;;) {
+      const end = data.indexOf('\r\n\r\n');
+      if (end < 0) break;
+      const head = data.subarray(0, end).toString('latin1');
+      const cl = /^(?:content-length|l)[ \t]*:[ \t]*(\d+)/im.exec(head);
+      const total = end + 4 + (cl ? Number(cl[1]) : 0);
+      if (data.length < total) break;
+      const message = data.subarray(0, total).toString('latin1');
+      data = data.subarray(total);
+      if (message.startsWith('INVITE ')) {
+        const media = inviteOfferMedia(message);
+        if (media) return media;
+      }
+    }
+    if (data.length > MAX_FLOW_BYTES) {
+      this.flows.set(key, null);
+      return null;
+    }
+    flow.buf = Buffer.from(data);
+    return null;
+  }
 }
 
 /** The audio address/port of an initial INVITE's SDP offer, or null. Never throws. */

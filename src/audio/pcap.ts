@@ -14,9 +14,9 @@
  */
 import { AudioFormatError } from './audio-format-error.js';
 import { open, type FileHandle } from 'node:fs/promises';
-import { UdpDecoder, type UdpDatagram, type UdpDecoderStats } from './udp-decoder.js';
+import { UdpDecoder, type TcpSegment, type UdpDatagram, type UdpDecoderStats } from './udp-decoder.js';
 
-export type { UdpDatagram } from './udp-decoder.js';
+export type { TcpSegment, UdpDatagram } from './udp-decoder.js';
 
 export interface Capture {
   format: 'pcap' | 'pcapng';
@@ -57,7 +57,7 @@ export const CAPTURE_CHUNK_BYTES = 4 << 20;
 export async function scanCapture(
   path: string,
   onDatagram: (d: UdpDatagram) => void,
-  opts: { chunkBytes?: number } = {},
+  opts: { chunkBytes?: number; onTcpSegment?: (s: TcpSegment) => void } = {},
 ): Promise<CaptureSummary> {
   const chunkBytes = opts.chunkBytes ?? CAPTURE_CHUNK_BYTES;
   let fh: FileHandle;
@@ -68,7 +68,7 @@ export async function scanCapture(
     throw new AudioFormatError(`cannot read file${code ? ` (${code})` : ''}`, path, { cause: err });
   }
   try {
-    const reader = new CaptureReader(onDatagram);
+    const reader = new CaptureReader(onDatagram, opts.onTcpSegment);
     for (;;) {
       const chunk = Buffer.allocUnsafe(chunkBytes); // fresh each time: datagrams may still view the last one
       const { bytesRead } = await fh.read(chunk, 0, chunkBytes, null);
@@ -103,7 +103,7 @@ export function parseCapture(bytes: Uint8Array): Capture {
  * Records are decoded as soon as they are complete; an incomplete one waits for the next piece.
  */
 export class CaptureReader {
-  private readonly decoder = new UdpDecoder();
+  private readonly decoder: UdpDecoder;
   private readonly warnings: string[] = [];
   private format: 'pcap' | 'pcapng' | null = null;
   /** Bytes of an incomplete record (or header) carried over to the next feed. */
@@ -120,7 +120,12 @@ export class CaptureReader {
   private interfaces: Interface[] = [];
   private sawSection = false;
 
-  constructor(private readonly onDatagram: (d: UdpDatagram) => void) {}
+  constructor(
+    private readonly onDatagram: (d: UdpDatagram) => void,
+    onTcpSegment?: (s: TcpSegment) => void,
+  ) {
+    this.decoder = new UdpDecoder(onTcpSegment);
+  }
 
   feed(piece: Uint8Array): void {
     if (piece.length === 0) return;

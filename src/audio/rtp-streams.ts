@@ -14,9 +14,9 @@
  *   earliest (in a call the caller usually starts sending first, right after its INVITE/ACK).
  */
 import { AudioFormatError } from './audio-format-error.js';
-import { findCallerMedia, type CallerMedia } from './capture-sip.js';
+import { findCallerMedia, TcpSipScanner, type CallerMedia } from './capture-sip.js';
 import { decodeG711ToFloat, type G711Law } from './g711.js';
-import type { Capture, UdpDatagram } from './pcap.js';
+import type { Capture, TcpSegment, UdpDatagram } from './pcap.js';
 import { parseRtp, SequenceUnwrapper, tsDelta } from '../media/rtp-packet.js';
 
 export interface RtpStreamInfo {
@@ -136,6 +136,12 @@ export function extractRtpStreams(capture: Capture): RtpStreamInfo[] {
 export class RtpStreamCollector {
   private readonly groups = new Map<string, Group>();
   private callerMedia: CallerMedia | null = null;
+  private readonly tcpSip = new TcpSipScanner();
+
+  /** A TCP segment of the capture (scanCapture's onTcpSegment): SIP over TCP can name the caller too. */
+  addTcp(seg: TcpSegment): void {
+    if (this.callerMedia === null) this.callerMedia = this.tcpSip.add(seg);
+  }
 
   add(d: UdpDatagram): void {
     if (this.callerMedia === null && looksLikeInvite(d.payload)) this.callerMedia = findCallerMedia([d]);

@@ -15,6 +15,18 @@ export interface UdpDatagram {
   payload: Uint8Array;
 }
 
+/** A TCP segment with data (SIP over TCP in a capture); not reassembled here. */
+export interface TcpSegment {
+  timeMs: number;
+  srcAddress: string;
+  srcPort: number;
+  dstAddress: string;
+  dstPort: number;
+  /** The segment's sequence number (of its first data byte). */
+  seq: number;
+  payload: Uint8Array;
+}
+
 export interface UdpDecoderStats {
   frames: number;
   udp: number;
@@ -47,6 +59,7 @@ const VLAN_TAGS = new Set([0x8100, 0x88a8, 0x9100]);
 /** BSD/Linux address-family values of AF_INET6 in DLT_NULL/DLT_LOOP headers. */
 const AF_INET6 = new Set([10, 24, 28, 30]);
 const IPPROTO_UDP = 17;
+const IPPROTO_TCP = 6;
 /** A fragmented datagram older than this (capture time) is abandoned, as a host would. */
 const REASSEMBLY_TIMEOUT_MS = 30_000;
 
@@ -70,6 +83,9 @@ export class UdpDecoder {
     orphanFragments: 0,
   };
   private readonly pending = new Map<string, PendingDatagram>();
+
+  /** `onTcp`: also hand over TCP segments that carry data (still counted as not UDP). */
+  constructor(private readonly onTcp?: (s: TcpSegment) => void) {}
 
   /** The UDP datagram in one captured frame, or null (counted in `stats`). */
   decode(linkType: number, frame: Uint8Array, timeMs: number): UdpDatagram | null {
@@ -205,6 +221,20 @@ export class UdpDecoder {
   ): UdpDatagram | null {
     if (protocol !== IPPROTO_UDP) {
       this.stats.notUdp++;
+      if (protocol === IPPROTO_TCP && this.onTcp && seg.length >= 20) {
+        const dataOffset = (seg[12] >> 4) * 4;
+        if (dataOffset >= 20 && dataOffset < seg.length) {
+          this.onTcp({
+            timeMs,
+            srcAddress: src,
+            srcPort: (seg[0] << 8) | seg[1],
+            dstAddress: dst,
+            dstPort: (seg[2] << 8) | seg[3],
+            seq: new DataView(seg.buffer, seg.byteOffset + 4, 4).getUint32(0),
+            payload: seg.subarray(dataOffset),
+          });
+        }
+      }
       return null;
     }
     if (seg.length < 8) return this.bad();

@@ -54,7 +54,9 @@ export async function loadAnalysisInputs(
   ]);
   // Streamed: the file is read in chunks and only RTP audio payloads are kept.
   const collector = new RtpStreamCollector();
-  const capture = await scanCapture(path, (d) => collector.add(d));
+  const capture = await scanCapture(path, (d) => collector.add(d), {
+    onTcpSegment: (seg) => collector.addTcp(seg),
+  });
   const streams = collector.finish();
   if (streams.length === 0) throw new InputError('no PCMU/PCMA RTP stream in the capture');
   const chosen = opts.allStreams ? streams : [streams.find((s) => s.isCaller) ?? streams[0]];
