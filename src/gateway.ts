@@ -296,6 +296,7 @@ export class Gateway {
       target,
       inviteTimeoutMs: cfg.sip.inviteTimeoutMs,
       ackTimeoutMs: cfg.sip.ackTimeoutMs,
+      timerT1Ms: cfg.sip.timerT1Ms,
       delegate: { rewriteSdp: (from, sdp) => gcall.rewrite(from, sdp) },
     });
     gcall.attach(sipCall);

@@ -90,6 +90,15 @@ export const ConfigSchema = z.strictObject({
         .min(1000)
         .default(180_000)
         .describe('How long an unanswered INVITE may ring before the gateway cancels it'),
+      timerT1Ms: z
+        .number()
+        .int()
+        .min(50)
+        .max(10_000)
+        .default(500)
+        .describe(
+          'SIP timer T1 (RFC 3261): reliable provisionals toward a caller that Requires 100rel are retransmitted from T1, doubling, and the attempt ends with 504 if no PRACK comes within 64*T1',
+        ),
       ackTimeoutMs: z
         .number()
         .int()

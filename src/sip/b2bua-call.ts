@@ -101,7 +101,7 @@ function copyHeaders(from: Record<string, unknown>, names: readonly string[]): R
 const ACK_WAIT_MS = 32_000;
 const NO_ANSWER_REASON = 'SIP;cause=488;text="no SDP answer in ACK"';
 
-/** RFC 3261 timer T1. */
+/** RFC 3261 timer T1 (default). */
 const T1_MS = 500;
 
 /** The option tags of a Supported/Require header value, lower case. */
@@ -140,6 +140,8 @@ export interface B2buaCallOptions {
   inviteTimeoutMs: number;
   /** Delayed offer: how long to wait for the ACK that carries the answer (default 32 s, 64*T1). */
   ackTimeoutMs?: number;
+  /** RFC 3261 T1 for reliable provisionals toward the caller (default 500 ms). */
+  timerT1Ms?: number;
   /** Extra headers on the INVITE toward leg b (e.g. the verdict header). */
   extraInviteHeaders?: Record<string, unknown>;
 }
@@ -362,10 +364,11 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     if (resp.status >= 200) return;
     const rseq = Number(resp.headers.RSeq);
     const started = Date.now();
-    let interval = T1_MS;
+    const t1 = this.opts.timerT1Ms ?? T1_MS;
+    let interval = t1;
     const tick = (): void => {
       if (this.reliablePending?.rseq !== rseq || this.state === 'terminated') return;
-      if (Date.now() - started >= 64 * T1_MS) {
+      if (Date.now() - started >= 64 * t1) {
         this.log.warn(
           { event: 'sip.prack_timeout', rseq },
           'reliable provisional never PRACKed: 504 to the caller',

@@ -142,3 +142,33 @@ describe('delayed offer, no ACK from the caller', () => {
     expect(endedAt - Number(short.events('call.started')[0]!.time)).toBeGreaterThanOrEqual(900);
   });
 });
+
+describe('100rel, the caller never PRACKs', () => {
+  let fast: TestGateway;
+  beforeAll(async () => {
+    fast = await startGateway({ 'sip.timerT1Ms': 50 });
+  });
+  afterAll(async () => {
+    await fast?.stop();
+  });
+
+  it('the reliable 180 is retransmitted from T1, then after 64*T1 the caller gets 504 and the PBX a CANCEL', async () => {
+    const r = await callThrough(
+      fast,
+      { scenario: 'pbx-cancelled.xml' },
+      { scenario: 'caller-100rel-no-prack.xml' },
+    );
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    expect(fast.events('sip.prack_timeout')).toHaveLength(1);
+    // sipp counts the copies of the same 180 as retransmissions: T1 doubling from 50 ms gives 6 in 3.2 s.
+    const retrans = Number(/180 <-+\s+\d+\s+(\d+)/.exec(r.caller.output)?.[1]);
+    expect(retrans).toBeGreaterThanOrEqual(5);
+    const ended = fast.events('call.ended');
+    expect(ended.map((e) => [e.reason, e.sipStatus])).toEqual([['error', 504]]);
+    // 64*T1 = 3.2 s after the call started.
+    expect(Number(ended[0]!.time) - Number(fast.events('call.started')[0]!.time)).toBeGreaterThanOrEqual(
+      3100,
+    );
+  });
+});
