@@ -15,16 +15,13 @@ export interface CallerMedia {
 
 const INVITE = Buffer.from('INVITE ');
 
-export function findCallerMedia(datagrams: readonly UdpDatagram[]): CallerMedia | null {
-  for (const d of datagrams) {
-    // SIP on any port: the request line is what identifies it, not 5060.
-    if (d.payload.length < INVITE.length || !INVITE.equals(d.payload.subarray(0, INVITE.length))) continue;
-    const media = inviteOfferMedia(
-      Buffer.from(d.payload.buffer, d.payload.byteOffset, d.payload.length).toString('latin1'),
-    );
-    if (media) return media;
-  }
-  return null;
+/** The offer's media if this UDP datagram is an initial INVITE with an SDP offer, else null (cheap for RTP). */
+export function datagramOfferMedia(d: UdpDatagram): CallerMedia | null {
+  // SIP on any port: the request line is what identifies it, not 5060.
+  if (d.payload.length < INVITE.length || !INVITE.equals(d.payload.subarray(0, INVITE.length))) return null;
+  return inviteOfferMedia(
+    Buffer.from(d.payload.buffer, d.payload.byteOffset, d.payload.length).toString('latin1'),
+  );
 }
 
 /** Per TCP flow, the bytes kept while looking for a whole SIP message; a flow that exceeds it is dropped. */

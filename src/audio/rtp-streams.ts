@@ -14,7 +14,7 @@
  *   earliest (in a call the caller usually starts sending first, right after its INVITE/ACK).
  */
 import { AudioFormatError } from './audio-format-error.js';
-import { findCallerMedia, TcpSipScanner, type CallerMedia } from './capture-sip.js';
+import { datagramOfferMedia, TcpSipScanner, type CallerMedia } from './capture-sip.js';
 import { decodeG711ToFloat, type G711Law } from './g711.js';
 import type { Capture, TcpSegment, UdpDatagram } from './pcap.js';
 import { parseRtp, SequenceUnwrapper, tsDelta } from '../media/rtp-packet.js';
@@ -144,7 +144,7 @@ export class RtpStreamCollector {
   }
 
   add(d: UdpDatagram): void {
-    if (this.callerMedia === null && looksLikeInvite(d.payload)) this.callerMedia = findCallerMedia([d]);
+    if (this.callerMedia === null) this.callerMedia = datagramOfferMedia(d);
     const rtp = parseRtp(d.payload);
     if (!rtp) return;
     const src = endpoint(d.srcAddress, d.srcPort);
@@ -191,12 +191,6 @@ export class RtpStreamCollector {
     markCaller(streams, this.callerMedia);
     return streams;
   }
-}
-
-const INVITE = Buffer.from('INVITE ');
-
-function looksLikeInvite(p: Uint8Array): boolean {
-  return p.length >= INVITE.length && INVITE.equals(p.subarray(0, INVITE.length));
 }
 
 function buildStream(g: Group): RtpStreamInfo {

@@ -154,7 +154,6 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
   private readonly log: Logger;
   private readonly inviteA: SipRequest;
   private inviteB: SipRequest | null = null;
-  private ackB: SipRequest | null = null;
   private inviteTimer: NodeJS.Timeout | null = null;
   /**
    * Delayed offer (RFC 3261 13.2.1, RFC 3264): an INVITE sent without SDP gets the offer in the
@@ -288,13 +287,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.clearInviteTimer();
     if (rs.status < 300) {
       this.b.updateFromResponse(rs);
-      if (this.ackB) {
-        this.stack.send(this.ackB); // retransmitted 2xx: our ACK was lost
-        return;
-      }
-      if (this.pendingAck?.leg === 'b') return; // retransmitted 2xx: its ACK waits for the caller's answer
-      if (!hasSdp(this.inviteA) && hasSdp(rs)) this.holdAck('b', rs.headers.cseq.seq);
-      else this.ackB = this.sendAck('b', rs.headers.cseq.seq);
+      if (!this.ack2xx('b', rs.headers.cseq.seq, !hasSdp(this.inviteA) && hasSdp(rs))) return;
       let content: string | undefined = rs.content;
       if (hasSdp(rs)) {
         try {
@@ -528,15 +521,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       if (rs.status < 200) return;
       if (rq.method === 'INVITE' && rs.status < 300) {
         dst.updateFromResponse(rs);
-        const seq = rs.headers.cseq.seq;
-        const sent = this.sentAcks.get(`${to}:${seq}`);
-        if (sent) {
-          this.stack.send(sent); // retransmitted 2xx
-          return;
-        }
-        if (this.pendingAck?.leg === to && this.pendingAck.seq === seq) return;
-        if (!hasSdp(rq) && hasSdp(rs) && !this.pendingAck) this.holdAck(to, seq);
-        else this.sendAck(to, seq);
+        if (!this.ack2xx(to, rs.headers.cseq.seq, !hasSdp(rq) && hasSdp(rs))) return;
       }
       let body: string | undefined;
       if (isOfferMethod && rs.status < 300 && hasSdp(rs)) {
@@ -579,13 +564,29 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.end(reason, status);
   }
 
+  /**
+   * ACK the 2xx from `leg` to our INVITE with CSeq `seq`: now, or, when it carries the offer of a
+   * delayed-offer INVITE (`offerIn2xx`), once the other leg's ACK brings the answer. False for a
+   * retransmitted 2xx (its ACK is resent, or still held): the caller has nothing more to do.
+   */
+  private ack2xx(leg: LegName, seq: number, offerIn2xx: boolean): boolean {
+    const sent = this.sentAcks.get(`${leg}:${seq}`);
+    if (sent) {
+      this.stack.send(sent); // our ACK was lost
+      return false;
+    }
+    if (this.pendingAck?.leg === leg && this.pendingAck.seq === seq) return false;
+    if (offerIn2xx && !this.pendingAck) this.holdAck(leg, seq);
+    else this.sendAck(leg, seq);
+    return true;
+  }
+
   /** ACK a 2xx from `leg` now (optionally with the SDP answer) and remember it for retransmissions. */
-  private sendAck(leg: LegName, seq: number, answer?: string): SipRequest {
+  private sendAck(leg: LegName, seq: number, answer?: string): void {
     const dialog = leg === 'a' ? this.a : this.b;
     const ack = dialog.makeAck(seq, answer);
     this.sentAcks.set(`${leg}:${seq}`, ack);
     this.stack.send(ack);
-    return ack;
   }
 
   /** Hold the ACK for `leg`'s 2xx, which carried an offer, until the other leg's ACK brings the answer. */
@@ -609,8 +610,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     if (!p) return;
     clearTimeout(p.timer);
     this.pendingAck = null;
-    const ack = this.sendAck(p.leg, p.seq);
-    if (p.leg === 'b' && !this.ackB) this.ackB = ack;
+    this.sendAck(p.leg, p.seq);
   }
 
   private onAck(from: LegName, rq: SipRequest): void {
@@ -634,8 +634,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         'ACK without the SDP answer to a delayed offer; ending call',
       );
     }
-    const ack = this.sendAck(p.leg, p.seq, answer);
-    if (p.leg === 'b' && !this.ackB) this.ackB = ack;
+    this.sendAck(p.leg, p.seq, answer);
     if (answer === undefined) this.hangup('error', { a: NO_ANSWER_REASON, b: NO_ANSWER_REASON });
   }
 

@@ -197,11 +197,39 @@ export function fragmentIpv4(eth: Uint8Array, firstBytes: number): [Buffer, Buff
   ];
 }
 
-function ones(b: Buffer): number {
-  let s = 0;
-  for (let i = 0; i < b.length; i += 2) s += b.readUInt16BE(i);
+function ones(b: Buffer, initial = 0): number {
+  let s = initial;
+  for (let i = 0; i + 1 < b.length; i += 2) s += b.readUInt16BE(i);
+  if (b.length & 1) s += b[b.length - 1] << 8;
   while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
   return s;
+}
+
+/**
+ * One Ethernet/IPv4/TCP frame (PSH+ACK, no options) with valid checksums, so tshark can
+ * reassemble the stream. The Ethernet and IP headers are the UDP writer's, re-marked as TCP.
+ */
+export function tcpFrame(src: Endpoint, dst: Endpoint, seq: number, data: Uint8Array): Buffer {
+  const tcpLen = 20 + data.length;
+  const f = Buffer.alloc(IP_OFFSET + 20 + tcpLen);
+  buildUdpFrame(src, dst, new Uint8Array(0)).copy(f, 0, 0, IP_OFFSET + 20);
+  const ip = f.subarray(IP_OFFSET, IP_OFFSET + 20);
+  ip.writeUInt16BE(20 + tcpLen, 2);
+  ip[9] = 6;
+  ip.writeUInt16BE(0, 10);
+  ip.writeUInt16BE(~ones(ip) & 0xffff, 10);
+  const tcp = f.subarray(IP_OFFSET + 20);
+  tcp.writeUInt16BE(src.port, 0);
+  tcp.writeUInt16BE(dst.port, 2);
+  tcp.writeUInt32BE(seq >>> 0, 4);
+  tcp.writeUInt32BE(1, 8);
+  tcp[12] = 5 << 4;
+  tcp[13] = 0x18;
+  tcp.writeUInt16BE(65535, 14);
+  tcp.set(data, 20);
+  const pseudo = ones(ip.subarray(12, 20)) + 6 + tcpLen;
+  tcp.writeUInt16BE(~ones(tcp, pseudo) & 0xffff, 16);
+  return f;
 }
 
 /** An Ethernet/IPv6/UDP frame (optionally with a hop-by-hop options header before UDP). */

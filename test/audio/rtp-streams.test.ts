@@ -14,6 +14,7 @@ import {
   save,
   testSignal,
   throughG711,
+  tcpFrame,
   tool,
   tsharkRtp,
   tsharkRtpStreams,
@@ -204,6 +205,19 @@ describe('extractRtpStreams: the caller', () => {
       Buffer.from(msg),
     );
   };
+  /** The Call-IDs of the INVITEs tshark finds (SIP decoded as `decodeAs` says), one per line. */
+  const tsharkInviteCallIds = (file: string, decodeAs: string[]): string =>
+    tool('tshark', [
+      '-r',
+      file,
+      ...decodeAs,
+      '-Y',
+      'sip.Method == "INVITE"',
+      '-T',
+      'fields',
+      '-e',
+      'sip.Call-ID',
+    ]).trim();
   /** The callee's stream starts first (early media), so "earliest" alone would be wrong. */
   function call(sip: Buffer[]): Buffer {
     const fromCallee = writeRtpPcap({
@@ -235,20 +249,7 @@ describe('extractRtpStreams: the caller', () => {
     ]);
     expect(streams[1].samples8k).toEqual(expected.subarray(0, 8000));
     // tshark agrees there is one INVITE and these two SSRCs.
-    expect(
-      tool('tshark', [
-        '-r',
-        file,
-        '-d',
-        'udp.port==5080,sip',
-        '-Y',
-        'sip.Method == "INVITE"',
-        '-T',
-        'fields',
-        '-e',
-        'sip.Call-ID',
-      ]).trim(),
-    ).toBe('call-1@example.com');
+    expect(tsharkInviteCallIds(file, ['-d', 'udp.port==5080,sip'])).toBe('call-1@example.com');
     const ssrcs = new Set(
       [...tsharkRtp(file, caller.port), ...tsharkRtp(file, callee.port)].map((r) => r.ssrc),
     );
@@ -263,39 +264,9 @@ describe('extractRtpStreams: the caller', () => {
     expect(streams.find((s) => s.isCaller)?.ssrc).toBe(0x1111);
   });
 
-  /** One Ethernet/IPv4/TCP frame (PSH+ACK) with valid checksums, so tshark can referee. */
-  const tcpFrame = (seq: number, data: Buffer, srcPort = 5060, from = caller): Buffer => {
-    const tcpLen = 20 + data.length;
-    const f = Buffer.alloc(14 + 20 + tcpLen);
-    f.writeUInt16BE(0x0800, 12);
-    f[14] = 0x45;
-    f.writeUInt16BE(20 + tcpLen, 16);
-    f[22] = 64;
-    f[23] = 6;
-    const ip = (a: string) => Buffer.from(a.split('.').map(Number));
-    ip(from.address).copy(f, 26);
-    ip('10.9.9.9').copy(f, 30);
-    const sum = (b: Buffer, init = 0) => {
-      let x = init;
-      for (let i = 0; i + 1 < b.length; i += 2) x += b.readUInt16BE(i);
-      if (b.length & 1) x += b[b.length - 1] << 8;
-      while (x > 0xffff) x = (x & 0xffff) + (x >>> 16);
-      return x;
-    };
-    f.writeUInt16BE(~sum(f.subarray(14, 34)) & 0xffff, 24);
-    const t = 34;
-    f.writeUInt16BE(srcPort, t);
-    f.writeUInt16BE(5080, t + 2);
-    f.writeUInt32BE(seq >>> 0, t + 4);
-    f.writeUInt32BE(1, t + 8);
-    f[t + 12] = 5 << 4;
-    f[t + 13] = 0x18;
-    f.writeUInt16BE(65535, t + 14);
-    data.copy(f, t + 20);
-    const pseudo = sum(f.subarray(26, 34)) + 6 + tcpLen;
-    f.writeUInt16BE(~sum(f.subarray(t), pseudo) & 0xffff, t + 16);
-    return f;
-  };
+  const pbxSip = { address: '10.9.9.9', port: 5080 };
+  const tcpFrom = (port: number, seq: number, data: Uint8Array) =>
+    tcpFrame({ address: caller.address, port }, pbxSip, seq, data);
   /** What analyze does: the capture streamed, SIP over TCP included. */
   const streamed = async (file: string) => {
     const collector = new RtpStreamCollector();
@@ -309,8 +280,8 @@ describe('extractRtpStreams: the caller', () => {
     const seq0 = 0xfffffe00; // the sequence number wraps inside the message
     expect(msg.length).toBeGreaterThan(300);
     const cuts = [0, 120, 260, msg.length];
-    const seg = (k: number) => tcpFrame(seq0 + cuts[k], msg.subarray(cuts[k], cuts[k + 1]));
-    const junk = tcpFrame(77, Buffer.from('\x16\x03\x01 not SIP (TLS)'), 5061);
+    const seg = (k: number) => tcpFrom(5060, seq0 + cuts[k], msg.subarray(cuts[k], cuts[k + 1]));
+    const junk = tcpFrom(5061, 77, Buffer.from('\x16\x03\x01 not SIP (TLS)'));
     const file = save(dir, 'call-tcp.pcap', call([junk, seg(0), seg(2), seg(0), seg(1)]));
     const streams = await streamed(file);
     expect(streams.find((s) => s.isCaller)?.ssrc).toBe(0x1111);
@@ -318,26 +289,13 @@ describe('extractRtpStreams: the caller', () => {
     expect(extractRtpStreams(parseCapture(readFileSync(file))).find((s) => s.isCaller)?.ssrc).toBe(0x2222);
     // tshark reassembles the same INVITE from the TCP stream.
     expect(
-      tool('tshark', [
-        '-r',
-        file,
-        '-o',
-        'tcp.reassemble_out_of_order:TRUE',
-        '-d',
-        'tcp.port==5080,sip',
-        '-Y',
-        'sip.Method == "INVITE"',
-        '-T',
-        'fields',
-        '-e',
-        'sip.Call-ID',
-      ]).trim(),
+      tsharkInviteCallIds(file, ['-o', 'tcp.reassemble_out_of_order:TRUE', '-d', 'tcp.port==5080,sip']),
     ).toBe('call-1@example.com');
   });
 
   it('a TCP INVITE whose last segment never came names no caller', async () => {
     const msg = invite('', caller.address, caller.port).subarray(42);
-    const file = save(dir, 'call-tcp-cut.pcap', call([tcpFrame(1000, msg.subarray(0, 300))]));
+    const file = save(dir, 'call-tcp-cut.pcap', call([tcpFrom(5060, 1000, msg.subarray(0, 300))]));
     const streams = await streamed(file);
     expect(streams.find((s) => s.isCaller)?.ssrc).toBe(0x2222);
   });
