@@ -95,6 +95,33 @@ class LogMel(nn.Module):
         return coh - 0.5
 
 
+class SpecMask(nn.Module):
+    """SpecAugment-style masking (Park et al. 2019) of the front end's output, in training only: with
+    probability p a crop loses one run of up to max_bands adjacent bands and one run of up to
+    max_frames frames, set to 0 (the per-band mean after the normalisation above). A net that
+    cannot count on any one band or instant has to spread its evidence, which is what should carry to
+    unseen vocoders whose traces sit elsewhere. Identity in eval mode, so the exported graph is unchanged."""
+
+    def __init__(self, p=0.0, max_bands=8, max_frames=20):
+        super().__init__()
+        self.p, self.max_bands, self.max_frames = p, max_bands, max_frames
+
+    def forward(self, f):  # f [B, C, bands, frames]
+        if not self.training or self.p <= 0:
+            return f
+        b, _, nb, nf = f.shape
+        keep = torch.ones(b, 1, nb, nf, dtype=f.dtype)
+        on = torch.rand(b) < self.p
+        for i in torch.nonzero(on).flatten().tolist():
+            w = int(torch.randint(1, self.max_bands + 1, ()))
+            s = int(torch.randint(0, nb - w + 1, ()))
+            keep[i, :, s : s + w] = 0
+            w = int(torch.randint(1, self.max_frames + 1, ()))
+            s = int(torch.randint(0, nf - w + 1, ()))
+            keep[i, :, :, s : s + w] = 0
+        return f * keep
+
+
 def block(cin, cout):
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1, bias=False),
@@ -116,9 +143,10 @@ class Detector(nn.Module):
     which is what helps on unseen TTS). Either way the graph outputs one score per window,
     positive = synthetic, that the pipeline calibrates to an LLR."""
 
-    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False):
+    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False, spec_mask=0.0):
         super().__init__()
         self.front = LogMel(bands, phase)
+        self.mask = SpecMask(spec_mask)
         self.loss_kind = loss
         w = width
         self.body = nn.Sequential(block(3 if phase else 1, w), block(w, 2 * w), block(2 * w, 3 * w), block(3 * w, 4 * w))
@@ -132,7 +160,7 @@ class Detector(nn.Module):
         f = self.front(audio)
         if f.dim() == 3:
             f = f.unsqueeze(1)
-        h = self.body(f)
+        h = self.body(self.mask(f))
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         return self.head(pooled)
 

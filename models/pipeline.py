@@ -171,8 +171,9 @@ def load_corpus(limit=None):
     return clips
 
 
-def ensure_local_tts():
-    """espeak-ng (en + Mandarin) and flite synthesis, cached; flite is held out as an unseen system."""
+def ensure_local_tts(wide=False):
+    """espeak-ng (en + Mandarin) and flite synthesis, cached; flite is held out as an unseen system.
+    wide=True adds festival and more espeak-ng voices and texts (see wide_local_tts_jobs)."""
     out = os.path.join(CACHE, "local-tts")
     os.makedirs(out, exist_ok=True)
     texts_en = [
@@ -197,14 +198,23 @@ def ensure_local_tts():
         jobs.append(("espeak-ng", "zh", ["espeak-ng", "-v", v, "-s", str(int(rng.integers(120, 180))), "-p", str(int(rng.integers(30, 70))), "-w"], t))
     for i, v in enumerate(["kal", "kal16", "awb", "rms", "slt"] * 6):
         jobs.append(("local-flite", "en", ["flite", "-voice", v, "-o"], texts_en[i % len(texts_en)]))
+    n_basic = len(jobs)  # the basic set's file names and groups stay as they were before the wide set
+    if wide:
+        jobs += wide_local_tts_jobs()
     clips = []
     for i, (system, lang, cmd, text) in enumerate(jobs):
-        path = os.path.join(out, f"{system}-{i}.wav")
+        name = f"{system}-{i}" if i < n_basic else f"{system}-w{i}"
+        path = os.path.join(out, f"{name}.wav")
         if not os.path.exists(path):
             try:
                 raw = path + ".raw.wav"
                 if system == "local-flite":
                     subprocess.run(cmd + [raw, "-t", text], check=True, capture_output=True)
+                elif system == "local-festival":
+                    txt = path + ".txt"
+                    open(txt, "w").write(text + "\n")
+                    subprocess.run(cmd + [txt, "-o", raw], check=True, capture_output=True, timeout=120)
+                    os.remove(txt)
                 else:
                     subprocess.run(cmd[:-1] + ["-w", raw, text], check=True, capture_output=True)
                 subprocess.run(["sox", raw, "-r", "8000", "-c", "1", "-b", "16", path, "silence", "1", "0.05", "-50d", "reverse", "silence", "1", "0.05", "-50d", "reverse"], check=True, capture_output=True)
@@ -214,8 +224,73 @@ def ensure_local_tts():
                 continue
         x, _ = sf.read(path, dtype="float32")
         split = "test" if system in TEST_SYSTEMS else "train"
-        clips.append(dict(audio=x, label=1, system=system, language=lang, group=f"{system}:{i % 10}", split=split, source=path, license="generated"))
+        group = f"{system}:{i % 10}" if i < n_basic else f"{system}:w{i % 10}"
+        clips.append(dict(audio=x, label=1, system=system, language=lang, group=group, split=split, source=path, license="generated"))
     return clips
+
+
+# --local-tts wide: what issue 2 names beyond the basic set. Festival (the ked diphone voice and the slt
+# HTS voice; kal is left out because flite's held-out kal voice is the same diphone database), and
+# espeak-ng with its voice variants, reading the transcripts of Asterisk's English prompts (the human
+# training speaker's own texts, so text content cannot stand in for the label) and Mandarin sentences
+# from Debian's fortunes-zh. Both text sources are fetched with apt-get download like the human data.
+TEXT_PACKAGES = ["asterisk-core-sounds-en", "fortunes-zh"]
+FESTIVAL_VOICES = ["ked_diphone", "cmu_us_slt_arctic_hts"]
+ESPEAK_VARIANTS = ["f1", "f2", "f3", "f4", "f5", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "klatt", "klatt2", "klatt3", "klatt4",
+                   "Andy", "Annie", "Denis", "Gene", "Lee", "Mike", "max", "paul", "rob", "steph", "victor", "zac"]
+LOCAL_TTS = "basic"  # set from --local-tts
+
+
+def local_tts_texts():
+    """(English prompt transcripts, Mandarin sentences), deterministic order."""
+    import gzip
+    import re
+
+    tree = ensure_debian(TEXT_PACKAGES, "texts")
+    if tree is None:
+        raise SystemExit(f"--local-tts wide needs {' '.join(TEXT_PACKAGES)} (apt-get download failed)")
+    en = []
+    with gzip.open(os.path.join(tree, "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"), "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if ":" in line and not line.startswith(";"):
+                t = line.split(":", 1)[1].strip()
+                if 25 <= len(t) <= 160 and not re.search(r"[\[\]<>]", t):
+                    en.append(t)
+    zh = []
+    for name in ("chinese.u8", "tang300.u8", "song100.u8"):
+        raw = open(os.path.join(tree, "usr/share/games/fortunes", name), encoding="utf-8", errors="replace").read()
+        raw = re.sub(r"\x1b\[[0-9;]*m", "", raw)
+        for entry in raw.split("\n%"):
+            # Lines are wrapped mid-sentence: drop titles, authors and attributions, then join the rest.
+            body = "".join(l.strip() for l in entry.splitlines() if l.strip() and not re.search(r"[《》]|^作者|^--", l.strip()))
+            for sent in re.split(r"[。！？；]", body):
+                sent = sent.strip(" ，、：　")
+                cjk = len(re.findall(r"[\u4e00-\u9fff]", sent))
+                if 8 <= cjk <= 40 and not re.search(r"[A-Za-z0-9]", sent) and cjk >= 0.8 * len(sent):
+                    zh.append(sent)
+    if len(en) < 100 or len(zh) < 100:
+        raise SystemExit(f"local TTS texts: only {len(en)} English and {len(zh)} Mandarin sentences found under {tree}")
+    return en, zh
+
+
+def wide_local_tts_jobs():
+    en, zh = local_tts_texts()
+    rng = np.random.default_rng(3)
+    jobs = []
+    for i in range(60):  # festival, 30 clips per voice, slight tempo variation
+        v = FESTIVAL_VOICES[i % len(FESTIVAL_VOICES)]
+        stretch = float(rng.uniform(0.85, 1.2))
+        expr = f"(begin (voice_{v}) (Parameter.set 'Duration_Stretch {stretch:.2f}))"
+        jobs.append(("local-festival", "en", ["text2wave", "-eval", expr], en[int(rng.integers(len(en)))]))
+    for i in range(80):
+        v = ["en-us", "en", "en-gb-x-rp", "en-029", "en-gb-x-gbclan"][i % 5] + "+" + ESPEAK_VARIANTS[int(rng.integers(len(ESPEAK_VARIANTS)))]
+        jobs.append(("espeak-ng", "en", ["espeak-ng", "-v", v, "-s", str(int(rng.integers(120, 200))), "-p", str(int(rng.integers(25, 75))), "-w"],
+                     en[int(rng.integers(len(en)))]))
+    for i in range(80):
+        v = "cmn+" + ESPEAK_VARIANTS[int(rng.integers(len(ESPEAK_VARIANTS)))]
+        jobs.append(("espeak-ng", "zh", ["espeak-ng", "-v", v, "-s", str(int(rng.integers(110, 190))), "-p", str(int(rng.integers(25, 75))), "-w"],
+                     zh[int(rng.integers(len(zh)))]))
+    return jobs
 
 
 # The base human recordings: Asterisk's English prompts (8 kHz, one speaker) and gcin's Mandarin syllables.
@@ -543,17 +618,20 @@ def val_eer(model, val, seed=7):
     return eer(np.array(scores), np.array(labels))
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False):
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
     trained ones: on unseen systems single checkpoints swing by 10+ EER points from one evaluation
-    to the next, and the average is steadier."""
+    to the next, and the average is steadier.
+    With sam_rho > 0 each step is sharpness-aware (SAM, Foret et al. 2021): the gradient is taken at
+    the weights moved by sam_rho along the normalised batch gradient, which seeks flat minima; two
+    forward and backward passes per step."""
     import copy
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    trained = Detector(bands=bands, loss=loss, phase=phase)
+    trained = Detector(bands=bands, loss=loss, phase=phase, spec_mask=spec_mask)
     model = copy.deepcopy(trained) if ema_decay > 0 else trained
     opt = torch.optim.AdamW(trained.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(steps, 1))
@@ -570,6 +648,18 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
         loss = trained.loss(x, y)
         opt.zero_grad()
         loss.backward()
+        if sam_rho > 0:
+            params = [p for p in trained.parameters() if p.grad is not None]
+            with torch.no_grad():
+                norm = torch.norm(torch.stack([p.grad.norm() for p in params])) + 1e-12
+                moves = [p.grad * (sam_rho / norm) for p in params]
+                for p, m in zip(params, moves):
+                    p.add_(m)
+            opt.zero_grad()
+            trained.loss(x, y).backward()
+            with torch.no_grad():
+                for p, m in zip(params, moves):
+                    p.sub_(m)
         opt.step()
         sched.step()
         if ema_pairs:
@@ -900,6 +990,7 @@ def prepare(args, rng):
                                    *(["gan"] if args.vocoder_gan else []), GCIN_VAL, sorted(VAL_SYSTEMS), sorted(TEST_SYSTEMS), sorted(HUMAN_TEST_GROUPS),
                                    *([["seen", sorted(SEEN_SYSTEMS)]] if SEEN_SYSTEMS else []),
                                    *(["gan-ablation"] if GAN_ABLATION else []),
+                                   *(["local-tts-wide"] if LOCAL_TTS == "wide" else []),
                                    hashlib.sha1(open(__file__, "rb").read().split(b"# ---------------------------------------------------------------- training")[0]).hexdigest()])
                        .encode()).hexdigest()[:12]
     path = os.path.join(CACHE, f"prepared-{key}.pkl")
@@ -908,7 +999,7 @@ def prepare(args, rng):
         return pickle.load(open(path, "rb"))
     log("loading corpus", CORPUS)
     clips = load_corpus()
-    clips += ensure_local_tts()
+    clips += ensure_local_tts(wide=LOCAL_TTS == "wide")
     clips += local_human()
     # The held-out part is always loaded (the evaluation reports on it); the rest only with --extra-human.
     clips += [c for c in extra_human() if args.extra_human or c["split"] == "xtest"]
@@ -940,7 +1031,7 @@ def stage_all(args):
         k = f"{c['split']}/{'synthetic' if c['label'] else 'human'}"
         summary[k] = summary.get(k, 0) + 1
     log("clips per split:", summary)
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase)
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam)
     onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
     export(model, onnx_path)
     parity(model, onnx_path, clips)
@@ -964,7 +1055,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + " in the graph", extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + " in the graph", extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB,
                       valSplit=args.val_split,
@@ -1070,11 +1161,11 @@ def stage_smoke(args):
     path = os.path.join(args.out, "smoke.onnx")
     export(model, path)
     d = parity(model, path, clips)
-    # The experiment options must not rot either: linear bands + phase coherence + OC-softmax + EMA,
-    # exported and checked, and both copy-synthesis vocoders for 2 steps on the sample's human clips.
+    # The experiment options must not rot either: linear bands + phase coherence + OC-softmax + EMA +
+    # spectrogram masking + SAM, exported and checked, and both copy-synthesis vocoders for 2 steps on the sample's human clips.
     global SPEED_PERTURB
     SPEED_PERTURB = 1.0  # every crop of the variant run is speed-perturbed
-    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998, phase=True)
+    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998, phase=True, spec_mask=1.0, sam_rho=0.05)
     SPEED_PERTURB = 0.0
     vpath = os.path.join(args.out, "smoke-linear-oc.onnx")
     export(variant, vpath)
@@ -1089,7 +1180,28 @@ def stage_smoke(args):
             raise SystemExit(f"{arch} vocoder output is broken")
         vocoded[arch] = len(y)
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "vocodedSamples": vocoded,
-                      "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check()}))
+                      "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out)}))
+
+
+def wide_local_tts_check(out):
+    """--local-tts wide: the text sources parse, and each festival voice and one espeak-ng Mandarin variant
+    synthesise (one clip each, into out, at 8 kHz)."""
+    en, zh = local_tts_texts()
+    jobs = wide_local_tts_jobs()
+    picks = {f"festival:{v}": next(j for j in jobs if j[0] == "local-festival" and f"(voice_{v})" in j[2][2]) for v in FESTIVAL_VOICES}
+    picks["espeak-ng:zh"] = next(j for j in jobs if j[0] == "espeak-ng" and j[1] == "zh")
+    seconds = {}
+    for k, (label, (system, lang, cmd, text)) in enumerate(picks.items()):
+        raw = os.path.join(out, f"wide-{k}.wav")
+        if system == "local-festival":
+            txt = raw + ".txt"
+            open(txt, "w").write(text + "\n")
+            subprocess.run(cmd + [txt, "-o", raw], check=True, capture_output=True, timeout=120)
+        else:
+            subprocess.run(cmd[:-1] + ["-w", raw, text], check=True, capture_output=True)
+        x = _read_8k(raw)
+        seconds[label] = round(len(x) / SR, 2)
+    return dict(englishTexts=len(en), mandarinTexts=len(zh), jobs=len(jobs), seconds=seconds)
 
 
 def gan_ablation_check():
@@ -1140,12 +1252,16 @@ def main():
     p.add_argument("--gan-ablation", action="store_true", help="train on the HiFi-GAN demo's ablation sentences (see GAN_ABLATION_GROUPS)")
     p.add_argument("--speed-perturb", type=float, default=0.0, help="share of training crops resampled by +-5/10 %% (see SPEED_RATIOS)")
     p.add_argument("--system-weighting", choices=["uniform", "sqrt"], default="uniform", help="how systems are drawn within a class")
+    p.add_argument("--local-tts", choices=["basic", "wide"], default="basic", help="local synthesis: basic (espeak-ng + flite) or wide (+ festival, espeak-ng variants, Asterisk and fortunes-zh texts)")
+    p.add_argument("--spec-mask", type=float, default=0.0, help="share of training crops with one band run and one frame run masked (see net.SpecMask)")
+    p.add_argument("--sam", type=float, default=0.0, help="sharpness-aware minimisation radius rho (e.g. 0.05; 0 = plain AdamW)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--version", default="1.2.0")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
     args = p.parse_args()
-    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB
+    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, LOCAL_TTS
     GAN_ABLATION = args.gan_ablation
+    LOCAL_TTS = args.local_tts
     SPEED_PERTURB = args.speed_perturb
     use_split(args.val_split)
     if args.seen_systems is not None:

@@ -18,11 +18,18 @@ describe('model pipeline smoke run', () => {
       vocodedSamples: Record<string, number>;
       seenSplits: Record<string, { train: number; seentest: number }>;
       ganAblationSplit: { train: number; drop: number };
+      wideLocalTts: {
+        englishTexts: number;
+        mandarinTexts: number;
+        jobs: number;
+        seconds: Record<string, number>;
+      };
     };
     expect(last.ok).toBe(true);
     expect(last.parityMaxAbsDiff).toBeLessThan(1e-4);
     expect(existsSync(join(out, 'smoke.onnx'))).toBe(true);
-    // The experiment options (linear bands, OC-softmax, EMA, both copy-synthesis vocoders) still run.
+    // The experiment options (linear bands, OC-softmax, EMA, spectrogram masking, SAM, both copy-synthesis
+    // vocoders) still run.
     expect(last.variantParityMaxAbsDiff).toBeLessThan(1e-4);
     expect(existsSync(join(out, 'smoke-linear-oc.onnx'))).toBe(true);
     expect(Object.keys(last.vocodedSamples).sort()).toEqual(['istft', 'upsample']);
@@ -32,6 +39,17 @@ describe('model pipeline smoke run', () => {
     expect(last.seenSplits.chattts!.seentest).toBeGreaterThan(0);
     // --gan-ablation (an experiment option): the HiFi-GAN ablation sentences train, MelGAN's are dropped.
     expect(last.ganAblationSplit).toEqual({ train: 40, drop: 5 });
+    // --local-tts wide: the fetched text sources parse, and festival (both voices) and espeak-ng Mandarin
+    // synthesise speech of a plausible length.
+    expect(last.wideLocalTts.englishTexts).toBeGreaterThanOrEqual(100);
+    expect(last.wideLocalTts.mandarinTexts).toBeGreaterThanOrEqual(100);
+    expect(last.wideLocalTts.jobs).toBe(220);
+    expect(Object.keys(last.wideLocalTts.seconds).sort()).toEqual([
+      'espeak-ng:zh',
+      'festival:cmu_us_slt_arctic_hts',
+      'festival:ked_diphone',
+    ]);
+    for (const s of Object.values(last.wideLocalTts.seconds)) expect(s).toBeGreaterThan(0.5);
     expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
   }, 600_000);
 });
