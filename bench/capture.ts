@@ -13,21 +13,24 @@ import { serializeRtp } from '../src/media/rtp-packet.js';
  * Peak memory of turning a capture into RTP streams (what `voiceguard analyze FILE.pcap` does
  * before the detector runs), each way in a fresh process:
  *
- *  - streamed: scanCapture reads the file in 4 MiB chunks, RtpStreamCollector keeps each audio
- *    payload in a per-stream pool, and only the caller's stream is decoded (what analyze does);
+ *  - streamed: scanCapture reads the file in 4 MiB chunks and RtpStreamCollector keeps the audio
+ *    payloads of the caller's stream only, once the first INVITE's offer and that stream name it;
+ *    only the caller's stream is decoded (what analyze does);
+ *  - streamed, all kept: every stream's payloads in per-stream pools, the caller decoded (what
+ *    analyze did before it dropped the other streams; what it still does without SIP or behind NAT);
  *  - streamed, every stream decoded (analyze --all-streams);
  *  - baseline, whole file: readFile + parseCapture (every datagram in memory at once) +
  *    extractRtpStreams, every stream decoded, as analyze did before.
  *
- * The capture is CALLS calls of SECONDS seconds, both directions, 20 ms PCMU, interleaved in time
- * as a trunk capture would be. The decoded 8 kHz float audio of every stream (4 bytes per
+ * The capture is one SIP INVITE, then CALLS calls of SECONDS seconds, both directions, 20 ms PCMU,
+ * interleaved in time as a trunk capture would be. The decoded 8 kHz float audio of every stream (4 bytes per
  * payload byte) is part of both figures.
  */
 const CALLS = Number(process.env.VG_BENCH_CALLS ?? 20);
 const SECONDS = Number(process.env.VG_BENCH_SECONDS ?? 180);
 
 export interface CaptureBenchChild {
-  mode: 'streamed' | 'streamed-all' | 'whole' | 'idle';
+  mode: 'streamed' | 'streamed-keep' | 'streamed-all' | 'whole' | 'idle';
   maxRssMb: number;
   ms: number;
   streams: number;
@@ -39,6 +42,7 @@ export interface CaptureBenchResult {
   packets: number;
   idle: CaptureBenchChild;
   streamed: CaptureBenchChild;
+  streamedKeep: CaptureBenchChild;
   streamedAll: CaptureBenchChild;
   baselineWhole: CaptureBenchChild;
 }
@@ -59,6 +63,22 @@ export function writeCapture(path: string): number {
     for (let i = 0; i < 160; i++) x[i] = 0.3 * Math.sin((2 * Math.PI * (200 + 20 * k) * i) / 8000);
     return encodeG711FromFloat('pcmu', x);
   });
+  // The first call's INVITE, as a trunk capture starts: its SDP names call 0's caller stream.
+  const sdp =
+    'v=0\r\no=- 1 1 IN IP4 10.0.0.0\r\ns=-\r\nc=IN IP4 10.0.0.0\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n';
+  const invite = Buffer.from(
+    `INVITE sip:100@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.0:5060;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:100@192.0.2.1>\r\nCall-ID: bench-0\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: ${sdp.length}\r\n\r\n${sdp}`,
+  );
+  const sipFrame = buildUdpFrame(
+    { address: '10.0.0.0', port: 5060 },
+    { address: '192.0.2.1', port: 5060 },
+    invite,
+  );
+  const sipRec = Buffer.alloc(16);
+  sipRec.writeUInt32LE(Math.floor(t0 / 1000) - 1, 0);
+  sipRec.writeUInt32LE(sipFrame.length, 8);
+  sipRec.writeUInt32LE(sipFrame.length, 12);
+  writeSync(fd, Buffer.concat([sipRec, Buffer.from(sipFrame)]));
   let packets = 0;
   const batch: Buffer[] = [];
   const flush = (): void => {
@@ -103,11 +123,11 @@ async function child(mode: CaptureBenchChild['mode'], file: string): Promise<Cap
   const t = performance.now();
   let streams: RtpStreamInfo[] = [];
   let decoded: RtpStreamInfo[] = [];
-  if (mode === 'streamed' || mode === 'streamed-all') {
-    const collector = new RtpStreamCollector();
+  if (mode === 'streamed' || mode === 'streamed-keep' || mode === 'streamed-all') {
+    const collector = new RtpStreamCollector({ audio: mode === 'streamed' ? 'caller' : 'all' });
     await scanCapture(file, (d) => collector.add(d));
     streams = collector.finish();
-    decoded = mode === 'streamed' ? streams.filter((s) => s.isCaller) : streams;
+    decoded = mode === 'streamed-all' ? streams : streams.filter((s) => s.isCaller);
   } else if (mode === 'whole') {
     streams = extractRtpStreams(parseCapture(readFileSync(file)));
     decoded = streams;
@@ -140,6 +160,7 @@ export function runCaptureBench(): CaptureBenchResult {
       packets,
       idle: runChild('idle', file),
       streamed: runChild('streamed', file),
+      streamedKeep: runChild('streamed-keep', file),
       streamedAll: runChild('streamed-all', file),
       baselineWhole: runChild('whole', file),
     };
@@ -162,7 +183,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       [
         `capture bench: ${CALLS} calls x ${SECONDS} s, both directions, ${r.packets} packets, ${r.fileMb} MB pcap`,
         line('node + modules only', r.idle),
-        line('streamed, caller decoded (analyze)', r.streamed),
+        line('streamed, caller kept (analyze)', r.streamed),
+        line('streamed, all kept, caller decoded', r.streamedKeep),
         line('streamed, all decoded', r.streamedAll),
         line('baseline: whole file', r.baselineWhole),
       ].join('\n'),

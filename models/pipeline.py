@@ -30,7 +30,7 @@ import model_card  # noqa: E402
 from net import Detector  # noqa: E402
 
 SR = 8000
-WIN = 8000
+WIN = 8000  # model window and hop in samples; set from --window-s (the hop is half the window)
 HOP = 4000
 CORPUS = os.environ.get("VOICEGUARD_CORPUS", os.path.join(ROOT, "..", "shared", "corpus"))
 CACHE = os.environ.get("VOICEGUARD_MODEL_CACHE", os.path.join(HERE, ".cache"))
@@ -538,7 +538,8 @@ def lpc_resynth(x, rng, order=12, frame=160):
 
 # ---------------------------------------------------------------- training
 
-def random_crop(x, rng, n=WIN):
+def random_crop(x, rng, n=None):
+    n = WIN if n is None else n
     if len(x) < n:
         x = np.tile(x, int(np.ceil(n / len(x))) + 1)
     s = int(rng.integers(0, len(x) - n + 1))
@@ -1131,6 +1132,8 @@ def stage_eval(args):
     """Re-evaluate the committed model on the held-out test split (npm run model:eval)."""
     onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
     meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
+    global WIN, HOP
+    WIN, HOP = meta["windowSamples"], meta["hopSamples"]
     trained_on = set(meta["training"].get("seenSystems", []))
     if args.seen_systems is None:  # by default, the protocol the committed model was trained under
         set_seen(sorted(trained_on))
@@ -1253,13 +1256,16 @@ def main():
     p.add_argument("--speed-perturb", type=float, default=0.0, help="share of training crops resampled by +-5/10 %% (see SPEED_RATIOS)")
     p.add_argument("--system-weighting", choices=["uniform", "sqrt"], default="uniform", help="how systems are drawn within a class")
     p.add_argument("--local-tts", choices=["basic", "wide"], default="basic", help="local synthesis: basic (espeak-ng + flite) or wide (+ festival, espeak-ng variants, Asterisk and fortunes-zh texts)")
+    p.add_argument("--window-s", type=float, default=1.0, help="model window in seconds (0.5-2); the hop is half of it")
     p.add_argument("--spec-mask", type=float, default=0.0, help="share of training crops with one band run and one frame run masked (see net.SpecMask)")
     p.add_argument("--sam", type=float, default=0.0, help="sharpness-aware minimisation radius rho (e.g. 0.05; 0 = plain AdamW)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--version", default="1.2.0")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
     args = p.parse_args()
-    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, LOCAL_TTS
+    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, LOCAL_TTS, WIN, HOP
+    WIN = int(round(args.window_s * SR))
+    HOP = WIN // 2
     GAN_ABLATION = args.gan_ablation
     LOCAL_TTS = args.local_tts
     SPEED_PERTURB = args.speed_perturb

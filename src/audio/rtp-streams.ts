@@ -37,9 +37,14 @@ export interface RtpStreamInfo {
   firstTimeMs: number;
   /** Length of the decoded audio. */
   durationMs: number;
-  /** The decoded audio at 8 kHz, gaps filled with silence. */
+  /**
+   * The decoded audio at 8 kHz, gaps filled with silence. Reading it throws when the collector
+   * dropped the stream's payloads (`audioKept` false).
+   */
   samples8k: Float32Array;
   isCaller: boolean;
+  /** False when a collector with `audio: 'caller'` dropped this stream's payloads (not the caller's). */
+  audioKept: boolean;
 }
 
 const SAMPLE_RATE_HZ = 8000;
@@ -65,6 +70,14 @@ class PacketTable {
   length = new Uint32Array(64);
   pool = new Uint8Array(64 * 160);
   poolUsed = 0;
+  /** Payload bytes are no longer kept (lengths still are: they place packets on the timeline). */
+  released = false;
+
+  releasePayloads(): void {
+    this.released = true;
+    this.pool = new Uint8Array(0);
+    this.poolUsed = 0;
+  }
 
   push(
     extSeq: number,
@@ -87,12 +100,13 @@ class PacketTable {
       this.length = grow(this.length);
     }
     const len = payload?.length ?? 0;
-    if (this.poolUsed + len > this.pool.length) {
+    const keep = payload !== null && !this.released;
+    if (keep && this.poolUsed + len > this.pool.length) {
       const bigger = new Uint8Array(Math.max(this.pool.length * 2, this.poolUsed + len));
       bigger.set(this.pool.subarray(0, this.poolUsed));
       this.pool = bigger;
     }
-    if (payload) this.pool.set(payload, this.poolUsed);
+    if (keep) this.pool.set(payload, this.poolUsed);
     const i = this.n++;
     this.extSeq[i] = extSeq;
     this.timeMs[i] = timeMs;
@@ -100,10 +114,11 @@ class PacketTable {
     this.payloadType[i] = payloadType;
     this.offset[i] = this.poolUsed;
     this.length[i] = len;
-    this.poolUsed += len;
+    if (keep) this.poolUsed += len;
   }
 
   payload(i: number): Uint8Array {
+    if (this.released) throw new Error('RTP payloads of this stream were not kept');
     return this.pool.subarray(this.offset[i], this.offset[i] + this.length[i]);
   }
 }
@@ -124,9 +139,20 @@ interface Group {
 }
 
 export function extractRtpStreams(capture: Capture): RtpStreamInfo[] {
-  const collector = new RtpStreamCollector();
+  const collector = new RtpStreamCollector({ audio: 'all' });
   for (const d of capture.datagrams) collector.add(d);
   return collector.finish();
+}
+
+export interface RtpStreamCollectorOptions {
+  /**
+   * 'all' (default): every stream's payloads are kept. 'caller': once a stream sent from the first
+   * INVITE's offer address has MIN_AUDIO_PACKETS audio packets, the caller is known for certain
+   * (markCaller takes an exact match first), so the payloads of every stream from another source
+   * are dropped and no longer stored: a capture of many calls then holds the audio of one.
+   * Until then (and without SIP, or behind NAT, where the choice needs every stream) all are kept.
+   */
+  audio?: 'all' | 'caller';
 }
 
 /**
@@ -137,6 +163,10 @@ export class RtpStreamCollector {
   private readonly groups = new Map<string, Group>();
   private callerMedia: CallerMedia | null = null;
   private readonly tcpSip = new TcpSipScanner();
+  /** The exact caller source once certain (audio: 'caller' only); other sources keep no payloads. */
+  private callerSrc: string | null = null;
+
+  constructor(private readonly opts: RtpStreamCollectorOptions = {}) {}
 
   /** A TCP segment of the capture (scanCapture's onTcpSegment): SIP over TCP can name the caller too. */
   addTcp(seg: TcpSegment): void {
@@ -167,6 +197,7 @@ export class RtpStreamCollector {
         duplicates: 0,
       };
       this.groups.set(key, g);
+      if (this.callerSrc !== null && src !== this.callerSrc) g.packets.releasePayloads();
     }
     const extSeq = g.unwrap.extend(rtp.sequenceNumber);
     // The first copy of a sequence number wins; a late duplicate is not a reordering.
@@ -180,7 +211,17 @@ export class RtpStreamCollector {
     const audio = lawOf(rtp.payloadType) !== null && rtp.payload.length > 0;
     // Only audio payloads are decoded later; other packets count for sequence accounting.
     g.packets.push(extSeq, d.timeMs, rtp.timestamp, rtp.payloadType, audio ? rtp.payload : null);
-    if (audio) g.audioPackets++;
+    if (audio) {
+      g.audioPackets++;
+      if (g.audioPackets === MIN_AUDIO_PACKETS) this.maybeFixCaller(src);
+    }
+  }
+
+  private maybeFixCaller(src: string): void {
+    if (this.opts.audio !== 'caller' || this.callerSrc !== null || this.callerMedia === null) return;
+    if (src !== endpoint(this.callerMedia.address, this.callerMedia.port)) return;
+    this.callerSrc = src;
+    for (const g of this.groups.values()) if (g.src !== src) g.packets.releasePayloads();
   }
 
   finish(): RtpStreamInfo[] {
@@ -221,13 +262,20 @@ function buildStream(g: Group): RtpStreamInfo {
     firstTimeMs: g.firstTimeMs,
     durationMs: (total / SAMPLE_RATE_HZ) * 1000,
     isCaller: false,
+    audioKept: !t.released,
   } as RtpStreamInfo;
   // Decoded on first use: a capture of many calls holds 4 bytes per sample only for the streams
   // that are analysed.
+  // A dropped stream's getter is not enumerable, so spreading or serialising the info never throws.
   Object.defineProperty(info, 'samples8k', {
-    enumerable: true,
+    enumerable: !t.released,
     get(): Float32Array {
       if (decoded === null) {
+        if (t.released) {
+          throw new Error(
+            `the audio of RTP stream ssrc=0x${g.ssrc.toString(16).padStart(8, '0')} ${g.src}->${g.dst} was not kept (only the caller's is)`,
+          );
+        }
         decoded = new Float32Array(total);
         audio.forEach((i, k) => {
           decodeG711ToFloat(lawOf(t.payloadType[i]) as G711Law, t.payload(i), decoded!.subarray(placed[k]));

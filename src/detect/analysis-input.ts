@@ -52,8 +52,9 @@ export async function loadAnalysisInputs(
     import('../audio/pcap.js'),
     import('../audio/rtp-streams.js'),
   ]);
-  // Streamed: the file is read in chunks and only RTP audio payloads are kept.
-  const collector = new RtpStreamCollector();
+  // Streamed: the file is read in chunks and only RTP audio payloads are kept; without --all-streams,
+  // only the caller's once the SIP offer and the caller's stream have named it.
+  const collector = new RtpStreamCollector({ audio: opts.allStreams ? 'all' : 'caller' });
   const capture = await scanCapture(path, (d) => collector.add(d), {
     onTcpSegment: (seg) => collector.addTcp(seg),
   });

@@ -305,6 +305,56 @@ describe('extractRtpStreams: the caller', () => {
     expect(streams.find((s) => s.isCaller)?.ssrc).toBe(0x2222);
   });
 
+  describe("audio: 'caller' keeps only the caller's payloads once the caller is certain", () => {
+    /** call() plus a stream of another call that starts after the caller's (500 ms). */
+    const withThird = (sip: Buffer[]): Buffer => {
+      const third = writeRtpPcap({
+        samples: sig2,
+        codec: 'pcmu',
+        src: '10.7.7.7:50000',
+        dst: '10.9.9.9:20010',
+        ssrc: 0x3333,
+        startTimeMs: 500,
+      });
+      const recs = [...pcapRecords(call(sip)), ...pcapRecords(third)].sort((x, y) => x.timeMs - y.timeMs);
+      return writePcap(recs, 1);
+    };
+    const collect = async (file: string, audio: 'all' | 'caller') => {
+      const collector = new RtpStreamCollector({ audio });
+      await scanCapture(file, (d) => collector.add(d), { onTcpSegment: (seg) => collector.addTcp(seg) });
+      return collector.finish().sort((a, b) => a.ssrc - b.ssrc);
+    };
+
+    it('drops the streams that started before it and never stores those that start after', async () => {
+      const file = save(dir, 'caller-only.pcap', withThird([invite('', caller.address, caller.port)]));
+      const all = await collect(file, 'all');
+      const only = await collect(file, 'caller');
+      expect(only.map((s) => [s.ssrc, s.isCaller, s.audioKept])).toEqual([
+        [0x1111, true, true],
+        [0x2222, false, false], // started first (early media), dropped when the caller became certain
+        [0x3333, false, false], // started later, never stored
+      ]);
+      expect(all.every((s) => s.audioKept)).toBe(true);
+      // Everything but the audio is the same, and the caller's audio is exact.
+      // (A spread copies the enumerable properties only: a dropped stream's samples8k is not one.)
+      const meta = (list: typeof all) => list.map((st) => ({ ...st, samples8k: null, audioKept: null }));
+      expect(meta(only)).toEqual(meta(all));
+      expect(only[0].samples8k).toEqual(expected.subarray(0, 8000));
+      expect(only[0].samples8k).toEqual(all[0].samples8k);
+      // A dropped stream's audio is an error, never silence.
+      expect(() => only[1].samples8k).toThrow(/ssrc=0x00002222 .* was not kept/);
+      expect(all[1].samples8k.some((v) => v !== 0)).toBe(true);
+    });
+
+    it('keeps everything where the choice needs every stream: behind NAT, or without SIP', async () => {
+      for (const sip of [[invite('', '192.168.1.20', caller.port)], []]) {
+        const only = await collect(save(dir, 'caller-nat.pcap', withThird(sip)), 'caller');
+        expect(only.every((s) => s.audioKept)).toBe(true);
+        expect(only.find((s) => s.isCaller)?.ssrc).toBe(sip.length ? 0x1111 : 0x2222);
+      }
+    });
+  });
+
   it('inviteOfferMedia reads c= at media level, compact headers, and rejects junk', () => {
     const msg =
       'INVITE sip:x SIP/2.0\r\ni: abc\r\nt: <sip:x>\r\n\r\nv=0\r\no=- 1 1 IN IP4 1.1.1.1\r\ns=-\r\nc=IN IP4 1.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 2.2.2.2\r\n';
