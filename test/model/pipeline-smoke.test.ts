@@ -15,6 +15,7 @@ describe('model pipeline smoke run', () => {
       ok: boolean;
       parityMaxAbsDiff: number;
       variantParityMaxAbsDiff: number;
+      window2sParityMaxAbsDiff: number;
       vocodedSamples: Record<string, number>;
       seenSplits: Record<string, { train: number; seentest: number }>;
       ganAblationSplit: { train: number; drop: number };
@@ -31,6 +32,9 @@ describe('model pipeline smoke run', () => {
     // The experiment options (linear bands, OC-softmax, EMA, spectrogram masking, SAM, both copy-synthesis
     // vocoders) still run.
     expect(last.variantParityMaxAbsDiff).toBeLessThan(1e-4);
+    // --window-s 2: a 2 s window exports and matches onnxruntime too.
+    expect(last.window2sParityMaxAbsDiff).toBeLessThan(1e-4);
+    expect(existsSync(join(out, 'smoke-2s.onnx'))).toBe(true);
     expect(existsSync(join(out, 'smoke-linear-oc.onnx'))).toBe(true);
     expect(Object.keys(last.vocodedSamples).sort()).toEqual(['istft', 'upsample']);
     expect(Object.values(last.vocodedSamples).every((n) => n > 0)).toBe(true);
