@@ -263,7 +263,8 @@ def render(meta, ev):
         "fixtures; `npm run model:eval` re-evaluates the committed model. What else was tried (linear bands, OC-softmax,",
         "EMA, neural and GAN-trained copy-synthesis, phase features, more human languages, seed replicates, a validation",
         "split with two vocoder families, training on part of a known attack family, on the HiFi-GAN ablation clips,",
-        "speed perturbation, ensembles of seeds) and why this recipe was chosen:",
+        "speed perturbation, ensembles of seeds, spectrogram masking, sharpness-aware minimisation, Festival and wider",
+        "espeak-ng data, a 2 s window) and why this recipe was chosen:",
         "[EXPERIMENTS.md](EXPERIMENTS.md).",
         "",
     ]
