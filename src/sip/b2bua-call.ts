@@ -171,6 +171,14 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
   private readonly prackedRseqs = new Set<number>();
   private reliablePending: { rseq: number; timer: NodeJS.Timeout } | null = null;
   private readonly reliableQueue: SipResponse[] = [];
+  /**
+   * A delayed-offer INVITE from a 100rel caller: the PBX's first early SDP goes to the caller in a
+   * reliable provisional, which makes it the offer on leg a (RFC 3262 section 5); the caller answers
+   * in its PRACK. That answer (rewritten for leg b) is what the ACK to the PBX's 2xx carries, and
+   * the 2xx to the caller has no SDP: its offer/answer is done.
+   */
+  private earlyOfferA: 'none' | 'sent' | 'answered' = 'none';
+  private earlyAnswerB: string | null = null;
   /** ACKs sent per leg and CSeq, resent when that 2xx is retransmitted. */
   private readonly sentAcks = new Map<string, SipRequest>();
   private aFinalSent = false;
@@ -280,6 +288,11 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
           );
         }
       }
+      if (content !== undefined && this.reliableA && !hasSdp(this.inviteA)) {
+        // The offer to the caller (see earlyOfferA); later early SDP would be a second offer.
+        if (this.earlyOfferA === 'none') this.earlyOfferA = 'sent';
+        else content = undefined;
+      }
       this.sendA(rs.status, rs.reason, rs, content);
       this.emit('progress', { status: rs.status, hasSdp: content !== undefined });
       return;
@@ -287,7 +300,8 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.clearInviteTimer();
     if (rs.status < 300) {
       this.b.updateFromResponse(rs);
-      if (!this.ack2xx('b', rs.headers.cseq.seq, !hasSdp(this.inviteA) && hasSdp(rs))) return;
+      const answer = this.earlyAnswerB ?? undefined;
+      if (!this.ack2xx('b', rs.headers.cseq.seq, !hasSdp(this.inviteA) && hasSdp(rs), answer)) return;
       let content: string | undefined = rs.content;
       if (hasSdp(rs)) {
         try {
@@ -305,7 +319,8 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         }
       }
       this.state = 'confirmed';
-      this.sendA(200, rs.reason, rs, content);
+      // After an offer/answer in a reliable provisional and its PRACK, the caller's 2xx has no SDP.
+      this.sendA(200, rs.reason, rs, this.earlyOfferA === 'none' ? content : undefined);
       this.aFinalSent = true;
       this.emit('answered');
       return;
@@ -395,6 +410,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       this.reliablePending = null;
       this.prackedRseqs.add(rseq);
       this.stack.send(makeResponse(rq, 200));
+      if (this.earlyOfferA === 'sent') this.onEarlyAnswer(rq);
       // Send what waited: provisionals (each becomes the one pending) and a 2xx.
       while (!this.reliablePending && this.reliableQueue.length > 0)
         this.sendReliablyA(this.reliableQueue.shift()!);
@@ -409,6 +425,32 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       'PRACK matches no reliable provisional: 481',
     );
     this.stack.send(makeResponse(rq, 481));
+  }
+
+  /**
+   * The PRACK of the reliable provisional that carried the offer to the caller: its SDP is the
+   * answer. Kept for the ACK to the PBX's 2xx, or sent now if that ACK is held waiting for it.
+   * Without an answer (or with one refused) the held ACK times out and the call ends, as for a
+   * delayed-offer ACK without an answer.
+   */
+  private onEarlyAnswer(rq: SipRequest): void {
+    if (!hasSdp(rq)) {
+      this.log.warn({ event: 'sip.prack_without_answer' }, 'PRACK without the SDP answer to the early offer');
+      return;
+    }
+    try {
+      this.earlyAnswerB = this.opts.delegate.rewriteSdp('a', rq.content ?? '', 'answer');
+    } catch (err) {
+      this.log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'SDP answer in PRACK refused');
+      return;
+    }
+    this.earlyOfferA = 'answered';
+    const p = this.pendingAck;
+    if (p?.leg === 'b') {
+      clearTimeout(p.timer);
+      this.pendingAck = null;
+      this.sendAck('b', p.seq, this.earlyAnswerB);
+    }
   }
 
   /** A final non-2xx toward the caller (if none was sent yet). */
@@ -569,14 +611,16 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
    * delayed-offer INVITE (`offerIn2xx`), once the other leg's ACK brings the answer. False for a
    * retransmitted 2xx (its ACK is resent, or still held): the caller has nothing more to do.
    */
-  private ack2xx(leg: LegName, seq: number, offerIn2xx: boolean): boolean {
+  private ack2xx(leg: LegName, seq: number, offerIn2xx: boolean, answer?: string): boolean {
     const sent = this.sentAcks.get(`${leg}:${seq}`);
     if (sent) {
       this.stack.send(sent); // our ACK was lost
       return false;
     }
     if (this.pendingAck?.leg === leg && this.pendingAck.seq === seq) return false;
-    if (offerIn2xx && !this.pendingAck) this.holdAck(leg, seq);
+    if (offerIn2xx && answer !== undefined)
+      this.sendAck(leg, seq, answer); // answered in a PRACK
+    else if (offerIn2xx && !this.pendingAck) this.holdAck(leg, seq);
     else this.sendAck(leg, seq);
     return true;
   }

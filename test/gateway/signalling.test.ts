@@ -108,6 +108,18 @@ describe('gateway signalling with sipp', () => {
     expect(gw.events('sip.prack_unmatched')).toHaveLength(1); // the scenario's PRACK naming no response
   });
 
+  it('100rel and a delayed offer: the reliable 183 carries the offer, the PRACK the answer, which the held ACK to the PBX then carries', async () => {
+    const before = ended().length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-early-offer.xml' },
+      { scenario: 'caller-100rel-delayed-offer.xml', pauseMs: 200 },
+    );
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
+  });
+
   it('works over TCP from the trunk', async () => {
     const r = await callThrough(
       gw,
