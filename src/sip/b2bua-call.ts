@@ -97,6 +97,7 @@ function copyHeaders(from: Record<string, unknown>, names: readonly string[]): R
   return out;
 }
 
+const PRACK_TIMEOUT_REASON = 'SIP;cause=504;text="reliable provisional not acknowledged"';
 /** Default wait for an ACK with a delayed-offer answer: 64*T1, as long as a UAS retransmits its 2xx. */
 const ACK_WAIT_MS = 32_000;
 const NO_ANSWER_REASON = 'SIP;cause=488;text="no SDP answer in ACK"';
@@ -381,8 +382,16 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
           { event: 'sip.prack_timeout', rseq },
           'reliable provisional never PRACKed: 504 to the caller',
         );
+        // The PBX may have answered meanwhile: its 2xx waited here, never reached the caller.
+        const answered = this.reliableQueue.some((r) => r.status >= 200 && r.status < 300);
         this.stopReliable();
-        this.cancelB();
+        if (answered) {
+          this.releaseHeldAck();
+          this.stack.send(this.b.makeRequest('BYE', { reason: PRACK_TIMEOUT_REASON }), () => undefined);
+          this.aFinalSent = false;
+        } else {
+          this.cancelB();
+        }
         this.finalA(504, 'Reliable Provisional Not Acknowledged');
         this.end('error', 504);
         return;

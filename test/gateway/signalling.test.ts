@@ -183,4 +183,21 @@ describe('100rel, the caller never PRACKs', () => {
       3100,
     );
   });
+
+  it('when the PBX answered meanwhile, the caller still gets 504 and the PBX its ACK and a BYE with Reason 504', async () => {
+    const before = fast.events('call.ended').length;
+    const r = await callThrough(
+      fast,
+      { scenario: 'pbx-answer-then-bye.xml' },
+      { scenario: 'caller-100rel-no-prack.xml' },
+    );
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    expect(
+      fast
+        .events('call.ended')
+        .slice(before)
+        .map((e) => [e.reason, e.sipStatus]),
+    ).toEqual([['error', 504]]);
+  });
 });
