@@ -120,6 +120,19 @@ describe('gateway signalling with sipp', () => {
     expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
   });
 
+  it("100rel and a delayed offer whose PRACK brings no answer: after the caller's ACK, BYE both legs with Reason 488", async () => {
+    const before = ended().length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-early-offer-no-answer.xml' },
+      { scenario: 'caller-100rel-delayed-offer-no-answer.xml' },
+    );
+    expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+    expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
+    expect(ended().slice(before)).toEqual([{ reason: 'error', sipStatus: null }]);
+    expect(gw.events('sip.prack_without_answer')).toHaveLength(1);
+  });
+
   it('works over TCP from the trunk', async () => {
     const r = await callThrough(
       gw,
