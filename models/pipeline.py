@@ -171,9 +171,10 @@ def load_corpus(limit=None):
     return clips
 
 
-def ensure_local_tts(wide=False):
+def ensure_local_tts(wide=False, festival_only=False):
     """espeak-ng (en + Mandarin) and flite synthesis, cached; flite is held out as an unseen system.
-    wide=True adds festival and more espeak-ng voices and texts (see wide_local_tts_jobs)."""
+    wide=True adds festival and more espeak-ng voices and texts (see wide_local_tts_jobs); with
+    festival_only, only the festival clips of that set."""
     out = os.path.join(CACHE, "local-tts")
     os.makedirs(out, exist_ok=True)
     texts_en = [
@@ -200,7 +201,7 @@ def ensure_local_tts(wide=False):
         jobs.append(("local-flite", "en", ["flite", "-voice", v, "-o"], texts_en[i % len(texts_en)]))
     n_basic = len(jobs)  # the basic set's file names and groups stay as they were before the wide set
     if wide:
-        jobs += wide_local_tts_jobs()
+        jobs += [j for j in wide_local_tts_jobs() if j[0] == "local-festival" or not festival_only]
     clips = []
     for i, (system, lang, cmd, text) in enumerate(jobs):
         name = f"{system}-{i}" if i < n_basic else f"{system}-w{i}"
@@ -991,7 +992,7 @@ def prepare(args, rng):
                                    *(["gan"] if args.vocoder_gan else []), GCIN_VAL, sorted(VAL_SYSTEMS), sorted(TEST_SYSTEMS), sorted(HUMAN_TEST_GROUPS),
                                    *([["seen", sorted(SEEN_SYSTEMS)]] if SEEN_SYSTEMS else []),
                                    *(["gan-ablation"] if GAN_ABLATION else []),
-                                   *(["local-tts-wide"] if LOCAL_TTS == "wide" else []),
+                                   *([f"local-tts-{LOCAL_TTS}"] if LOCAL_TTS != "basic" else []),
                                    hashlib.sha1(open(__file__, "rb").read().split(b"# ---------------------------------------------------------------- training")[0]).hexdigest()])
                        .encode()).hexdigest()[:12]
     path = os.path.join(CACHE, f"prepared-{key}.pkl")
@@ -1000,7 +1001,7 @@ def prepare(args, rng):
         return pickle.load(open(path, "rb"))
     log("loading corpus", CORPUS)
     clips = load_corpus()
-    clips += ensure_local_tts(wide=LOCAL_TTS == "wide")
+    clips += ensure_local_tts(wide=LOCAL_TTS != "basic", festival_only=LOCAL_TTS == "festival")
     clips += local_human()
     # The held-out part is always loaded (the evaluation reports on it); the rest only with --extra-human.
     clips += [c for c in extra_human() if args.extra_human or c["split"] == "xtest"]
@@ -1263,7 +1264,7 @@ def main():
     p.add_argument("--gan-ablation", action="store_true", help="train on the HiFi-GAN demo's ablation sentences (see GAN_ABLATION_GROUPS)")
     p.add_argument("--speed-perturb", type=float, default=0.0, help="share of training crops resampled by +-5/10 %% (see SPEED_RATIOS)")
     p.add_argument("--system-weighting", choices=["uniform", "sqrt"], default="uniform", help="how systems are drawn within a class")
-    p.add_argument("--local-tts", choices=["basic", "wide"], default="basic", help="local synthesis: basic (espeak-ng + flite) or wide (+ festival, espeak-ng variants, Asterisk and fortunes-zh texts)")
+    p.add_argument("--local-tts", choices=["basic", "wide", "festival"], default="basic", help="local synthesis: basic (espeak-ng + flite), wide (+ festival, espeak-ng variants, Asterisk and fortunes-zh texts) or festival (basic + the festival clips of wide)")
     p.add_argument("--window-s", type=float, default=1.0, help="model window in seconds (0.5-2); the hop is half of it")
     p.add_argument("--spec-mask", type=float, default=0.0, help="share of training crops with one band run and one frame run masked (see net.SpecMask)")
     p.add_argument("--sam", type=float, default=0.0, help="sharpness-aware minimisation radius rho (e.g. 0.05; 0 = plain AdamW)")
