@@ -209,15 +209,7 @@ def ensure_local_tts(wide=False, festival_only=False):
         if not os.path.exists(path):
             try:
                 raw = path + ".raw.wav"
-                if system == "local-flite":
-                    subprocess.run(cmd + [raw, "-t", text], check=True, capture_output=True)
-                elif system == "local-festival":
-                    txt = path + ".txt"
-                    open(txt, "w").write(text + "\n")
-                    subprocess.run(cmd + [txt, "-o", raw], check=True, capture_output=True, timeout=120)
-                    os.remove(txt)
-                else:
-                    subprocess.run(cmd[:-1] + ["-w", raw, text], check=True, capture_output=True)
+                synthesise(system, cmd, text, raw)
                 subprocess.run(["sox", raw, "-r", "8000", "-c", "1", "-b", "16", path, "silence", "1", "0.05", "-50d", "reverse", "silence", "1", "0.05", "-50d", "reverse"], check=True, capture_output=True)
                 os.remove(raw)
             except (OSError, subprocess.CalledProcessError) as e:
@@ -228,6 +220,19 @@ def ensure_local_tts(wide=False, festival_only=False):
         group = f"{system}:{i % 10}" if i < n_basic else f"{system}:w{i % 10}"
         clips.append(dict(audio=x, label=1, system=system, language=lang, group=group, split=split, source=path, license="generated"))
     return clips
+
+
+def synthesise(system, cmd, text, raw):
+    """Run one local TTS job (see ensure_local_tts) into the WAV file raw, at the engine's own rate."""
+    if system == "local-flite":
+        subprocess.run(cmd + [raw, "-t", text], check=True, capture_output=True)
+    elif system == "local-festival":
+        txt = raw + ".txt"
+        open(txt, "w").write(text + "\n")
+        subprocess.run(cmd + [txt, "-o", raw], check=True, capture_output=True, timeout=120)
+        os.remove(txt)
+    else:  # espeak-ng: cmd ends with its -w flag
+        subprocess.run(cmd[:-1] + ["-w", raw, text], check=True, capture_output=True)
 
 
 # --local-tts wide: what issue 2 names beyond the basic set. Festival (the ked diphone voice and the slt
@@ -1205,12 +1210,7 @@ def wide_local_tts_check(out):
     seconds = {}
     for k, (label, (system, lang, cmd, text)) in enumerate(picks.items()):
         raw = os.path.join(out, f"wide-{k}.wav")
-        if system == "local-festival":
-            txt = raw + ".txt"
-            open(txt, "w").write(text + "\n")
-            subprocess.run(cmd + [txt, "-o", raw], check=True, capture_output=True, timeout=120)
-        else:
-            subprocess.run(cmd[:-1] + ["-w", raw, text], check=True, capture_output=True)
+        synthesise(system, cmd, text, raw)
         x = _read_8k(raw)
         seconds[label] = round(len(x) / SR, 2)
     return dict(englishTexts=len(en), mandarinTexts=len(zh), jobs=len(jobs), seconds=seconds)

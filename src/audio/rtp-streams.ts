@@ -243,10 +243,9 @@ function buildStream(g: Group): RtpStreamInfo {
   const placed = placeOnTimeline(t, audio);
   const total = placed.length > 0 ? placed[placed.length - 1] + t.length[audio[audio.length - 1]] : 0;
   const first = t.payloadType[audio[0]];
+  const name = `RTP stream ssrc=0x${g.ssrc.toString(16).padStart(8, '0')} ${g.src}->${g.dst}`;
   if (total > (MAX_STREAM_MS * SAMPLE_RATE_HZ) / 1000) {
-    throw new AudioFormatError(
-      `RTP stream ssrc=0x${g.ssrc.toString(16).padStart(8, '0')} ${g.src}->${g.dst} spans more than ${MAX_STREAM_MS / 3600_000} h of RTP time`,
-    );
+    throw new AudioFormatError(`${name} spans more than ${MAX_STREAM_MS / 3600_000} h of RTP time`);
   }
   let decoded: Float32Array | null = null;
   const info = {
@@ -272,9 +271,7 @@ function buildStream(g: Group): RtpStreamInfo {
     get(): Float32Array {
       if (decoded === null) {
         if (t.released) {
-          throw new Error(
-            `the audio of RTP stream ssrc=0x${g.ssrc.toString(16).padStart(8, '0')} ${g.src}->${g.dst} was not kept (only the caller's is)`,
-          );
+          throw new Error(`the audio of ${name} was not kept (only the caller's is)`);
         }
         decoded = new Float32Array(total);
         audio.forEach((i, k) => {

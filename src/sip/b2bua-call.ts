@@ -454,12 +454,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       return;
     }
     this.earlyOfferA = 'answered';
-    const p = this.pendingAck;
-    if (p?.leg === 'b') {
-      clearTimeout(p.timer);
-      this.pendingAck = null;
-      this.sendAck('b', p.seq, this.earlyAnswerB);
-    }
+    if (this.pendingAck?.leg === 'b') this.releaseHeldAck(this.earlyAnswerB);
   }
 
   /** A final non-2xx toward the caller (if none was sent yet). */
@@ -657,20 +652,18 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.pendingAck = { leg, seq, timer };
   }
 
-  /** Send a held ACK without a body (the call is being torn down). */
-  private releaseHeldAck(): void {
+  /** Send the held ACK: with the answer, or without a body when the call is being torn down. */
+  private releaseHeldAck(answer?: string): void {
     const p = this.pendingAck;
     if (!p) return;
     clearTimeout(p.timer);
     this.pendingAck = null;
-    this.sendAck(p.leg, p.seq);
+    this.sendAck(p.leg, p.seq, answer);
   }
 
   private onAck(from: LegName, rq: SipRequest): void {
     const p = this.pendingAck;
     if (!p || p.leg === from || this.state === 'terminated') return;
-    clearTimeout(p.timer);
-    this.pendingAck = null;
     let answer: string | undefined;
     if (hasSdp(rq)) {
       try {
@@ -687,7 +680,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         'ACK without the SDP answer to a delayed offer; ending call',
       );
     }
-    this.sendAck(p.leg, p.seq, answer);
+    this.releaseHeldAck(answer);
     if (answer === undefined) this.hangup('error', { a: NO_ANSWER_REASON, b: NO_ANSWER_REASON });
   }
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import { expect } from 'vitest';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 
 /**
@@ -155,6 +156,12 @@ export function runSipp(o: SippOptions): { done: Promise<SippResult>; kill(): vo
     });
   });
   return { done, kill: () => child.kill('SIGKILL') };
+}
+
+/** Both sipp peers of a callThrough completed their scenarios; a failure shows their output. */
+export function expectBothPassed(r: { pbx: SippResult; caller: SippResult }): void {
+  expect(r.caller.code, r.caller.output + r.caller.errors).toBe(0);
+  expect(r.pbx.code, r.pbx.output + r.pbx.errors).toBe(0);
 }
 
 /** A PBX scenario and a caller scenario run against one gateway; both results. */
