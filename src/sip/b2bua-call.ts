@@ -165,7 +165,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
   /**
    * RFC 3262 toward the caller when its INVITE Requires 100rel: voiceguard sends the caller's
    * provisionals reliably itself (RSeq, retransmitted until PRACK), one at a time; later ones and a
-   * 2xx wait in `reliableQueue`. The PBX leg never uses 100rel (the tag is stripped from the INVITE).
+   * 2xx wait in `reliableQueue`.
    */
   private readonly reliableA: boolean;
   private rseq = 0;
@@ -179,6 +179,14 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
    * the 2xx to the caller has no SDP: its offer/answer is done.
    */
   private earlyOfferA: 'none' | 'sent' | 'answered' = 'none';
+  /**
+   * RFC 3262 toward the PBX: when the caller's INVITE carries the offer, the INVITE to the PBX lists
+   * 100rel in Supported, and voiceguard PRACKs the PBX's reliable provisionals itself (each relayed
+   * once, as an ordinary or, to a 100rel caller, a new reliable provisional). The RSeq of the last
+   * one PRACKed; a delayed-offer INVITE does not offer 100rel (a PRACK would have to carry an answer).
+   */
+  private readonly reliableB: boolean;
+  private lastRseqB: number | null = null;
   private earlyAnswerB: string | null = null;
   /** ACKs sent per leg and CSeq, resent when that 2xx is retransmitted. */
   private readonly sentAcks = new Map<string, SipRequest>();
@@ -191,6 +199,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.inviteA = opts.invite;
     const rq = opts.invite;
     this.reliableA = optionTags(rq.headers.require).includes('100rel');
+    this.reliableB = hasSdp(rq);
     this.rseq = 1 + Math.floor(Math.random() * 0x3fffffff);
     const gw = `${opts.stack.publicAddress}:${opts.stack.port}`;
     const aTransport = opts.remote.protocol.toLowerCase() === 'tcp' ? ';transport=tcp' : '';
@@ -249,12 +258,16 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     let content = rq.content;
     if (hasSdp(rq)) content = this.opts.delegate.rewriteSdp('a', rq.content ?? '', 'offer');
     const mf = Number(rq.headers['max-forwards'] ?? 70);
-    const headers = {
+    const headers: Record<string, unknown> = {
       ...copyHeaders(rq.headers, RELAYED_REQUEST_HEADERS),
       'max-forwards': Number.isFinite(mf) ? mf - 1 : 69,
       'user-agent': this.opts.userAgent,
       ...(this.opts.extraInviteHeaders ?? {}),
     };
+    if (this.reliableB) {
+      const tags = optionTags(headers.supported);
+      headers.supported = [...tags, '100rel'].join(', ');
+    }
     const invite = this.b.makeRequest('INVITE', headers, content);
     invite.headers.cseq = { seq: rq.headers.cseq.seq, method: 'INVITE' };
     this.b.localSeq = rq.headers.cseq.seq;
@@ -276,6 +289,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     }
     if (rs.status < 200) {
       this.b.updateFromResponse(rs);
+      if (optionTags(rs.headers.require).includes('100rel') && !this.prackB(rs)) return;
       if (this.state === 'calling') this.state = 'early';
       const sdp = hasSdp(rs);
       let content: string | undefined;
@@ -455,6 +469,39 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     }
     this.earlyOfferA = 'answered';
     if (this.pendingAck?.leg === 'b') this.releaseHeldAck(this.earlyAnswerB);
+  }
+
+  /**
+   * A reliable provisional from the PBX: PRACK it when its RSeq is the first or one above the last
+   * (RFC 3262 section 4) and say it may be relayed; a retransmission, or one out of order, is
+   * neither PRACKed nor relayed (the PBX retransmits until PRACKed).
+   */
+  private prackB(rs: SipResponse): boolean {
+    const raw = String(rs.headers.rseq ?? '').trim();
+    const rseq = /^\d{1,10}$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(rseq) || rseq < 1 || rseq > 0xffffffff) {
+      this.log.warn(
+        { event: 'sip.rseq_invalid', rseq: rs.headers.rseq ?? null },
+        'reliable provisional from the PBX without a valid RSeq: not PRACKed, not relayed',
+      );
+      return false;
+    }
+    if (this.lastRseqB !== null && rseq !== this.lastRseqB + 1) {
+      if (rseq > this.lastRseqB + 1)
+        this.log.info(
+          { event: 'sip.rseq_out_of_order', rseq, last: this.lastRseqB },
+          'reliable provisional from the PBX out of order: waiting for its retransmission in order',
+        );
+      return false;
+    }
+    this.lastRseqB = rseq;
+    const prack = this.b.makeRequest('PRACK', { RAck: `${rseq} ${rs.headers.cseq.seq} INVITE` });
+    delete prack.headers.contact; // PRACK is no target refresh
+    this.stack.send(prack, (r) => {
+      if (r.status >= 300)
+        this.log.warn({ event: 'sip.prack_rejected', status: r.status }, 'the PBX refused our PRACK');
+    });
+    return true;
   }
 
   /** A final non-2xx toward the caller (if none was sent yet). */

@@ -47,8 +47,10 @@ export class Dialog {
     if (tag) this.remote = { ...this.remote, params: { ...this.remote.params, tag } };
     const contact = rs.headers.contact?.[0]?.uri;
     if (contact) this.remoteTarget = contact;
+    // The route set comes from the response that creates the dialog: a 1xx with a tag creates an
+    // early dialog (PRACK, UPDATE go along it), and the 2xx sets it for good (RFC 3261 12.1.2).
     const rr = rs.headers['record-route'];
-    if (rs.status >= 200 && Array.isArray(rr)) this.routeSet = [...rr].reverse();
+    if ((rs.status >= 200 || tag) && Array.isArray(rr)) this.routeSet = [...rr].reverse();
   }
 
   /** A target refresh (re-INVITE/UPDATE) from the peer moves its Contact. */

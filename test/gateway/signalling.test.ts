@@ -87,7 +87,7 @@ describe('gateway signalling with sipp', () => {
     expect(gw.events('sip.ack_without_answer').map((e) => e.leg)).toEqual(['a']);
   });
 
-  it('a caller that Requires 100rel gets reliable provisionals and PRACK from voiceguard; the PBX leg does not see 100rel', async () => {
+  it('a caller that Requires 100rel gets reliable provisionals and PRACK from voiceguard; the PBX leg is offered 100rel but not required to use it', async () => {
     const before = ended().length;
     const r = await callThrough(
       gw,
@@ -97,6 +97,47 @@ describe('gateway signalling with sipp', () => {
     expectBothPassed(r);
     expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
     expect(gw.events('sip.prack_unmatched')).toHaveLength(1); // the scenario's PRACK naming no response
+  });
+
+  it('a PBX that uses 100rel gets one PRACK per reliable provisional from voiceguard; its retransmission is neither PRACKed nor relayed', async () => {
+    const before = ended().length;
+    const outOfOrder = gw.events('sip.rseq_out_of_order').length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-100rel.xml' },
+      { scenario: 'caller-bye.xml', pauseMs: 200 },
+    );
+    expectBothPassed(r);
+    expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
+    expect(
+      gw
+        .events('sip.rseq_out_of_order')
+        .slice(outOfOrder)
+        .map((e) => [e.rseq, e.last]),
+    ).toEqual([[3, 1]]);
+  });
+
+  it('a reliable provisional from the PBX without a valid RSeq is logged and not PRACKed, and the call goes on', async () => {
+    const before = ended().length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-100rel-bad-rseq.xml' },
+      { scenario: 'caller-bye.xml', pauseMs: 200 },
+    );
+    expectBothPassed(r);
+    expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
+    expect(gw.events('sip.rseq_invalid').map((e) => e.rseq)).toEqual(['one']);
+  });
+
+  it("100rel on both legs: each leg keeps its own RSeq and PRACKs; the caller sees the PBX's 180 once", async () => {
+    const before = ended().length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-100rel.xml' },
+      { scenario: 'caller-100rel.xml', pauseMs: 200 },
+    );
+    expectBothPassed(r);
+    expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
   });
 
   it('100rel and a delayed offer: the reliable 183 carries the offer, the PRACK the answer, which the held ACK to the PBX then carries', async () => {
