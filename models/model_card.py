@@ -183,6 +183,16 @@ def render(meta, ev):
             "|---|---|---|---|---|",
         ]
         L += [f"| {k} | {v['clips']} | {pct(v['eer'])} | {pct(v['tprAt1Fpr'])} / {pct(v['tprAt5Fpr'])} | {pct(v['caughtRate'])} |" for k, v in sg["rows"].items()]
+    rel = ev.get("relatedSystems")
+    if rel:
+        L += [
+            "",
+            "Related systems, never trained on but of a family the model trained on, so not counted as unseen above:",
+            "",
+            "| system | clips | EER | TPR @1% / 5% FPR | caught at the drop bound | why it is related |",
+            "|---|---|---|---|---|---|",
+        ]
+        L += [f"| {k} | {v['clips']} | {pct(v['eer'])} | {pct(v['tprAt1Fpr'])} / {pct(v['tprAt5Fpr'])} | {pct(v['caughtRate'])} | {v['reason']} |" for k, v in rel.items()]
     xt = ev.get("heldOutOtherLanguageHumans")
     if xt:
         a = xt["all"]

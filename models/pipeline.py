@@ -92,6 +92,42 @@ def seen_sides(rows, system):
     return sides
 
 
+# Related systems: a test system that shares an engine or a speaker with local synthesis the model trained on
+# is no longer an unseen family. It stays out of training, but its clips move to the "relatedtest" split and
+# are reported apart from the unseen systems, with the reason (set from the training data: see set_related).
+RELATED_RULES = {
+    "local-flite": ("local-festival", "flite is Festival's small sibling engine, and its slt voice is the speaker of Festival's slt HTS voice"),
+}
+RELATED_SYSTEMS = {}  # system -> reason
+
+
+def set_related(trained_systems):
+    """Mark the test systems related to a system in `trained_systems` (see RELATED_RULES)."""
+    RELATED_SYSTEMS.clear()
+    RELATED_SYSTEMS.update({k: why for k, (trained, why) in RELATED_RULES.items() if trained in trained_systems})
+
+
+def local_split(system):
+    """The split of a locally synthesised system's clips."""
+    return "relatedtest" if system in RELATED_SYSTEMS else "test" if system in TEST_SYSTEMS else "train"
+
+
+def related_split_check():
+    """The smoke run's check of the related-system rule: flite is a test system, unless Festival is trained on."""
+    saved = dict(RELATED_SYSTEMS)
+    try:
+        set_related({"local-festival"})
+        with_festival = local_split("local-flite")
+        set_related(set())
+        without = local_split("local-flite")
+    finally:
+        RELATED_SYSTEMS.clear()
+        RELATED_SYSTEMS.update(saved)
+    if (with_festival, without) != ("relatedtest", "test"):
+        raise SystemExit(f"related-system rule broken: local-flite goes to {with_festival} with festival, {without} without")
+    return {"local-flite": {"withFestival": with_festival, "without": without}}
+
+
 def set_seen(systems):
     unknown = set(systems) - set(SEEN_RULES)
     if unknown:
@@ -216,7 +252,7 @@ def ensure_local_tts(wide=False, festival_only=False):
                 log("local tts skipped:", system, e)
                 continue
         x, _ = sf.read(path, dtype="float32")
-        split = "test" if system in TEST_SYSTEMS else "train"
+        split = local_split(system)
         group = f"{system}:{i % 10}" if i < n_basic else f"{system}:w{i % 10}"
         clips.append(dict(audio=x, label=1, system=system, language=lang, group=group, split=split, source=path, license="generated"))
     return clips
@@ -849,27 +885,38 @@ def evaluate(run, clips, meta):
         medianTimeToSyntheticMs=float(np.median(t_syn)) if t_syn else None,
         p90TimeToSyntheticMs=float(np.percentile(t_syn, 90)) if t_syn else None,
     )
-    # Seen-system protocol: held-out groups of systems trained on in part, against the same test humans.
-    seen = [c for c in clips if c["split"] == "seentest"]
-    if seen:
-        sl = score_clips(run, seen)
+    hs = main_s[labels == 0]
+
+    def held_out_rows(items, subsets):
+        """Synthetic clips outside the unseen-system test, one row per system and subset (and "all"),
+        each scored against the same test humans."""
+        sl = score_clips(run, items)
         ss = clip_scores(sl)
         sdec = [sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] for l in sl]
-        hs = main_s[labels == 0]
-        subsets = [SEEN_SUBSETS[c["system"]](c["group"]) for c in seen]
         rows = {}
-        for system in sorted({c["system"] for c in seen}):
-            for subset in sorted({u for u, c in zip(subsets, seen) if c["system"] == system}) + ["all"]:
-                idx = [i for i, c in enumerate(seen) if c["system"] == system and subset in ("all", subsets[i])]
+        for system in sorted({c["system"] for c in items}):
+            for subset in sorted({u for u, c in zip(subsets, items) if c["system"] == system and u is not None}) + ["all"]:
+                idx = [i for i, c in enumerate(items) if c["system"] == system and subset in ("all", subsets[i])]
                 y = np.r_[np.zeros(len(hs)), np.ones(len(idx))]
                 sc = np.r_[hs, ss[idx]]
-                rows[f"{system}: {subset}"] = dict(clips=len(idx), groups=len({seen[i]["group"] for i in idx}), eer=eer(sc, y), auc=auc(sc, y),
+                rows[f"{system}: {subset}"] = dict(clips=len(idx), groups=len({items[i]["group"] for i in idx}), eer=eer(sc, y), auc=auc(sc, y),
                                                    tprAt1Fpr=tpr_at(sc, y, 0.01), tprAt5Fpr=tpr_at(sc, y, 0.05),
                                                    flaggedRate=float(np.mean(ss[idx] > 0)),
                                                    caughtRate=float(np.mean([sdec[i] == "synthetic" for i in idx])))
+        return rows
+
+    # Seen-system protocol: held-out groups of systems trained on in part, against the same test humans.
+    seen = [c for c in clips if c["split"] == "seentest"]
+    if seen:
+        rows = held_out_rows(seen, [SEEN_SUBSETS[c["system"]](c["group"]) for c in seen])
         report["seenSystemsHeldOutGroups"] = dict(systems=sorted({c["system"] for c in seen}),
                                                   trainedOn=bool(set(meta["training"].get("seenSystems", [])) & {c["system"] for c in seen}),
                                                   rows=rows)
+    # Related systems (see RELATED_RULES): never trained on, but of a family the model trained on.
+    related = [c for c in clips if c["split"] == "relatedtest"]
+    if related:
+        rows = held_out_rows(related, [None] * len(related))
+        report["relatedSystems"] = {k: dict(v, reason=RELATED_SYSTEMS[k.split(":")[0]]) for k, v in rows.items()}
     # Shortcut checks: trivial features alone should not separate the classes.
     report["shortcuts"] = shortcut_eers(test, labels)
     # Unseen human speakers in other languages: how often would a real caller be flagged or dropped?
@@ -1063,7 +1110,8 @@ def stage_all(args):
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
         training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + " in the graph", extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
-                      valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS),
+                      valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
+                      relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB,
                       valSplit=args.val_split,
                       humanHeldOut="fsdd:nicolas; hashed 35% of librispeech and tortoise-voice speaker groups (15% val, 20% test); gcin Mandarin phrases (" + ("1/4 val, " if GCIN_VAL else "") + "1/4 test)",
@@ -1113,6 +1161,13 @@ def write_eval_md(r, meta):
               "| system: held-out groups | clips | groups | EER | ROC AUC | TPR @1% FPR | TPR @5% FPR | flagged | caught |", "|---|---|---|---|---|---|---|---|---|"]
         for k, v in sg["rows"].items():
             L.append(f"| {k} | {v['clips']} | {v['groups']} | {v['eer']:.3f} | {v['auc']:.3f} | {v['tprAt1Fpr']:.3f} | {v['tprAt5Fpr']:.3f} | {v['flaggedRate']:.2f} | {v['caughtRate']:.2f} |")
+    if r.get("relatedSystems"):
+        L += ["", "## Related systems: never trained on, but of a family trained on", "",
+              "Moved out of the unseen-system test above, because the training data holds a sibling engine or the same speaker.",
+              "Each row scores the system's clips against the same test humans. Caught: the sequential decision reaches the drop bound.", "",
+              "| system | clips | EER | ROC AUC | TPR @1% FPR | TPR @5% FPR | flagged | caught | why it is related |", "|---|---|---|---|---|---|---|---|---|"]
+        for k, v in r["relatedSystems"].items():
+            L.append(f"| {k} | {v['clips']} | {v['eer']:.3f} | {v['auc']:.3f} | {v['tprAt1Fpr']:.3f} | {v['tprAt5Fpr']:.3f} | {v['flaggedRate']:.2f} | {v['caughtRate']:.2f} | {v['reason']} |")
     if r.get("heldOutOtherLanguageHumans"):
         L += ["", "## Held-out human speakers in other languages (Debian recordings, never trained on)", "",
               "One Asterisk speaker (it_IT_m_Carlo) and every third KTuberling/KLettres language and Hedgewars voice.",
@@ -1146,6 +1201,8 @@ def stage_eval(args):
     elif trained_on - SEEN_SYSTEMS:
         raise SystemExit(f"the model trained on part of {', '.join(sorted(trained_on - SEEN_SYSTEMS))}: scoring it as an unseen "
                          f"test system would count its training clips; keep it in --seen-systems")
+    RELATED_SYSTEMS.clear()
+    RELATED_SYSTEMS.update(meta["training"].get("relatedSystems", {}))
     clips = load_corpus() + ensure_local_tts() + local_human() + [c for c in extra_human() if c["split"] == "xtest"]
     run, _ = ort_runner(onnx_path)
     report = evaluate(run, clips, meta)
@@ -1197,7 +1254,8 @@ def stage_smoke(args):
             raise SystemExit(f"{arch} vocoder output is broken")
         vocoded[arch] = len(y)
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "vocodedSamples": vocoded,
-                      "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out)}))
+                      "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
+                      "relatedSplit": related_split_check()}))
 
 
 def wide_local_tts_check(out):
@@ -1277,6 +1335,7 @@ def main():
     HOP = WIN // 2
     GAN_ABLATION = args.gan_ablation
     LOCAL_TTS = args.local_tts
+    set_related({"local-festival"} if LOCAL_TTS != "basic" else set())
     SPEED_PERTURB = args.speed_perturb
     use_split(args.val_split)
     if args.seen_systems is not None:

@@ -25,6 +25,7 @@ describe('model pipeline smoke run', () => {
         jobs: number;
         seconds: Record<string, number>;
       };
+      relatedSplit: Record<string, { withFestival: string; without: string }>;
     };
     expect(last.ok).toBe(true);
     expect(last.parityMaxAbsDiff).toBeLessThan(1e-4);
@@ -54,6 +55,8 @@ describe('model pipeline smoke run', () => {
       'festival:ked_diphone',
     ]);
     for (const s of Object.values(last.wideLocalTts.seconds)) expect(s).toBeGreaterThan(0.5);
+    // A model trained on Festival reports flite (its sibling engine, same slt speaker) apart from the unseen systems.
+    expect(last.relatedSplit).toEqual({ 'local-flite': { withFestival: 'relatedtest', without: 'test' } });
     expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
   }, 600_000);
 });
