@@ -249,6 +249,8 @@ def ensure_local_tts(wide=False, festival_only=False):
                 subprocess.run(["sox", raw, "-r", "8000", "-c", "1", "-b", "16", path, "silence", "1", "0.05", "-50d", "reverse", "silence", "1", "0.05", "-50d", "reverse"], check=True, capture_output=True)
                 os.remove(raw)
             except (OSError, subprocess.CalledProcessError) as e:
+                if i >= n_basic:  # the wide/festival set is a recipe choice: a missing engine or voice must not shrink it silently
+                    raise SystemExit(f"--local-tts {LOCAL_TTS}: {system} failed ({e}); install festival festvox-kdlpc16k festvox-us-slt-hts espeak-ng")
                 log("local tts skipped:", system, e)
                 continue
         x, _ = sf.read(path, dtype="float32")
