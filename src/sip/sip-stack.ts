@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import type { RemoteInfo, Socket } from 'node:dgram';
@@ -169,11 +170,12 @@ function rejectMalformed(
 function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): void {
   let buf = '';
   let skip = 0;
-  const remote: SipRemote = {
+  // Read when a block is rejected: a connection we open has no peer address until it connects.
+  const remote = (): SipRemote => ({
     protocol: 'TCP',
     address: socket.remoteAddress ?? '?',
     port: socket.remotePort ?? 0,
-  };
+  });
   socket.on('data', (chunk: string | Buffer) => {
     buf += typeof chunk === 'string' ? chunk : chunk.toString('binary');
     for (;;) {
@@ -194,13 +196,41 @@ function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): v
       const data = Buffer.from(head, 'binary');
       const reason = malformedReason(data);
       if (reason)
-        rejectMalformed(data, reason, remote, opts, (reply) => {
+        rejectMalformed(data, reason, remote(), opts, (reply) => {
           if (socket.writable) socket.write(reply);
         });
       const cl = /^(?:content-length|l)[ \t]*:[ \t]*(\d+)/im.exec(head);
       skip = cl ? Number(cl[1]) : 0;
     }
   });
+}
+
+/**
+ * Connections the package opens itself (a request to a TCP peer without an open flow: the PBX over
+ * TCP, or a caller whose connection closed) get the same observer as inbound ones. The package calls
+ * net.connect(port, host) a tick or a DNS lookup after SipStack.send; the AsyncLocalStorage context of
+ * that send names the stack whose options report the malformed blocks. Only calls from the package
+ * itself are observed, so a webhook's connection made inside a SIP callback is left alone.
+ */
+const sendContext = new AsyncLocalStorage<SipStackOptions>();
+let connectWrapped = false;
+
+function observeOutboundTcp(): void {
+  if (connectWrapped) return;
+  connectWrapped = true;
+  const original = net.connect as (...args: unknown[]) => import('node:net').Socket;
+  (net as { connect: unknown }).connect = function connect(this: unknown, ...args: unknown[]) {
+    const socket = original.apply(this, args);
+    const opts = sendContext.getStore();
+    if (
+      opts &&
+      typeof args[0] === 'number' &&
+      typeof args[1] === 'string' &&
+      /[\\/]node_modules[\\/]sip[\\/]/.test(new Error().stack ?? '')
+    )
+      observeTcp(socket, opts);
+    return socket;
+  };
 }
 
 /** Set by the package's logger.recv hook, which it calls synchronously for every message it accepts. */
@@ -272,7 +302,11 @@ export class SipStack {
   readonly publicAddress: string;
   readonly port: number;
 
+  private readonly opts: SipStackOptions;
+
   constructor(opts: SipStackOptions) {
+    this.opts = opts;
+    if (opts.tcp) observeOutboundTcp();
     this.publicAddress = opts.publicAddress;
     this.port = opts.port;
     const gate: AcceptGate = { accepted: false };
@@ -303,7 +337,7 @@ export class SipStack {
   /** Requests get a client transaction (responses via onResponse); responses go out on their server transaction. */
   send(m: SipMessage, onResponse?: (rs: SipResponse) => void): void {
     if (this.closed) return;
-    this.stack.send(m, onResponse);
+    sendContext.run(this.opts, () => this.stack.send(m, onResponse));
   }
 
   private closed = false;

@@ -1,7 +1,14 @@
 import { createSocket } from 'node:dgram';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callThrough, expectBothPassed, startGateway, type TestGateway } from './sipp-harness.js';
+import {
+  callThrough,
+  expectBothPassed,
+  freeUdpPort,
+  runSipp,
+  startGateway,
+  type TestGateway,
+} from './sipp-harness.js';
 
 /**
  * The gateway faces the network: garbage, truncated and huge datagrams, junk on TCP, hop-count
@@ -198,5 +205,80 @@ describe('gateway robustness', () => {
     expect(gw.events('call.ended').length - before).toBe(100);
     expect(gw.server.gateway.activeCalls).toBe(0);
     expect(Date.now() - started).toBeLessThan(20000);
+  });
+});
+
+describe('malformed SIP on a TCP connection voiceguard opened', () => {
+  let tcpGw: TestGateway;
+  let pbx: Server;
+  let pbxGot = '';
+  beforeAll(async () => {
+    // A PBX over TCP, written by hand so that it can misbehave: on the INVITE it sends a junk block and
+    // a request without Call-ID on the connection voiceguard opened, then answers 486.
+    pbx = createServer((sock) => {
+      let buf = '';
+      sock.on('data', (d) => {
+        buf += d.toString();
+        pbxGot += d.toString();
+        const end = buf.indexOf('\r\n\r\n');
+        if (!buf.startsWith('INVITE ') || end < 0) return;
+        const head = buf.slice(0, end);
+        buf = '';
+        const h = (name: string) => new RegExp(`^${name}:.*$`, 'im').exec(head)?.[0] ?? '';
+        sock.write('NOTSIP\r\nX: y\r\n\r\n');
+        sock.write(
+          [
+            'OPTIONS sip:voiceguard@127.0.0.1 SIP/2.0',
+            `Via: SIP/2.0/TCP 127.0.0.1:${(pbx.address() as AddressInfo).port};branch=z9hG4bK-pbxprobe`,
+            'From: <sip:pbx@127.0.0.1>;tag=pbx1',
+            'To: <sip:voiceguard@127.0.0.1>',
+            'CSeq: 1 OPTIONS',
+            'Content-Length: 0',
+            '',
+            '',
+          ].join('\r\n'),
+        );
+        sock.write(
+          [
+            'SIP/2.0 486 Busy Here',
+            h('Via'),
+            h('From'),
+            `${h('To')};tag=pbx486`,
+            h('Call-ID'),
+            h('CSeq'),
+            'Content-Length: 0',
+            '',
+            '',
+          ].join('\r\n'),
+        );
+      });
+    });
+    await new Promise<void>((resolve) => pbx.listen(0, '127.0.0.1', resolve));
+    tcpGw = await startGateway({
+      'sip.pbx': { host: '127.0.0.1', port: (pbx.address() as AddressInfo).port, transport: 'tcp' },
+    });
+  });
+  afterAll(async () => {
+    await tcpGw?.stop();
+    await new Promise((resolve) => pbx?.close(resolve));
+  });
+
+  it('logs the junk, answers the malformed request 400 on that connection, and the call goes on (486 to the caller)', async () => {
+    const uacPort = await freeUdpPort();
+    const caller = await runSipp({
+      scenario: 'caller-busy.xml',
+      port: uacPort,
+      target: `127.0.0.1:${tcpGw.sipPort}`,
+    }).done;
+    expect(caller.code, caller.output + caller.errors).toBe(0);
+    expect(pbxGot).toMatch(/^SIP\/2\.0 400 Bad Request \(missing or malformed call-id header\)/m);
+    expect(pbxGot).toMatch(/^Via: SIP\/2\.0\/TCP 127\.0\.0\.1:\d+;branch=z9hG4bK-pbxprobe/m);
+    const tcp = tcpGw.events('sip.parse_error').filter((l) => l.transport === 'TCP');
+    const pbxAt = `127.0.0.1:${(pbx.address() as AddressInfo).port}`;
+    expect(tcp.map((l) => [l.reason, l.replied, l.remote])).toEqual([
+      ['unparsable start line or headers', null, pbxAt],
+      ['missing or malformed call-id header', 400, pbxAt],
+    ]);
+    expect(tcpGw.events('call.ended').map((e) => [e.reason, e.sipStatus])).toEqual([['rejected', 486]]);
   });
 });
