@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import type { RemoteInfo, Socket } from 'node:dgram';
@@ -208,11 +207,13 @@ function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): v
 /**
  * Connections the package opens itself (a request to a TCP peer without an open flow: the PBX over
  * TCP, or a caller whose connection closed) get the same observer as inbound ones. The package calls
- * net.connect(port, host) a tick or a DNS lookup after SipStack.send; the AsyncLocalStorage context of
- * that send names the stack whose options report the malformed blocks. Only calls from the package
- * itself are observed, so a webhook's connection made inside a SIP callback is left alone.
+ * net.connect(port, host) inside SipStack.send when the host is an IP address, so `sending` names the
+ * stack whose options report the malformed blocks; after a DNS lookup it calls later, and then the
+ * only live TCP stack is meant (a process runs one; with several, such a connection is not observed).
+ * Only calls from the package itself are observed, so a webhook's connection is left alone.
  */
-const sendContext = new AsyncLocalStorage<SipStackOptions>();
+let sending: SipStackOptions | null = null;
+const tcpStacks = new Set<SipStackOptions>();
 let connectWrapped = false;
 
 function observeOutboundTcp(): void {
@@ -221,7 +222,7 @@ function observeOutboundTcp(): void {
   const original = net.connect as (...args: unknown[]) => import('node:net').Socket;
   (net as { connect: unknown }).connect = function connect(this: unknown, ...args: unknown[]) {
     const socket = original.apply(this, args);
-    const opts = sendContext.getStore();
+    const opts = sending ?? (tcpStacks.size === 1 ? [...tcpStacks][0]! : null);
     if (
       opts &&
       typeof args[0] === 'number' &&
@@ -306,7 +307,10 @@ export class SipStack {
 
   constructor(opts: SipStackOptions) {
     this.opts = opts;
-    if (opts.tcp) observeOutboundTcp();
+    if (opts.tcp) {
+      observeOutboundTcp();
+      tcpStacks.add(opts);
+    }
     this.publicAddress = opts.publicAddress;
     this.port = opts.port;
     const gate: AcceptGate = { accepted: false };
@@ -337,7 +341,13 @@ export class SipStack {
   /** Requests get a client transaction (responses via onResponse); responses go out on their server transaction. */
   send(m: SipMessage, onResponse?: (rs: SipResponse) => void): void {
     if (this.closed) return;
-    sendContext.run(this.opts, () => this.stack.send(m, onResponse));
+    const outer = sending;
+    sending = this.opts;
+    try {
+      this.stack.send(m, onResponse);
+    } finally {
+      sending = outer;
+    }
   }
 
   private closed = false;
@@ -350,6 +360,7 @@ export class SipStack {
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
+    tcpStacks.delete(this.opts);
     return new Promise((resolve) =>
       setImmediate(() => {
         this.stack.destroy();
