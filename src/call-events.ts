@@ -58,7 +58,7 @@ export interface CallDetectorErrorEvent {
 export interface CallEndedEvent {
   callId: CallId;
   atMs: number;
-  /** e.g. 'bye-caller', 'bye-callee', 'cancel', 'rejected', 'dropped', 'rtp-timeout', 'error', 'shutdown'. */
+  /** e.g. 'bye-caller', 'bye-callee', 'cancel', 'rejected', 'dropped', 'rtp-timeout', 'session-expired', 'max-duration', 'error', 'shutdown'. */
   reason: string;
   sipStatus: number | null;
 }

@@ -297,6 +297,8 @@ export class Gateway {
       inviteTimeoutMs: cfg.sip.inviteTimeoutMs,
       ackTimeoutMs: cfg.sip.ackTimeoutMs,
       timerT1Ms: cfg.sip.timerT1Ms,
+      enforceSessionExpiry: cfg.sip.enforceSessionExpiry,
+      maxDurationMs: cfg.sip.maxCallSeconds * 1000,
       delegate: { rewriteSdp: (from, sdp) => gcall.rewrite(from, sdp) },
     });
     gcall.attach(sipCall);

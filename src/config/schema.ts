@@ -107,6 +107,21 @@ export const ConfigSchema = z.strictObject({
         .describe(
           'Delayed offer: how long the gateway waits for the ACK that carries the SDP answer before it ends the call (RFC 3261 64*T1)',
         ),
+      enforceSessionExpiry: z
+        .boolean()
+        .default(true)
+        .describe(
+          'RFC 4028: when the answer to an INVITE or a refresh carries Session-Expires and no refresh (re-INVITE or UPDATE) succeeds within that interval, end the call (BYE both legs). Session-Expires passes end to end; the endpoints refresh, the gateway watches',
+        ),
+      maxCallSeconds: z
+        .number()
+        .int()
+        .min(0)
+        .max(604_800)
+        .default(0)
+        .describe(
+          'End an answered call after this many seconds (BYE both legs with Reason Q.850 cause 16); 0 = no limit. A backstop against calls whose BYE was lost while on hold, where no RTP flows and no session timer runs',
+        ),
       drainTimeoutMs: z
         .number()
         .int()

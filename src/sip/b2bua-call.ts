@@ -49,6 +49,7 @@ const RELAYED_REQUEST_HEADERS = [
   'require',
   'allow',
   'session-expires',
+  'x', // Session-Expires, compact form (RFC 4028)
   'min-se',
   'authorization',
   'proxy-authorization',
@@ -70,6 +71,7 @@ const RELAYED_RESPONSE_HEADERS = [
   'require',
   'allow',
   'session-expires',
+  'x',
   'min-se',
   'www-authenticate',
   'proxy-authenticate',
@@ -101,6 +103,23 @@ const PRACK_TIMEOUT_REASON = 'SIP;cause=504;text="reliable provisional not ackno
 /** Default wait for an ACK with a delayed-offer answer: 64*T1, as long as a UAS retransmits its 2xx. */
 const ACK_WAIT_MS = 32_000;
 const NO_ANSWER_REASON = 'SIP;cause=488;text="no SDP answer in ACK"';
+
+const SESSION_EXPIRED_REASON = 'SIP;cause=408;text="session expired without refresh"';
+const MAX_DURATION_REASON = 'Q.850;cause=16;text="maximum call duration reached"';
+
+/**
+ * The session interval of a Session-Expires header (RFC 4028, also in compact form `x`) in seconds,
+ * or null when there is none or it cannot be read.
+ */
+export function sessionExpiresS(headers: Record<string, unknown>): number | null {
+  let v = headers['session-expires'] ?? headers.x;
+  if (Array.isArray(v)) v = v[0];
+  if (typeof v === 'number') v = String(v);
+  if (typeof v !== 'string') return null;
+  const m = /^\s*(\d{1,9})\s*(?:;|$)/.exec(v);
+  const s = m ? Number(m[1]) : 0;
+  return s > 0 ? s : null;
+}
 
 /** RFC 3261 timer T1 (default). */
 const T1_MS = 500;
@@ -145,6 +164,15 @@ export interface B2buaCallOptions {
   timerT1Ms?: number;
   /** Extra headers on the INVITE toward leg b (e.g. the verdict header). */
   extraInviteHeaders?: Record<string, unknown>;
+  /**
+   * RFC 4028 supervision: when a 2xx to the INVITE, or to a re-INVITE or UPDATE (a refresh), carries
+   * Session-Expires, the call is ended (BYE both legs) if no further refresh succeeds within that
+   * interval. Session-Expires itself passes end to end: the endpoints refresh, voiceguard watches.
+   * Default true.
+   */
+  enforceSessionExpiry?: boolean;
+  /** End an answered call after this long (BYE both legs); 0 or absent = no limit. */
+  maxDurationMs?: number;
 }
 
 export class B2buaCall extends EventEmitter<B2buaCallEvents> {
@@ -188,6 +216,9 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
   private readonly reliableB: boolean;
   private lastRseqB: number | null = null;
   private earlyAnswerB: string | null = null;
+  /** Session-timer supervision (see enforceSessionExpiry) and the maximum-duration timer. */
+  private sessionTimer: NodeJS.Timeout | null = null;
+  private maxDurationTimer: NodeJS.Timeout | null = null;
   /** ACKs sent per leg and CSeq, resent when that 2xx is retransmitted. */
   private readonly sentAcks = new Map<string, SipRequest>();
   private aFinalSent = false;
@@ -334,6 +365,18 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         }
       }
       this.state = 'confirmed';
+      this.observeSessionRefresh(rs);
+      const maxMs = this.opts.maxDurationMs ?? 0;
+      if (maxMs > 0) {
+        this.maxDurationTimer = setTimeout(() => {
+          this.log.info(
+            { event: 'sip.max_duration', maxDurationMs: maxMs },
+            'maximum call duration reached; ending the call',
+          );
+          this.hangup('max-duration', { a: MAX_DURATION_REASON, b: MAX_DURATION_REASON });
+        }, maxMs);
+        this.maxDurationTimer.unref();
+      }
       // After an offer/answer in a reliable provisional and its PRACK, the caller's 2xx has no SDP.
       this.sendA(200, rs.reason, rs, this.earlyOfferA === 'none' ? content : undefined);
       this.aFinalSent = true;
@@ -616,6 +659,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         dst.updateFromResponse(rs);
         if (!this.ack2xx(to, rs.headers.cseq.seq, !hasSdp(rq) && hasSdp(rs))) return;
       }
+      if (isOfferMethod && rs.status < 300 && this.state === 'confirmed') this.observeSessionRefresh(rs);
       let body: string | undefined;
       if (isOfferMethod && rs.status < 300 && hasSdp(rs)) {
         try {
@@ -731,6 +775,31 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     if (answer === undefined) this.hangup('error', { a: NO_ANSWER_REASON, b: NO_ANSWER_REASON });
   }
 
+  /**
+   * A 2xx to the INVITE or to a refresh (re-INVITE, UPDATE): with Session-Expires, the session now
+   * expires that many seconds from now unless refreshed again; without it, it has no expiry
+   * (RFC 4028 section 7.2). At expiry both legs get a BYE. The endpoints' own non-refresher sends
+   * its BYE earlier (interval minus min(32 s, interval/3)), so this only ends sessions both
+   * endpoints have lost, e.g. after a failover that swallowed the BYE of a call on hold.
+   */
+  private observeSessionRefresh(rs: SipResponse): void {
+    if (this.opts.enforceSessionExpiry === false) return;
+    if (this.sessionTimer) clearTimeout(this.sessionTimer);
+    this.sessionTimer = null;
+    const intervalS = sessionExpiresS(rs.headers);
+    // Beyond ~23 days a Node timer overflows; such a session is not supervised.
+    if (intervalS === null || intervalS > 2_000_000) return;
+    this.sessionTimer = setTimeout(() => {
+      this.sessionTimer = null;
+      this.log.warn(
+        { event: 'sip.session_expired', intervalS },
+        'no session refresh within Session-Expires; ending the call',
+      );
+      this.hangup('session-expired', { a: SESSION_EXPIRED_REASON, b: SESSION_EXPIRED_REASON });
+    }, intervalS * 1000);
+    this.sessionTimer.unref();
+  }
+
   private clearInviteTimer(): void {
     if (this.inviteTimer) clearTimeout(this.inviteTimer);
     this.inviteTimer = null;
@@ -740,6 +809,9 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     if (this.state === 'terminated') return;
     this.state = 'terminated';
     this.clearInviteTimer();
+    if (this.sessionTimer) clearTimeout(this.sessionTimer);
+    if (this.maxDurationTimer) clearTimeout(this.maxDurationTimer);
+    this.sessionTimer = this.maxDurationTimer = null;
     if (this.pendingAck) clearTimeout(this.pendingAck.timer);
     this.pendingAck = null;
     this.stopReliable();

@@ -8,10 +8,10 @@ import {
   type TestGateway,
 } from './sipp-harness.js';
 
-/** Calls the gateway ends or refuses by itself: ring timeout and the policy's deny list. */
+/** Calls the gateway ends or refuses by itself: ring timeout, maximum duration and the policy's deny list. */
 let gw: TestGateway;
 beforeAll(async () => {
-  gw = await startGateway({ 'sip.inviteTimeoutMs': 1000 });
+  gw = await startGateway({ 'sip.inviteTimeoutMs': 1000, 'sip.maxCallSeconds': 1 });
 });
 afterAll(async () => {
   await gw?.stop();
@@ -28,6 +28,19 @@ describe('gateway-side call ends', () => {
         .slice(before)
         .map((e) => e.reason),
     ).toEqual(['timeout']);
+  });
+
+  it('an answered call is ended after sip.maxCallSeconds: BYE both legs, Reason Q.850 cause 16', async () => {
+    const before = gw.events('call.ended').length;
+    const r = await callThrough(gw, { scenario: 'pbx-answer.xml' }, { scenario: 'caller-max-duration.xml' });
+    expectBothPassed(r);
+    expect(
+      gw
+        .events('call.ended')
+        .slice(before)
+        .map((e) => e.reason),
+    ).toEqual(['max-duration']);
+    expect(gw.events('sip.max_duration').at(-1)?.maxDurationMs).toBe(1000);
   });
 
   it("a deny-listed caller is refused with the policy's 603", async () => {

@@ -61,6 +61,35 @@ describe('gateway signalling with sipp', () => {
     expectBothPassed(r);
   });
 
+  it('RFC 4028: a session that is not refreshed within Session-Expires is ended, BYE both legs with Reason 408', async () => {
+    const before = ended().length;
+    const t0 = Date.now();
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-session-expires.xml' },
+      { scenario: 'caller-session-expires.xml' },
+    );
+    expectBothPassed(r);
+    expect(ended().slice(before)).toEqual([{ reason: 'session-expired', sipStatus: null }]);
+    expect(gw.events('sip.session_expired').at(-1)?.intervalS).toBe(2);
+    // Not before the 2 s interval, and not much after it.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2000);
+  });
+
+  it('RFC 4028: refreshes (UPDATE) restart the session interval, so the call outlives it', async () => {
+    const before = ended().length;
+    const expiredBefore = gw.events('sip.session_expired').length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-session-refresh.xml' },
+      { scenario: 'caller-session-refresh.xml' },
+    );
+    expectBothPassed(r);
+    // 3.6 s after the answer, well past the first 2 s interval, the caller hangs up itself.
+    expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
+    expect(gw.events('sip.session_expired').length).toBe(expiredBefore);
+  });
+
   it('digest authentication passes end to end (401 relayed, credentials verified by the PBX)', async () => {
     const r = await callThrough(gw, { scenario: 'pbx-auth.xml' }, { scenario: 'caller-auth.xml' });
     expectBothPassed(r);
