@@ -35,6 +35,23 @@ def linear_matrix(n_fft=N_FFT, n_bands=N_MELS, sr=SR, fmin=60.0, fmax=3940.0):
     return m
 
 
+def quefrency_lifters(n_bins=N_FFT // 2 + 1, envelope=16, noise=100):
+    """Two fixed [bins, bins] lifters on the log-power spectrum (orthonormal DCT-II, keep a quefrency
+    range, invert). Index n of the DCT of a 0-4 kHz log spectrum is a ripple of period 8000/n Hz:
+    - harmonic: 16 <= n < 100, ripples 80-500 Hz apart, the harmonic comb of a 80-500 Hz voice;
+    - noise: n >= 100, the finest ripples, the aperiodic part and frame-to-frame estimation noise.
+    n < 16 is the spectral envelope (formants, the line's colouring, the speaker's timbre), which is
+    removed: what is left is the excitation's fine structure, which is what a vocoder synthesises."""
+    import scipy.fft
+
+    c = scipy.fft.dct(np.eye(n_bins), type=2, norm="ortho", axis=0)  # c @ x = DCT(x)
+    n = np.arange(n_bins)
+    out = []
+    for keep in ((n >= envelope) & (n < noise), n >= noise):
+        out.append((c.T @ np.diag(keep.astype(np.float64)) @ c).astype(np.float32))
+    return out
+
+
 class LogMel(nn.Module):
     """Log filterbank energies, and with phase=True two phase-regularity maps on the same bands.
 
@@ -47,9 +64,10 @@ class LogMel(nn.Module):
     Vocoders rebuild phase (Griffin-Lim iterates it, GAN and iSTFT vocoders predict it), and these
     are the regularities they get wrong. Only sums, products and one sqrt: the graph stays cheap."""
 
-    def __init__(self, bands="mel", phase=False):
+    def __init__(self, bands="mel", phase=False, fine=False):
         super().__init__()
         self.phase = phase
+        self.fine = fine
         n_bins = N_FFT // 2 + 1
         window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
         k = np.arange(n_bins)[:, None]
@@ -60,6 +78,12 @@ class LogMel(nn.Module):
         self.register_buffer("dft", torch.from_numpy(kernel))
         self.register_buffer("mel", torch.from_numpy(mel_matrix() if bands == "mel" else linear_matrix()))
         self.n_bins = n_bins
+        if fine:
+            harm, noise = quefrency_lifters(n_bins)
+            self.register_buffer("lift_harm", torch.from_numpy(harm))
+            self.register_buffer("lift_noise", torch.from_numpy(noise))
+            fb = self.mel / self.mel.sum(dim=1, keepdim=True)
+            self.register_buffer("band_mean", fb)
 
     def forward(self, x):  # x [B, T]
         # Level normalisation inside the graph: the caller's loudness and the line's gain
@@ -74,9 +98,22 @@ class LogMel(nn.Module):
         logmel = torch.log(mel + 1e-6)
         # Per-window cepstral-mean-style normalisation removes a fixed channel colouring.
         logmel = logmel - logmel.mean(dim=2, keepdim=True)
-        if not self.phase:
-            return logmel
-        return torch.stack([logmel, self._coherence(re, im, time=True), self._coherence(re, im, time=False)], dim=1)
+        maps = [logmel]
+        if self.phase:
+            maps += [self._coherence(re, im, time=True), self._coherence(re, im, time=False)]
+        if self.fine:
+            maps += self._fine_structure(power)
+        return logmel if len(maps) == 1 else torch.stack(maps, dim=1)
+
+    def _fine_structure(self, power):
+        """Per band, the log energy of the harmonic and of the noise ripple of the log spectrum (see
+        quefrency_lifters). Gain and a fixed channel colouring sit in the envelope and drop out."""
+        logp = torch.log(power + 1e-6)
+        out = []
+        for lift in (self.lift_harm, self.lift_noise):
+            r = torch.matmul(lift, logp)
+            out.append(torch.log(torch.matmul(self.band_mean, r * r) + 1e-3) * 0.5)
+        return out
 
     def _coherence(self, re, im, time):
         if time:  # neighbour = previous frame, same bin; the first frame repeats the second's value
@@ -137,19 +174,20 @@ def block(cin, cout):
 class Detector(nn.Module):
     """bands: "mel" (48 mel bands) or "linear" (48 LFCC-style bands, evenly spaced in Hz).
     phase: add the two phase-coherence maps of LogMel as input channels (first conv 3 -> 16).
+    fine: add the two fine-structure maps of LogMel (harmonic and noise ripple energy per band).
     loss: "bce" (one logit, binary cross-entropy) or "oc" (OC-softmax, Zhang et al. 2021: a
     32-d embedding whose cosine to a learned human centre is pushed above m_h for human speech
     and below m_s for everything else; the human class is kept compact and "not human" open,
     which is what helps on unseen TTS). Either way the graph outputs one score per window,
     positive = synthetic, that the pipeline calibrates to an LLR."""
 
-    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False, spec_mask=0.0):
+    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False, spec_mask=0.0, fine=False):
         super().__init__()
-        self.front = LogMel(bands, phase)
+        self.front = LogMel(bands, phase, fine)
         self.mask = SpecMask(spec_mask)
         self.loss_kind = loss
         w = width
-        self.body = nn.Sequential(block(3 if phase else 1, w), block(w, 2 * w), block(2 * w, 3 * w), block(3 * w, 4 * w))
+        self.body = nn.Sequential(block(1 + 2 * phase + 2 * fine, w), block(w, 2 * w), block(2 * w, 3 * w), block(3 * w, 4 * w))
         if loss == "oc":
             self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, emb))
             self.centre = nn.Parameter(torch.randn(emb))

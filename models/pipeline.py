@@ -663,7 +663,7 @@ def val_eer(model, val, seed=7):
     return eer(np.array(scores), np.array(labels))
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16):
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
@@ -676,7 +676,7 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    trained = Detector(width=width, bands=bands, loss=loss, phase=phase, spec_mask=spec_mask)
+    trained = Detector(width=width, bands=bands, loss=loss, phase=phase, spec_mask=spec_mask, fine=fine)
     model = copy.deepcopy(trained) if ema_decay > 0 else trained
     opt = torch.optim.AdamW(trained.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(steps, 1))
@@ -1087,7 +1087,7 @@ def stage_all(args):
         k = f"{c['split']}/{'synthetic' if c['label'] else 'human'}"
         summary[k] = summary.get(k, 0) + 1
     log("clips per split:", summary)
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width)
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine)
     onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
     export(model, onnx_path)
     parity(model, onnx_path, clips)
@@ -1111,7 +1111,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + " in the graph", extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + " in the graph", extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB,
@@ -1234,11 +1234,11 @@ def stage_smoke(args):
     path = os.path.join(args.out, "smoke.onnx")
     export(model, path)
     d = parity(model, path, clips)
-    # The experiment options must not rot either: linear bands + phase coherence + OC-softmax + EMA +
+    # The experiment options must not rot either: linear bands + phase coherence + fine structure + OC-softmax + EMA +
     # spectrogram masking + SAM + a narrower net (--width 8), exported and checked, and both copy-synthesis vocoders for 2 steps on the sample's human clips.
     global SPEED_PERTURB
     SPEED_PERTURB = 1.0  # every crop of the variant run is speed-perturbed
-    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998, phase=True, spec_mask=1.0, sam_rho=0.05, width=8)
+    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998, phase=True, spec_mask=1.0, sam_rho=0.05, width=8, fine=True)
     SPEED_PERTURB = 0.0
     vpath = os.path.join(args.out, "smoke-linear-oc.onnx")
     export(variant, vpath)
@@ -1320,6 +1320,7 @@ def main():
     p.add_argument("--bands", choices=["mel", "linear"], default="mel", help="front-end filterbank (48 mel or 48 linear bands)")
     p.add_argument("--extra-human", action="store_true", help="add the human recordings of EXTRA_HUMAN_PACKAGES (fetched with apt-get download)")
     p.add_argument("--phase", action="store_true", help="add the phase-coherence maps to the front end (see net.LogMel)")
+    p.add_argument("--fine", action="store_true", help="add the fine-structure maps (harmonic and noise ripple of the log spectrum per band) to the front end (see net.quefrency_lifters)")
     p.add_argument("--loss", choices=["bce", "oc"], default="bce", help="binary cross-entropy or OC-softmax")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="training seed (weights, crops, channel draws); data preparation is fixed")
