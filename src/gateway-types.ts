@@ -29,6 +29,7 @@ export interface MediaRelayLike {
     packetsRelayed: number;
     packetsDropped: number;
     forkFramesShed: number;
+    packetsReplaced: number;
   };
   close(): Promise<void>;
 }

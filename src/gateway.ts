@@ -1,5 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { LiveCall, LiveCallSource } from './api/live-calls.js';
+import { sipResponses } from './api/metrics.js';
 import type { CallEventBus, CallId } from './call-events.js';
 import type { Config } from './config/schema.js';
 import type { DetectorEngine } from './detect/engine.js';
@@ -69,6 +70,7 @@ export class Gateway {
       transports: sip.listen.transports,
       userAgent: sip.userAgent,
       logger: deps.logger.child({ layer: 'sip' }),
+      onFinalInviteResponse: (status) => sipResponses.inc({ code: String(status) }),
       onInvite: (rq, remote) => {
         this.onInvite(rq, remote).catch((err: unknown) => {
           this.log.error({ event: 'call.setup_error', err: (err as Error).message }, 'call setup failed');

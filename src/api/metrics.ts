@@ -1,12 +1,14 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CallEventBus } from '../call-events.js';
+import type { DetectorEngineStats } from '../detect/engine.js';
+import type { MediaRelayLike } from '../gateway-types.js';
 
 /**
  * The process-wide Prometheus registry served at /metrics. Other layers import the metric
  * objects and observe them where the fact is known:
  *   gateway  → sipResponses.inc({ code: '486' }), calls via the bus (below)
- *   media    → rtpPackets.inc({ direction: 'a-to-b' }, n), rtpPacketsLost.inc(n)
- *   detect   → inferenceLatency.observe(ms), inferenceBatchSize.observe(n)
+ *   detect   → inferenceLatency.observe(ms) (serve.ts passes it as the engine's onWindowLatencyMs)
+ * Relay and detector counters are pulled from their stats() at scrape time (observeGateway).
  * Call, verdict, action and decision-latency metrics are derived from the call event bus
  * by `observeCallEvents`, so the gateway does not need to count them twice.
  */
@@ -60,19 +62,120 @@ export const inferenceLatency = new Histogram({
   registers: [metrics],
 });
 
-export const rtpPackets = new Counter({
-  name: 'voiceguard_rtp_packets_total',
-  help: 'RTP packets relayed, by direction (a-to-b = caller to PBX)',
-  labelNames: ['direction'] as const,
-  registers: [metrics],
-});
+/**
+ * Counters and gauges of the media relay and the detector engine, read from their stats() when
+ * /metrics is scraped (see observeGateway): the hot paths count in plain integers, and nothing is
+ * added per packet or per window. Several gateways in one process (tests) add up.
+ */
+export interface GatewayStatsSource {
+  media(): ReturnType<MediaRelayLike['stats']> | null;
+  detector(): DetectorEngineStats | null;
+}
+interface StatsEntry {
+  src: GatewayStatsSource;
+  last: Map<string, number>;
+}
+const statsSources = new Set<StatsEntry>();
+/** Brings each pulled counter up to date with one source (at scrape, and once more when it leaves). */
+const counterPulls: Array<(e: StatsEntry) => void> = [];
 
-export const rtpPacketsLost = new Counter({
-  name: 'voiceguard_rtp_packets_lost_total',
-  help: 'RTP packets missing by sequence number, by direction',
-  labelNames: ['direction'] as const,
-  registers: [metrics],
-});
+function pulledCounter(
+  name: string,
+  help: string,
+  pick: (s: GatewayStatsSource) => number | undefined,
+): Counter {
+  const counter: Counter = new Counter({
+    name,
+    help,
+    registers: [metrics],
+    collect() {
+      for (const e of statsSources) pull(e);
+    },
+  });
+  const pull = (e: StatsEntry) => {
+    const v = pick(e.src);
+    if (v === undefined) return;
+    const prev = e.last.get(name) ?? 0;
+    if (v > prev) counter.inc(v - prev);
+    e.last.set(name, v);
+  };
+  counterPulls.push(pull);
+  return counter;
+}
+
+function pulledGauge(name: string, help: string, pick: (s: GatewayStatsSource) => number | undefined): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers: [metrics],
+    collect() {
+      let sum = 0;
+      for (const e of statsSources) sum += pick(e.src) ?? 0;
+      this.set(sum);
+    },
+  });
+}
+
+export const rtpPacketsRelayed = pulledCounter(
+  'voiceguard_rtp_packets_relayed_total',
+  'RTP and RTCP packets relayed between the legs',
+  (s) => s.media()?.packetsRelayed,
+);
+export const rtpPacketsDropped = pulledCounter(
+  'voiceguard_rtp_packets_dropped_total',
+  'Packets received and not relayed (not RTP, wrong source after latching, direction does not send)',
+  (s) => s.media()?.packetsDropped,
+);
+export const rtpPacketsReplaced = pulledCounter(
+  'voiceguard_rtp_packets_replaced_total',
+  'Relayed packets replaced by injected audio (warn tone, drop announcement)',
+  (s) => s.media()?.packetsReplaced,
+);
+export const forkFramesShed = pulledCounter(
+  'voiceguard_fork_frames_shed_total',
+  'Caller audio frames not handed to the detector because it fell behind (relaying is never delayed)',
+  (s) => s.media()?.forkFramesShed,
+);
+export const mediaSessions = pulledGauge(
+  'voiceguard_media_sessions',
+  'Media sessions (calls with anchored media) open',
+  (s) => s.media()?.sessions,
+);
+export const mediaPortsInUse = pulledGauge(
+  'voiceguard_media_ports_in_use',
+  'RTP/RTCP ports held from media.portMin..portMax',
+  (s) => s.media()?.portsInUse,
+);
+export const detectorWindowsScored = pulledCounter(
+  'voiceguard_detector_windows_scored_total',
+  'Audio windows the model scored',
+  (s) => s.detector()?.windowsScored,
+);
+export const detectorWindowsShed = pulledCounter(
+  'voiceguard_detector_windows_shed_total',
+  'Audio windows not scored because the detector queue was full (overload fails open)',
+  (s) => s.detector()?.windowsShed,
+);
+export const detectorInferenceErrors = pulledCounter(
+  'voiceguard_detector_inference_errors_total',
+  'Model inference failures (each batch counts once; its calls fail open)',
+  (s) => s.detector()?.inferenceErrors,
+);
+export const detectorStreams = pulledGauge(
+  'voiceguard_detector_streams_active',
+  'Calls whose audio the detector is listening to now',
+  (s) => s.detector()?.activeStreams,
+);
+
+/** Adds a gateway's relay and detector stats to /metrics; returns the function that removes it. */
+export function observeGateway(src: GatewayStatsSource): () => void {
+  const entry = { src, last: new Map<string, number>() };
+  statsSources.add(entry);
+  return () => {
+    if (!statsSources.delete(entry)) return;
+    for (const pull of counterPulls) pull(entry);
+  };
+}
 
 export const sipResponses = new Counter({
   name: 'voiceguard_sip_responses_total',

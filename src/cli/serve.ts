@@ -12,6 +12,7 @@ import { createLogger, type Logger } from '../log.js';
 import { PolicyService } from '../policy/policy-service.js';
 import { Store } from '../store/store.js';
 import { createApiServer } from '../api/server.js';
+import { inferenceLatency, observeGateway } from '../api/metrics.js';
 
 /**
  * An announcement WAV (any rate/format src/audio reads) as 8 kHz samples. A file that cannot be read
@@ -88,7 +89,11 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   let engine: DetectorEngine | null = null;
   let modelDecision: ModelMetadata['decision'] | null = null;
   try {
-    engine = await DetectorEngine.create({ ...config.detector, logger: logger.child({ layer: 'detect' }) });
+    engine = await DetectorEngine.create({
+      ...config.detector,
+      logger: logger.child({ layer: 'detect' }),
+      onWindowLatencyMs: (ms) => inferenceLatency.observe(ms),
+    });
     modelDecision = engine.metadata.decision;
   } catch (err) {
     // Fail open: without a model the gateway still relays calls, unanalysed, and says so.
@@ -125,6 +130,10 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     warnAnnouncement,
     dropAnnouncement,
   });
+  const unobserve = observeGateway({
+    media: () => gateway.mediaStats(),
+    detector: () => gateway.detectorStats(),
+  });
   const api = await createApiServer({ config, store, policy, bus, live: gateway.live, logger });
   await api.listen({ host: config.api.host, port: config.api.port });
   const addr = api.server.address();
@@ -158,6 +167,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       stopped = true;
       await gateway.drain(config.sip.drainTimeoutMs);
       await gateway.close();
+      unobserve();
       await api.close();
       await relay?.close();
       await engine?.close();

@@ -24,6 +24,8 @@ export interface B2buaOptions {
   userAgent: string;
   logger: Logger;
   onInvite(rq: SipRequest, remote: SipRemote): void;
+  /** A final response to an INVITE went to a caller (relayed or the gateway's own), by status. */
+  onFinalInviteResponse?(status: number): void;
 }
 
 const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK';
@@ -58,6 +60,9 @@ export class B2bua {
       tcp: opts.transports.includes('tcp'),
       onRequest: (rq, remote) => this.onRequest(rq, remote),
       onMalformed: (info) => this.onMalformed(info),
+      onResponseSent: (status, method) => {
+        if (status >= 200 && method === 'INVITE') this.opts.onFinalInviteResponse?.(status);
+      },
       onError: (err) =>
         this.log.warn(
           { event: 'sip.stack_error', err: err instanceof Error ? err.message : String(err) },

@@ -85,6 +85,8 @@ export interface SipStackOptions {
   onError(err: unknown): void;
   /** A UDP datagram or TCP message that is not well-formed SIP: dropped, or answered 400 when it is a request. */
   onMalformed?(info: MalformedSip): void;
+  /** Every response this stack sends (status and the CSeq method it answers), e.g. for metrics. */
+  onResponseSent?(status: number, method: string): void;
 }
 
 export interface MalformedSip {
@@ -348,6 +350,8 @@ export class SipStack {
     } finally {
       sending = outer;
     }
+    if ('status' in m && typeof m.status === 'number')
+      this.opts.onResponseSent?.(m.status, m.headers.cseq?.method ?? '');
   }
 
   private closed = false;

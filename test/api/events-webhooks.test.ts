@@ -60,7 +60,7 @@ describe('real listen', () => {
     ).toBe(1);
     for (const name of [
       'voiceguard_inference_latency_ms_bucket',
-      'voiceguard_rtp_packets_total',
+      'voiceguard_rtp_packets_relayed_total',
       'voiceguard_sip_responses_total',
       'voiceguard_process_cpu_user_seconds_total',
     ]) {

@@ -128,6 +128,17 @@ function toneBlocks(pcm: Float32Array, freqHz: number): number[] {
   return hits;
 }
 
+/** The gateway's /metrics as name{labels} -> value. */
+async function scrape(gw: TestGateway): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${gw.server.apiPort}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^(\S+) (\S+)$/.exec(line);
+    if (m && !line.startsWith('#')) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
 let human: Pcap;
 let tts: Pcap;
 beforeAll(async () => {
@@ -151,6 +162,7 @@ describe('media end to end, policy onSynthetic=drop', () => {
   it('a human-voice call passes and is never dropped', async () => {
     const from = gw.logs.length;
     const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
+    const metricsBefore = await scrape(gw);
     // The caller stays for the whole pcap (at most the listening window): the gateway has every
     // chance to drop it; pbx-answer / caller-pcap fail on any BYE they did not expect.
     const r = await sippCall(gw, 'pbx-answer.xml', 'caller-pcap.xml', human, {
@@ -163,6 +175,14 @@ describe('media end to end, policy onSynthetic=drop', () => {
     expect(gw.server.gateway.detectorStats()!.windowsScored - scoredBefore).toBeGreaterThanOrEqual(3);
     expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).not.toContain('synthetic');
     expect(since(gw, from, 'media.latched').length).toBeGreaterThanOrEqual(1);
+    // /metrics saw the same call: relayed packets, scored windows and their latency, the caller's 200.
+    const m = await scrape(gw);
+    const grew = (name: string) => (m.get(name) ?? 0) - (metricsBefore.get(name) ?? 0);
+    expect(grew('voiceguard_rtp_packets_relayed_total')).toBeGreaterThanOrEqual(100);
+    expect(grew('voiceguard_detector_windows_scored_total')).toBeGreaterThanOrEqual(3);
+    expect(grew('voiceguard_inference_latency_ms_count')).toBeGreaterThanOrEqual(3);
+    expect(grew('voiceguard_sip_responses_total{code="200"}')).toBe(1);
+    expect(m.get('voiceguard_detector_windows_shed_total')).toBe(0);
   });
 
   it('a TTS-voice call is dropped within the listening window, BYE with Reason to both sides', async () => {
