@@ -103,6 +103,7 @@ const PRACK_TIMEOUT_REASON = 'SIP;cause=504;text="reliable provisional not ackno
 /** Default wait for an ACK with a delayed-offer answer: 64*T1, as long as a UAS retransmits its 2xx. */
 const ACK_WAIT_MS = 32_000;
 const NO_ANSWER_REASON = 'SIP;cause=488;text="no SDP answer in ACK"';
+const NO_PRACK_ANSWER_REASON = 'SIP;cause=488;text="no SDP answer in PRACK"';
 
 const SESSION_EXPIRED_REASON = 'SIP;cause=408;text="session expired without refresh"';
 const MAX_DURATION_REASON = 'Q.850;cause=16;text="maximum call duration reached"';
@@ -208,14 +209,23 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
    */
   private earlyOfferA: 'none' | 'sent' | 'answered' = 'none';
   /**
-   * RFC 3262 toward the PBX: when the caller's INVITE carries the offer, the INVITE to the PBX lists
-   * 100rel in Supported, and voiceguard PRACKs the PBX's reliable provisionals itself (each relayed
-   * once, as an ordinary or, to a 100rel caller, a new reliable provisional). The RSeq of the last
-   * one PRACKed; a delayed-offer INVITE does not offer 100rel (a PRACK would have to carry an answer).
+   * RFC 3262 toward the PBX: the INVITE to the PBX lists 100rel in Supported when it carries the
+   * offer, or when it is a delayed offer from a caller that Requires 100rel; voiceguard PRACKs the
+   * PBX's reliable provisionals itself (each relayed once, as an ordinary or, to a 100rel caller, a
+   * new reliable provisional). The RSeq of the last one accepted. A delayed-offer INVITE from a
+   * caller without 100rel does not offer it: a PRACK to an offer must carry an answer, and only a
+   * caller that answers in its own PRACK can give one.
    */
   private readonly reliableB: boolean;
   private lastRseqB: number | null = null;
   private earlyAnswerB: string | null = null;
+  /**
+   * A reliable provisional from the PBX that carried the offer to a delayed-offer INVITE: its PRACK
+   * must carry the answer, so it waits for the caller's PRACK (see onEarlyAnswer). Once sent,
+   * `answeredInPrackB` says the offer/answer is done and the ACK to the PBX's 2xx has no SDP.
+   */
+  private heldPrackB: { rseq: number; cseq: number } | null = null;
+  private answeredInPrackB = false;
   /** Session-timer supervision (see enforceSessionExpiry) and the maximum-duration timer. */
   private sessionTimer: NodeJS.Timeout | null = null;
   private maxDurationTimer: NodeJS.Timeout | null = null;
@@ -230,7 +240,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.inviteA = opts.invite;
     const rq = opts.invite;
     this.reliableA = optionTags(rq.headers.require).includes('100rel');
-    this.reliableB = hasSdp(rq);
+    this.reliableB = hasSdp(rq) || this.reliableA;
     this.rseq = 1 + Math.floor(Math.random() * 0x3fffffff);
     const gw = `${opts.stack.publicAddress}:${opts.stack.port}`;
     const aTransport = opts.remote.protocol.toLowerCase() === 'tcp' ? ';transport=tcp' : '';
@@ -347,7 +357,9 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     if (rs.status < 300) {
       this.b.updateFromResponse(rs);
       const answer = this.earlyAnswerB ?? undefined;
-      if (!this.ack2xx('b', rs.headers.cseq.seq, !hasSdp(this.inviteA) && hasSdp(rs), answer)) return;
+      // After an offer/answer in a reliable provisional and voiceguard's PRACK, SDP in the 2xx is no offer.
+      const offerIn2xx = !hasSdp(this.inviteA) && hasSdp(rs) && !this.answeredInPrackB;
+      if (!this.ack2xx('b', rs.headers.cseq.seq, offerIn2xx, answer)) return;
       let content: string | undefined = rs.content;
       if (hasSdp(rs)) {
         try {
@@ -500,16 +512,33 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
    * delayed-offer ACK without an answer.
    */
   private onEarlyAnswer(rq: SipRequest): void {
+    let answer: string | null = null;
     if (!hasSdp(rq)) {
       this.log.warn({ event: 'sip.prack_without_answer' }, 'PRACK without the SDP answer to the early offer');
+    } else {
+      try {
+        answer = this.opts.delegate.rewriteSdp('a', rq.content ?? '', 'answer');
+      } catch (err) {
+        this.log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'SDP answer in PRACK refused');
+      }
+    }
+    const held = this.heldPrackB;
+    if (held) {
+      this.heldPrackB = null;
+      if (answer === null) {
+        // The PBX's offer cannot be answered: end the attempt on both legs.
+        this.cancelB();
+        this.finalA(488, 'Not Acceptable Here', { reason: NO_PRACK_ANSWER_REASON });
+        this.end('error', 488);
+        return;
+      }
+      this.earlyOfferA = 'answered';
+      this.answeredInPrackB = true;
+      this.sendPrackB(held.rseq, held.cseq, answer);
       return;
     }
-    try {
-      this.earlyAnswerB = this.opts.delegate.rewriteSdp('a', rq.content ?? '', 'answer');
-    } catch (err) {
-      this.log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'SDP answer in PRACK refused');
-      return;
-    }
+    if (answer === null) return;
+    this.earlyAnswerB = answer;
     this.earlyOfferA = 'answered';
     if (this.pendingAck?.leg === 'b') this.releaseHeldAck(this.earlyAnswerB);
   }
@@ -538,13 +567,24 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       return false;
     }
     this.lastRseqB = rseq;
-    const prack = this.b.makeRequest('PRACK', { RAck: `${rseq} ${rs.headers.cseq.seq} INVITE` });
+    if (!hasSdp(this.inviteA) && hasSdp(rs) && this.earlyOfferA === 'none' && !this.answeredInPrackB) {
+      // The offer to a delayed-offer INVITE: its PRACK carries the caller's answer, later.
+      this.heldPrackB = { rseq, cseq: rs.headers.cseq.seq };
+      return true;
+    }
+    this.sendPrackB(rseq, rs.headers.cseq.seq);
+    return true;
+  }
+
+  private sendPrackB(rseq: number, cseq: number, answer?: string): void {
+    const prack = this.b.makeRequest('PRACK', { RAck: `${rseq} ${cseq} INVITE` }, answer);
     delete prack.headers.contact; // PRACK is no target refresh
+    if (answer === undefined) delete prack.headers['content-type'];
+    else prack.headers['content-type'] = 'application/sdp';
     this.stack.send(prack, (r) => {
       if (r.status >= 300)
         this.log.warn({ event: 'sip.prack_rejected', status: r.status }, 'the PBX refused our PRACK');
     });
-    return true;
   }
 
   /** A final non-2xx toward the caller (if none was sent yet). */

@@ -192,6 +192,28 @@ describe('gateway signalling with sipp', () => {
     expect(gw.events('sip.prack_without_answer')).toHaveLength(1);
   });
 
+  it("100rel on both legs and a delayed offer: the PBX's reliable 183 carries the offer, and voiceguard's PRACK to it the caller's answer; the ACK then has no SDP", async () => {
+    const before = ended().length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-100rel-early-offer.xml' },
+      { scenario: 'caller-100rel-delayed-offer.xml', pauseMs: 200 },
+    );
+    expectBothPassed(r);
+    expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
+  });
+
+  it('100rel on both legs and a delayed offer whose PRACK brings no answer: the PBX gets a CANCEL, the caller 488 with Reason', async () => {
+    const before = ended().length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-100rel-early-offer-no-answer.xml' },
+      { scenario: 'caller-100rel-delayed-offer-prack-no-answer.xml' },
+    );
+    expectBothPassed(r);
+    expect(ended().slice(before)).toEqual([{ reason: 'error', sipStatus: 488 }]);
+  });
+
   it('works over TCP from the trunk', async () => {
     const r = await callThrough(
       gw,
