@@ -247,6 +247,27 @@ describe('delayed offer, no ACK from the caller', () => {
   });
 });
 
+describe('sip.enforceSessionExpiry false', () => {
+  let lax: TestGateway;
+  beforeAll(async () => {
+    lax = await startGateway({ 'sip.enforceSessionExpiry': false });
+  });
+  afterAll(async () => {
+    await lax?.stop();
+  });
+
+  it('a session that is not refreshed is left to the endpoints: the caller hangs up after the interval', async () => {
+    const r = await callThrough(
+      lax,
+      { scenario: 'pbx-session-no-refresh.xml' },
+      { scenario: 'caller-session-no-refresh.xml' },
+    );
+    expectBothPassed(r);
+    expect(lax.events('call.ended').map((e) => e.reason)).toEqual(['bye-caller']);
+    expect(lax.events('sip.session_expired')).toHaveLength(0);
+  });
+});
+
 describe('100rel, the caller never PRACKs', () => {
   let fast: TestGateway;
   beforeAll(async () => {
