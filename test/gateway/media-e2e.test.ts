@@ -331,6 +331,43 @@ describe('media end to end, policy onSynthetic=drop', () => {
   });
 });
 
+describe('media.forkOnEarlyMedia: analysis from the 183 instead of the answer', () => {
+  let early: TestGateway;
+  let late: TestGateway;
+  beforeAll(async () => {
+    const policy = { 'policy.defaults': { onSynthetic: 'log' } };
+    early = await startGateway({ ...modelOverrides, ...policy, 'media.forkOnEarlyMedia': true });
+    late = await startGateway({ ...modelOverrides, ...policy });
+  });
+  afterAll(async () => {
+    await early?.stop();
+    await late?.stop();
+  });
+
+  /** The PBX answers 5 s after its 183; the caller talks (the TTS clip) from the 183 on. */
+  async function earlyMediaCall(gw: TestGateway): Promise<{ verdictsBeforeAnswer: string[] }> {
+    const from = gw.logs.length;
+    const r = await sippCall(gw, 'pbx-early-media-slow.xml', 'caller-pcap-early.xml', tts, { pauseMs: 500 });
+    expectBothPassed(r);
+    const started = Number(since(gw, from, 'call.started')[0]!.time);
+    return {
+      verdictsBeforeAnswer: since(gw, from, 'call.verdict')
+        .filter((l) => Number(l.time) - started < 5000)
+        .map((l) => String(l.verdict)),
+    };
+  }
+
+  it("on: the caller's early-media speech reaches a verdict before the PBX answers", async () => {
+    const { verdictsBeforeAnswer } = await earlyMediaCall(early);
+    expect(verdictsBeforeAnswer).toHaveLength(1);
+  });
+
+  it('off (default): nothing is analysed before the answer', async () => {
+    const { verdictsBeforeAnswer } = await earlyMediaCall(late);
+    expect(verdictsBeforeAnswer).toEqual([]);
+  });
+});
+
 describe('media end to end, policy onSynthetic=warn (sipp caller + TypeScript PBX)', () => {
   let gw: TestGateway;
   const pbx = new TsPbx();
