@@ -308,3 +308,45 @@ describe('MediaRelay lifecycle and port pool', () => {
     await s2.close();
   });
 });
+
+describe('MediaRelay sharding over worker threads', () => {
+  it('opens a new worker per media.callsPerWorker calls up to media.workers, then fills the least busy; calls on every worker relay', async () => {
+    const relay = await createMediaRelay(mediaCfg({ workers: 2, callsPerWorker: 2 }), silentLogger);
+    cleanup.push(() => relay.close());
+    const sessions: MediaSession[] = [];
+    const workersAfter: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      sessions.push(await relay.allocate(`call-${i}`));
+      workersAfter.push(relay.stats().workers);
+    }
+    // Calls 1-2 share the first worker, call 3 opens the second; at the cap of 2 the rest are spread.
+    expect(workersAfter).toEqual([1, 1, 2, 2, 2]);
+    // Every session relays, whichever worker holds it.
+    for (const [i, s] of sessions.entries()) {
+      const a = await peer();
+      const b = await peer();
+      cleanup.push(
+        () => a.close(),
+        () => b.close(),
+      );
+      s.setPayloadMap('a', { 0: 'pcmu' });
+      s.setPayloadMap('b', { 0: 'pcmu' });
+      s.setRemote('a', { address: '127.0.0.1', rtpPort: a.port });
+      s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+      await a.send(rtp(1, 160, 0x100 + i, payload()), s.local('a').rtpPort);
+      await waitFor(() => b.got.length === 1, 3000, `call ${i} relays`);
+    }
+    await waitFor(() => relay.stats().sessions === 5, 3000, 'five sessions');
+    // Below the cap, a worker with a free place is used before another one is opened.
+    const wide = await createMediaRelay(mediaCfg({ workers: 3, callsPerWorker: 2 }), silentLogger);
+    cleanup.push(() => wide.close());
+    const w = [];
+    for (let i = 0; i < 4; i++) w.push(await wide.allocate(`wide-${i}`));
+    expect(wide.stats().workers).toBe(2);
+    await w[0]!.close();
+    await wide.allocate('wide-4');
+    expect(wide.stats().workers).toBe(2);
+    await wide.allocate('wide-5');
+    expect(wide.stats().workers).toBe(3);
+  });
+});
