@@ -372,7 +372,11 @@ describe('media end to end, policy onSynthetic=warn (sipp caller + TypeScript PB
   let gw: TestGateway;
   const pbx = new TsPbx();
   beforeAll(async () => {
-    gw = await startGateway({ ...modelOverrides, 'policy.defaults': { onSynthetic: 'warn' } });
+    gw = await startGateway({
+      ...modelOverrides,
+      'policy.defaults': { onSynthetic: 'warn' },
+      'actions.warnToneMs': 600, // not the default 400, so the length below checks the setting is used
+    });
     await pbx.start(gw.pbxPort);
   });
   afterAll(async () => {
@@ -412,6 +416,13 @@ describe('media end to end, policy onSynthetic=warn (sipp caller + TypeScript PB
     // caller's own audio): the tone came from the gateway.
     expect(toneBlocks(afterWarn, f1).length, `${f1} Hz after warn`).toBeGreaterThan(4);
     expect(toneBlocks(afterWarn, f2).length, `${f2} Hz after warn`).toBeGreaterThan(4);
+    // Each beep lasts actions.warnToneMs: 50 ms blocks every 25 ms, so about warnToneMs / 25 hits.
+    const beepBlocks = gw.server.config.actions.warnToneMs / 25;
+    for (const f of [f1, f2]) {
+      const n = toneBlocks(afterWarn, f).length;
+      expect(n, `${f} Hz beep length`).toBeGreaterThanOrEqual(beepBlocks - 3);
+      expect(n, `${f} Hz beep length`).toBeLessThanOrEqual(beepBlocks + 3);
+    }
     expect(toneBlocks(beforeWarn, f1)).toHaveLength(0);
     expect(toneBlocks(tts.samples, f1)).toHaveLength(0);
     expect(toneBlocks(tts.samples, f2)).toHaveLength(0);
