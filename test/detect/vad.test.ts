@@ -153,3 +153,17 @@ describe('voice-activity gate', () => {
     expect(lowThreshold.length).toBeGreaterThan(0);
   });
 });
+
+describe('voice-activity gate options', () => {
+  it('minSpeechMs: a voiced run shorter than it is not speech, a longer one is', () => {
+    // Three 120 ms bursts of speech-like audio, 600 ms apart.
+    const burst = speechLikeSignal(120, 5);
+    const short = concat([silence(400), burst, silence(600), burst, silence(600), burst, silence(400)]);
+    expect(speechRegions(short)).toEqual([]); // the default 200 ms
+    expect(speechRegions(short, { minSpeechMs: 80 }).length).toBe(3);
+    // One 600 ms run.
+    const long = concat([silence(400), speechLikeSignal(600, 6), silence(400)]);
+    expect(speechRegions(long).length).toBe(1);
+    expect(speechRegions(long, { minSpeechMs: 1000 })).toEqual([]);
+  });
+});
