@@ -1,6 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { LiveCall, LiveCallSource } from './api/live-calls.js';
-import { sipResponses } from './api/metrics.js';
+import { sipResponses, trunkRegistered } from './api/metrics.js';
 import type { CallEventBus, CallId } from './call-events.js';
 import type { Config } from './config/schema.js';
 import type { DetectorEngine } from './detect/engine.js';
@@ -11,6 +11,7 @@ import type { CallFacts, CallPolicy } from './policy/evaluate.js';
 import { GatewayCall } from './gateway-call.js';
 import type { MediaRelayLike, MediaSessionLike } from './gateway-types.js';
 import { B2bua } from './sip/b2bua.js';
+import { Registration } from './sip/registration.js';
 import type { B2buaTarget } from './sip/b2bua-call.js';
 import type { SipRemote, SipRequest } from './sip/sip-stack.js';
 import { parseUri } from './sip/sip-stack.js';
@@ -53,6 +54,8 @@ export class Gateway {
   private trunkMatchers: { name: string; match: AddressMatcher }[];
   private readonly idleWaiters: (() => void)[] = [];
   private readonly publicAddress: string;
+  /** Registrations of registration-based trunks (sip.trunks[].register). */
+  readonly registrations: Registration[];
   readonly live: LiveCallSource;
 
   constructor(private readonly deps: GatewayDeps) {
@@ -79,6 +82,23 @@ export class Gateway {
       },
     });
     this.live = { list: () => this.listLive() };
+    this.registrations = sip.trunks
+      .filter((t) => t.register !== null)
+      .map((t) => {
+        trunkRegistered.set({ trunk: t.name }, 0);
+        return new Registration(
+          { trunk: t.name, ...t.register! },
+          {
+            send: (rq, onResponse) => this.b2bua.request(rq, onResponse),
+            contactHost: publicAddress,
+            contactPort: sip.listen.port,
+            userAgent: sip.userAgent,
+            logger: deps.logger.child({ layer: 'sip' }),
+            onState: (state) => trunkRegistered.set({ trunk: t.name }, state === 'registered' ? 1 : 0),
+          },
+        );
+      });
+    for (const r of this.registrations) r.start();
     this.log.info(
       {
         event: 'sip.listening',
@@ -113,6 +133,13 @@ export class Gateway {
       this.log.warn(
         { event: 'config.restart_required', key: 'sip.listen' },
         'listening address changed: takes effect after a restart',
+      );
+    }
+    const registers = (c: Config) => JSON.stringify(c.sip.trunks.map((t) => t.register));
+    if (registers(config) !== registers(this.config)) {
+      this.log.warn(
+        { event: 'config.restart_required', key: 'sip.trunks.register' },
+        'trunk registrations changed: take effect after a restart',
       );
     }
     this.config = config;
@@ -355,6 +382,8 @@ export class Gateway {
 
   async close(): Promise<void> {
     for (const e of [...this.calls.values()]) e.call.finish('shutdown', null);
+    // Remove the trunk bindings while the SIP stack can still send (at most 2 s).
+    await Promise.all(this.registrations.map((r) => r.stop()));
     await this.b2bua.close();
   }
 }

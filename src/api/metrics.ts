@@ -177,6 +177,13 @@ export function observeGateway(src: GatewayStatsSource): () => void {
   };
 }
 
+export const trunkRegistered = new Gauge({
+  name: 'voiceguard_trunk_registered',
+  help: 'Trunk registrations (sip.trunks[].register): 1 while the binding is in place, 0 otherwise',
+  labelNames: ['trunk'] as const,
+  registers: [metrics],
+});
+
 export const sipResponses = new Counter({
   name: 'voiceguard_sip_responses_total',
   help: 'SIP final responses sent or relayed to the caller, by status code',

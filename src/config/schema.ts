@@ -60,9 +60,42 @@ export const ConfigSchema = z.strictObject({
               .array(z.string())
               .min(1)
               .describe('Source IP addresses or CIDR ranges of this trunk'),
+            register: z
+              .strictObject({
+                registrar: z
+                  .string()
+                  .min(1)
+                  .describe("The carrier's registrar, host or host:port (e.g. sip.carrier.example:5060)"),
+                transport: z.enum(['udp', 'tcp']).default('udp').describe('Transport toward the registrar'),
+                aor: z
+                  .string()
+                  .regex(/^sips?:/, 'a SIP URI, e.g. sip:4930123456@sip.carrier.example')
+                  .describe(
+                    'Address of record to register (To/From), e.g. sip:4930123456@sip.carrier.example',
+                  ),
+                username: z.string().min(1).describe('Digest user name'),
+                password: z.string().describe('Digest password (keep the config file mode 0600)'),
+                expiresS: z
+                  .number()
+                  .int()
+                  .min(60)
+                  .max(86_400)
+                  .default(300)
+                  .describe('Registration expiry to ask for; refreshed before the granted one runs out'),
+                contactUser: z
+                  .string()
+                  .nullable()
+                  .default(null)
+                  .describe("User part of voiceguard's Contact; null = the AOR's user"),
+              })
+              .nullable()
+              .default(null)
+              .describe(
+                "Register voiceguard's address for this trunk with the carrier, for registration-based trunks: the carrier then sends inbound calls to voiceguard",
+              ),
           }),
         )
-        .default([{ name: 'default', addresses: ['0.0.0.0/0', '::/0'] }])
+        .default([{ name: 'default', addresses: ['0.0.0.0/0', '::/0'], register: null }])
         .describe('SIP trunks (carrier side); calls from these addresses are inbound and get analysed'),
       pbx: hostPort
         .extend({

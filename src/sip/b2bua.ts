@@ -8,6 +8,7 @@ import {
   type MalformedSip,
   type SipRemote,
   type SipRequest,
+  type SipResponse,
 } from './sip-stack.js';
 
 /**
@@ -241,6 +242,11 @@ export class B2bua {
     }
     this.reply(rq, 100);
     this.opts.onInvite(rq, remote);
+  }
+
+  /** An out-of-dialog request of the gateway's own (REGISTER); responses (a 408 on timeout) go to `onResponse`. */
+  request(rq: SipRequest, onResponse: (rs: SipResponse) => void): void {
+    this.stack.send(rq, onResponse);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,79 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { freeUdpPort, runSipp, startGateway, type TestGateway } from './sipp-harness.js';
+
+/**
+ * Registration-based trunks (sip.trunks[].register): voiceguard registers its own address with the
+ * carrier's registrar, played by sipp, which verifies the digest credentials.
+ */
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await sleep(50);
+  }
+}
+
+async function registeredGauge(gw: TestGateway): Promise<number | null> {
+  const text = await (await fetch(`http://127.0.0.1:${gw.server.apiPort}/metrics`)).text();
+  const m = /^voiceguard_trunk_registered\{trunk="carrier"\} (\S+)$/m.exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+function trunk(registrarPort: number) {
+  return {
+    'sip.trunks': [
+      {
+        name: 'carrier',
+        addresses: ['127.0.0.1'],
+        register: {
+          registrar: `127.0.0.1:${registrarPort}`,
+          aor: 'sip:+4930555000@carrier.example',
+          username: '4930555000',
+          password: 's3cret',
+        },
+      },
+    ],
+  };
+}
+
+let gw: TestGateway | null = null;
+afterEach(async () => {
+  await gw?.stop();
+  gw = null;
+});
+
+describe('trunk registration', () => {
+  it('registers with digest credentials, refreshes before the granted expiry, and removes the binding at shutdown', async () => {
+    const port = await freeUdpPort();
+    const registrar = runSipp({ scenario: 'registrar.xml', port, timeoutS: 20 });
+    await sleep(300);
+    gw = await startGateway(trunk(port));
+    // Granted 2 s: refreshed after about 1 s; the refresh is granted an hour.
+    await waitFor(() => gw!.events('sip.registered').length >= 2, 10_000);
+    expect(gw.events('sip.registered').map((e) => e.expiresS)).toEqual([2, 3600]);
+    expect(await registeredGauge(gw)).toBe(1);
+    await gw.stop();
+    expect(gw.events('sip.unregistered')).toHaveLength(1);
+    gw = null;
+    const r = await registrar.done;
+    expect(r.code, r.output + r.errors).toBe(0);
+  });
+
+  it('a refused registration is logged with its status and retried later; the gauge stays 0', async () => {
+    const port = await freeUdpPort();
+    const registrar = runSipp({ scenario: 'registrar-forbidden.xml', port, timeoutS: 20 });
+    await sleep(300);
+    gw = await startGateway(trunk(port));
+    await waitFor(() => gw!.events('sip.register_failed').length >= 1, 10_000);
+    const failed = gw.events('sip.register_failed')[0]!;
+    expect(failed).toMatchObject({ trunk: 'carrier', status: 403, retryInMs: 30_000 });
+    expect(await registeredGauge(gw)).toBe(0);
+    const r = await registrar.done;
+    expect(r.code, r.output + r.errors).toBe(0);
+    await gw.stop();
+    // Never registered: nothing to remove.
+    expect(gw.events('sip.unregistered')).toHaveLength(0);
+    gw = null;
+  });
+});
