@@ -23,6 +23,15 @@ export interface LiveCall {
 
 export interface LiveCallSource {
   list(): LiveCall[];
+  /** Trunk registrations with carriers (sip.trunks[].register), where the gateway has any. */
+  registrations?(): TrunkRegistration[];
+}
+
+export interface TrunkRegistration {
+  trunk: string;
+  state: 'registering' | 'registered' | 'failed' | 'stopped';
+  /** When the binding runs out (ms epoch), while registered. */
+  expiresAtMs: number | null;
 }
 
 const RECENT_SCORES = 120;

@@ -53,6 +53,11 @@ describe('trunk registration', () => {
     await waitFor(() => gw!.events('sip.registered').length >= 2, 10_000);
     expect(gw.events('sip.registered').map((e) => e.expiresS)).toEqual([2, 3600]);
     expect(await registeredGauge(gw)).toBe(1);
+    const health = (await (await fetch(`http://127.0.0.1:${gw.server.apiPort}/health`)).json()) as {
+      registrations: { trunk: string; state: string; expiresAtMs: number }[];
+    };
+    expect(health.registrations).toMatchObject([{ trunk: 'carrier', state: 'registered' }]);
+    expect(health.registrations[0]!.expiresAtMs - Date.now()).toBeGreaterThan(3500_000);
     await gw.stop();
     expect(gw.events('sip.unregistered')).toHaveLength(1);
     gw = null;
@@ -69,6 +74,10 @@ describe('trunk registration', () => {
     const failed = gw.events('sip.register_failed')[0]!;
     expect(failed).toMatchObject({ trunk: 'carrier', status: 403, retryInMs: 30_000 });
     expect(await registeredGauge(gw)).toBe(0);
+    const health = (await (await fetch(`http://127.0.0.1:${gw.server.apiPort}/health`)).json()) as {
+      registrations: unknown[];
+    };
+    expect(health.registrations).toEqual([{ trunk: 'carrier', state: 'failed', expiresAtMs: null }]);
     const r = await registrar.done;
     expect(r.code, r.output + r.errors).toBe(0);
     await gw.stop();

@@ -9,7 +9,11 @@ import type { SipRequest, SipResponse } from '../../src/sip/sip-stack.js';
  * repeated challenges cannot be caused quickly with a real one; the sipp tests in
  * test/gateway/registration.test.ts cover the real exchange).
  */
-function harness(answer: (rq: SipRequest, n: number) => Partial<SipResponse> & { status: number }) {
+interface Answer {
+  status: number;
+  headers?: Record<string, unknown>;
+}
+function harness(answer: (rq: SipRequest, n: number) => Answer) {
   const sent: SipRequest[] = [];
   const logs: Record<string, unknown>[] = [];
   const logger = pino(
@@ -37,7 +41,9 @@ function harness(answer: (rq: SipRequest, n: number) => Partial<SipResponse> & {
       send: (rq, onResponse) => {
         sent.push(rq);
         const a = answer(rq, sent.length);
-        queueMicrotask(() => onResponse({ reason: '', headers: {}, ...a } as SipResponse));
+        queueMicrotask(() =>
+          onResponse({ reason: '', ...a, headers: a.headers ?? {} } as unknown as SipResponse),
+        );
       },
       contactHost: '192.0.2.10',
       contactPort: 5060,
@@ -50,7 +56,7 @@ function harness(answer: (rq: SipRequest, n: number) => Partial<SipResponse> & {
   return { reg, sent, logs, states };
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const challenge = {
+const challenge: Answer = {
   status: 401,
   headers: { 'www-authenticate': [{ scheme: 'Digest', realm: '"r"', nonce: '"n1"' }] },
 };

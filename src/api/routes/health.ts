@@ -21,6 +21,18 @@ export const healthRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, po
               liveCalls: { type: 'integer' },
               policyVersion: { type: 'integer' },
               storeQueued: { type: 'integer' },
+              registrations: {
+                type: 'array',
+                description: 'Trunk registrations with carriers (sip.trunks[].register)',
+                items: {
+                  type: 'object',
+                  properties: {
+                    trunk: { type: 'string' },
+                    state: { type: 'string', enum: ['registering', 'registered', 'failed', 'stopped'] },
+                    expiresAtMs: { type: ['integer', 'null'] },
+                  },
+                },
+              },
             },
             required: ['status', 'uptimeMs'],
           },
@@ -39,6 +51,7 @@ export const healthRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, po
         liveCalls: live.list().length,
         policyVersion: policy.current().version,
         storeQueued: store.queued,
+        registrations: live.registrations?.() ?? [],
       };
     },
   );
