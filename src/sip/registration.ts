@@ -96,14 +96,30 @@ export class Registration {
     this.setState('stopped');
     if (!wasRegistered) return Promise.resolve();
     return new Promise((resolve) => {
-      const t = setTimeout(resolve, timeoutMs);
-      t.unref();
-      this.send(0, false, () => {
-        clearTimeout(t);
-        this.deps.logger.info(
-          { event: 'sip.unregistered', trunk: this.cfg.trunk },
-          'trunk registration removed',
+      let settled = false;
+      const t = setTimeout(() => {
+        settled = true;
+        this.deps.logger.warn(
+          { event: 'sip.unregister_failed', trunk: this.cfg.trunk, status: null },
+          'no answer to the registration removal; the binding runs out at its expiry',
         );
+        resolve();
+      }, timeoutMs);
+      t.unref();
+      this.send(0, false, (rs) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(t);
+        if (rs.status < 300)
+          this.deps.logger.info(
+            { event: 'sip.unregistered', trunk: this.cfg.trunk },
+            'trunk registration removed',
+          );
+        else
+          this.deps.logger.warn(
+            { event: 'sip.unregister_failed', trunk: this.cfg.trunk, status: rs.status },
+            'registration removal refused; the binding runs out at its expiry',
+          );
         resolve();
       });
     });
@@ -130,7 +146,12 @@ export class Registration {
   }
 
   /** One REGISTER; `challenged`: this one answers a challenge already (a second 401/407 is a failure). */
-  private send(expiresS: number, challenged: boolean, done?: () => void, prev?: SipResponse): void {
+  private send(
+    expiresS: number,
+    challenged: boolean,
+    done?: (rs: SipResponse) => void,
+    prev?: SipResponse,
+  ): void {
     const rq = this.request(expiresS);
     if (prev) digest.signRequest(this.authCtx, rq, prev, this.creds());
     else if ('nonce' in this.authCtx) digest.signRequest(this.authCtx, rq, null, this.creds());
@@ -141,7 +162,7 @@ export class Registration {
         return;
       }
       if (done) {
-        done();
+        done(rs);
         return;
       }
       if (this.stopped) return;

@@ -129,4 +129,25 @@ describe('Registration', () => {
     expect(states).toEqual(['registered', 'stopped']);
     expect(logs.some((l) => l.event === 'sip.unregistered')).toBe(true);
   });
+
+  it('a removal that is refused or not answered is logged as such, and stop() still returns', async () => {
+    const refused = harness((rq) => (rq.headers.expires === '0' ? { status: 500 } : { status: 200 }));
+    refused.reg.start();
+    await sleep(5);
+    await refused.reg.stop();
+    expect(refused.logs.filter((l) => String(l.event).startsWith('sip.unreg'))).toMatchObject([
+      { event: 'sip.unregister_failed', status: 500 },
+    ]);
+    let answering = true;
+    const silent = harness(() => (answering ? { status: 200 } : { status: 0 }));
+    silent.reg.start();
+    await sleep(5);
+    answering = false; // status 0 stands for no answer: the scripted registrar never calls back with a final
+    const t0 = Date.now();
+    await silent.reg.stop(50);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(silent.logs.filter((l) => String(l.event).startsWith('sip.unreg'))).toMatchObject([
+      { event: 'sip.unregister_failed', status: null },
+    ]);
+  });
 });
