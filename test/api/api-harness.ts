@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createApiServer } from '../../src/api/server.js';
+import { BusLiveCalls, type TrunkRegistration } from '../../src/api/live-calls.js';
 import { CallEventBus } from '../../src/call-events.js';
 import { validateConfig } from '../../src/config/load-config.js';
 import type { Config } from '../../src/config/schema.js';
@@ -27,7 +28,10 @@ export interface Harness {
 }
 
 /** A real fastify app over a real SQLite file in a temp dir. */
-export async function startHarness(overrides: Record<string, unknown> = {}): Promise<Harness> {
+export async function startHarness(
+  overrides: Record<string, unknown> = {},
+  extra: { registrations?: () => TrunkRegistration[] } = {},
+): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'vg-api-'));
   const raw: Record<string, unknown> = {
     ...overrides,
@@ -44,7 +48,18 @@ export async function startHarness(overrides: Record<string, unknown> = {}): Pro
   });
   const bus = new CallEventBus();
   store.subscribe(bus);
-  const app = await createApiServer({ config, store, policy, bus, logger: silentLogger });
+  // With trunk registrations to show, the live source is built here (as the gateway's would be).
+  const live = extra.registrations
+    ? Object.assign(new BusLiveCalls(bus, null), { registrations: extra.registrations })
+    : undefined;
+  const app = await createApiServer({
+    config,
+    store,
+    policy,
+    bus,
+    logger: silentLogger,
+    ...(live ? { live } : {}),
+  });
   await app.ready();
   const { token: viewerToken } = store.createToken('viewer-1', 'viewer', 'test');
   return {
@@ -59,6 +74,7 @@ export async function startHarness(overrides: Record<string, unknown> = {}): Pro
     viewer: { authorization: `Bearer ${viewerToken}` },
     async close() {
       await app.close();
+      live?.close();
       policy.close();
       await store.close(); // settles once the checkpoint worker has closed its connection too
       rmSync(dir, { recursive: true, force: true });

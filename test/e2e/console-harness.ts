@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import type { TrunkRegistration } from '../../src/api/live-calls.js';
 import { emitCall, MODEL_DECISION, startHarness, type Harness } from '../api/api-harness.js';
 
 /**
@@ -21,12 +22,17 @@ export interface ConsoleHarness extends Harness {
   shutdown(): Promise<void>;
 }
 
-export async function startConsole(): Promise<ConsoleHarness> {
-  const h = await startHarness({
-    // Every test logs in through the form; the limit itself is covered in test/api.
-    api: { loginRateLimit: { max: 1000, windowMs: 60_000 } },
-    store: { flushIntervalMs: 60_000, flushMaxRows: 1_000_000, maxQueuedRows: 1_000_000 },
-  });
+export async function startConsole(
+  extra: { registrations?: () => TrunkRegistration[] } = {},
+): Promise<ConsoleHarness> {
+  const h = await startHarness(
+    {
+      // Every test logs in through the form; the limit itself is covered in test/api.
+      api: { loginRateLimit: { max: 1000, windowMs: 60_000 } },
+      store: { flushIntervalMs: 60_000, flushMaxRows: 1_000_000, maxQueuedRows: 1_000_000 },
+    },
+    extra,
+  );
   await h.app.listen({ host: '127.0.0.1', port: 0 });
   const addr = h.app.server.address();
   if (!addr || typeof addr === 'string') throw new Error('API server has no TCP address');

@@ -19,11 +19,40 @@ export async function liveView() {
 
   const dot = h('span.live-dot');
   const status = h('span.muted#live-status', 'connecting…');
+  // Trunk registrations with carriers (sip.trunks[].register), from /health; refreshed every 30 s.
+  const trunks = h('div.row#trunk-registrations');
+  const showTrunks = async () => {
+    const health = await get('/health').catch(() => null);
+    const regs = health?.registrations ?? [];
+    trunks.hidden = regs.length === 0;
+    trunks.replaceChildren(
+      ...regs.map((r) =>
+        h(
+          'span.trunk-reg',
+          { 'data-trunk': r.trunk },
+          `Trunk ${r.trunk}: `,
+          badge(
+            r.state,
+            r.state === 'registered' ? 'human' : r.state === 'registering' ? 'unsure' : 'synthetic',
+          ),
+          r.state === 'registered' && r.expiresAtMs
+            ? h('span.muted', ` until ${new Date(r.expiresAtMs).toLocaleTimeString()}`)
+            : null,
+        ),
+      ),
+    );
+  };
+  await showTrunks();
+  const trunkTimer = setInterval(() => {
+    if (!trunks.isConnected) clearInterval(trunkTimer);
+    else void showTrunks();
+  }, 30_000);
   const tbody = h('tbody');
   const count = h('span.muted#live-count');
   const el = h(
     'div',
     h('div.row', h('h1', 'Live calls'), h('div.spacer'), dot, status),
+    trunks,
     h(
       'div.panel',
       h(
