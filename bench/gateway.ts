@@ -24,12 +24,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { encodeMuLaw } from '../src/audio/g711.js';
 import { decodeWav } from '../src/audio/wav.js';
+import { headerLines, headerValue, pcmuSdp, sdpAudioPort } from './sip-text.js';
 
 type Mode = 'baseline' | 'analysed';
 
@@ -96,50 +97,6 @@ async function metric(apiPort: number, name: string): Promise<number> {
   let sum = 0;
   for (const line of text.split('\n')) if (line.startsWith(`${name} `)) sum += Number(line.split(' ')[1]);
   return sum;
-}
-
-function header(msg: string, name: string): string | null {
-  const head = msg.split('\r\n\r\n')[0] ?? '';
-  for (const line of head.split('\r\n').slice(1)) {
-    const i = line.indexOf(':');
-    if (i > 0 && line.slice(0, i).trim().toLowerCase() === name) return line.slice(i + 1).trim();
-  }
-  return null;
-}
-
-function headerLines(msg: string, name: string): string[] {
-  const head = msg.split('\r\n\r\n')[0] ?? '';
-  return head
-    .split('\r\n')
-    .slice(1)
-    .filter(
-      (l) =>
-        l
-          .slice(0, Math.max(0, l.indexOf(':')))
-          .trim()
-          .toLowerCase() === name,
-    );
-}
-
-function sdpPort(msg: string): number | null {
-  const m = /\r\nm=audio (\d+) /.exec(msg);
-  return m ? Number(m[1]) : null;
-}
-
-function sdp(port: number, id: number): string {
-  return [
-    'v=0',
-    `o=bench ${id} 1 IN IP4 127.0.0.1`,
-    's=-',
-    'c=IN IP4 127.0.0.1',
-    't=0 0',
-    `m=audio ${port} RTP/AVP 0 101`,
-    'a=rtpmap:0 PCMU/8000',
-    'a=rtpmap:101 telephone-event/8000',
-    'a=ptime:20',
-    'a=sendrecv',
-    '',
-  ].join('\r\n');
 }
 
 function message(startLine: string, headers: string[], body = ''): Buffer {
@@ -258,7 +215,7 @@ async function run(
   const cfgPath = join(dir, 'voiceguard.json');
   writeFileSync(cfgPath, JSON.stringify(cfg));
   const logPath = join(dir, 'gateway.log');
-  const logFd = (await import('node:fs')).openSync(logPath, 'w');
+  const logFd = openSync(logPath, 'w');
   const child: ChildProcess = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '-c', cfgPath], {
     stdio: ['ignore', logFd, logFd],
   });
@@ -322,7 +279,7 @@ async function run(
           `Contact: <sip:caller@${uacAddr}>`,
           'Max-Forwards: 70',
         ],
-        sdp(s.caller.sock.address().port, s.index),
+        pcmuSdp(s.caller.sock.address().port, 'bench', s.index),
       ),
       sipPort,
       '127.0.0.1',
@@ -358,15 +315,15 @@ async function run(
   // The trunk side: responses to our INVITEs and BYEs; a BYE from the gateway is answered.
   uac.on('message', (buf) => {
     const msg = buf.toString();
-    const callId = header(msg, 'call-id') ?? '';
+    const callId = headerValue(msg, ['call-id']) ?? '';
     const s = byCallId.get(callId);
     if (msg.startsWith('SIP/2.0 ')) {
       const status = Number(msg.slice(8, 11));
-      const cseq = header(msg, 'cseq') ?? '';
+      const cseq = headerValue(msg, ['cseq']) ?? '';
       if (!s) return;
       if (cseq.endsWith('INVITE') && status >= 200) {
-        const to = header(msg, 'to') ?? '';
-        const contact = /<([^>]+)>/.exec(header(msg, 'contact') ?? '')?.[1] ?? null;
+        const to = headerValue(msg, ['to']) ?? '';
+        const contact = /<([^>]+)>/.exec(headerValue(msg, ['contact']) ?? '')?.[1] ?? null;
         if (status < 300) {
           s.toTag = /;tag=([^;>\s]+)/.exec(to)?.[1] ?? null;
           s.gwContact = contact;
@@ -383,7 +340,7 @@ async function run(
             '127.0.0.1',
           );
           if (s.state === 'inviting') {
-            s.caller.remote = sdpPort(msg);
+            s.caller.remote = sdpAudioPort(msg);
             s.state = 'up';
             s.answeredAtMs = performance.now();
             if (measuring) setUp++;
@@ -407,11 +364,11 @@ async function run(
     if (msg.startsWith('BYE ')) {
       uac.send(
         message('SIP/2.0 200 OK', [
-          ...headerLines(msg, 'via'),
-          `From: ${header(msg, 'from')}`,
-          `To: ${header(msg, 'to')}`,
+          ...headerLines(msg, ['via']),
+          `From: ${headerValue(msg, ['from'])}`,
+          `To: ${headerValue(msg, ['to'])}`,
           `Call-ID: ${callId}`,
-          `CSeq: ${header(msg, 'cseq')}`,
+          `CSeq: ${headerValue(msg, ['cseq'])}`,
         ]),
         sipPort,
         '127.0.0.1',
@@ -431,19 +388,19 @@ async function run(
     const msg = buf.toString();
     if (msg.startsWith('SIP/2.0 ')) return;
     const method = msg.slice(0, msg.indexOf(' '));
-    const callId = header(msg, 'call-id') ?? '';
-    const from = header(msg, 'from') ?? '';
-    let to = header(msg, 'to') ?? '';
+    const callId = headerValue(msg, ['call-id']) ?? '';
+    const from = headerValue(msg, ['from']) ?? '';
+    let to = headerValue(msg, ['to']) ?? '';
     const reply = (status: string, extra: string[] = [], body = '') =>
       uas.send(
         message(
           `SIP/2.0 ${status}`,
           [
-            ...headerLines(msg, 'via'),
+            ...headerLines(msg, ['via']),
             `From: ${from}`,
             `To: ${to}`,
             `Call-ID: ${callId}`,
-            `CSeq: ${header(msg, 'cseq')}`,
+            `CSeq: ${headerValue(msg, ['cseq'])}`,
             ...extra,
           ],
           body,
@@ -456,9 +413,13 @@ async function run(
       const s = m ? slots[Number(m[1])] : undefined;
       if (!s) return reply('404 Not Found');
       pbxCalls.set(callId, s);
-      s.pbx.remote = sdpPort(msg);
+      s.pbx.remote = sdpAudioPort(msg);
       if (!/;tag=/.test(to)) to = `${to};tag=pbx${s.index}g${s.generation}`;
-      reply('200 OK', [`Contact: <sip:pbx@${uasAddr}>`], sdp(s.pbx.sock.address().port, s.index));
+      reply(
+        '200 OK',
+        [`Contact: <sip:pbx@${uasAddr}>`],
+        pcmuSdp(s.pbx.sock.address().port, 'bench', s.index),
+      );
     } else if (method === 'BYE' || method === 'CANCEL') {
       pbxCalls.delete(callId);
       reply('200 OK');
@@ -534,6 +495,7 @@ async function run(
   await new Promise((r) => setTimeout(r, 1000));
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
+  closeSync(logFd);
   uac.close();
   uas.close();
   for (const s of slots) {

@@ -84,27 +84,28 @@ export class Gateway {
     this.live = {
       list: () => this.listLive(),
       registrations: () =>
-        this.registrations.map((r, i) => ({
-          trunk: registering[i]!.name,
+        this.registrations.map((r) => ({
+          trunk: r.trunk,
           state: r.state,
           expiresAtMs: r.state === 'registered' ? r.expiresAtMs : null,
         })),
     };
-    const registering = sip.trunks.filter((t) => t.register !== null);
-    this.registrations = registering.map((t) => {
-      trunkRegistered.set({ trunk: t.name }, 0);
-      return new Registration(
-        { trunk: t.name, ...t.register! },
-        {
-          send: (rq, onResponse) => this.b2bua.request(rq, onResponse),
-          contactHost: publicAddress,
-          contactPort: sip.listen.port,
-          userAgent: sip.userAgent,
-          logger: deps.logger.child({ layer: 'sip' }),
-          onState: (state) => trunkRegistered.set({ trunk: t.name }, state === 'registered' ? 1 : 0),
-        },
-      );
-    });
+    this.registrations = sip.trunks
+      .filter((t) => t.register !== null)
+      .map((t) => {
+        trunkRegistered.set({ trunk: t.name }, 0);
+        return new Registration(
+          { trunk: t.name, ...t.register! },
+          {
+            send: (rq, onResponse) => this.b2bua.request(rq, onResponse),
+            contactHost: publicAddress,
+            contactPort: sip.listen.port,
+            userAgent: sip.userAgent,
+            logger: deps.logger.child({ layer: 'sip' }),
+            onState: (state) => trunkRegistered.set({ trunk: t.name }, state === 'registered' ? 1 : 0),
+          },
+        );
+      });
     for (const r of this.registrations) r.start();
     this.log.info(
       {

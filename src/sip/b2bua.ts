@@ -29,7 +29,8 @@ export interface B2buaOptions {
   onFinalInviteResponse?(status: number): void;
 }
 
-const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK';
+/** The methods voiceguard handles (Allow of its OPTIONS answer, 405s and REGISTERs). */
+export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK';
 /**
  * Option tags a caller may Require of us. Session timers are relayed end to end (the PBX and the
  * carrier refresh through us), so `timer` is honoured. `100rel` is served on the caller's leg by

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log.js';
+import { ALLOW } from './b2bua.js';
 import { parseUri, type SipRequest, type SipResponse } from './sip-stack.js';
 
 const require = createRequire(import.meta.url);
@@ -84,6 +85,11 @@ export class Registration {
     this.contactUri = `sip:${user}@${deps.contactHost}:${deps.contactPort}${transport}`;
   }
 
+  /** The trunk this binding belongs to. */
+  get trunk(): string {
+    return this.cfg.trunk;
+  }
+
   start(): void {
     this.send(this.cfg.expiresS, false);
   }
@@ -140,7 +146,7 @@ export class Registration {
         expires: String(expiresS),
         'max-forwards': 70,
         'user-agent': this.deps.userAgent,
-        allow: 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK',
+        allow: ALLOW,
       },
     };
   }
@@ -166,7 +172,7 @@ export class Registration {
         return;
       }
       if (this.stopped) return;
-      if (rs.status >= 200 && rs.status < 300) this.onRegistered(rs, expiresS);
+      if (rs.status < 300) this.onRegistered(rs, expiresS);
       else this.onFailed(rs);
     });
   }

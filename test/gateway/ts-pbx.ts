@@ -1,5 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { parseRtp } from '../../src/media/rtp-packet.js';
+import { headerLines, pcmuSdp } from '../../bench/sip-text.js';
 
 /**
  * A small TypeScript PBX for the end-to-end tests: a real UDP SIP UAS (answers INVITE with
@@ -24,14 +25,6 @@ export interface TsPbxCall {
   answeredAtMs: number;
   bye: string | null;
   byeAtMs: number | null;
-}
-
-function headerLines(msg: string, names: string[]): string[] {
-  const head = msg.split('\r\n\r\n')[0] ?? '';
-  return head
-    .split('\r\n')
-    .slice(1)
-    .filter((l) => names.includes(l.slice(0, l.indexOf(':')).trim().toLowerCase()));
 }
 
 export class TsPbx {
@@ -89,19 +82,7 @@ export class TsPbx {
   private onSip(msg: string, rinfo: RemoteInfo): void {
     const method = msg.slice(0, msg.indexOf(' '));
     if (method === 'INVITE') {
-      const sdp = [
-        'v=0',
-        'o=tspbx 1 1 IN IP4 127.0.0.1',
-        's=-',
-        'c=IN IP4 127.0.0.1',
-        't=0 0',
-        `m=audio ${this.rtpPort} RTP/AVP 0 101`,
-        'a=rtpmap:0 PCMU/8000',
-        'a=rtpmap:101 telephone-event/8000',
-        'a=ptime:20',
-        'a=sendrecv',
-        '',
-      ].join('\r\n');
+      const sdp = pcmuSdp(this.rtpPort, 'tspbx');
       const callId = headerLines(msg, ['call-id', 'i'])[0];
       if (!this.calls.some((c) => headerLines(c.invite, ['call-id', 'i'])[0] === callId)) {
         this.calls.push({ invite: msg, ack: null, answeredAtMs: Date.now(), bye: null, byeAtMs: null });
