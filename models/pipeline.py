@@ -582,6 +582,59 @@ def lpc_resynth(x, rng, order=12, frame=160):
 
 # ---------------------------------------------------------------- training
 
+# (Held-out evaluation data that prepare() never touches, so it sits below the marker that keys the
+# prepared-data cache.) Acted dialogue from Fish Fillets NG's Czech and Dutch dubs (fillets-ng-data-cs, -nl; GPL-2.0): about 100 and
+# 90 minutes of two voice actors each (the small fish "m" and the big fish "v", named in each file name) and a
+# few minor characters. Never trained on. They enlarge the held-out human sets where they were thinnest:
+# the 259 validation humans that calibration and the drop bound are fitted on (Czech) and the other-language
+# test humans (Dutch). One language each, so validation and test share no voice.
+DIALOGUE_HUMAN_PACKAGES = ["fillets-ng-data-cs", "fillets-ng-data-nl"]
+DIALOGUE_SPLIT = {"cs": "val", "nl": "xtest"}
+
+
+def human_held_out():
+    """The held-out human groups, as the model's JSON and card name them."""
+    return ("fsdd:nicolas; hashed 35% of librispeech and tortoise-voice speaker groups (15% val, 20% test); gcin Mandarin phrases ("
+            + ("1/4 val, " if GCIN_VAL else "") + "1/4 test); Fish Fillets NG acted dialogue: Czech (val), Dutch (other-language test)")
+
+
+def dialogue_human():
+    """Clips of one character's consecutive lines within one game level, joined with 0.2-0.5 s pauses until
+    they hold at least 6 s of speech (a tail of 3-6 s is kept); split by language (DIALOGUE_SPLIT)."""
+    tree = ensure_debian(DIALOGUE_HUMAN_PACKAGES, "dialogue")
+    if tree is None:
+        raise SystemExit(f"cannot fetch {' '.join(DIALOGUE_HUMAN_PACKAGES)} with apt-get download; the held-out human "
+                         "sets need them (without them calibration and the drop bound would be fitted on other data)")
+    root = os.path.join(tree, "usr", "share", "games", "fillets-ng", "sound")
+    rng = np.random.default_rng(5)
+    clips = []
+    for lang, split in sorted(DIALOGUE_SPLIT.items()):
+        for level in sorted(os.listdir(root)):
+            by_voice = {}
+            for f in sorted(glob.glob(os.path.join(root, level, lang, "*.ogg"))):
+                parts = os.path.basename(f)[:-4].split("-")  # level-voice-line, e.g. bar-m-dost0
+                if len(parts) >= 3 and parts[0] and parts[1]:
+                    by_voice.setdefault(parts[1], []).append(f)
+            for voice, files in sorted(by_voice.items()):
+                cur, n = [], 0
+                for i, f in enumerate(files):
+                    y = _read_8k(f)
+                    if len(y) >= 2400:
+                        cur += [y, np.zeros(int(rng.integers(1600, 4000)), dtype=np.float32)]
+                        n += len(y)
+                    if n >= 6 * SR or (i == len(files) - 1 and n >= 3 * SR):
+                        clips.append(dict(audio=np.concatenate(cur).astype(np.float32), label=0, system="fillets-dialogues", language=lang,
+                                          group=f"fillets:{lang}:{voice}", split=split, source=os.path.relpath(os.path.join(root, level, lang), tree),
+                                          license="GPL-2.0"))
+                        cur, n = [], 0
+    counts = {}
+    for c in clips:
+        counts[c["group"]] = counts.get(c["group"], 0) + 1
+    log("acted dialogue (held out):", {k: v for k, v in sorted(counts.items()) if v >= 20}, "+", sum(v for v in counts.values() if v < 20), "clips of minor voices")
+    return clips
+
+
+
 def random_crop(x, rng, n=None):
     n = WIN if n is None else n
     if len(x) < n:
@@ -822,20 +875,52 @@ def parity(model, path, clips):
 
 # ---------------------------------------------------------------- stages
 
-def choose_decision(val_llrs, val_labels, weight):
-    """Pick SPRT bounds on held-out val systems: the smallest drop bound whose human false-drop
-    rate is <= 1%, a warn bound at half of it, and a symmetric human bound."""
+def calibrate(run, clips):
+    """Platt calibration on the held-out VAL split (systems and humans never trained on), then the SPRT
+    bounds (choose_decision) on the calibrated val clips. Returns (scale, bias, decision)."""
+    from sklearn.linear_model import LogisticRegression
+
+    val = [c for c in clips if c["split"] == "val"]
+    val_logits = score_clips(run, val, seed=99)
+    X = np.concatenate(val_logits)[:, None]
+    Y = np.concatenate([[c["label"]] * len(l) for c, l in zip(val, val_logits)])
+    lr = LogisticRegression(class_weight="balanced").fit(X, Y)
+    scale, bias = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    log(f"calibration: llr = {scale:.4f} * logit + {bias:.4f}")
+    decision = choose_decision([scale * l + bias for l in val_logits], [c["label"] for c in val], HOP / WIN,
+                               populations=[human_population(c) for c in val])
+    return scale, bias, decision
+
+
+def human_population(c):
+    """The population a validation human clip is counted in for the drop bound: the acted dialogue by
+    voice, everything else by source."""
+    return c["group"] if c["system"] == "fillets-dialogues" else c["system"]
+
+
+def choose_decision(val_llrs, val_labels, weight, populations=None, min_population=50):
+    """Pick SPRT bounds on held-out val systems: the smallest drop bound whose human false-drop rate is
+    <= 1%, pooled and in every human population of at least `min_population` clips (so a large, easy
+    population cannot spend the budget that a harder one needs), a warn bound at half of it, and a
+    symmetric human bound."""
     max_windows = 11  # 6 s of speech
+    populations = populations if populations is not None else [None] * len(val_labels)
+    sizes = {}
+    for p, y in zip(populations, val_labels):
+        if y == 0 and p is not None:
+            sizes[p] = sizes.get(p, 0) + 1
+    big = {p for p, n in sizes.items() if n >= min_population}
     best = None
     for upper in np.arange(1.0, 15.01, 0.25):
-        hum = [sprt(l, upper, -upper, weight, max_windows)[0] for l, y in zip(val_llrs, val_labels) if y == 0]
-        fp = np.mean([v == "synthetic" for v in hum]) if hum else 0
-        if fp <= 0.01:
+        hum = [(sprt(l, upper, -upper, weight, max_windows)[0] == "synthetic", p) for l, y, p in zip(val_llrs, val_labels, populations) if y == 0]
+        rates = [np.mean([d for d, _ in hum])] if hum else [0.0]
+        rates += [np.mean([d for d, q in hum if q == p]) for p in sorted(big)]
+        if max(rates) <= 0.01:
             best = float(upper)
             break
     best = best or 15.0
     return dict(dropLlr=round(best, 2), warnLlr=round(best / 2, 2), humanLlr=round(-best, 2), maxListenMs=6000,
-                evidenceWeight=weight)
+                evidenceWeight=weight, humanPopulations=sorted(big))
 
 
 def evaluate(run, clips, meta):
@@ -928,8 +1013,13 @@ def evaluate(run, clips, meta):
         xs = clip_scores(xl)
         xdec = [sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] for l in xl]
         rows = {}
-        for name in sorted({c["system"] for c in xtest}) + ["all"]:
-            idx = [i for i, c in enumerate(xtest) if name in ("all", c["system"])]
+        # One row per source, one per voice of the acted dialogue (a single voice can be flagged far more
+        # often than its source's average), and all of them.
+        voices = sorted({c["group"] for c in xtest if c["system"] == "fillets-dialogues"})
+        for name in sorted({c["system"] for c in xtest}) + [f"fillets-dialogues / {g}" for g in voices] + ["all"]:
+            idx = [i for i, c in enumerate(xtest) if name in ("all", c["system"], f"{c['system']} / {c['group']}")]
+            if len(idx) < 20:
+                continue
             rows[name] = dict(clips=len(idx), languages=len({xtest[i]["language"] for i in idx}),
                               flaggedRate=float(np.mean(xs[idx] > 0)), falseDropRate=float(np.mean([xdec[i] == "synthetic" for i in idx])))
         report["heldOutOtherLanguageHumans"] = rows
@@ -1082,28 +1172,20 @@ def stage_all(args):
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     clips = prepare(args, rng)
+    # Checkpoints are picked on the prepared validation split; the acted dialogue joins afterwards, for
+    # calibration, the drop bound and the report.
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine)
+    clips += dialogue_human()
     summary = {}
     for c in clips:
         k = f"{c['split']}/{'synthetic' if c['label'] else 'human'}"
         summary[k] = summary.get(k, 0) + 1
     log("clips per split:", summary)
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine)
     onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
     export(model, onnx_path)
     parity(model, onnx_path, clips)
     run, _ = ort_runner(onnx_path)
-    # Platt calibration on held-out VAL systems (never training systems).
-    from sklearn.linear_model import LogisticRegression
-
-    val = [c for c in clips if c["split"] == "val"]
-    val_logits = score_clips(run, val, seed=99)
-    X = np.concatenate(val_logits)[:, None]
-    Y = np.concatenate([[c["label"]] * len(l) for c, l in zip(val, val_logits)])
-    lr = LogisticRegression(class_weight="balanced").fit(X, Y)
-    scale, bias = float(lr.coef_[0, 0]), float(lr.intercept_[0])
-    log(f"calibration: llr = {scale:.4f} * logit + {bias:.4f}")
-    weight = HOP / WIN
-    decision = choose_decision([scale * l + bias for l in val_logits], [c["label"] for c in val], weight)
+    scale, bias, decision = calibrate(run, clips)
     meta = dict(
         name="voiceguard-detector", version=args.version, createdAt=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         sampleRateHz=SR, windowSamples=WIN, hopSamples=HOP,
@@ -1116,7 +1198,7 @@ def stage_all(args):
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB,
                       valSplit=args.val_split,
-                      humanHeldOut="fsdd:nicolas; hashed 35% of librispeech and tortoise-voice speaker groups (15% val, 20% test); gcin Mandarin phrases (" + ("1/4 val, " if GCIN_VAL else "") + "1/4 test)",
+                      humanHeldOut=human_held_out(),
                       augmentation="RawBoost-style (convolutive, impulsive, non-linear) on half the crops; telephone channel (level, band-limit, noise/hum 10-30 dB, clipping, G.711 mu/A-law, 1-5% loss with concealment), both classes",
                       extraData="espeak-ng en+cmn, flite (held out), Asterisk prompts, gcin Mandarin syllables, copy-synthesis (STFT/mel Griffin-Lim, LPC" + (", neural vocoders (" + args.vocoder_archs + ") trained on the train human clips" if args.neural_vocoded else "") + ")"),
     )
@@ -1177,7 +1259,9 @@ def write_eval_md(r, meta):
             L.append(f"| {k} | {v['clips']} | {held_out_cells(v)} | {v['reason']} |")
     if r.get("heldOutOtherLanguageHumans"):
         L += ["", "## Held-out human speakers in other languages (Debian recordings, never trained on)", "",
-              "One Asterisk speaker (it_IT_m_Carlo) and every third KTuberling/KLettres language and Hedgewars voice.",
+              "One Asterisk speaker (it_IT_m_Carlo), every third KTuberling/KLettres language and Hedgewars voice, and",
+              "the Dutch dub of Fish Fillets NG (acted dialogue; rows per voice with 20 clips or more). Rows that",
+              "contain \" / \" are parts of the source row above them.",
               "Flagged: mean LLR > 0. Dropped: the sequential decision reaches the drop bound.", "",
               "| source | clips | languages | flagged | dropped |", "|---|---|---|---|---|"]
         for k, v in r["heldOutOtherLanguageHumans"].items():
@@ -1197,7 +1281,9 @@ def write_eval_md(r, meta):
 
 
 def stage_eval(args):
-    """Re-evaluate the committed model on the held-out test split (npm run model:eval)."""
+    """Re-evaluate the committed model on the held-out test split (npm run model:eval). The `recal` stage
+    first re-fits calibration and the SPRT bounds on today's validation split (same weights; e.g. after the
+    held-out human sets grew), then writes the JSON and the fixtures' reference scores as `all` would."""
     onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
     meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
     global WIN, HOP
@@ -1210,12 +1296,34 @@ def stage_eval(args):
                          f"test system would count its training clips; keep it in --seen-systems")
     RELATED_SYSTEMS.clear()
     RELATED_SYSTEMS.update(meta["training"].get("relatedSystems", {}))
-    clips = load_corpus() + ensure_local_tts() + local_human() + [c for c in extra_human() if c["split"] == "xtest"]
+    clips = load_corpus() + ensure_local_tts() + local_human() + [c for c in extra_human() if c["split"] == "xtest"] + dialogue_human()
     run, _ = ort_runner(onnx_path)
+    if args.stage == "recal":
+        # Same weights, calibration and bounds re-fitted on today's validation split (e.g. after it grew).
+        scale, bias, decision = calibrate(run, clips)
+        meta["calibration"].update(scale=scale, bias=bias,
+                                   fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups")
+        meta["decision"] = decision
+        meta["training"]["humanHeldOut"] = human_held_out()
+        meta["version"] = args.version
+        meta["recalibratedAt"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for k in [k for k in meta["training"]["clips"] if not k.startswith("train/")]:
+            del meta["training"]["clips"][k]
+        for c in clips:  # the held-out counts as re-fitted and evaluated; training counts as trained
+            if c["split"] != "train":
+                k = f"{c['split']}/{'synthetic' if c['label'] else 'human'}"
+                meta["training"]["clips"][k] = meta["training"]["clips"].get(k, 0) + 1
     report = evaluate(run, clips, meta)
     report["inference"] = timing(onnx_path)
     report["modelBytes"] = os.path.getsize(onnx_path)
     json.dump(report, open(os.path.join(HERE, "eval.json"), "w"), indent=2)
+    if args.stage == "recal":
+        meta["metrics"] = dict(testEer=report["main"]["eer"], testAuc=report["main"]["auc"], tprAt1Fpr=report["main"]["tprAt1Fpr"],
+                               sequential=report["sequential"], inference=report["inference"])
+        json.dump(meta, open(os.path.join(HERE, "voiceguard-detector.json"), "w"), indent=2)
+        # The runtime test checks that each fixture's mean LLR lands on its side of 0 under the JSON's
+        # calibration, so the fixtures are chosen again (as `all` does) with the new one.
+        log("fixtures:", write_fixtures(clips, run, meta))
     write_eval_md(report, meta)
     model_card.main()
     log("done:", json.dumps(report["main"]), json.dumps(report["sequential"]))
@@ -1262,7 +1370,7 @@ def stage_smoke(args):
         vocoded[arch] = len(y)
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
-                      "relatedSplit": related_split_check()}))
+                      "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check()}))
 
 
 def wide_local_tts_check(out):
@@ -1293,6 +1401,27 @@ def gan_ablation_check():
     return {"train": len(trained), "drop": sum(side == "drop" for side, _ in sides)}
 
 
+def dialogue_check():
+    """The acted dialogue loads and splits by language, and no voice group is on both sides."""
+    clips = dialogue_human()
+    groups = {}
+    for c in clips:
+        groups.setdefault(c["split"], set()).add(c["group"])
+    return dict(clips={k: sum(c["split"] == k for c in clips) for k in sorted(groups)},
+                groupsOnBothSides=sorted(set.intersection(*groups.values())) if groups else None,
+                languages={k: sorted({c["language"] for c in clips if c["split"] == k}) for k in sorted(groups)})
+
+
+def decision_check():
+    """choose_decision on made-up LLRs: 200 clearly human clips of one population and 60 of another, two of
+    which keep scoring LLR 1.0 (0.5 evidence a window; 11 windows reach 5.5). Pooled, the two are 0.8% of
+    260 and a bound of 1.0 passes; per population they are 3.3% of 60, so the bound has to clear 5.5."""
+    llrs = [np.full(11, -5.0)] * 200 + [np.full(11, 1.0)] * 2 + [np.full(11, -5.0)] * 58
+    labels = [0] * 260
+    pops = ["easy"] * 200 + ["hard"] * 60
+    return dict(pooled=choose_decision(llrs, labels, 0.5)["dropLlr"], perPopulation=choose_decision(llrs, labels, 0.5, populations=pops)["dropLlr"])
+
+
 def seen_split_check():
     """Every SEEN_RULES system splits into a non-empty training side and held-out side whose groups
     are disjoint and belong to that system alone (manifest only, no audio read)."""
@@ -1308,7 +1437,7 @@ def seen_split_check():
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("stage", choices=["all", "prep", "eval", "smoke"])
+    p.add_argument("stage", choices=["all", "prep", "eval", "recal", "smoke"])
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--vocoded", type=int, default=450)
@@ -1351,7 +1480,7 @@ def main():
         set_seen([x for x in args.seen_systems.split(",") if x])
     VOCODED_SHARE = args.vocoded_share
     SYSTEM_WEIGHTING = args.system_weighting
-    {"all": stage_all, "prep": stage_prep, "eval": stage_eval, "smoke": stage_smoke}[args.stage](args)
+    {"all": stage_all, "prep": stage_prep, "eval": stage_eval, "recal": stage_eval, "smoke": stage_smoke}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ describe('model pipeline smoke run', () => {
         seconds: Record<string, number>;
       };
       relatedSplit: Record<string, { withFestival: string; without: string }>;
+      dialogue: { clips: Record<string, number>; groupsOnBothSides: string[]; languages: Record<string, string[]> };
+      decision: { pooled: number; perPopulation: number };
     };
     expect(last.ok).toBe(true);
     expect(last.parityMaxAbsDiff).toBeLessThan(1e-4);
@@ -57,6 +59,14 @@ describe('model pipeline smoke run', () => {
     for (const s of Object.values(last.wideLocalTts.seconds)) expect(s).toBeGreaterThan(0.5);
     // A model trained on Festival reports flite (its sibling engine, same slt speaker) apart from the unseen systems.
     expect(last.relatedSplit).toEqual({ 'local-flite': { withFestival: 'relatedtest', without: 'test' } });
+    // The acted dialogue (Fish Fillets NG's dubs) loads: Czech validates, Dutch is tested, no voice on both sides.
+    expect(last.dialogue.languages).toEqual({ val: ['cs'], xtest: ['nl'] });
+    expect(last.dialogue.clips.val).toBeGreaterThan(500);
+    expect(last.dialogue.clips.xtest).toBeGreaterThan(500);
+    expect(last.dialogue.groupsOnBothSides).toEqual([]);
+    // The drop bound holds in every large validation population, not only pooled: two stubborn clips in a
+    // population of 60 push it above their 5.5 of evidence, where pooled with 200 easy clips they would not.
+    expect(last.decision).toEqual({ pooled: 1, perPopulation: 5.75 });
     expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
   }, 600_000);
 });
