@@ -26,7 +26,11 @@ describe('model pipeline smoke run', () => {
         seconds: Record<string, number>;
       };
       relatedSplit: Record<string, { withFestival: string; without: string }>;
-      dialogue: { clips: Record<string, number>; groupsOnBothSides: string[]; languages: Record<string, string[]> };
+      dialogue: {
+        clips: Record<string, number>;
+        groupsOnBothSides: string[];
+        languages: Record<string, string[]>;
+      };
       decision: { pooled: number; perPopulation: number };
     };
     expect(last.ok).toBe(true);
