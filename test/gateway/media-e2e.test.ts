@@ -171,16 +171,20 @@ describe('media end to end, policy onSynthetic=drop', () => {
     expectBothPassed(r);
     expect(since(gw, from, 'call.action').map((l) => l.action)).not.toContain('drop');
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
-    // The detector did hear the caller (the fork ran: windows were scored) and did not call it synthetic.
-    expect(gw.server.gateway.detectorStats()!.windowsScored - scoredBefore).toBeGreaterThanOrEqual(3);
-    expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).not.toContain('synthetic');
+    // The detector did hear the caller (the fork ran: windows were scored) and did not call it synthetic:
+    // it either reached a human verdict (which ends scoring) or kept scoring through the call.
+    const scored = gw.server.gateway.detectorStats()!.windowsScored - scoredBefore;
+    const verdicts = since(gw, from, 'call.verdict').map((l) => l.verdict);
+    expect(scored).toBeGreaterThanOrEqual(1);
+    expect(verdicts).not.toContain('synthetic');
+    if (!verdicts.includes('human')) expect(scored).toBeGreaterThanOrEqual(3);
     expect(since(gw, from, 'media.latched').length).toBeGreaterThanOrEqual(1);
     // /metrics saw the same call: relayed packets, scored windows and their latency, the caller's 200.
     const m = await scrape(gw);
     const grew = (name: string) => (m.get(name) ?? 0) - (metricsBefore.get(name) ?? 0);
     expect(grew('voiceguard_rtp_packets_relayed_total')).toBeGreaterThanOrEqual(100);
-    expect(grew('voiceguard_detector_windows_scored_total')).toBeGreaterThanOrEqual(3);
-    expect(grew('voiceguard_inference_latency_ms_count')).toBeGreaterThanOrEqual(3);
+    expect(grew('voiceguard_detector_windows_scored_total')).toBe(scored);
+    expect(grew('voiceguard_inference_latency_ms_count')).toBe(scored);
     expect(grew('voiceguard_sip_responses_total{code="200"}')).toBe(1);
     expect(m.get('voiceguard_detector_windows_shed_total')).toBe(0);
   });
