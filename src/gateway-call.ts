@@ -176,8 +176,11 @@ export class GatewayCall {
     this.d.bus.emit('call.action', { callId: this.d.callId, atMs: Date.now(), action, reason });
     if (action === 'warn') {
       this.d.media?.inject('b', this.d.warnAudio).catch((err: unknown) => {
-        this.d.logger.warn(
-          { event: 'media.inject_error', err: (err as Error).message },
+        // A drop in the same breath (or the caller's BYE) closed the media first: nobody is left to
+        // warn, so that is no fault worth a warning in the log.
+        const level = this.finished ? 'debug' : 'warn';
+        this.d.logger[level](
+          { event: 'media.inject_error', err: (err as Error).message, callEnded: this.finished },
           'warn tone not injected',
         );
       });

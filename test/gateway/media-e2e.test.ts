@@ -202,6 +202,9 @@ describe('media end to end, policy onSynthetic=drop', () => {
     // Wall time from INVITE to the drop: the listening window plus scoring and jitter slack.
     expect(t(drop!) - t(started)).toBeLessThan(metadata.decision.maxListenMs + 2000);
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
+    // A warn tone cut off by the drop in the same breath is not a fault: no warning about it.
+    await new Promise((r) => setTimeout(r, 600));
+    expect(since(gw, from, 'media.inject_error').filter((l) => Number(l.level) >= 40)).toEqual([]);
   });
 
   it('RTP timeout ends a call whose caller sends no media', async () => {
