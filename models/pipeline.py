@@ -1187,7 +1187,7 @@ def stage_all(args):
     run, _ = ort_runner(onnx_path)
     scale, bias, decision = calibrate(run, clips)
     meta = dict(
-        name="voiceguard-detector", version=args.version, createdAt=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        name="voiceguard-detector", version=args.version or "1.2.0", createdAt=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         sampleRateHz=SR, windowSamples=WIN, hopSamples=HOP,
         input=dict(name="audio", shape=["batch", WIN], dtype="float32"), output=dict(name="logit", shape=["batch"]),
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
@@ -1286,6 +1286,8 @@ def stage_eval(args):
     held-out human sets grew), then writes the JSON and the fixtures' reference scores as `all` would."""
     onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
     meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
+    if args.stage == "recal" and (not args.version or args.version == meta["version"]):
+        raise SystemExit(f"recal changes the model's calibration and bounds: give it a new --version (now {meta['version']})")
     global WIN, HOP
     WIN, HOP = meta["windowSamples"], meta["hopSamples"]
     trained_on = set(meta["training"].get("seenSystems", []))
@@ -1465,7 +1467,7 @@ def main():
     p.add_argument("--sam", type=float, default=0.0, help="sharpness-aware minimisation radius rho (e.g. 0.05; 0 = plain AdamW)")
     p.add_argument("--width", type=int, default=16, help="channels of the first conv block (the four blocks have 1, 2, 3 and 4 times it); 16 = 116k parameters")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
-    p.add_argument("--version", default="1.2.0")
+    p.add_argument("--version", default=None, help="model version to write (all: default 1.2.0; recal: required, and new)")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
     args = p.parse_args()
     global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, LOCAL_TTS, WIN, HOP
