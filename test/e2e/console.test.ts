@@ -285,6 +285,53 @@ describe('console with 400 calls', () => {
     expect(after.labelled).toEqual({ human: before.labelled.human + 1, robot: before.labelled.robot });
   });
 
+  it("puts a wrongly dropped caller on the allow list from the call's page", async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    const target = calls.find((x) => x.truth === 'human')!;
+    const from = (
+      await api<{ call: { fromNumber: string } }>(c, `/api/calls/${encodeURIComponent(target.callId)}`)
+    ).call.fromNumber;
+    await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(target.callId)}`);
+    await page.waitForSelector('#allow-caller');
+    expect(await text(page, '#allow-caller')).toBe('Allow this caller');
+    await page.fill('#label-note', 'regular supplier');
+    await page.click('#allow-caller');
+    await expect.poll(() => text(page, '#allow-caller')).toBe('On the allow list');
+    expect(await page.locator('#allow-caller').isDisabled()).toBe(true);
+    const listed = (
+      await api<{ items: { id: string; pattern: string; note: string }[] }>(c, '/api/lists/allow')
+    ).items;
+    expect(listed.map((e) => e.pattern)).toEqual([from]);
+    expect(listed[0]!.note).toBe(`after call ${target.callId}: regular supplier`);
+    // Opened again, the page knows the caller is listed.
+    await page.reload();
+    await page.waitForSelector('#allow-caller');
+    expect(await text(page, '#allow-caller')).toBe('On the allow list');
+    expect(await page.locator('#allow-caller').isDisabled()).toBe(true);
+    const del = await fetch(c.baseUrl + `/api/lists/allow/${listed[0]!.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(del.status).toBeLessThan(300);
+
+    // A store that keeps pseudonyms only (privacy.storeClearNumbers: false) cannot list the number from
+    // here: the button says why instead of sending a pattern the list could never match.
+    const hidden = emitCall(c.bus, {
+      from: 'p:0123456789abcdef',
+      to: '+4989123400',
+      scores: [3],
+      verdict: 'synthetic',
+      actions: ['drop'],
+      decisionMs: 1500,
+    });
+    c.store.flush();
+    await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(hidden)}`);
+    await page.waitForSelector('#allow-caller');
+    expect(await page.locator('#allow-caller').isDisabled()).toBe(true);
+    expect(await page.locator('#allow-caller').getAttribute('title')).toContain('stored as a pseudonym');
+  });
+
   it('tunes on a recent period: counts and what-if come from that period only', async () => {
     const page = await c.newPage();
     await login(page, ADMIN_TOKEN);

@@ -178,10 +178,11 @@ export async function callsView(params) {
 }
 
 export async function callDetailView(id) {
-  const [detail, d, rules] = await Promise.all([
+  const [detail, d, rules, allowList] = await Promise.all([
     get(`/api/calls/${encodeURIComponent(id)}`),
     defaults(),
     get('/api/policy/rules'),
+    get('/api/lists/allow'),
   ]);
   const { call, scores, verdict, actions, labels } = detail;
   const rule = rules.items.find((r) => r.id === call.ruleId);
@@ -248,6 +249,41 @@ export async function callDetailView(id) {
       },
       label === 'robot' ? 'Label robot' : 'Label human',
     );
+
+  // False drops cluster on voices, so a caller wrongly dropped once tends to be dropped again: one click
+  // puts the calling number on the allow list (never analysed). Numbers stored as pseudonyms
+  // (privacy.storeClearNumbers: false) cannot be listed from here: the list matches the clear number.
+  const pseudonymous = /^p:[0-9a-f]+$/.test(call.fromNumber);
+  const listed = allowList.items.some((e) => e.pattern === call.fromNumber);
+  const allowBtn = h(
+    'button.btn.secondary#allow-caller',
+    {
+      type: 'button',
+      ...adminOnly(),
+      disabled: !session.isAdmin || pseudonymous || listed,
+      title: !session.isAdmin
+        ? 'Admins only'
+        : pseudonymous
+          ? 'The number is stored as a pseudonym (privacy.storeClearNumbers: false): add it on the Lists page'
+          : listed
+            ? 'Already on the allow list'
+            : 'Never analyse calls from this number again',
+      onclick: async () => {
+        try {
+          await api('POST', '/api/lists/allow', {
+            pattern: call.fromNumber,
+            note: `after call ${call.id}${note.value ? `: ${note.value}` : ''}`,
+          });
+          allowBtn.disabled = true;
+          allowBtn.textContent = 'On the allow list';
+          toast(`${call.fromNumber} is on the allow list: its calls are no longer analysed`);
+        } catch (err) {
+          toast(err.message, true);
+        }
+      },
+    },
+    listed ? 'On the allow list' : 'Allow this caller',
+  );
 
   // <audio src> cannot send the token header (and an empty src errors before "play" ever
   // fires): fetch the WAV with the token on request, then play it from a blob URL.
@@ -324,6 +360,7 @@ export async function callDetailView(id) {
           h('h2', 'Ground truth'),
           labelBox,
           h('div.row', { style: 'margin-top:8px' }, note, labelBtn('human'), labelBtn('robot')),
+          h('div.row', { style: 'margin-top:8px' }, allowBtn),
           readOnlyNote('Labelling'),
         ),
       ),
