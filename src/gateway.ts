@@ -54,8 +54,10 @@ export class Gateway {
   private trunkMatchers: { name: string; match: AddressMatcher }[];
   private readonly idleWaiters: (() => void)[] = [];
   private readonly publicAddress: string;
-  /** Registrations of registration-based trunks (sip.trunks[].register). */
-  readonly registrations: Registration[];
+  private readonly listening: { port: number; userAgent: string };
+  /** Registrations of registration-based trunks (sip.trunks[].register); SIGHUP swaps changed ones. */
+  registrations: Registration[];
+  private closing = false;
   readonly live: LiveCallSource;
 
   constructor(private readonly deps: GatewayDeps) {
@@ -66,6 +68,7 @@ export class Gateway {
     const publicAddress =
       sip.publicAddress ?? (sip.listen.host === '0.0.0.0' ? '127.0.0.1' : sip.listen.host);
     this.publicAddress = publicAddress;
+    this.listening = { port: sip.listen.port, userAgent: sip.userAgent };
     this.b2bua = new B2bua({
       host: sip.listen.host,
       port: sip.listen.port,
@@ -90,22 +93,7 @@ export class Gateway {
           expiresAtMs: r.state === 'registered' ? r.expiresAtMs : null,
         })),
     };
-    this.registrations = sip.trunks
-      .filter((t) => t.register !== null)
-      .map((t) => {
-        trunkRegistered.set({ trunk: t.name }, 0);
-        return new Registration(
-          { trunk: t.name, ...t.register! },
-          {
-            send: (rq, onResponse) => this.b2bua.request(rq, onResponse),
-            contactHost: publicAddress,
-            contactPort: sip.listen.port,
-            userAgent: sip.userAgent,
-            logger: deps.logger.child({ layer: 'sip' }),
-            onState: (state) => trunkRegistered.set({ trunk: t.name }, state === 'registered' ? 1 : 0),
-          },
-        );
-      });
+    this.registrations = sip.trunks.filter((t) => t.register !== null).map((t) => this.registration(t));
     for (const r of this.registrations) r.start();
     this.log.info(
       {
@@ -132,7 +120,10 @@ export class Gateway {
     return this.calls.size;
   }
 
-  /** SIGHUP: thresholds, actions, routing and log level apply to new calls; listeners need a restart. */
+  /**
+   * SIGHUP: thresholds, actions, routing and log level apply to new calls, trunk registrations follow
+   * at once (reloadRegistrations); listeners need a restart.
+   */
   setConfig(config: Config): void {
     if (
       config.sip.listen.port !== this.config.sip.listen.port ||
@@ -143,15 +134,65 @@ export class Gateway {
         'listening address changed: takes effect after a restart',
       );
     }
-    const registers = (c: Config) => JSON.stringify(c.sip.trunks.map((t) => t.register));
-    if (registers(config) !== registers(this.config)) {
-      this.log.warn(
-        { event: 'config.restart_required', key: 'sip.trunks.register' },
-        'trunk registrations changed: take effect after a restart',
-      );
-    }
+    const before = this.config;
     this.config = config;
     this.trunkMatchers = this.compileTrunks(config);
+    this.reloadRegistrations(before, config);
+  }
+
+  private registration(t: Config['sip']['trunks'][number]): Registration {
+    trunkRegistered.set({ trunk: t.name }, 0);
+    return new Registration(
+      { trunk: t.name, ...t.register! },
+      {
+        send: (rq, onResponse) => this.b2bua.request(rq, onResponse),
+        contactHost: this.publicAddress,
+        // What the SIP stack runs with: a changed listen address or User-Agent waits for a restart.
+        contactPort: this.listening.port,
+        userAgent: this.listening.userAgent,
+        logger: this.log.child({ layer: 'sip' }),
+        onState: (state) => trunkRegistered.set({ trunk: t.name }, state === 'registered' ? 1 : 0),
+      },
+    );
+  }
+
+  /**
+   * SIGHUP: a trunk whose `register` block is new starts registering, one whose block is gone removes
+   * its binding, and one whose block changed does both, in that order (the same Contact is bound, so
+   * the removal must not come after the new binding). Unchanged registrations go on untouched.
+   */
+  private reloadRegistrations(before: Config, after: Config): void {
+    const block = (c: Config, name: string) => {
+      const t = c.sip.trunks.find((x) => x.name === name && x.register !== null);
+      return t ? JSON.stringify(t.register) : null;
+    };
+    const keep = this.registrations.filter((r) => block(after, r.trunk) === block(before, r.trunk));
+    const stopping = this.registrations.filter((r) => !keep.includes(r));
+    const starting = after.sip.trunks.filter(
+      (t) => t.register !== null && !keep.some((r) => r.trunk === t.name),
+    );
+    if (stopping.length === 0 && starting.length === 0) return;
+    this.log.info(
+      {
+        event: 'sip.registrations_reloaded',
+        stopped: stopping.map((r) => r.trunk),
+        started: starting.map((t) => t.name),
+        unchanged: keep.map((r) => r.trunk),
+      },
+      'trunk registrations follow the new configuration',
+    );
+    this.registrations = keep;
+    void (async () => {
+      await Promise.all(stopping.map((r) => r.stop()));
+      for (const r of stopping)
+        if (!starting.some((t) => t.name === r.trunk)) trunkRegistered.remove({ trunk: r.trunk });
+      if (this.closing) return;
+      for (const t of starting) {
+        const r = this.registration(t);
+        this.registrations.push(r);
+        r.start();
+      }
+    })();
   }
 
   private compileTrunks(config: Config): { name: string; match: AddressMatcher }[] {
@@ -389,6 +430,7 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     for (const e of [...this.calls.values()]) e.call.finish('shutdown', null);
     // Remove the trunk bindings while the SIP stack can still send (at most 2 s).
     await Promise.all(this.registrations.map((r) => r.stop()));

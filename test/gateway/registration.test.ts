@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/schema.js';
 import { freeUdpPort, runSipp, startGateway, type TestGateway } from './sipp-harness.js';
 
 /**
@@ -63,6 +64,61 @@ describe('trunk registration', () => {
     gw = null;
     const r = await registrar.done;
     expect(r.code, r.output + r.errors).toBe(0);
+  });
+
+  it('follows a reload: a changed registrar gets the old binding removed first, then a new one; a removed trunk leaves /metrics', async () => {
+    const port1 = await freeUdpPort();
+    const port2 = await freeUdpPort();
+    const registrar1 = runSipp({ scenario: 'registrar.xml', port: port1, timeoutS: 20 });
+    await sleep(300);
+    gw = await startGateway(trunk(port1));
+    await waitFor(() => gw!.events('sip.registered').length >= 2, 10_000);
+    const withRegistrar = (config: Config, registrar: string | null): Config => ({
+      ...config,
+      sip: {
+        ...config.sip,
+        trunks: config.sip.trunks.map((t) => ({
+          ...t,
+          register: registrar && t.register ? { ...t.register, registrar } : null,
+        })),
+      },
+    });
+    const first = gw.server.gateway.registrations[0];
+    // An unrelated reload (same trunks) leaves the registration alone.
+    gw.server.gateway.setConfig({ ...gw.server.config });
+    expect(gw.server.gateway.registrations[0]).toBe(first);
+    expect(gw.events('sip.registrations_reloaded')).toHaveLength(0);
+
+    // The carrier moves its registrar: the binding at the old one goes (its scenario ends with that
+    // removal), then the new one is registered.
+    const registrar2 = runSipp({ scenario: 'registrar.xml', port: port2, timeoutS: 20 });
+    await sleep(300);
+    gw.server.gateway.setConfig(withRegistrar(gw.server.config, `127.0.0.1:${port2}`));
+    expect(gw.events('sip.registrations_reloaded')[0]).toMatchObject({
+      stopped: ['carrier'],
+      started: ['carrier'],
+      unchanged: [],
+    });
+    const r1 = await registrar1.done;
+    expect(r1.code, r1.output + r1.errors).toBe(0);
+    await waitFor(() => gw!.events('sip.registered').length >= 4, 10_000);
+    const unregisteredAt = gw.logs.findIndex((l) => l.event === 'sip.unregistered');
+    const reRegisteredAt = gw.logs.findIndex((l, i) => l.event === 'sip.registered' && i > unregisteredAt);
+    expect(unregisteredAt).toBeGreaterThan(-1);
+    expect(reRegisteredAt).toBeGreaterThan(unregisteredAt);
+    expect(await registeredGauge(gw)).toBe(1);
+
+    // The registration is taken out of the config: the binding is removed and the gauge goes away.
+    gw.server.gateway.setConfig(withRegistrar(gw.server.config, null));
+    await waitFor(() => gw!.events('sip.unregistered').length >= 2, 5000);
+    const r2 = await registrar2.done;
+    expect(r2.code, r2.output + r2.errors).toBe(0);
+    expect(gw.server.gateway.registrations).toEqual([]);
+    expect(await registeredGauge(gw)).toBe(null);
+    const health = (await (await fetch(`http://127.0.0.1:${gw.server.apiPort}/health`)).json()) as {
+      registrations: unknown[];
+    };
+    expect(health.registrations).toEqual([]);
   });
 
   it('a refused registration is logged with its status and retried later; the gauge stays 0', async () => {
