@@ -1,4 +1,4 @@
-import { createHmac, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { LiveCall, LiveCallSource } from './api/live-calls.js';
 import { sipResponses, trunkRegistered } from './api/metrics.js';
 import type { CallEventBus, CallId } from './call-events.js';
@@ -12,6 +12,7 @@ import { GatewayCall } from './gateway-call.js';
 import type { MediaRelayLike, MediaSessionLike } from './gateway-types.js';
 import { B2bua } from './sip/b2bua.js';
 import { Registration } from './sip/registration.js';
+import { pseudonymise } from './store/pseudonym.js';
 import type { B2buaTarget } from './sip/b2bua-call.js';
 import type { SipRemote, SipRequest } from './sip/sip-stack.js';
 import { parseUri } from './sip/sip-stack.js';
@@ -32,6 +33,12 @@ export interface GatewayDeps {
   /** Decoded announcement audio (8 kHz), loaded by the caller from config.actions. */
   warnAnnouncement?: Float32Array | null;
   dropAnnouncement?: Float32Array | null;
+  /**
+   * The store's keyed pseudonym of a number (store.pseudonym): what logs show instead of numbers
+   * (privacy.pseudonymiseNumbers), and what `p:` list entries match. Without it, a key from the
+   * config or one made for this process.
+   */
+  pseudonym?: (n: string) => string;
 }
 
 interface LiveEntry {
@@ -55,6 +62,7 @@ export class Gateway {
   private readonly idleWaiters: (() => void)[] = [];
   private readonly publicAddress: string;
   private readonly listening: { port: number; userAgent: string };
+  private readonly pseudonym: (n: string) => string;
   /** Registrations of registration-based trunks (sip.trunks[].register); SIGHUP swaps changed ones. */
   registrations: Registration[];
   private closing = false;
@@ -69,6 +77,10 @@ export class Gateway {
       sip.publicAddress ?? (sip.listen.host === '0.0.0.0' ? '127.0.0.1' : sip.listen.host);
     this.publicAddress = publicAddress;
     this.listening = { port: sip.listen.port, userAgent: sip.userAgent };
+    // Never a fixed key: phone numbers are few enough to hash them all, so a public key would make
+    // the pseudonyms in the logs readable by anyone.
+    const key = deps.config.privacy.pseudonymKey ?? randomBytes(32).toString('hex');
+    this.pseudonym = deps.pseudonym ?? ((n) => pseudonymise(key, n));
     this.b2bua = new B2bua({
       host: sip.listen.host,
       port: sip.listen.port,
@@ -200,14 +212,7 @@ export class Gateway {
   }
 
   private hideNumber(n: string): string {
-    if (!this.config.privacy.pseudonymiseNumbers) return n;
-    return (
-      'p:' +
-      createHmac('sha256', this.config.privacy.pseudonymKey ?? 'voiceguard-log')
-        .update(n)
-        .digest('hex')
-        .slice(0, 12)
-    );
+    return this.config.privacy.pseudonymiseNumbers ? this.pseudonym(n) : n;
   }
 
   private async onInvite(rq: SipRequest, remote: SipRemote): Promise<void> {
@@ -255,7 +260,14 @@ export class Gateway {
       direction = 'inbound';
       target = { host: cfg.sip.pbx.host, port: cfg.sip.pbx.port, transport: cfg.sip.pbx.transport };
     }
-    const facts: CallFacts = { trunk, sourceAddress: remote.address, fromNumber, toNumber, at: new Date() };
+    const facts: CallFacts = {
+      trunk,
+      sourceAddress: remote.address,
+      fromNumber,
+      fromPseudonym: this.pseudonym(fromNumber),
+      toNumber,
+      at: new Date(),
+    };
     const policy = this.deps.policy.evaluate(facts);
     const analyse = policy.treatment === 'analyse' && (direction === 'inbound' || cfg.sip.outbound.analyse);
     const treatment = direction === 'outbound' && !cfg.sip.outbound.analyse ? 'bypass' : policy.treatment;
@@ -268,7 +280,11 @@ export class Gateway {
         from: this.hideNumber(fromNumber),
         to: this.hideNumber(toNumber),
         treatment,
-        rule: policy.ruleName,
+        // A list entry's pattern may be the caller's number: name the entry instead.
+        rule:
+          policy.listEntryId && cfg.privacy.pseudonymiseNumbers
+            ? `${policy.treatment === 'deny' ? 'deny' : 'allow'} list entry ${policy.listEntryId}`
+            : policy.ruleName,
       },
       'new call',
     );

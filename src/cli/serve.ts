@@ -55,6 +55,8 @@ export interface RunningServer {
   policy: PolicyService;
   config: Config;
   apiPort: number;
+  /** The store's keyed pseudonym of a number: what logs and `p:` list entries use. */
+  pseudonym(n: string): string;
   stop(): Promise<void>;
   reload(): void;
 }
@@ -129,6 +131,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     relay,
     warnAnnouncement,
     dropAnnouncement,
+    pseudonym: (n) => store.pseudonym(n),
   });
   const unobserve = observeGateway({
     media: () => gateway.mediaStats(),
@@ -147,6 +150,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       return config;
     },
     apiPort,
+    pseudonym: (n) => store.pseudonym(n),
     reload() {
       try {
         const next = loadConfig(file, env, overrides).config;

@@ -29,6 +29,8 @@ export interface CallFacts {
   trunk: string | null;
   sourceAddress: string;
   fromNumber: string;
+  /** The store's keyed pseudonym of fromNumber, matched by `p:` list and rule patterns. */
+  fromPseudonym?: string;
   toNumber: string;
   at: Date;
 }
@@ -38,6 +40,8 @@ export interface CallPolicy {
   denyStatus: number | null;
   ruleId: string | null;
   ruleName: string;
+  /** The allow/deny list entry that decided, if one did (logs name it instead of its pattern). */
+  listEntryId?: string;
   thresholds: Thresholds;
   onSynthetic: PolicyAction;
   onUnsure: PolicyAction;
@@ -255,22 +259,26 @@ function basePolicy(s: PolicySnapshot): CallPolicy {
 
 export function evaluatePolicy(snapshot: PolicySnapshot, facts: CallFacts): CallPolicy {
   const from = normaliseNumber(facts.fromNumber);
-  const deny = snapshot.compiled.deny.find((e) => e.matches(from));
+  const fromP = facts.fromPseudonym;
+  const fromMatches = (m: NumberMatcher) => m(from) || (fromP !== undefined && m(fromP));
+  const deny = snapshot.compiled.deny.find((e) => fromMatches(e.matches));
   if (deny) {
     return {
       ...basePolicy(snapshot),
       treatment: 'deny',
       denyStatus: deny.entry.sipStatus ?? snapshot.denyStatus,
       ruleName: `deny list: ${deny.entry.pattern}`,
+      listEntryId: deny.entry.id,
       retainAudioSeconds: 0,
     };
   }
-  const allow = snapshot.compiled.allow.find((e) => e.matches(from));
+  const allow = snapshot.compiled.allow.find((e) => fromMatches(e.matches));
   if (allow) {
     return {
       ...basePolicy(snapshot),
       treatment: 'allow',
       ruleName: `allow list: ${allow.entry.pattern}`,
+      listEntryId: allow.entry.id,
       retainAudioSeconds: 0,
     };
   }
@@ -281,7 +289,7 @@ export function evaluatePolicy(snapshot: PolicySnapshot, facts: CallFacts): Call
     if (c.trunks && (facts.trunk === null || !c.trunks.has(facts.trunk))) continue;
     if (c.source && !c.source(facts.sourceAddress)) continue;
     if (c.to && !c.to.some((m) => m(to))) continue;
-    if (c.from && !c.from.some((m) => m(from))) continue;
+    if (c.from && !c.from.some(fromMatches)) continue;
     if (c.schedule) {
       local ??= localTime(facts.at, snapshot.timeZone);
       const t = local;

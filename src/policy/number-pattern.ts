@@ -9,6 +9,8 @@
  * - `_...`         Asterisk-style: `X` = 0-9, `Z` = 1-9, `N` = 2-9, `[15-7]` = one digit of a set
  *                  or range, `.` = one or more of anything, `!` = zero or more of anything; any
  *                  other character (digits, `+`, `*`, `#`) matches itself. `_0[1-5]XX.` matches `0213`+.
+ * - `p:` + 16 hex  a keyed pseudonym (src/store/pseudonym.ts): matches the caller whose number has
+ *                  that pseudonym, so a number the store keeps only as a pseudonym can still be listed.
  * Literal characters allowed in exact and prefix patterns: letters, digits, `+`, `#`
  * (letters so that SIP user parts like `anonymous` can be listed).
  */
@@ -28,6 +30,8 @@ export class NumberPatternError extends Error {
 }
 
 const LITERAL = /^[A-Za-z0-9+#]+$/;
+/** The store's keyed pseudonym of a number (src/store/pseudonym.ts). */
+export const PSEUDONYM = /^p:[0-9a-f]{16}$/;
 
 /** Strips what is formatting rather than identity, so `+49 (30) 123-45` equals `+493012345`. */
 export function normaliseNumber(raw: string): string {
@@ -43,6 +47,9 @@ export function compileNumberPattern(pattern: string): NumberMatcher {
   if (p.length === 0) throw new NumberPatternError(pattern, 'empty pattern');
   if (p.length > 64) throw new NumberPatternError(pattern, 'longer than 64 characters');
   if (p === '*') return () => true;
+  if (PSEUDONYM.test(p)) return (n) => n === p;
+  if (p.startsWith('p:'))
+    throw new NumberPatternError(pattern, "a pseudonym is 'p:' and 16 lower-case hex digits");
   if (p.startsWith('_')) {
     const re = new RegExp(`^${asteriskToRegex(pattern, p.slice(1))}$`);
     return (n) => re.test(n);

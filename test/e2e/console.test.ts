@@ -315,8 +315,8 @@ describe('console with 400 calls', () => {
     });
     expect(del.status).toBeLessThan(300);
 
-    // A store that keeps pseudonyms only (privacy.storeClearNumbers: false) cannot list the number from
-    // here: the button says why instead of sending a pattern the list could never match.
+    // A store that keeps pseudonyms only (privacy.storeClearNumbers: false) shows the pseudonym: the
+    // entry is the pseudonym, which the list matches as well as clear numbers.
     const hidden = emitCall(c.bus, {
       from: 'p:0123456789abcdef',
       to: '+4989123400',
@@ -328,8 +328,17 @@ describe('console with 400 calls', () => {
     c.store.flush();
     await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(hidden)}`);
     await page.waitForSelector('#allow-caller');
-    expect(await page.locator('#allow-caller').isDisabled()).toBe(true);
-    expect(await page.locator('#allow-caller').getAttribute('title')).toContain('stored as a pseudonym');
+    expect(await page.locator('#allow-caller').getAttribute('title')).toContain('listed by pseudonym');
+    await page.click('#allow-caller');
+    await expect.poll(() => text(page, '#allow-caller')).toBe('On the allow list');
+    const byPseudonym = (await api<{ items: { id: string; pattern: string }[] }>(c, '/api/lists/allow'))
+      .items;
+    expect(byPseudonym.map((e) => e.pattern)).toEqual(['p:0123456789abcdef']);
+    const del2 = await fetch(c.baseUrl + `/api/lists/allow/${byPseudonym[0]!.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(del2.status).toBeLessThan(300);
   });
 
   it('tunes on a recent period: counts and what-if come from that period only', async () => {

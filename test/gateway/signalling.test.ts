@@ -31,6 +31,31 @@ describe('gateway signalling with sipp', () => {
     expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
   });
 
+  it('logs the caller as its keyed pseudonym; a p: allow entry lets the call through, logged by entry id', async () => {
+    const pseudonym = gw.server.pseudonym('+4930123456');
+    expect(pseudonym).toMatch(/^p:[0-9a-f]{16}$/);
+    const from = gw.logs.length;
+    expectBothPassed(
+      await callThrough(gw, { scenario: 'pbx-answer.xml' }, { scenario: 'caller-bye.xml', pauseMs: 200 }),
+    );
+    const started = gw.logs.slice(from).filter((l) => l.event === 'call.started');
+    expect(started.map((l) => [l.from, l.treatment])).toEqual([[pseudonym, 'analyse']]);
+    expect(JSON.stringify(gw.logs.slice(from))).not.toContain('4930123456');
+
+    const entry = gw.server.policy.addListEntry('allow', { pattern: pseudonym, note: 'test' }, 'test');
+    try {
+      const next = gw.logs.length;
+      expectBothPassed(
+        await callThrough(gw, { scenario: 'pbx-answer.xml' }, { scenario: 'caller-bye.xml', pauseMs: 200 }),
+      );
+      const allowed = gw.logs.slice(next).filter((l) => l.event === 'call.started');
+      expect(allowed.map((l) => [l.treatment, l.rule])).toEqual([['allow', `allow list entry ${entry.id}`]]);
+      expect(JSON.stringify(gw.logs.slice(next))).not.toContain('4930123456');
+    } finally {
+      gw.server.policy.removeListEntry('allow', entry.id, 'test');
+    }
+  });
+
   it('the PBX hangs up', async () => {
     const before = ended().length;
     const r = await callThrough(gw, { scenario: 'pbx-hangup.xml' }, { scenario: 'caller-wait-bye.xml' });

@@ -109,6 +109,24 @@ describe('evaluatePolicy: lists', () => {
     expect(evaluatePolicy(all, facts({ fromNumber: '+4940999' })).ruleId).toBe('r');
   });
 
+  it('matches p: entries and rules against the caller\'s pseudonym, and names the deciding entry', () => {
+    const pseudonym = 'p:0123456789abcdef';
+    const s = snap(
+      [rule('r', 1, { match: { fromNumbers: [pseudonym] }, onSynthetic: 'drop' })],
+      [entry('allow', pseudonym)],
+    );
+    expect(evaluatePolicy(s, facts({ fromPseudonym: pseudonym }))).toMatchObject({
+      treatment: 'allow',
+      listEntryId: `allow-${pseudonym}`,
+    });
+    // Without the pseudonym (or another one), the entry does not match the clear number.
+    expect(evaluatePolicy(s, facts()).treatment).toBe('analyse');
+    expect(evaluatePolicy(s, facts({ fromPseudonym: 'p:ffffffffffffffff' })).treatment).toBe('analyse');
+    const rulesOnly = snap([rule('r', 1, { match: { fromNumbers: [pseudonym] } })]);
+    expect(evaluatePolicy(rulesOnly, facts({ fromPseudonym: pseudonym })).ruleId).toBe('r');
+    expect(evaluatePolicy(rulesOnly, facts()).ruleId).toBe(null);
+  });
+
   it('matches lists against the normalised calling number', () => {
     const s = snap([], [], [entry('deny', '+4930111222')]);
     expect(evaluatePolicy(s, facts({ fromNumber: 'sip:+49 30 111-222@carrier' })).treatment).toBe('deny');

@@ -43,6 +43,10 @@ describe('compileNumberPattern', () => {
     ['_x.', '55', true],
     ['anonymous', 'anonymous', true],
     ['anonymous', 'Anonymous', false],
+    // A keyed pseudonym (the store's p: + 16 hex) matches itself, never a number.
+    ['p:0123456789abcdef', 'p:0123456789abcdef', true],
+    ['p:0123456789abcdef', 'p:0123456789abcdee', false],
+    ['p:0123456789abcdef', '+4930123456', false],
   ];
   it.each(cases)('%s matches %s: %s', (pattern, number, want) => {
     expect(compileNumberPattern(pattern)(normaliseNumber(number))).toBe(want);
@@ -57,6 +61,8 @@ describe('compileNumberPattern', () => {
     ['+49*30*', 'a prefix may only hold'],
     ['+49.30', 'an exact number may only hold'],
     ['x'.repeat(65), 'longer than 64'],
+    ['p:0123', "a pseudonym is 'p:' and 16 lower-case hex digits"],
+    ['p:0123456789ABCDEF', "a pseudonym is 'p:'"],
   ])('rejects %j with a clear message', (pattern, fragment) => {
     const problem = checkNumberPattern(pattern);
     expect(problem).toContain(fragment);

@@ -251,23 +251,21 @@ export async function callDetailView(id) {
     );
 
   // False drops cluster on voices, so a caller wrongly dropped once tends to be dropped again: one click
-  // puts the calling number on the allow list (never analysed). Numbers stored as pseudonyms
-  // (privacy.storeClearNumbers: false) cannot be listed from here: the list matches the clear number.
-  const pseudonymous = /^p:[0-9a-f]+$/.test(call.fromNumber);
+  // puts the calling number on the allow list (never analysed). Where the store keeps pseudonyms only
+  // (privacy.storeClearNumbers: false) the entry is the pseudonym, which the list matches too.
+  const pseudonymous = /^p:[0-9a-f]{16}$/.test(call.fromNumber);
   const listed = allowList.items.some((e) => e.pattern === call.fromNumber);
   const allowBtn = h(
     'button.btn.secondary#allow-caller',
     {
       type: 'button',
       ...adminOnly(),
-      disabled: !session.isAdmin || pseudonymous || listed,
+      disabled: !session.isAdmin || listed,
       title: !session.isAdmin
         ? 'Admins only'
-        : pseudonymous
-          ? 'The number is stored as a pseudonym (privacy.storeClearNumbers: false): add it on the Lists page'
-          : listed
-            ? 'Already on the allow list'
-            : 'Never analyse calls from this number again',
+        : listed
+          ? 'Already on the allow list'
+          : `Never analyse calls from this ${pseudonymous ? 'caller (listed by pseudonym)' : 'number'} again`,
       onclick: async () => {
         try {
           await api('POST', '/api/lists/allow', {
