@@ -109,7 +109,7 @@ describe('evaluatePolicy: lists', () => {
     expect(evaluatePolicy(all, facts({ fromNumber: '+4940999' })).ruleId).toBe('r');
   });
 
-  it('matches p: entries and rules against the caller\'s pseudonym, and names the deciding entry', () => {
+  it("matches p: entries and rules against the caller's pseudonym, and names the deciding entry", () => {
     const pseudonym = 'p:0123456789abcdef';
     const s = snap(
       [rule('r', 1, { match: { fromNumbers: [pseudonym] }, onSynthetic: 'drop' })],
