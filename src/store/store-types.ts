@@ -97,6 +97,15 @@ export interface AuditRecord {
 }
 
 /** One analysed call as the tuning view needs it. */
+/** A caller whose dropped calls were labelled human (Store.falseDropCallers). */
+export interface FalseDropCaller {
+  /** As stored: the clear number, or its pseudonym when the store keeps no clear numbers. */
+  fromNumber: string;
+  calls: number;
+  lastAtMs: number;
+  lastCallId: string;
+}
+
 export interface TuningRow {
   maxLlr: number;
   finalLlr: number;

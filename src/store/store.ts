@@ -31,6 +31,7 @@ import type {
   StoreStats,
   TokenRecord,
   TuningRow,
+  FalseDropCaller,
 } from './store-types.js';
 
 export type StoreConfig = Config['store'] & { privacy: Config['privacy'] };
@@ -653,6 +654,21 @@ export class Store {
          FROM calls WHERE score_count > 0 AND started_ms >= ? AND started_ms < ?`,
       )
       .all(fromMs, toMs) as TuningRow[];
+  }
+
+  /**
+   * Callers whose analysed calls were dropped and then labelled human, grouped by caller (pseudonym),
+   * most such calls first: false drops cluster on voices, so these callers are likely to come back.
+   */
+  falseDropCallers(fromMs = 0, toMs = Number.MAX_SAFE_INTEGER, limit = 20): FalseDropCaller[] {
+    return this.db
+      .prepare(
+        `SELECT from_number AS fromNumber, count(*) AS calls, max(started_ms) AS lastAtMs, call_id AS lastCallId
+         FROM calls WHERE label = 'human' AND treatment = 'analyse' AND instr(actions, ',drop,') > 0
+           AND started_ms >= ? AND started_ms < ?
+         GROUP BY from_pseudonym ORDER BY calls DESC, lastAtMs DESC LIMIT ?`,
+      )
+      .all(fromMs, toMs, limit) as FalseDropCaller[];
   }
 
   // ---- audit ---------------------------------------------------------------------------

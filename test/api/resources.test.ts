@@ -373,4 +373,38 @@ describe('calls, labels, stats, tuning', () => {
     expect(t2.labelled).toEqual({ human: 9, robot: 11 });
     expect(t2.whatIf).toMatchObject({ humansDropped: 1, robotsDropped: 8 });
   });
+
+  it('tuning lists the callers whose dropped calls were labelled human, most first', async () => {
+    const day = Date.UTC(2026, 9, 1);
+    const call = (
+      i: number,
+      from: string,
+      actions: ('drop' | 'warn')[],
+      label: 'human' | 'robot' | null,
+    ) => ({
+      id: emitCall(h.bus, { atMs: day + i * 60_000, from, scores: [3], verdict: 'synthetic', actions }),
+      label,
+    });
+    const calls = [
+      call(0, '+4930700001', ['warn', 'drop'], 'human'),
+      call(1, '+49 30 700001', ['drop'], 'human'), // the same caller, written differently
+      call(2, '+4930700002', ['drop'], 'human'),
+      call(3, '+4930700003', ['drop'], 'robot'), // a right drop
+      call(4, '+4930700004', ['warn'], 'human'), // warned, not dropped
+      call(5, '+4930700005', ['drop'], null), // not labelled
+    ];
+    h.store.flush();
+    for (const c of calls) if (c.label) await post(`/api/calls/${c.id}/labels`, { label: c.label });
+    const t = (await get(`/api/tuning?from=${day}&to=${day + 86_400_000}`, h.viewer)).json() as {
+      falseDropCallers: { fromNumber: string; calls: number; lastAtMs: number; lastCallId: string }[];
+    };
+    expect(t.falseDropCallers).toEqual([
+      { fromNumber: '+49 30 700001', calls: 2, lastAtMs: day + 60_000, lastCallId: calls[1]!.id },
+      { fromNumber: '+4930700002', calls: 1, lastAtMs: day + 120_000, lastCallId: calls[2]!.id },
+    ]);
+    // Relabelled a robot, a call leaves the list.
+    await post(`/api/calls/${calls[2]!.id}/labels`, { label: 'robot' });
+    const t2 = (await get(`/api/tuning?from=${day}&to=${day + 86_400_000}`)).json() as typeof t;
+    expect(t2.falseDropCallers.map((f) => f.calls)).toEqual([2]);
+  });
 });

@@ -341,6 +341,31 @@ describe('console with 400 calls', () => {
     expect(del2.status).toBeLessThan(300);
   });
 
+  it('lists callers dropped but labelled human on the tuning page, and allows one', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    const t = await api<{ falseDropCallers: { fromNumber: string; calls: number }[] }>(c, '/api/tuning');
+    expect(t.falseDropCallers.length).toBeGreaterThan(0);
+    await page.goto(c.baseUrl + '/#/tuning');
+    await page.waitForSelector('#false-drops table');
+    expect(await page.locator('#false-drops tbody tr').count()).toBe(t.falseDropCallers.length);
+    const first = page.locator('#false-drops tbody tr').first();
+    expect(await first.locator('td').first().innerText()).toBe(t.falseDropCallers[0]!.fromNumber);
+    await first.locator('button').click();
+    await expect.poll(() => first.locator('button').innerText()).toBe('On the allow list');
+    const listed = (
+      await api<{ items: { id: string; pattern: string; note: string }[] }>(c, '/api/lists/allow')
+    ).items;
+    expect(listed.map((e) => [e.pattern, e.note])).toEqual([
+      [t.falseDropCallers[0]!.fromNumber, 'wrongly dropped (tuning page)'],
+    ]);
+    const del = await fetch(c.baseUrl + `/api/lists/allow/${listed[0]!.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(del.status).toBeLessThan(300);
+  });
+
   it('tunes on a recent period: counts and what-if come from that period only', async () => {
     const page = await c.newPage();
     await login(page, ADMIN_TOKEN);

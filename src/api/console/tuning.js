@@ -3,9 +3,11 @@ import uPlot from '/vendor/uplot/uPlot.esm.js';
 import {
   adminOnly,
   readOnlyNote,
+  session,
   api,
   defaults,
   fmtLlr,
+  fmtTime,
   forgetDefaults,
   get,
   h,
@@ -69,7 +71,10 @@ export async function tuningView(params = new URLSearchParams()) {
   const range = days ? `&from=${Date.now() - days * DAY_MS}` : '';
   const d = await defaults(true);
   const th = d.effective.thresholds;
-  const data = await get(`/api/tuning?${range.slice(1)}`);
+  const [data, allowList] = await Promise.all([
+    get(`/api/tuning?${range.slice(1)}`),
+    get('/api/lists/allow'),
+  ]);
   const bins = data.distributions.maxLlr;
   const lo = Math.floor(Math.min(bins[0]?.lo ?? -10, th.humanLlr, th.warnLlr) - 2);
   const hi = Math.ceil(Math.max(bins[bins.length - 1]?.hi ?? 20, th.dropLlr) + 2);
@@ -99,6 +104,57 @@ export async function tuningView(params = new URLSearchParams()) {
     h('label.field', { 'data-field': 'warnLlr' }, h('span.field-error')),
   );
   const applyErr = h('div');
+
+  // False drops cluster on voices: the callers wrongly dropped before are the likeliest to be again.
+  const allowed = new Set(allowList.items.map((e) => e.pattern));
+  const allowCallerBtn = (number) =>
+    h(
+      'button.btn.small.secondary',
+      {
+        type: 'button',
+        ...adminOnly(),
+        disabled: !session.isAdmin || allowed.has(number),
+        onclick: async (e) => {
+          try {
+            await api('POST', '/api/lists/allow', { pattern: number, note: 'wrongly dropped (tuning page)' });
+            allowed.add(number);
+            e.target.disabled = true;
+            e.target.textContent = 'On the allow list';
+            toast(`${number} is on the allow list: its calls are no longer analysed`);
+          } catch (err) {
+            toast(err.message, true);
+          }
+        },
+      },
+      allowed.has(number) ? 'On the allow list' : 'Allow',
+    );
+  const falseDropsPanel = h(
+    'div.panel#false-drops',
+    h('h2', 'Callers dropped but labelled human'),
+    data.falseDropCallers.length
+      ? h(
+          'table',
+          h('thead', h('tr', h('th', 'Caller'), h('th', 'Such calls'), h('th', 'Last'), h('th', ''))),
+          h(
+            'tbody',
+            ...data.falseDropCallers.map((f) =>
+              h(
+                'tr',
+                h('td', f.fromNumber),
+                h('td', String(f.calls)),
+                h('td', h('a', { href: `#/calls/${encodeURIComponent(f.lastCallId)}` }, fmtTime(f.lastAtMs))),
+                h('td', allowCallerBtn(f.fromNumber)),
+              ),
+            ),
+          ),
+        )
+      : h('p.muted', 'None in this period.'),
+    h(
+      'div.legend-note',
+      'A false drop tends to repeat for the same voice: a caller here is likely to be dropped again. ' +
+        'Allow puts the number (or its pseudonym) on the allow list, so its calls are no longer analysed.',
+    ),
+  );
 
   const el = h(
     'div',
@@ -175,6 +231,7 @@ export async function tuningView(params = new URLSearchParams()) {
       applyErr,
       readOnlyNote('Applying thresholds'),
     ),
+    falseDropsPanel,
   );
 
   const set = (id, v) => {

@@ -95,8 +95,32 @@ export const tuningRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, po
                     ),
                 ),
               },
+              falseDropCallers: {
+                type: 'array',
+                description:
+                  'Callers whose dropped calls were labelled human, most first (at most 20): candidates for the allow list.',
+                items: {
+                  type: 'object',
+                  properties: {
+                    fromNumber: { type: 'string' },
+                    calls: { type: 'integer' },
+                    lastAtMs: { type: 'integer' },
+                    lastCallId: { type: 'string' },
+                  },
+                  required: ['fromNumber', 'calls', 'lastAtMs', 'lastCallId'],
+                },
+              },
             },
-            required: ['labelled', 'analysedCalls', 'distributions', 'roc', 'auc', 'perThreshold', 'whatIf'],
+            required: [
+              'labelled',
+              'analysedCalls',
+              'distributions',
+              'roc',
+              'auc',
+              'perThreshold',
+              'whatIf',
+              'falseDropCallers',
+            ],
           },
           ...errors(400, 401),
         },
@@ -105,11 +129,13 @@ export const tuningRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, po
     async (request) => {
       const q = request.query;
       const d = policy.current().defaults.thresholds;
-      const rows = store.tuningRows(
-        parseTime(q.from, 'from') ?? 0,
-        parseTime(q.to, 'to') ?? Number.MAX_SAFE_INTEGER,
-      );
-      return computeTuning(rows, q.dropLlr ?? d.dropLlr, q.warnLlr ?? d.warnLlr);
+      const fromMs = parseTime(q.from, 'from') ?? 0;
+      const toMs = parseTime(q.to, 'to') ?? Number.MAX_SAFE_INTEGER;
+      const rows = store.tuningRows(fromMs, toMs);
+      return {
+        ...computeTuning(rows, q.dropLlr ?? d.dropLlr, q.warnLlr ?? d.warnLlr),
+        falseDropCallers: store.falseDropCallers(fromMs, toMs),
+      };
     },
   );
 };
