@@ -1206,8 +1206,7 @@ def stage_all(args):
     report = evaluate(run, clips, meta)
     report["inference"] = timing(onnx_path)
     report["modelBytes"] = os.path.getsize(onnx_path)
-    meta["metrics"] = dict(testEer=report["main"]["eer"], testAuc=report["main"]["auc"], tprAt1Fpr=report["main"]["tprAt1Fpr"],
-                           sequential=report["sequential"], inference=report["inference"])
+    meta["metrics"] = headline_metrics(report)
     json.dump(meta, open(os.path.join(HERE, "voiceguard-detector.json"), "w"), indent=2)
     json.dump(report, open(os.path.join(HERE, "eval.json"), "w"), indent=2)
     fixtures = write_fixtures(clips, run, meta)
@@ -1215,6 +1214,12 @@ def stage_all(args):
     write_eval_md(report, meta)
     model_card.main()
     log("done:", json.dumps(report["main"]), json.dumps(report["sequential"]))
+
+
+def headline_metrics(report):
+    """The JSON's `metrics` block: the evaluation's headline numbers."""
+    return dict(testEer=report["main"]["eer"], testAuc=report["main"]["auc"], tprAt1Fpr=report["main"]["tprAt1Fpr"],
+                sequential=report["sequential"], inference=report["inference"])
 
 
 def held_out_cells(v):
@@ -1320,8 +1325,7 @@ def stage_eval(args):
     report["modelBytes"] = os.path.getsize(onnx_path)
     json.dump(report, open(os.path.join(HERE, "eval.json"), "w"), indent=2)
     if args.stage == "recal":
-        meta["metrics"] = dict(testEer=report["main"]["eer"], testAuc=report["main"]["auc"], tprAt1Fpr=report["main"]["tprAt1Fpr"],
-                               sequential=report["sequential"], inference=report["inference"])
+        meta["metrics"] = headline_metrics(report)
         json.dump(meta, open(os.path.join(HERE, "voiceguard-detector.json"), "w"), indent=2)
         # The runtime test checks that each fixture's mean LLR lands on its side of 0 under the JSON's
         # calibration, so the fixtures are chosen again (as `all` does) with the new one.

@@ -277,7 +277,7 @@ export class Gateway {
         direction,
         trunk,
         source: remote.address,
-        from: this.hideNumber(fromNumber),
+        from: cfg.privacy.pseudonymiseNumbers ? facts.fromPseudonym : fromNumber,
         to: this.hideNumber(toNumber),
         treatment,
         // A list entry's pattern may be the caller's number: name the entry instead.

@@ -1,6 +1,7 @@
 // Call history (filters, keyset pagination) and the call detail page.
 import uPlot from '/vendor/uplot/uPlot.esm.js';
 import {
+  allowCallerButton,
   adminOnly,
   readOnlyNote,
   api,
@@ -250,38 +251,13 @@ export async function callDetailView(id) {
       label === 'robot' ? 'Label robot' : 'Label human',
     );
 
-  // False drops cluster on voices, so a caller wrongly dropped once tends to be dropped again: one click
-  // puts the calling number on the allow list (never analysed). Where the store keeps pseudonyms only
-  // (privacy.storeClearNumbers: false) the entry is the pseudonym, which the list matches too.
-  const pseudonymous = /^p:[0-9a-f]{16}$/.test(call.fromNumber);
-  const listed = allowList.items.some((e) => e.pattern === call.fromNumber);
-  const allowBtn = h(
-    'button.btn.secondary#allow-caller',
-    {
-      type: 'button',
-      ...adminOnly(),
-      disabled: !session.isAdmin || listed,
-      title: !session.isAdmin
-        ? 'Admins only'
-        : listed
-          ? 'Already on the allow list'
-          : `Never analyse calls from this ${pseudonymous ? 'caller (listed by pseudonym)' : 'number'} again`,
-      onclick: async () => {
-        try {
-          await api('POST', '/api/lists/allow', {
-            pattern: call.fromNumber,
-            note: `after call ${call.id}${note.value ? `: ${note.value}` : ''}`,
-          });
-          allowBtn.disabled = true;
-          allowBtn.textContent = 'On the allow list';
-          toast(`${call.fromNumber} is on the allow list: its calls are no longer analysed`);
-        } catch (err) {
-          toast(err.message, true);
-        }
-      },
-    },
-    listed ? 'On the allow list' : 'Allow this caller',
-  );
+  // Where the store keeps pseudonyms only (privacy.storeClearNumbers: false) the entry is the
+  // pseudonym, which the list matches too.
+  const allowBtn = allowCallerButton('button.btn.secondary#allow-caller', call.fromNumber, {
+    listed: allowList.items.some((e) => e.pattern === call.fromNumber),
+    label: 'Allow this caller',
+    note: () => `after call ${call.id}${note.value ? `: ${note.value}` : ''}`,
+  });
 
   // <audio src> cannot send the token header (and an empty src errors before "play" ever
   // fires): fetch the WAV with the token on request, then play it from a blob URL.

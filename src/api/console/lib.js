@@ -136,6 +136,39 @@ export function toast(msg, isError = false) {
   toast.timer = setTimeout(() => (t.hidden = true), 3500);
 }
 
+/**
+ * A button that puts a caller (clear number or `p:` pseudonym, as stored) on the allow list, so its calls
+ * are no longer analysed; it shows "On the allow list" once there. `note()` gives the entry's note at
+ * click time. False drops cluster on voices, so a caller wrongly dropped once tends to come back.
+ */
+export function allowCallerButton(sel, number, { listed, label, note }) {
+  const btn = h(
+    sel,
+    {
+      type: 'button',
+      ...adminOnly(),
+      disabled: !session.isAdmin || listed,
+      title: !session.isAdmin
+        ? 'Admins only'
+        : listed
+          ? 'Already on the allow list'
+          : `Never analyse calls from this ${/^p:[0-9a-f]{16}$/.test(number) ? 'caller (listed by pseudonym)' : 'number'} again`,
+      onclick: async () => {
+        try {
+          await api('POST', '/api/lists/allow', { pattern: number, note: note() });
+          btn.disabled = true;
+          btn.textContent = 'On the allow list';
+          toast(`${number} is on the allow list: its calls are no longer analysed`);
+        } catch (err) {
+          toast(err.message, true);
+        }
+      },
+    },
+    listed ? 'On the allow list' : label,
+  );
+  return btn;
+}
+
 /** Puts an API validation error next to the matching inputs (data-field), else in the box. */
 export function showErrors(form, err, box) {
   clearErrors(form);

@@ -2,8 +2,8 @@
 import uPlot from '/vendor/uplot/uPlot.esm.js';
 import {
   adminOnly,
+  allowCallerButton,
   readOnlyNote,
-  session,
   api,
   defaults,
   fmtLlr,
@@ -108,26 +108,11 @@ export async function tuningView(params = new URLSearchParams()) {
   // False drops cluster on voices: the callers wrongly dropped before are the likeliest to be again.
   const allowed = new Set(allowList.items.map((e) => e.pattern));
   const allowCallerBtn = (number) =>
-    h(
-      'button.btn.small.secondary',
-      {
-        type: 'button',
-        ...adminOnly(),
-        disabled: !session.isAdmin || allowed.has(number),
-        onclick: async (e) => {
-          try {
-            await api('POST', '/api/lists/allow', { pattern: number, note: 'wrongly dropped (tuning page)' });
-            allowed.add(number);
-            e.target.disabled = true;
-            e.target.textContent = 'On the allow list';
-            toast(`${number} is on the allow list: its calls are no longer analysed`);
-          } catch (err) {
-            toast(err.message, true);
-          }
-        },
-      },
-      allowed.has(number) ? 'On the allow list' : 'Allow',
-    );
+    allowCallerButton('button.btn.small.secondary', number, {
+      listed: allowed.has(number),
+      label: 'Allow',
+      note: () => 'wrongly dropped (tuning page)',
+    });
   const falseDropsPanel = h(
     'div.panel#false-drops',
     h('h2', 'Callers dropped but labelled human'),
