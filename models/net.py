@@ -225,3 +225,90 @@ class Detector(nn.Module):
 OC_ALPHA = 20.0
 OC_M_HUMAN = 0.9
 OC_M_SYNTH = 0.2
+
+
+class SincConv(nn.Module):
+    """Band-pass filters whose two cut-offs are learned (SincNet, Ravanelli & Bengio 2018; the front end
+    of RawNet2 and AASIST): each filter is the difference of two windowed sinc low-passes. Initialised on
+    the mel scale over 30-3950 Hz. The filters are a function of 2 x n parameters, so the exported graph
+    computes them from constants (onnxruntime folds them once)."""
+
+    def __init__(self, n=32, taps=65, sr=SR, fmin=30.0, fmax=3950.0, min_band=50.0):
+        super().__init__()
+        mel = np.linspace(2595 * np.log10(1 + fmin / 700), 2595 * np.log10(1 + fmax / 700), n + 1)
+        hz = 700 * (10 ** (mel / 2595) - 1)
+        self.low = nn.Parameter(torch.tensor(hz[:-1], dtype=torch.float32))
+        self.band = nn.Parameter(torch.tensor(np.diff(hz), dtype=torch.float32))
+        self.sr, self.min_band, self.fmin = sr, min_band, fmin
+        t = (np.arange(taps) - (taps - 1) / 2) / sr
+        self.register_buffer("t", torch.tensor(t, dtype=torch.float32)[None, :])
+        self.register_buffer("win", torch.tensor(np.hamming(taps), dtype=torch.float32)[None, :])
+        self.pad = taps // 2
+
+    def filters(self):
+        lo = self.fmin + torch.abs(self.low)[:, None]
+        hi = torch.clamp(lo + self.min_band + torch.abs(self.band)[:, None], max=self.sr / 2)
+
+        def lowpass(f):  # 2f sinc(2 pi f t), with the t = 0 tap written out (no division by zero)
+            x = 2 * math.pi * f * self.t
+            safe = torch.where(x == 0, torch.ones_like(x), x)
+            return 2 * f * torch.where(x == 0, torch.ones_like(x), torch.sin(safe) / safe)
+
+        k = (lowpass(hi) - lowpass(lo)) * self.win
+        return (k / (k.abs().sum(dim=1, keepdim=True) + 1e-6)).unsqueeze(1)  # [n, 1, taps], unit L1
+
+    def forward(self, x):  # x [B, 1, T]
+        return nn.functional.conv1d(x, self.filters(), padding=self.pad)
+
+
+class RawBlock(nn.Module):
+    """Pre-activation 1-D residual block with filter-wise feature-map scaling (RawNet2's FMS: a sigmoid gate
+    per channel from the block's mean output), then max-pooling by 3."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm1d(cin), nn.BatchNorm1d(cout)
+        self.c1 = nn.Conv1d(cin, cout, 3, padding=1, bias=False)
+        self.c2 = nn.Conv1d(cout, cout, 3, padding=1, bias=False)
+        self.skip = nn.Conv1d(cin, cout, 1, bias=False) if cin != cout else nn.Identity()
+        self.fms = nn.Linear(cout, cout)
+        self.act = nn.LeakyReLU(0.3)
+
+    def forward(self, x):
+        h = self.c1(self.act(self.bn1(x)))
+        h = self.c2(self.act(self.bn2(h))) + self.skip(x)
+        h = nn.functional.max_pool1d(h, 3)
+        g = torch.sigmoid(self.fms(h.mean(dim=2))).unsqueeze(2)
+        return h * g + g
+
+
+class RawDetector(nn.Module):
+    """An AASIST-L/RawNet2-class raw-waveform net retargeted to 8 kHz (`--front raw`): level normalisation,
+    32 learned sinc band-passes (65 taps, 8 ms), |.| and max-pool 3, then four residual blocks (width,
+    width, 2 width, 2 width channels, each pooling by 3: 2666 -> 33 steps), mean+max pooling over time and
+    a linear head. Unlike the spectrogram front end it keeps the waveform's sub-millisecond structure
+    (the excitation's fine timing and phase), which is where vocoders differ from a vocal tract.
+    Binary cross-entropy only; the interface is Detector's."""
+
+    def __init__(self, width=32, filters=32):
+        super().__init__()
+        self.sinc = SincConv(filters)
+        self.bn0 = nn.BatchNorm1d(filters)
+        w = width
+        self.body = nn.Sequential(RawBlock(filters, w), RawBlock(w, w), RawBlock(w, 2 * w), RawBlock(2 * w, 2 * w))
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * w, 1))
+        self.loss_kind = "bce"
+
+    def embed(self, audio):
+        x = audio - audio.mean(dim=1, keepdim=True)
+        x = x / (torch.sqrt((x * x).mean(dim=1, keepdim=True) + 1e-8) + 1e-3)
+        h = nn.functional.max_pool1d(torch.abs(self.sinc(x.unsqueeze(1))), 3)
+        h = nn.functional.leaky_relu(self.bn0(h), 0.3)
+        h = self.body(h)
+        return self.head(torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1))
+
+    def forward(self, audio):
+        return self.embed(audio).squeeze(1)
+
+    def loss(self, audio, y):
+        return nn.functional.binary_cross_entropy_with_logits(self.embed(audio).squeeze(1), y)

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from channel import rawboost, telephone_channel  # noqa: E402
 import model_card  # noqa: E402
-from net import Detector  # noqa: E402
+from net import Detector, RawDetector  # noqa: E402
 
 SR = 8000
 WIN = 8000  # model window and hop in samples; set from --window-s (the hop is half the window)
@@ -716,7 +716,7 @@ def val_eer(model, val, seed=7):
     return eer(np.array(scores), np.array(labels))
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False):
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram"):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
@@ -729,7 +729,10 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    trained = Detector(width=width, bands=bands, loss=loss, phase=phase, spec_mask=spec_mask, fine=fine)
+    if front == "raw":
+        trained = RawDetector(width=width)
+    else:
+        trained = Detector(width=width, bands=bands, loss=loss, phase=phase, spec_mask=spec_mask, fine=fine)
     model = copy.deepcopy(trained) if ema_decay > 0 else trained
     opt = torch.optim.AdamW(trained.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(steps, 1))
@@ -1174,7 +1177,7 @@ def stage_all(args):
     clips = prepare(args, rng)
     # Checkpoints are picked on the prepared validation split; the acted dialogue joins afterwards, for
     # calibration, the drop bound and the report.
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine)
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front)
     clips += dialogue_human()
     summary = {}
     for c in clips:
@@ -1193,7 +1196,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + " in the graph", extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB,
@@ -1365,6 +1368,11 @@ def stage_smoke(args):
     export(long_window, wpath)
     dw = parity(long_window, wpath, clips)
     WIN, HOP = SR, SR // 2
+    # --front raw: the learned sinc filters' graph (filters computed from their cut-offs) exports and matches.
+    raw = train(clips, 2, 4, front="raw", width=8)
+    rpath = os.path.join(args.out, "smoke-raw.onnx")
+    export(raw, rpath)
+    dr = parity(raw, rpath, clips)
     from vocoder import resynthesise, train_vocoder
 
     human = [c for c in clips if c["label"] == 0]
@@ -1374,7 +1382,7 @@ def stage_smoke(args):
         if len(y) != len(human[0]["audio"]) or not np.all(np.isfinite(y)):
             raise SystemExit(f"{arch} vocoder output is broken")
         vocoded[arch] = len(y)
-    print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "vocodedSamples": vocoded,
+    print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
                       "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check()}))
 
@@ -1452,6 +1460,7 @@ def main():
     p.add_argument("--vocoder-archs", default="istft,upsample", help="copy-synthesis vocoders: istft (Vocos-style), upsample (HiFi-GAN-style)")
     p.add_argument("--vocoder-gan", action="store_true", help="train the copy-synthesis vocoders with a multi-resolution spectrogram discriminator")
     p.add_argument("--vocoded-share", type=float, default=0.0, help="share of synthetic draws from copy-synthesis (0 = per-system balance)")
+    p.add_argument("--front", choices=["spectrogram", "raw"], default="spectrogram", help="spectrogram (net.Detector: filterbank in the graph, --bands) or raw (net.RawDetector: learned sinc filters on the waveform, RawNet2/AASIST-L class; --width default 32 there)")
     p.add_argument("--bands", choices=["mel", "linear"], default="mel", help="front-end filterbank (48 mel or 48 linear bands)")
     p.add_argument("--extra-human", action="store_true", help="add the human recordings of EXTRA_HUMAN_PACKAGES (fetched with apt-get download)")
     p.add_argument("--phase", action="store_true", help="add the phase-coherence maps to the front end (see net.LogMel)")
@@ -1469,11 +1478,13 @@ def main():
     p.add_argument("--window-s", type=float, default=1.0, help="model window in seconds (0.5-2); the hop is half of it")
     p.add_argument("--spec-mask", type=float, default=0.0, help="share of training crops with one band run and one frame run masked (see net.SpecMask)")
     p.add_argument("--sam", type=float, default=0.0, help="sharpness-aware minimisation radius rho (e.g. 0.05; 0 = plain AdamW)")
-    p.add_argument("--width", type=int, default=16, help="channels of the first conv block (the four blocks have 1, 2, 3 and 4 times it); 16 = 116k parameters")
+    p.add_argument("--width", type=int, default=None, help="channels of the first conv block (spectrogram: the four blocks have 1, 2, 3 and 4 times it, default 16 = 116k parameters; raw: 1, 1, 2, 2 times, default 32 = 69k parameters)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--version", default=None, help="model version to write (all: default 1.2.0; recal: required, and new)")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
     args = p.parse_args()
+    if args.width is None:
+        args.width = 32 if args.front == "raw" else 16
     global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, LOCAL_TTS, WIN, HOP
     WIN = int(round(args.window_s * SR))
     HOP = WIN // 2

@@ -16,6 +16,7 @@ describe('model pipeline smoke run', () => {
       parityMaxAbsDiff: number;
       variantParityMaxAbsDiff: number;
       window2sParityMaxAbsDiff: number;
+      rawParityMaxAbsDiff: number;
       vocodedSamples: Record<string, number>;
       seenSplits: Record<string, { train: number; seentest: number }>;
       ganAblationSplit: { train: number; drop: number };
@@ -42,6 +43,9 @@ describe('model pipeline smoke run', () => {
     // --window-s 2: a 2 s window exports and matches onnxruntime too.
     expect(last.window2sParityMaxAbsDiff).toBeLessThan(1e-4);
     expect(existsSync(join(out, 'smoke-2s.onnx'))).toBe(true);
+    // --front raw: the learned sinc filter graph exports and matches onnxruntime.
+    expect(last.rawParityMaxAbsDiff).toBeLessThan(1e-4);
+    expect(existsSync(join(out, 'smoke-raw.onnx'))).toBe(true);
     expect(existsSync(join(out, 'smoke-linear-oc.onnx'))).toBe(true);
     expect(Object.keys(last.vocodedSamples).sort()).toEqual(['istft', 'upsample']);
     expect(Object.values(last.vocodedSamples).every((n) => n > 0)).toBe(true);
