@@ -1,0 +1,239 @@
+import {
+  bitErrorRate,
+  FINGERPRINT_HOP_SAMPLES,
+  FINGERPRINT_SAMPLE_RATE_HZ,
+  type AudioFingerprint,
+} from '../audio/audio-fingerprint.js';
+
+/**
+ * Recent calls' audio fingerprints, and which of them a new call's audio repeats.
+ *
+ * A robot campaign plays the same recording, or the same TTS output, to thousands of people from
+ * rotating caller IDs. Whatever the detector makes of the voice, the same audio reaching several
+ * callers' calls is a robot's mark: people never say anything twice the same way. The index finds
+ * those repeats in a few milliseconds per call.
+ *
+ * How: every frame of a remembered call is filed under 16 of its 32 bits (the low half on even
+ * frames, the high half on odd ones). A new call looks up both halves of each of its frames, and
+ * each hit votes for (remembered call, time offset). Offsets with enough votes are checked on the
+ * whole overlap (bit error rate, see audio-fingerprint.ts). Two plays of one recording differ in
+ * about 10% of their bits, two different utterances in about 48%.
+ *
+ * Memory: about 13 bytes per remembered frame (125 frames a second), so `maxCalls` bounds it.
+ * Pure: no clock and no I/O; the time comes with each call.
+ */
+
+export interface RepeatIndexOptions {
+  /** Calls remembered at most; the oldest is forgotten first. */
+  maxCalls: number;
+  /** Calls older than this are forgotten. */
+  windowMs: number;
+  /** Frames remembered per call (the first ones). */
+  maxFrames: number;
+  /** Highest bit error rate that still counts as the same audio. */
+  maxBitErrorRate: number;
+  /** Frames audible in both calls, at least, for a comparison to count. */
+  minOverlapFrames: number;
+}
+
+export interface RepeatEntry {
+  callId: string;
+  /** Who called (a pseudonym): repeats by one caller are counted apart from repeats across callers. */
+  callerKey: string;
+  atMs: number;
+  fingerprint: AudioFingerprint;
+}
+
+export interface RepeatMatch {
+  callId: string;
+  callerKey: string;
+  atMs: number;
+  bitErrorRate: number;
+  /** Where the remembered call's audio sits in this call's (ms; positive = later here). */
+  offsetMs: number;
+}
+
+export class RepeatIndexOptionsError extends RangeError {}
+
+/** Votes an (earlier call, offset) pair needs before its whole overlap is compared. */
+const MIN_VOTES = 4;
+/** A bucket with more entries than this is a value too common to tell calls apart (skipped). */
+const MAX_BUCKET_SCAN = 4096;
+const KEY_BITS = 17; // 16 bits of the word + the half it came from
+const NO_ENTRY = -1;
+
+interface Slot {
+  callId: string;
+  callerKey: string;
+  atMs: number;
+  fingerprint: AudioFingerprint;
+  /** Frames filed in the index (their entries are slot * maxFrames + frame). */
+  frames: number;
+}
+
+function keyOf(word: number, frame: number): number {
+  return frame & 1 ? (word >>> 16) | 0x10000 : word & 0xffff;
+}
+
+export class RepeatIndex {
+  private readonly slots: Array<Slot | null>;
+  /** Ring order: the slot filled next, and how many are filled. */
+  private next = 0;
+  private filled = 0;
+  private readonly head = new Int32Array(1 << KEY_BITS).fill(NO_ENTRY);
+  private readonly bucketSize = new Int32Array(1 << KEY_BITS);
+  private readonly link: Int32Array;
+
+  constructor(private readonly opts: RepeatIndexOptions) {
+    const { maxCalls, windowMs, maxFrames, maxBitErrorRate, minOverlapFrames } = opts;
+    if (!(Number.isInteger(maxCalls) && maxCalls >= 1))
+      throw new RepeatIndexOptionsError(`maxCalls must be an integer >= 1 (got ${maxCalls})`);
+    if (!(windowMs > 0)) throw new RepeatIndexOptionsError(`windowMs must be > 0 (got ${windowMs})`);
+    if (!(Number.isInteger(maxFrames) && maxFrames >= 1 && maxCalls * maxFrames < 2 ** 31))
+      throw new RepeatIndexOptionsError(
+        `maxFrames must be an integer >= 1, and maxCalls x maxFrames < 2^31 (got ${maxFrames})`,
+      );
+    if (!(maxBitErrorRate > 0 && maxBitErrorRate < 0.5))
+      throw new RepeatIndexOptionsError(`maxBitErrorRate must be in (0, 0.5) (got ${maxBitErrorRate})`);
+    if (!(Number.isInteger(minOverlapFrames) && minOverlapFrames >= 1))
+      throw new RepeatIndexOptionsError(`minOverlapFrames must be an integer >= 1 (got ${minOverlapFrames})`);
+    this.slots = new Array<Slot | null>(maxCalls).fill(null);
+    this.link = new Int32Array(maxCalls * maxFrames).fill(NO_ENTRY);
+  }
+
+  /** Calls remembered now. */
+  get size(): number {
+    return this.filled;
+  }
+
+  /**
+   * The remembered calls, within `windowMs` before `entry.atMs`, whose audio this call's repeats;
+   * then remembers this call (forgetting the oldest when full).
+   */
+  matchAndRemember(entry: RepeatEntry): RepeatMatch[] {
+    this.forgetBefore(entry.atMs - this.opts.windowMs);
+    const fp = clip(entry.fingerprint, this.opts.maxFrames);
+    const matches = this.match(fp);
+    this.remember({ ...entry, fingerprint: fp });
+    return matches;
+  }
+
+  private match(fp: AudioFingerprint): RepeatMatch[] {
+    const { maxFrames } = this.opts;
+    const votes = new Map<number, number>();
+    const span = 2 * maxFrames;
+    for (let q = 0; q < fp.bits.length; q++) {
+      if (!fp.audible[q]) continue;
+      const word = fp.bits[q];
+      // The remembered frame may be even or odd, so both halves are looked up.
+      for (const key of [word & 0xffff, (word >>> 16) | 0x10000]) {
+        if (this.bucketSize[key] > MAX_BUCKET_SCAN) continue;
+        for (let e = this.head[key]; e !== NO_ENTRY; e = this.link[e]) {
+          const slot = Math.floor(e / maxFrames);
+          const offset = (e % maxFrames) - q; // remembered frame - this frame
+          const v = slot * span + offset + maxFrames;
+          votes.set(v, (votes.get(v) ?? 0) + 1);
+        }
+      }
+    }
+    // The best-voted offset of each remembered call, checked on the whole overlap (±1 frame: a
+    // misalignment of half a hop splits the votes between two offsets).
+    const best = new Map<number, { offset: number; votes: number }>();
+    for (const [v, n] of votes) {
+      if (n < MIN_VOTES) continue;
+      const slot = Math.floor(v / span);
+      const b = best.get(slot);
+      if (!b || n > b.votes) best.set(slot, { offset: (v % span) - maxFrames, votes: n });
+    }
+    const out: RepeatMatch[] = [];
+    for (const [slotIndex, { offset }] of best) {
+      const s = this.slots[slotIndex];
+      if (!s) continue;
+      let rate = 1;
+      let at = offset;
+      for (const d of [offset - 1, offset, offset + 1]) {
+        const r = bitErrorRate(fp, s.fingerprint, d);
+        if (r.frames >= this.opts.minOverlapFrames && r.rate < rate) {
+          rate = r.rate;
+          at = d;
+        }
+      }
+      if (rate <= this.opts.maxBitErrorRate) {
+        out.push({
+          callId: s.callId,
+          callerKey: s.callerKey,
+          atMs: s.atMs,
+          bitErrorRate: rate,
+          offsetMs: (-at * FINGERPRINT_HOP_SAMPLES * 1000) / FINGERPRINT_SAMPLE_RATE_HZ,
+        });
+      }
+    }
+    return out.sort((a, b) => a.atMs - b.atMs);
+  }
+
+  private remember(entry: RepeatEntry): void {
+    const index = this.next;
+    this.forgetSlot(index);
+    const fp = entry.fingerprint;
+    const { maxFrames } = this.opts;
+    for (let f = 0; f < fp.bits.length; f++) {
+      if (!fp.audible[f]) continue;
+      const key = keyOf(fp.bits[f], f);
+      const e = index * maxFrames + f;
+      this.link[e] = this.head[key];
+      this.head[key] = e;
+      this.bucketSize[key]++;
+    }
+    this.slots[index] = {
+      callId: entry.callId,
+      callerKey: entry.callerKey,
+      atMs: entry.atMs,
+      fingerprint: fp,
+      frames: fp.bits.length,
+    };
+    this.filled = Math.min(this.filled + 1, this.slots.length);
+    this.next = (index + 1) % this.slots.length;
+  }
+
+  /** Forgets the calls remembered before `cutoffMs`, oldest first. */
+  private forgetBefore(cutoffMs: number): void {
+    while (this.filled > 0) {
+      const oldest = (this.next - this.filled + this.slots.length) % this.slots.length;
+      const s = this.slots[oldest];
+      if (!s) {
+        this.filled--; // cannot happen in ring order; never loop on it
+        continue;
+      }
+      if (s.atMs >= cutoffMs) return;
+      this.forgetSlot(oldest);
+    }
+  }
+
+  private forgetSlot(index: number): void {
+    const s = this.slots[index];
+    if (!s) return;
+    const { maxFrames } = this.opts;
+    const fp = s.fingerprint;
+    for (let f = 0; f < s.frames; f++) {
+      if (!fp.audible[f]) continue;
+      const key = keyOf(fp.bits[f], f);
+      const e = index * maxFrames + f;
+      // Unlink e from its bucket's chain (entries are pushed at the head, so newer ones come first).
+      if (this.head[key] === e) this.head[key] = this.link[e];
+      else {
+        let p = this.head[key];
+        while (p !== NO_ENTRY && this.link[p] !== e) p = this.link[p];
+        if (p !== NO_ENTRY) this.link[p] = this.link[e];
+      }
+      this.link[e] = NO_ENTRY;
+      this.bucketSize[key]--;
+    }
+    this.slots[index] = null;
+    this.filled--;
+  }
+}
+
+function clip(fp: AudioFingerprint, maxFrames: number): AudioFingerprint {
+  if (fp.bits.length <= maxFrames) return fp;
+  return { bits: fp.bits.slice(0, maxFrames), audible: fp.audible.slice(0, maxFrames) };
+}
