@@ -55,6 +55,19 @@ export interface CallDetectorErrorEvent {
   atMs: number;
   message: string;
 }
+/** The caller's audio repeats the audio of earlier calls (a replayed recording: detect/repeat-index.ts). */
+export interface CallRepeatEvent {
+  callId: CallId;
+  atMs: number;
+  /** Earlier calls, within detector.repeat.windowMinutes, whose caller audio this call's repeats. */
+  matchedCalls: number;
+  /** Distinct callers among them, other than this call's caller. */
+  otherCallers: number;
+  /** The earliest of them. */
+  firstCallId: CallId;
+  /** Lowest fingerprint bit error rate among them (same recording ~0.1, different speech ~0.48). */
+  bitErrorRate: number;
+}
 export interface CallEndedEvent {
   callId: CallId;
   atMs: number;
@@ -77,6 +90,7 @@ export interface CallEventMap {
   'call.verdict': [CallVerdictEvent];
   'call.action': [CallActionEvent];
   'call.detector_error': [CallDetectorErrorEvent];
+  'call.repeat': [CallRepeatEvent];
   'call.ended': [CallEndedEvent];
   'call.audio': [CallAudioEvent];
 }

@@ -2,6 +2,8 @@ import type { CallEventBus, CallId } from './call-events.js';
 import type { Config, PolicyAction } from './config/schema.js';
 import type { DetectorEngine } from './detect/engine.js';
 import type { DetectorStream } from './detect/detector-stream.js';
+import type { RepeatIndex } from './detect/repeat-index.js';
+import { fingerprint } from './audio/audio-fingerprint.js';
 import type { Logger } from './log.js';
 import { nextAction, type CallPolicy } from './policy/evaluate.js';
 import type { MediaSessionLike } from './gateway-types.js';
@@ -25,8 +27,37 @@ export interface GatewayCallDeps {
   analyse: boolean;
   warnAudio: Float32Array;
   dropAudio: Float32Array | null;
+  /** Repeated-audio check (detector.repeat); null when off. */
+  repeats: RepeatCheck | null;
   onFinished(): void;
 }
+
+export interface RepeatCheck {
+  index: RepeatIndex;
+  /** Caller audio fingerprinted (ms from the start of analysis). */
+  listenMs: number;
+  minOtherCallers: number;
+  /** The caller's pseudonym: repeats by one caller do not count toward minOtherCallers. */
+  callerKey: string;
+}
+
+/** Why a call is dropped: its voice, or its audio repeating other callers' calls. */
+type DropCause = 'voice' | 'repeat';
+
+/** The Reason headers of a drop's BYEs (RFC 3326), toward the caller (a) and the PBX (b). */
+const DROP_REASONS: Record<DropCause, { a: string; b: string }> = {
+  voice: {
+    a: 'Q.850;cause=21;text="synthetic voice detected"',
+    b: 'SIP;cause=603;text="voiceguard: synthetic voice"',
+  },
+  repeat: {
+    a: 'Q.850;cause=21;text="recorded audio repeated across calls"',
+    b: 'SIP;cause=603;text="voiceguard: repeated audio"',
+  },
+};
+
+/** A call ending with less caller audio than this is not compared or remembered. */
+const MIN_REPEAT_AUDIO_MS = 2000;
 
 export type LiveState = 'ringing' | 'early' | 'answered' | 'ended';
 
@@ -41,6 +72,9 @@ export class GatewayCall {
   private finished = false;
   private retained: Int16Array[] = [];
   private retainedSamples = 0;
+  /** Caller audio collected for the repeated-audio check; null once checked (or when off). */
+  private repeatAudio: Float32Array | null = null;
+  private repeatSamples = 0;
 
   constructor(private readonly d: GatewayCallDeps) {}
 
@@ -143,12 +177,14 @@ export class GatewayCall {
         nextAction(this.d.policy, { kind: 'verdict', verdict: e.verdict }, this.taken),
         `verdict ${e.verdict}`,
       );
-      if (!this.d.policy.retainAudioSeconds) this.d.media?.stopFork();
+      this.stopForkIfDone();
     });
     s.on('error', (e) => this.onDetectorError(e.message));
     const retainMax = this.d.policy.retainAudioSeconds * 8000;
+    if (this.d.repeats) this.repeatAudio = new Float32Array(Math.round(this.d.repeats.listenMs * 8));
     this.d.media.startFork((pcm) => {
       s.push(pcm);
+      if (this.repeatAudio) this.collectRepeatAudio(pcm);
       if (this.retainedSamples < retainMax) {
         const n = Math.min(pcm.length, retainMax - this.retainedSamples);
         const chunk = new Int16Array(n);
@@ -160,6 +196,77 @@ export class GatewayCall {
     });
   }
 
+  /** The fork carries on after the verdict only while audio is still wanted (review, repeat check). */
+  private stopForkIfDone(): void {
+    if (this.verdict === null || this.repeatAudio || this.d.policy.retainAudioSeconds) return;
+    this.d.media?.stopFork();
+  }
+
+  private collectRepeatAudio(pcm: Float32Array): void {
+    const buf = this.repeatAudio!;
+    const n = Math.min(pcm.length, buf.length - this.repeatSamples);
+    buf.set(n === pcm.length ? pcm : pcm.subarray(0, n), this.repeatSamples);
+    this.repeatSamples += n;
+    if (this.repeatSamples >= buf.length) {
+      this.checkRepeats();
+      this.stopForkIfDone();
+    }
+  }
+
+  /**
+   * Compares the caller's audio with recent calls' and remembers it. Runs once, when listenMs of
+   * audio is in, or at the end of a shorter call (then without acting: the call is over). A fault
+   * here fails open like a detector fault.
+   */
+  private checkRepeats(mayAct = true): void {
+    const r = this.d.repeats;
+    const audio = this.repeatAudio;
+    this.repeatAudio = null;
+    if (!r || !audio || this.repeatSamples < MIN_REPEAT_AUDIO_MS * 8) return;
+    let matches;
+    try {
+      matches = r.index.matchAndRemember({
+        callId: this.d.callId,
+        callerKey: r.callerKey,
+        atMs: Date.now(),
+        fingerprint: fingerprint(audio.subarray(0, this.repeatSamples)),
+      });
+    } catch (err) {
+      this.onDetectorError(`repeat check: ${(err as Error).message}`);
+      return;
+    }
+    if (matches.length === 0) return;
+    const otherCallers = new Set(matches.filter((m) => m.callerKey !== r.callerKey).map((m) => m.callerKey))
+      .size;
+    const bitErrorRate = Math.min(...matches.map((m) => m.bitErrorRate));
+    const first = matches[0]!;
+    this.d.logger.info(
+      {
+        event: 'call.repeat',
+        matchedCalls: matches.length,
+        otherCallers,
+        firstCallId: first.callId,
+        bitErrorRate: Number(bitErrorRate.toFixed(3)),
+      },
+      'caller audio repeats earlier calls',
+    );
+    this.d.bus.emit('call.repeat', {
+      callId: this.d.callId,
+      atMs: Date.now(),
+      matchedCalls: matches.length,
+      otherCallers,
+      firstCallId: first.callId,
+      bitErrorRate,
+    });
+    if (mayAct && otherCallers >= r.minOtherCallers) {
+      this.act(
+        nextAction(this.d.policy, { kind: 'repeat' }, this.taken),
+        `caller audio repeats ${matches.length} earlier call(s) from ${otherCallers} other caller(s)`,
+        'repeat',
+      );
+    }
+  }
+
   /** Fail open: the call goes on untouched; the fault is counted, logged and the policy's onError applied. */
   private onDetectorError(message: string): void {
     this.d.logger.warn({ event: 'call.detector_error', err: message }, 'detector error; call continues');
@@ -169,7 +276,7 @@ export class GatewayCall {
     this.act(action === 'drop' ? 'log' : action, `detector error: ${message}`);
   }
 
-  private act(action: PolicyAction | null, reason: string): void {
+  private act(action: PolicyAction | null, reason: string, cause: DropCause = 'voice'): void {
     if (!action || this.finished) return;
     this.taken.add(action);
     this.d.logger.info({ event: 'call.action', action, reason }, `action ${action}`);
@@ -185,22 +292,15 @@ export class GatewayCall {
         );
       });
     } else if (action === 'drop') {
-      void this.drop();
+      void this.drop(cause);
     }
   }
 
-  private async drop(): Promise<void> {
+  private async drop(cause: DropCause): Promise<void> {
     if (this.d.dropAudio && this.d.media) {
       await this.d.media.inject('a', this.d.dropAudio).catch(() => undefined);
     }
-    this.sip?.hangup(
-      'dropped',
-      {
-        a: 'Q.850;cause=21;text="synthetic voice detected"',
-        b: 'SIP;cause=603;text="voiceguard: synthetic voice"',
-      },
-      603,
-    );
+    this.sip?.hangup('dropped', DROP_REASONS[cause], 603);
   }
 
   /** Gateway shutdown: end the call on both legs. */
@@ -216,6 +316,8 @@ export class GatewayCall {
 
   finish(reason: string, sipStatus: number | null): void {
     if (this.finished) return;
+    // A call shorter than listenMs is still compared and remembered (its actions are moot now).
+    if (this.repeatAudio) this.checkRepeats(false);
     this.finished = true;
     this.state = 'ended';
     this.stream?.close();

@@ -4,6 +4,8 @@ import { sipResponses, trunkRegistered } from './api/metrics.js';
 import type { CallEventBus, CallId } from './call-events.js';
 import type { Config } from './config/schema.js';
 import type { DetectorEngine } from './detect/engine.js';
+import { RepeatIndex } from './detect/repeat-index.js';
+import { FINGERPRINT_HOP_SAMPLES } from './audio/audio-fingerprint.js';
 import { generateTone } from './audio/tone.js';
 import type { Logger } from './log.js';
 import { compileAddressList, type AddressMatcher } from './policy/address-match.js';
@@ -63,6 +65,8 @@ export class Gateway {
   private readonly publicAddress: string;
   private readonly listening: { port: number; userAgent: string };
   private readonly pseudonym: (n: string) => string;
+  /** Recent calls' audio fingerprints (detector.repeat); null when off. */
+  private repeats: RepeatIndex | null;
   /** Registrations of registration-based trunks (sip.trunks[].register); SIGHUP swaps changed ones. */
   registrations: Registration[];
   private closing = false;
@@ -81,6 +85,7 @@ export class Gateway {
     // the pseudonyms in the logs readable by anyone.
     const key = deps.config.privacy.pseudonymKey ?? randomBytes(32).toString('hex');
     this.pseudonym = deps.pseudonym ?? ((n) => pseudonymise(key, n));
+    this.repeats = repeatIndex(deps.config);
     this.b2bua = new B2bua({
       host: sip.listen.host,
       port: sip.listen.port,
@@ -149,6 +154,14 @@ export class Gateway {
     const before = this.config;
     this.config = config;
     this.trunkMatchers = this.compileTrunks(config);
+    if (JSON.stringify(before.detector.repeat) !== JSON.stringify(config.detector.repeat)) {
+      // The remembered calls were fingerprinted under the old settings: start afresh.
+      this.repeats = repeatIndex(config);
+      this.log.info(
+        { event: 'repeat.index_reset', enabled: config.detector.repeat.enabled },
+        'repeated-audio settings changed: remembered calls forgotten',
+      );
+    }
     this.reloadRegistrations(before, config);
   }
 
@@ -376,6 +389,14 @@ export class Gateway {
       analyse,
       warnAudio,
       dropAudio: this.deps.dropAnnouncement ?? null,
+      repeats: this.repeats
+        ? {
+            index: this.repeats,
+            listenMs: cfg.detector.repeat.listenMs,
+            minOtherCallers: cfg.detector.repeat.minOtherCallers,
+            callerKey: facts.fromPseudonym ?? fromNumber,
+          }
+        : null,
       onFinished: () => {
         this.calls.delete(callId);
         if (this.calls.size === 0) for (const w of this.idleWaiters.splice(0)) w();
@@ -462,4 +483,18 @@ function concat(parts: Float32Array[]): Float32Array {
     o += p.length;
   }
   return out;
+}
+
+/** The repeated-audio index that config.detector.repeat asks for (null when off). */
+function repeatIndex(config: Config): RepeatIndex | null {
+  const r = config.detector.repeat;
+  if (!r.enabled) return null;
+  return new RepeatIndex({
+    maxCalls: r.maxCalls,
+    windowMs: r.windowMinutes * 60_000,
+    maxFrames: Math.ceil((r.listenMs * 8) / FINGERPRINT_HOP_SAMPLES),
+    maxBitErrorRate: r.maxBitErrorRate,
+    // At least one second of audible overlap, so that a match rests on enough bits.
+    minOverlapFrames: Math.round(8000 / FINGERPRINT_HOP_SAMPLES),
+  });
 }

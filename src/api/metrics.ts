@@ -48,6 +48,13 @@ export const detectorErrorsTotal = new Counter({
   registers: [metrics],
 });
 
+export const repeatedCallsTotal = new Counter({
+  name: 'voiceguard_repeated_calls_total',
+  help: 'Calls whose caller audio repeated earlier calls (detector.repeat), by whether other callers were among them',
+  labelNames: ['across_callers'] as const,
+  registers: [metrics],
+});
+
 export const decisionLatency = new Histogram({
   name: 'voiceguard_decision_latency_ms',
   help: 'Caller speech (ms) analysed before a verdict was reached',
@@ -198,7 +205,7 @@ export const webhookDeliveries = new Counter({
   registers: [metrics],
 });
 
-/** Derives call/verdict/action/latency metrics from the bus; returns an unsubscribe function. */
+/** Derives call/verdict/action/repeat/latency metrics from the bus; returns an unsubscribe function. */
 export function observeCallEvents(bus: CallEventBus): () => void {
   const started = (e: { direction: string; treatment: string }) => {
     callsTotal.inc({ direction: e.direction, treatment: e.treatment });
@@ -211,16 +218,20 @@ export function observeCallEvents(bus: CallEventBus): () => void {
   };
   const action = (e: { action: string }) => actionsTotal.inc({ action: e.action });
   const error = () => detectorErrorsTotal.inc();
+  const repeat = (e: { otherCallers: number }) =>
+    repeatedCallsTotal.inc({ across_callers: e.otherCallers > 0 ? 'yes' : 'no' });
   bus.on('call.started', started);
   bus.on('call.ended', ended);
   bus.on('call.verdict', verdict);
   bus.on('call.action', action);
   bus.on('call.detector_error', error);
+  bus.on('call.repeat', repeat);
   return () => {
     bus.off('call.started', started);
     bus.off('call.ended', ended);
     bus.off('call.verdict', verdict);
     bus.off('call.action', action);
     bus.off('call.detector_error', error);
+    bus.off('call.repeat', repeat);
   };
 }

@@ -66,10 +66,11 @@ export const DefaultsJson = {
     onSynthetic: action,
     onUnsure: action,
     onError: action,
+    onRepeat: action,
     analyse: { type: 'boolean' },
     retainAudioSeconds: int,
   },
-  required: ['thresholds', 'onSynthetic', 'onUnsure', 'onError', 'analyse', 'retainAudioSeconds'],
+  required: ['thresholds', 'onSynthetic', 'onUnsure', 'onError', 'onRepeat', 'analyse', 'retainAudioSeconds'],
 };
 
 export const ListEntryJson = {
@@ -113,6 +114,9 @@ export const CallSummaryJson = {
     scoreCount: int,
     actions: { type: 'array', items: action },
     detectorError: nullable('string'),
+    repeatCalls: nullable('integer'),
+    repeatCallers: nullable('integer'),
+    repeatFirstCallId: nullable('string'),
     label: { type: ['string', 'null'], enum: ['human', 'robot', null] },
     hasAudio: { type: 'boolean' },
   },

@@ -262,6 +262,54 @@ export const ConfigSchema = z.strictObject({
           hangoverMs: z.number().int().min(0).default(200).describe('Frames kept as speech after voice ends'),
         })
         .prefault({}),
+      repeat: z
+        .strictObject({
+          enabled: z
+            .boolean()
+            .default(true)
+            .describe(
+              "Compare each analysed call's audio with recent calls' (robot campaigns replay one recording)",
+            ),
+          listenMs: z
+            .number()
+            .int()
+            .min(1000)
+            .max(10_000)
+            .default(4000)
+            .describe('Caller audio fingerprinted per call, from the start of analysis'),
+          minOtherCallers: z
+            .number()
+            .int()
+            .min(1)
+            .default(2)
+            .describe(
+              'Other callers whose calls carried the same audio before the policy action onRepeat is taken',
+            ),
+          windowMinutes: z
+            .number()
+            .int()
+            .min(1)
+            .default(1440)
+            .describe('How long a call is remembered for comparison'),
+          maxCalls: z
+            .number()
+            .int()
+            .min(1)
+            .max(200_000)
+            .default(5000)
+            .describe(
+              'Calls remembered at most (about 7 KB each with listenMs 4000); the oldest is forgotten first',
+            ),
+          maxBitErrorRate: z
+            .number()
+            .gt(0)
+            .lt(0.5)
+            .default(0.25)
+            .describe(
+              'Highest fingerprint bit error rate counted as the same audio (same recording ~0.1, different speech ~0.48)',
+            ),
+        })
+        .prefault({}),
     })
     .prefault({}),
   policy: z
@@ -271,6 +319,9 @@ export const ConfigSchema = z.strictObject({
           onSynthetic: ActionSchema.default('warn').describe('Action when the verdict is synthetic'),
           onUnsure: ActionSchema.default('log').describe('Action when listening time ran out undecided'),
           onError: ActionSchema.default('log').describe('Action when the detector fails (log = fail open)'),
+          onRepeat: ActionSchema.default('warn').describe(
+            "Action when the caller's audio repeats calls from detector.repeat.minOtherCallers other callers",
+          ),
           analyse: z.boolean().default(true).describe('Analyse calls at all'),
           retainAudioSeconds: z
             .number()

@@ -46,11 +46,16 @@ export interface CallPolicy {
   onSynthetic: PolicyAction;
   onUnsure: PolicyAction;
   onError: PolicyAction;
+  onRepeat: PolicyAction;
   retainAudioSeconds: number;
 }
 
 export type DetectorEvent =
-  { kind: 'score'; cumulativeLlr: number } | { kind: 'verdict'; verdict: Verdict } | { kind: 'error' };
+  | { kind: 'score'; cumulativeLlr: number }
+  | { kind: 'verdict'; verdict: Verdict }
+  | { kind: 'error' }
+  /** The caller's audio repeats recent calls of other callers (detect/repeat-index.ts). */
+  | { kind: 'repeat' };
 
 interface CompiledRule {
   rule: PolicyRule;
@@ -100,6 +105,7 @@ export function resolveDefaults(
     onSynthetic: PolicyAction;
     onUnsure: PolicyAction;
     onError: PolicyAction;
+    onRepeat: PolicyAction;
     analyse: boolean;
     retainAudioSeconds: number;
   },
@@ -128,6 +134,7 @@ export function resolveDefaults(
     onSynthetic: override?.onSynthetic ?? config.onSynthetic,
     onUnsure: override?.onUnsure ?? config.onUnsure,
     onError: override?.onError ?? config.onError,
+    onRepeat: override?.onRepeat ?? config.onRepeat,
     analyse: override?.analyse ?? config.analyse,
     retainAudioSeconds: override?.retainAudioSeconds ?? config.retainAudioSeconds,
   };
@@ -165,6 +172,7 @@ export function validateRule(
     onSynthetic: r.onSynthetic,
     onUnsure: r.onUnsure,
     onError: r.onError,
+    onRepeat: r.onRepeat,
     analyse: r.analyse,
     retainAudioSeconds: r.retainAudioSeconds,
     updatedAtMs: nowMs,
@@ -224,6 +232,7 @@ export function compileSnapshot(input: SnapshotInput): PolicySnapshot {
         onSynthetic: rule.onSynthetic ?? d.onSynthetic,
         onUnsure: rule.onUnsure ?? d.onUnsure,
         onError: rule.onError ?? d.onError,
+        onRepeat: rule.onRepeat ?? d.onRepeat,
         retainAudioSeconds: analyse ? (rule.retainAudioSeconds ?? d.retainAudioSeconds) : 0,
       },
     };
@@ -253,6 +262,7 @@ function basePolicy(s: PolicySnapshot): CallPolicy {
     onSynthetic: d.onSynthetic,
     onUnsure: d.onUnsure,
     onError: d.onError,
+    onRepeat: d.onRepeat,
     retainAudioSeconds: d.analyse ? d.retainAudioSeconds : 0,
   };
 }
@@ -303,7 +313,8 @@ export function evaluatePolicy(snapshot: PolicySnapshot, facts: CallFacts): Call
 /**
  * What to do on a detector event. `warn` fires once when the cumulative LLR first reaches
  * warnLlr (only if onSynthetic is warn or drop); the synthetic verdict triggers onSynthetic,
- * unsure triggers onUnsure, a detector error onError; an action is never repeated, and after a
+ * unsure triggers onUnsure, a detector error onError, audio repeated across callers onRepeat; an
+ * action is never repeated, and after a
  * drop nothing follows. Calls that are not analysed get no actions.
  */
 export function nextAction(
@@ -328,6 +339,9 @@ export function nextAction(
       break;
     case 'error':
       action = policy.onError;
+      break;
+    case 'repeat':
+      action = policy.onRepeat;
       break;
   }
   return action !== null && !taken.has(action) ? action : null;

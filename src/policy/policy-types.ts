@@ -105,6 +105,9 @@ export const RuleInputSchema = z.strictObject({
     'Action when listening ran out undecided (default: policy default)',
   ),
   onError: ActionSchema.optional().describe('Action on detector failure (default: policy default)'),
+  onRepeat: ActionSchema.optional().describe(
+    "Action when the caller's audio repeats other callers' recent calls (default: policy default)",
+  ),
   analyse: z.boolean().optional().describe('false = matching calls pass without analysis'),
   retainAudioSeconds: z
     .number()
@@ -132,6 +135,7 @@ export interface PolicyRule {
   onSynthetic?: PolicyAction;
   onUnsure?: PolicyAction;
   onError?: PolicyAction;
+  onRepeat?: PolicyAction;
   analyse?: boolean;
   retainAudioSeconds?: number;
   updatedAtMs: number;
@@ -141,6 +145,7 @@ export const DefaultsInputSchema = PartialThresholdsSchema.extend({
   onSynthetic: ActionSchema.optional(),
   onUnsure: ActionSchema.optional(),
   onError: ActionSchema.optional(),
+  onRepeat: ActionSchema.optional(),
   analyse: z.boolean().optional(),
   retainAudioSeconds: z.number().int().min(0).max(60).optional(),
 }).describe(
@@ -153,6 +158,7 @@ export interface PolicyDefaults {
   onSynthetic: PolicyAction;
   onUnsure: PolicyAction;
   onError: PolicyAction;
+  onRepeat: PolicyAction;
   analyse: boolean;
   retainAudioSeconds: number;
 }

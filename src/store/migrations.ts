@@ -128,6 +128,12 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX audit_at ON audit(at_ms);
   CREATE INDEX audio_at ON audio(at_ms);
   `,
+  // 3: repeated caller audio (detector.repeat): earlier calls matched, and their other callers
+  `
+  ALTER TABLE calls ADD COLUMN repeat_calls INTEGER;
+  ALTER TABLE calls ADD COLUMN repeat_callers INTEGER;
+  ALTER TABLE calls ADD COLUMN repeat_first_call_id TEXT;
+  `,
 ];
 
 export function schemaVersion(db: Database.Database): number {

@@ -30,6 +30,12 @@ export interface CallSummary {
   scoreCount: number;
   actions: PolicyAction[];
   detectorError: string | null;
+  /** Earlier calls whose caller audio this call's repeats (null: not compared, or no repeat). */
+  repeatCalls: number | null;
+  /** Distinct other callers among them. */
+  repeatCallers: number | null;
+  /** The earliest of them. */
+  repeatFirstCallId: string | null;
   label: Label | null;
   hasAudio: boolean;
 }

@@ -7,6 +7,7 @@ import type {
   CallAnsweredEvent,
   CallAudioEvent,
   CallDetectorErrorEvent,
+  CallRepeatEvent,
   CallEndedEvent,
   CallEventBus,
   CallScoreEvent,
@@ -43,6 +44,7 @@ type Op =
   | { t: 'verdict'; e: CallVerdictEvent }
   | { t: 'action'; e: CallActionEvent }
   | { t: 'error'; e: CallDetectorErrorEvent }
+  | { t: 'repeat'; e: CallRepeatEvent }
   | { t: 'ended'; e: CallEndedEvent }
   | { t: 'audio'; e: CallAudioEvent };
 
@@ -189,6 +191,9 @@ export class Store {
         "UPDATE calls SET actions = actions || ? || ',' WHERE call_id = ? AND instr(actions, ',' || ? || ',') = 0",
       ),
       detectorError: db.prepare('UPDATE calls SET detector_error = ? WHERE call_id = ?'),
+      repeat: db.prepare(
+        'UPDATE calls SET repeat_calls = ?, repeat_callers = ?, repeat_first_call_id = ? WHERE call_id = ?',
+      ),
       ended: db.prepare('UPDATE calls SET ended_ms = ?, end_reason = ?, sip_status = ? WHERE call_id = ?'),
       insertAudio: db.prepare(
         'INSERT OR REPLACE INTO audio (call_id, at_ms, sample_rate_hz, pcm) VALUES (?, ?, ?, ?)',
@@ -208,6 +213,7 @@ export class Store {
       'call.verdict': (e: CallVerdictEvent) => this.enqueue({ t: 'verdict', e }),
       'call.action': (e: CallActionEvent) => this.enqueue({ t: 'action', e }),
       'call.detector_error': (e: CallDetectorErrorEvent) => this.enqueue({ t: 'error', e }),
+      'call.repeat': (e: CallRepeatEvent) => this.enqueue({ t: 'repeat', e }),
       'call.ended': (e: CallEndedEvent) => this.enqueue({ t: 'ended', e }),
       'call.audio': (e: CallAudioEvent) => this.enqueue({ t: 'audio', e }),
     };
@@ -217,6 +223,7 @@ export class Store {
     bus.on('call.verdict', on['call.verdict']);
     bus.on('call.action', on['call.action']);
     bus.on('call.detector_error', on['call.detector_error']);
+    bus.on('call.repeat', on['call.repeat']);
     bus.on('call.ended', on['call.ended']);
     bus.on('call.audio', on['call.audio']);
     return () => {
@@ -226,6 +233,7 @@ export class Store {
       bus.off('call.verdict', on['call.verdict']);
       bus.off('call.action', on['call.action']);
       bus.off('call.detector_error', on['call.detector_error']);
+      bus.off('call.repeat', on['call.repeat']);
       bus.off('call.ended', on['call.ended']);
       bus.off('call.audio', on['call.audio']);
     };
@@ -323,6 +331,9 @@ export class Store {
               break;
             case 'error':
               s.detectorError.run(op.e.message, op.e.callId);
+              break;
+            case 'repeat':
+              s.repeat.run(op.e.matchedCalls, op.e.otherCallers, op.e.firstCallId, op.e.callId);
               break;
             case 'ended':
               s.ended.run(Math.round(op.e.atMs), op.e.reason, op.e.sipStatus, op.e.callId);
@@ -866,6 +877,9 @@ interface CallRow {
   score_count: number;
   actions: string;
   detector_error: string | null;
+  repeat_calls: number | null;
+  repeat_callers: number | null;
+  repeat_first_call_id: string | null;
   label: Label | null;
   has_audio: number;
 }
@@ -896,6 +910,9 @@ function toSummary(r: CallRow): CallSummary {
     scoreCount: r.score_count,
     actions: r.actions.split(',').filter(Boolean) as PolicyAction[],
     detectorError: r.detector_error,
+    repeatCalls: r.repeat_calls,
+    repeatCallers: r.repeat_callers,
+    repeatFirstCallId: r.repeat_first_call_id,
     label: r.label,
     hasAudio: r.has_audio === 1,
   };

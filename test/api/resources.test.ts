@@ -196,15 +196,15 @@ describe('policy and lists through the API', () => {
   });
 
   it('defaults: effective values and override round-trip', async () => {
-    const r = await put('/api/policy/defaults', { onSynthetic: 'drop', dropLlr: 10 });
+    const r = await put('/api/policy/defaults', { onSynthetic: 'drop', dropLlr: 10, onRepeat: 'drop' });
     expect(r.statusCode).toBe(200);
     expect(r.json()).toMatchObject({
-      effective: { onSynthetic: 'drop', thresholds: { dropLlr: 10, warnLlr: 4 } },
-      override: { onSynthetic: 'drop', dropLlr: 10 },
+      effective: { onSynthetic: 'drop', onRepeat: 'drop', thresholds: { dropLlr: 10, warnLlr: 4 } },
+      override: { onSynthetic: 'drop', dropLlr: 10, onRepeat: 'drop' },
     });
     const back = (await get('/api/policy/defaults', h.viewer)).json();
     expect(back).toMatchObject({
-      effective: { thresholds: { dropLlr: 10 } },
+      effective: { onRepeat: 'drop', thresholds: { dropLlr: 10 } },
       timeZone: 'UTC',
       denyStatus: 603,
     });

@@ -342,6 +342,52 @@ describe('console with 400 calls', () => {
     await removeAllowEntry(c, byPseudonym[0]!.id);
   });
 
+  it("shows what a call's audio repeated, and sets the repeated-audio action in the policy editor", async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    const first = emitCall(c.bus, { from: '+4930700001', scores: [-1, -1], verdict: 'human' });
+    const third = emitCall(c.bus, { from: '+4930700003', scores: [-1], actions: ['drop'] });
+    c.bus.emit('call.repeat', {
+      callId: third,
+      atMs: Date.now(),
+      matchedCalls: 2,
+      otherCallers: 2,
+      firstCallId: first,
+      bitErrorRate: 0.09,
+    });
+    c.store.flush();
+    await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(third)}`);
+    await page.waitForSelector('#repeat-info');
+    expect(await text(page, '#repeat-info')).toBe(
+      `repeats 2 earlier call(s) from 2 other caller(s); first ${first}`,
+    );
+    await page.click('#repeat-info a');
+    await page.waitForURL(new RegExp(`#/calls/${first}$`));
+    await page.waitForSelector('#score-chart');
+    // The first call repeated nothing.
+    expect(await page.locator('#repeat-info').count()).toBe(0);
+
+    const before = (await api<{ override: object }>(c, '/api/policy/defaults')).override;
+    await page.click('#nav a[data-route="policy"]');
+    await page.waitForSelector('#defaults-form');
+    await page.selectOption('#defaults-form select[name="onRepeat"]', 'drop');
+    await page.click('#save-defaults');
+    await expect
+      .poll(
+        async () =>
+          (await api<{ override: { onRepeat?: string } }>(c, '/api/policy/defaults')).override.onRepeat,
+      )
+      .toBe('drop');
+    await expect.poll(() => text(page, '#defaults-effective')).toContain('on repeated audio drop');
+    // Later tests see the defaults as they were.
+    const res = await fetch(c.baseUrl + '/api/policy/defaults', {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(before),
+    });
+    expect(res.status).toBe(200);
+  });
+
   it('lists callers dropped but labelled human on the tuning page, and allows one', async () => {
     const page = await c.newPage();
     await login(page, ADMIN_TOKEN);

@@ -22,6 +22,7 @@ const defaults: PolicyDefaults = {
   onSynthetic: 'warn',
   onUnsure: 'log',
   onError: 'log',
+  onRepeat: 'warn',
   analyse: true,
   retainAudioSeconds: 0,
 };
@@ -74,8 +75,15 @@ describe('evaluatePolicy: lists', () => {
       onSynthetic: 'warn',
       onUnsure: 'log',
       onError: 'log',
+      onRepeat: 'warn',
       retainAudioSeconds: 0,
     });
+  });
+
+  it("a rule's onRepeat overrides the default's, and a rule without one inherits it", () => {
+    const withRepeat = rule('r1', 1, { onRepeat: 'drop' });
+    expect(evaluatePolicy(snap([withRepeat]), facts()).onRepeat).toBe('drop');
+    expect(evaluatePolicy(snap([rule('r2', 1)]), facts()).onRepeat).toBe('warn');
   });
 
   it('denies with the configured status, or the entry status', () => {
@@ -237,6 +245,7 @@ describe('nextAction', () => {
     ['human', { kind: 'verdict', verdict: 'human' }],
     ['unsure', { kind: 'verdict', verdict: 'unsure' }],
     ['error', { kind: 'error' }],
+    ['repeat', { kind: 'repeat' }],
   ];
   const TAKEN: PolicyAction[][] = [
     [],
@@ -260,6 +269,7 @@ describe('nextAction', () => {
     } else if (e.kind === 'verdict' && e.verdict === 'synthetic') wanted = p.onSynthetic;
     else if (e.kind === 'verdict' && e.verdict === 'unsure') wanted = p.onUnsure;
     else if (e.kind === 'error') wanted = p.onError;
+    else if (e.kind === 'repeat') wanted = p.onRepeat;
     return wanted !== null && taken.has(wanted) ? null : wanted;
   }
 
@@ -269,13 +279,17 @@ describe('nextAction', () => {
     for (const onSynthetic of ACTIONS) {
       for (const onUnsure of ACTIONS) {
         for (const onError of ACTIONS) {
-          it(`${treatment} synthetic=${onSynthetic} unsure=${onUnsure} error=${onError}: all events × taken`, () => {
-            const p: CallPolicy = { ...base, treatment, onSynthetic, onUnsure, onError };
-            for (const [, e] of EVENTS) {
-              for (const t of TAKEN) {
-                const taken = new Set(t);
-                expect(nextAction(p, e, taken), JSON.stringify({ e, t })).toBe(expected(p, e, taken));
-                combos++;
+          it(`${treatment} synthetic=${onSynthetic} unsure=${onUnsure} error=${onError}: all repeat actions × events × taken`, () => {
+            for (const onRepeat of ACTIONS) {
+              const p: CallPolicy = { ...base, treatment, onSynthetic, onUnsure, onError, onRepeat };
+              for (const [, e] of EVENTS) {
+                for (const t of TAKEN) {
+                  const taken = new Set(t);
+                  expect(nextAction(p, e, taken), JSON.stringify({ e, t, onRepeat })).toBe(
+                    expected(p, e, taken),
+                  );
+                  combos++;
+                }
               }
             }
           });
@@ -283,7 +297,7 @@ describe('nextAction', () => {
       }
     }
   }
-  it('covered every combination', () => expect(combos).toBe(3 * 27 * EVENTS.length * TAKEN.length));
+  it('covered every combination', () => expect(combos).toBe(3 * 81 * EVENTS.length * TAKEN.length));
 
   it('key cases, spelled out', () => {
     const drop: CallPolicy = { ...base, onSynthetic: 'drop' };
@@ -296,6 +310,10 @@ describe('nextAction', () => {
     expect(nextAction(logOnly, { kind: 'verdict', verdict: 'synthetic' }, new Set())).toBe('log');
     // fail open by default
     expect(nextAction(base, { kind: 'error' }, new Set())).toBe('log');
+    // a repeat acts on its own action, also when the voice was judged human
+    const repeatDrop: CallPolicy = { ...base, onRepeat: 'drop' };
+    expect(nextAction(repeatDrop, { kind: 'repeat' }, new Set(['log']))).toBe('drop');
+    expect(nextAction(repeatDrop, { kind: 'repeat' }, new Set(['drop']))).toBeNull();
   });
 });
 
@@ -304,6 +322,7 @@ describe('resolveDefaults and validateRule', () => {
     onSynthetic: 'warn' as const,
     onUnsure: 'log' as const,
     onError: 'log' as const,
+    onRepeat: 'warn' as const,
     analyse: true,
     retainAudioSeconds: 0,
   };

@@ -206,6 +206,20 @@ export async function callDetailView(id) {
       ['Codec', call.codec ?? '—'],
       ['End', `${call.endReason ?? '—'}${call.sipStatus ? ` (${call.sipStatus})` : ''}`],
       ['Detector error', call.detectorError ?? '—'],
+      [
+        'Repeated audio',
+        call.repeatCalls
+          ? h(
+              'span#repeat-info',
+              `repeats ${call.repeatCalls} earlier call(s) from ${call.repeatCallers} other caller(s); first `,
+              h(
+                'a',
+                { href: `#/calls/${encodeURIComponent(call.repeatFirstCallId)}` },
+                call.repeatFirstCallId,
+              ),
+            )
+          : '—',
+      ],
     ].flatMap(([k, v]) => [h('dt', k), h('dd', v ?? '—')]),
   );
 

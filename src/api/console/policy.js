@@ -55,6 +55,7 @@ function defaultsForm(d, onSaved) {
       field('On synthetic', 'onSynthetic', select(ACTIONS, o.onSynthetic, adminOnly())),
       field('On unsure', 'onUnsure', select(ACTIONS, o.onUnsure, adminOnly())),
       field('On detector error', 'onError', select(ACTIONS, o.onError, adminOnly())),
+      field('On repeated audio', 'onRepeat', select(ACTIONS, o.onRepeat, adminOnly())),
       field(
         'Retain audio (s)',
         'retainAudioSeconds',
@@ -66,7 +67,7 @@ function defaultsForm(d, onSaved) {
       { style: 'margin-top:12px' },
       h(
         'span.muted#defaults-effective',
-        `Effective now: drop ${fmtLlr(e.thresholds.dropLlr)}, warn ${fmtLlr(e.thresholds.warnLlr)}, human ${fmtLlr(e.thresholds.humanLlr)}, on synthetic ${e.onSynthetic}. Empty fields inherit config, then model.`,
+        `Effective now: drop ${fmtLlr(e.thresholds.dropLlr)}, warn ${fmtLlr(e.thresholds.warnLlr)}, human ${fmtLlr(e.thresholds.humanLlr)}, on synthetic ${e.onSynthetic}, on repeated audio ${e.onRepeat}. Empty fields inherit config, then model.`,
       ),
       h('div.spacer'),
       h('button.btn#save-defaults', { type: 'submit', ...adminOnly() }, 'Save defaults'),
@@ -82,7 +83,7 @@ function defaultsForm(d, onSaved) {
       const v = num(form.elements[k].value);
       if (v !== undefined) body[k] = v;
     }
-    for (const k of ['onSynthetic', 'onUnsure', 'onError'])
+    for (const k of ['onSynthetic', 'onUnsure', 'onError', 'onRepeat'])
       if (form.elements[k].value) body[k] = form.elements[k].value;
     if (o.analyse !== undefined) body.analyse = o.analyse;
     try {
@@ -173,6 +174,7 @@ function ruleForm(rule, onDone) {
       field('On synthetic', 'onSynthetic', select(ACTIONS, r.onSynthetic, adminOnly())),
       field('On unsure', 'onUnsure', select(ACTIONS, r.onUnsure, adminOnly())),
       field('On detector error', 'onError', select(ACTIONS, r.onError, adminOnly())),
+      field('On repeated audio', 'onRepeat', select(ACTIONS, r.onRepeat, adminOnly())),
       field('Retain audio (s)', 'retainAudioSeconds', number(r.retainAudioSeconds)),
     ),
     box,
@@ -210,7 +212,7 @@ function ruleForm(rule, onDone) {
       const v = num(f[`thresholds.${k}`].value);
       if (v !== undefined) body.thresholds[k] = v;
     }
-    for (const k of ['onSynthetic', 'onUnsure', 'onError']) if (f[k].value) body[k] = f[k].value;
+    for (const k of ['onSynthetic', 'onUnsure', 'onError', 'onRepeat']) if (f[k].value) body[k] = f[k].value;
     const ra = num(f.retainAudioSeconds.value);
     if (ra !== undefined) body.retainAudioSeconds = ra;
     try {

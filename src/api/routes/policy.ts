@@ -142,6 +142,7 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy })
               onSynthetic: { type: 'string' },
               onUnsure: { type: 'string' },
               onError: { type: 'string' },
+              onRepeat: { type: 'string' },
               retainAudioSeconds: { type: 'integer' },
               policyVersion: { type: 'integer' },
             },

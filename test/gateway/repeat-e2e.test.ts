@@ -1,0 +1,149 @@
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadAudioFile, to8k } from '../../src/audio/load-audio.js';
+import { writeRtpPcap } from '../../src/audio/pcap-writer.js';
+import { expectBothPassed, freeUdpPort, runSipp, startGateway, type TestGateway } from './sipp-harness.js';
+
+/**
+ * Repeated audio across callers (detector.repeat), end to end: sipp callers with different
+ * numbers play one recording through the real gateway, as a robot campaign with rotating caller
+ * IDs does. The recording is a human voice, so the voice detector alone would let it through:
+ * the repeat is what the policy acts on.
+ */
+const ADMIN_TOKEN = 'repeat-e2e-admin-token-0123456789abcdef';
+const LISTEN_MS = 3000;
+
+async function pcap(prefix: string): Promise<string> {
+  const name = readdirSync('test/fixtures')
+    .filter((f) => f.startsWith(prefix) && f.endsWith('.wav'))
+    .sort()[0]!;
+  const samples = to8k(await loadAudioFile(join('test/fixtures', name))).slice(0, 6 * 8000);
+  const dir = mkdtempSync(join(tmpdir(), 'vg-repeat-'));
+  writeFileSync(
+    join(dir, 'caller.pcap'),
+    writeRtpPcap({ samples, codec: 'pcmu', src: '127.0.0.1:40000', dst: '127.0.0.1:6000' }),
+  );
+  return dir;
+}
+
+describe('repeated caller audio (detector.repeat), onRepeat=drop', () => {
+  let gw: TestGateway;
+  let recording: string;
+  let other: string;
+  beforeAll(async () => {
+    recording = await pcap('human-librispeech-1');
+    other = await pcap('human-librispeech-2');
+    gw = await startGateway({
+      // The voice alone never acts here: only a repeat can drop.
+      'policy.defaults': { onSynthetic: 'log', onUnsure: 'log', onRepeat: 'drop' },
+      'detector.repeat': { listenMs: LISTEN_MS, minOtherCallers: 2 },
+      'api.bootstrapAdminToken': ADMIN_TOKEN,
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  async function call(number: string, dir: string, dropped: boolean) {
+    const uas = runSipp({
+      scenario: dropped ? 'pbx-repeat-dropped.xml' : 'pbx-answer.xml',
+      port: gw.pbxPort,
+      timeoutS: 30,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const uac = runSipp({
+      scenario: dropped ? 'caller-pcap-repeat-dropped.xml' : 'caller-pcap-from.xml',
+      port: await freeUdpPort(),
+      target: `127.0.0.1:${gw.sipPort}`,
+      keys: { caller_number: number },
+      pauseMs: LISTEN_MS + 1500,
+      cwd: dir,
+      timeoutS: 30,
+    });
+    const caller = await uac.done;
+    const kill = setTimeout(() => uas.kill(), 5000);
+    const pbx = await uas.done;
+    clearTimeout(kill);
+    expectBothPassed({ caller, pbx });
+  }
+
+  async function storedCall(callId: string): Promise<Record<string, unknown>> {
+    for (let i = 0; i < 40; i++) {
+      const r = await fetch(`http://127.0.0.1:${gw.server.apiPort}/api/calls/${callId}`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      if (r.status === 200) {
+        const c = ((await r.json()) as { call: Record<string, unknown> }).call;
+        if (c.endedAtMs !== null) return c;
+      }
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error(`call ${callId} not stored`);
+  }
+
+  it('drops the third caller that plays the same recording, and records what it repeated', async () => {
+    const from = gw.logs.length;
+    await call('+4930111111', recording, false);
+    // One caller so far: nothing to compare with.
+    expect(gw.logs.slice(from).filter((l) => l.event === 'call.repeat')).toEqual([]);
+
+    await call('+4930222222', recording, false);
+    const second = gw.logs.slice(from).filter((l) => l.event === 'call.repeat');
+    expect(second).toHaveLength(1);
+    expect(second[0]).toMatchObject({ matchedCalls: 1, otherCallers: 1 });
+    expect(Number(second[0]!.bitErrorRate)).toBeLessThan(0.25);
+    // One other caller is below minOtherCallers (2): no action.
+    expect(gw.logs.slice(from).filter((l) => l.event === 'call.action')).toEqual([]);
+
+    await call('+4930333333', recording, true);
+    const repeats = gw.logs.slice(from).filter((l) => l.event === 'call.repeat');
+    expect(repeats).toHaveLength(2);
+    expect(repeats[1]).toMatchObject({ matchedCalls: 2, otherCallers: 2 });
+    const actions = gw.logs.slice(from).filter((l) => l.event === 'call.action');
+    expect(actions.map((l) => l.action)).toEqual(['drop']);
+    expect(String(actions[0]!.reason)).toMatch(/repeats 2 earlier call\(s\) from 2 other caller\(s\)/);
+    // The voice was not what dropped it: no synthetic verdict.
+    expect(
+      gw.logs
+        .slice(from)
+        .filter((l) => l.event === 'call.verdict')
+        .map((l) => l.verdict),
+    ).not.toContain('synthetic');
+    const started = gw.logs.slice(from).filter((l) => l.event === 'call.started');
+    const ended = gw.logs.slice(from).filter((l) => l.event === 'call.ended');
+    expect(ended.map((l) => l.reason)).toEqual(['bye-caller', 'bye-caller', 'dropped']);
+
+    // The store and API keep the fact with the call.
+    const ids = started.map((l) => String(l.callId));
+    const third = await storedCall(ids[2]!);
+    expect(third).toMatchObject({
+      repeatCalls: 2,
+      repeatCallers: 2,
+      repeatFirstCallId: ids[0],
+      endReason: 'dropped',
+    });
+    expect(await storedCall(ids[0]!)).toMatchObject({ repeatCalls: null, repeatCallers: null });
+
+    // /metrics counts the repeats.
+    const metrics = await (await fetch(`http://127.0.0.1:${gw.server.apiPort}/metrics`)).text();
+    expect(metrics).toMatch(/^voiceguard_repeated_calls_total\{across_callers="yes"\} 2$/m);
+  });
+
+  it('a different recording from a new caller is not a repeat, and passes', async () => {
+    const from = gw.logs.length;
+    await call('+4930444444', other, false);
+    expect(gw.logs.slice(from).filter((l) => l.event === 'call.repeat')).toEqual([]);
+    expect(gw.logs.slice(from).filter((l) => l.event === 'call.action')).toEqual([]);
+  });
+
+  it('the same caller calling again with the same audio counts no new caller', async () => {
+    const from = gw.logs.length;
+    await call('+4930444444', other, false);
+    const repeats = gw.logs.slice(from).filter((l) => l.event === 'call.repeat');
+    expect(repeats).toHaveLength(1);
+    expect(repeats[0]).toMatchObject({ matchedCalls: 1, otherCallers: 0 });
+    expect(gw.logs.slice(from).filter((l) => l.event === 'call.action')).toEqual([]);
+  });
+});
