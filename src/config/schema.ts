@@ -298,13 +298,13 @@ export const ConfigSchema = z.strictObject({
             .max(200_000)
             .default(5000)
             .describe(
-              'Calls remembered at most (about 7 KB each with listenMs 4000); the oldest is forgotten first',
+              'Calls remembered at most (about 10 KB each with listenMs 4000, allocated at start); the oldest is forgotten first',
             ),
           maxBitErrorRate: z
             .number()
             .gt(0)
             .lt(0.5)
-            .default(0.25)
+            .default(0.3)
             .describe(
               'Highest fingerprint bit error rate counted as the same audio (same recording ~0.1, different speech ~0.48)',
             ),

@@ -13,13 +13,16 @@ import {
  * callers' calls is a robot's mark: people never say anything twice the same way. The index finds
  * those repeats in a few milliseconds per call.
  *
- * How: every frame of a remembered call is filed under 16 of its 32 bits (the low half on even
- * frames, the high half on odd ones). A new call looks up both halves of each of its frames, and
- * each hit votes for (remembered call, time offset). Offsets with enough votes are checked on the
- * whole overlap (bit error rate, see audio-fingerprint.ts). Two plays of one recording differ in
- * about 10% of their bits, two different utterances in about 48%.
+ * How: every frame of a remembered call is filed under 20 of its 32 bits (bits 0-19 on even
+ * frames, 12-31 on odd ones). A new call looks up both parts of each of its frames, and each hit
+ * votes for (remembered call, time offset). Offsets with enough votes are checked on the whole
+ * overlap (bit error rate, see audio-fingerprint.ts). Two plays of one recording differ in about
+ * 10% of their bits, two different utterances in about 48%. With 20 bits a replay at a 10-15% bit
+ * error rate still gets tens of votes, while a key is shared by about one remembered frame in a
+ * full index, so a lookup stays cheap (16 bits made common keys thousands of entries long).
  *
- * Memory: about 13 bytes per remembered frame (125 frames a second), so `maxCalls` bounds it.
+ * Memory: 12 MiB of tables, and 13 bytes per frame of `maxCalls` x `maxFrames` (8 for the chains,
+ * allocated up front, and 5 for the fingerprint of a remembered frame).
  * Pure: no clock and no I/O; the time comes with each call.
  */
 
@@ -55,11 +58,18 @@ export interface RepeatMatch {
 
 export class RepeatIndexOptionsError extends RangeError {}
 
-/** Votes an (earlier call, offset) pair needs before its whole overlap is compared. */
-const MIN_VOTES = 4;
-/** A bucket with more entries than this is a value too common to tell calls apart (skipped). */
-const MAX_BUCKET_SCAN = 4096;
-const KEY_BITS = 17; // 16 bits of the word + the half it came from
+/**
+ * Votes an (earlier call, offset) pair needs before its whole overlap is compared. A random hit
+ * lands on one of millions of (call, offset) pairs, so three at one pair are no accident.
+ */
+const MIN_VOTES = 3;
+/**
+ * A key with more entries than this is a value too common to tell calls apart, and is skipped.
+ * Speech makes some values common (a full index holds about one entry per key, the commonest keys
+ * hundreds); a replay still gets its votes from the many frames with rare keys.
+ */
+const MAX_BUCKET_SCAN = 64;
+const KEY_BITS = 21; // 20 bits of the word + which part it came from
 const NO_ENTRY = -1;
 
 interface Slot {
@@ -72,7 +82,7 @@ interface Slot {
 }
 
 function keyOf(word: number, frame: number): number {
-  return frame & 1 ? (word >>> 16) | 0x10000 : word & 0xffff;
+  return frame & 1 ? (word >>> 12) | 0x100000 : word & 0xfffff;
 }
 
 export class RepeatIndex {
@@ -81,8 +91,10 @@ export class RepeatIndex {
   private next = 0;
   private filled = 0;
   private readonly head = new Int32Array(1 << KEY_BITS).fill(NO_ENTRY);
-  private readonly bucketSize = new Int32Array(1 << KEY_BITS);
+  private readonly bucketSize = new Uint16Array(1 << KEY_BITS);
+  /** Chains of entries per key, both ways (forgetting a call unlinks its entries in O(1)). */
   private readonly link: Int32Array;
+  private readonly prev: Int32Array;
 
   constructor(private readonly opts: RepeatIndexOptions) {
     const { maxCalls, windowMs, maxFrames, maxBitErrorRate, minOverlapFrames } = opts;
@@ -99,6 +111,7 @@ export class RepeatIndex {
       throw new RepeatIndexOptionsError(`minOverlapFrames must be an integer >= 1 (got ${minOverlapFrames})`);
     this.slots = new Array<Slot | null>(maxCalls).fill(null);
     this.link = new Int32Array(maxCalls * maxFrames).fill(NO_ENTRY);
+    this.prev = new Int32Array(maxCalls * maxFrames).fill(NO_ENTRY);
   }
 
   /** Calls remembered now. */
@@ -125,8 +138,9 @@ export class RepeatIndex {
     for (let q = 0; q < fp.bits.length; q++) {
       if (!fp.audible[q]) continue;
       const word = fp.bits[q];
-      // The remembered frame may be even or odd, so both halves are looked up.
-      for (const key of [word & 0xffff, (word >>> 16) | 0x10000]) {
+      // The remembered frame may be even or odd, so both parts are looked up.
+      for (let part = 0; part < 2; part++) {
+        const key = keyOf(word, part);
         if (this.bucketSize[key] > MAX_BUCKET_SCAN) continue;
         for (let e = this.head[key]; e !== NO_ENTRY; e = this.link[e]) {
           const slot = Math.floor(e / maxFrames);
@@ -180,9 +194,12 @@ export class RepeatIndex {
       if (!fp.audible[f]) continue;
       const key = keyOf(fp.bits[f], f);
       const e = index * maxFrames + f;
-      this.link[e] = this.head[key];
+      const next = this.head[key];
+      this.link[e] = next;
+      this.prev[e] = NO_ENTRY;
+      if (next !== NO_ENTRY) this.prev[next] = e;
       this.head[key] = e;
-      this.bucketSize[key]++;
+      if (this.bucketSize[key] < 0xffff) this.bucketSize[key]++;
     }
     this.slots[index] = {
       callId: entry.callId,
@@ -218,15 +235,15 @@ export class RepeatIndex {
       if (!fp.audible[f]) continue;
       const key = keyOf(fp.bits[f], f);
       const e = index * maxFrames + f;
-      // Unlink e from its bucket's chain (entries are pushed at the head, so newer ones come first).
-      if (this.head[key] === e) this.head[key] = this.link[e];
-      else {
-        let p = this.head[key];
-        while (p !== NO_ENTRY && this.link[p] !== e) p = this.link[p];
-        if (p !== NO_ENTRY) this.link[p] = this.link[e];
-      }
+      const before = this.prev[e];
+      const after = this.link[e];
+      if (before === NO_ENTRY) this.head[key] = after;
+      else this.link[before] = after;
+      if (after !== NO_ENTRY) this.prev[after] = before;
+      this.prev[e] = NO_ENTRY;
       this.link[e] = NO_ENTRY;
-      this.bucketSize[key]--;
+      // A count that reached the cap stays there (such a key is skipped anyway).
+      if (this.bucketSize[key] < 0xffff) this.bucketSize[key]--;
     }
     this.slots[index] = null;
     this.filled--;

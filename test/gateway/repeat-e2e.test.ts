@@ -146,4 +146,29 @@ describe('repeated caller audio (detector.repeat), onRepeat=drop', () => {
     expect(repeats[0]).toMatchObject({ matchedCalls: 1, otherCallers: 0 });
     expect(gw.logs.slice(from).filter((l) => l.event === 'call.action')).toEqual([]);
   });
+
+  it('changed repeat settings (SIGHUP) start a fresh index: the recording is new again', async () => {
+    const from = gw.logs.length;
+    const cfg = gw.server.config;
+    gw.server.gateway.setConfig({
+      ...cfg,
+      detector: { ...cfg.detector, repeat: { ...cfg.detector.repeat, minOtherCallers: 3 } },
+    });
+    expect(gw.logs.slice(from).filter((l) => l.event === 'repeat.index_reset')).toHaveLength(1);
+    await call('+4930555555', recording, false);
+    expect(gw.logs.slice(from).filter((l) => l.event === 'call.repeat')).toEqual([]);
+    // The same settings again change nothing: the index (now holding that call) is kept.
+    gw.server.gateway.setConfig({
+      ...cfg,
+      detector: { ...cfg.detector, repeat: { ...cfg.detector.repeat, minOtherCallers: 3 } },
+    });
+    expect(gw.logs.slice(from).filter((l) => l.event === 'repeat.index_reset')).toHaveLength(1);
+    await call('+4930666666', recording, false);
+    expect(
+      gw.logs
+        .slice(from)
+        .filter((l) => l.event === 'call.repeat')
+        .map((l) => l.otherCallers),
+    ).toEqual([1]);
+  });
 });
