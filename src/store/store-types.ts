@@ -75,6 +75,10 @@ export interface CallFilter {
   fromMs?: number;
   toMs?: number;
   q?: string;
+  /** yes: calls whose caller audio repeated earlier calls; no: the others. */
+  repeat?: 'yes' | 'no';
+  /** A call and the calls whose audio repeated it (their first match). */
+  repeatOf?: string;
 }
 
 export interface CallPage {

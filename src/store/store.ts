@@ -515,6 +515,12 @@ export class Store {
       where.push('started_ms < @toMs');
       params.toMs = f.toMs;
     }
+    if (f.repeat === 'yes') where.push('repeat_calls IS NOT NULL');
+    else if (f.repeat === 'no') where.push('repeat_calls IS NULL');
+    if (f.repeatOf) {
+      where.push('(call_id = @repeatOf OR repeat_first_call_id = @repeatOf)');
+      params.repeatOf = f.repeatOf;
+    }
     if (f.q) {
       const q = f.q.trim();
       params.q = q;

@@ -359,9 +359,28 @@ describe('console with 400 calls', () => {
     await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(third)}`);
     await page.waitForSelector('#repeat-info');
     expect(await text(page, '#repeat-info')).toBe(
-      `repeats 2 earlier call(s) from 2 other caller(s); first ${first}`,
+      `repeats 2 earlier call(s) from 2 other caller(s); first ${first} · all calls with this audio`,
     );
-    await page.click('#repeat-info a');
+    // "All calls with this audio": the first call and the call that repeated it, nothing else.
+    await page.click('#repeat-all');
+    await page.waitForSelector('#repeat-scope');
+    await expect.poll(() => text(page, '#calls-count')).toBe('2 of 2 calls');
+    const listed = await page
+      .locator('#calls-table tbody tr[data-call]')
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-call')));
+    expect(listed.sort()).toEqual([first, third].sort());
+    // The filter "repeated audio: yes" finds the repeating call among all 400 and more.
+    const repeated = await api<{ total: number; items: { id: string }[] }>(c, '/api/calls?repeat=yes');
+    expect(repeated.items.map((i) => i.id)).toEqual([third]);
+    await page.goto(c.baseUrl + '/#/calls');
+    await page.selectOption('#call-filters select[name="repeat"]', 'yes');
+    await page.click('#call-filters button[type="submit"]');
+    await page.waitForURL(/repeat=yes/);
+    await expect.poll(() => text(page, '#calls-count')).toBe('1 of 1 calls');
+
+    await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(third)}`);
+    await page.waitForSelector('#repeat-info');
+    await page.click(`#repeat-info a[href="#/calls/${first}"]`);
     await page.waitForURL(new RegExp(`#/calls/${first}$`));
     await page.waitForSelector('#score-chart');
     // The first call repeated nothing.

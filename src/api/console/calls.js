@@ -19,7 +19,7 @@ import {
 } from './lib.js';
 
 const PAGE = 100;
-const FILTERS = ['verdict', 'action', 'label', 'from', 'to', 'q'];
+const FILTERS = ['verdict', 'action', 'label', 'repeat', 'from', 'to', 'q'];
 
 function dateToMs(v, endOfDay) {
   if (!v) return null;
@@ -29,7 +29,8 @@ function dateToMs(v, endOfDay) {
 
 export async function callsView(params) {
   const query = new URLSearchParams({ limit: String(PAGE) });
-  for (const k of ['verdict', 'action', 'label', 'q']) if (params.get(k)) query.set(k, params.get(k));
+  for (const k of ['verdict', 'action', 'label', 'repeat', 'repeatOf', 'q'])
+    if (params.get(k)) query.set(k, params.get(k));
   const fromMs = dateToMs(params.get('from'), false);
   const toMs = dateToMs(params.get('to'), true);
   if (fromMs !== null) query.set('from', String(fromMs));
@@ -42,6 +43,8 @@ export async function callsView(params) {
       onsubmit: (e) => {
         e.preventDefault();
         const q = new URLSearchParams();
+        // A campaign opened from a call page stays the scope of further filtering.
+        if (params.get('repeatOf')) q.set('repeatOf', params.get('repeatOf'));
         for (const k of FILTERS) {
           const v = form.elements[k].value.trim();
           if (v) q.set(k, v);
@@ -87,6 +90,18 @@ export async function callsView(params) {
           ['none', 'unlabelled'],
         ],
         params.get('label'),
+      ),
+    ),
+    field(
+      'Repeated audio',
+      'repeat',
+      select(
+        [
+          ['', 'any'],
+          ['yes', 'yes'],
+          ['no', 'no'],
+        ],
+        params.get('repeat'),
       ),
     ),
     field('From date', 'from', h('input', { type: 'date', value: params.get('from') ?? '' })),
@@ -151,9 +166,19 @@ export async function callsView(params) {
   if (!first.items.length)
     tbody.append(h('tr', h('td.empty', { colspan: 10 }, 'No calls match these filters.')));
 
+  const scope = params.get('repeatOf');
   const el = h(
     'div',
     h('h1', 'Call history'),
+    scope
+      ? h(
+          'p.muted#repeat-scope',
+          'Calls with the audio of call ',
+          h('a', { href: `#/calls/${encodeURIComponent(scope)}` }, scope),
+          ' (that call and the calls that repeated it). ',
+          h('a', { href: '#/calls' }, 'All calls'),
+        )
+      : null,
     h('div.panel', form),
     h(
       'div.panel',
@@ -216,6 +241,12 @@ export async function callDetailView(id) {
                 'a',
                 { href: `#/calls/${encodeURIComponent(call.repeatFirstCallId)}` },
                 call.repeatFirstCallId,
+              ),
+              ' · ',
+              h(
+                'a#repeat-all',
+                { href: `#/calls?repeatOf=${encodeURIComponent(call.repeatFirstCallId)}` },
+                'all calls with this audio',
               ),
             )
           : '—',

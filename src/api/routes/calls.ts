@@ -27,6 +27,16 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
             from: timeParam,
             to: timeParam,
             q: { type: 'string', maxLength: 100, description: 'Call id, SIP Call-ID, or part of a number' },
+            repeat: {
+              type: 'string',
+              enum: ['yes', 'no'],
+              description: "yes: calls whose caller audio repeated earlier calls' (detector.repeat)",
+            },
+            repeatOf: {
+              type: 'string',
+              maxLength: 100,
+              description: 'A call id: that call and the calls whose audio repeated it first',
+            },
           },
         },
         response: {
@@ -57,6 +67,8 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
         fromMs: parseTime(q.from as string | undefined, 'from'),
         toMs: parseTime(q.to as string | undefined, 'to'),
         q: q.q as string | undefined,
+        repeat: q.repeat as CallFilter['repeat'],
+        repeatOf: q.repeatOf as string | undefined,
       };
       return deps.store.listCalls(filter);
     },
