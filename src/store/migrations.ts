@@ -133,6 +133,7 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE calls ADD COLUMN repeat_calls INTEGER;
   ALTER TABLE calls ADD COLUMN repeat_callers INTEGER;
   ALTER TABLE calls ADD COLUMN repeat_first_call_id TEXT;
+  CREATE INDEX calls_repeat_first ON calls(repeat_first_call_id) WHERE repeat_first_call_id IS NOT NULL;
   `,
 ];
 
