@@ -142,6 +142,52 @@ describe('writing call events', () => {
     expect(d.verdict).toMatchObject({ verdict: 'synthetic', decisionMs: 3000 });
   });
 
+  it('records a repeat with its call, and filters calls by it', () => {
+    const s = openStore();
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const first = emitCall(bus, { from: '+4930100001' });
+    const second = emitCall(bus, { from: '+4930100002' });
+    const third = emitCall(bus, { from: '+4930100003' });
+    const other = emitCall(bus, { from: '+4930100004' });
+    bus.emit('call.repeat', {
+      callId: second,
+      atMs: 2,
+      matchedCalls: 1,
+      otherCallers: 1,
+      firstCallId: first,
+      bitErrorRate: 0.1,
+    });
+    bus.emit('call.repeat', {
+      callId: third,
+      atMs: 3,
+      matchedCalls: 2,
+      otherCallers: 2,
+      firstCallId: first,
+      bitErrorRate: 0.08,
+    });
+    s.flush();
+    expect(s.getCall(third)!.call).toMatchObject({
+      repeatCalls: 2,
+      repeatCallers: 2,
+      repeatFirstCallId: first,
+    });
+    expect(s.getCall(other)!.call).toMatchObject({
+      repeatCalls: null,
+      repeatCallers: null,
+      repeatFirstCallId: null,
+    });
+    const ids = (f: object) =>
+      s
+        .listCalls({ limit: 50, ...f })
+        .items.map((c) => c.id)
+        .sort();
+    expect(ids({ repeat: 'yes' })).toEqual([second, third].sort());
+    expect(ids({ repeat: 'no' })).toEqual([first, other].sort());
+    expect(ids({ repeatOf: first })).toEqual([first, second, third].sort());
+    expect(ids({ repeatOf: other })).toEqual([other]);
+  });
+
   it('flushes early when flushMaxRows is reached', async () => {
     const s = openStore({ flushMaxRows: 10 });
     const bus = new CallEventBus();
