@@ -183,7 +183,9 @@ export class GatewayCall {
     const retainMax = this.d.policy.retainAudioSeconds * 8000;
     if (this.d.repeats) this.repeatAudio = new Float32Array(Math.round(this.d.repeats.listenMs * 8));
     this.d.media.startFork((pcm) => {
-      s.push(pcm);
+      // After the verdict the fork may run on for the repeat check alone: the detector has
+      // decided and hears no more (as when the fork stopped at the verdict).
+      if (this.verdict === null || this.d.policy.retainAudioSeconds) s.push(pcm);
       if (this.repeatAudio) this.collectRepeatAudio(pcm);
       if (this.retainedSamples < retainMax) {
         const n = Math.min(pcm.length, retainMax - this.retainedSamples);
