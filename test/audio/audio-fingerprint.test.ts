@@ -71,6 +71,22 @@ describe('audio fingerprint', () => {
     }
   });
 
+  it('survives packet loss: 5% of 20 ms frames lost (silence in their place)', async () => {
+    for (const name of ['synthetic-mimic3-1', 'human-librispeech-1']) {
+      const pcm = await fixture(name);
+      const a = fingerprint(overTheLine(pcm, 1, 0, 'pcmu'));
+      const lossy = overTheLine(pcm, 0.8, 800, 'pcma');
+      let seed = 7;
+      for (let f = 0; f + 160 <= lossy.length; f += 160) {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        if (seed / 2 ** 32 < 0.05) lossy.fill(0, f, f + 160);
+      }
+      const best = bestRate(a, fingerprint(lossy), 80);
+      expect(Math.abs(best.offset - 800 / FINGERPRINT_HOP_SAMPLES)).toBeLessThanOrEqual(1);
+      expect(best.rate).toBeLessThan(0.25);
+    }
+  });
+
   it('tells different utterances apart, whatever the alignment', async () => {
     const names = [
       'synthetic-mimic3-1',
