@@ -290,8 +290,9 @@ def render(meta, ev):
         "EMA, neural and GAN-trained copy-synthesis, phase features, more human languages, seed replicates, a validation",
         "split with two vocoder families, training on part of a known attack family, on the HiFi-GAN ablation clips,",
         "speed perturbation, ensembles of seeds, spectrogram masking, sharpness-aware minimisation, Festival and wider",
-        "espeak-ng data, a 2 s window, ten seeds of Festival voices, a wider net, fine-structure input maps) and why this",
-        "recipe was chosen:",
+        "espeak-ng data, a 2 s window, ten seeds of Festival voices, a wider net, fine-structure input maps, a per-voice",
+        "drop bound, other sequential decision rules, a raw-waveform net with learned sinc filters) and why this recipe was",
+        "chosen:",
         "[EXPERIMENTS.md](EXPERIMENTS.md).",
         "",
     ]
