@@ -209,7 +209,15 @@ async function run(
     store: { path: join(dir, 'voiceguard.sqlite') },
     log: { level: 'info' },
     policy: {
-      defaults: { analyse: mode === 'analysed', onSynthetic: 'log', onUnsure: 'log', onError: 'log' },
+      // Only log: an action (a warn tone, a drop) would change the load being measured. The callers
+      // loop six clips, so the repeated-audio check finds repeats and does its full work.
+      defaults: {
+        analyse: mode === 'analysed',
+        onSynthetic: 'log',
+        onUnsure: 'log',
+        onError: 'log',
+        onRepeat: 'log',
+      },
     },
   };
   const cfgPath = join(dir, 'voiceguard.json');
