@@ -58,6 +58,8 @@ const DROP_REASONS: Record<DropCause, { a: string; b: string }> = {
 
 /** A call ending with less caller audio than this is not compared or remembered. */
 const MIN_REPEAT_AUDIO_MS = 2000;
+/** How long after listenMs the repeat check waits for audio that is late or never comes. */
+const REPEAT_SLACK_MS = 1000;
 
 export type LiveState = 'ringing' | 'early' | 'answered' | 'ended';
 
@@ -75,6 +77,8 @@ export class GatewayCall {
   /** Caller audio collected for the repeated-audio check; null once checked (or when off). */
   private repeatAudio: Float32Array | null = null;
   private repeatSamples = 0;
+  /** Runs the repeat check on what came in when the caller's RTP stops short of listenMs. */
+  private repeatTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly d: GatewayCallDeps) {}
 
@@ -181,7 +185,19 @@ export class GatewayCall {
     });
     s.on('error', (e) => this.onDetectorError(e.message));
     const retainMax = this.d.policy.retainAudioSeconds * 8000;
-    if (this.d.repeats) this.repeatAudio = new Float32Array(Math.round(this.d.repeats.listenMs * 8));
+    if (this.d.repeats) {
+      this.repeatAudio = new Float32Array(Math.round(this.d.repeats.listenMs * 8));
+      // A recording shorter than listenMs, or a robot that stops sending RTP to wait for an answer,
+      // never fills the buffer: then what came in is checked once listenMs (and some slack for
+      // jitter) have passed.
+      this.repeatTimer = setTimeout(() => {
+        this.repeatTimer = null;
+        if (!this.repeatAudio || this.finished) return;
+        this.checkRepeats();
+        this.stopForkIfDone();
+      }, this.d.repeats.listenMs + REPEAT_SLACK_MS);
+      this.repeatTimer.unref();
+    }
     this.d.media.startFork((pcm) => {
       // After the verdict the fork may run on for the repeat check alone: the detector has
       // decided and hears no more (as when the fork stopped at the verdict).
@@ -216,14 +232,16 @@ export class GatewayCall {
   }
 
   /**
-   * Compares the caller's audio with recent calls' and remembers it. Runs once, when listenMs of
-   * audio is in, or at the end of a shorter call (then without acting: the call is over). A fault
-   * here fails open like a detector fault.
+   * Compares the caller's audio with recent calls' and remembers it. Runs once: when listenMs of
+   * audio is in, when listenMs and REPEAT_SLACK_MS have passed with less, or at the end of a shorter
+   * call (then without acting: the call is over). A fault here fails open like a detector fault.
    */
   private checkRepeats(mayAct = true): void {
     const r = this.d.repeats;
     const audio = this.repeatAudio;
     this.repeatAudio = null;
+    if (this.repeatTimer) clearTimeout(this.repeatTimer);
+    this.repeatTimer = null;
     if (!r || !audio || this.repeatSamples < MIN_REPEAT_AUDIO_MS * 8) return;
     let matches;
     try {

@@ -15,11 +15,11 @@ import { expectBothPassed, freeUdpPort, runSipp, startGateway, type TestGateway 
 const ADMIN_TOKEN = 'repeat-e2e-admin-token-0123456789abcdef';
 const LISTEN_MS = 3000;
 
-async function pcap(prefix: string): Promise<string> {
+async function pcap(prefix: string, seconds = 6): Promise<string> {
   const name = readdirSync('test/fixtures')
     .filter((f) => f.startsWith(prefix) && f.endsWith('.wav'))
     .sort()[0]!;
-  const samples = to8k(await loadAudioFile(join('test/fixtures', name))).slice(0, 6 * 8000);
+  const samples = to8k(await loadAudioFile(join('test/fixtures', name))).slice(0, seconds * 8000);
   const dir = mkdtempSync(join(tmpdir(), 'vg-repeat-'));
   writeFileSync(
     join(dir, 'caller.pcap'),
@@ -145,6 +145,27 @@ describe('repeated caller audio (detector.repeat), onRepeat=drop', () => {
     expect(repeats).toHaveLength(1);
     expect(repeats[0]).toMatchObject({ matchedCalls: 1, otherCallers: 0 });
     expect(gw.logs.slice(from).filter((l) => l.event === 'call.action')).toEqual([]);
+  });
+
+  it('a recording shorter than listenMs (the caller then sends no RTP) is checked once listenMs has passed', async () => {
+    const short = await pcap('synthetic-tortoise-1', 2.5);
+    const from = gw.logs.length;
+    await call('+4930777771', short, false);
+    await call('+4930777772', short, false);
+    await call('+4930777773', short, true);
+    const repeats = gw.logs.slice(from).filter((l) => l.event === 'call.repeat');
+    expect(repeats.map((l) => l.otherCallers)).toEqual([1, 2]);
+    expect(
+      gw.logs
+        .slice(from)
+        .filter((l) => l.event === 'call.action')
+        .map((l) => l.action),
+    ).toEqual(['drop']);
+    // The drop came from the timer, not from the end of the call: before the caller's hang-up time.
+    const started = gw.logs.slice(from).filter((l) => l.event === 'call.started');
+    const ended = gw.logs.slice(from).filter((l) => l.event === 'call.ended');
+    expect(ended[2]!.reason).toBe('dropped');
+    expect(Number(ended[2]!.time) - Number(started[2]!.time)).toBeLessThan(LISTEN_MS + 1500);
   });
 
   it('changed repeat settings (SIGHUP) start a fresh index: the recording is new again', async () => {
