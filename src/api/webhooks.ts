@@ -1,13 +1,13 @@
 import { createHmac } from 'node:crypto';
-import type { CallActionEvent, CallEventBus, CallVerdictEvent } from '../call-events.js';
+import type { CallActionEvent, CallEventBus, CallRepeatEvent, CallVerdictEvent } from '../call-events.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { webhookDeliveries } from './metrics.js';
 
 /**
- * Webhook delivery for verdicts and actions.
+ * Webhook delivery for verdicts, actions and repeated audio (`repeat`, opt-in per webhook).
  *
- * Body: JSON `{ type: 'call.verdict' | 'call.action', id, data: <bus event> }`.
+ * Body: JSON `{ type: 'call.verdict' | 'call.action' | 'call.repeat', id, data: <bus event> }`.
  * Headers: `X-Voiceguard-Event`, `X-Voiceguard-Delivery` (id, stable across retries),
  * `X-Voiceguard-Timestamp` (epoch ms of this attempt) and
  * `X-Voiceguard-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`.
@@ -22,7 +22,7 @@ type WebhookTarget = Config['api']['webhooks'][number];
 interface Delivery {
   target: WebhookTarget;
   id: string;
-  type: 'call.verdict' | 'call.action';
+  type: 'call.verdict' | 'call.action' | 'call.repeat';
   body: string;
   attempt: number;
 }
@@ -57,11 +57,14 @@ export class WebhookDispatcher {
     if (this.opts.webhooks.length === 0) return;
     const verdict = (e: CallVerdictEvent) => this.emit('verdict', 'call.verdict', e);
     const action = (e: CallActionEvent) => this.emit('action', 'call.action', e);
+    const repeat = (e: CallRepeatEvent) => this.emit('repeat', 'call.repeat', e);
     bus.on('call.verdict', verdict);
     bus.on('call.action', action);
+    bus.on('call.repeat', repeat);
     this.off = () => {
       bus.off('call.verdict', verdict);
       bus.off('call.action', action);
+      bus.off('call.repeat', repeat);
     };
   }
 
@@ -71,9 +74,9 @@ export class WebhookDispatcher {
   }
 
   private emit(
-    kind: 'verdict' | 'action',
+    kind: 'verdict' | 'action' | 'repeat',
     type: Delivery['type'],
-    data: CallVerdictEvent | CallActionEvent,
+    data: CallVerdictEvent | CallActionEvent | CallRepeatEvent,
   ): void {
     if (this.closed) return;
     for (const target of this.opts.webhooks) {

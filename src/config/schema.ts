@@ -462,11 +462,13 @@ export const ConfigSchema = z.strictObject({
           z.strictObject({
             url: z.string().url(),
             secret: z.string().min(8).describe('HMAC-SHA256 signing secret'),
-            events: z.array(z.enum(['verdict', 'action'])).default(['verdict', 'action']),
+            // 'repeat' (call.repeat: the caller's audio repeated earlier calls) is opt-in, so that
+            // receivers written for the first two types see nothing new.
+            events: z.array(z.enum(['verdict', 'action', 'repeat'])).default(['verdict', 'action']),
           }),
         )
         .default([])
-        .describe('Webhooks called on verdicts and actions'),
+        .describe('Webhooks called on verdicts and actions (and, if listed in events, repeated audio)'),
       webhookMaxAttempts: z
         .number()
         .int()

@@ -191,6 +191,45 @@ describe('webhooks', () => {
   });
 });
 
+describe('webhooks: repeated audio', () => {
+  it("delivers call.repeat to a webhook that lists 'repeat', and not to one with the default events", async () => {
+    const got: { path: string; body: string }[] = [];
+    hook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        got.push({ path: req.url ?? '', body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(hook.address() as AddressInfo).port}`;
+    h = await startHarness({
+      api: {
+        bootstrapAdminToken: ADMIN_TOKEN,
+        webhooks: [
+          { url: `${base}/repeats`, secret: 'hook-secret-1', events: ['repeat'] },
+          { url: `${base}/default`, secret: 'hook-secret-1' },
+        ],
+      },
+    });
+    const repeat = {
+      callId: 'c9',
+      atMs: Date.now(),
+      matchedCalls: 2,
+      otherCallers: 2,
+      firstCallId: 'c1',
+      bitErrorRate: 0.1,
+    };
+    h.bus.emit('call.repeat', repeat);
+    const end = Date.now() + 5000;
+    while (got.length < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got.map((g) => g.path)).toEqual(['/repeats']);
+    expect(JSON.parse(got[0]!.body)).toMatchObject({ type: 'call.repeat', data: repeat });
+  });
+});
+
 describe('TLS', () => {
   it('serves HTTPS with config.api.tls', async () => {
     const { execFileSync } = await import('node:child_process');

@@ -9,6 +9,7 @@ const STREAMED = [
   'call.score',
   'call.verdict',
   'call.action',
+  'call.repeat',
   'call.ended',
 ] as const;
 const HEARTBEAT_MS = 15_000;
