@@ -19,7 +19,7 @@ import {
  * overlap (bit error rate, see audio-fingerprint.ts). Two plays of one recording differ in about
  * 10% of their bits, two different utterances in about 48%. With 20 bits a replay at a 10-15% bit
  * error rate still gets tens of votes, while a key is shared by about one remembered frame in a
- * full index, so a lookup stays cheap (16 bits made common keys thousands of entries long).
+ * full index, so a lookup stays cheap (with 16 bits the commonest keys held about a thousand entries).
  *
  * Memory: 12 MiB of tables, and 13 bytes per frame of `maxCalls` x `maxFrames` (8 for the chains,
  * allocated up front, and 5 for the fingerprint of a remembered frame).
