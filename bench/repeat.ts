@@ -1,5 +1,5 @@
 import { pathToFileURL } from 'node:url';
-import { bitErrorRate, fingerprint } from '../src/audio/audio-fingerprint.js';
+import { bitErrorRate, fingerprint, fingerprintFrames } from '../src/audio/audio-fingerprint.js';
 import { decodeG711ToFloat, encodeG711FromFloat } from '../src/audio/g711.js';
 import { RepeatIndex } from '../src/detect/repeat-index.js';
 
@@ -103,7 +103,7 @@ export function runRepeatBench(): RepeatBenchResult {
   const index = new RepeatIndex({
     maxCalls: CALLS,
     windowMs: 86_400_000,
-    maxFrames: Math.ceil(n / 64),
+    maxFrames: fingerprintFrames(n),
     maxBitErrorRate: 0.3,
     minOverlapFrames: 125,
   });

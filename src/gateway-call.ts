@@ -223,7 +223,7 @@ export class GatewayCall {
   private collectRepeatAudio(pcm: Float32Array): void {
     const buf = this.repeatAudio!;
     const n = Math.min(pcm.length, buf.length - this.repeatSamples);
-    buf.set(n === pcm.length ? pcm : pcm.subarray(0, n), this.repeatSamples);
+    buf.set(pcm.subarray(0, n), this.repeatSamples);
     this.repeatSamples += n;
     if (this.repeatSamples >= buf.length) {
       this.checkRepeats();

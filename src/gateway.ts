@@ -5,7 +5,7 @@ import type { CallEventBus, CallId } from './call-events.js';
 import type { Config } from './config/schema.js';
 import type { DetectorEngine } from './detect/engine.js';
 import { RepeatIndex } from './detect/repeat-index.js';
-import { FINGERPRINT_HOP_SAMPLES } from './audio/audio-fingerprint.js';
+import { FINGERPRINT_HOP_SAMPLES, fingerprintFrames } from './audio/audio-fingerprint.js';
 import { generateTone } from './audio/tone.js';
 import type { Logger } from './log.js';
 import { compileAddressList, type AddressMatcher } from './policy/address-match.js';
@@ -492,7 +492,7 @@ function repeatIndex(config: Config): RepeatIndex | null {
   return new RepeatIndex({
     maxCalls: r.maxCalls,
     windowMs: r.windowMinutes * 60_000,
-    maxFrames: Math.ceil((r.listenMs * 8) / FINGERPRINT_HOP_SAMPLES),
+    maxFrames: fingerprintFrames(r.listenMs * 8),
     maxBitErrorRate: r.maxBitErrorRate,
     // At least one second of audible overlap, so that a match rests on enough bits.
     minOverlapFrames: Math.round(8000 / FINGERPRINT_HOP_SAMPLES),

@@ -76,9 +76,8 @@ interface Slot {
   callId: string;
   callerKey: string;
   atMs: number;
+  /** Its frames are filed in the index as entries slot * maxFrames + frame. */
   fingerprint: AudioFingerprint;
-  /** Frames filed in the index (their entries are slot * maxFrames + frame). */
-  frames: number;
 }
 
 function keyOf(word: number, frame: number): number {
@@ -206,7 +205,6 @@ export class RepeatIndex {
       callerKey: entry.callerKey,
       atMs: entry.atMs,
       fingerprint: fp,
-      frames: fp.bits.length,
     };
     this.filled = Math.min(this.filled + 1, this.slots.length);
     this.next = (index + 1) % this.slots.length;
@@ -231,7 +229,7 @@ export class RepeatIndex {
     if (!s) return;
     const { maxFrames } = this.opts;
     const fp = s.fingerprint;
-    for (let f = 0; f < s.frames; f++) {
+    for (let f = 0; f < fp.bits.length; f++) {
       if (!fp.audible[f]) continue;
       const key = keyOf(fp.bits[f], f);
       const e = index * maxFrames + f;

@@ -91,10 +91,6 @@ export interface SpeechSegment {
 
 const power = new Float64Array(HALF + 1);
 
-function powerSpectrum(x: Float32Array, end: number): void {
-  powerSpectrum512(x, end, power);
-}
-
 /**
  * Features of the frame starting at `offset`; the spectral ones look at the 64 ms
  * ending with that frame (as much of it as `samples` holds).
@@ -103,7 +99,7 @@ export function frameFeatures(samples: Float32Array, offset = 0): FrameFeatures 
   const energyDbfs = frameEnergyDbfs(samples, offset);
   if (energyDbfs < -90)
     return { energyDbfs, flatness: 1, peakHz: [0, 0], peakShare: [0, 0], signallingShare: 0 };
-  powerSpectrum(samples, offset + VAD_FRAME_SAMPLES);
+  powerSpectrum512(samples, offset + VAD_FRAME_SAMPLES, power);
   let total = 0;
   let logSum = 0;
   let product = 1;

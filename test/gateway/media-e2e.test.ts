@@ -5,15 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeG711ToFloat, encodeG711FromFloat } from '../../src/audio/g711.js';
-import { loadAudioFile, to8k } from '../../src/audio/load-audio.js';
-import { writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { goertzelPower, meanSquare } from '../../src/audio/tone.js';
 import { parseRtp, serializeRtp } from '../../src/media/rtp-packet.js';
 import {
   expectBothPassed,
   freeUdpPort,
+  makePcap,
   runSipp,
+  sippCall,
   startGateway,
+  type Pcap,
   type LogLine,
   type TestGateway,
 } from './sipp-harness.js';
@@ -49,24 +50,6 @@ function fixture(prefix: string): string {
   return join(FIXTURES, name);
 }
 
-interface Pcap {
-  dir: string;
-  samples: Float32Array;
-  durationMs: number;
-}
-
-/** WAV → 8 kHz → PCMU RTP pcap, written as caller.pcap in a fresh sipp working directory. */
-async function makePcap(wav: string, maxSeconds: number): Promise<Pcap> {
-  const all = to8k(await loadAudioFile(wav));
-  const samples = all.slice(0, Math.min(all.length, Math.round(maxSeconds * 8000)));
-  const dir = mkdtempSync(join(tmpdir(), 'vg-e2e-'));
-  writeFileSync(
-    join(dir, 'caller.pcap'),
-    writeRtpPcap({ samples, codec: 'pcmu', src: '127.0.0.1:40000', dst: '127.0.0.1:6000' }),
-  );
-  return { dir, samples, durationMs: (samples.length / 8000) * 1000 };
-}
-
 function t(l: LogLine): number {
   return Number(l.time);
 }
@@ -83,35 +66,6 @@ async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean>
     await new Promise((r) => setTimeout(r, 50));
   }
   return true;
-}
-
-/** A sipp PBX (UAS) and a sipp caller playing `pcap`, against one gateway. */
-async function sippCall(
-  gw: TestGateway,
-  pbxScenario: string,
-  callerScenario: string,
-  pcap: Pcap | null,
-  opts: { pauseMs?: number; calls?: number; rate?: number; timeoutS?: number } = {},
-) {
-  const calls = opts.calls ?? 1;
-  const uas = runSipp({ scenario: pbxScenario, port: gw.pbxPort, calls, timeoutS: opts.timeoutS ?? 30 });
-  await new Promise((r) => setTimeout(r, 300));
-  const uac = runSipp({
-    scenario: callerScenario,
-    port: await freeUdpPort(),
-    target: `127.0.0.1:${gw.sipPort}`,
-    calls,
-    rate: opts.rate ?? 10,
-    pauseMs: opts.pauseMs,
-    timeoutS: opts.timeoutS ?? 30,
-    extra: calls > 1 ? ['-l', String(calls)] : [],
-    ...(pcap ? { cwd: pcap.dir } : {}),
-  });
-  const caller = await uac.done;
-  const kill = setTimeout(() => uas.kill(), 5000);
-  const pbx = await uas.done;
-  clearTimeout(kill);
-  return { caller, pbx };
 }
 
 /** A tone is "present" in a 50 ms block when its Goertzel power dwarfs that of off-tone probes. */

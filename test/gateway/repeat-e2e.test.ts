@@ -1,10 +1,6 @@
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadAudioFile, to8k } from '../../src/audio/load-audio.js';
-import { writeRtpPcap } from '../../src/audio/pcap-writer.js';
-import { expectBothPassed, freeUdpPort, runSipp, startGateway, type TestGateway } from './sipp-harness.js';
+import { expectBothPassed, makePcap, sippCall, startGateway, type TestGateway } from './sipp-harness.js';
 
 /**
  * Repeated audio across callers (detector.repeat), end to end: sipp callers with different
@@ -15,17 +11,9 @@ import { expectBothPassed, freeUdpPort, runSipp, startGateway, type TestGateway 
 const ADMIN_TOKEN = 'repeat-e2e-admin-token-0123456789abcdef';
 const LISTEN_MS = 3000;
 
-async function pcap(prefix: string, seconds = 6): Promise<string> {
-  const name = readdirSync('test/fixtures')
-    .filter((f) => f.startsWith(prefix) && f.endsWith('.wav'))
-    .sort()[0]!;
-  const samples = to8k(await loadAudioFile(join('test/fixtures', name))).slice(0, seconds * 8000);
-  const dir = mkdtempSync(join(tmpdir(), 'vg-repeat-'));
-  writeFileSync(
-    join(dir, 'caller.pcap'),
-    writeRtpPcap({ samples, codec: 'pcmu', src: '127.0.0.1:40000', dst: '127.0.0.1:6000' }),
-  );
-  return dir;
+/** A sipp working directory with the fixture `name` (its first `seconds`) as caller.pcap. */
+async function pcap(name: string, seconds = 6): Promise<string> {
+  return (await makePcap(join('test/fixtures', `${name}.wav`), seconds)).dir;
 }
 
 describe('repeated caller audio (detector.repeat), onRepeat=drop', () => {
@@ -47,26 +35,14 @@ describe('repeated caller audio (detector.repeat), onRepeat=drop', () => {
   });
 
   async function call(number: string, dir: string, dropped: boolean) {
-    const uas = runSipp({
-      scenario: dropped ? 'pbx-repeat-dropped.xml' : 'pbx-answer.xml',
-      port: gw.pbxPort,
-      timeoutS: 30,
-    });
-    await new Promise((r) => setTimeout(r, 300));
-    const uac = runSipp({
-      scenario: dropped ? 'caller-pcap-repeat-dropped.xml' : 'caller-pcap-from.xml',
-      port: await freeUdpPort(),
-      target: `127.0.0.1:${gw.sipPort}`,
-      keys: { caller_number: number },
-      pauseMs: LISTEN_MS + 1500,
-      cwd: dir,
-      timeoutS: 30,
-    });
-    const caller = await uac.done;
-    const kill = setTimeout(() => uas.kill(), 5000);
-    const pbx = await uas.done;
-    clearTimeout(kill);
-    expectBothPassed({ caller, pbx });
+    const r = await sippCall(
+      gw,
+      dropped ? 'pbx-repeat-dropped.xml' : 'pbx-answer.xml',
+      dropped ? 'caller-pcap-repeat-dropped.xml' : 'caller-pcap-from.xml',
+      { dir },
+      { keys: { caller_number: number }, pauseMs: LISTEN_MS + 1500 },
+    );
+    expectBothPassed(r);
   }
 
   async function storedCall(callId: string): Promise<Record<string, unknown>> {

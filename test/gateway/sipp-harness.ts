@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { expect } from 'vitest';
+import { loadAudioFile, to8k } from '../../src/audio/load-audio.js';
+import { writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 
 /**
@@ -179,4 +181,58 @@ export async function callThrough(
   const pbxResult = await uas.done;
   clearTimeout(pbxTimer);
   return { pbx: pbxResult, caller: callerResult };
+}
+
+export interface Pcap {
+  dir: string;
+  samples: Float32Array;
+  durationMs: number;
+}
+
+/** WAV → 8 kHz → PCMU RTP pcap, written as caller.pcap in a fresh sipp working directory. */
+export async function makePcap(wav: string, maxSeconds: number): Promise<Pcap> {
+  const all = to8k(await loadAudioFile(wav));
+  const samples = all.slice(0, Math.min(all.length, Math.round(maxSeconds * 8000)));
+  const dir = mkdtempSync(join(tmpdir(), 'vg-e2e-'));
+  writeFileSync(
+    join(dir, 'caller.pcap'),
+    writeRtpPcap({ samples, codec: 'pcmu', src: '127.0.0.1:40000', dst: '127.0.0.1:6000' }),
+  );
+  return { dir, samples, durationMs: (samples.length / 8000) * 1000 };
+}
+
+/** A sipp PBX (UAS) and a sipp caller playing `pcap`, against one gateway. */
+export async function sippCall(
+  gw: TestGateway,
+  pbxScenario: string,
+  callerScenario: string,
+  pcap: Pick<Pcap, 'dir'> | null,
+  opts: {
+    pauseMs?: number;
+    calls?: number;
+    rate?: number;
+    timeoutS?: number;
+    keys?: Record<string, string>;
+  } = {},
+) {
+  const calls = opts.calls ?? 1;
+  const uas = runSipp({ scenario: pbxScenario, port: gw.pbxPort, calls, timeoutS: opts.timeoutS ?? 30 });
+  await new Promise((r) => setTimeout(r, 300));
+  const uac = runSipp({
+    scenario: callerScenario,
+    port: await freeUdpPort(),
+    target: `127.0.0.1:${gw.sipPort}`,
+    calls,
+    rate: opts.rate ?? 10,
+    pauseMs: opts.pauseMs,
+    timeoutS: opts.timeoutS ?? 30,
+    keys: opts.keys,
+    extra: calls > 1 ? ['-l', String(calls)] : [],
+    ...(pcap ? { cwd: pcap.dir } : {}),
+  });
+  const caller = await uac.done;
+  const kill = setTimeout(() => uas.kill(), 5000);
+  const pbx = await uas.done;
+  clearTimeout(kill);
+  return { caller, pbx };
 }
