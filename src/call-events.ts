@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { PolicyAction } from './config/schema.js';
+import type { KnownCaller } from './policy/known-callers.js';
 
 /**
  * The story of every call as typed facts. The gateway is the only producer; the store
@@ -22,6 +23,8 @@ export interface CallStartedEvent {
   ruleId: string | null;
   /** 'analyse' | 'allow' (allow-listed: never analysed) | 'deny' (rejected at INVITE) | 'bypass' (outbound/not analysed). */
   treatment: 'analyse' | 'allow' | 'deny' | 'bypass';
+  /** The caller's human history capped this call's actions (policy.knownCallers). */
+  knownCaller?: KnownCaller | null;
 }
 export interface CallAnsweredEvent {
   callId: CallId;
@@ -49,6 +52,10 @@ export interface CallActionEvent {
   atMs: number;
   action: PolicyAction;
   reason: string;
+  /** The policy named this stronger action, and the call's cap made it `action` (a known caller). */
+  cappedFrom?: PolicyAction;
+  /** `action` was carried out before: this event only records what the cap spared. */
+  again?: true;
 }
 export interface CallDetectorErrorEvent {
   callId: CallId;

@@ -5,7 +5,7 @@ import type { DetectorStream } from './detect/detector-stream.js';
 import type { RepeatIndex } from './detect/repeat-index.js';
 import { fingerprint } from './audio/audio-fingerprint.js';
 import type { Logger } from './log.js';
-import { nextAction, type CallPolicy } from './policy/evaluate.js';
+import { decideAction, type CallPolicy, type Decision } from './policy/evaluate.js';
 import type { MediaSessionLike } from './gateway-types.js';
 import type { B2buaCall, LegName } from './sip/b2bua-call.js';
 import { rewriteSdp } from './sip/sdp-rewrite.js';
@@ -69,6 +69,8 @@ export class GatewayCall {
   verdict: string | null = null;
   codec: string | null = null;
   readonly taken = new Set<PolicyAction>();
+  /** Actions the policy named and a known caller's cap made weaker (recorded once each). */
+  private readonly spared = new Set<PolicyAction>();
   private stream: DetectorStream | null = null;
   private sip: B2buaCall | null = null;
   private finished = false;
@@ -155,7 +157,7 @@ export class GatewayCall {
         cumulativeLlr: e.cumulativeLlr,
       });
       this.act(
-        nextAction(this.d.policy, { kind: 'score', cumulativeLlr: e.cumulativeLlr }, this.taken),
+        decideAction(this.d.policy, { kind: 'score', cumulativeLlr: e.cumulativeLlr }, this.taken),
         `cumulative LLR ${e.cumulativeLlr.toFixed(2)} reached warn threshold`,
       );
     });
@@ -178,7 +180,7 @@ export class GatewayCall {
         cumulativeLlr: e.cumulativeLlr,
       });
       this.act(
-        nextAction(this.d.policy, { kind: 'verdict', verdict: e.verdict }, this.taken),
+        decideAction(this.d.policy, { kind: 'verdict', verdict: e.verdict }, this.taken),
         `verdict ${e.verdict}`,
       );
       this.stopForkIfDone();
@@ -280,7 +282,7 @@ export class GatewayCall {
     });
     if (mayAct && otherCallers >= r.minOtherCallers) {
       this.act(
-        nextAction(this.d.policy, { kind: 'repeat' }, this.taken),
+        decideAction(this.d.policy, { kind: 'repeat' }, this.taken),
         `caller audio repeats ${matches.length} earlier call(s) from ${otherCallers} other caller(s)`,
         'repeat',
       );
@@ -291,16 +293,38 @@ export class GatewayCall {
   private onDetectorError(message: string): void {
     this.d.logger.warn({ event: 'call.detector_error', err: message }, 'detector error; call continues');
     this.d.bus.emit('call.detector_error', { callId: this.d.callId, atMs: Date.now(), message });
-    const action = nextAction(this.d.policy, { kind: 'error' }, this.taken);
+    const d = decideAction(this.d.policy, { kind: 'error' }, this.taken);
     // A detector fault never drops a call by itself: drop is downgraded to log here.
-    this.act(action === 'drop' ? 'log' : action, `detector error: ${message}`);
+    this.act(d?.action === 'drop' ? { action: 'log' } : d, `detector error: ${message}`);
   }
 
-  private act(action: PolicyAction | null, reason: string, cause: DropCause = 'voice'): void {
-    if (!action || this.finished) return;
+  private act(decision: Decision | null, why: string, cause: DropCause = 'voice'): void {
+    if (!decision || this.finished) return;
+    const { action, cappedFrom, again } = decision;
+    if (cappedFrom) {
+      // Each action the cap spared is recorded once (a log cap sees a warn at every window).
+      if (this.spared.has(cappedFrom)) return;
+      this.spared.add(cappedFrom);
+    }
+    const known = this.d.policy.knownCaller;
+    const reason =
+      cappedFrom && known
+        ? `${why}; ${cappedFrom} capped at ${action}: known caller (${known.calls} earlier human call(s))`
+        : why;
     this.taken.add(action);
-    this.d.logger.info({ event: 'call.action', action, reason }, `action ${action}`);
-    this.d.bus.emit('call.action', { callId: this.d.callId, atMs: Date.now(), action, reason });
+    this.d.logger.info(
+      { event: 'call.action', action, reason, ...(cappedFrom ? { cappedFrom } : {}), ...(again ? { again } : {}) },
+      again ? `${cappedFrom} capped at ${action} (done already)` : `action ${action}`,
+    );
+    this.d.bus.emit('call.action', {
+      callId: this.d.callId,
+      atMs: Date.now(),
+      action,
+      reason,
+      ...(cappedFrom ? { cappedFrom } : {}),
+      ...(again ? { again } : {}),
+    });
+    if (again) return;
     if (action === 'warn') {
       this.d.media?.inject('b', this.d.warnAudio).catch((err: unknown) => {
         // A drop in the same breath (or the caller's BYE) closed the media first: nobody is left to

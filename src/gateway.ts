@@ -10,6 +10,13 @@ import { generateTone } from './audio/tone.js';
 import type { Logger } from './log.js';
 import { compileAddressList, type AddressMatcher } from './policy/address-match.js';
 import type { CallFacts, CallPolicy } from './policy/evaluate.js';
+import {
+  identifiesCaller,
+  knownCaller,
+  protectKnownCaller,
+  type CallerHistory,
+  type KnownCaller,
+} from './policy/known-callers.js';
 import { GatewayCall } from './gateway-call.js';
 import type { MediaRelayLike, MediaSessionLike } from './gateway-types.js';
 import { B2bua } from './sip/b2bua.js';
@@ -41,6 +48,11 @@ export interface GatewayDeps {
    * config or one made for this process.
    */
   pseudonym?: (n: string) => string;
+  /**
+   * A caller's earlier calls (Store.callerHistory), for policy.knownCallers; without it no caller is
+   * known. A fault here fails open: the call gets its normal policy.
+   */
+  callerHistory?: (fromNumber: string, sinceMs: number, minTalkMs: number) => CallerHistory;
 }
 
 interface LiveEntry {
@@ -224,6 +236,48 @@ export class Gateway {
     return config.sip.trunks.map((t) => ({ name: t.name, match: compileAddressList(t.addresses) }));
   }
 
+  /**
+   * policy.knownCallers: an inbound analysed caller whose earlier calls were human conversations gets
+   * the policy with its actions capped (policy/known-callers.ts). The lookup is one indexed query on
+   * the main thread; if it fails, the call keeps its normal policy.
+   */
+  private knownCallerPolicy(
+    policy: CallPolicy,
+    fromNumber: string,
+    direction: 'inbound' | 'outbound',
+    log: Logger,
+  ): CallPolicy {
+    const k = this.config.policy.knownCallers;
+    const history = this.deps.callerHistory;
+    if (!k.enabled || !history || direction !== 'inbound' || policy.treatment !== 'analyse') return policy;
+    if (!identifiesCaller(fromNumber)) return policy;
+    let known: KnownCaller | null;
+    try {
+      known = knownCaller(
+        history(fromNumber, Date.now() - k.windowDays * 86_400_000, k.minTalkSeconds * 1000),
+        k,
+      );
+    } catch (err) {
+      log.warn(
+        { event: 'call.known_caller_error', err: (err as Error).message },
+        'caller history not read; normal policy',
+      );
+      return policy;
+    }
+    if (!known) return policy;
+    log.info(
+      {
+        event: 'call.known_caller',
+        calls: known.calls,
+        humanLabels: known.humanLabels,
+        lastCallId: known.lastCallId,
+        capAction: k.capAction,
+      },
+      'known caller: actions capped',
+    );
+    return protectKnownCaller(policy, known, k.capAction);
+  }
+
   private hideNumber(n: string): string {
     return this.config.privacy.pseudonymiseNumbers ? this.pseudonym(n) : n;
   }
@@ -281,7 +335,7 @@ export class Gateway {
       toNumber,
       at: new Date(),
     };
-    const policy = this.deps.policy.evaluate(facts);
+    const policy = this.knownCallerPolicy(this.deps.policy.evaluate(facts), fromNumber, direction, log);
     const analyse = policy.treatment === 'analyse' && (direction === 'inbound' || cfg.sip.outbound.analyse);
     const treatment = direction === 'outbound' && !cfg.sip.outbound.analyse ? 'bypass' : policy.treatment;
     log.info(
@@ -312,6 +366,7 @@ export class Gateway {
       sipCallId: rq.headers['call-id'],
       ruleId: policy.ruleId,
       treatment,
+      knownCaller: policy.knownCaller ?? null,
     });
     if (policy.treatment === 'deny') {
       const status = policy.denyStatus ?? 603;

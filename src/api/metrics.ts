@@ -48,6 +48,19 @@ export const detectorErrorsTotal = new Counter({
   registers: [metrics],
 });
 
+export const knownCallerCallsTotal = new Counter({
+  name: 'voiceguard_known_caller_calls_total',
+  help: 'Calls from known callers (policy.knownCallers): their actions are capped at capAction',
+  registers: [metrics],
+});
+
+export const actionsCappedTotal = new Counter({
+  name: 'voiceguard_actions_capped_total',
+  help: 'Actions a known caller was spared: the policy named `from`, the cap carried out `to`',
+  labelNames: ['from', 'to'] as const,
+  registers: [metrics],
+});
+
 export const repeatedCallsTotal = new Counter({
   name: 'voiceguard_repeated_calls_total',
   help: 'Calls whose caller audio repeated earlier calls (detector.repeat), by whether other callers were among them',
@@ -207,16 +220,20 @@ export const webhookDeliveries = new Counter({
 
 /** Derives call/verdict/action/repeat/latency metrics from the bus; returns an unsubscribe function. */
 export function observeCallEvents(bus: CallEventBus): () => void {
-  const started = (e: { direction: string; treatment: string }) => {
+  const started = (e: { direction: string; treatment: string; knownCaller?: unknown }) => {
     callsTotal.inc({ direction: e.direction, treatment: e.treatment });
     callsActive.inc();
+    if (e.knownCaller) knownCallerCallsTotal.inc();
   };
   const ended = () => callsActive.dec();
   const verdict = (e: { verdict: string; decisionMs: number | null }) => {
     verdictsTotal.inc({ verdict: e.verdict });
     if (e.decisionMs !== null) decisionLatency.observe(e.decisionMs);
   };
-  const action = (e: { action: string }) => actionsTotal.inc({ action: e.action });
+  const action = (e: { action: string; cappedFrom?: string; again?: true }) => {
+    if (!e.again) actionsTotal.inc({ action: e.action });
+    if (e.cappedFrom) actionsCappedTotal.inc({ from: e.cappedFrom, to: e.action });
+  };
   const error = () => detectorErrorsTotal.inc();
   const repeat = (e: { otherCallers: number }) =>
     repeatedCallsTotal.inc({ across_callers: e.otherCallers > 0 ? 'yes' : 'no' });

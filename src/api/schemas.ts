@@ -117,6 +117,8 @@ export const CallSummaryJson = {
     repeatCalls: nullable('integer'),
     repeatCallers: nullable('integer'),
     repeatFirstCallId: nullable('string'),
+    knownCallerCalls: nullable('integer'),
+    knownCallerLastCallId: nullable('string'),
     label: { type: ['string', 'null'], enum: ['human', 'robot', null] },
     hasAudio: { type: 'boolean' },
   },

@@ -132,6 +132,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     warnAnnouncement,
     dropAnnouncement,
     pseudonym: (n) => store.pseudonym(n),
+    callerHistory: (n, sinceMs, minTalkMs) => store.callerHistory(n, sinceMs, minTalkMs),
   });
   const unobserve = observeGateway({
     media: () => gateway.mediaStats(),

@@ -358,6 +358,46 @@ export const ConfigSchema = z.strictObject({
         .boolean()
         .default(true)
         .describe('Re-read rulesFile when it changes (new calls use the new rules; live calls keep theirs)'),
+      knownCallers: z
+        .strictObject({
+          enabled: z
+            .boolean()
+            .default(true)
+            .describe(
+              "Cap the actions on callers with a human history (the store's earlier calls): false drops cluster on voices, so a regular caller is not dropped again and again",
+            ),
+          minCalls: z
+            .number()
+            .int()
+            .min(1)
+            .max(1000)
+            .default(2)
+            .describe(
+              'Earlier calls that make a caller known: answered, talked minTalkSeconds, no synthetic verdict, no drop, no repeat (one call labelled human is enough)',
+            ),
+          minTalkSeconds: z
+            .number()
+            .int()
+            .min(0)
+            .max(3600)
+            .default(60)
+            .describe('Answer-to-hang-up time an earlier call needs to count'),
+          windowDays: z
+            .number()
+            .int()
+            .min(1)
+            .max(3650)
+            .default(90)
+            .describe('How far back earlier calls count (the store keeps store.retentionDays)'),
+          capAction: z
+            .enum(['warn', 'log'])
+            .default('warn')
+            .describe(
+              'The most a known caller gets: a drop (or a warn, with log) becomes this; a robot label on any of their calls ends the protection',
+            ),
+        })
+        .prefault({})
+        .describe('Known callers: inbound callers whose earlier calls were human are never dropped'),
     })
     .prefault({}),
   actions: z

@@ -15,6 +15,7 @@ import {
   type PolicyRule,
   type Thresholds,
 } from './policy-types.js';
+import type { KnownCaller } from './known-callers.js';
 import { compileRange, isValidTimeZone, localTime, rangeMatches, type CompiledRange } from './schedule.js';
 
 /**
@@ -48,6 +49,13 @@ export interface CallPolicy {
   onError: PolicyAction;
   onRepeat: PolicyAction;
   retainAudioSeconds: number;
+  /**
+   * The most any action on this call may be (a drop, or a warn, becomes it); unset = no cap. Set for
+   * known callers (policy.knownCallers, see known-callers.ts), whose history says they are human.
+   */
+  maxAction?: PolicyAction;
+  /** What made the caller known, when maxAction comes from their history. */
+  knownCaller?: KnownCaller;
 }
 
 export type DetectorEvent =
@@ -310,27 +318,46 @@ export function evaluatePolicy(snapshot: PolicySnapshot, facts: CallFacts): Call
   return basePolicy(snapshot);
 }
 
+/** How strong an action is: a cap lets through what is at most as strong. */
+const STRENGTH: Record<PolicyAction, number> = { log: 0, warn: 1, drop: 2 };
+
+/** `action`, or `max` when `action` is stronger. */
+export function capAction(action: PolicyAction, max: PolicyAction | undefined): PolicyAction {
+  return max !== undefined && STRENGTH[action] > STRENGTH[max] ? max : action;
+}
+
+export interface Decision {
+  action: PolicyAction;
+  /** The action the policy named, when policy.maxAction made it weaker. */
+  cappedFrom?: PolicyAction;
+  /**
+   * The capped action was carried out already (a known caller warned at warnLlr, then the verdict
+   * named drop): nothing is done again, the decision only records what the cap spared.
+   */
+  again?: true;
+}
+
 /**
  * What to do on a detector event. `warn` fires once when the cumulative LLR first reaches
  * warnLlr (only if onSynthetic is warn or drop); the synthetic verdict triggers onSynthetic,
  * unsure triggers onUnsure, a detector error onError, audio repeated across callers onRepeat; an
- * action is never repeated, and after a
- * drop nothing follows. Calls that are not analysed get no actions.
+ * action is never repeated, and after a drop nothing follows. Calls that are not analysed get no
+ * actions. policy.maxAction caps every action (a known caller's drop becomes a warn).
  */
-export function nextAction(
+export function decideAction(
   policy: CallPolicy,
   event: DetectorEvent,
   taken: ReadonlySet<PolicyAction>,
-): PolicyAction | null {
+): Decision | null {
   if (policy.treatment !== 'analyse' || taken.has('drop')) return null;
-  let action: PolicyAction | null;
+  let named: PolicyAction | null;
   switch (event.kind) {
     case 'score':
-      action =
+      named =
         policy.onSynthetic !== 'log' && event.cumulativeLlr >= policy.thresholds.warnLlr ? 'warn' : null;
       break;
     case 'verdict':
-      action =
+      named =
         event.verdict === 'synthetic'
           ? policy.onSynthetic
           : event.verdict === 'unsure'
@@ -338,11 +365,24 @@ export function nextAction(
             : null;
       break;
     case 'error':
-      action = policy.onError;
+      named = policy.onError;
       break;
     case 'repeat':
-      action = policy.onRepeat;
+      named = policy.onRepeat;
       break;
   }
-  return action !== null && !taken.has(action) ? action : null;
+  if (named === null) return null;
+  const action = capAction(named, policy.maxAction);
+  if (action === named) return taken.has(action) ? null : { action };
+  return taken.has(action) ? { action, cappedFrom: named, again: true } : { action, cappedFrom: named };
+}
+
+/** decideAction's new action alone (null also when a decision only records a cap). */
+export function nextAction(
+  policy: CallPolicy,
+  event: DetectorEvent,
+  taken: ReadonlySet<PolicyAction>,
+): PolicyAction | null {
+  const d = decideAction(policy, event, taken);
+  return d && !d.again ? d.action : null;
 }

@@ -135,6 +135,13 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE calls ADD COLUMN repeat_first_call_id TEXT;
   CREATE INDEX calls_repeat_first ON calls(repeat_first_call_id) WHERE repeat_first_call_id IS NOT NULL;
   `,
+  // 4: known callers (policy.knownCallers): a caller's earlier calls by pseudonym, and what made a call's
+  // caller known when it started
+  `
+  CREATE INDEX calls_from ON calls(from_pseudonym, started_ms);
+  ALTER TABLE calls ADD COLUMN known_calls INTEGER;
+  ALTER TABLE calls ADD COLUMN known_last_call_id TEXT;
+  `,
 ];
 
 export function schemaVersion(db: Database.Database): number {

@@ -36,6 +36,10 @@ export interface CallSummary {
   repeatCallers: number | null;
   /** The earliest of them. */
   repeatFirstCallId: string | null;
+  /** Earlier calls that made the caller known when this call started (policy.knownCallers); null = not known. */
+  knownCallerCalls: number | null;
+  /** The latest of them. */
+  knownCallerLastCallId: string | null;
   label: Label | null;
   hasAudio: boolean;
 }
@@ -77,6 +81,8 @@ export interface CallFilter {
   q?: string;
   /** yes: calls whose caller audio repeated earlier calls; no: the others. */
   repeat?: 'yes' | 'no';
+  /** yes: calls whose caller was known (actions capped, policy.knownCallers); no: the others. */
+  known?: 'yes' | 'no';
   /** A call and the calls whose audio repeated it (their first match). */
   repeatOf?: string;
 }

@@ -16,6 +16,7 @@ import type {
 } from '../call-events.js';
 import type { Config, PolicyAction } from '../config/schema.js';
 import type { Logger } from '../log.js';
+import type { CallerHistory } from '../policy/known-callers.js';
 import type { DefaultsOverride, ListEntry, ListKind, PolicyRule } from '../policy/policy-types.js';
 import { Checkpointer } from './checkpointer.js';
 import { migrate } from './migrations.js';
@@ -168,9 +169,9 @@ export class Store {
     return {
       insertCall: db.prepare(
         `INSERT OR IGNORE INTO calls (call_id, sip_call_id, direction, trunk, source_address, from_number, to_number,
-           from_pseudonym, to_pseudonym, rule_id, treatment, started_ms)
+           from_pseudonym, to_pseudonym, rule_id, treatment, started_ms, known_calls, known_last_call_id)
          VALUES (@callId, @sipCallId, @direction, @trunk, @sourceAddress, @fromNumber, @toNumber,
-           @fromPseudonym, @toPseudonym, @ruleId, @treatment, @atMs)`,
+           @fromPseudonym, @toPseudonym, @ruleId, @treatment, @atMs, @knownCalls, @knownLastCallId)`,
       ),
       answered: db.prepare('UPDATE calls SET answered_ms = ?, codec = ? WHERE call_id = ?'),
       insertScore: db.prepare(
@@ -299,6 +300,8 @@ export class Store {
                 ruleId: e.ruleId,
                 treatment: e.treatment,
                 atMs: Math.round(e.atMs),
+                knownCalls: e.knownCaller?.calls ?? null,
+                knownLastCallId: e.knownCaller?.lastCallId ?? null,
               });
               break;
             }
@@ -517,6 +520,8 @@ export class Store {
     }
     if (f.repeat === 'yes') where.push('repeat_calls IS NOT NULL');
     else if (f.repeat === 'no') where.push('repeat_calls IS NULL');
+    if (f.known === 'yes') where.push('known_calls IS NOT NULL');
+    else if (f.known === 'no') where.push('known_calls IS NULL');
     if (f.repeatOf) {
       where.push('(call_id = @repeatOf OR repeat_first_call_id = @repeatOf)');
       params.repeatOf = f.repeatOf;
@@ -671,6 +676,31 @@ export class Store {
          FROM calls WHERE score_count > 0 AND started_ms >= ? AND started_ms < ?`,
       )
       .all(fromMs, toMs) as TuningRow[];
+  }
+
+  /**
+   * One caller's earlier inbound calls since `sinceMs` (policy.knownCallers): the unlabelled calls that
+   * were answered and lasted `minTalkMs` to their end with no synthetic verdict, no drop and no repeated
+   * audio, the calls labelled human, the calls labelled robot, and the latest call that counted. By the
+   * caller's pseudonym (indexed), so it works whether or not the store keeps clear numbers. Calls still
+   * in the write queue (the last flush interval) are not seen.
+   */
+  callerHistory(fromNumber: string, sinceMs: number, minTalkMs: number): CallerHistory {
+    return this.db
+      .prepare(
+        `WITH c AS (
+           SELECT call_id, rowid, started_ms, label,
+             coalesce(ended_ms - answered_ms >= @minTalk, 0) AND coalesce(verdict, '') <> 'synthetic'
+               AND instr(actions, ',drop,') = 0 AND repeat_calls IS NULL AS ok
+           FROM calls WHERE from_pseudonym = @p AND started_ms >= @since AND direction = 'inbound')
+         SELECT coalesce(sum(label IS NULL AND ok), 0) AS conversations,
+           coalesce(sum(label = 'human'), 0) AS humanLabels,
+           coalesce(sum(label = 'robot'), 0) AS robotLabels,
+           (SELECT call_id FROM c WHERE label = 'human' OR (label IS NULL AND ok)
+            ORDER BY started_ms DESC, rowid DESC LIMIT 1) AS lastCallId
+         FROM c`,
+      )
+      .get({ p: this.pseudonym(fromNumber), since: sinceMs, minTalk: minTalkMs }) as CallerHistory;
   }
 
   /**
@@ -886,6 +916,8 @@ interface CallRow {
   repeat_calls: number | null;
   repeat_callers: number | null;
   repeat_first_call_id: string | null;
+  known_calls: number | null;
+  known_last_call_id: string | null;
   label: Label | null;
   has_audio: number;
 }
@@ -919,6 +951,8 @@ function toSummary(r: CallRow): CallSummary {
     repeatCalls: r.repeat_calls,
     repeatCallers: r.repeat_callers,
     repeatFirstCallId: r.repeat_first_call_id,
+    knownCallerCalls: r.known_calls,
+    knownCallerLastCallId: r.known_last_call_id,
     label: r.label,
     hasAudio: r.has_audio === 1,
   };

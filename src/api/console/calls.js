@@ -19,7 +19,7 @@ import {
 } from './lib.js';
 
 const PAGE = 100;
-const FILTERS = ['verdict', 'action', 'label', 'repeat', 'from', 'to', 'q'];
+const FILTERS = ['verdict', 'action', 'label', 'repeat', 'known', 'from', 'to', 'q'];
 
 function dateToMs(v, endOfDay) {
   if (!v) return null;
@@ -29,7 +29,7 @@ function dateToMs(v, endOfDay) {
 
 export async function callsView(params) {
   const query = new URLSearchParams({ limit: String(PAGE) });
-  for (const k of ['verdict', 'action', 'label', 'repeat', 'repeatOf', 'q'])
+  for (const k of ['verdict', 'action', 'label', 'repeat', 'known', 'repeatOf', 'q'])
     if (params.get(k)) query.set(k, params.get(k));
   const fromMs = dateToMs(params.get('from'), false);
   const toMs = dateToMs(params.get('to'), true);
@@ -102,6 +102,18 @@ export async function callsView(params) {
           ['no', 'no'],
         ],
         params.get('repeat'),
+      ),
+    ),
+    field(
+      'Known caller',
+      'known',
+      select(
+        [
+          ['', 'any'],
+          ['yes', 'yes'],
+          ['no', 'no'],
+        ],
+        params.get('known'),
       ),
     ),
     field('From date', 'from', h('input', { type: 'date', value: params.get('from') ?? '' })),
@@ -247,6 +259,20 @@ export async function callDetailView(id) {
                 'a#repeat-all',
                 { href: `#/calls?repeatOf=${encodeURIComponent(call.repeatFirstCallId)}` },
                 'all calls with this audio',
+              ),
+            )
+          : '—',
+      ],
+      [
+        'Known caller',
+        call.knownCallerCalls
+          ? h(
+              'span#known-info',
+              `${call.knownCallerCalls} earlier human call(s); actions capped, never dropped; latest `,
+              h(
+                'a',
+                { href: `#/calls/${encodeURIComponent(call.knownCallerLastCallId)}` },
+                call.knownCallerLastCallId,
               ),
             )
           : '—',

@@ -32,6 +32,11 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
               enum: ['yes', 'no'],
               description: "yes: calls whose caller audio repeated earlier calls' (detector.repeat)",
             },
+            known: {
+              type: 'string',
+              enum: ['yes', 'no'],
+              description: "yes: calls from known callers, whose actions were capped (policy.knownCallers)",
+            },
             repeatOf: {
               type: 'string',
               maxLength: 100,
@@ -69,6 +74,7 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
         q: q.q as string | undefined,
         repeat: q.repeat as CallFilter['repeat'],
         repeatOf: q.repeatOf as string | undefined,
+        known: q.known as CallFilter['known'],
       };
       return deps.store.listCalls(filter);
     },
