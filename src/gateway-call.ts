@@ -313,7 +313,13 @@ export class GatewayCall {
         : why;
     this.taken.add(action);
     this.d.logger.info(
-      { event: 'call.action', action, reason, ...(cappedFrom ? { cappedFrom } : {}), ...(again ? { again } : {}) },
+      {
+        event: 'call.action',
+        action,
+        reason,
+        ...(cappedFrom ? { cappedFrom } : {}),
+        ...(again ? { again } : {}),
+      },
       again ? `${cappedFrom} capped at ${action} (done already)` : `action ${action}`,
     );
     this.d.bus.emit('call.action', {

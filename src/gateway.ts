@@ -10,13 +10,7 @@ import { generateTone } from './audio/tone.js';
 import type { Logger } from './log.js';
 import { compileAddressList, type AddressMatcher } from './policy/address-match.js';
 import type { CallFacts, CallPolicy } from './policy/evaluate.js';
-import {
-  identifiesCaller,
-  knownCaller,
-  protectKnownCaller,
-  type CallerHistory,
-  type KnownCaller,
-} from './policy/known-callers.js';
+import { knownCallerPolicy, type CallerHistorySource } from './policy/known-callers.js';
 import { GatewayCall } from './gateway-call.js';
 import type { MediaRelayLike, MediaSessionLike } from './gateway-types.js';
 import { B2bua } from './sip/b2bua.js';
@@ -52,7 +46,7 @@ export interface GatewayDeps {
    * A caller's earlier calls (Store.callerHistory), for policy.knownCallers; without it no caller is
    * known. A fault here fails open: the call gets its normal policy.
    */
-  callerHistory?: (fromNumber: string, sinceMs: number, minTalkMs: number) => CallerHistory;
+  callerHistory?: CallerHistorySource;
 }
 
 interface LiveEntry {
@@ -249,14 +243,10 @@ export class Gateway {
   ): CallPolicy {
     const k = this.config.policy.knownCallers;
     const history = this.deps.callerHistory;
-    if (!k.enabled || !history || direction !== 'inbound' || policy.treatment !== 'analyse') return policy;
-    if (!identifiesCaller(fromNumber)) return policy;
-    let known: KnownCaller | null;
+    if (!history || direction !== 'inbound') return policy;
+    let capped: CallPolicy;
     try {
-      known = knownCaller(
-        history(fromNumber, Date.now() - k.windowDays * 86_400_000, k.minTalkSeconds * 1000),
-        k,
-      );
+      capped = knownCallerPolicy(policy, fromNumber, k, history, Date.now());
     } catch (err) {
       log.warn(
         { event: 'call.known_caller_error', err: (err as Error).message },
@@ -264,18 +254,20 @@ export class Gateway {
       );
       return policy;
     }
-    if (!known) return policy;
-    log.info(
-      {
-        event: 'call.known_caller',
-        calls: known.calls,
-        humanLabels: known.humanLabels,
-        lastCallId: known.lastCallId,
-        capAction: k.capAction,
-      },
-      'known caller: actions capped',
-    );
-    return protectKnownCaller(policy, known, k.capAction);
+    const known = capped.knownCaller;
+    if (known) {
+      log.info(
+        {
+          event: 'call.known_caller',
+          calls: known.calls,
+          humanLabels: known.humanLabels,
+          lastCallId: known.lastCallId,
+          capAction: capped.maxAction,
+        },
+        'known caller: actions capped',
+      );
+    }
+    return capped;
   }
 
   private hideNumber(n: string): string {

@@ -9,7 +9,10 @@ import type { LiveCallSource } from './live-calls.js';
 
 /** What every route plugin receives as options. */
 export interface ApiDeps {
+  /** The configuration at start-up (what the server was built with). */
   config: Config;
+  /** The configuration in force now: SIGHUP reloads replace it (policy.knownCallers, say). */
+  currentConfig: () => Config;
   store: Store;
   policy: PolicyService;
   bus: CallEventBus;

@@ -53,6 +53,8 @@ export interface ApiServerOptions {
   /** The gateway's live-call registry; when left out, one is kept from the bus. */
   live?: LiveCallSource;
   logger: Logger;
+  /** The configuration in force now (after SIGHUP reloads); default: `config`. */
+  currentConfig?: () => Config;
 }
 
 /**
@@ -84,7 +86,15 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   const live =
     opts.live ??
     (ownLive = new BusLiveCalls(bus, config.privacy.storeClearNumbers ? null : (n) => store.pseudonym(n)));
-  const deps: ApiDeps = { config, store, policy: opts.policy, bus, live, logger };
+  const deps: ApiDeps = {
+    config,
+    currentConfig: opts.currentConfig ?? (() => config),
+    store,
+    policy: opts.policy,
+    bus,
+    live,
+    logger,
+  };
 
   const routeTable: RouteInfo[] = [];
   app.decorate('routeTable', routeTable);

@@ -138,7 +138,15 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     media: () => gateway.mediaStats(),
     detector: () => gateway.detectorStats(),
   });
-  const api = await createApiServer({ config, store, policy, bus, live: gateway.live, logger });
+  const api = await createApiServer({
+    config,
+    currentConfig: () => config,
+    store,
+    policy,
+    bus,
+    live: gateway.live,
+    logger,
+  });
   await api.listen({ host: config.api.host, port: config.api.port });
   const addr = api.server.address();
   const apiPort = typeof addr === 'object' && addr ? addr.port : config.api.port;

@@ -56,6 +56,28 @@ export function protectKnownCaller(
   return { ...policy, maxAction: capAction, knownCaller: known };
 }
 
+/** Store.callerHistory's shape: a caller's earlier calls since sinceMs, minTalkMs of talk to count. */
+export type CallerHistorySource = (fromNumber: string, sinceMs: number, minTalkMs: number) => CallerHistory;
+
+/**
+ * The policy of an inbound call from `fromNumber`, capped if the caller is known (the one entry
+ * point for the gateway and the API's dry run). Throws what `history` throws.
+ */
+export function knownCallerPolicy(
+  policy: CallPolicy,
+  fromNumber: string,
+  cfg: KnownCallersConfig,
+  history: CallerHistorySource,
+  nowMs: number,
+): CallPolicy {
+  if (!cfg.enabled || policy.treatment !== 'analyse' || !identifiesCaller(fromNumber)) return policy;
+  const known = knownCaller(
+    history(fromNumber, nowMs - cfg.windowDays * 86_400_000, cfg.minTalkSeconds * 1000),
+    cfg,
+  );
+  return protectKnownCaller(policy, known, cfg.capAction);
+}
+
 /**
  * A number that can identify a caller: at least three digits. Anonymous and withheld callers
  * ("anonymous", "", "unknown") share one From user part and must never inherit anyone's history.

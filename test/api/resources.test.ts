@@ -408,3 +408,33 @@ describe('calls, labels, stats, tuning', () => {
     expect(t2.falseDropCallers.map((f) => f.calls)).toEqual([2]);
   });
 });
+
+describe('known callers in the dry run', () => {
+  it('the dry run shows a known caller and the cap on their actions (policy.knownCallers)', async () => {
+    // Its own store: the calls below would change the counts that later tests of this file check.
+    const h = await startHarness();
+    const get = (url: string, headers: Record<string, string>) =>
+      h.app.inject({ method: 'GET', url, headers });
+    const regular = '+4930555123';
+    const url = `/api/policy/evaluate?fromNumber=${encodeURIComponent(regular)}&toNumber=%2B4989`;
+    const before = (await get(url, h.viewer)).json() as Record<string, unknown>;
+    expect(before.maxAction).toBeUndefined();
+    expect(before.knownCaller).toBeUndefined();
+    // Two earlier conversations of 19 s (emitCall) are below the default 60 s of talk; a human label counts.
+    emitCall(h.bus, { from: regular, verdict: 'human' });
+    const labelled = emitCall(h.bus, { from: regular, verdict: 'human' });
+    h.store.flush();
+    expect((await get(url, h.viewer)).json()).not.toHaveProperty('knownCaller');
+    expect(h.store.addLabel(labelled, 'human', '', 'test')).not.toBeNull();
+    expect((await get(url, h.viewer)).json()).toMatchObject({
+      treatment: 'analyse',
+      maxAction: 'warn',
+      knownCaller: { calls: 1, humanLabels: 1, lastCallId: labelled },
+    });
+    // Anonymous callers never are.
+    expect(
+      (await get('/api/policy/evaluate?fromNumber=anonymous&toNumber=%2B4989', h.viewer)).json(),
+    ).not.toHaveProperty('maxAction');
+    await h.close();
+  });
+});

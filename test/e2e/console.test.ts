@@ -342,6 +342,73 @@ describe('console with 400 calls', () => {
     await removeAllowEntry(c, byPseudonym[0]!.id);
   });
 
+  it('shows why a known caller was not dropped, and filters known callers', async () => {
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    const earlier = emitCall(c.bus, { from: '+4930710001', scores: [-1, -1], verdict: 'human' });
+    const known = 'known-console-1';
+    const atMs = Date.now();
+    c.bus.emit('call.started', {
+      callId: known,
+      atMs,
+      direction: 'inbound',
+      trunk: 'default',
+      sourceAddress: '192.0.2.10',
+      fromNumber: '+4930710001',
+      toNumber: '+4989333444',
+      sipCallId: `${known}@test`,
+      ruleId: null,
+      treatment: 'analyse',
+      knownCaller: { calls: 2, humanLabels: 0, lastCallId: earlier },
+    });
+    // A full call story (scores too): later tests open the latest synthetic call's chart.
+    c.bus.emit('call.answered', { callId: known, atMs: atMs + 500, codec: 'PCMU' });
+    for (const [i, cum] of [4, 9].entries())
+      c.bus.emit('call.score', {
+        callId: known,
+        atMs: atMs + 1500 + i * 500,
+        tMs: 1500 + i * 500,
+        llr: cum - (i ? 4 : 0),
+        cumulativeLlr: cum,
+      });
+    c.bus.emit('call.verdict', {
+      callId: known,
+      atMs: atMs + 3000,
+      verdict: 'synthetic',
+      decisionMs: 2000,
+      cumulativeLlr: 9,
+    });
+    c.bus.emit('call.action', {
+      callId: known,
+      atMs: atMs + 3001,
+      action: 'warn',
+      reason: 'verdict synthetic; drop capped at warn: known caller (2 earlier human call(s))',
+      cappedFrom: 'drop',
+    });
+    c.bus.emit('call.ended', { callId: known, atMs: atMs + 9000, reason: 'bye-caller', sipStatus: null });
+    c.store.flush();
+    await page.goto(c.baseUrl + `/#/calls/${encodeURIComponent(known)}`);
+    await page.waitForSelector('#known-info');
+    expect(await text(page, '#known-info')).toBe(
+      `2 earlier human call(s); actions capped, never dropped; latest ${earlier}`,
+    );
+    expect(await page.locator('body').innerText()).toContain('drop capped at warn: known caller');
+    await page.click(`#known-info a[href="#/calls/${earlier}"]`);
+    await page.waitForURL(new RegExp(`#/calls/${earlier}$`));
+    await page.waitForSelector('#score-chart');
+    expect(await page.locator('#known-info').count()).toBe(0);
+
+    await page.goto(c.baseUrl + '/#/calls');
+    await page.selectOption('#call-filters select[name="known"]', 'yes');
+    await page.click('#call-filters button[type="submit"]');
+    await page.waitForURL(/known=yes/);
+    await expect.poll(() => text(page, '#calls-count')).toBe('1 of 1 calls');
+    const listed = await page
+      .locator('#calls-table tbody tr[data-call]')
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-call')));
+    expect(listed).toEqual([known]);
+  });
+
   it("shows what a call's audio repeated, and sets the repeated-audio action in the policy editor", async () => {
     const page = await c.newPage();
     await login(page, ADMIN_TOKEN);

@@ -46,7 +46,13 @@ function history(over: Partial<CallerHistory> = {}): CallerHistory {
 
 describe('known callers: who is known', () => {
   it('defaults: on, two conversations of 60 s in 90 days, capped at warn', () => {
-    expect(cfg).toEqual({ enabled: true, minCalls: 2, minTalkSeconds: 60, windowDays: 90, capAction: 'warn' });
+    expect(cfg).toEqual({
+      enabled: true,
+      minCalls: 2,
+      minTalkSeconds: 60,
+      windowDays: 90,
+      capAction: 'warn',
+    });
   });
 
   it('minCalls conversations make a caller known; fewer do not', () => {
@@ -60,7 +66,11 @@ describe('known callers: who is known', () => {
   });
 
   it('one call labelled human is enough; the calls count once each', () => {
-    expect(knownCaller(history({ humanLabels: 1 }), cfg)).toEqual({ calls: 1, humanLabels: 1, lastCallId: 'c-1' });
+    expect(knownCaller(history({ humanLabels: 1 }), cfg)).toEqual({
+      calls: 1,
+      humanLabels: 1,
+      lastCallId: 'c-1',
+    });
     expect(knownCaller(history({ conversations: 1, humanLabels: 2 }), cfg)?.calls).toBe(3);
   });
 
@@ -75,7 +85,8 @@ describe('known callers: who is known', () => {
   });
 
   it('anonymous and withheld numbers never identify a caller', () => {
-    for (const n of ['', 'anonymous', 'unknown', 'Restricted', '+49', '12']) expect(identifiesCaller(n), n).toBe(false);
+    for (const n of ['', 'anonymous', 'unknown', 'Restricted', '+49', '12'])
+      expect(identifiesCaller(n), n).toBe(false);
     for (const n of ['+4930123456', '100', 'sip-0123']) expect(identifiesCaller(n), n).toBe(true);
   });
 
@@ -123,7 +134,8 @@ describe('decideAction with a cap (policy.maxAction)', () => {
               const d = decideAction(p, e, taken);
               const where = JSON.stringify({ maxAction, onSynthetic, onRepeat, e, t });
               // What the policy names without a cap, ignoring what was taken.
-              const named = decideAction(uncapped, e, new Set(taken.has('drop') ? ['drop'] : []))?.action ?? null;
+              const named =
+                decideAction(uncapped, e, new Set(taken.has('drop') ? ['drop'] : []))?.action ?? null;
               if (named === null) {
                 expect(d, where).toBeNull();
               } else if (capAction(named, maxAction) === named) {
@@ -132,7 +144,9 @@ describe('decideAction with a cap (policy.maxAction)', () => {
               } else {
                 const action = capAction(named, maxAction);
                 expect(d, where).toEqual(
-                  taken.has(action) ? { action, cappedFrom: named, again: true } : { action, cappedFrom: named },
+                  taken.has(action)
+                    ? { action, cappedFrom: named, again: true }
+                    : { action, cappedFrom: named },
                 );
                 // nextAction reports only new actions.
                 expect(nextAction(p, e, taken), where).toBe(taken.has(action) ? null : action);
@@ -161,7 +175,10 @@ describe('decideAction with a cap (policy.maxAction)', () => {
       action: 'warn',
       cappedFrom: 'drop',
     });
-    expect(decideAction(known, { kind: 'repeat' }, new Set())).toEqual({ action: 'warn', cappedFrom: 'drop' });
+    expect(decideAction(known, { kind: 'repeat' }, new Set())).toEqual({
+      action: 'warn',
+      cappedFrom: 'drop',
+    });
     // a log cap: the warn tone is spared too
     const quiet: CallPolicy = { ...base, maxAction: 'log' };
     expect(decideAction(quiet, { kind: 'score', cumulativeLlr: 5 }, new Set())).toEqual({

@@ -188,6 +188,138 @@ describe('writing call events', () => {
     expect(ids({ repeatOf: other })).toEqual([other]);
   });
 
+  for (const storeClearNumbers of [true, false]) {
+    it(`reads a caller's history for policy.knownCallers (storeClearNumbers ${storeClearNumbers})`, () => {
+      const s = openStore({}, { storeClearNumbers });
+      const bus = new CallEventBus();
+      s.subscribe(bus);
+      const A = '+4930200001';
+      const t0 = 1_000_000_000_000;
+      const MIN_TALK = 10_000;
+      /** A call from A: answered at +1 s, ended at +1 s + talkMs. */
+      const call = (
+        o: {
+          atMs?: number;
+          talkMs?: number;
+          answered?: boolean;
+          verdict?: 'synthetic' | 'human' | 'unsure';
+          action?: 'drop' | 'warn';
+          direction?: 'inbound' | 'outbound';
+          from?: string;
+        } = {},
+      ): string => {
+        const callId = `h-${Math.random().toString(36).slice(2, 10)}`;
+        const atMs = o.atMs ?? t0;
+        bus.emit('call.started', {
+          callId,
+          atMs,
+          direction: o.direction ?? 'inbound',
+          trunk: null,
+          sourceAddress: '192.0.2.1',
+          fromNumber: o.from ?? A,
+          toNumber: '+4989000',
+          sipCallId: `${callId}@t`,
+          ruleId: null,
+          treatment: 'analyse',
+        });
+        if (o.answered !== false) bus.emit('call.answered', { callId, atMs: atMs + 1000, codec: 'PCMU' });
+        if (o.verdict)
+          bus.emit('call.verdict', {
+            callId,
+            atMs: atMs + 3000,
+            verdict: o.verdict,
+            decisionMs: 2000,
+            cumulativeLlr: 0,
+          });
+        if (o.action) bus.emit('call.action', { callId, atMs: atMs + 3001, action: o.action, reason: 't' });
+        bus.emit('call.ended', {
+          callId,
+          atMs: atMs + 1000 + (o.talkMs ?? 30_000),
+          reason: 'bye-caller',
+          sipStatus: null,
+        });
+        return callId;
+      };
+      const since = t0 - 1;
+      const h = () => s.callerHistory(A, since, MIN_TALK);
+
+      expect(h()).toEqual({ conversations: 0, humanLabels: 0, robotLabels: 0, lastCallId: null });
+      const c1 = call({ verdict: 'human' });
+      const c2 = call({ atMs: t0 + 60_000 }); // no verdict (e.g. not analysed to the end) still counts
+      s.flush();
+      expect(h()).toEqual({ conversations: 2, humanLabels: 0, robotLabels: 0, lastCallId: c2 });
+      expect(c1).not.toBe(c2);
+
+      // None of these count: too short, unanswered, synthetic, dropped, warned but synthetic, outbound,
+      // repeated audio, before the window, another caller.
+      call({ atMs: t0 + 100_000, talkMs: MIN_TALK - 1 });
+      call({ atMs: t0 + 100_001, answered: false });
+      call({ atMs: t0 + 100_002, verdict: 'synthetic', action: 'warn' });
+      const dropped = call({ atMs: t0 + 100_003, verdict: 'human', action: 'drop' });
+      call({ atMs: t0 + 100_004, direction: 'outbound' });
+      const repeated = call({ atMs: t0 + 100_005 });
+      bus.emit('call.repeat', {
+        callId: repeated,
+        atMs: t0 + 100_006,
+        matchedCalls: 1,
+        otherCallers: 1,
+        firstCallId: c1,
+        bitErrorRate: 0.1,
+      });
+      call({ atMs: t0 - 5 });
+      call({ atMs: t0 + 100_007, from: '+4930200002' });
+      s.flush();
+      expect(h()).toEqual({ conversations: 2, humanLabels: 0, robotLabels: 0, lastCallId: c2 });
+      // Exactly minTalkMs counts.
+      const edge = call({ atMs: t0 + 200_000, talkMs: MIN_TALK });
+      s.flush();
+      expect(h()).toMatchObject({ conversations: 3, lastCallId: edge });
+
+      // A human label counts (even on a dropped call: the admin says it was a false drop), once.
+      s.addLabel(dropped, 'human', 'false drop', 'admin');
+      s.addLabel(c1, 'human', '', 'admin');
+      expect(h()).toEqual({ conversations: 2, humanLabels: 2, robotLabels: 0, lastCallId: edge });
+      // A robot label is reported, and that call no longer counts as a conversation.
+      s.addLabel(c2, 'robot', '', 'admin');
+      expect(h()).toEqual({ conversations: 1, humanLabels: 2, robotLabels: 1, lastCallId: edge });
+      // The window: from after the first calls on, only the later ones are seen.
+      expect(s.callerHistory(A, t0 + 150_000, MIN_TALK)).toEqual({
+        conversations: 1,
+        humanLabels: 0,
+        robotLabels: 0,
+        lastCallId: edge,
+      });
+      // Anyone else has no history.
+      expect(s.callerHistory('+4930200003', since, MIN_TALK).lastCallId).toBeNull();
+    });
+  }
+
+  it('records what made a call known, and filters by it', () => {
+    const s = openStore();
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const plain = emitCall(bus);
+    const known = 'known-1';
+    bus.emit('call.started', {
+      callId: known,
+      atMs: Date.now(),
+      direction: 'inbound',
+      trunk: null,
+      sourceAddress: '192.0.2.1',
+      fromNumber: '+4930111222',
+      toNumber: '+4989000',
+      sipCallId: 'known-1@t',
+      ruleId: null,
+      treatment: 'analyse',
+      knownCaller: { calls: 3, humanLabels: 1, lastCallId: plain },
+    });
+    s.flush();
+    expect(s.getCall(known)!.call).toMatchObject({ knownCallerCalls: 3, knownCallerLastCallId: plain });
+    expect(s.getCall(plain)!.call).toMatchObject({ knownCallerCalls: null, knownCallerLastCallId: null });
+    expect(s.listCalls({ limit: 10, known: 'yes' }).items.map((c) => c.id)).toEqual([known]);
+    expect(s.listCalls({ limit: 10, known: 'no' }).items.map((c) => c.id)).toEqual([plain]);
+  });
+
   it('flushes early when flushMaxRows is reached', async () => {
     const s = openStore({ flushMaxRows: 10 });
     const bus = new CallEventBus();

@@ -35,7 +35,7 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
             known: {
               type: 'string',
               enum: ['yes', 'no'],
-              description: "yes: calls from known callers, whose actions were capped (policy.knownCallers)",
+              description: 'yes: calls from known callers, whose actions were capped (policy.knownCallers)',
             },
             repeatOf: {
               type: 'string',

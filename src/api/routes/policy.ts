@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { knownCallerPolicy } from '../../policy/known-callers.js';
 import { parseTime, type ApiDeps } from '../api-deps.js';
 import {
   DefaultsInputJson,
@@ -11,7 +12,7 @@ import {
 } from '../schemas.js';
 
 /** Policy rules CRUD and the defaults; every change applies to new calls at once. */
-export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy }) => {
+export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy, store, currentConfig }) => {
   const idParams = { type: 'object', properties: { id: idParam }, required: ['id'] };
 
   app.get(
@@ -117,7 +118,8 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy })
     {
       schema: {
         tags: ['policy'],
-        summary: 'Dry run: the policy a call with these facts would get now (no call is placed)',
+        summary:
+          'Dry run: the policy an inbound call with these facts would get now, known-caller cap included (no call is placed)',
         querystring: {
           type: 'object',
           additionalProperties: false,
@@ -144,6 +146,21 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy })
               onError: { type: 'string' },
               onRepeat: { type: 'string' },
               retainAudioSeconds: { type: 'integer' },
+              maxAction: {
+                type: 'string',
+                enum: ['warn', 'log'],
+                description: 'Known caller (policy.knownCallers): no action is stronger than this',
+              },
+              knownCaller: {
+                type: 'object',
+                properties: {
+                  calls: { type: 'integer' },
+                  humanLabels: { type: 'integer' },
+                  lastCallId: { type: 'string' },
+                },
+                description:
+                  'What made the caller known: earlier human calls, of them labelled human, the latest',
+              },
               policyVersion: { type: 'integer' },
             },
             required: ['treatment', 'ruleId', 'ruleName', 'thresholds', 'policyVersion'],
@@ -155,14 +172,22 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy })
     async (request) => {
       const q = request.query;
       const atMs = parseTime(q.at, 'at') ?? Date.now();
+      const evaluated = policy.evaluate({
+        fromNumber: q.fromNumber,
+        toNumber: q.toNumber,
+        trunk: q.trunk ?? null,
+        sourceAddress: q.sourceAddress ?? '',
+        fromPseudonym: store.pseudonym(q.fromNumber),
+        at: new Date(atMs),
+      });
       return {
-        ...policy.evaluate({
-          fromNumber: q.fromNumber,
-          toNumber: q.toNumber,
-          trunk: q.trunk ?? null,
-          sourceAddress: q.sourceAddress ?? '',
-          at: new Date(atMs),
-        }),
+        ...knownCallerPolicy(
+          evaluated,
+          q.fromNumber,
+          currentConfig().policy.knownCallers,
+          (n, sinceMs, minTalkMs) => store.callerHistory(n, sinceMs, minTalkMs),
+          atMs,
+        ),
         policyVersion: policy.current().version,
       };
     },
