@@ -14,9 +14,12 @@ import { Store } from '../src/store/store.js';
  *    row and per 500-row batch (the longest the event loop is held), versus the naive way,
  *    one autocommit INSERT per event on the call path;
  *  - query: the console's history page 150 deep with the keyset cursor versus LIMIT/OFFSET,
- *    on CALLS calls with 20 scores each.
+ *    on CALLS calls with 20 scores each;
+ *  - known caller: the caller-history lookup every analysed INVITE makes (policy.knownCallers), on
+ *    HISTORY_CALLS calls (90 days at 2000 inbound calls a day), versus the same query without the
+ *    (from_pseudonym, started_ms) index of migration 4.
  */
-const CALLS = 10_000;
+const CALLS = Number(process.env.VG_BENCH_CALLS ?? 10_000);
 
 export interface LoopFigures {
   eventLoopDelayP99Ms: number;
@@ -35,11 +38,86 @@ export interface StoreBenchResult {
     baselineAutocommitUsPerRow: number;
   };
   query: { keysetPage150Ms: number; offsetPage150Ms: number; firstPageMs: number; tuningRowsMs: number };
+  /** policy.knownCallers: one caller's history at INVITE (main thread), on HISTORY_CALLS stored calls. */
+  knownCaller: {
+    calls: number;
+    callers: number;
+    medianMs: number;
+    p99Ms: number;
+    baselineNoIndexMedianMs: number;
+  };
 }
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
+}
+
+const HISTORY_CALLS = Number(process.env.VG_BENCH_HISTORY_CALLS ?? 180_000);
+const HISTORY_CALLERS = Math.round(HISTORY_CALLS / 5);
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+/** Store.callerHistory on a store of HISTORY_CALLS calls from HISTORY_CALLERS callers, with and without its index. */
+function knownCallerQueries(): StoreBenchResult['knownCaller'] {
+  const dir = mkdtempSync(join(tmpdir(), 'vg-bench-known-'));
+  try {
+    const cfg = validateConfig({ store: { path: join(dir, 'k.sqlite') } });
+    const store = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger);
+    const insert = store.db.prepare(
+      `INSERT INTO calls (call_id, sip_call_id, direction, source_address, from_number, to_number, from_pseudonym,
+         to_pseudonym, treatment, started_ms, answered_ms, ended_ms, verdict, actions)
+       VALUES (?, ?, 'inbound', '192.0.2.1', ?, '+4989', ?, 'p:to', 'analyse', ?, ?, ?, ?, ',')`,
+    );
+    const day = 86_400_000;
+    const t0 = Date.now() - 90 * day;
+    const number = (c: number) => `+4930${1_000_000 + c}`;
+    const pseudonyms = Array.from({ length: HISTORY_CALLERS }, (_, c) => store.pseudonym(number(c)));
+    store.db.transaction(() => {
+      for (let i = 0; i < HISTORY_CALLS; i++) {
+        const c = (i * 7919) % HISTORY_CALLERS;
+        const at = t0 + Math.floor((i / HISTORY_CALLS) * 90 * day);
+        insert.run(
+          `k${i}`,
+          `k${i}`,
+          number(c),
+          pseudonyms[c],
+          at,
+          at + 3000,
+          at + 3000 + (i % 300) * 1000,
+          i % 9 ? 'human' : 'synthetic',
+        );
+      }
+    })();
+    const since = Date.now() - 90 * day;
+    const time = (n: number): number[] => {
+      const out: number[] = [];
+      for (let q = 0; q < n; q++) {
+        const t = performance.now();
+        store.callerHistory(number((q * 104_729) % HISTORY_CALLERS), since, 60_000);
+        out.push(performance.now() - t);
+      }
+      return out;
+    };
+    time(50); // warm the statement and the page cache
+    const indexed = time(1000);
+    store.db.exec('DROP INDEX calls_from');
+    const scan = time(20);
+    store.close();
+    const r3 = (x: number) => Math.round(x * 1000) / 1000;
+    return {
+      calls: HISTORY_CALLS,
+      callers: HISTORY_CALLERS,
+      medianMs: r3(median(indexed)),
+      p99Ms: r3(percentile(indexed, 99)),
+      baselineNoIndexMedianMs: r3(median(scan)),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const LIVE_S = 4;
@@ -106,10 +184,10 @@ export async function runStoreBench(): Promise<StoreBenchResult> {
     checkpointInWorker: await liveLoad(false),
     baselineCheckpointOnMainThread: await liveLoad(true),
   };
-  return { ...runBatchAndQueries(), live };
+  return { ...runBatchAndQueries(), knownCaller: knownCallerQueries(), live };
 }
 
-function runBatchAndQueries(): Omit<StoreBenchResult, 'live'> {
+function runBatchAndQueries(): Omit<StoreBenchResult, 'live' | 'knownCaller'> {
   const dir = mkdtempSync(join(tmpdir(), 'vg-bench-store-'));
   try {
     const cfg = validateConfig({
@@ -252,6 +330,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       `  baseline: LIMIT/OFFSET          ${r.query.offsetPage150Ms} ms`,
       `  first page (+ total count)      ${r.query.firstPageMs} ms`,
       `  tuning rows (all calls)         ${r.query.tuningRowsMs} ms`,
+      `  known-caller lookup, ${r.knownCaller.calls} calls of ${r.knownCaller.callers} callers: median ${r.knownCaller.medianMs} ms, p99 ${r.knownCaller.p99Ms} ms`,
+      `  baseline: without its index     ${r.knownCaller.baselineNoIndexMedianMs} ms`,
       `  live load: ${LIVE_CALLS} calls, ${r.live.checkpointInWorker.rowsWritten} score rows in ${LIVE_S} s`,
       `    event-loop delay, checkpoints in worker     p99 ${r.live.checkpointInWorker.eventLoopDelayP99Ms} ms, max ${r.live.checkpointInWorker.eventLoopDelayMaxMs} ms`,
       `    baseline: checkpoints on the main thread    p99 ${r.live.baselineCheckpointOnMainThread.eventLoopDelayP99Ms} ms, max ${r.live.baselineCheckpointOnMainThread.eventLoopDelayMaxMs} ms`,
