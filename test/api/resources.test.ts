@@ -435,6 +435,16 @@ describe('known callers in the dry run', () => {
     expect(
       (await get('/api/policy/evaluate?fromNumber=anonymous&toNumber=%2B4989', h.viewer)).json(),
     ).not.toHaveProperty('maxAction');
+    // The dry run matches pseudonym list entries as calls do: an allow-listed caller is not analysed.
+    const entry = await h.app.inject({
+      method: 'POST',
+      url: '/api/lists/allow',
+      headers: h.admin,
+      payload: { pattern: h.store.pseudonym(regular) },
+    });
+    expect(entry.statusCode).toBe(201);
+    expect((await get(url, h.viewer)).json()).toMatchObject({ treatment: 'allow' });
+    expect((await get(url, h.viewer)).json()).not.toHaveProperty('maxAction');
     await h.close();
   });
 });
