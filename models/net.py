@@ -171,6 +171,19 @@ def block(cin, cout):
     )
 
 
+class GradReverse(torch.autograd.Function):
+    """Identity forward; the gradient is multiplied by -lam on the way back (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x, lam):
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -ctx.lam * g, None
+
+
 class Detector(nn.Module):
     """bands: "mel" (48 mel bands) or "linear" (48 LFCC-style bands, evenly spaced in Hz).
     phase: add the two phase-coherence maps of LogMel as input channels (first conv 3 -> 16).
@@ -179,9 +192,14 @@ class Detector(nn.Module):
     32-d embedding whose cosine to a learned human centre is pushed above m_h for human speech
     and below m_s for everything else; the human class is kept compact and "not human" open,
     which is what helps on unseen TTS). Either way the graph outputs one score per window,
-    positive = synthetic, that the pipeline calibrates to an LLR."""
+    positive = synthetic, that the pipeline calibrates to an LLR.
+    domains > 0 (training only, --domain-adv): a second head reads the pooled features through a
+    gradient-reversal layer and learns which training system or human source a crop came from, within
+    its class; the body is pushed to make that impossible (domain-adversarial training), so that what
+    it keeps is what the systems of a class share rather than each one's own trace. The head is not
+    part of forward(), so the exported graph is the same net."""
 
-    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False, spec_mask=0.0, fine=False):
+    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False, spec_mask=0.0, fine=False, domains=0):
         super().__init__()
         self.front = LogMel(bands, phase, fine)
         self.mask = SpecMask(spec_mask)
@@ -193,14 +211,28 @@ class Detector(nn.Module):
             self.centre = nn.Parameter(torch.randn(emb))
         else:
             self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, 1))
+        self.domain_head = nn.Linear(8 * w, domains) if domains > 0 else None
 
-    def embed(self, audio):
+    def pooled(self, audio):
         f = self.front(audio)
         if f.dim() == 3:
             f = f.unsqueeze(1)
         h = self.body(self.mask(f))
-        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
-        return self.head(pooled)
+        return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+
+    def embed(self, audio):
+        return self.head(self.pooled(audio))
+
+    def domain_loss(self, audio, y, domains, allowed, lam):
+        """Binary cross-entropy plus the adversarial domain term: the domain head's cross-entropy over
+        the domains of the crop's own class (allowed: [2, n] booleans, by label), its gradient into the
+        body reversed and scaled by lam. Returns (total, bce, domain cross-entropy)."""
+        p = self.pooled(audio)
+        bce = nn.functional.binary_cross_entropy_with_logits(self.head(p).squeeze(1), y)
+        logits = self.domain_head(GradReverse.apply(p, lam))
+        logits = logits.masked_fill(~allowed[y.long()], float("-inf"))
+        ce = nn.functional.cross_entropy(logits, domains)
+        return bce + ce, bce, ce
 
     def cosine(self, audio):
         e = nn.functional.normalize(self.embed(audio), dim=1)

@@ -666,11 +666,11 @@ def speed_perturb(x, rng, n):
     return y[:n].astype(np.float32)
 
 
-def make_batch(pool, rng, size):
+def make_batch(pool, rng, size, domain_ids=None):
     """Balanced classes. Within a class a system is drawn uniformly, or with weight sqrt(clips):
     uniform gives a 5-clip source (libritts) as many draws as 300-clip ones, so the net sees those
     few clips thousands of times; sqrt still lifts small systems without letting them dominate."""
-    xs, ys = [], []
+    xs, ys, ds = [], [], []
     for _ in range(size):
         label = int(rng.integers(2))
         systems = pool[label]
@@ -692,7 +692,10 @@ def make_batch(pool, rng, size):
         # skip near-silent crops: the runtime only scores speech windows
         xs.append(y)
         ys.append(label)
-    return torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.float32)
+        if domain_ids is not None:
+            ds.append(domain_ids[(label, sys_name)])
+    x, yt = torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.float32)
+    return (x, yt, torch.tensor(ds, dtype=torch.long)) if domain_ids is not None else (x, yt)
 
 
 def build_pool(clips):
@@ -716,7 +719,7 @@ def val_eer(model, val, seed=7):
     return eer(np.array(scores), np.array(labels))
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram"):
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
@@ -724,19 +727,30 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
     to the next, and the average is steadier.
     With sam_rho > 0 each step is sharpness-aware (SAM, Foret et al. 2021): the gradient is taken at
     the weights moved by sam_rho along the normalised batch gradient, which seeks flat minima; two
-    forward and backward passes per step."""
+    forward and backward passes per step.
+    With domain_adv > 0 the training is domain-adversarial (net.Detector's domain head): the domains are
+    the training pool's systems and human sources, each within its class, and the reversal weight rises
+    from 0 to domain_adv over the run (Ganin & Lempitsky's schedule, 2 / (1 + exp(-10 p)) - 1)."""
     import copy
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    pool = build_pool([c for c in clips if c["split"] == "train"])
+    domain_ids, allowed = None, None
+    if domain_adv > 0:
+        if front == "raw" or loss != "bce" or sam_rho > 0:
+            raise SystemExit("--domain-adv needs the spectrogram front end, --loss bce and no --sam")
+        keys = [(label, name) for label in (0, 1) for name in sorted(pool[label])]
+        domain_ids = {k: i for i, k in enumerate(keys)}
+        allowed = torch.tensor([[k[0] == label for k in keys] for label in (0, 1)])
+        log(f"domain-adversarial training over {len(keys)} domains ({len(pool[0])} human, {len(pool[1])} synthetic), weight up to {domain_adv}")
     if front == "raw":
         trained = RawDetector(width=width)
     else:
-        trained = Detector(width=width, bands=bands, loss=loss, phase=phase, spec_mask=spec_mask, fine=fine)
+        trained = Detector(width=width, bands=bands, loss=loss, phase=phase, spec_mask=spec_mask, fine=fine, domains=len(domain_ids or {}))
     model = copy.deepcopy(trained) if ema_decay > 0 else trained
     opt = torch.optim.AdamW(trained.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(steps, 1))
-    pool = build_pool([c for c in clips if c["split"] == "train"])
     val = [c for c in clips if c["split"] == "val"]
     trained.train()
     model.train()
@@ -745,8 +759,15 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
     t0 = time.time()
     best = (1.0, None, -1)
     for step in range(steps):
-        x, y = make_batch(pool, rng, batch)
-        loss = trained.loss(x, y)
+        if domain_ids is not None:
+            x, y, d = make_batch(pool, rng, batch, domain_ids)
+            lam = domain_adv * (2 / (1 + np.exp(-10 * step / max(steps, 1))) - 1)
+            loss, bce, dce = trained.domain_loss(x, y, d, allowed, float(lam))
+            if step % 50 == 0 or step == steps - 1:
+                log(f"  bce {bce.item():.4f} domain ce {dce.item():.4f} (chance {np.log(len(domain_ids) / 2):.2f}) weight {lam:.3f}")
+        else:
+            x, y = make_batch(pool, rng, batch)
+            loss = trained.loss(x, y)
         opt.zero_grad()
         loss.backward()
         if sam_rho > 0:
@@ -781,6 +802,8 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
     if best[1] is not None:
         model.load_state_dict(best[1])
         log(f"kept the checkpoint of step {best[2]} (val EER {best[0]:.4f})")
+    if getattr(model, "domain_head", None) is not None:
+        model.domain_head = None  # training only: not in the exported graph or the parameter count
     model.eval()
     model.selected = dict(step=best[2], valEer=best[0])
     return model
@@ -1177,7 +1200,7 @@ def stage_all(args):
     clips = prepare(args, rng)
     # Checkpoints are picked on the prepared validation split; the acted dialogue joins afterwards, for
     # calibration, the drop bound and the report.
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front)
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv)
     clips += dialogue_human()
     summary = {}
     for c in clips:
@@ -1196,7 +1219,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB,
@@ -1373,6 +1396,13 @@ def stage_smoke(args):
     rpath = os.path.join(args.out, "smoke-raw.onnx")
     export(raw, rpath)
     dr = parity(raw, rpath, clips)
+    # --domain-adv: the adversarial head trains, and is left out of the exported graph.
+    adv = train(clips, 2, 4, width=8, domain_adv=0.1)
+    if any(k.startswith("domain_head") for k in adv.state_dict()):
+        raise SystemExit("--domain-adv: the domain head is still in the model")
+    apath = os.path.join(args.out, "smoke-adv.onnx")
+    export(adv, apath)
+    da = parity(adv, apath, clips)
     from vocoder import resynthesise, train_vocoder
 
     human = [c for c in clips if c["label"] == 0]
@@ -1382,7 +1412,7 @@ def stage_smoke(args):
         if len(y) != len(human[0]["audio"]) or not np.all(np.isfinite(y)):
             raise SystemExit(f"{arch} vocoder output is broken")
         vocoded[arch] = len(y)
-    print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "vocodedSamples": vocoded,
+    print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "domainAdvParityMaxAbsDiff": da, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
                       "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check()}))
 
@@ -1479,6 +1509,7 @@ def main():
     p.add_argument("--spec-mask", type=float, default=0.0, help="share of training crops with one band run and one frame run masked (see net.SpecMask)")
     p.add_argument("--sam", type=float, default=0.0, help="sharpness-aware minimisation radius rho (e.g. 0.05; 0 = plain AdamW)")
     p.add_argument("--width", type=int, default=None, help="channels of the first conv block (spectrogram: the four blocks have 1, 2, 3 and 4 times it, default 16 = 116k parameters; raw: 1, 1, 2, 2 times, default 32 = 69k parameters)")
+    p.add_argument("--domain-adv", type=float, default=0.0, help="domain-adversarial training: the gradient-reversal weight reached at the end (e.g. 0.1; 0 = off; see net.Detector)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--version", default=None, help="model version to write (all: default 1.2.0; recal: required, and new)")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))

@@ -17,6 +17,7 @@ describe('model pipeline smoke run', () => {
       variantParityMaxAbsDiff: number;
       window2sParityMaxAbsDiff: number;
       rawParityMaxAbsDiff: number;
+      domainAdvParityMaxAbsDiff: number;
       vocodedSamples: Record<string, number>;
       seenSplits: Record<string, { train: number; seentest: number }>;
       ganAblationSplit: { train: number; drop: number };
@@ -46,6 +47,9 @@ describe('model pipeline smoke run', () => {
     // --front raw: the learned sinc filter graph exports and matches onnxruntime.
     expect(last.rawParityMaxAbsDiff).toBeLessThan(1e-4);
     expect(existsSync(join(out, 'smoke-raw.onnx'))).toBe(true);
+    // --domain-adv: the adversarial head trains and stays out of the exported graph.
+    expect(last.domainAdvParityMaxAbsDiff).toBeLessThan(1e-4);
+    expect(existsSync(join(out, 'smoke-adv.onnx'))).toBe(true);
     expect(existsSync(join(out, 'smoke-linear-oc.onnx'))).toBe(true);
     expect(Object.keys(last.vocodedSamples).sort()).toEqual(['istft', 'upsample']);
     expect(Object.values(last.vocodedSamples).every((n) => n > 0)).toBe(true);
