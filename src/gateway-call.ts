@@ -5,7 +5,7 @@ import type { DetectorStream } from './detect/detector-stream.js';
 import type { RepeatIndex } from './detect/repeat-index.js';
 import { fingerprint } from './audio/audio-fingerprint.js';
 import type { Logger } from './log.js';
-import { decideAction, type CallPolicy, type Decision } from './policy/evaluate.js';
+import { decideAction, decideOnDetectorError, type CallPolicy, type Decision } from './policy/evaluate.js';
 import type { MediaSessionLike } from './gateway-types.js';
 import type { B2buaCall, LegName } from './sip/b2bua-call.js';
 import { rewriteSdp } from './sip/sdp-rewrite.js';
@@ -293,9 +293,7 @@ export class GatewayCall {
   private onDetectorError(message: string): void {
     this.d.logger.warn({ event: 'call.detector_error', err: message }, 'detector error; call continues');
     this.d.bus.emit('call.detector_error', { callId: this.d.callId, atMs: Date.now(), message });
-    const d = decideAction(this.d.policy, { kind: 'error' }, this.taken);
-    // A detector fault never drops a call by itself: drop is downgraded to log here.
-    this.act(d?.action === 'drop' ? { action: 'log' } : d, `detector error: ${message}`);
+    this.act(decideOnDetectorError(this.d.policy, this.taken), `detector error: ${message}`);
   }
 
   private act(decision: Decision | null, why: string, cause: DropCause = 'voice'): void {

@@ -377,6 +377,16 @@ export function decideAction(
   return taken.has(action) ? { action, cappedFrom: named, again: true } : { action, cappedFrom: named };
 }
 
+/**
+ * What the gateway does on a detector fault: onError, except that a fault never drops a call by itself.
+ * A drop, also one a known caller's cap made a warn, becomes a log (fail open).
+ */
+export function decideOnDetectorError(policy: CallPolicy, taken: ReadonlySet<PolicyAction>): Decision | null {
+  const d = decideAction(policy, { kind: 'error' }, taken);
+  if ((d?.cappedFrom ?? d?.action) !== 'drop') return d;
+  return taken.has('log') ? null : { action: 'log' };
+}
+
 /** decideAction's new action alone (null also when a decision only records a cap). */
 export function nextAction(
   policy: CallPolicy,

@@ -5,6 +5,7 @@ import {
   capAction,
   compileSnapshot,
   decideAction,
+  decideOnDetectorError,
   evaluatePolicy,
   nextAction,
   type CallPolicy,
@@ -182,6 +183,18 @@ describe('decideAction with a cap (policy.maxAction)', () => {
     // a log cap: the warn tone is spared too
     const quiet: CallPolicy = { ...base, maxAction: 'log' };
     expect(decideAction(quiet, { kind: 'score', cumulativeLlr: 5 }, new Set())).toEqual({
+      action: 'log',
+      cappedFrom: 'warn',
+    });
+    // a detector fault never drops, and never warns where it would have dropped: log, capped or not
+    const dropOnError: CallPolicy = { ...base, onError: 'drop' };
+    expect(decideOnDetectorError(dropOnError, new Set())).toEqual({ action: 'log' });
+    expect(decideOnDetectorError({ ...dropOnError, maxAction: 'warn' }, new Set())).toEqual({
+      action: 'log',
+    });
+    expect(decideOnDetectorError({ ...dropOnError, maxAction: 'warn' }, new Set(['log']))).toBeNull();
+    expect(decideOnDetectorError({ ...base, onError: 'warn' }, new Set())).toEqual({ action: 'warn' });
+    expect(decideOnDetectorError({ ...base, onError: 'warn', maxAction: 'log' }, new Set())).toEqual({
       action: 'log',
       cappedFrom: 'warn',
     });
