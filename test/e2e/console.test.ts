@@ -197,6 +197,11 @@ describe('console with 400 calls', () => {
     await login(page, ADMIN_TOKEN);
     await page.click('#nav a[data-route="policy"]');
     await page.waitForSelector('#defaults-form');
+    // The known-caller setting (configuration, read-only here) is stated under the defaults.
+    expect(await text(page, '#known-callers')).toBe(
+      'Known callers: a caller with 2 earlier conversation(s) of 60 s or more in 90 days, or one call labelled human, ' +
+        'gets at most "warn", never a drop; a robot label ends it (policy.knownCallers in the configuration).',
+    );
     await page.fill('#defaults-form input[name="dropLlr"]', '9.5');
     await page.click('#save-defaults');
     await expect

@@ -302,6 +302,7 @@ export async function policyView() {
         'div.panel',
         h('h2', `Defaults (policy version ${d.version}, time zone ${d.timeZone})`),
         defaultsForm(d, draw),
+        h('p.muted#known-callers', knownCallersLine(d.knownCallers)),
       ),
       h(
         'div.panel',
@@ -348,4 +349,14 @@ function summariseMatch(m) {
   if (m.schedule?.length)
     parts.push(m.schedule.map((s) => `${s.days.join(',')} ${s.start}–${s.end}`).join('; '));
   return parts.length ? parts.join(' · ') : h('span.muted', 'every call');
+}
+
+/** The known-caller setting (config policy.knownCallers), in words. */
+function knownCallersLine(k) {
+  if (!k?.enabled) return 'Known callers: off (policy.knownCallers in the configuration).';
+  return (
+    `Known callers: a caller with ${k.minCalls} earlier conversation(s) of ${k.minTalkSeconds} s or more ` +
+    `in ${k.windowDays} days, or one call labelled human, gets at most "${k.capAction}", never a drop; ` +
+    'a robot label ends it (policy.knownCallers in the configuration).'
+  );
 }

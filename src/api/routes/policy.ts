@@ -201,12 +201,29 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy, s
       timeZone: { type: 'string' },
       denyStatus: { type: 'integer' },
       version: { type: 'integer' },
+      knownCallers: {
+        type: 'object',
+        description: 'policy.knownCallers from the configuration (read-only here; README "Known callers")',
+        properties: {
+          enabled: { type: 'boolean' },
+          minCalls: { type: 'integer' },
+          minTalkSeconds: { type: 'integer' },
+          windowDays: { type: 'integer' },
+          capAction: { type: 'string', enum: ['warn', 'log'] },
+        },
+      },
     },
-    required: ['effective', 'override', 'timeZone', 'denyStatus', 'version'],
+    required: ['effective', 'override', 'timeZone', 'denyStatus', 'version', 'knownCallers'],
   };
   const defaultsView = () => {
     const s = policy.current();
-    return { ...policy.defaults(), timeZone: s.timeZone, denyStatus: s.denyStatus, version: s.version };
+    return {
+      ...policy.defaults(),
+      timeZone: s.timeZone,
+      denyStatus: s.denyStatus,
+      version: s.version,
+      knownCallers: currentConfig().policy.knownCallers,
+    };
   };
 
   app.get(
