@@ -64,8 +64,9 @@ class LogMel(nn.Module):
     Vocoders rebuild phase (Griffin-Lim iterates it, GAN and iSTFT vocoders predict it), and these
     are the regularities they get wrong. Only sums, products and one sqrt: the graph stays cheap."""
 
-    def __init__(self, bands="mel", phase=False, fine=False):
+    def __init__(self, bands="mel", phase=False, fine=False, cmn=True):
         super().__init__()
+        self.cmn = cmn
         self.phase = phase
         self.fine = fine
         n_bins = N_FFT // 2 + 1
@@ -96,8 +97,13 @@ class LogMel(nn.Module):
         power = re * re + im * im
         mel = torch.matmul(self.mel, power)  # [B, mels, F]
         logmel = torch.log(mel + 1e-6)
-        # Per-window cepstral-mean-style normalisation removes a fixed channel colouring.
-        logmel = logmel - logmel.mean(dim=2, keepdim=True)
+        # Per-window cepstral-mean-style normalisation removes a fixed channel colouring. Without it
+        # (cmn=False, --no-cmn) only the window's mean log level goes, and a fixed colouring stays
+        # visible: the channel simulation randomises the line's, a vocoder's own may be evidence.
+        if self.cmn:
+            logmel = logmel - logmel.mean(dim=2, keepdim=True)
+        else:
+            logmel = logmel - logmel.mean(dim=(1, 2), keepdim=True)
         maps = [logmel]
         if self.phase:
             maps += [self._coherence(re, im, time=True), self._coherence(re, im, time=False)]
@@ -199,9 +205,9 @@ class Detector(nn.Module):
     it keeps is what the systems of a class share rather than each one's own trace. The head is not
     part of forward(), so the exported graph is the same net."""
 
-    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False, spec_mask=0.0, fine=False, domains=0):
+    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False, spec_mask=0.0, fine=False, domains=0, cmn=True):
         super().__init__()
-        self.front = LogMel(bands, phase, fine)
+        self.front = LogMel(bands, phase, fine, cmn)
         self.mask = SpecMask(spec_mask)
         self.loss_kind = loss
         w = width

@@ -719,7 +719,7 @@ def val_eer(model, val, seed=7):
     return eer(np.array(scores), np.array(labels))
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0):
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
@@ -747,7 +747,7 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
     if front == "raw":
         trained = RawDetector(width=width)
     else:
-        trained = Detector(width=width, bands=bands, loss=loss, phase=phase, spec_mask=spec_mask, fine=fine, domains=len(domain_ids or {}))
+        trained = Detector(width=width, bands=bands, loss=loss, phase=phase, spec_mask=spec_mask, fine=fine, domains=len(domain_ids or {}), cmn=cmn)
     model = copy.deepcopy(trained) if ema_decay > 0 else trained
     opt = torch.optim.AdamW(trained.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(steps, 1))
@@ -1200,7 +1200,7 @@ def stage_all(args):
     clips = prepare(args, rng)
     # Checkpoints are picked on the prepared validation split; the acted dialogue joins afterwards, for
     # calibration, the drop bound and the report.
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv)
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn)
     clips += dialogue_human()
     summary = {}
     for c in clips:
@@ -1219,7 +1219,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB,
@@ -1378,7 +1378,7 @@ def stage_smoke(args):
     # spectrogram masking + SAM + a narrower net (--width 8), exported and checked, and both copy-synthesis vocoders for 2 steps on the sample's human clips.
     global SPEED_PERTURB
     SPEED_PERTURB = 1.0  # every crop of the variant run is speed-perturbed
-    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998, phase=True, spec_mask=1.0, sam_rho=0.05, width=8, fine=True)
+    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998, phase=True, spec_mask=1.0, sam_rho=0.05, width=8, fine=True, cmn=False)
     SPEED_PERTURB = 0.0
     vpath = os.path.join(args.out, "smoke-linear-oc.onnx")
     export(variant, vpath)
@@ -1509,6 +1509,7 @@ def main():
     p.add_argument("--spec-mask", type=float, default=0.0, help="share of training crops with one band run and one frame run masked (see net.SpecMask)")
     p.add_argument("--sam", type=float, default=0.0, help="sharpness-aware minimisation radius rho (e.g. 0.05; 0 = plain AdamW)")
     p.add_argument("--width", type=int, default=None, help="channels of the first conv block (spectrogram: the four blocks have 1, 2, 3 and 4 times it, default 16 = 116k parameters; raw: 1, 1, 2, 2 times, default 32 = 69k parameters)")
+    p.add_argument("--no-cmn", action="store_true", help="keep each band's mean log energy in the window (no per-band mean normalisation; only the window's mean level is removed; see net.LogMel)")
     p.add_argument("--domain-adv", type=float, default=0.0, help="domain-adversarial training: the gradient-reversal weight reached at the end (e.g. 0.1; 0 = off; see net.Detector)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--version", default=None, help="model version to write (all: default 1.2.0; recal: required, and new)")
