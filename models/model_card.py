@@ -292,7 +292,7 @@ def render(meta, ev):
         "speed perturbation, ensembles of seeds, spectrogram masking, sharpness-aware minimisation, Festival and wider",
         "espeak-ng data, a 2 s window, ten seeds of Festival voices, a wider net, fine-structure input maps, a per-voice",
         "drop bound, other sequential decision rules, a raw-waveform net with learned sinc filters, domain-adversarial",
-        "training against the training systems' own traces) and why this recipe was",
+        "training against the training systems' own traces, no per-band mean normalisation) and why this recipe was",
         "chosen:",
         "[EXPERIMENTS.md](EXPERIMENTS.md).",
         "",
