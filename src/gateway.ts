@@ -59,6 +59,7 @@ interface LiveEntry {
   ruleId: string | null;
   direction: 'inbound' | 'outbound';
   treatment: 'analyse' | 'allow' | 'deny' | 'bypass';
+  knownCaller: boolean;
 }
 
 export class Gateway {
@@ -424,6 +425,7 @@ export class Gateway {
       ruleId: policy.ruleId,
       direction,
       treatment,
+      knownCaller: !!policy.knownCaller,
     };
     const gcall = new GatewayCall({
       callId,
@@ -492,6 +494,7 @@ export class Gateway {
       recentScores: [],
       verdict: (e.call.verdict as LiveCall['verdict']) ?? null,
       actions: [...e.call.taken],
+      knownCaller: e.knownCaller,
     }));
   }
 

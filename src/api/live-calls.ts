@@ -19,6 +19,8 @@ export interface LiveCall {
   recentScores: { tMs: number; cumulativeLlr: number }[];
   verdict: Verdict | null;
   actions: PolicyAction[];
+  /** The caller is known (policy.knownCallers): no action on the call is stronger than capAction. */
+  knownCaller: boolean;
 }
 
 export interface LiveCallSource {
@@ -67,6 +69,7 @@ export class BusLiveCalls implements LiveCallSource {
         recentScores: [],
         verdict: null,
         actions: [],
+        knownCaller: !!e.knownCaller,
       });
     };
     const answered = (e: { callId: string; atMs: number; codec: string }) => {

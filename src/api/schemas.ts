@@ -171,6 +171,7 @@ export const LiveCallJson = {
     recentScores: { type: 'array', items: { type: 'object', properties: { tMs: int, cumulativeLlr: num } } },
     verdict: { type: ['string', 'null'], enum: ['synthetic', 'human', 'unsure', null] },
     actions: { type: 'array', items: action },
+    knownCaller: { type: 'boolean', description: 'policy.knownCallers: actions capped, never dropped' },
   },
   required: ['id', 'startedAtMs'],
 };

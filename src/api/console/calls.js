@@ -226,7 +226,7 @@ export async function callDetailView(id) {
   const rule = rules.items.find((r) => r.id === call.ruleId);
   const th = { ...d.effective.thresholds, ...(rule?.thresholds ?? {}) };
 
-  const chartBox = h('div.chart#score-chart');
+  const chartBox = h('div.chart#score-chart', { 'data-call': call.id });
   const facts = h(
     'dl.kv',
     ...[

@@ -99,7 +99,13 @@ export async function liveView() {
           'tr',
           { 'data-call': c.id },
           h('td', new Date(c.startedAtMs).toLocaleTimeString()),
-          h('td', c.fromNumber ?? ''),
+          h(
+            'td',
+            c.fromNumber ?? '',
+            c.knownCaller
+              ? h('span.badge.known-caller', { title: 'Known caller: warned about, never dropped' }, 'known')
+              : null,
+          ),
           h('td', c.toNumber ?? ''),
           h('td', c.trunk ?? '—'),
           h(
@@ -181,6 +187,7 @@ export async function liveView() {
           points: [],
           verdict: null,
           actions: [],
+          knownCaller: !!e.knownCaller,
           ended: null,
           seenAt: Date.now(),
         }),
