@@ -200,6 +200,20 @@ export class Store {
         'INSERT OR REPLACE INTO audio (call_id, at_ms, sample_rate_hz, pcm) VALUES (?, ?, ?, ?)',
       ),
       hasAudio: db.prepare('UPDATE calls SET has_audio = 1 WHERE call_id = ?'),
+      // Read at every analysed INVITE (policy.knownCallers): prepared once.
+      callerHistory: db.prepare(
+        `WITH c AS (
+             SELECT call_id, rowid, started_ms, label,
+               coalesce(ended_ms - answered_ms >= @minTalk, 0) AND coalesce(verdict, '') <> 'synthetic'
+                 AND instr(actions, ',drop,') = 0 AND repeat_calls IS NULL AS ok
+             FROM calls WHERE from_pseudonym = @p AND started_ms >= @since AND direction = 'inbound')
+           SELECT coalesce(sum(label IS NULL AND ok), 0) AS conversations,
+             coalesce(sum(label = 'human'), 0) AS humanLabels,
+             coalesce(sum(label = 'robot'), 0) AS robotLabels,
+             (SELECT call_id FROM c WHERE label = 'human' OR (label IS NULL AND ok)
+              ORDER BY started_ms DESC, rowid DESC LIMIT 1) AS lastCallId
+           FROM c`,
+      ),
     };
   }
 
@@ -686,21 +700,11 @@ export class Store {
    * in the write queue (the last flush interval) are not seen.
    */
   callerHistory(fromNumber: string, sinceMs: number, minTalkMs: number): CallerHistory {
-    return this.db
-      .prepare(
-        `WITH c AS (
-           SELECT call_id, rowid, started_ms, label,
-             coalesce(ended_ms - answered_ms >= @minTalk, 0) AND coalesce(verdict, '') <> 'synthetic'
-               AND instr(actions, ',drop,') = 0 AND repeat_calls IS NULL AS ok
-           FROM calls WHERE from_pseudonym = @p AND started_ms >= @since AND direction = 'inbound')
-         SELECT coalesce(sum(label IS NULL AND ok), 0) AS conversations,
-           coalesce(sum(label = 'human'), 0) AS humanLabels,
-           coalesce(sum(label = 'robot'), 0) AS robotLabels,
-           (SELECT call_id FROM c WHERE label = 'human' OR (label IS NULL AND ok)
-            ORDER BY started_ms DESC, rowid DESC LIMIT 1) AS lastCallId
-         FROM c`,
-      )
-      .get({ p: this.pseudonym(fromNumber), since: sinceMs, minTalk: minTalkMs }) as CallerHistory;
+    return this.stmts.callerHistory.get({
+      p: this.pseudonym(fromNumber),
+      since: sinceMs,
+      minTalk: minTalkMs,
+    }) as CallerHistory;
   }
 
   /**
