@@ -161,6 +161,9 @@ function rejectMalformed(
   opts.onMalformed?.({ remote, bytes: data.length, reason, replied400: reply !== null });
 }
 
+/** TCP connections (accepted and opened) of each stack, until they close. */
+const openSockets = new WeakMap<SipStackOptions, Set<import('node:net').Socket>>();
+
 /**
  * The package's TCP parser skips a header block it cannot parse without a word. This observer
  * frames the same byte stream the same way (header block + Content-Length body), reports the
@@ -169,6 +172,12 @@ function rejectMalformed(
  * in step because both parsers skip exactly the block and its Content-Length body.
  */
 function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): void {
+  // Remember the connection so that close() can end it: the package's destroy() only closes its
+  // listening server and leaves every open connection idle for up to two minutes.
+  let open = openSockets.get(opts);
+  if (!open) openSockets.set(opts, (open = new Set()));
+  open.add(socket);
+  socket.once('close', () => open.delete(socket));
   let buf = '';
   let skip = 0;
   // Read when a block is rejected: a connection we open has no peer address until it connects.
@@ -359,7 +368,9 @@ export class SipStack {
   /**
    * The package starts a new client transaction on the next tick; destroying the sockets before
    * that tick would make it write to a closed socket and throw from a timer. So close after
-   * setImmediate, when every started transaction exists and can be shut down.
+   * setImmediate, when every started transaction exists and can be shut down. TCP connections,
+   * accepted or opened, are destroyed too: the package would leave them open until their
+   * two-minute idle timeout, and a peer's server waiting for them to end would wait that long.
    */
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
@@ -368,6 +379,12 @@ export class SipStack {
     return new Promise((resolve) =>
       setImmediate(() => {
         this.stack.destroy();
+        for (const socket of openSockets.get(this.opts) ?? []) {
+          // end() sends what is still buffered (a last BYE) before the FIN; destroy if it hangs.
+          socket.end();
+          setTimeout(() => socket.destroy(), 1000).unref();
+        }
+        openSockets.delete(this.opts);
         resolve();
       }),
     );

@@ -281,4 +281,15 @@ describe('malformed SIP on a TCP connection voiceguard opened', () => {
     ]);
     expect(tcpGw.events('call.ended').map((e) => [e.reason, e.sipStatus])).toEqual([['rejected', 486]]);
   });
+
+  it('ends the connection it opened to the PBX when it stops, instead of leaving it idle', async () => {
+    const open = () =>
+      new Promise<number>((resolve, reject) => pbx.getConnections((e, n) => (e ? reject(e) : resolve(n))));
+    expect(await open()).toBe(1);
+    await tcpGw.stop();
+    const deadline = Date.now() + 5000;
+    while ((await open()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // The package's own idle timeout would have closed it after two minutes.
+    expect(await open()).toBe(0);
+  });
 });
