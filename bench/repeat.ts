@@ -1,4 +1,10 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { validateConfig } from '../src/config/load-config.js';
+import { silentLogger } from '../src/log.js';
+import { Store } from '../src/store/store.js';
 import { bitErrorRate, fingerprint, fingerprintFrames } from '../src/audio/audio-fingerprint.js';
 import { decodeG711ToFloat, encodeG711FromFloat } from '../src/audio/g711.js';
 import { RepeatIndex } from '../src/detect/repeat-index.js';
@@ -11,7 +17,10 @@ import { RepeatIndex } from '../src/detect/repeat-index.js';
  *    baseline, comparing the call with every remembered call at every offset within ±2 s;
  *  - memory: heap and array buffers per remembered call, the index's preallocated tables included;
  *  - found / false: replays of remembered calls (other gain, start, G.711 law) found, and
- *    matches among calls that repeat nothing.
+ *    matches among calls that repeat nothing;
+ *  - restart (detector.repeat.persist): the store's cost per written fingerprint and on disk, the
+ *    time to load the remembered calls into a new index, and the replays that index still finds,
+ *    against a restart without the store (an empty index).
  *
  * The calls are pseudo-speech (see pseudoSpeech): speech-like bits, and no two calls the same audio.
  * Real recordings are the unit tests' part (test/audio/audio-fingerprint.test.ts).
@@ -29,6 +38,14 @@ export interface RepeatBenchResult {
   replays: number;
   falseMatches: number;
   freshQueries: number;
+  restart: {
+    writeMsPerCall: number;
+    diskBytesPerCall: number;
+    loadMs: number;
+    replaysFoundAfter: number;
+    replaysFoundWithoutStore: number;
+    replays: number;
+  };
 }
 
 function percentile(xs: number[], p: number): number {
@@ -173,8 +190,24 @@ export function runRepeatBench(): RepeatBenchResult {
   const bruteMs = performance.now() - t0;
   if (hits < 1) throw new Error('baseline missed the replay it was given');
 
+  // A restart: the same remembered calls written through the store, read into a new index.
+  const restart = restartBench(all, replaySeeds, () => {
+    const kept = seed;
+    return (replaySeed: number) => {
+      seed = replaySeed;
+      const original = makeCall();
+      seed = kept;
+      return line(original, 0.5, 800, 'pcma');
+    };
+  });
+
   const r3 = (x: number) => Math.round(x * 1000) / 1000;
   return {
+    restart: {
+      ...restart,
+      writeMsPerCall: r3(restart.writeMsPerCall),
+      loadMs: Math.round(restart.loadMs),
+    },
     calls: CALLS,
     fingerprintMsPerCall: r3(percentile(fpTimes, 50)),
     match: {
@@ -190,6 +223,66 @@ export function runRepeatBench(): RepeatBenchResult {
   };
 }
 
+/** Writes `fingerprints` through a new store, reloads them into a new index and queries replays. */
+function restartBench(
+  fingerprints: ReturnType<typeof fingerprint>[],
+  replaySeeds: number[],
+  replayMaker: () => (seed: number) => Float32Array,
+): RepeatBenchResult['restart'] {
+  const dir = mkdtempSync(join(tmpdir(), 'vg-bench-repeat-'));
+  const cfg = validateConfig({ store: { path: join(dir, 'vg.sqlite') } });
+  const opts = {
+    maxCalls: fingerprints.length,
+    windowMs: 86_400_000,
+    maxFrames: fingerprintFrames(LISTEN_S * 8000),
+    maxBitErrorRate: 0.3,
+    minOverlapFrames: 125,
+  };
+  const keep = { sinceMs: -1, calls: fingerprints.length };
+  try {
+    const store = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger);
+    const tw = performance.now();
+    // As the gateway does: one queued write per call, flushed in batches (every 250 ms there).
+    fingerprints.forEach((fp, c) => {
+      store.saveFingerprint({ callId: `c${c}`, callerKey: `p${c}`, atMs: c, fingerprint: fp }, keep);
+      if (c % 50 === 49) store.flush();
+    });
+    store.flush();
+    const writeMs = performance.now() - tw;
+    store.db.pragma('wal_checkpoint(TRUNCATE)');
+    const fileBytes = statSync(join(dir, 'vg.sqlite')).size;
+    void store.close();
+
+    const reopened = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger);
+    const tl = performance.now();
+    const index = new RepeatIndex(opts);
+    index.restore(reopened.recentFingerprints(0, fingerprints.length));
+    const loadMs = performance.now() - tl;
+    void reopened.close();
+
+    const empty = new RepeatIndex(opts);
+    const replay = replayMaker();
+    let found = 0;
+    let foundEmpty = 0;
+    replaySeeds.forEach((s, q) => {
+      const fp = fingerprint(replay(s));
+      const entry = { callId: `r${q}`, callerKey: `r${q}`, atMs: fingerprints.length + q, fingerprint: fp };
+      if (index.matchAndRemember(entry).length > 0) found++;
+      if (empty.matchAndRemember(entry).length > 0) foundEmpty++;
+    });
+    return {
+      writeMsPerCall: writeMs / fingerprints.length,
+      diskBytesPerCall: Math.round(fileBytes / fingerprints.length),
+      loadMs,
+      replaysFoundAfter: found,
+      replaysFoundWithoutStore: foundEmpty,
+      replays: replaySeeds.length,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const r = runRepeatBench();
   console.log(JSON.stringify(r));
@@ -202,6 +295,11 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       `  memory per remembered call        ${r.bytesPerRememberedCall} bytes (heap + array buffers)`,
       `  replays found                     ${r.replaysFound} of ${r.replays} (other gain, start, G.711 law)`,
       `  matches among fresh calls         ${r.falseMatches} in ${r.freshQueries} queries`,
+      `restart with the store (detector.repeat.persist), the same ${r.calls} calls`,
+      `  write one fingerprint             ${r.restart.writeMsPerCall} ms (queued, flushed in batches of 50)`,
+      `  on disk                           ${r.restart.diskBytesPerCall} bytes per call`,
+      `  load into a new index             ${r.restart.loadMs} ms`,
+      `  replays found after the restart   ${r.restart.replaysFoundAfter} of ${r.restart.replays}; without the store ${r.restart.replaysFoundWithoutStore}`,
     ].join('\n'),
   );
 }

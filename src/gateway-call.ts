@@ -2,7 +2,7 @@ import type { CallEventBus, CallId } from './call-events.js';
 import type { Config, PolicyAction } from './config/schema.js';
 import type { DetectorEngine } from './detect/engine.js';
 import type { DetectorStream } from './detect/detector-stream.js';
-import type { RepeatIndex } from './detect/repeat-index.js';
+import type { RepeatEntry, RepeatIndex } from './detect/repeat-index.js';
 import { fingerprint } from './audio/audio-fingerprint.js';
 import type { Logger } from './log.js';
 import { decideAction, decideOnDetectorError, type CallPolicy, type Decision } from './policy/evaluate.js';
@@ -39,6 +39,8 @@ export interface RepeatCheck {
   minOtherCallers: number;
   /** The caller's pseudonym: repeats by one caller do not count toward minOtherCallers. */
   callerKey: string;
+  /** Keeps the remembered call's fingerprint across restarts (detector.repeat.persist); null: memory only. */
+  persist?: ((entry: RepeatEntry) => void) | null;
 }
 
 /** Why a call is dropped: its voice, or its audio repeating other callers' calls. */
@@ -246,16 +248,27 @@ export class GatewayCall {
     this.repeatTimer = null;
     if (!r || !audio || this.repeatSamples < MIN_REPEAT_AUDIO_MS * 8) return;
     let matches;
+    let entry: RepeatEntry;
     try {
-      matches = r.index.matchAndRemember({
+      entry = {
         callId: this.d.callId,
         callerKey: r.callerKey,
         atMs: Date.now(),
         fingerprint: fingerprint(audio.subarray(0, this.repeatSamples)),
-      });
+      };
+      matches = r.index.matchAndRemember(entry);
     } catch (err) {
       this.onDetectorError(`repeat check: ${(err as Error).message}`);
       return;
+    }
+    try {
+      r.persist?.(entry);
+    } catch (err) {
+      // Only the copy on disk is lost; the index in memory has the call.
+      this.d.logger.error(
+        { event: 'repeat.persist_error', err: (err as Error).message },
+        'fingerprint not stored',
+      );
     }
     if (matches.length === 0) return;
     const otherCallers = new Set(matches.filter((m) => m.callerKey !== r.callerKey).map((m) => m.callerKey))

@@ -4,7 +4,7 @@ import { sipResponses, trunkRegistered } from './api/metrics.js';
 import type { CallEventBus, CallId } from './call-events.js';
 import type { Config } from './config/schema.js';
 import type { DetectorEngine } from './detect/engine.js';
-import { RepeatIndex } from './detect/repeat-index.js';
+import { RepeatIndex, type RepeatEntry } from './detect/repeat-index.js';
 import { FINGERPRINT_HOP_SAMPLES, fingerprintFrames } from './audio/audio-fingerprint.js';
 import { generateTone } from './audio/tone.js';
 import type { Logger } from './log.js';
@@ -47,6 +47,19 @@ export interface GatewayDeps {
    * known. A fault here fails open: the call gets its normal policy.
    */
   callerHistory?: CallerHistorySource;
+  /**
+   * Where the repeated-audio fingerprints are kept across restarts (the Store), for
+   * detector.repeat.persist; without it they live in memory only. A fault fails open: the index
+   * starts empty, or a call is not written.
+   */
+  repeatStore?: RepeatStore;
+}
+
+/** The store's side of detector.repeat.persist (Store implements it). */
+export interface RepeatStore {
+  saveFingerprint(entry: RepeatEntry, keep: { sinceMs: number; calls: number }): void;
+  recentFingerprints(sinceMs: number, limit: number): RepeatEntry[];
+  deleteFingerprints(): number;
 }
 
 interface LiveEntry {
@@ -93,6 +106,7 @@ export class Gateway {
     const key = deps.config.privacy.pseudonymKey ?? randomBytes(32).toString('hex');
     this.pseudonym = deps.pseudonym ?? ((n) => pseudonymise(key, n));
     this.repeats = repeatIndex(deps.config);
+    this.loadRepeats(deps.config);
     this.b2bua = new B2bua({
       host: sip.listen.host,
       port: sip.listen.port,
@@ -162,14 +176,53 @@ export class Gateway {
     this.config = config;
     this.trunkMatchers = this.compileTrunks(config);
     if (JSON.stringify(before.detector.repeat) !== JSON.stringify(config.detector.repeat)) {
-      // The remembered calls were fingerprinted under the old settings: start afresh.
+      // A new index for the new settings; with persist it is refilled from the store (comparisons
+      // run on the audible overlap, so fingerprints of another listenMs still compare).
       this.repeats = repeatIndex(config);
       this.log.info(
         { event: 'repeat.index_reset', enabled: config.detector.repeat.enabled },
-        'repeated-audio settings changed: remembered calls forgotten',
+        config.detector.repeat.enabled && config.detector.repeat.persist && this.deps.repeatStore
+          ? 'repeated-audio settings changed: index rebuilt from the store'
+          : 'repeated-audio settings changed: remembered calls forgotten',
       );
+      this.loadRepeats(config);
     }
     this.reloadRegistrations(before, config);
+  }
+
+  /**
+   * Fills a new repeat index from the store (detector.repeat.persist), or deletes the stored
+   * fingerprints when they are not to be kept (the check or persist off). Fails open: a store
+   * fault is logged and the index starts with what it has.
+   */
+  private loadRepeats(config: Config): void {
+    const store = this.deps.repeatStore;
+    const r = config.detector.repeat;
+    if (!store) return;
+    try {
+      if (!r.enabled || !r.persist) {
+        const rows = store.deleteFingerprints();
+        if (rows)
+          this.log.info(
+            { event: 'repeat.fingerprints_deleted', rows },
+            'stored fingerprints deleted (detector.repeat persist or enabled is off)',
+          );
+        return;
+      }
+      if (!this.repeats) return;
+      const startedAt = performance.now();
+      const entries = store.recentFingerprints(Date.now() - r.windowMinutes * 60_000, r.maxCalls);
+      const calls = this.repeats.restore(entries);
+      this.log.info(
+        { event: 'repeat.index_restored', calls, ms: Math.round(performance.now() - startedAt) },
+        'repeated-audio index loaded from the store',
+      );
+    } catch (err) {
+      this.log.error(
+        { event: 'repeat.restore_error', err: (err as Error).message, calls: this.repeats?.size ?? 0 },
+        'stored fingerprints not loaded: the repeat index starts with what it has',
+      );
+    }
   }
 
   private registration(t: Config['sip']['trunks'][number]): Registration {
@@ -444,6 +497,10 @@ export class Gateway {
             listenMs: cfg.detector.repeat.listenMs,
             minOtherCallers: cfg.detector.repeat.minOtherCallers,
             callerKey: facts.fromPseudonym ?? fromNumber,
+            persist:
+              cfg.detector.repeat.persist && this.deps.repeatStore
+                ? persistRepeat(this.deps.repeatStore, cfg.detector.repeat)
+                : null,
           }
         : null,
       onFinished: () => {
@@ -533,6 +590,12 @@ function concat(parts: Float32Array[]): Float32Array {
     o += p.length;
   }
   return out;
+}
+
+/** Writes a remembered call's fingerprint through the store, with what the index can still hold. */
+function persistRepeat(store: RepeatStore, r: Config['detector']['repeat']): (entry: RepeatEntry) => void {
+  return (entry) =>
+    store.saveFingerprint(entry, { sinceMs: entry.atMs - r.windowMinutes * 60_000, calls: r.maxCalls });
 }
 
 /** The repeated-audio index that config.detector.repeat asks for (null when off). */

@@ -133,6 +133,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     dropAnnouncement,
     pseudonym: (n) => store.pseudonym(n),
     callerHistory: (n, sinceMs, minTalkMs) => store.callerHistory(n, sinceMs, minTalkMs),
+    repeatStore: store,
   });
   const unobserve = observeGateway({
     media: () => gateway.mediaStats(),

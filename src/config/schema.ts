@@ -300,6 +300,12 @@ export const ConfigSchema = z.strictObject({
             .describe(
               'Calls remembered at most (about 10 KB each with listenMs 4000, allocated at start); the oldest is forgotten first',
             ),
+          persist: z
+            .boolean()
+            .default(true)
+            .describe(
+              'Keep the fingerprints in the store so that a restart or a settings change does not forget the window (false: memory only, and stored ones are deleted)',
+            ),
           maxBitErrorRate: z
             .number()
             .gt(0)

@@ -130,6 +130,20 @@ export class RepeatIndex {
     return matches;
   }
 
+  /**
+   * Remembers calls without comparing them (a restart reloading stored fingerprints). Entries go
+   * in time order, each forgetting what fell out of the window before it; what lies outside the
+   * window before the newest entry, or beyond `maxCalls`, ends up forgotten as it would have been.
+   */
+  restore(entries: Iterable<RepeatEntry>): number {
+    const sorted = [...entries].sort((a, b) => a.atMs - b.atMs);
+    for (const entry of sorted) {
+      this.forgetBefore(entry.atMs - this.opts.windowMs);
+      this.remember({ ...entry, fingerprint: clip(entry.fingerprint, this.opts.maxFrames) });
+    }
+    return this.filled;
+  }
+
   private match(fp: AudioFingerprint): RepeatMatch[] {
     const { maxFrames } = this.opts;
     const votes = new Map<number, number>();

@@ -142,6 +142,18 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE calls ADD COLUMN known_calls INTEGER;
   ALTER TABLE calls ADD COLUMN known_last_call_id TEXT;
   `,
+  // 5: the repeated-audio index's fingerprints (detector.repeat.persist), so that a restart does not
+  // forget the recent calls; bits are the 32-bit words (little-endian), audible one byte per frame
+  `
+  CREATE TABLE fingerprints (
+    call_id TEXT PRIMARY KEY,
+    caller_key TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    bits BLOB NOT NULL,
+    audible BLOB NOT NULL
+  );
+  CREATE INDEX fingerprints_at ON fingerprints(at_ms);
+  `,
 ];
 
 export function schemaVersion(db: Database.Database): number {

@@ -15,6 +15,7 @@ import type {
   CallVerdictEvent,
 } from '../call-events.js';
 import type { Config, PolicyAction } from '../config/schema.js';
+import type { RepeatEntry } from '../detect/repeat-index.js';
 import type { Logger } from '../log.js';
 import type { CallerHistory } from '../policy/known-callers.js';
 import type { DefaultsOverride, ListEntry, ListKind, PolicyRule } from '../policy/policy-types.js';
@@ -47,7 +48,14 @@ type Op =
   | { t: 'error'; e: CallDetectorErrorEvent }
   | { t: 'repeat'; e: CallRepeatEvent }
   | { t: 'ended'; e: CallEndedEvent }
-  | { t: 'audio'; e: CallAudioEvent };
+  | { t: 'audio'; e: CallAudioEvent }
+  | { t: 'fingerprint'; e: RepeatEntry; keep: FingerprintKeep };
+
+/** Which stored fingerprints are still wanted: those since `sinceMs`, the newest `calls` of them. */
+export interface FingerprintKeep {
+  sinceMs: number;
+  calls: number;
+}
 
 const MAX_FLUSH_ATTEMPTS = 5;
 
@@ -200,6 +208,14 @@ export class Store {
         'INSERT OR REPLACE INTO audio (call_id, at_ms, sample_rate_hz, pcm) VALUES (?, ?, ?, ?)',
       ),
       hasAudio: db.prepare('UPDATE calls SET has_audio = 1 WHERE call_id = ?'),
+      insertFingerprint: db.prepare(
+        'INSERT OR REPLACE INTO fingerprints (call_id, caller_key, at_ms, bits, audible) VALUES (?, ?, ?, ?, ?)',
+      ),
+      trimFingerprintsBefore: db.prepare('DELETE FROM fingerprints WHERE at_ms < ?'),
+      // Rows older than the newest `calls` (given as calls - 1: the offset of the oldest row kept).
+      trimFingerprintsBeyond: db.prepare(
+        `DELETE FROM fingerprints WHERE at_ms < (SELECT at_ms FROM fingerprints ORDER BY at_ms DESC LIMIT 1 OFFSET ?)`,
+      ),
       // Read at every analysed INVITE (policy.knownCallers): prepared once.
       callerHistory: db.prepare(
         `WITH c AS (
@@ -295,6 +311,7 @@ export class Store {
     const startedAt = performance.now();
     try {
       this.db.transaction(() => {
+        let keep: FingerprintKeep | null = null;
         for (const op of batch) {
           switch (op.t) {
             case 'started': {
@@ -366,7 +383,24 @@ export class Store {
               s.hasAudio.run(op.e.callId);
               break;
             }
+            case 'fingerprint': {
+              const { bits, audible } = op.e.fingerprint;
+              s.insertFingerprint.run(
+                op.e.callId,
+                op.e.callerKey,
+                Math.round(op.e.atMs),
+                Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength),
+                Buffer.from(audible.buffer, audible.byteOffset, audible.byteLength),
+              );
+              keep = op.keep;
+              break;
+            }
           }
+        }
+        // Once per flush, what the index can no longer hold goes (the newest request decides).
+        if (keep) {
+          s.trimFingerprintsBefore.run(Math.round(keep.sinceMs));
+          s.trimFingerprintsBeyond.run(Math.max(0, keep.calls - 1));
         }
       })();
     } catch (err) {
@@ -401,6 +435,59 @@ export class Store {
     return batch.length;
   }
 
+  // ---- repeated-audio fingerprints (detector.repeat.persist) ------------------------------
+
+  /**
+   * Queues a call's fingerprint, written at the next flush with the call events; rows outside
+   * `keep` are deleted then. Never throws, never touches the disk.
+   */
+  saveFingerprint(entry: RepeatEntry, keep: FingerprintKeep): void {
+    this.enqueue({ t: 'fingerprint', e: entry, keep });
+  }
+
+  /**
+   * The newest `limit` fingerprints since `sinceMs`, oldest first. Flushes the queue first, so a
+   * rebuilt index sees the calls of the last flush interval too; deletes the rows before `sinceMs`.
+   */
+  recentFingerprints(sinceMs: number, limit: number): RepeatEntry[] {
+    this.flush();
+    this.stmts.trimFingerprintsBefore.run(Math.round(sinceMs));
+    const rows = this.db
+      .prepare(
+        `SELECT call_id, caller_key, at_ms, bits, audible FROM fingerprints
+         WHERE at_ms >= ? ORDER BY at_ms DESC LIMIT ?`,
+      )
+      .all(Math.round(sinceMs), limit) as {
+      call_id: string;
+      caller_key: string;
+      at_ms: number;
+      bits: Buffer;
+      audible: Buffer;
+    }[];
+    const out: RepeatEntry[] = [];
+    for (let i = rows.length - 1; i >= 0; i--) {
+      const r = rows[i]!;
+      // A row whose blobs disagree (written by something else) is skipped, not trusted.
+      if (r.bits.length % 4 !== 0 || r.bits.length / 4 !== r.audible.length) continue;
+      // Copies: a Buffer from SQLite need not be 4-byte aligned for a Uint32Array view.
+      const bits = new Uint32Array(r.bits.length / 4);
+      new Uint8Array(bits.buffer).set(r.bits);
+      out.push({
+        callId: r.call_id,
+        callerKey: r.caller_key,
+        atMs: r.at_ms,
+        fingerprint: { bits, audible: new Uint8Array(r.audible) },
+      });
+    }
+    return out;
+  }
+
+  /** Deletes every stored fingerprint (persistence or the check turned off); returns how many. */
+  deleteFingerprints(): number {
+    this.queue = this.queue.filter((op) => op.t !== 'fingerprint');
+    return this.db.prepare('DELETE FROM fingerprints').run().changes;
+  }
+
   // ---- retention -----------------------------------------------------------------------
 
   private pruneSafely(): void {
@@ -422,7 +509,7 @@ export class Store {
     const chunk = this.db.prepare(
       'SELECT call_id FROM calls WHERE started_ms < ? ORDER BY started_ms LIMIT 2000',
     );
-    const del = ['scores', 'verdicts', 'actions', 'labels', 'audio', 'calls'].map((t) =>
+    const del = ['scores', 'verdicts', 'actions', 'labels', 'audio', 'fingerprints', 'calls'].map((t) =>
       this.db.prepare(`DELETE FROM ${t} WHERE call_id = ?`),
     );
     for (;;) {

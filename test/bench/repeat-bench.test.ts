@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 
 /**
  * `npm run bench:repeat` must not rot: a small run (300 remembered calls, 20 queries) of the built
- * bench. Its timings are never checked; what it found is (every replay, no false match).
+ * bench. Its timings are never checked; what it found is (every replay, no false match, every replay
+ * again after a restart through the store).
  */
 describe('bench:repeat', () => {
   it('runs on a small index and finds every replay and nothing else', async () => {
@@ -22,6 +23,12 @@ describe('bench:repeat', () => {
       freshQueries: number;
       match: { medianMs: number; baselineBruteForceMs: number };
       bytesPerRememberedCall: number;
+      restart: {
+        replays: number;
+        replaysFoundAfter: number;
+        replaysFoundWithoutStore: number;
+        loadMs: number;
+      };
     };
     expect(r.calls).toBe(300);
     expect(r.replays).toBe(10);
@@ -31,5 +38,10 @@ describe('bench:repeat', () => {
     expect(r.match.medianMs).toBeGreaterThan(0);
     expect(r.match.baselineBruteForceMs).toBeGreaterThan(0);
     expect(r.bytesPerRememberedCall).toBeGreaterThan(0);
+    // After a restart the index loaded from the store finds the replays; an empty one cannot.
+    expect(r.restart.replays).toBe(20);
+    expect(r.restart.replaysFoundAfter).toBe(20);
+    expect(r.restart.replaysFoundWithoutStore).toBe(0);
+    expect(r.restart.loadMs).toBeGreaterThanOrEqual(0);
   });
 });

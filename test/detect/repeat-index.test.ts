@@ -184,6 +184,35 @@ describe('RepeatIndex', () => {
     expect(again.map((m) => m.callId)).toEqual(['k19']);
   });
 
+  it('restores remembered calls without comparing them, in time order, within the window and maxCalls', () => {
+    const index = new RepeatIndex({ ...OPTS, maxCalls: 3, windowMs: 10_000 });
+    const fp = (name: string, seed: number) => call(name, 0, 1, 'pcmu', seed);
+    // Out of order on purpose; 'stale' is older than the window before the newest entry, and with
+    // maxCalls 3 the oldest of the four in-window entries ('fsdd') is forgotten too.
+    const restored = index.restore([
+      { callId: 'lib1', callerKey: 'a', atMs: 20_000, fingerprint: fp('human-librispeech-1', 1) },
+      { callId: 'stale', callerKey: 'b', atMs: 1_000, fingerprint: fp('human-librispeech-2', 2) },
+      { callId: 'tort', callerKey: 'c', atMs: 19_000, fingerprint: fp('synthetic-tortoise-1', 3) },
+      { callId: 'fsdd', callerKey: 'd', atMs: 15_000, fingerprint: fp('human-fsdd-1', 4) },
+      { callId: 'mimic', callerKey: 'e', atMs: 18_000, fingerprint: fp('synthetic-mimic3-1', 5) },
+    ]);
+    expect(restored).toBe(3);
+    const at = 21_000;
+    const ids = (name: string, seed: number) =>
+      index
+        .matchAndRemember({
+          callId: `q${seed}`,
+          callerKey: 'z',
+          atMs: at,
+          fingerprint: call(name, 0.2, 0.7, 'pcma', seed),
+        })
+        .map((m) => m.callId);
+    // Each query is remembered too and pushes the oldest slot out (maxCalls 3), so the order matters.
+    expect(ids('human-fsdd-1', 11)).toEqual([]); // 'fsdd' was the oldest past maxCalls
+    expect(ids('synthetic-tortoise-1', 12)).toEqual(['tort']);
+    expect(ids('human-librispeech-2', 13)).toEqual([]); // 'stale' fell out of the window
+  });
+
   it('refuses options it cannot honour', () => {
     expect(() => new RepeatIndex({ ...OPTS, maxCalls: 0 })).toThrow(RepeatIndexOptionsError);
     expect(() => new RepeatIndex({ ...OPTS, maxBitErrorRate: 0.5 })).toThrow(/maxBitErrorRate/);

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectBothPassed, makePcap, sippCall, startGateway, type TestGateway } from './sipp-harness.js';
 
@@ -144,28 +145,104 @@ describe('repeated caller audio (detector.repeat), onRepeat=drop', () => {
     expect(Number(ended[2]!.time) - Number(started[2]!.time)).toBeLessThan(LISTEN_MS + 1500);
   });
 
-  it('changed repeat settings (SIGHUP) start a fresh index: the recording is new again', async () => {
+  it('changed repeat settings (SIGHUP) rebuild the index from the store: the recording is still known', async () => {
+    const from = gw.logs.length;
+    const cfg = gw.server.config;
+    const changed = {
+      ...cfg,
+      detector: { ...cfg.detector, repeat: { ...cfg.detector.repeat, minOtherCallers: 5 } },
+    };
+    gw.server.gateway.setConfig(changed);
+    expect(gw.logs.slice(from).filter((l) => l.event === 'repeat.index_reset')).toHaveLength(1);
+    const restored = gw.logs.slice(from).filter((l) => l.event === 'repeat.index_restored');
+    expect(restored).toHaveLength(1);
+    expect(Number(restored[0]!.calls)).toBeGreaterThanOrEqual(8); // every call above that was checked
+    await call('+4930555555', recording, false);
+    // The three earlier callers of the recording are remembered; 3 < minOtherCallers (5): no action.
+    expect(
+      gw.logs
+        .slice(from)
+        .filter((l) => l.event === 'call.repeat')
+        .map((l) => [l.matchedCalls, l.otherCallers]),
+    ).toEqual([[3, 3]]);
+    // The same settings again change nothing: the index is kept.
+    gw.server.gateway.setConfig(changed);
+    expect(gw.logs.slice(from).filter((l) => l.event === 'repeat.index_reset')).toHaveLength(1);
+  });
+
+  it('persist off forgets the stored fingerprints: the recording is new again', async () => {
     const from = gw.logs.length;
     const cfg = gw.server.config;
     gw.server.gateway.setConfig({
       ...cfg,
-      detector: { ...cfg.detector, repeat: { ...cfg.detector.repeat, minOtherCallers: 3 } },
+      detector: { ...cfg.detector, repeat: { ...cfg.detector.repeat, minOtherCallers: 3, persist: false } },
     });
-    expect(gw.logs.slice(from).filter((l) => l.event === 'repeat.index_reset')).toHaveLength(1);
-    await call('+4930555555', recording, false);
-    expect(gw.logs.slice(from).filter((l) => l.event === 'call.repeat')).toEqual([]);
-    // The same settings again change nothing: the index (now holding that call) is kept.
-    gw.server.gateway.setConfig({
-      ...cfg,
-      detector: { ...cfg.detector, repeat: { ...cfg.detector.repeat, minOtherCallers: 3 } },
-    });
-    expect(gw.logs.slice(from).filter((l) => l.event === 'repeat.index_reset')).toHaveLength(1);
+    const deleted = gw.logs.slice(from).filter((l) => l.event === 'repeat.fingerprints_deleted');
+    expect(deleted).toHaveLength(1);
+    expect(Number(deleted[0]!.rows)).toBeGreaterThanOrEqual(9);
     await call('+4930666666', recording, false);
+    expect(gw.logs.slice(from).filter((l) => l.event === 'call.repeat')).toEqual([]);
+    await call('+4930666667', recording, false);
     expect(
       gw.logs
         .slice(from)
         .filter((l) => l.event === 'call.repeat')
         .map((l) => l.otherCallers),
     ).toEqual([1]);
+    // In memory only: nothing was written.
+    const db = new Database(join(gw.dir, 'voiceguard.sqlite'), { readonly: true });
+    try {
+      expect(db.prepare('SELECT count(*) AS n FROM fingerprints').get()).toEqual({ n: 0 });
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('repeated caller audio across a restart (detector.repeat.persist)', () => {
+  it('a gateway restarted on the same store still knows the recording: the third caller is dropped', async () => {
+    const recording = await pcap('human-librispeech-1');
+    const settings = {
+      'policy.defaults': { onSynthetic: 'log', onUnsure: 'log', onRepeat: 'drop' },
+      'detector.repeat': { listenMs: LISTEN_MS, minOtherCallers: 2 },
+    };
+    const first = await startGateway(settings);
+    const store = join(first.dir, 'voiceguard.sqlite');
+    try {
+      for (const number of ['+4940111111', '+4940222222']) {
+        const r = await sippCall(
+          first,
+          'pbx-answer.xml',
+          'caller-pcap-from.xml',
+          { dir: recording },
+          {
+            keys: { caller_number: number },
+            pauseMs: LISTEN_MS + 1500,
+          },
+        );
+        expectBothPassed(r);
+      }
+    } finally {
+      await first.stop();
+    }
+    const second = await startGateway({ ...settings, 'store.path': store });
+    try {
+      expect(second.events('repeat.index_restored').map((l) => l.calls)).toEqual([2]);
+      const r = await sippCall(
+        second,
+        'pbx-repeat-dropped.xml',
+        'caller-pcap-repeat-dropped.xml',
+        { dir: recording },
+        {
+          keys: { caller_number: '+4940333333' },
+          pauseMs: LISTEN_MS + 1500,
+        },
+      );
+      expectBothPassed(r);
+      expect(second.events('call.repeat')).toMatchObject([{ matchedCalls: 2, otherCallers: 2 }]);
+      expect(second.events('call.action').map((l) => l.action)).toEqual(['drop']);
+    } finally {
+      await second.stop();
+    }
   });
 });

@@ -534,6 +534,88 @@ describe('retention', () => {
   });
 });
 
+describe('repeated-audio fingerprints (detector.repeat.persist)', () => {
+  /** A fingerprint whose words and audible flags are all derived from `seed`, `frames` long. */
+  function fp(seed: number, frames = 500) {
+    const bits = new Uint32Array(frames);
+    const audible = new Uint8Array(frames);
+    for (let f = 0; f < frames; f++) {
+      bits[f] = (Math.imul(seed * 7919 + f, 2654435761) >>> 0) | (f === 0 ? 0x80000001 : 0);
+      audible[f] = (seed + f) % 5 === 0 ? 0 : 1;
+    }
+    return { bits, audible };
+  }
+  const keep = { sinceMs: 0, calls: 100 };
+
+  it('writes at the flush and reads back, oldest first, bit for bit, across a reopen', () => {
+    const s = openStore();
+    const a = { callId: 'a', callerKey: 'p:aaa', atMs: 2000, fingerprint: fp(1) };
+    const b = { callId: 'b', callerKey: 'p:bbb', atMs: 1000, fingerprint: fp(2, 123) };
+    s.saveFingerprint(a, keep);
+    s.saveFingerprint(b, keep);
+    expect(s.db.prepare('SELECT count(*) AS n FROM fingerprints').get()).toEqual({ n: 0 }); // queued only
+    s.flush();
+    expect(s.db.prepare('SELECT count(*) AS n FROM fingerprints').get()).toEqual({ n: 2 });
+    s.close();
+    open.splice(open.indexOf(s), 1);
+    const again = openStore();
+    expect(again.recentFingerprints(0, 10)).toEqual([b, a]);
+  });
+
+  it('reads the queue too, only since sinceMs and only the newest limit, and deletes what is older', () => {
+    const s = openStore();
+    for (let i = 0; i < 6; i++)
+      s.saveFingerprint({ callId: `c${i}`, callerKey: 'k', atMs: 1000 * i, fingerprint: fp(i, 10) }, keep);
+    // Not flushed: recentFingerprints flushes first.
+    expect(s.recentFingerprints(1500, 3).map((e) => e.callId)).toEqual(['c3', 'c4', 'c5']);
+    expect(s.db.prepare('SELECT count(*) AS n FROM fingerprints').get()).toEqual({ n: 4 }); // c0, c1 deleted
+  });
+
+  it('keeps only what the index can hold: the window and the newest maxCalls, at each flush', () => {
+    const s = openStore();
+    for (let i = 0; i < 10; i++)
+      s.saveFingerprint(
+        { callId: `c${i}`, callerKey: 'k', atMs: 1000 * i, fingerprint: fp(i, 10) },
+        { sinceMs: 1000 * i - 6500, calls: 4 },
+      );
+    s.flush();
+    const ids = (
+      s.db.prepare('SELECT call_id FROM fingerprints ORDER BY at_ms').all() as { call_id: string }[]
+    ).map((r) => r.call_id);
+    expect(ids).toEqual(['c6', 'c7', 'c8', 'c9']);
+    s.saveFingerprint(
+      { callId: 'c20', callerKey: 'k', atMs: 20_000, fingerprint: fp(20, 10) },
+      { sinceMs: 13_500, calls: 4 },
+    );
+    s.flush();
+    expect(s.recentFingerprints(0, 10).map((e) => e.callId)).toEqual(['c20']);
+  });
+
+  it('skips a row whose blobs do not fit together, deletes all on request, and prunes with the call', () => {
+    const now = Date.UTC(2026, 10, 28);
+    const s = openStore({ retentionDays: 30 }, {}, () => now);
+    s.saveFingerprint({ callId: 'good', callerKey: 'k', atMs: now, fingerprint: fp(1, 10) }, keep);
+    s.flush();
+    s.db
+      .prepare('INSERT INTO fingerprints (call_id, caller_key, at_ms, bits, audible) VALUES (?, ?, ?, ?, ?)')
+      .run('bad', 'k', now, Buffer.alloc(10), Buffer.alloc(3));
+    expect(s.recentFingerprints(0, 10).map((e) => e.callId)).toEqual(['good']);
+    expect(s.deleteFingerprints()).toBe(2);
+    expect(s.recentFingerprints(0, 10)).toEqual([]);
+
+    const bus = new CallEventBus();
+    s.subscribe(bus);
+    const old = emitCall(bus, { atMs: now - 31 * 86_400_000 });
+    s.saveFingerprint(
+      { callId: old, callerKey: 'k', atMs: now - 31 * 86_400_000, fingerprint: fp(2, 10) },
+      keep,
+    );
+    s.flush();
+    expect(s.prune(now).calls).toBe(1);
+    expect(s.db.prepare('SELECT count(*) AS n FROM fingerprints').get()).toEqual({ n: 0 });
+  });
+});
+
 describe('crash consistency', () => {
   it('after SIGKILL mid-write the file is intact and holds a complete prefix of calls', async () => {
     const file = join(dir, 'crash.sqlite');
