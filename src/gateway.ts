@@ -190,6 +190,11 @@ export class Gateway {
     this.reloadRegistrations(before, config);
   }
 
+  /** Erased calls (a data subject's request) leave the repeated-audio index too; returns how many it held. */
+  forgetCalls(callIds: readonly string[]): number {
+    return this.repeats?.forget(callIds) ?? 0;
+  }
+
   /**
    * Fills a new repeat index from the store (detector.repeat.persist), or deletes the stored
    * fingerprints when they are not to be kept (the check or persist off). Fails open: a store

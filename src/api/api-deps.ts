@@ -18,6 +18,11 @@ export interface ApiDeps {
   bus: CallEventBus;
   live: LiveCallSource;
   logger: Logger;
+  /**
+   * Erased calls leave the gateway's memory too (its repeated-audio index); returns how many
+   * calls it still held. Absent when the API runs without a gateway.
+   */
+  forgetCalls?: (callIds: readonly string[]) => number;
 }
 
 /** Epoch ms or ISO 8601 → ms; undefined passes through. */

@@ -19,6 +19,7 @@ import { authRoutes } from './routes/auth.js';
 import { callsRoutes } from './routes/calls.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
+import { erasureRoutes } from './routes/erasure.js';
 import { labelsRoutes } from './routes/labels.js';
 import { listsRoutes } from './routes/lists.js';
 import { liveRoutes } from './routes/live.js';
@@ -55,6 +56,8 @@ export interface ApiServerOptions {
   logger: Logger;
   /** The configuration in force now (after SIGHUP reloads); default: `config`. */
   currentConfig?: () => Config;
+  /** Erased calls leave the gateway's memory too (Gateway.forgetCalls). */
+  forgetCalls?: (callIds: readonly string[]) => number;
 }
 
 /**
@@ -94,6 +97,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
     bus,
     live,
     logger,
+    ...(opts.forgetCalls ? { forgetCalls: opts.forgetCalls } : {}),
   };
 
   const routeTable: RouteInfo[] = [];
@@ -137,6 +141,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
     callsRoutes,
     liveRoutes,
     labelsRoutes,
+    erasureRoutes,
     policyRoutes,
     listsRoutes,
     statsRoutes,

@@ -147,6 +147,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     bus,
     live: gateway.live,
     logger,
+    forgetCalls: (ids) => gateway.forgetCalls(ids),
   });
   await api.listen({ host: config.api.host, port: config.api.port });
   const addr = api.server.address();

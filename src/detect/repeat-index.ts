@@ -71,6 +71,8 @@ const MIN_VOTES = 3;
 const MAX_BUCKET_SCAN = 64;
 const KEY_BITS = 21; // 20 bits of the word + which part it came from
 const NO_ENTRY = -1;
+/** The fingerprint of an erased call's tombstone. */
+const EMPTY: AudioFingerprint = { bits: new Uint32Array(0), audible: new Uint8Array(0) };
 
 interface Slot {
   callId: string;
@@ -142,6 +144,25 @@ export class RepeatIndex {
       this.remember({ ...entry, fingerprint: clip(entry.fingerprint, this.opts.maxFrames) });
     }
     return this.filled;
+  }
+
+  /**
+   * Forgets the remembered calls with these ids (an erasure); returns how many were remembered.
+   * Their slots stay in the ring as empty tombstones (no frames, no ids), so that the ring's age
+   * order is kept; they are reused in turn.
+   */
+  forget(callIds: Iterable<string>): number {
+    const ids = new Set(callIds);
+    let n = 0;
+    for (let i = 0; i < this.slots.length; i++) {
+      const s = this.slots[i];
+      if (s && s.callId !== '' && ids.has(s.callId)) {
+        this.unlink(i);
+        this.slots[i] = { callId: '', callerKey: '', atMs: s.atMs, fingerprint: EMPTY };
+        n++;
+      }
+    }
+    return n;
   }
 
   private match(fp: AudioFingerprint): RepeatMatch[] {
@@ -239,8 +260,15 @@ export class RepeatIndex {
   }
 
   private forgetSlot(index: number): void {
-    const s = this.slots[index];
-    if (!s) return;
+    if (!this.slots[index]) return;
+    this.unlink(index);
+    this.slots[index] = null;
+    this.filled--;
+  }
+
+  /** Takes a remembered call's frames out of the key chains. */
+  private unlink(index: number): void {
+    const s = this.slots[index]!;
     const { maxFrames } = this.opts;
     const fp = s.fingerprint;
     for (let f = 0; f < fp.bits.length; f++) {
@@ -257,8 +285,6 @@ export class RepeatIndex {
       // A count that reached the cap stays there (such a key is skipped anyway).
       if (this.bucketSize[key] < 0xffff) this.bucketSize[key]--;
     }
-    this.slots[index] = null;
-    this.filled--;
   }
 }
 

@@ -21,7 +21,7 @@ import type { CallerHistory } from '../policy/known-callers.js';
 import type { DefaultsOverride, ListEntry, ListKind, PolicyRule } from '../policy/policy-types.js';
 import { Checkpointer } from './checkpointer.js';
 import { migrate } from './migrations.js';
-import { pseudonymise } from './pseudonym.js';
+import { isPseudonym, pseudonymise } from './pseudonym.js';
 import type {
   AuditRecord,
   CallDetail,
@@ -486,6 +486,83 @@ export class Store {
   deleteFingerprints(): number {
     this.queue = this.queue.filter((op) => op.t !== 'fingerprint');
     return this.db.prepare('DELETE FROM fingerprints').run().changes;
+  }
+
+  // ---- erasure (data subject requests) ---------------------------------------------------
+
+  /**
+   * The ids of every call from or to `number`: a clear number, or a `p:` pseudonym as the store
+   * keeps it (privacy.storeClearNumbers false). Matched by pseudonym, so both storage modes find them.
+   */
+  callIdsOfNumber(number: string): string[] {
+    const p = isPseudonym(number.trim()) ? number.trim() : this.pseudonym(number.trim());
+    return (
+      this.db
+        .prepare('SELECT call_id FROM calls WHERE from_pseudonym = ? OR to_pseudonym = ? ORDER BY started_ms')
+        .all(p, p) as { call_id: string }[]
+    ).map((r) => r.call_id);
+  }
+
+  /** The exact list entries (allow/deny) whose pattern is `number` or its pseudonym. */
+  listEntriesNaming(number: string): { id: string; kind: string; pattern: string }[] {
+    const n = number.trim();
+    const p = isPseudonym(n) ? n : this.pseudonym(n);
+    return this.db
+      .prepare(
+        'SELECT id, kind, pattern FROM policy_lists WHERE pattern = ? OR pattern = ? ORDER BY kind, id',
+      )
+      .all(n, p) as { id: string; kind: string; pattern: string }[];
+  }
+
+  /**
+   * Deletes calls and everything that hangs off them (scores, verdicts, actions, labels, review
+   * audio, fingerprints, the audit entries about them) and, for each of `terms` (a number and its
+   * pseudonym), the audit entries of list changes whose pattern is it or whose note mentions it. Queued events are written first so
+   * that none of them brings a call back. Deleted content is overwritten (secure_delete) and the
+   * WAL is truncated afterwards, so the data does not linger in the files; `walTruncated` is false
+   * when a reader kept the WAL from being truncated (its frames are overwritten by later writes).
+   */
+  eraseCalls(
+    ids: readonly string[],
+    terms: readonly string[] = [],
+  ): { calls: number; auditEntries: number; walTruncated: boolean } {
+    this.flush();
+    const del = ['scores', 'verdicts', 'actions', 'labels', 'audio', 'fingerprints'].map((t) =>
+      this.db.prepare(`DELETE FROM ${t} WHERE call_id = ?`),
+    );
+    const delCall = this.db.prepare('DELETE FROM calls WHERE call_id = ?');
+    const delAudit = this.db.prepare('DELETE FROM audit WHERE target = ?');
+    const delListAudit = this.db.prepare(
+      `DELETE FROM audit WHERE action LIKE 'policy.list_entry_%'
+         AND (json_extract(detail, '$.pattern') = @t OR instr(coalesce(json_extract(detail, '$.note'), ''), @t) > 0)`,
+    );
+    this.db.pragma('secure_delete = ON');
+    let result: { calls: number; auditEntries: number };
+    try {
+      result = this.db.transaction(() => {
+        let calls = 0;
+        let auditEntries = 0;
+        for (const id of ids) {
+          for (const d of del) d.run(id);
+          calls += delCall.run(id).changes;
+          auditEntries += delAudit.run(id).changes;
+        }
+        for (const t of terms) if (t) auditEntries += delListAudit.run({ t }).changes;
+        return { calls, auditEntries };
+      })();
+    } finally {
+      this.db.pragma('secure_delete = OFF');
+    }
+    let walTruncated = true;
+    if (this.cfg.path !== ':memory:') {
+      try {
+        const [row] = this.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+        walTruncated = row?.busy === 0;
+      } catch {
+        walTruncated = false;
+      }
+    }
+    return { ...result, walTruncated };
   }
 
   // ---- retention -----------------------------------------------------------------------

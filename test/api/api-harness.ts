@@ -30,7 +30,11 @@ export interface Harness {
 /** A real fastify app over a real SQLite file in a temp dir. */
 export async function startHarness(
   overrides: Record<string, unknown> = {},
-  extra: { registrations?: () => TrunkRegistration[] } = {},
+  extra: {
+    registrations?: () => TrunkRegistration[];
+    /** What the gateway would do with erased calls (Gateway.forgetCalls). */
+    forgetCalls?: (callIds: readonly string[]) => number;
+  } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'vg-api-'));
   const raw: Record<string, unknown> = {
@@ -59,6 +63,7 @@ export async function startHarness(
     bus,
     logger: silentLogger,
     ...(live ? { live } : {}),
+    ...(extra.forgetCalls ? { forgetCalls: extra.forgetCalls } : {}),
   });
   await app.ready();
   const { token: viewerToken } = store.createToken('viewer-1', 'viewer', 'test');

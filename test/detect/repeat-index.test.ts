@@ -213,6 +213,28 @@ describe('RepeatIndex', () => {
     expect(ids('human-librispeech-2', 13)).toEqual([]); // 'stale' fell out of the window
   });
 
+  it('forgets erased calls at once and keeps its age order (tombstones are reused in turn)', () => {
+    const index = new RepeatIndex({ ...OPTS, maxCalls: 3 });
+    const add = (callId: string, name: string, seed: number, atMs: number) =>
+      index
+        .matchAndRemember({
+          callId,
+          callerKey: callId,
+          atMs,
+          fingerprint: call(name, (seed % 3) * 0.1, 1, 'pcmu', seed),
+        })
+        .map((m) => m.callId);
+    add('a', 'human-librispeech-1', 1, 1);
+    add('b', 'human-librispeech-2', 2, 2);
+    add('c', 'synthetic-tortoise-1', 3, 3);
+    expect(index.forget(['b', 'nope'])).toBe(1);
+    expect(index.forget(['b'])).toBe(0);
+    expect(add('b2', 'human-librispeech-2', 4, 4)).toEqual([]); // erased: not found (a's slot is reused)
+    expect(add('c2', 'synthetic-tortoise-1', 5, 5)).toEqual(['c']); // reuses b's tombstone
+    expect(add('b3', 'human-librispeech-2', 6, 6)).toEqual(['b2']); // reuses c's slot; b2 remembered
+    expect(index.size).toBe(3);
+  });
+
   it('refuses options it cannot honour', () => {
     expect(() => new RepeatIndex({ ...OPTS, maxCalls: 0 })).toThrow(RepeatIndexOptionsError);
     expect(() => new RepeatIndex({ ...OPTS, maxBitErrorRate: 0.5 })).toThrow(/maxBitErrorRate/);

@@ -357,6 +357,59 @@ export async function callDetailView(id) {
     ),
   );
 
+  // Erasure (a data subject's request): this call, or every call from or to its caller's number.
+  const erase = async (what, path, body) => {
+    if (
+      !confirm(
+        `${what}? This deletes the call records with their scores, labels, audio and fingerprints; it cannot be undone.`,
+      )
+    )
+      return;
+    try {
+      const r = await api(body ? 'POST' : 'DELETE', path, body);
+      const parts = [`Erased ${r.calls} call(s)`];
+      if (r.skippedLive.length)
+        parts.push(`${r.skippedLive.length} in progress skipped: erase again after they end`);
+      if (r.listEntries.length)
+        parts.push(
+          `still on the ${r.listEntries.map((e) => e.kind).join(' and ')} list: remove it there if asked`,
+        );
+      toast(parts.join('; '));
+      location.hash = '#/calls';
+    } catch (err) {
+      toast(err.message, true);
+    }
+  };
+  const privacyBox = h(
+    'div.panel#privacy',
+    h('h2', 'Privacy'),
+    h(
+      'div.row',
+      h(
+        'button.btn.danger#erase-call',
+        {
+          type: 'button',
+          ...adminOnly(),
+          onclick: () => erase('Erase this call', `/api/calls/${encodeURIComponent(call.id)}`),
+        },
+        'Erase this call',
+      ),
+      h(
+        'button.btn.danger#erase-number',
+        {
+          type: 'button',
+          ...adminOnly(),
+          onclick: () =>
+            erase(`Erase every call from or to ${call.fromNumber}`, '/api/erasure', {
+              number: call.fromNumber,
+            }),
+        },
+        'Erase all calls of this caller',
+      ),
+    ),
+    readOnlyNote('Erasure'),
+  );
+
   const el = h(
     'div',
     h('div.row', h('a', { href: '#/calls' }, '← Call history')),
@@ -408,6 +461,7 @@ export async function callDetailView(id) {
           h('div.row', { style: 'margin-top:8px' }, allowBtn),
           readOnlyNote('Labelling'),
         ),
+        privacyBox,
       ),
     ),
   );
