@@ -436,6 +436,12 @@ export const ConfigSchema = z.strictObject({
         .min(1)
         .default(7)
         .describe('Retained review audio older than this is deleted'),
+      auditRetentionDays: z
+        .number()
+        .int()
+        .min(0)
+        .default(0)
+        .describe('Audit trail entries older than this are pruned (0: kept until deleted by hand)'),
       flushIntervalMs: z
         .number()
         .int()

@@ -570,14 +570,18 @@ export class Store {
   private pruneSafely(): void {
     try {
       const r = this.prune();
-      if (r.calls || r.audio) this.logger.info({ event: 'store.pruned', ...r }, 'old records pruned');
+      if (r.calls || r.audio || r.audit)
+        this.logger.info({ event: 'store.pruned', ...r }, 'old records pruned');
     } catch (err) {
       this.logger.error({ event: 'store.prune_error', err: (err as Error).message }, 'store prune failed');
     }
   }
 
-  /** Deletes calls older than retentionDays and audio older than audioRetentionDays. */
-  prune(nowMs = this.now()): { calls: number; audio: number } {
+  /**
+   * Deletes calls older than retentionDays, audio older than audioRetentionDays and, when
+   * auditRetentionDays is set, audit entries older than that.
+   */
+  prune(nowMs = this.now()): { calls: number; audio: number; audit: number } {
     const dayMs = 86_400_000;
     const callCutoff = nowMs - this.cfg.retentionDays * dayMs;
     const audioCutoff = nowMs - this.cfg.audioRetentionDays * dayMs;
@@ -605,7 +609,13 @@ export class Store {
       for (const { call_id } of ids) upd.run(call_id);
       return this.db.prepare('DELETE FROM audio WHERE at_ms < ?').run(audioCutoff).changes;
     })();
-    return { calls, audio };
+    const audit =
+      this.cfg.auditRetentionDays > 0
+        ? this.db
+            .prepare('DELETE FROM audit WHERE at_ms < ?')
+            .run(nowMs - this.cfg.auditRetentionDays * dayMs).changes
+        : 0;
+    return { calls, audio, audit };
   }
 
   /**

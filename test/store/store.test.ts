@@ -504,7 +504,7 @@ describe('retention', () => {
     }
     s.flush();
     s.addLabel(old, 'human', '', 'x');
-    expect(s.prune(now)).toEqual({ calls: 1, audio: 1 });
+    expect(s.prune(now)).toEqual({ calls: 1, audio: 1, audit: 0 });
     expect(s.getCall(old)).toBeNull();
     for (const t of ['scores', 'verdicts', 'labels', 'audio']) {
       expect(s.db.prepare(`SELECT count(*) AS n FROM ${t} WHERE call_id = ?`).get(old)).toEqual({ n: 0 });
@@ -512,7 +512,28 @@ describe('retention', () => {
     expect(s.getCall(mid)!.call.hasAudio).toBe(false);
     expect(s.getAudio(mid)).toBeNull();
     expect(s.getCall(fresh)!.call.hasAudio).toBe(true);
-    expect(s.prune(now)).toEqual({ calls: 0, audio: 0 });
+    expect(s.prune(now)).toEqual({ calls: 0, audio: 0, audit: 0 });
+  });
+
+  it('prunes the audit trail only when auditRetentionDays is set', () => {
+    const day = 86_400_000;
+    let now = Date.now();
+    const keep = openStore({ path: join(dir, 'keep.sqlite') }, {}, () => now);
+    const prune = openStore({ path: join(dir, 'prune.sqlite'), auditRetentionDays: 30 }, {}, () => now);
+    for (const s of [keep, prune]) {
+      s.audit('admin', 'old.entry', 'x');
+      s.audit('admin', 'old.entry', 'y');
+    }
+    now += 31 * day;
+    for (const s of [keep, prune]) s.audit('admin', 'new.entry', 'z');
+    expect(keep.prune(now).audit).toBe(0);
+    expect(prune.prune(now).audit).toBe(2);
+    const actions = (s: typeof keep) =>
+      (s.db.prepare('SELECT action FROM audit ORDER BY id').all() as { action: string }[]).map(
+        (r) => r.action,
+      );
+    expect(actions(keep)).toEqual(['old.entry', 'old.entry', 'new.entry']);
+    expect(actions(prune)).toEqual(['new.entry']);
   });
 
   it('prunes on its timer', async () => {
