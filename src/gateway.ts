@@ -154,6 +154,11 @@ export class Gateway {
     return this.deps.engine?.stats() ?? null;
   }
 
+  /** Calls the repeated-audio index remembers now; null when detector.repeat is off. */
+  repeatCalls(): number | null {
+    return this.repeats?.size ?? null;
+  }
+
   get activeCalls(): number {
     return this.calls.size;
   }

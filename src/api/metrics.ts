@@ -90,6 +90,8 @@ export const inferenceLatency = new Histogram({
 export interface GatewayStatsSource {
   media(): ReturnType<MediaRelayLike['stats']> | null;
   detector(): DetectorEngineStats | null;
+  /** Calls the repeated-audio index remembers now (null when the check is off). */
+  repeatCalls?(): number | null;
 }
 interface StatsEntry {
   src: GatewayStatsSource;
@@ -185,6 +187,12 @@ export const detectorStreams = pulledGauge(
   'voiceguard_detector_streams_active',
   'Calls whose audio the detector is listening to now',
   (s) => s.detector()?.activeStreams,
+);
+
+export const repeatIndexCalls = pulledGauge(
+  'voiceguard_repeat_index_calls',
+  'Calls the repeated-audio index remembers now (after a restart: those loaded from the store)',
+  (s) => s.repeatCalls?.() ?? undefined,
 );
 
 /** Adds a gateway's relay and detector stats to /metrics; returns the function that removes it. */

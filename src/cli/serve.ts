@@ -138,6 +138,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const unobserve = observeGateway({
     media: () => gateway.mediaStats(),
     detector: () => gateway.detectorStats(),
+    repeatCalls: () => gateway.repeatCalls(),
   });
   const api = await createApiServer({
     config,

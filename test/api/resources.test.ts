@@ -208,6 +208,9 @@ describe('policy and lists through the API', () => {
       timeZone: 'UTC',
       denyStatus: 603,
     });
+    // The repeated-audio setting is read from the configuration and shown as it is.
+    expect(back.repeat).toEqual(h.config.detector.repeat);
+    expect(back.repeat).toMatchObject({ enabled: true, minOtherCallers: 2, persist: true });
     await put('/api/policy/defaults', {});
   });
 

@@ -49,7 +49,7 @@ describe('console: erasing calls', () => {
     await page.click('#erase-number');
     await expect.poll(() => text(page, '#toast')).toBe('Erased 3 call(s)');
     expect(dialogs[0]).toContain('Erase every call from or to +4930555001');
-    await page.waitForFunction(() => location.hash === '#/calls');
+    await page.waitForFunction("location.hash === '#/calls'");
     expect(await total('+4930555001')).toBe(0);
     expect(await total('+4930555002')).toBe(1);
   });
@@ -63,7 +63,7 @@ describe('console: erasing calls', () => {
     await page.click('#erase-call');
     await page.waitForTimeout(300);
     expect(await total('+4930555002')).toBe(1);
-    expect(await page.evaluate(() => location.hash)).toBe(`#/calls/${other}`);
+    expect(await page.evaluate('location.hash')).toBe(`#/calls/${other}`);
     page.once('dialog', (d) => void d.accept());
     await page.click('#erase-call');
     await expect.poll(() => text(page, '#toast')).toBe('Erased 1 call(s)');

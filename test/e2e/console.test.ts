@@ -227,6 +227,11 @@ describe('console with 400 calls', () => {
       'Known callers: a caller with 2 earlier conversation(s) of 60 s or more in 90 days, or one call labelled human, ' +
         'gets at most "warn", never a drop; a robot label ends it (policy.knownCallers in the configuration).',
     );
+    expect(await text(page, '#repeat-settings')).toBe(
+      'Repeated audio: the first 4 s of each analysed call are compared with the calls of the last 24 h (at most 5000); ' +
+        '"On repeated audio" runs when they repeat calls of 2 other caller(s). Fingerprints are kept in the store ' +
+        'across restarts (detector.repeat in the configuration).',
+    );
     await page.fill('#defaults-form input[name="dropLlr"]', '9.5');
     await page.click('#save-defaults');
     await expect

@@ -106,6 +106,8 @@ describe('repeated caller audio (detector.repeat), onRepeat=drop', () => {
     // /metrics counts the repeats.
     const metrics = await (await fetch(`http://127.0.0.1:${gw.server.apiPort}/metrics`)).text();
     expect(metrics).toMatch(/^voiceguard_repeated_calls_total\{across_callers="yes"\} 2$/m);
+    // All three calls are remembered now.
+    expect(metrics).toMatch(/^voiceguard_repeat_index_calls 3$/m);
   });
 
   it('a different recording from a new caller is not a repeat, and passes', async () => {
@@ -228,6 +230,8 @@ describe('repeated caller audio across a restart (detector.repeat.persist)', () 
     const second = await startGateway({ ...settings, 'store.path': store });
     try {
       expect(second.events('repeat.index_restored').map((l) => l.calls)).toEqual([2]);
+      const metrics = await (await fetch(`http://127.0.0.1:${second.server.apiPort}/metrics`)).text();
+      expect(metrics).toMatch(/^voiceguard_repeat_index_calls 2$/m);
       const r = await sippCall(
         second,
         'pbx-repeat-dropped.xml',

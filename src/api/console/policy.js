@@ -303,6 +303,7 @@ export async function policyView() {
         h('h2', `Defaults (policy version ${d.version}, time zone ${d.timeZone})`),
         defaultsForm(d, draw),
         h('p.muted#known-callers', knownCallersLine(d.knownCallers)),
+        h('p.muted#repeat-settings', repeatLine(d.repeat)),
       ),
       h(
         'div.panel',
@@ -349,6 +350,18 @@ function summariseMatch(m) {
   if (m.schedule?.length)
     parts.push(m.schedule.map((s) => `${s.days.join(',')} ${s.start}–${s.end}`).join('; '));
   return parts.length ? parts.join(' · ') : h('span.muted', 'every call');
+}
+
+/** The repeated-audio setting (config detector.repeat), in words. */
+function repeatLine(r) {
+  if (!r?.enabled) return 'Repeated audio: off (detector.repeat in the configuration).';
+  const hours = r.windowMinutes % 60 === 0 ? `${r.windowMinutes / 60} h` : `${r.windowMinutes} min`;
+  return (
+    `Repeated audio: the first ${r.listenMs / 1000} s of each analysed call are compared with the calls of the last ` +
+    `${hours} (at most ${r.maxCalls}); "On repeated audio" runs when they repeat calls of ${r.minOtherCallers} other ` +
+    `caller(s). Fingerprints are kept ${r.persist ? 'in the store across restarts' : 'in memory only'} ` +
+    '(detector.repeat in the configuration).'
+  );
 }
 
 /** The known-caller setting (config policy.knownCallers), in words. */

@@ -212,8 +212,22 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy, s
           capAction: { type: 'string', enum: ['warn', 'log'] },
         },
       },
+      repeat: {
+        type: 'object',
+        description:
+          'detector.repeat from the configuration (read-only here; README "Repeated audio across callers")',
+        properties: {
+          enabled: { type: 'boolean' },
+          listenMs: { type: 'integer' },
+          minOtherCallers: { type: 'integer' },
+          windowMinutes: { type: 'integer' },
+          maxCalls: { type: 'integer' },
+          maxBitErrorRate: { type: 'number' },
+          persist: { type: 'boolean' },
+        },
+      },
     },
-    required: ['effective', 'override', 'timeZone', 'denyStatus', 'version', 'knownCallers'],
+    required: ['effective', 'override', 'timeZone', 'denyStatus', 'version', 'knownCallers', 'repeat'],
   };
   const defaultsView = () => {
     const s = policy.current();
@@ -223,6 +237,7 @@ export const policyRoutes: FastifyPluginAsync<ApiDeps> = async (app, { policy, s
       denyStatus: s.denyStatus,
       version: s.version,
       knownCallers: currentConfig().policy.knownCallers,
+      repeat: currentConfig().detector.repeat,
     };
   };
 
