@@ -15,6 +15,7 @@ import { GatewayCall } from './gateway-call.js';
 import type { MediaRelayLike, MediaSessionLike } from './gateway-types.js';
 import { B2bua } from './sip/b2bua.js';
 import { Registration } from './sip/registration.js';
+import { certNotAfter, loadSipTls } from './sip/tls-files.js';
 import { pseudonymise } from './store/pseudonym.js';
 import type { B2buaTarget } from './sip/b2bua-call.js';
 import type { SipRemote, SipRequest } from './sip/sip-stack.js';
@@ -107,11 +108,13 @@ export class Gateway {
     this.pseudonym = deps.pseudonym ?? ((n) => pseudonymise(key, n));
     this.repeats = repeatIndex(deps.config);
     this.loadRepeats(deps.config);
+    const sipTls = loadSipTls(sip);
     this.b2bua = new B2bua({
       host: sip.listen.host,
       port: sip.listen.port,
       publicAddress,
       transports: sip.listen.transports,
+      tls: sipTls,
       userAgent: sip.userAgent,
       logger: deps.logger.child({ layer: 'sip' }),
       onFinalInviteResponse: (status) => sipResponses.inc({ code: String(status) }),
@@ -139,6 +142,7 @@ export class Gateway {
         host: sip.listen.host,
         port: sip.listen.port,
         transports: sip.listen.transports,
+        ...(sipTls ? { tlsPort: sipTls.port, tlsCertNotAfter: certNotAfter(sipTls.cert) } : {}),
       },
       'SIP listening',
     );
@@ -168,10 +172,14 @@ export class Gateway {
    * at once (reloadRegistrations); listeners need a restart.
    */
   setConfig(config: Config): void {
-    if (
-      config.sip.listen.port !== this.config.sip.listen.port ||
-      config.sip.listen.host !== this.config.sip.listen.host
-    ) {
+    const listenKey = (c: Config) =>
+      JSON.stringify([
+        c.sip.listen.host,
+        c.sip.listen.port,
+        [...c.sip.listen.transports].sort(),
+        c.sip.listen.tlsPort,
+      ]);
+    if (listenKey(config) !== listenKey(this.config)) {
       this.log.warn(
         { event: 'config.restart_required', key: 'sip.listen' },
         'listening address changed: takes effect after a restart',
@@ -192,7 +200,41 @@ export class Gateway {
       );
       this.loadRepeats(config);
     }
+    this.reloadTls(before, config);
     this.reloadRegistrations(before, config);
+  }
+
+  /**
+   * SIGHUP re-reads sip.tls's files, so a renewed certificate is served without a restart (new
+   * connections; open ones keep theirs). A file that does not load keeps the running material.
+   */
+  private reloadTls(before: Config, config: Config): void {
+    if (!this.config.sip.listen.transports.includes('tls') || !this.b2bua.tlsPort) return;
+    const t = config.sip.tls;
+    const b = before.sip.tls;
+    if (
+      t.verifyPeers !== b.verifyPeers ||
+      t.requireClientCert !== b.requireClientCert ||
+      t.minVersion !== b.minVersion
+    )
+      this.log.warn(
+        { event: 'config.restart_required', key: 'sip.tls' },
+        'TLS verification settings changed: take effect after a restart',
+      );
+    try {
+      const material = loadSipTls({ ...config.sip, listen: { ...config.sip.listen, transports: ['tls'] } });
+      if (!material) return;
+      this.b2bua.reloadTls(material);
+      this.log.info(
+        { event: 'sip.tls_reloaded', certFile: t.certFile, notAfter: certNotAfter(material.cert) },
+        'SIP over TLS certificate re-read',
+      );
+    } catch (err) {
+      this.log.error(
+        { event: 'sip.tls_reload_error', err: (err as Error).message },
+        'SIP over TLS certificate not reloaded: the running one stays',
+      );
+    }
   }
 
   /** Erased calls (a data subject's request) leave the repeated-audio index too; returns how many it held. */
@@ -244,6 +286,7 @@ export class Gateway {
         contactHost: this.publicAddress,
         // What the SIP stack runs with: a changed listen address or User-Agent waits for a restart.
         contactPort: this.listening.port,
+        contactTlsPort: this.b2bua.tlsPort,
         userAgent: this.listening.userAgent,
         logger: this.log.child({ layer: 'sip' }),
         onState: (state) => trunkRegistered.set({ trunk: t.name }, state === 'registered' ? 1 : 0),
@@ -368,9 +411,14 @@ export class Gateway {
       direction = 'outbound';
       const ruri = parseUri(rq.uri);
       const t = cfg.sip.outbound.trunk;
+      const uriTransport = String(ruri?.params.transport ?? 'udp').toLowerCase();
       target = t
-        ? { host: t.host, port: t.port, transport: 'udp' }
-        : { host: ruri?.host ?? '', port: ruri?.port ?? 5060, transport: 'udp' };
+        ? { host: t.host, port: t.port, transport: t.transport }
+        : {
+            host: ruri?.host ?? '',
+            port: ruri?.port ?? (uriTransport === 'tls' ? 5061 : 5060),
+            transport: uriTransport === 'tcp' || uriTransport === 'tls' ? uriTransport : 'udp',
+          };
       if (
         target.port === cfg.sip.listen.port &&
         (target.host === this.publicAddress || target.host === cfg.sip.listen.host)
@@ -400,6 +448,8 @@ export class Gateway {
         direction,
         trunk,
         source: remote.address,
+        transport: remote.protocol.toLowerCase(),
+        target: `${target.host}:${target.port}${target.transport === 'udp' ? '' : `;transport=${target.transport}`}`,
         from: cfg.privacy.pseudonymiseNumbers ? facts.fromPseudonym : fromNumber,
         to: this.hideNumber(toNumber),
         treatment,

@@ -65,10 +65,36 @@ export function validateConfig(raw: unknown, source: string | null = null): Conf
         `${where(source)}media.portMin (${c.media.portMin}) must be below media.portMax (${c.media.portMax})`,
       );
     }
+    const tlsProblem = tlsConfigProblem(c);
+    if (tlsProblem) throw new ConfigError(`${where(source)}${tlsProblem}`);
     return c;
   }
   const lines = parsed.error.issues.map((issue) => `${where(source)}${describeIssue(issue)}`);
   throw new ConfigError(lines.join('\n'));
+}
+
+/**
+ * SIP over TLS in any direction needs the TLS listener and a certificate: the SIP package opens TLS
+ * connections only where it also listens, and a peer answering over TLS reaches voiceguard there.
+ */
+function tlsConfigProblem(c: Config): string | null {
+  const uses: string[] = [];
+  if (c.sip.pbx.transport === 'tls') uses.push('sip.pbx.transport');
+  if (c.sip.outbound.trunk?.transport === 'tls') uses.push('sip.outbound.trunk.transport');
+  c.sip.trunks.forEach((t, i) => {
+    if (t.register?.transport === 'tls') uses.push(`sip.trunks.${i}.register.transport`);
+  });
+  const listening = c.sip.listen.transports.includes('tls');
+  if (uses.length > 0 && !listening)
+    return `${uses.join(', ')} is tls: add tls to sip.listen.transports (and set sip.tls.certFile and sip.tls.keyFile)`;
+  if (!listening) return null;
+  const missing = (['certFile', 'keyFile'] as const).filter((k) => !c.sip.tls[k]).map((k) => `sip.tls.${k}`);
+  if (missing.length > 0) return `sip.listen.transports has tls: set ${missing.join(' and ')}`;
+  if (c.sip.tls.requireClientCert && !c.sip.tls.caFile)
+    return "sip.tls.requireClientCert needs sip.tls.caFile (the CAs that sign the peers' certificates)";
+  if (c.sip.listen.tlsPort === c.sip.listen.port && c.sip.listen.transports.includes('tcp'))
+    return `sip.listen.tlsPort (${c.sip.listen.tlsPort}) must differ from sip.listen.port when tcp is listened on too`;
+  return null;
 }
 
 function where(source: string | null): string {

@@ -39,12 +39,57 @@ export const ConfigSchema = z.strictObject({
           host: z.string().default('0.0.0.0').describe('Address the SIP listener binds to'),
           port: z.number().int().min(1).max(65535).default(5060).describe('SIP listening port (UDP and TCP)'),
           transports: z
-            .array(z.enum(['udp', 'tcp']))
+            .array(z.enum(['udp', 'tcp', 'tls']))
             .min(1)
             .default(['udp', 'tcp'])
-            .describe('SIP transports to listen on'),
+            .describe('SIP transports to listen on (tls needs sip.tls.certFile and keyFile)'),
+          tlsPort: z
+            .number()
+            .int()
+            .min(1)
+            .max(65535)
+            .default(5061)
+            .describe('SIP over TLS listening port (with tls in transports)'),
         })
         .prefault({}),
+      tls: z
+        .strictObject({
+          certFile: z
+            .string()
+            .nullable()
+            .default(null)
+            .describe(
+              'PEM certificate (chain) voiceguard presents on SIP over TLS; read at start and at reload',
+            ),
+          keyFile: z
+            .string()
+            .nullable()
+            .default(null)
+            .describe('PEM private key of certFile (keep it mode 0600)'),
+          caFile: z
+            .string()
+            .nullable()
+            .default(null)
+            .describe(
+              "PEM CA certificates trusted for peers' certificates; null = Node's bundled public roots",
+            ),
+          verifyPeers: z
+            .boolean()
+            .default(true)
+            .describe(
+              'TLS connections voiceguard opens (PBX, trunk, registrar) need a certificate valid for the host they are addressed to',
+            ),
+          requireClientCert: z
+            .boolean()
+            .default(false)
+            .describe('Connections from peers must present a certificate signed by caFile (mutual TLS)'),
+          minVersion: z
+            .enum(['TLSv1.2', 'TLSv1.3'])
+            .default('TLSv1.2')
+            .describe('Oldest TLS version accepted'),
+        })
+        .prefault({})
+        .describe('SIP over TLS (signalling only: media stays plain RTP)'),
       publicAddress: z
         .string()
         .nullable()
@@ -66,7 +111,10 @@ export const ConfigSchema = z.strictObject({
                   .string()
                   .min(1)
                   .describe("The carrier's registrar, host or host:port (e.g. sip.carrier.example:5060)"),
-                transport: z.enum(['udp', 'tcp']).default('udp').describe('Transport toward the registrar'),
+                transport: z
+                  .enum(['udp', 'tcp', 'tls'])
+                  .default('udp')
+                  .describe('Transport toward the registrar'),
                 aor: z
                   .string()
                   .regex(/^sips?:/, 'a SIP URI, e.g. sip:4930123456@sip.carrier.example')
@@ -99,7 +147,7 @@ export const ConfigSchema = z.strictObject({
         .describe('SIP trunks (carrier side); calls from these addresses are inbound and get analysed'),
       pbx: hostPort
         .extend({
-          transport: z.enum(['udp', 'tcp']).default('udp').describe('Transport toward the PBX'),
+          transport: z.enum(['udp', 'tcp', 'tls']).default('udp').describe('Transport toward the PBX'),
         })
         .default({ host: '127.0.0.1', port: 5070, transport: 'udp' })
         .describe('The company PBX that inbound calls are relayed to'),
@@ -107,9 +155,14 @@ export const ConfigSchema = z.strictObject({
         .strictObject({
           enabled: z.boolean().default(true).describe('Relay calls from the PBX toward a trunk'),
           trunk: hostPort
+            .extend({
+              transport: z.enum(['udp', 'tcp', 'tls']).default('udp').describe('Transport toward the trunk'),
+            })
             .nullable()
             .default(null)
-            .describe('Where calls from the PBX are sent (null = use the request URI host)'),
+            .describe(
+              "Where calls from the PBX are sent (null = the request URI's host, port and transport parameter)",
+            ),
           analyse: z
             .boolean()
             .default(false)

@@ -7,11 +7,13 @@ import {
   makeResponse,
   parseUri,
   stringifyUri,
+  transportParam,
   type NameAddr,
   type SipRemote,
   type SipRequest,
   type SipResponse,
   type SipStack,
+  type SipTransport,
 } from './sip-stack.js';
 
 /**
@@ -27,7 +29,7 @@ export type B2buaCallState = 'calling' | 'early' | 'confirmed' | 'terminated';
 export interface B2buaTarget {
   host: string;
   port: number;
-  transport: 'udp' | 'tcp';
+  transport: SipTransport;
 }
 
 export interface B2buaCallDelegate {
@@ -242,9 +244,12 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.reliableA = optionTags(rq.headers.require).includes('100rel');
     this.reliableB = hasSdp(rq) || this.reliableA;
     this.rseq = 1 + Math.floor(Math.random() * 0x3fffffff);
-    const gw = `${opts.stack.publicAddress}:${opts.stack.port}`;
-    const aTransport = opts.remote.protocol.toLowerCase() === 'tcp' ? ';transport=tcp' : '';
-    const bTransport = opts.target.transport === 'tcp' ? ';transport=tcp' : '';
+    // Each leg's Contact names the transport it runs on, and over TLS the TLS listening port.
+    const aProto = opts.remote.protocol.toLowerCase();
+    const aLegTransport: SipTransport = aProto === 'tcp' || aProto === 'tls' ? aProto : 'udp';
+    const contactOf = (t: SipTransport) =>
+      `sip:voiceguard@${opts.stack.publicAddress}:${t === 'tls' ? (opts.stack.tlsPort ?? opts.stack.port) : opts.stack.port}${transportParam(t)}`;
+    const bTransport = transportParam(opts.target.transport);
     this.a = new Dialog({
       callId: rq.headers['call-id'],
       local: { ...rq.headers.to, params: { ...rq.headers.to.params, tag: generateTag() } },
@@ -252,7 +257,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       remoteTarget: rq.headers.contact?.[0]?.uri ?? rq.headers.from.uri,
       routeSet: Array.isArray(rq.headers['record-route']) ? [...rq.headers['record-route']] : [],
       localSeq: Math.floor(Math.random() * 10000),
-      contact: `sip:voiceguard@${gw}${aTransport}`,
+      contact: contactOf(aLegTransport),
     });
     // The b-leg Call-ID is derived from the a-leg one, so a caller retrying after a 401/407 with
     // credentials reaches the PBX in the same Call-ID it challenged (digest state can be per call).
@@ -273,7 +278,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
             ...ruri,
             host: opts.target.host,
             port: opts.target.port,
-            params: opts.target.transport === 'tcp' ? { transport: 'tcp' } : {},
+            params: opts.target.transport === 'udp' ? {} : { transport: opts.target.transport },
           });
     this.b = new Dialog({
       callId: bCallId,
@@ -282,7 +287,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       remoteTarget: bRequestUri,
       routeSet: authorized ? [{ uri: `${pbxUri};lr`, params: {} }] : [],
       localSeq: rq.headers.cseq.seq,
-      contact: `sip:voiceguard@${gw}${bTransport}`,
+      contact: contactOf(opts.target.transport),
     });
   }
 

@@ -9,10 +9,12 @@ import {
   type SipRemote,
   type SipRequest,
   type SipResponse,
+  type SipTlsOptions,
+  type SipTransport,
 } from './sip-stack.js';
 
 /**
- * The gateway's SIP endpoint: one stack (UDP + TCP), out-of-dialog handling (INVITE → the
+ * The gateway's SIP endpoint: one stack (UDP, TCP, TLS), out-of-dialog handling (INVITE → the
  * delegate, OPTIONS keepalive → 200, Max-Forwards 0 → 483, draining → 503) and dispatch of
  * in-dialog requests to their B2buaCall by Call-ID. It decides nothing about policy or routing:
  * `onInvite` hands every new INVITE to the gateway.
@@ -21,7 +23,9 @@ export interface B2buaOptions {
   host: string;
   port: number;
   publicAddress: string;
-  transports: readonly ('udp' | 'tcp')[];
+  transports: readonly SipTransport[];
+  /** Certificate and verification settings; required when transports has tls. */
+  tls?: SipTlsOptions | null;
   userAgent: string;
   logger: Logger;
   onInvite(rq: SipRequest, remote: SipRemote): void;
@@ -60,6 +64,17 @@ export class B2bua {
       publicAddress: opts.publicAddress,
       udp: opts.transports.includes('udp'),
       tcp: opts.transports.includes('tcp'),
+      tls: opts.transports.includes('tls') ? (opts.tls ?? null) : null,
+      onTlsError: (info) =>
+        this.log.warn(
+          {
+            event: 'sip.tls_error',
+            direction: info.direction,
+            remote: `${info.remote.address}:${info.remote.port}`,
+            reason: info.reason,
+          },
+          info.direction === 'in' ? 'TLS handshake with a peer failed' : 'TLS connection to a peer failed',
+        ),
       onRequest: (rq, remote) => this.onRequest(rq, remote),
       onMalformed: (info) => this.onMalformed(info),
       onResponseSent: (status, method) => {
@@ -71,6 +86,16 @@ export class B2bua {
           'SIP stack error',
         ),
     });
+  }
+
+  /** The SIP over TLS port (null without TLS). */
+  get tlsPort(): number | null {
+    return this.stack.tlsPort;
+  }
+
+  /** A renewed certificate for new TLS connections (see SipStack.reloadTls). */
+  reloadTls(material: Pick<SipTlsOptions, 'key' | 'cert' | 'ca'>): void {
+    this.stack.reloadTls(material);
   }
 
   get activeCalls(): number {

@@ -2,7 +2,13 @@ import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { ALLOW } from './b2bua.js';
-import { parseUri, type SipRequest, type SipResponse } from './sip-stack.js';
+import {
+  parseUri,
+  transportParam,
+  type SipRequest,
+  type SipResponse,
+  type SipTransport,
+} from './sip-stack.js';
 
 const require = createRequire(import.meta.url);
 /** node-sip's digest helper (RFC 2617/3261 22): signs a request against a 401/407 challenge. */
@@ -20,7 +26,7 @@ export interface RegistrationConfig {
   trunk: string;
   /** host or host:port of the registrar. */
   registrar: string;
-  transport: 'udp' | 'tcp';
+  transport: SipTransport;
   /** Address of record, e.g. sip:4930123456@sip.carrier.example. */
   aor: string;
   username: string;
@@ -38,6 +44,8 @@ export interface RegistrationDeps {
   /** Where the registrar should send calls: the gateway's public address and SIP port. */
   contactHost: string;
   contactPort: number;
+  /** voiceguard's SIP over TLS port, for a Contact over TLS. */
+  contactTlsPort?: number | null;
   userAgent: string;
   logger: Logger;
   /** State changes, e.g. for metrics. */
@@ -79,10 +87,12 @@ export class Registration {
   ) {
     const aor = parseUri(cfg.aor);
     if (!aor?.host) throw new Error(`sip.trunks[${cfg.trunk}].register.aor: '${cfg.aor}' is not a SIP URI`);
-    const transport = cfg.transport === 'tcp' ? ';transport=tcp' : '';
+    const transport = transportParam(cfg.transport);
     this.registrarUri = `sip:${cfg.registrar}${transport}`;
     const user = cfg.contactUser ?? aor.user ?? 'voiceguard';
-    this.contactUri = `sip:${user}@${deps.contactHost}:${deps.contactPort}${transport}`;
+    // Over TLS the carrier reaches voiceguard on its TLS port.
+    const port = cfg.transport === 'tls' ? (deps.contactTlsPort ?? deps.contactPort) : deps.contactPort;
+    this.contactUri = `sip:${user}@${deps.contactHost}:${port}${transport}`;
   }
 
   /** The trunk this binding belongs to. */

@@ -1,18 +1,22 @@
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
+import { inspect } from 'node:util';
 import type { RemoteInfo, Socket } from 'node:dgram';
 
 /**
  * The one typed boundary around the untyped `sip` package (0.0.6): its parser, transport
- * (UDP + TCP) and RFC 3261 transaction layer. Everything above this file sees only these types.
+ * (UDP, TCP, TLS) and RFC 3261 transaction layer. Everything above this file sees only these types.
  */
 const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped package, wrapped once here
 const sip: any = require('sip');
 // The package creates its UDP socket with require('dgram').createSocket(type, onMessage); the
-// same module object is patched for the duration of sip.create() only (see guardUdp below); net.createServer likewise for TCP.
+// same module object is patched for the duration of sip.create() only (see guardUdp below); net.createServer
+// and tls.createServer likewise for TCP and TLS.
 const dgram = require('node:dgram') as typeof import('node:dgram');
 const net = require('node:net') as typeof import('node:net');
+const tls = require('node:tls') as typeof import('node:tls');
+type StreamSocket = import('node:net').Socket;
 
 export interface SipUri {
   schema?: string;
@@ -80,6 +84,8 @@ export interface SipStackOptions {
   publicAddress: string;
   udp: boolean;
   tcp: boolean;
+  /** SIP over TLS (listener and the connections the stack opens); null/absent = no TLS. */
+  tls?: SipTlsOptions | null;
   onRequest(rq: SipRequest, remote: SipRemote): void;
   /** Errors the package catches internally (handler throws, unresolvable hops). */
   onError(err: unknown): void;
@@ -87,6 +93,28 @@ export interface SipStackOptions {
   onMalformed?(info: MalformedSip): void;
   /** Every response this stack sends (status and the CSeq method it answers), e.g. for metrics. */
   onResponseSent?(status: number, method: string): void;
+  /** A TLS handshake failed (a peer's certificate refused, a client speaking plain SIP to the TLS port...). */
+  onTlsError?(info: { direction: 'in' | 'out'; remote: SipRemote; reason: string }): void;
+}
+
+export type SipTransport = 'udp' | 'tcp' | 'tls';
+
+/** The `;transport=` URI parameter for a transport ('' for UDP, the default). */
+export function transportParam(t: SipTransport): string {
+  return t === 'udp' ? '' : `;transport=${t}`;
+}
+
+export interface SipTlsOptions {
+  port: number;
+  key: Buffer;
+  cert: Buffer;
+  /** CAs for peers' certificates; undefined = Node's bundled roots. */
+  ca?: Buffer;
+  /** Connections the stack opens verify the peer's certificate against the host they address. */
+  verifyPeers: boolean;
+  /** Accepted connections must present a certificate signed by `ca`. */
+  requireClientCert: boolean;
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
 }
 
 export interface MalformedSip {
@@ -162,7 +190,7 @@ function rejectMalformed(
 }
 
 /** TCP connections (accepted and opened) of each stack, until they close. */
-const openSockets = new WeakMap<SipStackOptions, Set<import('node:net').Socket>>();
+const openSockets = new WeakMap<SipStackOptions, Set<StreamSocket>>();
 
 /**
  * The package's TCP parser skips a header block it cannot parse without a word. This observer
@@ -171,7 +199,7 @@ const openSockets = new WeakMap<SipStackOptions, Set<import('node:net').Socket>>
  * (RFC 3261 18.2.2), built from its raw Via/From/To/Call-ID/CSeq lines like on UDP. Framing stays
  * in step because both parsers skip exactly the block and its Content-Length body.
  */
-function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): void {
+function observeTcp(socket: StreamSocket, opts: SipStackOptions, protocol: 'TCP' | 'TLS' = 'TCP'): void {
   // Remember the connection so that close() can end it: the package's destroy() only closes its
   // listening server and leaves every open connection idle for up to two minutes.
   let open = openSockets.get(opts);
@@ -182,7 +210,7 @@ function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): v
   let skip = 0;
   // Read when a block is rejected: a connection we open has no peer address until it connects.
   const remote = (): SipRemote => ({
-    protocol: 'TCP',
+    protocol,
     address: socket.remoteAddress ?? '?',
     port: socket.remotePort ?? 0,
   });
@@ -225,7 +253,66 @@ function observeTcp(socket: import('node:net').Socket, opts: SipStackOptions): v
  */
 let sending: SipStackOptions | null = null;
 const tcpStacks = new Set<SipStackOptions>();
+const tlsStacks = new Set<SipStackOptions>();
 let connectWrapped = false;
+let tlsConnectWrapped = false;
+
+const fromSipPackage = (): boolean => /[\\/]node_modules[\\/]sip[\\/]/.test(new Error().stack ?? '');
+
+/** TLS server and client options of a stack (the package passes one object to both; they differ). */
+function tlsServerOptions(t: SipTlsOptions): import('node:tls').TlsOptions {
+  return {
+    key: t.key,
+    cert: t.cert,
+    ...(t.ca ? { ca: t.ca } : {}),
+    minVersion: t.minVersion,
+    requestCert: t.requireClientCert,
+    rejectUnauthorized: t.requireClientCert,
+  };
+}
+
+/**
+ * The package calls tls.connect(port, host, options.tls) when it opens a TLS connection. The
+ * options are replaced by the stack's client options (verification of the peer against the host it
+ * addresses, unless verifyPeers is off), and the connection is observed like a TCP one.
+ */
+function wrapOutboundTls(): void {
+  if (tlsConnectWrapped) return;
+  tlsConnectWrapped = true;
+  const original = tls.connect as (...args: unknown[]) => import('node:tls').TLSSocket;
+  (tls as { connect: unknown }).connect = function connect(this: unknown, ...args: unknown[]) {
+    const opts = sending ?? (tlsStacks.size === 1 ? [...tlsStacks][0]! : null);
+    if (!(opts?.tls && typeof args[0] === 'number' && typeof args[1] === 'string' && fromSipPackage()))
+      return original.apply(this, args);
+    const t = opts.tls;
+    const port = args[0];
+    const host = args[1];
+    const socket = original.call(this, port, host, {
+      key: t.key,
+      cert: t.cert,
+      ...(t.ca ? { ca: t.ca } : {}),
+      minVersion: t.minVersion,
+      rejectUnauthorized: t.verifyPeers,
+      // SNI carries names only; an IP address is checked against the certificate's IP entries.
+      ...(net.isIP(host) ? {} : { servername: host }),
+    });
+    // Errors after the handshake are the connection's (a peer that went away), not TLS failures.
+    let handshaken = false;
+    socket.once('secureConnect', () => (handshaken = true));
+    socket.on('error', (err: Error) => {
+      // The package prints connect errors with console.log; a certificate would fill many lines.
+      delete (err as { cert?: unknown }).cert;
+      if (handshaken) return;
+      opts.onTlsError?.({
+        direction: 'out',
+        remote: { protocol: 'TLS', address: host, port },
+        reason: err.message,
+      });
+    });
+    observeTcp(socket, opts, 'TLS');
+    return socket;
+  };
+}
 
 function observeOutboundTcp(): void {
   if (connectWrapped) return;
@@ -234,14 +321,36 @@ function observeOutboundTcp(): void {
   (net as { connect: unknown }).connect = function connect(this: unknown, ...args: unknown[]) {
     const socket = original.apply(this, args);
     const opts = sending ?? (tcpStacks.size === 1 ? [...tcpStacks][0]! : null);
-    if (
-      opts &&
-      typeof args[0] === 'number' &&
-      typeof args[1] === 'string' &&
-      /[\\/]node_modules[\\/]sip[\\/]/.test(new Error().stack ?? '')
-    )
+    if (opts && typeof args[0] === 'number' && typeof args[1] === 'string' && fromSipPackage())
       observeTcp(socket, opts);
     return socket;
+  };
+}
+
+/**
+ * The package writes a few diagnostics with console.log (a connection that failed, a stream
+ * flooding it). They would break the JSON log lines on stdout, so while a stack is open they go to
+ * its onError instead, as one line.
+ */
+const liveStacks = new Set<SipStackOptions>();
+let consoleWrapped = false;
+
+function routePackageConsole(): void {
+  if (consoleWrapped) return;
+  consoleWrapped = true;
+  const original = console.log.bind(console);
+  console.log = (...args: unknown[]): void => {
+    const target = liveStacks.values().next().value;
+    if (!target || !fromSipPackage()) {
+      original(...args);
+      return;
+    }
+    const text = args
+      .map((a) =>
+        a instanceof Error ? a.message : typeof a === 'string' ? a.trim() : inspect(a, { depth: 1 }),
+      )
+      .join(' ');
+    target.onError(new Error(`sip package: ${text}`));
   };
 }
 
@@ -294,15 +403,38 @@ function guardUdp<T>(opts: SipStackOptions, gate: AcceptGate, create: () => T): 
       observeTcp(socket, opts);
       listener(socket);
     });
+  const originalTlsServer = tls.createServer;
+  const patchedTlsServer = (_options: unknown, listener: (socket: StreamSocket) => void) => {
+    const t = opts.tls;
+    if (!t) throw new Error('SIP over TLS without TLS options');
+    const server = originalTlsServer.call(tls, tlsServerOptions(t), (socket) => {
+      observeTcp(socket, opts, 'TLS');
+      listener(socket);
+    });
+    server.on('tlsClientError', (err: Error, socket: StreamSocket) => {
+      opts.onTlsError?.({
+        direction: 'in',
+        remote: { protocol: 'TLS', address: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 },
+        reason: err.message,
+      });
+    });
+    tlsServers.set(opts, server);
+    return server;
+  };
   (dgram as { createSocket: unknown }).createSocket = patched;
   (net as { createServer: unknown }).createServer = patchedServer;
+  (tls as { createServer: unknown }).createServer = patchedTlsServer;
   try {
     return create();
   } finally {
     (dgram as { createSocket: unknown }).createSocket = original;
     (net as { createServer: unknown }).createServer = originalServer;
+    (tls as { createServer: unknown }).createServer = originalTlsServer;
   }
 }
+
+/** The TLS listener of each stack (for a certificate reload). */
+const tlsServers = new WeakMap<SipStackOptions, import('node:tls').Server>();
 
 export function isRequest(m: SipMessage): m is SipRequest {
   return (m as SipRequest).method !== undefined;
@@ -322,6 +454,12 @@ export class SipStack {
       observeOutboundTcp();
       tcpStacks.add(opts);
     }
+    if (opts.tls) {
+      wrapOutboundTls();
+      tlsStacks.add(opts);
+    }
+    routePackageConsole();
+    liveStacks.add(opts);
     this.publicAddress = opts.publicAddress;
     this.port = opts.port;
     const gate: AcceptGate = { accepted: false };
@@ -336,10 +474,18 @@ export class SipStack {
       publicAddress: 'voiceguard-flow.invalid',
       udp: opts.udp,
       tcp: opts.tcp,
+      // The package passes this object to tls.createServer and tls.connect, both replaced above.
+      ...(opts.tls ? { tls: {}, tls_port: opts.tls.port } : {}),
       logger: {
         error: (e: unknown) => opts.onError(e),
         recv: () => {
           gate.accepted = true;
+        },
+        // Called after the package wrote its Via and before it serialises the request: its Via
+        // port is the UDP/TCP one whatever the transport, so a TLS request names the TLS port.
+        send: (m: SipMessage, target: { protocol?: string }) => {
+          if (opts.tls && isRequest(m) && target.protocol?.toUpperCase() === 'TLS' && m.headers.via[0])
+            m.headers.via[0].port = opts.tls.port;
         },
       },
     };
@@ -365,6 +511,24 @@ export class SipStack {
 
   private closed = false;
 
+  /** The port SIP over TLS listens on (null without TLS). */
+  get tlsPort(): number | null {
+    return this.opts.tls?.port ?? null;
+  }
+
+  /**
+   * A renewed certificate, key or CA bundle: new connections (both ways) use it at once, open ones
+   * keep the session they negotiated. Throws, changing nothing, when the material does not load.
+   */
+  reloadTls(material: Pick<SipTlsOptions, 'key' | 'cert' | 'ca'>): void {
+    const t = this.opts.tls;
+    const server = tlsServers.get(this.opts);
+    if (!t || !server) throw new Error('SIP over TLS is not listening');
+    const next = { ...t, ...material };
+    server.setSecureContext(tlsServerOptions(next));
+    this.opts.tls = next;
+  }
+
   /**
    * The package starts a new client transaction on the next tick; destroying the sockets before
    * that tick would make it write to a closed socket and throw from a timer. So close after
@@ -376,6 +540,8 @@ export class SipStack {
     if (this.closed) return Promise.resolve();
     this.closed = true;
     tcpStacks.delete(this.opts);
+    tlsStacks.delete(this.opts);
+    liveStacks.delete(this.opts);
     return new Promise((resolve) =>
       setImmediate(() => {
         this.stack.destroy();
