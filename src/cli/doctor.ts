@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { Config } from '../config/schema.js';
 import { loadModelMetadata, ModelMetadataError, type ModelMetadata } from '../detect/model-metadata.js';
+import { certNotAfter, loadSipTls } from '../sip/tls-files.js';
 
 /**
  * `voiceguard doctor`: checks an installation before (or instead of) starting it and says
@@ -195,13 +196,48 @@ async function sipPortChecks(c: Config, running: boolean): Promise<CheckResult[]
   const { host, port, transports } = c.sip.listen;
   const out: CheckResult[] = [];
   for (const t of transports) {
-    const what = `${port}/${t} on ${host}`;
-    const r = t === 'udp' ? await bindUdp(host, port) : await bindTcp(host, port);
+    const tls = t === 'tls';
+    const p = tls ? c.sip.listen.tlsPort : port;
+    const what = `${p}/${t} on ${host}`;
+    const setting = tls ? 'sip.listen.tlsPort / sip.listen.host' : 'sip.listen.port / sip.listen.host';
+    const r = t === 'udp' ? await bindUdp(host, p) : await bindTcp(host, p);
     if (r.free) out.push(ok('sip.port', `${what} is free`));
     else if (running && r.code === 'EADDRINUSE') out.push(inUseByUs('sip.port', what));
-    else out.push(bindProblem(`sip.port ${what}`, r, 'sip.listen.port / sip.listen.host'));
+    else out.push(bindProblem(`sip.port ${what}`, r, setting));
   }
+  if (transports.includes('tls')) out.push(tlsFilesCheck(c));
   return out;
+}
+
+/** SIP over TLS: the certificate files load and go together, and the certificate is not about to expire. */
+function tlsFilesCheck(c: Config): CheckResult {
+  let material: ReturnType<typeof loadSipTls>;
+  try {
+    material = loadSipTls(c.sip);
+  } catch (err) {
+    return fail(
+      'sip.tls',
+      (err as Error).message,
+      'point sip.tls.certFile/keyFile/caFile at readable PEM files that match',
+    );
+  }
+  if (!material) return ok('sip.tls', 'SIP over TLS is off');
+  const notAfter = certNotAfter(material.cert);
+  if (!notAfter) return warn('sip.tls', `${c.sip.tls.certFile}: the certificate's expiry cannot be read`);
+  const days = Math.floor((Date.parse(notAfter) - Date.now()) / 86_400_000);
+  if (days < 0)
+    return fail(
+      'sip.tls',
+      `${c.sip.tls.certFile} expired on ${notAfter}`,
+      'renew it, then send voiceguard SIGHUP',
+    );
+  if (days < 21)
+    return warn(
+      'sip.tls',
+      `${c.sip.tls.certFile} expires in ${days} day(s) (${notAfter})`,
+      'renew it, then send voiceguard SIGHUP',
+    );
+  return ok('sip.tls', `${c.sip.tls.certFile} loads with its key; valid until ${notAfter}`);
 }
 
 async function apiPortCheck(c: Config, running: boolean): Promise<CheckResult> {

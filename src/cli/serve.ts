@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.js';
 import { DetectorEngine } from '../detect/engine.js';
 import { loadModelMetadata, type ModelMetadata } from '../detect/model-metadata.js';
 import { loadAudioFile, to8k } from '../audio/load-audio.js';
+import { loadSipTls } from '../sip/tls-files.js';
 import { Gateway } from '../gateway.js';
 import type { MediaRelayLike } from '../gateway-types.js';
 import { createLogger, type Logger } from '../log.js';
@@ -85,6 +86,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   // Announcements first: a missing file stops start-up before anything is opened.
   const warnAnnouncement = await loadAnnouncement(config.actions.warnAnnouncement, 'warn', logger);
   const dropAnnouncement = await loadAnnouncement(config.actions.dropAnnouncement, 'drop', logger);
+  // So do SIP over TLS files that cannot be read or do not go together (the gateway reads them again).
+  loadSipTls(config.sip);
   const bus = new CallEventBus();
   const store = Store.open({ ...config.store, privacy: config.privacy }, logger.child({ layer: 'store' }));
   store.subscribe(bus);

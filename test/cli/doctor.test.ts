@@ -45,7 +45,14 @@ function bindUdp(port: number): Promise<Socket> {
 
 let counter = 0;
 async function writeConfig(
-  patch: { sipPort?: number; modelPath?: string; rtpMin?: number; extra?: string } = {},
+  patch: {
+    sipPort?: number;
+    modelPath?: string;
+    rtpMin?: number;
+    extra?: string;
+    listenExtra?: string;
+    sipExtra?: string;
+  } = {},
 ): Promise<{ file: string; sipPort: number; rtpMin: number }> {
   const sipPort = patch.sipPort ?? (await freeTcpPort());
   const apiPort = await freeTcpPort();
@@ -56,8 +63,9 @@ async function writeConfig(
     file,
     [
       'sip:',
-      '  listen: { host: "127.0.0.1", port: ' + sipPort + ' }',
+      '  listen: { host: "127.0.0.1", port: ' + sipPort + (patch.listenExtra ?? '') + ' }',
       '  publicAddress: "127.0.0.1"',
+      patch.sipExtra ?? '',
       'media:',
       '  bindHost: "127.0.0.1"',
       `  portMin: ${rtpMin}`,
@@ -157,6 +165,28 @@ describe('voiceguard doctor', () => {
     expect(fails.some((m) => m.includes("'nosuchkey'"))).toBe(true);
     // The host checks still run without a config.
     expect(report.checks.map((c) => c.name)).toContain('clock');
+  });
+
+  it('SIP over TLS: checks the TLS port and that the certificate loads with its key', async () => {
+    const tlsPort = await freeTcpPort();
+    const tls = (key: string) =>
+      `  tls: { certFile: ${JSON.stringify(join(repo, 'test/fixtures/tls/server.pem'))}, keyFile: ${JSON.stringify(join(repo, `test/fixtures/tls/${key}`))} }`;
+    const good = await writeConfig({
+      listenExtra: `, transports: [udp, tls], tlsPort: ${tlsPort}`,
+      sipExtra: tls('server.key'),
+    });
+    const r = await doctor(['-c', good.file]);
+    expect(r.stdout).toMatch(
+      new RegExp(`^ok\\s+sip\\.port\\s+${tlsPort}/tls on 127\\.0\\.0\\.1 is free`, 'm'),
+    );
+    expect(r.stdout).toMatch(/^ok\s+sip\.tls\s+.*server\.pem loads with its key; valid until 2126-/m);
+    const bad = await writeConfig({
+      listenExtra: `, transports: [udp, tls], tlsPort: ${tlsPort}`,
+      sipExtra: tls('peer.key'),
+    });
+    const b = await doctor(['-c', bad.file]);
+    expect(b.code).toBe(1);
+    expect(failLines(b.stdout).join('\n')).toMatch(/sip\.tls.*do not make a TLS context/);
   });
 
   it('next to a running voiceguard, counts its ports as its own instead of failing on them', async () => {

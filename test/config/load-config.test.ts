@@ -81,6 +81,33 @@ describe('loadConfig', () => {
     );
   });
 
+  it('SIP over TLS: names what is missing', () => {
+    expect(() => validateConfig({ sip: { listen: { transports: ['udp', 'tls'] } } })).toThrowError(
+      'sip.listen.transports has tls: set sip.tls.certFile and sip.tls.keyFile',
+    );
+    expect(() =>
+      validateConfig({ sip: { pbx: { host: '10.0.0.5', port: 5061, transport: 'tls' } } }),
+    ).toThrowError(
+      'sip.pbx.transport is tls: add tls to sip.listen.transports (and set sip.tls.certFile and sip.tls.keyFile)',
+    );
+    const tls = { certFile: '/c.pem', keyFile: '/k.pem' };
+    expect(() =>
+      validateConfig({ sip: { listen: { transports: ['tls'] }, tls: { ...tls, requireClientCert: true } } }),
+    ).toThrowError(/sip\.tls\.requireClientCert needs sip\.tls\.caFile/);
+    expect(() =>
+      validateConfig({ sip: { listen: { transports: ['tcp', 'tls'], port: 5060, tlsPort: 5060 }, tls } }),
+    ).toThrowError(/tlsPort \(5060\) must differ/);
+    const ok = validateConfig({
+      sip: {
+        listen: { transports: ['udp', 'tls'] },
+        tls,
+        pbx: { host: 'pbx.example', port: 5061, transport: 'tls' },
+      },
+    });
+    expect(ok.sip.listen.tlsPort).toBe(5061);
+    expect(ok.sip.tls).toMatchObject({ verifyPeers: true, requireClientCert: false, minVersion: 'TLSv1.2' });
+  });
+
   it('reports unreadable and non-YAML files with the file name', () => {
     expect(() => loadConfig('/nonexistent/vg.yaml', {})).toThrowError(ConfigError);
     expect(() => loadConfig('/nonexistent/vg.yaml', {})).toThrowError(/\/nonexistent\/vg\.yaml/);

@@ -1,0 +1,401 @@
+import { X509Certificate } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { connect as netConnect } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadAudioFile } from '../../src/audio/load-audio.js';
+import { startBaresip, TLS_FIXTURES, tracedMessages } from './baresip.js';
+import {
+  freeUdpPort,
+  runSipp,
+  startGateway,
+  makePcap,
+  type LogLine,
+  type TestGateway,
+} from './sipp-harness.js';
+
+/**
+ * SIP over TLS through the real gateway with a real TLS peer on the other side (baresip; Debian's
+ * sipp has no TLS): the caller over TLS, the PBX over TLS, certificate checks both ways, a
+ * malformed message on a TLS connection, a plain-text client on the TLS port, a renewed certificate.
+ */
+const MODEL = 'models/voiceguard-detector.onnx';
+const modelOverrides = {
+  'detector.modelPath': MODEL,
+  'detector.metadataPath': MODEL.replace(/\.onnx$/, '.json'),
+};
+const fx = (name: string) => join(TLS_FIXTURES, name);
+const CA = readFileSync(fx('ca.pem'));
+
+async function startTlsGateway(
+  overrides: Record<string, unknown> = {},
+): Promise<TestGateway & { tlsPort: number }> {
+  const tlsPort = await freeUdpPort();
+  const gw = await startGateway({
+    ...modelOverrides,
+    'sip.listen.transports': ['udp', 'tcp', 'tls'],
+    'sip.listen.tlsPort': tlsPort,
+    'sip.tls': { certFile: fx('server.pem'), keyFile: fx('server.key'), caFile: fx('ca.pem') },
+    ...overrides,
+  });
+  return Object.assign(gw, { tlsPort });
+}
+
+function since(gw: TestGateway, from: number, event: string): LogLine[] {
+  return gw.logs.slice(from).filter((l) => l.event === event);
+}
+
+/** A TLS connection to the gateway that trusts the test CA; resolves once the handshake is done. */
+function openTls(port: number, opts: { cert?: string } = {}): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      ca: CA,
+      ...(opts.cert
+        ? { cert: readFileSync(fx(`${opts.cert}.pem`)), key: readFileSync(fx(`${opts.cert}.key`)) }
+        : {}),
+    });
+    s.once('secureConnect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** What arrives on `s` until `until` matches it (or `ms` pass). */
+function readUntil(s: TLSSocket, until: RegExp, ms = 3000): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    const done = () => {
+      clearTimeout(timer);
+      s.off('data', onData);
+      resolve(got);
+    };
+    const onData = (d: Buffer) => {
+      got += d.toString('latin1');
+      if (until.test(got)) done();
+    };
+    const timer = setTimeout(done, ms);
+    s.on('data', onData);
+  });
+}
+
+function rms(samples: Float32Array): number {
+  let sum = 0;
+  for (const v of samples) sum += v * v;
+  return Math.sqrt(sum / Math.max(1, samples.length));
+}
+
+describe('SIP over TLS (baresip as the TLS peer)', () => {
+  let gw: TestGateway & { tlsPort: number };
+  beforeAll(async () => {
+    gw = await startTlsGateway({ 'policy.defaults': { onSynthetic: 'drop' } });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('logs the TLS listener with its certificate expiry', () => {
+    expect(gw.events('sip.listening')[0]).toMatchObject({
+      transports: ['udp', 'tcp', 'tls'],
+      tlsPort: gw.tlsPort,
+      tlsCertNotAfter: new Date(new X509Certificate(readFileSync(fx('server.pem'))).validTo).toISOString(),
+    });
+  });
+
+  it('a TTS voice from a caller over TLS is analysed and dropped: the BYE reaches the caller over TLS', async () => {
+    const from = gw.logs.length;
+    const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
+    await new Promise((r) => setTimeout(r, 300));
+    const callerPort = await freeUdpPort();
+    const caller = startBaresip({
+      user: 'robot',
+      port: callerPort,
+      cert: 'peer',
+      source: 'test/fixtures/synthetic-mandarin-fastspeech2-vocgan-1.wav',
+      dial: `sip:1000@127.0.0.1:${gw.tlsPort};transport=tls`,
+      quitAfterS: 15,
+    });
+    const pbxResult = await pbx.done;
+    expect(pbxResult.code, pbxResult.output + pbxResult.errors).toBe(0);
+    await new Promise((r) => setTimeout(r, 500));
+    caller.kill();
+    const { output } = await caller.done;
+    expect(since(gw, from, 'call.started')[0]).toMatchObject({ transport: 'tls', direction: 'inbound' });
+    expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).toEqual(['synthetic']);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
+    // The caller's side of the exchange, from baresip's trace: INVITE out over TLS, the gateway's
+    // answer with a TLS Contact on its TLS port, and the gateway's BYE in over TLS.
+    const messages = tracedMessages(output);
+    const invite = messages.find((m) => /\nINVITE /.test(m));
+    expect(invite, output.slice(-3000)).toMatch(/^TLS /);
+    const ok = messages.find((m) => /\nSIP\/2\.0 200 OK/.test(m) && /CSeq: \d+ INVITE/i.test(m));
+    expect(ok).toMatch(
+      new RegExp(`Contact: *<sip:voiceguard@127\\.0\\.0\\.1:${gw.tlsPort};transport=tls>`, 'i'),
+    );
+    const bye = messages.find((m) => /\nBYE /.test(m));
+    expect(bye).toMatch(/^TLS /);
+    expect(bye).toMatch(/Reason: Q\.850;cause=21;text="synthetic voice detected"/);
+    expect(bye).toMatch(new RegExp(`Via: SIP/2\\.0/TLS 127\\.0\\.0\\.1:${gw.tlsPort}`));
+  });
+
+  it('a caller whose certificate the gateway does not know can still call (requireClientCert off)', async () => {
+    const s = await openTls(gw.tlsPort);
+    expect(s.authorized).toBe(true);
+    s.end();
+  });
+
+  it('a malformed request on a TLS connection is answered 400 on it, and the gateway keeps serving', async () => {
+    const from = gw.logs.length;
+    const s = await openTls(gw.tlsPort);
+    s.write(
+      'INVITE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKbad1\r\n' +
+        'From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:1000@127.0.0.1>\r\nCall-ID: bad-tls-1\r\nCSeq: nonsense\r\n' +
+        'Content-Length: 0\r\n\r\n',
+    );
+    const reply = await readUntil(s, /\r\n\r\n/);
+    expect(reply).toMatch(/^SIP\/2\.0 400 Bad Request/);
+    expect(reply).toContain('Call-ID: bad-tls-1');
+    // The same connection still carries SIP: an OPTIONS keepalive gets its 200.
+    s.write(
+      'OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKopt1\r\n' +
+        'From: <sip:x@127.0.0.1>;tag=2\r\nTo: <sip:127.0.0.1>\r\nCall-ID: ok-tls-1\r\nCSeq: 1 OPTIONS\r\n' +
+        'Content-Length: 0\r\n\r\n',
+    );
+    expect(await readUntil(s, /ok-tls-1[\s\S]*\r\n\r\n/)).toMatch(/SIP\/2\.0 200 OK[\s\S]*Call-ID: ok-tls-1/);
+    s.end();
+    expect(since(gw, from, 'sip.parse_error')[0]).toMatchObject({ transport: 'TLS', replied: 400 });
+  });
+
+  it('plain SIP sent to the TLS port is a logged handshake failure, nothing more', async () => {
+    const from = gw.logs.length;
+    const plain = netConnect(gw.tlsPort, '127.0.0.1');
+    await new Promise((r) => plain.once('connect', r));
+    plain.write('OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999\r\n\r\n');
+    await new Promise((r) => plain.once('close', r));
+    await expect.poll(() => since(gw, from, 'sip.tls_error').length).toBe(1);
+    expect(since(gw, from, 'sip.tls_error')[0]).toMatchObject({ direction: 'in' });
+    // Still serving TLS.
+    (await openTls(gw.tlsPort)).end();
+  });
+
+  it('SIGHUP re-reads the certificate: new connections get the renewed one', async () => {
+    const before = await openTls(gw.tlsPort);
+    expect(before.getPeerCertificate().subject.CN).toBe('voiceguard test');
+    before.end();
+    const cfg = gw.server.config;
+    const from = gw.logs.length;
+    gw.server.gateway.setConfig({
+      ...cfg,
+      sip: {
+        ...cfg.sip,
+        tls: { ...cfg.sip.tls, certFile: fx('server-renewed.pem'), keyFile: fx('server-renewed.key') },
+      },
+    });
+    expect(since(gw, from, 'sip.tls_reloaded')).toHaveLength(1);
+    const after = await openTls(gw.tlsPort);
+    expect(after.getPeerCertificate().subject.CN).toBe('voiceguard test renewed');
+    after.end();
+    // A key that does not match its certificate keeps the running one.
+    const bad = gw.logs.length;
+    gw.server.gateway.setConfig({
+      ...cfg,
+      sip: { ...cfg.sip, tls: { ...cfg.sip.tls, certFile: fx('server.pem'), keyFile: fx('peer.key') } },
+    });
+    expect(since(gw, bad, 'sip.tls_reload_error')[0]!.err).toMatch(/do not make a TLS context/);
+    const still = await openTls(gw.tlsPort);
+    expect(still.getPeerCertificate().subject.CN).toBe('voiceguard test renewed');
+    still.end();
+  });
+});
+
+describe('SIP over TLS settings at start', () => {
+  it('requireClientCert: a peer without a certificate from caFile is refused, one with it is served', async () => {
+    const gw = await startTlsGateway({
+      'sip.tls': {
+        certFile: fx('server.pem'),
+        keyFile: fx('server.key'),
+        caFile: fx('ca.pem'),
+        requireClientCert: true,
+      },
+    });
+    try {
+      const from = gw.logs.length;
+      // TLS 1.3 reports the refused client certificate after the handshake: the connection closes.
+      const anonymous = await openTls(gw.tlsPort).catch((e: Error) => e);
+      if (!(anonymous instanceof Error)) await new Promise((r) => anonymous.once('close', r));
+      await expect.poll(() => since(gw, from, 'sip.tls_error').length).toBe(1);
+      expect(String(since(gw, from, 'sip.tls_error')[0]!.reason)).toMatch(/certificate/i);
+      const known = await openTls(gw.tlsPort, { cert: 'peer' });
+      known.write(
+        'OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKmtls\r\n' +
+          'From: <sip:x@127.0.0.1>;tag=3\r\nTo: <sip:127.0.0.1>\r\nCall-ID: mtls-1\r\nCSeq: 1 OPTIONS\r\n' +
+          'Content-Length: 0\r\n\r\n',
+      );
+      expect(await readUntil(known, /mtls-1[\s\S]*\r\n\r\n/)).toMatch(/^SIP\/2\.0 200 OK/);
+      known.end();
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('an unreadable certificate or a key of another certificate stops the start with the setting named', async () => {
+    await expect(
+      startTlsGateway({ 'sip.tls': { certFile: '/nonexistent/vg.pem', keyFile: fx('server.key') } }),
+    ).rejects.toThrow(/sip\.tls\.certFile: cannot read \/nonexistent\/vg\.pem/);
+    await expect(
+      startTlsGateway({ 'sip.tls': { certFile: fx('server.pem'), keyFile: fx('peer.key') } }),
+    ).rejects.toThrow(/do not make a TLS context/);
+  });
+});
+
+describe('trunk registration over TLS', () => {
+  it('registers through a TLS connection with a Contact on the TLS port, verified against the CA', async () => {
+    // No Debian tool is a TLS registrar: a TLS server that answers REGISTER 200 stands in for the carrier.
+    const registers: string[] = [];
+    const registrar = createTlsServer(
+      { cert: readFileSync(fx('peer.pem')), key: readFileSync(fx('peer.key')) },
+      (sock) => {
+        let buf = '';
+        sock.on('data', (d: Buffer) => {
+          buf += d.toString('latin1');
+          let end;
+          while ((end = buf.indexOf('\r\n\r\n')) >= 0) {
+            const head = buf.slice(0, end);
+            buf = buf.slice(end + 4);
+            if (!head.startsWith('REGISTER ')) continue;
+            registers.push(head);
+            const keep = head.split('\r\n').filter((l) => /^(Via|From|To|Call-ID|CSeq|Contact):/i.test(l));
+            sock.write(
+              `SIP/2.0 200 OK\r\n${keep.map((l) => (/^To:/i.test(l) ? `${l};tag=reg1` : l)).join('\r\n')}\r\n` +
+                'Expires: 3600\r\nContent-Length: 0\r\n\r\n',
+            );
+          }
+        });
+      },
+    );
+    await new Promise<void>((r) => registrar.listen(0, '127.0.0.1', r));
+    const port = (registrar.address() as AddressInfo).port;
+    const gw = await startTlsGateway({
+      'sip.trunks': [
+        {
+          name: 'carrier',
+          addresses: ['127.0.0.1'],
+          register: {
+            registrar: `127.0.0.1:${port}`,
+            transport: 'tls',
+            aor: 'sip:+4930555000@carrier.example',
+            username: '4930555000',
+            password: 's3cret',
+          },
+        },
+      ],
+    });
+    try {
+      await expect.poll(() => gw.events('sip.registered').length, { timeout: 5000 }).toBe(1);
+      expect(registers[0]).toMatch(
+        new RegExp(`^REGISTER sip:127\\.0\\.0\\.1:${port};transport=tls SIP/2\\.0`),
+      );
+      expect(registers[0]).toMatch(new RegExp(`Via: SIP/2\\.0/TLS 127\\.0\\.0\\.1:${gw.tlsPort}`));
+      expect(registers[0]).toMatch(
+        new RegExp(`Contact: *<sip:\\+4930555000@127\\.0\\.0\\.1:${gw.tlsPort};transport=tls>`),
+      );
+    } finally {
+      await gw.stop();
+      registrar.close();
+    }
+  });
+});
+
+describe('a PBX over TLS (baresip answering)', () => {
+  let gw: TestGateway & { tlsPort: number };
+  let pbxPort: number;
+  beforeAll(async () => {
+    pbxPort = await freeUdpPort();
+    gw = await startTlsGateway({
+      'sip.pbx': { host: '127.0.0.1', port: pbxPort + 1, transport: 'tls' },
+      'policy.defaults': { onSynthetic: 'log', onUnsure: 'log' },
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('a UDP caller reaches the PBX over TLS; the PBX hears the caller and the BYE goes to it over TLS', async () => {
+    const pbx = startBaresip({
+      user: '1000',
+      port: pbxPort,
+      cert: 'server',
+      source: null,
+      answer: true,
+      quitAfterS: 20,
+    });
+    await pbx.ready;
+    const from = gw.logs.length;
+    const pcap = await makePcap('test/fixtures/human-librispeech-1.wav', 4);
+    const caller = runSipp({
+      scenario: 'caller-pcap.xml',
+      port: await freeUdpPort(),
+      target: `127.0.0.1:${gw.sipPort}`,
+      timeoutS: 30,
+      pauseMs: pcap.durationMs + 300,
+      cwd: pcap.dir,
+    });
+    const r = await caller.done;
+    expect(r.code, r.output + r.errors).toBe(0);
+    await new Promise((res) => setTimeout(res, 800));
+    pbx.stop();
+    const { output } = await pbx.done;
+    expect(since(gw, from, 'call.started')[0]).toMatchObject({
+      transport: 'udp',
+      target: `127.0.0.1:${pbxPort + 1};transport=tls`,
+    });
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    const messages = tracedMessages(output);
+    const invite = messages.find((m) => /\nINVITE /.test(m));
+    expect(invite, output.slice(-3000)).toMatch(/^TLS /);
+    expect(invite).toMatch(new RegExp(`Via: SIP/2\\.0/TLS 127\\.0\\.0\\.1:${gw.tlsPort}`));
+    expect(invite).toMatch(
+      new RegExp(`Contact: *<sip:voiceguard@127\\.0\\.0\\.1:${gw.tlsPort};transport=tls>`),
+    );
+    expect(messages.find((m) => /\nBYE /.test(m))).toMatch(/^TLS /);
+    // The caller's audio crossed the relay into the TLS-signalled PBX leg.
+    const heardFile = pbx.heard();
+    expect(heardFile, output.slice(-2000)).not.toBeNull();
+    const heard = await loadAudioFile(heardFile!);
+    expect(heard.samples.length / heard.sampleRateHz).toBeGreaterThan(2);
+    expect(rms(heard.samples)).toBeGreaterThan(0.01);
+  });
+
+  it('a PBX whose certificate names another host is not called (verifyPeers): the caller gets 503', async () => {
+    const pbx = startBaresip({
+      user: '1000',
+      port: pbxPort,
+      cert: 'other-host',
+      source: null,
+      answer: true,
+      quitAfterS: 15,
+    });
+    await pbx.ready;
+    const from = gw.logs.length;
+    const caller = runSipp({
+      scenario: 'caller-unavailable.xml',
+      port: await freeUdpPort(),
+      target: `127.0.0.1:${gw.sipPort}`,
+      timeoutS: 20,
+    });
+    const r = await caller.done;
+    pbx.kill();
+    const { output } = await pbx.done;
+    expect(r.code, r.output + r.errors).toBe(0);
+    expect(since(gw, from, 'sip.tls_error')[0]).toMatchObject({ direction: 'out' });
+    expect(String(since(gw, from, 'sip.tls_error')[0]!.reason)).toMatch(/192\.0\.2\.1/);
+    expect(since(gw, from, 'call.ended')[0]).toMatchObject({ reason: 'rejected', sipStatus: 503 });
+    // The SIP package prints the failed connection with console.log; it arrives as one log line.
+    expect(since(gw, from, 'sip.stack_error').map((l) => String(l.err))).toContainEqual(
+      expect.stringMatching(/^sip package: err: Hostname\/IP does not match certificate's altnames/),
+    );
+    expect(output).not.toMatch(/\nINVITE /);
+  });
+});
