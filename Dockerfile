@@ -58,7 +58,7 @@ VOLUME ["/etc/voiceguard", "/var/lib/voiceguard"]
 # SIP, the admin API/console, and the RTP range. The RTP range here is the default of
 # media.portMin..media.portMax; if you change it in the config, publish that range instead
 # (or use network_mode: host, see docker-compose.example.yml).
-EXPOSE 5060/udp 5060/tcp 8080/tcp 20000-29999/udp
+EXPOSE 5060/udp 5060/tcp 5061/tcp 8080/tcp 20000-29999/udp
 USER 10001:10001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["node", "deploy/healthcheck.mjs"]
 ENTRYPOINT ["node", "dist/src/cli/main.js"]

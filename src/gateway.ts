@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { LiveCall, LiveCallSource } from './api/live-calls.js';
-import { sipResponses, trunkRegistered } from './api/metrics.js';
+import { sipResponses, sipTlsCertNotAfter, trunkRegistered } from './api/metrics.js';
 import type { CallEventBus, CallId } from './call-events.js';
 import type { Config } from './config/schema.js';
 import type { DetectorEngine } from './detect/engine.js';
@@ -109,6 +109,7 @@ export class Gateway {
     this.repeats = repeatIndex(deps.config);
     this.loadRepeats(deps.config);
     const sipTls = loadSipTls(sip);
+    if (sipTls) setCertExpiryGauge(sipTls.cert);
     this.b2bua = new B2bua({
       host: sip.listen.host,
       port: sip.listen.port,
@@ -225,6 +226,7 @@ export class Gateway {
       const material = loadSipTls({ ...config.sip, listen: { ...config.sip.listen, transports: ['tls'] } });
       if (!material) return;
       this.b2bua.reloadTls(material);
+      setCertExpiryGauge(material.cert);
       this.log.info(
         { event: 'sip.tls_reloaded', certFile: t.certFile, notAfter: certNotAfter(material.cert) },
         'SIP over TLS certificate re-read',
@@ -670,4 +672,10 @@ function repeatIndex(config: Config): RepeatIndex | null {
     // At least one second of audible overlap, so that a match rests on enough bits.
     minOverlapFrames: Math.round(8000 / FINGERPRINT_HOP_SAMPLES),
   });
+}
+
+/** voiceguard_sip_tls_cert_not_after_seconds from the certificate SIP over TLS presents. */
+function setCertExpiryGauge(cert: Buffer): void {
+  const notAfter = certNotAfter(cert);
+  if (notAfter) sipTlsCertNotAfter.set(Date.parse(notAfter) / 1000);
 }

@@ -205,6 +205,12 @@ export function observeGateway(src: GatewayStatsSource): () => void {
   };
 }
 
+export const sipTlsCertNotAfter = new Gauge({
+  name: 'voiceguard_sip_tls_cert_not_after_seconds',
+  help: 'Expiry (Unix time) of the certificate SIP over TLS presents now (set at start and at each reload)',
+  registers: [metrics],
+});
+
 export const trunkRegistered = new Gauge({
   name: 'voiceguard_trunk_registered',
   help: 'Trunk registrations (sip.trunks[].register): 1 while the binding is in place, 0 otherwise',

@@ -194,6 +194,10 @@ describe('SIP over TLS (baresip as the TLS peer)', () => {
       },
     });
     expect(since(gw, from, 'sip.tls_reloaded')).toHaveLength(1);
+    const renewedExpiry =
+      Date.parse(new X509Certificate(readFileSync(fx('server-renewed.pem'))).validTo) / 1000;
+    const metrics = await (await fetch(`http://127.0.0.1:${gw.server.apiPort}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^voiceguard_sip_tls_cert_not_after_seconds ${renewedExpiry}$`, 'm'));
     const after = await openTls(gw.tlsPort);
     expect(after.getPeerCertificate().subject.CN).toBe('voiceguard test renewed');
     after.end();
