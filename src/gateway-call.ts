@@ -8,7 +8,7 @@ import type { Logger } from './log.js';
 import { decideAction, decideOnDetectorError, type CallPolicy, type Decision } from './policy/evaluate.js';
 import type { MediaSessionLike } from './gateway-types.js';
 import type { B2buaCall, LegName } from './sip/b2bua-call.js';
-import { rewriteSdp } from './sip/sdp-rewrite.js';
+import { rewriteSdp, SdpError } from './sip/sdp-rewrite.js';
 
 /**
  * The story of one analysed call after the policy said "analyse": anchor the media, open a
@@ -83,6 +83,8 @@ export class GatewayCall {
   private repeatSamples = 0;
   /** Runs the repeat check on what came in when the caller's RTP stops short of listenMs. */
   private repeatTimer: NodeJS.Timeout | null = null;
+  /** The call's media is SRTP (relayed, never analysed). */
+  private encrypted = false;
 
   constructor(private readonly d: GatewayCallDeps) {}
 
@@ -99,11 +101,52 @@ export class GatewayCall {
     const l = media.local(to);
     const pub = this.d.config.media.publicAddress ?? this.d.config.sip.publicAddress ?? l.address;
     const out = rewriteSdp(sdp, { address: pub, rtpPort: l.rtpPort }, codecs);
+    this.checkSrtp(from, out.media.srtp);
     media.setRemote(from, out.media.remote);
     media.setPayloadMap(from, out.media.payloadMap);
     media.setDirection(from, out.media.direction);
     if (out.media.codec) this.codec = out.media.codec;
     return out.sdp;
+  }
+
+  /**
+   * voiceguard does not terminate SRTP. Best-effort keys were removed from the body (both ends use
+   * plain RTP). An offer that requires SRTP is refused (media.srtp 'refuse': 488) or relayed as it is
+   * and never analysed: the payload is ciphertext, and scoring it could drop a human caller.
+   */
+  private checkSrtp(from: LegName, srtp: 'none' | 'declined' | 'required'): void {
+    if (srtp === 'declined') {
+      this.d.logger.info(
+        { event: 'media.srtp_declined', leg: from },
+        'best-effort SRTP keys removed: plain RTP',
+      );
+      return;
+    }
+    if (srtp !== 'required') return;
+    if (this.d.config.media.srtp === 'refuse') {
+      this.d.logger.warn(
+        { event: 'media.srtp_refused', leg: from },
+        'SDP requires SRTP: refused (media.srtp)',
+      );
+      throw new SdpError(
+        'the offer requires SRTP (RTP/SAVP), which voiceguard does not terminate (media.srtp: refuse)',
+      );
+    }
+    if (this.encrypted) return;
+    this.encrypted = true;
+    const message = 'not analysed: the media is encrypted (SRTP), relayed as it is (media.srtp: relay)';
+    this.d.logger.warn({ event: 'media.srtp_relayed', leg: from }, message);
+    if (this.stream) {
+      // A re-INVITE switched the call to SRTP: stop listening before ciphertext is scored or compared.
+      this.stream.close();
+      this.stream = null;
+      this.repeatAudio = null;
+      if (this.repeatTimer) clearTimeout(this.repeatTimer);
+      this.repeatTimer = null;
+      this.d.media?.stopFork();
+    }
+    if (this.d.analyse)
+      this.d.bus.emit('call.detector_error', { callId: this.d.callId, atMs: Date.now(), message });
   }
 
   attach(call: B2buaCall): void {
@@ -135,7 +178,8 @@ export class GatewayCall {
   }
 
   private startAnalysis(): void {
-    if (!this.d.analyse || this.stream || this.finished || !this.d.engine || !this.d.media) return;
+    if (!this.d.analyse || this.encrypted || this.stream || this.finished || !this.d.engine || !this.d.media)
+      return;
     const t = this.d.policy.thresholds;
     try {
       this.stream = this.d.engine.openStream({

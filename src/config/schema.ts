@@ -257,6 +257,12 @@ export const ConfigSchema = z.strictObject({
         .max(500)
         .default(60)
         .describe('Depth of the analysis fork jitter buffer'),
+      srtp: z
+        .enum(['relay', 'refuse'])
+        .default('relay')
+        .describe(
+          'An SDP offer that requires SRTP (RTP/SAVP): relay = the encrypted call goes on, relayed but not analysed; refuse = 488 (the caller may retry with RTP/AVP)',
+        ),
       codecs: z
         .array(z.enum(['PCMU', 'PCMA']))
         .default(['PCMU', 'PCMA'])

@@ -16,6 +16,12 @@ export interface SdpMediaInfo {
   direction: MediaDirection;
   /** First audio codec left after filtering ('pcmu' | 'pcma'), or null if none. */
   codec: string | null;
+  /**
+   * Encrypted media: 'required' for a secure profile (RTP/SAVP, RTP/SAVPF, UDP/TLS/RTP/SAVPF), whose
+   * payload voiceguard cannot read; 'declined' for best-effort SDES (a=crypto on RTP/AVP), whose keys
+   * are removed when the body is rewritten so that both ends fall back to plain RTP; else 'none'.
+   */
+  srtp: 'none' | 'declined' | 'required';
 }
 
 export interface SdpRewriteResult {
@@ -58,6 +64,10 @@ export function rewriteSdp(
   if (!address) throw new SdpError('SDP has no c= address');
   const remote = { address, rtpPort: audio.port, rtcpPort: audio.rtcp?.port };
   const direction = (audio.direction ?? session.direction ?? 'sendrecv') as MediaDirection;
+  const secureProfile = /SAVP/i.test(audio.protocol ?? '');
+  const keys =
+    (audio.crypto?.length ?? 0) > 0 || audio.fingerprint !== undefined || session.fingerprint !== undefined;
+  const srtp = secureProfile ? 'required' : keys ? 'declined' : 'none';
 
   const allowed = codecs ? new Set(codecs.map((c) => c.toUpperCase())) : null;
   const offered = String(audio.payloads ?? '')
@@ -97,6 +107,14 @@ export function rewriteSdp(
     if (audio.port !== 0) audio.port = local.rtpPort;
     // a=rtcp pointed at the peer's RTCP port; the relay's RTCP is always rtp+1.
     if (audio.rtcp) audio.rtcp = { port: local.rtpPort + 1 };
+    if (srtp === 'declined') {
+      // Best-effort SRTP (RFC 4568 on RTP/AVP): without the keys the answerer stays with plain RTP,
+      // which the relay can fork to the detector.
+      delete audio.crypto;
+      delete audio.fingerprint;
+      delete audio.setup;
+      delete session.fingerprint;
+    }
   }
-  return { sdp: write(session), media: { remote, payloadMap, direction, codec } };
+  return { sdp: write(session), media: { remote, payloadMap, direction, codec, srtp } };
 }

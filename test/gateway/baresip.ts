@@ -21,6 +21,10 @@ export interface BaresipOptions {
   /** WAV (8 kHz mono 16-bit) it sends in a call; null = silence. */
   source: string | null;
   answer?: boolean;
+  /** SIP transport of its account (its Contact); default tls. */
+  transport?: 'udp' | 'tls';
+  /** Media encryption: srtp = best effort (a=crypto on RTP/AVP), srtp-mand = RTP/SAVP required. */
+  mediaenc?: 'srtp' | 'srtp-mand';
   /** URI to call once started. */
   dial?: string;
   quitAfterS: number;
@@ -72,6 +76,7 @@ export function startBaresip(o: BaresipOptions): BaresipPeer {
       'module_path /usr/lib/baresip/modules',
       'module aufile.so',
       'module g711.so',
+      'module srtp.so',
       // Its aufile has no player in this version: sndfile writes what is sent and heard instead.
       'module sndfile.so',
       `snd_path ${dump}`,
@@ -83,7 +88,8 @@ export function startBaresip(o: BaresipOptions): BaresipPeer {
   );
   writeFileSync(
     join(dir, 'accounts'),
-    `<sip:${o.user}@127.0.0.1;transport=tls>;regint=0;audio_codecs=PCMU${o.answer ? ';answermode=auto' : ''}\n`,
+    `<sip:${o.user}@127.0.0.1;transport=${o.transport ?? 'tls'}>;regint=0;audio_codecs=PCMU` +
+      `${o.answer ? ';answermode=auto' : ''}${o.mediaenc ? `;mediaenc=${o.mediaenc}` : ''}\n`,
   );
   const args = ['-s', '-f', dir, '-t', String(o.quitAfterS)];
   if (o.dial) args.push('-e', `/dial ${o.dial}`);

@@ -34,6 +34,7 @@ describe('rewriteSdp', () => {
       payloadMap: { 0: 'pcmu', 8: 'pcma', 101: 'telephone-event' },
       direction: 'sendonly',
       codec: 'pcmu',
+      srtp: 'none',
     });
   });
 
@@ -54,6 +55,37 @@ describe('rewriteSdp', () => {
     const sdp =
       'v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\n';
     expect(readSdp(sdp)).toMatchObject({ direction: 'inactive', payloadMap: { 0: 'pcmu' }, codec: 'pcmu' });
+  });
+
+  const CRYPTO = 'a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz';
+  const withProfile = (profile: string, extra: string[]) =>
+    OFFER.replace('m=audio 40000 RTP/AVP', `m=audio 40000 ${profile}`).replace(
+      'a=sendonly\r\n',
+      `a=sendonly\r\n${extra.join('\r\n')}\r\n`,
+    );
+
+  it('removes best-effort SRTP keys (a=crypto on RTP/AVP) so that both ends use plain RTP', () => {
+    const sdp = withProfile('RTP/AVP', [CRYPTO]);
+    expect(readSdp(sdp).srtp).toBe('declined');
+    const out = rewriteSdp(sdp, { address: '203.0.113.1', rtpPort: 20000 }, ['PCMU', 'PCMA']);
+    expect(out.media.srtp).toBe('declined');
+    expect(out.sdp).toContain('m=audio 20000 RTP/AVP 0 8 101');
+    expect(out.sdp).not.toContain('a=crypto');
+    // Unanchored (no rewrite of addresses): the body goes end to end, keys and all.
+    expect(rewriteSdp(sdp, null, null).sdp).toContain('a=crypto');
+  });
+
+  it('marks a secure profile as required and leaves its keys alone (the caller decides what to do)', () => {
+    for (const profile of ['RTP/SAVP', 'RTP/SAVPF', 'UDP/TLS/RTP/SAVPF']) {
+      const sdp = withProfile(
+        profile,
+        profile.startsWith('UDP/TLS') ? ['a=setup:actpass', 'a=fingerprint:sha-256 AB:CD'] : [CRYPTO],
+      );
+      const out = rewriteSdp(sdp, { address: '203.0.113.1', rtpPort: 20000 }, ['PCMU', 'PCMA']);
+      expect(out.media.srtp, profile).toBe('required');
+      expect(out.sdp).toContain(`m=audio 20000 ${profile} 0 8 101`);
+      expect(out.sdp).toMatch(/a=crypto|a=fingerprint/);
+    }
   });
 
   it('throws a typed error for garbage', () => {

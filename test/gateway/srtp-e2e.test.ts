@@ -1,0 +1,179 @@
+import { createSocket } from 'node:dgram';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadAudioFile } from '../../src/audio/load-audio.js';
+import { startBaresip, tracedMessages, type BaresipPeer } from './baresip.js';
+import { freeUdpPort, runSipp, startGateway, type LogLine, type TestGateway } from './sipp-harness.js';
+
+/**
+ * Encrypted media offers through the real gateway, with baresip (its srtp module) as the caller
+ * and, where the PBX must speak SRTP too, as the PBX. voiceguard does not terminate SRTP: it removes
+ * best-effort keys (the call stays analysable), and relays a call that requires SRTP without
+ * analysing it (media.srtp: relay) or refuses it with 488 (media.srtp: refuse).
+ */
+const MODEL = 'models/voiceguard-detector.onnx';
+const TTS = 'test/fixtures/synthetic-mandarin-fastspeech2-vocgan-1.wav';
+const ADMIN_TOKEN = 'srtp-e2e-admin-token-0123456789abcdef';
+
+function since(gw: TestGateway, from: number, event: string): LogLine[] {
+  return gw.logs.slice(from).filter((l) => l.event === event);
+}
+
+function rms(samples: Float32Array): number {
+  let sum = 0;
+  for (const v of samples) sum += v * v;
+  return Math.sqrt(sum / Math.max(1, samples.length));
+}
+
+async function ended(peer: BaresipPeer, afterMs: number): Promise<string> {
+  await new Promise((r) => setTimeout(r, afterMs));
+  peer.stop();
+  return (await peer.done).output;
+}
+
+describe('encrypted media offers (baresip srtp)', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({
+      'detector.modelPath': MODEL,
+      'detector.metadataPath': MODEL.replace(/\.onnx$/, '.json'),
+      'policy.defaults': { onSynthetic: 'drop' },
+      'api.bootstrapAdminToken': ADMIN_TOKEN,
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('best-effort SRTP: the keys are removed, the call runs on plain RTP and a TTS voice is dropped', async () => {
+    const from = gw.logs.length;
+    const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
+    await new Promise((r) => setTimeout(r, 300));
+    const caller = startBaresip({
+      user: 'robot',
+      port: await freeUdpPort(),
+      cert: 'peer',
+      transport: 'udp',
+      mediaenc: 'srtp',
+      source: TTS,
+      dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
+      quitAfterS: 15,
+    });
+    const p = await pbx.done;
+    expect(p.code, p.output + p.errors).toBe(0);
+    const output = await ended(caller, 300);
+    const messages = tracedMessages(output);
+    const invite = messages.find((m) => /\nINVITE /.test(m));
+    expect(invite, output.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP/);
+    expect(invite).toContain('a=crypto:');
+    const answer = messages.find((m) => /\nSIP\/2\.0 200 OK/.test(m) && /CSeq: \d+ INVITE/i.test(m));
+    expect(answer).toMatch(/m=audio \d+ RTP\/AVP/);
+    expect(answer).not.toContain('a=crypto');
+    expect(since(gw, from, 'media.srtp_declined')).toMatchObject([{ leg: 'a' }]);
+    expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).toEqual(['synthetic']);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
+  });
+
+  it('required SRTP (RTP/SAVP) is relayed untouched and not analysed: the PBX decrypts the caller', async () => {
+    // The PBX must speak SRTP too: a second baresip, answering, on the gateway's PBX port.
+    const pbx = startBaresip({
+      user: '1000',
+      port: gw.pbxPort,
+      cert: 'server',
+      transport: 'udp',
+      mediaenc: 'srtp-mand',
+      answer: true,
+      source: null,
+      quitAfterS: 20,
+    });
+    await pbx.ready;
+    const from = gw.logs.length;
+    const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
+    const caller = startBaresip({
+      user: 'robot',
+      port: await freeUdpPort(),
+      cert: 'peer',
+      transport: 'udp',
+      mediaenc: 'srtp-mand',
+      source: TTS,
+      dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
+      quitAfterS: 8,
+    });
+    // The detector never opens a stream for this call.
+    let maxStreams = 0;
+    const sample = setInterval(() => {
+      maxStreams = Math.max(maxStreams, gw.server.gateway.detectorStats()!.activeStreams);
+    }, 50);
+    // The caller hangs up when its 4 s recording ends.
+    const callerOut = (await caller.done).output;
+    clearInterval(sample);
+    expect(since(gw, from, 'media.latched').length).toBeGreaterThanOrEqual(2);
+    expect(maxStreams).toBe(0);
+    const pbxOut = await ended(pbx, 500);
+    const invite = tracedMessages(pbxOut).find((m) => /\nINVITE /.test(m));
+    expect(invite, pbxOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/SAVP/);
+    expect(invite).toContain('a=crypto:');
+    expect(since(gw, from, 'media.srtp_relayed')).toHaveLength(1);
+    // Not analysed: no verdict, no action, though the voice is one the detector drops in plain RTP.
+    expect(gw.server.gateway.detectorStats()!.windowsScored).toBe(scoredBefore);
+    expect(since(gw, from, 'call.score')).toEqual([]);
+    expect(since(gw, from, 'call.verdict')).toEqual([]);
+    expect(since(gw, from, 'call.action')).toEqual([]);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    // The relay passed the packets as they were: the PBX decrypted and heard the caller's voice.
+    const heardFile = pbx.heard();
+    expect(heardFile, pbxOut.slice(-2000)).not.toBeNull();
+    const heard = await loadAudioFile(heardFile!);
+    expect(heard.samples.length / heard.sampleRateHz, callerOut.slice(-1500)).toBeGreaterThan(2);
+    expect(rms(heard.samples)).toBeGreaterThan(0.01);
+    // The store (and so the API and console) says why there is no verdict.
+    const callId = String(since(gw, from, 'call.started')[0]!.callId);
+    let stored: Record<string, unknown> = {};
+    await expect
+      .poll(async () => {
+        const r = await fetch(`http://127.0.0.1:${gw.server.apiPort}/api/calls/${callId}`, {
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        });
+        stored = r.status === 200 ? ((await r.json()) as { call: Record<string, unknown> }).call : {};
+        return stored.endedAtMs ?? null;
+      })
+      .not.toBeNull();
+    expect(stored).toMatchObject({
+      verdict: null,
+      detectorError: 'not analysed: the media is encrypted (SRTP), relayed as it is (media.srtp: relay)',
+    });
+  });
+});
+
+describe('media.srtp: refuse', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ 'media.srtp': 'refuse' });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('an offer that requires SRTP gets 488 and the PBX is never called', async () => {
+    const from = gw.logs.length;
+    let toPbx = 0;
+    const pbx = createSocket('udp4', () => toPbx++);
+    await new Promise<void>((r) => pbx.bind(gw.pbxPort, '127.0.0.1', r));
+    const caller = startBaresip({
+      user: 'robot',
+      port: await freeUdpPort(),
+      cert: 'peer',
+      transport: 'udp',
+      mediaenc: 'srtp-mand',
+      source: TTS,
+      dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
+      quitAfterS: 4,
+    });
+    const { output } = await caller.done;
+    const reply = tracedMessages(output).find((m) => /\nSIP\/2\.0 488 /.test(m));
+    expect(reply, output.slice(-3000)).toBeDefined();
+    expect(since(gw, from, 'media.srtp_refused')).toMatchObject([{ leg: 'a' }]);
+    expect(since(gw, from, 'call.ended')).toMatchObject([{ reason: 'error', sipStatus: 488 }]);
+    expect(toPbx).toBe(0);
+    pbx.close();
+  });
+});
