@@ -8,7 +8,9 @@ import type { Logger } from './log.js';
 import { decideAction, decideOnDetectorError, type CallPolicy, type Decision } from './policy/evaluate.js';
 import type { MediaSessionLike } from './gateway-types.js';
 import type { B2buaCall, LegName } from './sip/b2bua-call.js';
-import { rewriteSdp, SdpError } from './sip/sdp-rewrite.js';
+import { readSdp, rewriteSdp, SdpError, type SdpSecurityRewrite } from './sip/sdp-rewrite.js';
+import { newSrtpKey, parseInlineKey, SRTP_SUITES, type SrtpKey, type SrtpSuite } from './media/srtp.js';
+import type { SrtpLegKeys } from './media/media-types.js';
 
 /**
  * The story of one analysed call after the policy said "analyse": anchor the media, open a
@@ -85,11 +87,18 @@ export class GatewayCall {
   private repeatTimer: NodeJS.Timeout | null = null;
   /** The call's media is SRTP (relayed, never analysed). */
   private encrypted = false;
+  /** Per leg: the SRTP offer being answered (null: its last offer was plain). */
+  private readonly srtpPending: Partial<
+    Record<LegName, { keys: SrtpLegKeys; profile: string; tag: number } | null>
+  > = {};
+  /** Our SRTP key toward each leg, kept across re-offers. */
+  private readonly srtpLocal: Partial<Record<LegName, SrtpKey>> = {};
+  private readonly srtpOn = new Set<LegName>();
 
   constructor(private readonly d: GatewayCallDeps) {}
 
   /** The SDP rewriting the B2BUA calls for every offer and answer. */
-  rewrite(from: LegName, sdp: string): string {
+  rewrite(from: LegName, sdp: string, kind: 'offer' | 'answer' = 'offer'): string {
     const to: LegName = from === 'a' ? 'b' : 'a';
     const media = this.d.media;
     const codecs = this.d.config.media.codecs;
@@ -100,8 +109,9 @@ export class GatewayCall {
     }
     const l = media.local(to);
     const pub = this.d.config.media.publicAddress ?? this.d.config.sip.publicAddress ?? l.address;
-    const out = rewriteSdp(sdp, { address: pub, rtpPort: l.rtpPort }, codecs);
-    this.checkSrtp(from, out.media.srtp);
+    const { security, terminated } = this.srtpTermination(from, to, sdp, kind);
+    const out = rewriteSdp(sdp, { address: pub, rtpPort: l.rtpPort }, codecs, security);
+    if (!terminated) this.checkSrtp(from, out.media.srtp);
     media.setRemote(from, out.media.remote);
     media.setPayloadMap(from, out.media.payloadMap);
     media.setDirection(from, out.media.direction);
@@ -110,7 +120,83 @@ export class GatewayCall {
   }
 
   /**
-   * voiceguard does not terminate SRTP. Best-effort keys were removed from the body (both ends use
+   * media.srtp 'terminate': an offer that requires SRTP (SDES) from leg X is answered with SRTP and
+   * our own key, while the other leg gets the same offer as plain RTP. The relay decrypts what X
+   * sends with X's key and encrypts what goes to X with ours; the fork hears plain audio. Each
+   * leg's keys are kept across re-offers with the same key (the rollover counters go on).
+   */
+  private srtpTermination(
+    from: LegName,
+    to: LegName,
+    sdp: string,
+    kind: 'offer' | 'answer',
+  ): { security: SdpSecurityRewrite; terminated: boolean } {
+    if (this.d.config.media.srtp !== 'terminate') return { security: {}, terminated: false };
+    if (kind === 'answer') {
+      // The answer goes to the leg that offered: SRTP with our key if that offer was terminated.
+      const p = this.srtpPending[to];
+      if (p === null && this.srtpOn.has(to)) {
+        this.srtpOn.delete(to);
+        this.d.media?.setSrtp(to, null);
+      }
+      if (!p) return { security: {}, terminated: false };
+      return {
+        security: {
+          secure: {
+            profile: p.profile,
+            tag: p.tag,
+            suite: p.keys.local.suite,
+            keyParams: `inline:${Buffer.from(p.keys.local.keySalt).toString('base64')}`,
+          },
+        },
+        terminated: false,
+      };
+    }
+    const seen = readSdp(sdp);
+    if (seen.srtp !== 'required') {
+      this.srtpPending[from] = null;
+      return { security: {}, terminated: false };
+    }
+    const chosen = seen.crypto.find(
+      (c) =>
+        (SRTP_SUITES as readonly string[]).includes(c.suite) && /^inline:[^|]+$/.test(c.keyParams.trim()),
+    );
+    if (!chosen) {
+      this.d.logger.warn(
+        { event: 'media.srtp_refused', leg: from, suites: seen.crypto.map((c) => c.suite) },
+        'SRTP offer without a suite voiceguard supports: refused',
+      );
+      throw new SdpError(
+        `the offer requires SRTP with ${seen.crypto.map((c) => c.suite).join(', ') || 'no SDES key (DTLS?)'}; voiceguard terminates AES_CM_128_HMAC_SHA1_80/32 with SDES inline keys`,
+      );
+    }
+    const suite = chosen.suite as SrtpSuite;
+    let remote: Buffer;
+    try {
+      remote = parseInlineKey(chosen.keyParams);
+    } catch (err) {
+      throw new SdpError((err as Error).message);
+    }
+    let local = this.srtpLocal[from];
+    if (!local || local.suite !== suite) local = this.srtpLocal[from] = newSrtpKey(suite);
+    const keys: SrtpLegKeys = {
+      remote: { suite, keySalt: remote },
+      local: { suite, keySalt: local.keySalt },
+    };
+    this.srtpPending[from] = { keys, profile: seen.profile, tag: chosen.tag };
+    // Keys from the offer on: SRTP can flow (early media) before the answer reaches the offerer.
+    this.d.media?.setSrtp(from, keys);
+    if (!this.srtpOn.has(from))
+      this.d.logger.info(
+        { event: 'media.srtp_terminated', leg: from, suite, profile: seen.profile },
+        'SRTP terminated on this leg: decrypted for the relay and the detector, plain RTP on the other leg',
+      );
+    this.srtpOn.add(from);
+    return { security: { plain: true }, terminated: true };
+  }
+
+  /**
+   * voiceguard does not terminate SRTP here (media.srtp 'relay' or 'refuse'). Best-effort keys were removed from the body (both ends use
    * plain RTP). An offer that requires SRTP is refused (media.srtp 'refuse': 488) or relayed as it is
    * and never analysed: the payload is ciphertext, and scoring it could drop a human caller.
    */

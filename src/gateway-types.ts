@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events';
+import type { SrtpLegKeys } from './media/media-types.js';
 
 /**
  * What the gateway needs from src/media, as agreed in docs/interfaces.md (MediaRelay /
@@ -15,6 +16,7 @@ export interface MediaSessionLike extends EventEmitter {
   setRemote(leg: MediaLeg, remote: { address: string; rtpPort: number; rtcpPort?: number }): void;
   setPayloadMap(leg: MediaLeg, map: Record<number, string>): void;
   setDirection(leg: MediaLeg, dir: MediaDirection): void;
+  setSrtp(leg: MediaLeg, keys: SrtpLegKeys | null): void;
   startFork(onAudio: (pcm8k: Float32Array) => void): void;
   stopFork(): void;
   inject(toward: MediaLeg, pcm8k: Float32Array): Promise<void>;
@@ -30,6 +32,8 @@ export interface MediaRelayLike {
     packetsDropped: number;
     forkFramesShed: number;
     packetsReplaced: number;
+    /** SRTP/SRTCP packets dropped for failed authentication or replay (SRTP terminated by voiceguard). */
+    srtpAuthFailed: number;
   };
   close(): Promise<void>;
 }

@@ -582,7 +582,7 @@ export class Gateway {
       timerT1Ms: cfg.sip.timerT1Ms,
       enforceSessionExpiry: cfg.sip.enforceSessionExpiry,
       maxDurationMs: cfg.sip.maxCallSeconds * 1000,
-      delegate: { rewriteSdp: (from, sdp) => gcall.rewrite(from, sdp) },
+      delegate: { rewriteSdp: (from, sdp, kind) => gcall.rewrite(from, sdp, kind) },
     });
     gcall.attach(sipCall);
     sipCall.on('answered', () => {

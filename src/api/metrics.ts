@@ -153,6 +153,11 @@ export const rtpPacketsReplaced = pulledCounter(
   'Relayed packets replaced by injected audio (warn tone, drop announcement)',
   (s) => s.media()?.packetsReplaced,
 );
+export const srtpAuthFailed = pulledCounter(
+  'voiceguard_srtp_auth_failed_total',
+  'SRTP/SRTCP packets dropped because they failed authentication or were replays (media.srtp: terminate)',
+  (s) => s.media()?.srtpAuthFailed,
+);
 export const forkFramesShed = pulledCounter(
   'voiceguard_fork_frames_shed_total',
   'Caller audio frames not handed to the detector because it fell behind (relaying is never delayed)',

@@ -258,10 +258,10 @@ export const ConfigSchema = z.strictObject({
         .default(60)
         .describe('Depth of the analysis fork jitter buffer'),
       srtp: z
-        .enum(['relay', 'refuse'])
-        .default('relay')
+        .enum(['terminate', 'relay', 'refuse'])
+        .default('terminate')
         .describe(
-          'An SDP offer that requires SRTP (RTP/SAVP): relay = the encrypted call goes on, relayed but not analysed; refuse = 488 (the caller may retry with RTP/AVP)',
+          'An SDP offer that requires SRTP (RTP/SAVP with SDES keys): terminate = voiceguard answers it with SRTP, decrypts for the detector and offers plain RTP on the other leg; relay = relayed encrypted, not analysed; refuse = 488',
         ),
       codecs: z
         .array(z.enum(['PCMU', 'PCMA']))

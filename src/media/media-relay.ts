@@ -18,6 +18,7 @@ import {
   type PayloadMap,
   type RemoteEndpoint,
   type RtpTimeoutEvent,
+  type SrtpLegKeys,
   type SsrcChangeEvent,
   type ToWorker,
   type WorkerCounters,
@@ -53,6 +54,7 @@ const ZERO: WorkerCounters = {
   forkFramesShed: 0,
   packetsReplaced: 0,
   sourceRejected: 0,
+  srtpAuthFailed: 0,
 };
 
 /**
@@ -418,6 +420,12 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
   setDirection(leg: MediaLeg, dir: MediaDirection): void {
     if (this._closed) return;
     this.shard.send({ t: 'dir', id: this.id, leg, dir });
+  }
+
+  /** SRTP on a leg (SDES keys), or plain RTP again with null. */
+  setSrtp(leg: MediaLeg, keys: SrtpLegKeys | null): void {
+    if (this._closed) return;
+    this.shard.send({ t: 'srtp', id: this.id, leg, keys });
   }
 
   startFork(onAudio: (pcm8k: Float32Array) => void): void {

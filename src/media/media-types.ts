@@ -1,3 +1,5 @@
+import type { SrtpSuite } from './srtp.js';
+
 /**
  * Types of the media plane (the MediaRelay contract of docs/interfaces.md) and the messages
  * between the main thread and the relay worker threads.
@@ -28,6 +30,8 @@ export interface MediaRelayStats {
   packetsReplaced: number;
   /** Packets from a source other than the latched one (checked in JS before the socket is connected). */
   sourceRejected: number;
+  /** SRTP/SRTCP packets that failed authentication or were replays (dropped). */
+  srtpAuthFailed: number;
   workers: number;
 }
 
@@ -91,9 +95,18 @@ export type ToWorker =
   | { t: 'fork'; id: number; on: boolean }
   | { t: 'fork-ack'; id: number }
   | { t: 'inject'; id: number; req: number; toward: MediaLeg; pcm: Float32Array }
+  | { t: 'srtp'; id: number; leg: MediaLeg; keys: SrtpLegKeys | null }
   | { t: 'close'; id: number };
 
+/** SDES keys of one leg (RFC 4568): `remote` decrypts what the peer sends, `local` encrypts what we send it. */
+export interface SrtpLegKeys {
+  remote: { suite: SrtpSuite; keySalt: Uint8Array };
+  local: { suite: SrtpSuite; keySalt: Uint8Array };
+}
+
 export interface WorkerCounters {
+  /** SRTP/SRTCP packets dropped because they failed authentication or were replays. */
+  srtpAuthFailed: number;
   packetsRelayed: number;
   packetsDropped: number;
   forkFramesShed: number;

@@ -2,6 +2,7 @@ import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { isRtcp } from './rtp-packet.js';
+import { SrtpContext, type SrtpKey } from './srtp.js';
 import { JitterBuffer } from './jitter-buffer.js';
 import { decodeG711ToFloat, encodeG711FromFloat, g711SilenceCode, type G711Law } from '../audio/g711.js';
 import type {
@@ -11,6 +12,7 @@ import type {
   MediaLeg,
   PayloadMap,
   RemoteEndpoint,
+  SrtpLegKeys,
   ToWorker,
   WorkerCounters,
 } from './media-types.js';
@@ -72,6 +74,8 @@ interface Leg {
   out: OutStream;
   rejected: number;
   rejectLoggedAtMs: number;
+  /** SRTP on this leg: `rx` unprotects what the leg sends, `tx` protects what goes to it. */
+  srtp: { rx: SrtpContext; tx: SrtpContext } | null;
 }
 
 interface Session {
@@ -92,6 +96,10 @@ interface Fork {
   samples: number;
   frames: number;
   outstanding: number;
+}
+
+function toKey(k: SrtpLegKeys['remote']): SrtpKey {
+  return { suite: k.suite, keySalt: Buffer.from(k.keySalt) };
 }
 
 function other(leg: MediaLeg): MediaLeg {
@@ -140,6 +148,7 @@ export class RelayEngine {
     forkFramesShed: 0,
     packetsReplaced: 0,
     sourceRejected: 0,
+    srtpAuthFailed: 0,
   };
   private readonly forkBatchSamples: number;
   private readonly forkMaxOutstanding: number;
@@ -182,6 +191,9 @@ export class RelayEngine {
         return;
       case 'dir':
         s.legs[msg.leg].dir = msg.dir;
+        return;
+      case 'srtp':
+        this.setSrtp(s, msg.leg, msg.keys);
         return;
       case 'fork':
         this.setFork(s, msg.on);
@@ -260,6 +272,7 @@ export class RelayEngine {
       out: newOut(),
       rejected: 0,
       rejectLoggedAtMs: 0,
+      srtp: null,
     };
   }
 
@@ -284,10 +297,38 @@ export class RelayEngine {
     s.lastRxMs = Math.max(s.lastRxMs, Date.now());
   }
 
-  private onRtp(s: Session, leg: Leg, peer: Leg, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (msg.length < 12 || msg[0] >> 6 !== 2) {
+  /**
+   * SRTP keys for a leg (null: plain RTP again). Contexts are rebuilt only when a key changes, so a
+   * re-INVITE that repeats the keys keeps the rollover counters.
+   */
+  private setSrtp(s: Session, name: MediaLeg, keys: SrtpLegKeys | null): void {
+    const leg = s.legs[name];
+    if (!keys) {
+      leg.srtp = null;
+      return;
+    }
+    const same = (c: SrtpContext | undefined, k: SrtpLegKeys['remote']) =>
+      c !== undefined && c.key.suite === k.suite && c.key.keySalt.equals(k.keySalt);
+    const rx = same(leg.srtp?.rx, keys.remote) ? leg.srtp!.rx : new SrtpContext(toKey(keys.remote));
+    const tx = same(leg.srtp?.tx, keys.local) ? leg.srtp!.tx : new SrtpContext(toKey(keys.local));
+    leg.srtp = { rx, tx };
+  }
+
+  private onRtp(s: Session, leg: Leg, peer: Leg, raw: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (raw.length < 12 || raw[0] >> 6 !== 2) {
       this.counters.packetsDropped++;
       return;
+    }
+    let msg = raw;
+    if (leg.srtp) {
+      // Only authentic packets latch or count as media: a forged or replayed one is dropped here.
+      const plain = isRtcp(raw) ? leg.srtp.rx.unprotectRtcp(raw) : leg.srtp.rx.unprotectRtp(raw);
+      if (!plain) {
+        this.counters.packetsDropped++;
+        this.counters.srtpAuthFailed++;
+        return;
+      }
+      msg = plain;
     }
     const now = Date.now();
     if (!leg.rtpLatched) {
@@ -302,7 +343,7 @@ export class RelayEngine {
     s.lastRxMs = now;
     if (isRtcp(msg)) {
       // rtcp-mux peer: pass it on unchanged on the RTP path.
-      if (peer.rtpDest) this.sendRtp(peer, msg);
+      if (peer.rtpDest) this.sendRtp(peer, msg, true);
       return;
     }
     const ssrc = msg.readUInt32BE(8);
@@ -345,7 +386,16 @@ export class RelayEngine {
     if (s.fork && leg.name === 'a') this.forkPacket(s, s.fork, msg);
   }
 
-  private sendRtp(leg: Leg, msg: Buffer): void {
+  private sendRtp(leg: Leg, plain: Buffer, rtcp = false): void {
+    let msg = plain;
+    if (leg.srtp) {
+      try {
+        msg = rtcp ? leg.srtp.tx.protectRtcp(plain) : leg.srtp.tx.protectRtp(plain);
+      } catch {
+        this.counters.packetsDropped++;
+        return;
+      }
+    }
     if (leg.rtpConnected) leg.rtp.send(msg);
     else if (leg.rtpDest) leg.rtp.send(msg, leg.rtpDest.port, leg.rtpDest.address);
   }
@@ -397,10 +447,20 @@ export class RelayEngine {
     if (s.fork && leg.name === 'a') s.fork.jb.flush();
   }
 
-  private onRtcp(s: Session, leg: Leg, peer: Leg, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (msg.length < 4 || msg[0] >> 6 !== 2) {
+  private onRtcp(s: Session, leg: Leg, peer: Leg, raw: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (raw.length < 4 || raw[0] >> 6 !== 2) {
       this.counters.packetsDropped++;
       return;
+    }
+    let msg = raw;
+    if (leg.srtp) {
+      const plain = leg.srtp.rx.unprotectRtcp(raw);
+      if (!plain) {
+        this.counters.packetsDropped++;
+        this.counters.srtpAuthFailed++;
+        return;
+      }
+      msg = plain;
     }
     if (!leg.rtcpLatched) {
       leg.rtcpLatched = true;
@@ -424,7 +484,16 @@ export class RelayEngine {
     s.lastRxMs = Date.now();
     const d = peer.rtcpDest;
     if (d) {
-      peer.rtcp.send(msg, d.port, d.address);
+      let out = msg;
+      if (peer.srtp) {
+        try {
+          out = peer.srtp.tx.protectRtcp(msg);
+        } catch {
+          this.counters.packetsDropped++;
+          return;
+        }
+      }
+      peer.rtcp.send(out, d.port, d.address);
       this.counters.packetsRelayed++;
     } else {
       this.counters.packetsDropped++;

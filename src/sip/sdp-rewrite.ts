@@ -22,6 +22,18 @@ export interface SdpMediaInfo {
    * are removed when the body is rewritten so that both ends fall back to plain RTP; else 'none'.
    */
   srtp: 'none' | 'declined' | 'required';
+  /** The audio m= line's transport profile (RTP/AVP, RTP/SAVP, ...). */
+  profile: string;
+  /** SDES crypto lines of the audio stream (RFC 4568), in the order offered. */
+  crypto: { tag: number; suite: string; keyParams: string }[];
+}
+
+/** How the body's media security is rewritten for the leg it goes to (SRTP terminated by voiceguard). */
+export interface SdpSecurityRewrite {
+  /** Turn a secure profile into the plain one and drop its keys (the leg gets plain RTP). */
+  plain?: boolean;
+  /** Answer with SRTP: this profile and our own key under the tag the offer chose. */
+  secure?: { profile: string; tag: number; suite: string; keyParams: string };
 }
 
 export interface SdpRewriteResult {
@@ -51,6 +63,7 @@ export function rewriteSdp(
   sdp: string,
   local: { address: string; rtpPort: number } | null,
   codecs: readonly string[] | null,
+  security: SdpSecurityRewrite = {},
 ): SdpRewriteResult {
   let session: SessionDescription;
   try {
@@ -68,6 +81,8 @@ export function rewriteSdp(
   const keys =
     (audio.crypto?.length ?? 0) > 0 || audio.fingerprint !== undefined || session.fingerprint !== undefined;
   const srtp = secureProfile ? 'required' : keys ? 'declined' : 'none';
+  const profile = audio.protocol ?? 'RTP/AVP';
+  const crypto = (audio.crypto ?? []).map((c) => ({ tag: c.id, suite: c.suite, keyParams: c.config }));
 
   const allowed = codecs ? new Set(codecs.map((c) => c.toUpperCase())) : null;
   const offered = String(audio.payloads ?? '')
@@ -116,5 +131,19 @@ export function rewriteSdp(
       delete session.fingerprint;
     }
   }
-  return { sdp: write(session), media: { remote, payloadMap, direction, codec, srtp } };
+  if (security.plain && secureProfile) {
+    // RTP/SAVP -> RTP/AVP, RTP/SAVPF and UDP/TLS/RTP/SAVPF -> RTP/AVPF.
+    audio.protocol = /SAVPF/i.test(profile) ? 'RTP/AVPF' : 'RTP/AVP';
+    delete audio.crypto;
+    delete audio.fingerprint;
+    delete audio.setup;
+    delete session.fingerprint;
+  }
+  if (security.secure) {
+    audio.protocol = security.secure.profile;
+    audio.crypto = [
+      { id: security.secure.tag, suite: security.secure.suite, config: security.secure.keyParams },
+    ];
+  }
+  return { sdp: write(session), media: { remote, payloadMap, direction, codec, srtp, profile, crypto } };
 }

@@ -15,6 +15,7 @@ function source() {
     packetsDropped: 0,
     forkFramesShed: 0,
     packetsReplaced: 0,
+    srtpAuthFailed: 0,
   };
   const detector = { activeStreams: 0, windowsScored: 0, windowsShed: 0, inferenceErrors: 0, batches: 0 };
   const src: GatewayStatsSource = { media: () => ({ ...media }), detector: () => ({ ...detector }) };

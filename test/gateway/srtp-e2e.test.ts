@@ -1,4 +1,8 @@
 import { createSocket } from 'node:dgram';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeWav16 } from '../../src/audio/wav.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAudioFile } from '../../src/audio/load-audio.js';
 import { startBaresip, tracedMessages, type BaresipPeer } from './baresip.js';
@@ -13,6 +17,8 @@ import { freeUdpPort, runSipp, startGateway, type LogLine, type TestGateway } fr
 const MODEL = 'models/voiceguard-detector.onnx';
 const TTS = 'test/fixtures/synthetic-mandarin-fastspeech2-vocgan-1.wav';
 const ADMIN_TOKEN = 'srtp-e2e-admin-token-0123456789abcdef';
+const HUMAN_1 = 'test/fixtures/human-librispeech-1.wav';
+const HUMAN_2 = 'test/fixtures/human-librispeech-2.wav';
 
 function since(gw: TestGateway, from: number, event: string): LogLine[] {
   return gw.logs.slice(from).filter((l) => l.event === event);
@@ -30,7 +36,7 @@ async function ended(peer: BaresipPeer, afterMs: number): Promise<string> {
   return (await peer.done).output;
 }
 
-describe('encrypted media offers (baresip srtp)', () => {
+describe('encrypted media offers (baresip srtp; media.srtp: terminate, the default)', () => {
   let gw: TestGateway;
   beforeAll(async () => {
     gw = await startGateway({
@@ -71,6 +77,129 @@ describe('encrypted media offers (baresip srtp)', () => {
     expect(since(gw, from, 'media.srtp_declined')).toMatchObject([{ leg: 'a' }]);
     expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).toEqual(['synthetic']);
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
+  });
+
+  it('required SRTP (RTP/SAVP) is terminated: the detector hears the TTS voice and drops it, BYE over SRTP signalling', async () => {
+    const from = gw.logs.length;
+    const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
+    await new Promise((r) => setTimeout(r, 300));
+    const caller = startBaresip({
+      user: 'robot',
+      port: await freeUdpPort(),
+      cert: 'peer',
+      transport: 'udp',
+      mediaenc: 'srtp-mand',
+      source: TTS,
+      dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
+      quitAfterS: 15,
+    });
+    const p = await pbx.done;
+    expect(p.code, p.output + p.errors).toBe(0);
+    const output = await ended(caller, 300);
+    const messages = tracedMessages(output);
+    const invite = messages.find((m) => /\nINVITE /.test(m));
+    expect(invite, output.slice(-3000)).toMatch(/m=audio \d+ RTP\/SAVP/);
+    const offered = /a=crypto:(\d+) AES_CM_128_HMAC_SHA1_(?:80|32) inline:(\S+)/.exec(invite!)!;
+    const answer = messages.find((m) => /\nSIP\/2\.0 200 OK/.test(m) && /CSeq: \d+ INVITE/i.test(m));
+    expect(answer).toMatch(/m=audio \d+ RTP\/SAVP/);
+    const answered = /a=crypto:(\d+) AES_CM_128_HMAC_SHA1_(?:80|32) inline:(\S+)/.exec(answer!)!;
+    expect(answered[1]).toBe(offered[1]);
+    // voiceguard's own key, not the caller's echoed back.
+    expect(answered[2]).not.toBe(offered[2]);
+    expect(since(gw, from, 'media.srtp_terminated')).toMatchObject([{ leg: 'a' }]);
+    expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).toEqual(['synthetic']);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
+  });
+
+  it('an SRTP offer with no key voiceguard can terminate (AEAD-GCM only) is refused 488', async () => {
+    const from = gw.logs.length;
+    const r = await runSipp({
+      scenario: 'caller-srtp-gcm.xml',
+      port: await freeUdpPort(),
+      target: `127.0.0.1:${gw.sipPort}`,
+      timeoutS: 10,
+    }).done;
+    expect(r.code, r.output + r.errors).toBe(0);
+    expect(since(gw, from, 'media.srtp_refused')).toMatchObject([{ leg: 'a', suites: ['AEAD_AES_256_GCM'] }]);
+    expect(since(gw, from, 'call.ended')).toMatchObject([{ sipStatus: 488 }]);
+  });
+
+  it('terminated SRTP both ways: the plain PBX hears the caller, the SRTP caller hears the PBX', async () => {
+    const authFailedBefore = gw.server.gateway.mediaStats()!.srtpAuthFailed;
+    const pbx = startBaresip({
+      user: '1000',
+      port: gw.pbxPort,
+      cert: 'server',
+      transport: 'udp',
+      answer: true,
+      source: HUMAN_2,
+      quitAfterS: 20,
+    });
+    await pbx.ready;
+    const from = gw.logs.length;
+    // 12 s of speech, so that RTCP reports (every 5 s) cross the relay as SRTCP too.
+    const a = await loadAudioFile(HUMAN_1);
+    const b = await loadAudioFile(HUMAN_2);
+    const long = join(mkdtempSync(join(tmpdir(), 'vg-srtp-')), 'long.wav');
+    const joined = new Float32Array(a.samples.length * 2 + b.samples.length);
+    joined.set(a.samples, 0);
+    joined.set(b.samples, a.samples.length);
+    joined.set(a.samples, a.samples.length + b.samples.length);
+    writeFileSync(long, encodeWav16(joined, 8000));
+    const caller = startBaresip({
+      user: 'customer',
+      port: await freeUdpPort(),
+      cert: 'peer',
+      transport: 'udp',
+      mediaenc: 'srtp-mand',
+      source: long,
+      dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
+      quitAfterS: 14,
+    });
+    // Authentication failures while the call runs, read until the gateway sees the caller's BYE.
+    // baresip sends one RTCP APP "PINGPONG" in the clear as its media starts (and a last RTCP BYE
+    // in the clear as it hangs up): voiceguard drops those, as it must drop any unauthenticated packet.
+    let lastDuring = authFailedBefore;
+    const sampler = setInterval(() => {
+      if (since(gw, from, 'call.ended').length === 0)
+        lastDuring = gw.server.gateway.mediaStats()!.srtpAuthFailed;
+    }, 20);
+    const callerOut = (await caller.done).output;
+    clearInterval(sampler);
+    const pbxOut = await ended(pbx, 500);
+    const invite = tracedMessages(pbxOut).find((m) => /\nINVITE /.test(m));
+    expect(invite, pbxOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
+    expect(invite).not.toContain('a=crypto');
+    expect(since(gw, from, 'call.action').map((l) => l.action)).not.toContain('drop');
+    for (const [who, peer, out] of [
+      ['PBX', pbx, pbxOut],
+      ['caller', caller, callerOut],
+    ] as const) {
+      const file = peer.heard();
+      expect(file, `${who}: ${out.slice(-1500)}`).not.toBeNull();
+      const heard = await loadAudioFile(file!);
+      expect(heard.samples.length / heard.sampleRateHz, who).toBeGreaterThan(2);
+      expect(rms(heard.samples), who).toBeGreaterThan(0.01);
+    }
+    expect(lastDuring - authFailedBefore).toBe(1);
+    // RTCP crossed in both directions during the 12 s call.
+    expect(since(gw, from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
+  });
+});
+
+describe('media.srtp: relay', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({
+      'detector.modelPath': MODEL,
+      'detector.metadataPath': MODEL.replace(/\.onnx$/, '.json'),
+      'policy.defaults': { onSynthetic: 'drop' },
+      'media.srtp': 'relay',
+      'api.bootstrapAdminToken': ADMIN_TOKEN,
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
   });
 
   it('required SRTP (RTP/SAVP) is relayed untouched and not analysed: the PBX decrypts the caller', async () => {

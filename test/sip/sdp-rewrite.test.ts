@@ -35,6 +35,8 @@ describe('rewriteSdp', () => {
       direction: 'sendonly',
       codec: 'pcmu',
       srtp: 'none',
+      profile: 'RTP/AVP',
+      crypto: [],
     });
   });
 
@@ -86,6 +88,26 @@ describe('rewriteSdp', () => {
       expect(out.sdp).toContain(`m=audio 20000 ${profile} 0 8 101`);
       expect(out.sdp).toMatch(/a=crypto|a=fingerprint/);
     }
+  });
+
+  it('terminated SRTP: the offer goes on as plain RTP, the answer comes back with our key', () => {
+    const offer = withProfile('RTP/SAVP', [
+      CRYPTO,
+      'a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz',
+    ]);
+    const seen = readSdp(offer);
+    expect(seen.crypto.map((c) => [c.tag, c.suite])).toEqual([
+      [1, 'AES_CM_128_HMAC_SHA1_80'],
+      [2, 'AES_CM_128_HMAC_SHA1_32'],
+    ]);
+    const plain = rewriteSdp(offer, { address: '203.0.113.1', rtpPort: 20000 }, ['PCMU'], { plain: true });
+    expect(plain.sdp).toContain('m=audio 20000 RTP/AVP 0 101');
+    expect(plain.sdp).not.toContain('a=crypto');
+    const answer = rewriteSdp(OFFER, { address: '203.0.113.1', rtpPort: 20002 }, ['PCMU'], {
+      secure: { profile: 'RTP/SAVP', tag: 1, suite: 'AES_CM_128_HMAC_SHA1_80', keyParams: 'inline:OURKEY' },
+    });
+    expect(answer.sdp).toContain('m=audio 20002 RTP/SAVP 0 101');
+    expect(answer.sdp).toContain('a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:OURKEY');
   });
 
   it('throws a typed error for garbage', () => {
