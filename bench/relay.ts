@@ -3,6 +3,8 @@
  * 127.0.0.1. The relay under test runs in a child process (one relay thread, in-thread mode),
  * so its CPU time is measured alone; the generator and sinks run here. Baseline in the same
  * run: a bare dgram forwarder (connected sockets, no latching, stats, fork or inject logic).
+ * Third row: the relay terminating SRTP on every caller leg (decrypt what the caller sends,
+ * encrypt what goes to it; media.srtp: terminate), the generator speaking SRTP on that side.
  * Env: BENCH_CALLS (default 100), BENCH_SECONDS (default 10), BENCH_FORK=1 (fork every call).
  */
 import dgram from 'node:dgram';
@@ -11,8 +13,12 @@ import { fileURLToPath } from 'node:url';
 import { ConfigSchema } from '../src/config/schema.js';
 import { silentLogger } from '../src/log.js';
 import { createMediaRelay } from '../src/media/media-relay.js';
+import { SrtpContext, type SrtpKey } from '../src/media/srtp.js';
 
-type Mode = 'bare' | 'relay';
+type Mode = 'bare' | 'relay' | 'srtp';
+/** The generator's and the relay's SRTP keys for the caller leg (the same for every call). */
+const CALLER_KEY: SrtpKey = { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: Buffer.alloc(30, 7) };
+const RELAY_KEY: SrtpKey = { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: Buffer.alloc(30, 9) };
 interface ChildReady {
   t: 'ready';
   /** Per call: the ports the a-side and b-side generators send to. */
@@ -34,7 +40,7 @@ async function child(mode: Mode): Promise<void> {
     async (m: { t: string; calls?: number; sinks?: { a: number; b: number }[]; fork?: boolean }) => {
       if (m.t === 'start' && m.sinks) {
         const ports: { a: number; b: number }[] = [];
-        if (mode === 'relay') {
+        if (mode !== 'bare') {
           const cfg = ConfigSchema.parse({
             media: {
               bindHost: '127.0.0.1',
@@ -51,6 +57,7 @@ async function child(mode: Mode): Promise<void> {
             s.setPayloadMap('b', { 0: 'pcmu' });
             s.setRemote('a', { address: '127.0.0.1', rtpPort: sink.a });
             s.setRemote('b', { address: '127.0.0.1', rtpPort: sink.b });
+            if (mode === 'srtp') s.setSrtp('a', { remote: CALLER_KEY, local: RELAY_KEY });
             if (m.fork) s.startFork(() => undefined);
             ports.push({ a: s.local('a').rtpPort, b: s.local('b').rtpPort });
           }
@@ -123,10 +130,18 @@ async function run(mode: Mode, calls: number, seconds: number, forkOn: boolean) 
     received++;
     latencies.push(performance.now() - msg.readDoubleLE(12));
   };
-  for (const g of gens) {
-    g.a.on('message', onMsg);
+  // The caller side speaks SRTP in the srtp mode: one context per call and direction.
+  const srtp = mode === 'srtp';
+  const callerTx = gens.map(() => new SrtpContext(CALLER_KEY));
+  const callerRx = gens.map(() => new SrtpContext(RELAY_KEY));
+  gens.forEach((g, i) => {
+    g.a.on('message', (msg: Buffer) => {
+      if (!srtp) return onMsg(msg);
+      const plain = callerRx[i]!.unprotectRtp(msg);
+      if (plain) onMsg(plain);
+    });
     g.b.on('message', onMsg);
-  }
+  });
   for (let i = 0; i < calls; i++) {
     await new Promise<void>((r) => gens[i].a.connect(ready.ports[i].a, '127.0.0.1', () => r()));
     await new Promise<void>((r) => gens[i].b.connect(ready.ports[i].b, '127.0.0.1', () => r()));
@@ -146,7 +161,7 @@ async function run(mode: Mode, calls: number, seconds: number, forkOn: boolean) 
         p.writeUInt32BE(seq * 160, 4);
         p.writeUInt32BE(side === 'a' ? i * 2 + 1 : i * 2 + 2, 8);
         p.writeDoubleLE(performance.now(), 12);
-        sock.send(p);
+        sock.send(srtp && side === 'a' ? callerTx[i]!.protectRtp(p) : p);
         if (measuring) sent++;
       }
     }
@@ -196,6 +211,7 @@ async function main(): Promise<void> {
   const forkOn = process.env.BENCH_FORK === '1';
   const baseline = await run('bare', calls, seconds, false);
   const relay = await run('relay', calls, seconds, forkOn);
+  const srtpRelay = await run('srtp', calls, seconds, forkOn);
   const result = {
     bench: 'relay',
     node: process.version,
@@ -204,11 +220,13 @@ async function main(): Promise<void> {
     addedLatencyMsP50: relay.latencyMsP50 - baseline.latencyMsP50,
     addedLatencyMsP99: relay.latencyMsP99 - baseline.latencyMsP99,
     cpuRatioVsBaseline: relay.cpuUsPerPacket / baseline.cpuUsPerPacket,
+    srtp: srtpRelay,
+    srtpCpuRatioVsRelay: srtpRelay.cpuUsPerPacket / relay.cpuUsPerPacket,
   };
   console.log(JSON.stringify(result, null, 2));
   const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   console.log('\nmode    calls  sent     recv     loss%  cpu%   us/pkt  calls/thread@80%  p50ms  p99ms');
-  for (const r of [baseline, relay]) {
+  for (const r of [baseline, relay, srtpRelay]) {
     console.log(
       `${r.mode.padEnd(7)} ${String(r.calls).padStart(5)}  ${String(r.packetsSent).padStart(7)}  ${String(r.packetsReceived).padStart(7)}  ${f(r.lossPct).padStart(5)}  ${f(r.cpuSharePct, 1).padStart(5)}  ${f(r.cpuUsPerPacket).padStart(6)}  ${String(r.maxCallsPerThreadAt80Pct).padStart(16)}  ${f(r.latencyMsP50, 3).padStart(5)}  ${f(r.latencyMsP99, 3).padStart(5)}`,
     );
