@@ -196,9 +196,10 @@ export class GatewayCall {
   }
 
   /**
-   * voiceguard does not terminate SRTP here (media.srtp 'relay' or 'refuse'). Best-effort keys were removed from the body (both ends use
-   * plain RTP). An offer that requires SRTP is refused (media.srtp 'refuse': 488) or relayed as it is
-   * and never analysed: the payload is ciphertext, and scoring it could drop a human caller.
+   * SRTP that voiceguard does not terminate here (media.srtp 'relay' or 'refuse', or an SRTP answer).
+   * Best-effort keys were removed from the body (both ends use plain RTP). An offer that requires
+   * SRTP is refused (media.srtp 'refuse': 488) or relayed as it is and never analysed: the payload is
+   * ciphertext, and scoring it could drop a human caller.
    */
   private checkSrtp(from: LegName, srtp: 'none' | 'declined' | 'required'): void {
     if (srtp === 'declined') {

@@ -19,7 +19,7 @@ import { certNotAfter, loadSipTls } from './sip/tls-files.js';
 import { pseudonymise } from './store/pseudonym.js';
 import type { B2buaTarget } from './sip/b2bua-call.js';
 import type { SipRemote, SipRequest } from './sip/sip-stack.js';
-import { parseUri } from './sip/sip-stack.js';
+import { parseUri, transportParam } from './sip/sip-stack.js';
 
 /**
  * The call orchestration: an INVITE from a trunk becomes facts, the policy decides, the media
@@ -451,7 +451,7 @@ export class Gateway {
         trunk,
         source: remote.address,
         transport: remote.protocol.toLowerCase(),
-        target: `${target.host}:${target.port}${target.transport === 'udp' ? '' : `;transport=${target.transport}`}`,
+        target: `${target.host}:${target.port}${transportParam(target.transport)}`,
         from: cfg.privacy.pseudonymiseNumbers ? facts.fromPseudonym : fromNumber,
         to: this.hideNumber(toNumber),
         treatment,

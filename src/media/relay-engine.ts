@@ -319,17 +319,9 @@ export class RelayEngine {
       this.counters.packetsDropped++;
       return;
     }
-    let msg = raw;
-    if (leg.srtp) {
-      // Only authentic packets latch or count as media: a forged or replayed one is dropped here.
-      const plain = isRtcp(raw) ? leg.srtp.rx.unprotectRtcp(raw) : leg.srtp.rx.unprotectRtp(raw);
-      if (!plain) {
-        this.counters.packetsDropped++;
-        this.counters.srtpAuthFailed++;
-        return;
-      }
-      msg = plain;
-    }
+    // Only authentic packets latch or count as media: a forged or replayed one is dropped here.
+    const msg = this.unprotect(leg, raw, isRtcp(raw));
+    if (!msg) return;
     const now = Date.now();
     if (!leg.rtpLatched) {
       this.latchRtp(s, leg, rinfo);
@@ -387,17 +379,32 @@ export class RelayEngine {
   }
 
   private sendRtp(leg: Leg, plain: Buffer, rtcp = false): void {
-    let msg = plain;
-    if (leg.srtp) {
-      try {
-        msg = rtcp ? leg.srtp.tx.protectRtcp(plain) : leg.srtp.tx.protectRtp(plain);
-      } catch {
-        this.counters.packetsDropped++;
-        return;
-      }
-    }
+    const msg = this.protect(leg, plain, rtcp);
+    if (!msg) return;
     if (leg.rtpConnected) leg.rtp.send(msg);
     else if (leg.rtpDest) leg.rtp.send(msg, leg.rtpDest.port, leg.rtpDest.address);
+  }
+
+  /** What a leg sent, decrypted when the leg is SRTP; null (dropped, counted) when not authentic. */
+  private unprotect(leg: Leg, raw: Buffer, rtcp: boolean): Buffer | null {
+    if (!leg.srtp) return raw;
+    const plain = rtcp ? leg.srtp.rx.unprotectRtcp(raw) : leg.srtp.rx.unprotectRtp(raw);
+    if (!plain) {
+      this.counters.packetsDropped++;
+      this.counters.srtpAuthFailed++;
+    }
+    return plain;
+  }
+
+  /** What goes to a leg, encrypted when the leg is SRTP; null (dropped, counted) when it cannot be. */
+  private protect(leg: Leg, plain: Buffer, rtcp: boolean): Buffer | null {
+    if (!leg.srtp) return plain;
+    try {
+      return rtcp ? leg.srtp.tx.protectRtcp(plain) : leg.srtp.tx.protectRtp(plain);
+    } catch {
+      this.counters.packetsDropped++;
+      return null;
+    }
   }
 
   private latchRtp(s: Session, leg: Leg, rinfo: dgram.RemoteInfo): void {
@@ -452,16 +459,8 @@ export class RelayEngine {
       this.counters.packetsDropped++;
       return;
     }
-    let msg = raw;
-    if (leg.srtp) {
-      const plain = leg.srtp.rx.unprotectRtcp(raw);
-      if (!plain) {
-        this.counters.packetsDropped++;
-        this.counters.srtpAuthFailed++;
-        return;
-      }
-      msg = plain;
-    }
+    const msg = this.unprotect(leg, raw, true);
+    if (!msg) return;
     if (!leg.rtcpLatched) {
       leg.rtcpLatched = true;
       leg.rtcpDest = { address: rinfo.address, port: rinfo.port };
@@ -484,15 +483,8 @@ export class RelayEngine {
     s.lastRxMs = Date.now();
     const d = peer.rtcpDest;
     if (d) {
-      let out = msg;
-      if (peer.srtp) {
-        try {
-          out = peer.srtp.tx.protectRtcp(msg);
-        } catch {
-          this.counters.packetsDropped++;
-          return;
-        }
-      }
+      const out = this.protect(peer, msg, true);
+      if (!out) return;
       peer.rtcp.send(out, d.port, d.address);
       this.counters.packetsRelayed++;
     } else {

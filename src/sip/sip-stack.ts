@@ -259,13 +259,15 @@ let tlsConnectWrapped = false;
 
 const fromSipPackage = (): boolean => /[\\/]node_modules[\\/]sip[\\/]/.test(new Error().stack ?? '');
 
-/** TLS server and client options of a stack (the package passes one object to both; they differ). */
+/** What a stack presents and trusts, on its listener and on the connections it opens. */
+function tlsCommonOptions(t: SipTlsOptions): import('node:tls').TlsOptions {
+  return { key: t.key, cert: t.cert, ...(t.ca ? { ca: t.ca } : {}), minVersion: t.minVersion };
+}
+
+/** TLS server options of a stack (the package passes one object to server and client; they differ). */
 function tlsServerOptions(t: SipTlsOptions): import('node:tls').TlsOptions {
   return {
-    key: t.key,
-    cert: t.cert,
-    ...(t.ca ? { ca: t.ca } : {}),
-    minVersion: t.minVersion,
+    ...tlsCommonOptions(t),
     requestCert: t.requireClientCert,
     rejectUnauthorized: t.requireClientCert,
   };
@@ -288,10 +290,7 @@ function wrapOutboundTls(): void {
     const port = args[0];
     const host = args[1];
     const socket = original.call(this, port, host, {
-      key: t.key,
-      cert: t.cert,
-      ...(t.ca ? { ca: t.ca } : {}),
-      minVersion: t.minVersion,
+      ...tlsCommonOptions(t),
       rejectUnauthorized: t.verifyPeers,
       // SNI carries names only; an IP address is checked against the certificate's IP entries.
       ...(net.isIP(host) ? {} : { servername: host }),

@@ -2,6 +2,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { expect } from 'vitest';
+import { loadAudioFile } from '../../src/audio/load-audio.js';
 import { encodeWav16 } from '../../src/audio/wav.js';
 
 /**
@@ -122,4 +124,19 @@ export function tracedMessages(output: string): string[] {
     .split(/\r?\n(?=(?:TLS|TCP|UDP) \S+ -> \S+)/)
     .filter((m) => /^(TLS|TCP|UDP) /.test(m))
     .map((m) => m.replace(/\r/g, ''));
+}
+
+function rms(samples: Float32Array): number {
+  let sum = 0;
+  for (const v of samples) sum += v * v;
+  return Math.sqrt(sum / Math.max(1, samples.length));
+}
+
+/** The peer heard speech in its call: more than 2 s of audio, not silence (`context` explains a failure). */
+export async function expectHeardSpeech(peer: BaresipPeer, context: string, label?: string): Promise<void> {
+  const file = peer.heard();
+  expect(file, context).not.toBeNull();
+  const heard = await loadAudioFile(file!);
+  expect(heard.samples.length / heard.sampleRateHz, label ?? context).toBeGreaterThan(2);
+  expect(rms(heard.samples), label).toBeGreaterThan(0.01);
 }

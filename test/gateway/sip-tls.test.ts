@@ -5,8 +5,7 @@ import { connect as netConnect } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadAudioFile } from '../../src/audio/load-audio.js';
-import { startBaresip, TLS_FIXTURES, tracedMessages } from './baresip.js';
+import { expectHeardSpeech, startBaresip, TLS_FIXTURES, tracedMessages } from './baresip.js';
 import {
   freeUdpPort,
   runSipp,
@@ -79,12 +78,6 @@ function readUntil(s: TLSSocket, until: RegExp, ms = 3000): Promise<string> {
     const timer = setTimeout(done, ms);
     s.on('data', onData);
   });
-}
-
-function rms(samples: Float32Array): number {
-  let sum = 0;
-  for (const v of samples) sum += v * v;
-  return Math.sqrt(sum / Math.max(1, samples.length));
 }
 
 describe('SIP over TLS (baresip as the TLS peer)', () => {
@@ -365,11 +358,7 @@ describe('a PBX over TLS (baresip answering)', () => {
     );
     expect(messages.find((m) => /\nBYE /.test(m))).toMatch(/^TLS /);
     // The caller's audio crossed the relay into the TLS-signalled PBX leg.
-    const heardFile = pbx.heard();
-    expect(heardFile, output.slice(-2000)).not.toBeNull();
-    const heard = await loadAudioFile(heardFile!);
-    expect(heard.samples.length / heard.sampleRateHz).toBeGreaterThan(2);
-    expect(rms(heard.samples)).toBeGreaterThan(0.01);
+    await expectHeardSpeech(pbx, output.slice(-2000));
   });
 
   it('a PBX whose certificate names another host is not called (verifyPeers): the caller gets 503', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { encodeWav16 } from '../../src/audio/wav.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAudioFile } from '../../src/audio/load-audio.js';
-import { startBaresip, tracedMessages, type BaresipPeer } from './baresip.js';
+import { expectHeardSpeech, startBaresip, tracedMessages, type BaresipPeer } from './baresip.js';
 import { freeUdpPort, runSipp, startGateway, type LogLine, type TestGateway } from './sipp-harness.js';
 
 /**
@@ -24,10 +24,18 @@ function since(gw: TestGateway, from: number, event: string): LogLine[] {
   return gw.logs.slice(from).filter((l) => l.event === event);
 }
 
-function rms(samples: Float32Array): number {
-  let sum = 0;
-  for (const v of samples) sum += v * v;
-  return Math.sqrt(sum / Math.max(1, samples.length));
+/** baresip calling the gateway over UDP with media encryption `mediaenc`, playing `source`. */
+async function dial(
+  gw: TestGateway,
+  o: { user: string; mediaenc?: 'srtp' | 'srtp-mand'; source: string; quitAfterS: number },
+): Promise<BaresipPeer> {
+  return startBaresip({
+    ...o,
+    port: await freeUdpPort(),
+    cert: 'peer',
+    transport: 'udp',
+    dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
+  });
 }
 
 async function ended(peer: BaresipPeer, afterMs: number): Promise<string> {
@@ -54,16 +62,7 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
     const from = gw.logs.length;
     const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
     await new Promise((r) => setTimeout(r, 300));
-    const caller = startBaresip({
-      user: 'robot',
-      port: await freeUdpPort(),
-      cert: 'peer',
-      transport: 'udp',
-      mediaenc: 'srtp',
-      source: TTS,
-      dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
-      quitAfterS: 15,
-    });
+    const caller = await dial(gw, { user: 'robot', mediaenc: 'srtp', source: TTS, quitAfterS: 15 });
     const p = await pbx.done;
     expect(p.code, p.output + p.errors).toBe(0);
     const output = await ended(caller, 300);
@@ -83,16 +82,7 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
     const from = gw.logs.length;
     const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
     await new Promise((r) => setTimeout(r, 300));
-    const caller = startBaresip({
-      user: 'robot',
-      port: await freeUdpPort(),
-      cert: 'peer',
-      transport: 'udp',
-      mediaenc: 'srtp-mand',
-      source: TTS,
-      dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
-      quitAfterS: 15,
-    });
+    const caller = await dial(gw, { user: 'robot', mediaenc: 'srtp-mand', source: TTS, quitAfterS: 15 });
     const p = await pbx.done;
     expect(p.code, p.output + p.errors).toBe(0);
     const output = await ended(caller, 300);
@@ -146,16 +136,7 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
     joined.set(b.samples, a.samples.length);
     joined.set(a.samples, a.samples.length + b.samples.length);
     writeFileSync(long, encodeWav16(joined, 8000));
-    const caller = startBaresip({
-      user: 'customer',
-      port: await freeUdpPort(),
-      cert: 'peer',
-      transport: 'udp',
-      mediaenc: 'srtp-mand',
-      source: long,
-      dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
-      quitAfterS: 14,
-    });
+    const caller = await dial(gw, { user: 'customer', mediaenc: 'srtp-mand', source: long, quitAfterS: 14 });
     // Authentication failures while the call runs, read until the gateway sees the caller's BYE.
     // baresip sends one RTCP APP "PINGPONG" in the clear as its media starts (and a last RTCP BYE
     // in the clear as it hangs up): voiceguard drops those, as it must drop any unauthenticated packet.
@@ -175,11 +156,7 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
       ['PBX', pbx, pbxOut],
       ['caller', caller, callerOut],
     ] as const) {
-      const file = peer.heard();
-      expect(file, `${who}: ${out.slice(-1500)}`).not.toBeNull();
-      const heard = await loadAudioFile(file!);
-      expect(heard.samples.length / heard.sampleRateHz, who).toBeGreaterThan(2);
-      expect(rms(heard.samples), who).toBeGreaterThan(0.01);
+      await expectHeardSpeech(peer, `${who}: ${out.slice(-1500)}`, who);
     }
     expect(lastDuring - authFailedBefore).toBe(1);
     // RTCP crossed in both directions during the 12 s call.
@@ -217,16 +194,7 @@ describe('media.srtp: relay', () => {
     await pbx.ready;
     const from = gw.logs.length;
     const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
-    const caller = startBaresip({
-      user: 'robot',
-      port: await freeUdpPort(),
-      cert: 'peer',
-      transport: 'udp',
-      mediaenc: 'srtp-mand',
-      source: TTS,
-      dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
-      quitAfterS: 8,
-    });
+    const caller = await dial(gw, { user: 'robot', mediaenc: 'srtp-mand', source: TTS, quitAfterS: 8 });
     // The detector never opens a stream for this call.
     let maxStreams = 0;
     const sample = setInterval(() => {
@@ -249,11 +217,7 @@ describe('media.srtp: relay', () => {
     expect(since(gw, from, 'call.action')).toEqual([]);
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
     // The relay passed the packets as they were: the PBX decrypted and heard the caller's voice.
-    const heardFile = pbx.heard();
-    expect(heardFile, pbxOut.slice(-2000)).not.toBeNull();
-    const heard = await loadAudioFile(heardFile!);
-    expect(heard.samples.length / heard.sampleRateHz, callerOut.slice(-1500)).toBeGreaterThan(2);
-    expect(rms(heard.samples)).toBeGreaterThan(0.01);
+    await expectHeardSpeech(pbx, `${pbxOut.slice(-2000)}${callerOut.slice(-1500)}`);
     // The store (and so the API and console) says why there is no verdict.
     const callId = String(since(gw, from, 'call.started')[0]!.callId);
     let stored: Record<string, unknown> = {};
@@ -287,16 +251,7 @@ describe('media.srtp: refuse', () => {
     let toPbx = 0;
     const pbx = createSocket('udp4', () => toPbx++);
     await new Promise<void>((r) => pbx.bind(gw.pbxPort, '127.0.0.1', r));
-    const caller = startBaresip({
-      user: 'robot',
-      port: await freeUdpPort(),
-      cert: 'peer',
-      transport: 'udp',
-      mediaenc: 'srtp-mand',
-      source: TTS,
-      dial: `sip:1000@127.0.0.1:${gw.sipPort}`,
-      quitAfterS: 4,
-    });
+    const caller = await dial(gw, { user: 'robot', mediaenc: 'srtp-mand', source: TTS, quitAfterS: 4 });
     const { output } = await caller.done;
     const reply = tracedMessages(output).find((m) => /\nSIP\/2\.0 488 /.test(m));
     expect(reply, output.slice(-3000)).toBeDefined();
