@@ -111,3 +111,66 @@ def rawboost(x, rng):
         a3 = rng.uniform(-0.3, 0.3)
         x = (u + a3 * u**3) * peak
     return x.astype(np.float32)
+
+
+# Mobile and VoIP codecs on the caller's side, before the trunk's G.711. A mobile caller's speech is
+# coded by AMR-NB (GSM/UMTS, and VoLTE when it falls back to narrowband) or, on older networks, GSM-FR,
+# and transcoded to G.711 at the carrier's gateway; an app caller's often by Opus. These codecs are
+# themselves speech models (CELP, RPE-LTP, SILK), so a detector that learnt "anything modelled is
+# synthetic" would drop mobile callers. Each entry: (sox/ffmpeg encoder arguments, decoder arguments).
+MOBILE_CODECS = {
+    "amr-nb-12.2": (["sox", "-t", "f32", "-r", "8000", "-c", "1", "-", "-t", "amr-nb", "-C", "7", "-"],
+                    ["sox", "-t", "amr-nb", "-", "-t", "f32", "-"]),
+    "amr-nb-4.75": (["sox", "-t", "f32", "-r", "8000", "-c", "1", "-", "-t", "amr-nb", "-C", "0", "-"],
+                    ["sox", "-t", "amr-nb", "-", "-t", "f32", "-"]),
+    "gsm-fr": (["sox", "-t", "f32", "-r", "8000", "-c", "1", "-", "-t", "gsm", "-"],
+               ["sox", "-t", "gsm", "-r", "8000", "-c", "1", "-", "-t", "f32", "-"]),
+    "opus-8k": (["ffmpeg", "-v", "error", "-f", "f32le", "-ar", "8000", "-ac", "1", "-i", "-", "-c:a", "libopus", "-b:a", "8k",
+                 "-application", "voip", "-f", "ogg", "-"],
+                ["ffmpeg", "-v", "error", "-i", "-", "-f", "f32le", "-ar", "8000", "-ac", "1", "-"]),
+}
+
+
+class CodecError(RuntimeError):
+    pass
+
+
+def mobile_codec(x, codec, level_dbfs=-20.0):
+    """x (8 kHz float) through one of MOBILE_CODECS and back, at a speech level of `level_dbfs` (the
+    codecs take 16-bit PCM; the channel re-normalises the level afterwards; None keeps x's level). The
+    output has the input's length: the codec's delay is cut from the front and the end is padded."""
+    import subprocess
+
+    enc, dec = MOBILE_CODECS[codec]
+    x = x.astype(np.float64)
+    if level_dbfs is not None:
+        x = normalise(x, level_dbfs)
+    y = np.clip(x, -1, 1).astype("<f4").tobytes()
+    try:
+        coded = subprocess.run(enc, input=y, capture_output=True, check=True, timeout=600).stdout
+        out = subprocess.run(dec, input=coded, capture_output=True, check=True, timeout=600).stdout
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        raise CodecError(f"{codec}: {e}") from e
+    z = np.frombuffer(out, dtype="<f4").astype(np.float64)
+    if len(z) == 0:
+        raise CodecError(f"{codec}: the decoder returned no audio")
+    # The codec's delay (0-30 ms for these) by cross-correlation over the whole signal.
+    n = min(len(x), len(z))
+    xc = sps.correlate(z[:n], x[:n], mode="full", method="fft")[n - 1 : n - 1 + 800]
+    d = int(np.argmax(xc))
+    z = z[d : d + len(x)]
+    if len(z) < len(x):
+        z = np.concatenate([z, np.zeros(len(x) - len(z))])
+    return z.astype(np.float32)
+
+
+def mobile_codec_many(xs, codec, level_dbfs=-20.0, gap=4000):
+    """mobile_codec for many clips in one encoder/decoder run (a process start costs more than
+    coding a clip): each clip at `level_dbfs`, joined with `gap` samples of silence, coded, split."""
+    parts, offsets, pos = [], [], 0
+    for x in xs:
+        parts += [normalise(x.astype(np.float64), level_dbfs), np.zeros(gap)]
+        offsets.append(pos)
+        pos += len(x) + gap
+    z = mobile_codec(np.concatenate(parts), codec, level_dbfs=None)
+    return [z[o : o + len(x)] for o, x in zip(offsets, xs)]

@@ -582,6 +582,8 @@ def lpc_resynth(x, rng, order=12, frame=160):
 
 # ---------------------------------------------------------------- training
 
+from channel import MOBILE_CODECS, mobile_codec_many  # noqa: E402  (below the marker: the prepared-data cache key hashes the code above it)
+
 # (Held-out evaluation data that prepare() never touches, so it sits below the marker that keys the
 # prepared-data cache.) Acted dialogue from Fish Fillets NG's Czech and Dutch dubs (fillets-ng-data-cs, -nl; GPL-2.0): about 100 and
 # 90 minutes of two voice actors each (the small fish "m" and the big fish "v", named in each file name) and a
@@ -666,6 +668,25 @@ def speed_perturb(x, rng, n):
     return y[:n].astype(np.float32)
 
 
+# --mobile-codec P: with probability P a training crop, of either class, is cut from its clip's copy
+# through a mobile or VoIP codec (MOBILE_CODECS; one codec per clip, drawn once with a fixed generator so
+# that every seed trains on the same coded copies, which are cached). The telephone channel follows as
+# for any crop. Real callers reach the trunk through these codecs, and they are speech models themselves.
+MOBILE_CODEC = 0.0
+
+
+def add_coded_copies(clips):
+    """Give every training clip a "coded" copy through one codec of MOBILE_CODECS (see MOBILE_CODEC)."""
+    train_clips = [c for c in clips if c["split"] == "train"]
+    names = list(MOBILE_CODECS)
+    pick = np.random.default_rng(5).integers(len(names), size=len(train_clips))
+    for k, codec in enumerate(names):
+        group = [c for c, i in zip(train_clips, pick) if i == k]
+        for c, coded in zip(group, coded_clips(group, codec)):
+            c["coded"] = coded["audio"]
+    log(f"mobile-codec copies of {len(train_clips)} training clips: " + ", ".join(f"{n} {int((pick == k).sum())}" for k, n in enumerate(names)))
+
+
 def make_batch(pool, rng, size, domain_ids=None):
     """Balanced classes. Within a class a system is drawn uniformly, or with weight sqrt(clips):
     uniform gives a 5-clip source (libritts) as many draws as 300-clip ones, so the net sees those
@@ -685,7 +706,8 @@ def make_batch(pool, rng, size, domain_ids=None):
             sys_name = names[int(rng.integers(len(names)))]
         clips = systems[sys_name]
         c = clips[int(rng.integers(len(clips)))]
-        seg = speed_perturb(c["audio"], rng, WIN + 400) if SPEED_PERTURB and rng.random() < SPEED_PERTURB else random_crop(c["audio"], rng, WIN + 400)
+        audio = c["coded"] if MOBILE_CODEC and "coded" in c and rng.random() < MOBILE_CODEC else c["audio"]
+        seg = speed_perturb(audio, rng, WIN + 400) if SPEED_PERTURB and rng.random() < SPEED_PERTURB else random_crop(audio, rng, WIN + 400)
         if rng.random() < 0.5:
             seg = rawboost(seg, rng)
         y = telephone_channel(seg, rng)[200 : 200 + WIN]
@@ -1049,7 +1071,58 @@ def evaluate(run, clips, meta):
             rows[name] = dict(clips=len(idx), languages=len({xtest[i]["language"] for i in idx}),
                               flaggedRate=float(np.mean(xs[idx] > 0)), falseDropRate=float(np.mean([xdec[i] == "synthetic" for i in idx])))
         report["heldOutOtherLanguageHumans"] = rows
+    report["mobileCodecs"] = codec_rows(run, cal, d, maxw, test, labels, xtest)
     return report
+
+
+def coded_clips(clips, codec):
+    """The clips' audio through a mobile codec (channel.mobile_codec_many), cached under CACHE by codec and
+    audio, since a codec run costs more than scoring."""
+    import pickle
+
+    h = hashlib.sha1(json.dumps([codec, MOBILE_CODECS[codec]]).encode())
+    for c in clips:
+        h.update(np.ascontiguousarray(c["audio"], dtype=np.float32).tobytes())
+    path = os.path.join(CACHE, f"codec-{codec}-{h.hexdigest()[:12]}.pkl")
+    if os.path.exists(path):
+        audio = pickle.load(open(path, "rb"))
+    else:
+        t0 = time.time()
+        audio = []
+        for i in range(0, len(clips), 100):
+            audio += mobile_codec_many([c["audio"] for c in clips[i : i + 100]], codec)
+        os.makedirs(CACHE, exist_ok=True)
+        pickle.dump(audio, open(path, "wb"))
+        log(f"{codec}: coded {len(clips)} clips in {time.time() - t0:.0f} s")
+    return [dict(c, audio=a) for c, a in zip(clips, audio)]
+
+
+def codec_rows(run, cal, d, maxw, test, labels, xtest):
+    """The caller's speech through a mobile or VoIP codec (MOBILE_CODECS: AMR-NB, GSM-FR, Opus) before the
+    same random telephone channel as the main row. Bounds and calibration are the model's (fitted without
+    codecs), as they would be in the field. Each row: the unseen-system test (clip-level EER, AUC, TPR at 1%
+    FPR), test humans flagged and dropped, synthetic caught at the drop bound, and the held-out
+    other-language humans dropped, pooled and in the worst source or voice with 20 clips or more."""
+    rows = {}
+    for codec in ["none"] + list(MOBILE_CODECS):
+        t = test if codec == "none" else coded_clips(test, codec)
+        x = xtest if codec == "none" else coded_clips(xtest, codec)
+        ll = score_clips(run, t)
+        s = np.array([float(np.mean(cal["scale"] * l + cal["bias"])) for l in ll])
+        dec = np.array([sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] == "synthetic" for l in ll])
+        row = dict(eer=eer(s, labels), auc=auc(s, labels), tprAt1Fpr=tpr_at(s, labels, 0.01),
+                   humanFlaggedRate=float(np.mean(s[labels == 0] > 0)), humanFalseDropRate=float(np.mean(dec[labels == 0])),
+                   syntheticCaughtRate=float(np.mean(dec[labels == 1])))
+        if x:
+            xd = np.array([sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] == "synthetic"
+                           for l in score_clips(run, x)])
+            groups = {}
+            for c, v in zip(x, xd):
+                groups.setdefault(c["system"] if c["system"] != "fillets-dialogues" else f"{c['system']} / {c['group']}", []).append(v)
+            worst = max(((k, float(np.mean(v))) for k, v in groups.items() if len(v) >= 20), key=lambda kv: kv[1])
+            row.update(otherLanguageFalseDropRate=float(np.mean(xd)), otherLanguageWorst=dict(name=worst[0], falseDropRate=worst[1]))
+        rows[codec] = row
+    return rows
 
 
 def auc(s, y):
@@ -1200,6 +1273,8 @@ def stage_all(args):
     clips = prepare(args, rng)
     # Checkpoints are picked on the prepared validation split; the acted dialogue joins afterwards, for
     # calibration, the drop bound and the report.
+    if MOBILE_CODEC:
+        add_coded_copies(clips)
     model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn)
     clips += dialogue_human()
     summary = {}
@@ -1222,7 +1297,7 @@ def stage_all(args):
         training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
-                      seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB,
+                      seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB, mobileCodec=MOBILE_CODEC,
                       valSplit=args.val_split,
                       humanHeldOut=human_held_out(),
                       augmentation="RawBoost-style (convolutive, impulsive, non-linear) on half the crops; telephone channel (level, band-limit, noise/hum 10-30 dB, clipping, G.711 mu/A-law, 1-5% loss with concealment), both classes",
@@ -1297,6 +1372,20 @@ def write_eval_md(r, meta):
               "| source | clips | languages | flagged | dropped |", "|---|---|---|---|---|"]
         for k, v in r["heldOutOtherLanguageHumans"].items():
             L.append(f"| {k} | {v['clips']} | {v['languages']} | {v['flaggedRate']:.2f} | {v['falseDropRate']:.3f} |")
+    if r.get("mobileCodecs"):
+        L += ["", "## Mobile and VoIP codecs on the caller's side", "",
+              "The caller's speech through a codec before the same random G.711 channel: AMR-NB at its highest and lowest",
+              "rates (mobile networks), GSM full rate (older networks) and Opus at 8 kbit/s (VoIP apps). These codecs are",
+              "themselves speech models. Calibration and bounds are the model's, fitted without codecs. Test rows: the",
+              "unseen-system test humans and synthetic clips; other-language: the held-out humans above (worst: the source",
+              "or voice with 20 clips or more dropped most often).", "",
+              "| codec | EER | ROC AUC | TPR @1% FPR | test humans flagged | test humans dropped | synthetic caught | other-language dropped | worst other-language |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for k, v in r["mobileCodecs"].items():
+            w = v.get("otherLanguageWorst")
+            L.append(f"| {k} | {v['eer']:.3f} | {v['auc']:.3f} | {v['tprAt1Fpr']:.3f} | {v['humanFlaggedRate']:.3f} | {v['humanFalseDropRate']:.3f} | "
+                     f"{v['syntheticCaughtRate']:.3f} | {v.get('otherLanguageFalseDropRate', float('nan')):.3f} | "
+                     + (f"{w['name']}: {w['falseDropRate']:.3f}" if w else "n/a") + " |")
     langs = sorted({lang for v in r["shortcuts"].values() for lang in v["withinLanguage"]})
     L += ["", "## Shortcut checks (EER of one trivial feature alone; near 0.5 is good)", "",
           "Measured on the audio the model receives (after the channel; duration as stored). Within-language columns",
@@ -1503,6 +1592,7 @@ def main():
                    help="comma list of test systems to train on in part (see SEEN_RULES); eval: score the committed model under this protocol")
     p.add_argument("--gan-ablation", action="store_true", help="train on the HiFi-GAN demo's ablation sentences (see GAN_ABLATION_GROUPS)")
     p.add_argument("--speed-perturb", type=float, default=0.0, help="share of training crops resampled by +-5/10 %% (see SPEED_RATIOS)")
+    p.add_argument("--mobile-codec", type=float, default=0.0, help="share of training crops cut from a copy through a mobile/VoIP codec (see MOBILE_CODEC)")
     p.add_argument("--system-weighting", choices=["uniform", "sqrt"], default="uniform", help="how systems are drawn within a class")
     p.add_argument("--local-tts", choices=["basic", "wide", "festival"], default="basic", help="local synthesis: basic (espeak-ng + flite), wide (+ festival, espeak-ng variants, Asterisk and fortunes-zh texts) or festival (basic + the festival clips of wide)")
     p.add_argument("--window-s", type=float, default=1.0, help="model window in seconds (0.5-2); the hop is half of it")
@@ -1517,13 +1607,14 @@ def main():
     args = p.parse_args()
     if args.width is None:
         args.width = 32 if args.front == "raw" else 16
-    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, LOCAL_TTS, WIN, HOP
+    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, MOBILE_CODEC, LOCAL_TTS, WIN, HOP
     WIN = int(round(args.window_s * SR))
     HOP = WIN // 2
     GAN_ABLATION = args.gan_ablation
     LOCAL_TTS = args.local_tts
     set_related({"local-festival"} if LOCAL_TTS != "basic" else set())
     SPEED_PERTURB = args.speed_perturb
+    MOBILE_CODEC = args.mobile_codec
     use_split(args.val_split)
     if args.seen_systems is not None:
         set_seen([x for x in args.seen_systems.split(",") if x])
