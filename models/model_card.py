@@ -206,6 +206,20 @@ def render(meta, ev):
             f"Held-out human speakers in other languages ({a['clips']} clips, {a['languages']} languages, Debian recordings never trained on):"
             f" {pct(a['flaggedRate'])} flagged, {pct(a['falseDropRate'])} dropped at the recommended bounds; per source in EVAL.md.",
         ]
+    mc = ev.get("mobileCodecs")
+    if mc:
+        L += [
+            "",
+            "Mobile and VoIP codecs on the caller's side (the caller's speech coded and decoded before the same G.711 channel;"
+            " calibration and bounds as fitted, without codecs):",
+            "",
+            "| codec | EER | TPR @1% FPR | test humans dropped | other-language humans dropped (worst voice or source) | synthetic caught |",
+            "|---|---|---|---|---|---|",
+        ]
+        L += [f"| {k} | {pct(v['eer'])} | {pct(v['tprAt1Fpr'])} | {pct(v['humanFalseDropRate'])} | "
+              + (f"{pct(v['otherLanguageFalseDropRate'])} ({v['otherLanguageWorst']['name'].split(' / ')[-1]}: {pct(v['otherLanguageWorst']['falseDropRate'])})"
+                 if "otherLanguageWorst" in v else "n/a")
+              + f" | {pct(v['syntheticCaughtRate'])} |" for k, v in mc.items()]
     L += [
         "",
         "Shortcut checks, EER of one trivial feature alone on the test split (50% = no shortcut): "
@@ -235,6 +249,18 @@ def render(meta, ev):
                 " should go with the allow-list (console: Lists) and a human review of dropped calls (console: Calls)."
             ]
             if (loud := [(k, v) for k, v in (ev.get("heldOutOtherLanguageHumans") or {}).items() if " / " in k and v["falseDropRate"] > 0.01])
+            else []
+        ),
+        *(
+            [
+                "- Mobile callers: through "
+                + ", ".join(f"{k} {pct(v['humanFalseDropRate'])} of test humans and {pct(v['otherLanguageFalseDropRate'])} of other-language humans"
+                            for k, v in codec_bad)
+                + " reached the drop bound, above the 1% and 1.5% gates. A caller on a mobile network or a VoIP app is"
+                " at higher risk of a false drop than the headline rate says: prefer `warn` where many callers are mobile."
+            ]
+            if (codec_bad := [(k, v) for k, v in (ev.get("mobileCodecs") or {}).items() if k != "none"
+                              and (v["humanFalseDropRate"] > 0.01 or v.get("otherLanguageFalseDropRate", 0) > 0.015)])
             else []
         ),
         (

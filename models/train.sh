@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP_ARGS=(); [ -d /opt/pypi/simple ] && PIP_ARGS=(--index-url file:///opt/pypi/simple --extra-index-url file:///opt/pypi-more/simple)
 python3 -m pip install -q "${PIP_ARGS[@]}" -r models/requirements.txt
-for tool in espeak-ng flite sox; do command -v "$tool" >/dev/null || { echo "model:train needs $tool (apt-get install espeak-ng flite sox)"; exit 2; }; done
+for tool in espeak-ng flite sox ffmpeg; do command -v "$tool" >/dev/null || { echo "model:train needs $tool (apt-get install espeak-ng flite sox ffmpeg)"; exit 2; }; done
 # The shipped recipe (model 1.2.0; 1.2.1 is its re-fit, `pipeline.py recal`): more human languages, and ChatTTS trained on in part (its other voices
 # and script held out and reported apart). Chosen on three to five seeds per recipe: models/EXPERIMENTS.md, fourth round.
 python3 models/pipeline.py all --extra-human --seen-systems chattts "$@"
