@@ -161,7 +161,9 @@ def render(meta, ev):
         f"human at {d['humanLlr']}, listen at most {d['maxListenMs']} ms; each window adds `evidenceWeight` = {d['evidenceWeight']} x its LLR",
         "(windows overlap by half). The drop bound is the smallest that kept human false drops at or under 1% on the",
         "validation split"
-        + (f": pooled, and in each validation human population of 50 clips or more ({', '.join(d['humanPopulations'])})." if d.get("humanPopulations") else "."),
+        + (f": pooled, and in each validation human population of 50 clips or more ({', '.join(p for p in d['humanPopulations'] if ':' not in p or p.split(':')[0] not in d.get('codecs', []))})"
+           + (f", also with every validation human coded by each of {', '.join(d['codecs'])} (a population per codec)" if d.get("codecs") else "") + "."
+           if d.get("humanPopulations") else "."),
         "",
         "Robustness (EER): " + "; ".join(f"{k} {pct(v['eer'])}" for k, v in ev["robustness"].items()) + ".",
         "",

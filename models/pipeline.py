@@ -673,6 +673,8 @@ def speed_perturb(x, rng, n):
 # that every seed trains on the same coded copies, which are cached). The telephone channel follows as
 # for any crop. Real callers reach the trunk through these codecs, and they are speech models themselves.
 MOBILE_CODEC = 0.0
+# --codec-bounds: the drop bound is also held on the validation humans through each codec (see calibrate).
+CODEC_BOUNDS = False
 
 
 def add_coded_copies(clips):
@@ -935,8 +937,21 @@ def calibrate(run, clips):
     lr = LogisticRegression(class_weight="balanced").fit(X, Y)
     scale, bias = float(lr.coef_[0, 0]), float(lr.intercept_[0])
     log(f"calibration: llr = {scale:.4f} * logit + {bias:.4f}")
-    decision = choose_decision([scale * l + bias for l in val_logits], [c["label"] for c in val], HOP / WIN,
-                               populations=[human_population(c) for c in val])
+    llrs = [scale * l + bias for l in val_logits]
+    labels = [c["label"] for c in val]
+    populations = [human_population(c) for c in val]
+    if CODEC_BOUNDS:
+        # --codec-bounds: the validation humans again through each mobile codec, each (codec, population)
+        # its own population, so the drop bound holds for mobile callers as well (calibration unchanged).
+        humans = [c for c in val if c["label"] == 0]
+        for codec in MOBILE_CODECS:
+            for c, l in zip(humans, score_clips(run, coded_clips(humans, codec), seed=99)):
+                llrs.append(scale * l + bias)
+                labels.append(0)
+                populations.append(f"{codec}:{human_population(c)}")
+    decision = choose_decision(llrs, labels, HOP / WIN, populations=populations)
+    if CODEC_BOUNDS:
+        decision["codecs"] = list(MOBILE_CODECS)
     return scale, bias, decision
 
 
@@ -1617,6 +1632,7 @@ def main():
     p.add_argument("--gan-ablation", action="store_true", help="train on the HiFi-GAN demo's ablation sentences (see GAN_ABLATION_GROUPS)")
     p.add_argument("--speed-perturb", type=float, default=0.0, help="share of training crops resampled by +-5/10 %% (see SPEED_RATIOS)")
     p.add_argument("--mobile-codec", type=float, default=0.0, help="share of training crops cut from a copy through a mobile/VoIP codec (see MOBILE_CODEC)")
+    p.add_argument("--codec-bounds", action="store_true", help="fit the drop bound on the validation humans also through each mobile codec (see CODEC_BOUNDS)")
     p.add_argument("--system-weighting", choices=["uniform", "sqrt"], default="uniform", help="how systems are drawn within a class")
     p.add_argument("--local-tts", choices=["basic", "wide", "festival"], default="basic", help="local synthesis: basic (espeak-ng + flite), wide (+ festival, espeak-ng variants, Asterisk and fortunes-zh texts) or festival (basic + the festival clips of wide)")
     p.add_argument("--window-s", type=float, default=1.0, help="model window in seconds (0.5-2); the hop is half of it")
@@ -1631,7 +1647,7 @@ def main():
     args = p.parse_args()
     if args.width is None:
         args.width = 32 if args.front == "raw" else 16
-    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, MOBILE_CODEC, LOCAL_TTS, WIN, HOP
+    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, MOBILE_CODEC, CODEC_BOUNDS, LOCAL_TTS, WIN, HOP
     WIN = int(round(args.window_s * SR))
     HOP = WIN // 2
     GAN_ABLATION = args.gan_ablation
@@ -1639,6 +1655,7 @@ def main():
     set_related({"local-festival"} if LOCAL_TTS != "basic" else set())
     SPEED_PERTURB = args.speed_perturb
     MOBILE_CODEC = args.mobile_codec
+    CODEC_BOUNDS = args.codec_bounds
     use_split(args.val_split)
     if args.seen_systems is not None:
         set_seen([x for x in args.seen_systems.split(",") if x])
