@@ -34,6 +34,7 @@ describe('model pipeline smoke run', () => {
         languages: Record<string, string[]>;
       };
       decision: { pooled: number; perPopulation: number };
+      mobileCodecs: Record<string, number>;
     };
     expect(last.ok).toBe(true);
     expect(last.parityMaxAbsDiff).toBeLessThan(1e-4);
@@ -79,6 +80,15 @@ describe('model pipeline smoke run', () => {
     // The drop bound holds in every large validation population, not only pooled: two stubborn clips in a
     // population of 60 push it above their 5.5 of evidence, where pooled with 200 easy clips they would not.
     expect(last.decision).toEqual({ pooled: 1, perPopulation: 5.75 });
+    // The mobile/VoIP codecs of the evaluation and of --mobile-codec run (sox, ffmpeg): each gives every clip back
+    // aligned and changed (the pipeline stops otherwise); the value is the lowest correlation with the original.
+    expect(Object.keys(last.mobileCodecs).sort()).toEqual([
+      'amr-nb-12.2',
+      'amr-nb-4.75',
+      'gsm-fr',
+      'opus-8k',
+    ]);
+    for (const r of Object.values(last.mobileCodecs)) expect(r).toBeGreaterThan(0.5);
     expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
   }, 600_000);
 });
