@@ -1086,7 +1086,7 @@ def evaluate(run, clips, meta):
             rows[name] = dict(clips=len(idx), languages=len({xtest[i]["language"] for i in idx}),
                               flaggedRate=float(np.mean(xs[idx] > 0)), falseDropRate=float(np.mean([xdec[i] == "synthetic" for i in idx])))
         report["heldOutOtherLanguageHumans"] = rows
-    report["mobileCodecs"] = codec_rows(run, cal, d, maxw, test, labels, xtest)
+    report["mobileCodecs"] = codec_rows(run, cal, d, maxw, test, labels, xtest, main_ll, xl if xtest else [])
     return report
 
 
@@ -1114,27 +1114,30 @@ def coded_clips(clips, codec):
     return [dict(c, audio=a) for c, a in zip(clips, audio)]
 
 
-def codec_rows(run, cal, d, maxw, test, labels, xtest):
+def codec_rows(run, cal, d, maxw, test, labels, xtest, plain_ll, plain_xl):
     """The caller's speech through a mobile or VoIP codec (MOBILE_CODECS: AMR-NB, GSM-FR, Opus) before the
     same random telephone channel as the main row. Bounds and calibration are the model's (fitted without
     codecs), as they would be in the field. Each row: the unseen-system test (clip-level EER, AUC, TPR at 1%
     FPR), test humans flagged and dropped, synthetic caught at the drop bound, and the held-out
-    other-language humans dropped, pooled and in the worst source or voice with 20 clips or more."""
+    other-language humans dropped, pooled and in the worst source or voice with 20 clips or more. The "none"
+    row reuses the main row's scores (`plain_ll`, `plain_xl`: same clips, same channel seed)."""
+
+    def dropped(logit_lists):
+        return np.array([sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] == "synthetic"
+                         for l in logit_lists])
+
     rows = {}
     for codec in ["none"] + list(MOBILE_CODECS):
-        t = test if codec == "none" else coded_clips(test, codec)
-        x = xtest if codec == "none" else coded_clips(xtest, codec)
-        ll = score_clips(run, t)
+        ll = plain_ll if codec == "none" else score_clips(run, coded_clips(test, codec))
         s = np.array([float(np.mean(cal["scale"] * l + cal["bias"])) for l in ll])
-        dec = np.array([sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] == "synthetic" for l in ll])
+        dec = dropped(ll)
         row = dict(eer=eer(s, labels), auc=auc(s, labels), tprAt1Fpr=tpr_at(s, labels, 0.01),
                    humanFlaggedRate=float(np.mean(s[labels == 0] > 0)), humanFalseDropRate=float(np.mean(dec[labels == 0])),
                    syntheticCaughtRate=float(np.mean(dec[labels == 1])))
-        if x:
-            xd = np.array([sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] == "synthetic"
-                           for l in score_clips(run, x)])
+        if xtest:
+            xd = dropped(plain_xl if codec == "none" else score_clips(run, coded_clips(xtest, codec)))
             groups = {}
-            for c, v in zip(x, xd):
+            for c, v in zip(xtest, xd):
                 groups.setdefault(c["system"] if c["system"] != "fillets-dialogues" else f"{c['system']} / {c['group']}", []).append(v)
             worst = max(((k, float(np.mean(v))) for k, v in groups.items() if len(v) >= 20), key=lambda kv: kv[1])
             row.update(otherLanguageFalseDropRate=float(np.mean(xd)), otherLanguageWorst=dict(name=worst[0], falseDropRate=worst[1]))
@@ -1537,8 +1540,8 @@ def mobile_codec_check(clips):
         if [len(y) for y in ys] != [len(x) for x in xs] or not all(np.all(np.isfinite(y)) for y in ys) or not all(0.5 < v < 0.9999 for v in r):
             raise SystemExit(f"{codec}: coded copies are broken (lengths {[len(y) for y in ys]}, correlations {r})")
         out[codec] = round(min(r), 3)
-    for c in clips:
-        c["coded"] = mobile_codec_many([c["audio"]], "gsm-fr")[0]
+    for c, y in zip(clips, mobile_codec_many([c["audio"] for c in clips], "gsm-fr")):
+        c["coded"] = y
     MOBILE_CODEC = 1.0
     train(clips, 1, 4, width=8)
     MOBILE_CODEC = 0.0
