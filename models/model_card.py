@@ -16,6 +16,15 @@ def pct(v):
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
+def interval(ev, key):
+    """The cluster-bootstrap 95% interval of a headline metric (eval.json `uncertainty`), or "" without one."""
+    row = ev.get("uncertainty", {}).get("metrics", {}).get(key)
+    if not row:
+        return ""
+    lo, hi = row["bootstrap95"]
+    return f"{lo:.3f}-{hi:.3f}" if key == "auc" else f"{pct(lo)}-{pct(hi)}"
+
+
 def verdict(ok):
     return "met" if ok else "**not met**"
 
@@ -43,6 +52,24 @@ def shortcut_lines(shortcuts):
         lines.append("  Within one language they stay at or above 40%, which points at the language mix rather than a cue inside one language.")
     else:
         lines.append(f"  Within one language some still separate: {', '.join(within_bad)}; a source/bandwidth confound cannot be ruled out.")
+    return lines
+
+
+def uncertainty_lines(ev):
+    """How wide the intervals are, and what the drop-rate bound means for the 1% gate."""
+    u = ev.get("uncertainty")
+    if not u:
+        return []
+    c, hd = u["clusters"], u["metrics"]["humanFalseDropRate"]
+    lines = [
+        f"95% intervals: {u['method']} ({c['syntheticSystems']} unseen systems, {c['humanGroups']} human groups). With this",
+        "few unseen systems the intervals are wide; a difference between two models inside them is not evidence.",
+        f"The exact binomial interval of the human drop rate ({hd['events']} of {hd['clips']} test clips) is"
+        f" {pct(hd['binomial95'][0])}-{pct(hd['binomial95'][1])}: "
+        + ("its upper end is under the 1% gate." if hd["binomial95"][1] <= TARGETS["humanFalseDrop"]
+           else "this test set is too small to show that the rate is under 1%, even where the point value is."),
+        "",
+    ]
     return lines
 
 
@@ -147,16 +174,17 @@ def render(meta, ev):
             else None
         ),
         "" if tr.get("seenSystems") else None,
-        "| measure | value | target | |",
-        "|---|---|---|---|",
-        f"| EER (clip level) | {pct(m['eer'])} | <= 5% | {verdict(m['eer'] <= TARGETS['eer'])} |",
-        f"| ROC AUC | {m['auc']:.3f} | | |",
-        f"| TPR at 1% / 5% FPR | {pct(m['tprAt1Fpr'])} / {pct(m['tprAt5Fpr'])} | | |",
-        f"| human calls dropped at the recommended drop bound (SPRT) | {pct(seq['humanFalseDropRate'])} | <= 1% | {verdict(seq['humanFalseDropRate'] <= TARGETS['humanFalseDrop'])} |",
-        f"| synthetic clips caught at that bound | {pct(seq['syntheticCaughtRate'])} | >= 80% | {verdict(seq['syntheticCaughtRate'] >= TARGETS['syntheticCaught'])} |",
-        f"| median / p90 time to a synthetic verdict | {seq['medianTimeToSyntheticMs']} / {seq['p90TimeToSyntheticMs']} ms of audio | | |",
-        f"| inference, 1 window, 1 thread (Python onnxruntime) | {ms1:.3f} ms | <= 2 ms | {verdict(ms1 is not None and ms1 <= TARGETS['msPerWindow'])} |" if ms1 is not None else "",
+        "| measure | value | 95% interval | target | |",
+        "|---|---|---|---|---|",
+        f"| EER (clip level) | {pct(m['eer'])} | {interval(ev, 'eer')} | <= 5% | {verdict(m['eer'] <= TARGETS['eer'])} |",
+        f"| ROC AUC | {m['auc']:.3f} | {interval(ev, 'auc')} | | |",
+        f"| TPR at 1% / 5% FPR | {pct(m['tprAt1Fpr'])} / {pct(m['tprAt5Fpr'])} | {interval(ev, 'tprAt1Fpr')} (at 1%) | | |",
+        f"| human calls dropped at the recommended drop bound (SPRT) | {pct(seq['humanFalseDropRate'])} | {interval(ev, 'humanFalseDropRate')} | <= 1% | {verdict(seq['humanFalseDropRate'] <= TARGETS['humanFalseDrop'])} |",
+        f"| synthetic clips caught at that bound | {pct(seq['syntheticCaughtRate'])} | {interval(ev, 'syntheticCaughtRate')} | >= 80% | {verdict(seq['syntheticCaughtRate'] >= TARGETS['syntheticCaught'])} |",
+        f"| median / p90 time to a synthetic verdict | {seq['medianTimeToSyntheticMs']} / {seq['p90TimeToSyntheticMs']} ms of audio | | | |",
+        f"| inference, 1 window, 1 thread (Python onnxruntime) | {ms1:.3f} ms | | <= 2 ms | {verdict(ms1 is not None and ms1 <= TARGETS['msPerWindow'])} |" if ms1 is not None else "",
         "",
+        *uncertainty_lines(ev),
         f"Recommended bounds (in the JSON, used when a policy rule sets none): drop at LLR {d['dropLlr']}, warn at {d['warnLlr']},",
         f"human at {d['humanLlr']}, listen at most {d['maxListenMs']} ms; each window adds `evidenceWeight` = {d['evidenceWeight']} x its LLR",
         "(windows overlap by half). The drop bound is the smallest that kept human false drops at or under 1% on the",

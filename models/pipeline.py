@@ -525,8 +525,9 @@ def copy_synthesis(human_train, rng, limit):
             y = lpc_resynth(x, rng)
         y = y.astype(np.float32)
         y *= (np.sqrt(np.mean(x**2)) + 1e-9) / (np.sqrt(np.mean(y**2)) + 1e-9)
+        # origin: the human audio it was made from, sample-aligned (for --pair-loss).
         out.append(dict(audio=y, label=1, system=f"vocoded-{kind}", language=c["language"], group=c["group"],
-                        split="train", source=c["source"], license=c["license"]))
+                        split="train", source=c["source"], license=c["license"], origin=x))
     return out
 
 
@@ -722,6 +723,48 @@ def make_batch(pool, rng, size, domain_ids=None):
     return (x, yt, torch.tensor(ds, dtype=torch.long)) if domain_ids is not None else (x, yt)
 
 
+def make_pairs(vocoded, rng, n):
+    """n (human, copy-synthesis) pairs for --pair-loss: one crop of a vocoded clip and the same samples of
+    the human original it was made from, each through the same RawBoost and telephone-channel draws. Only
+    the vocoder's traces differ within a pair. Returns 2n crops (n human, then n vocoded) and labels."""
+    hs, vs = [], []
+    for _ in range(n):
+        c = vocoded[int(rng.integers(len(vocoded)))]
+        x, y = c["origin"], c["audio"]
+        m = min(len(x), len(y))
+        if m < WIN + 400:
+            x, y = np.tile(x[:m], int(np.ceil((WIN + 400) / m)) + 1), np.tile(y[:m], int(np.ceil((WIN + 400) / m)) + 1)
+            m = len(x)
+        start = int(rng.integers(0, m - WIN - 400 + 1))
+        seed = int(rng.integers(2**62))
+        for seg, out in ((x, hs), (y, vs)):
+            r = np.random.default_rng(seed)
+            crop = seg[start : start + WIN + 400]
+            if r.random() < 0.5:
+                crop = rawboost(crop, r)
+            out.append(telephone_channel(crop, r)[200 : 200 + WIN])
+    x = torch.from_numpy(np.stack(hs + vs).astype(np.float32))
+    return x, torch.cat([torch.zeros(n), torch.ones(n)])
+
+
+def supcon(features, y, tau=0.1):
+    """Supervised contrastive loss (Khosla et al. 2020) on L2-normalised features: each crop's positives
+    are the other crops of its class. On paired crops this is Wang & Yamagishi's (ICASSP 2023) contrastive
+    feature loss for bona fide and vocoded pairs: what separates a pair is only the vocoder."""
+    z = torch.nn.functional.normalize(features, dim=1)
+    sim = (z @ z.T) / tau
+    eye = torch.eye(len(y), dtype=torch.bool)
+    sim = sim.masked_fill(eye, float("-inf"))
+    pos = (y[:, None] == y[None, :]) & ~eye
+    logp = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    return -(logp.masked_fill(~pos, 0.0).sum(1) / pos.sum(1).clamp(min=1)).mean()
+
+
+# --pair-loss W: each step also trains on PAIRS (human, copy-synthesis) crop pairs (make_pairs), with
+# binary cross-entropy on them and W x the supervised contrastive loss on their pooled features.
+PAIRS = 8
+
+
 def build_pool(clips):
     pool = {0: {}, 1: {}}
     for c in clips:
@@ -743,7 +786,7 @@ def val_eer(model, val, seed=7):
     return eer(np.array(scores), np.array(labels))
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True):
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True, pair_loss=0.0):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
@@ -768,6 +811,13 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
         domain_ids = {k: i for i, k in enumerate(keys)}
         allowed = torch.tensor([[k[0] == label for k in keys] for label in (0, 1)])
         log(f"domain-adversarial training over {len(keys)} domains ({len(pool[0])} human, {len(pool[1])} synthetic), weight up to {domain_adv}")
+    vocoded = [c for c in clips if c["split"] == "train" and "origin" in c]
+    if pair_loss > 0:
+        if front == "raw" or loss != "bce" or sam_rho > 0 or domain_adv > 0:
+            raise SystemExit("--pair-loss needs the spectrogram front end, --loss bce, no --sam and no --domain-adv")
+        if not vocoded:
+            raise SystemExit("--pair-loss needs copy-synthesis clips with their originals (--vocoded > 0)")
+        log(f"paired copy-synthesis: {PAIRS} pairs per step from {len(vocoded)} clips, contrastive weight {pair_loss}")
     if front == "raw":
         trained = RawDetector(width=width)
     else:
@@ -789,6 +839,15 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
             loss, bce, dce = trained.domain_loss(x, y, d, allowed, float(lam))
             if step % 50 == 0 or step == steps - 1:
                 log(f"  bce {bce.item():.4f} domain ce {dce.item():.4f} (chance {np.log(len(domain_ids) / 2):.2f}) weight {lam:.3f}")
+        elif pair_loss > 0:
+            x, y = make_batch(pool, rng, batch)
+            px, py = make_pairs(vocoded, rng, PAIRS)
+            p = trained.pooled(torch.cat([x, px]))
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(trained.head(p).squeeze(1), torch.cat([y, py]))
+            con = supcon(p[len(x):], py)
+            loss = bce + pair_loss * con
+            if step % 50 == 0 or step == steps - 1:
+                log(f"  bce {bce.item():.4f} pair contrastive {con.item():.4f}")
         else:
             x, y = make_batch(pool, rng, batch)
             loss = trained.loss(x, y)
@@ -1087,7 +1146,74 @@ def evaluate(run, clips, meta):
                               flaggedRate=float(np.mean(xs[idx] > 0)), falseDropRate=float(np.mean([xdec[i] == "synthetic" for i in idx])))
         report["heldOutOtherLanguageHumans"] = rows
     report["mobileCodecs"] = codec_rows(run, cal, d, maxw, test, labels, xtest, main_ll, xl if xtest else [])
+    report["uncertainty"] = uncertainty(test, labels, main_s, [v for v, _ in dec], xtest, xdec if xtest else [])
     return report
+
+
+def binomial_interval(k, n, level=0.95):
+    """Clopper-Pearson (exact) interval for k events in n independent trials."""
+    from scipy.stats import beta
+
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return [lo, hi]
+
+
+def uncertainty(test, labels, scores, verdicts, xtest=(), xverdicts=(), n_boot=2000, seed=11):
+    """95% intervals for the headline numbers, so that a reader can tell a difference from noise.
+
+    A percentile cluster bootstrap: each replicate redraws, with replacement, the unseen TTS systems (all
+    clips of a drawn system come along) and the human test speakers (the corpus `group`), and the
+    other-language human voices likewise. Clips of one system or one speaker are not independent draws,
+    and the question the report answers is how the model does on the next unseen system, so the system
+    is the unit. Drop rates also get the exact binomial (Clopper-Pearson) interval that treats clips as
+    independent: it is the narrower, optimistic one.
+    """
+    rng = np.random.default_rng(seed)
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    dropped = np.array([v == "synthetic" for v in verdicts])
+
+    def clusters(items, idx, key):
+        out = {}
+        for i in idx:
+            out.setdefault(key(items[i]), []).append(i)
+        return list(out.values())
+
+    syn = clusters(test, np.flatnonzero(labels == 1), lambda c: c["system"])
+    hum = clusters(test, np.flatnonzero(labels == 0), lambda c: (c["system"], c["group"]))
+    xdrop = np.array([v == "synthetic" for v in xverdicts])
+    xcl = clusters(list(xtest), range(len(xtest)), lambda c: (c["system"], c["group"])) if len(xtest) else []
+
+    def draw(cl):
+        return np.concatenate([cl[j] for j in rng.integers(0, len(cl), len(cl))])
+
+    reps = {k: [] for k in ("eer", "auc", "tprAt1Fpr", "humanFalseDropRate", "syntheticCaughtRate", "otherLanguageFalseDropRate")}
+    for _ in range(n_boot):
+        s_i, h_i = draw(syn), draw(hum)
+        idx = np.r_[h_i, s_i]
+        sc, y = scores[idx], labels[idx]
+        reps["eer"].append(eer(sc, y))
+        reps["auc"].append(auc(sc, y))
+        reps["tprAt1Fpr"].append(tpr_at(sc, y, 0.01))
+        reps["humanFalseDropRate"].append(dropped[h_i].mean())
+        reps["syntheticCaughtRate"].append(dropped[s_i].mean())
+        if xcl:
+            reps["otherLanguageFalseDropRate"].append(xdrop[draw(xcl)].mean())
+    point = dict(eer=eer(scores, labels), auc=auc(scores, labels), tprAt1Fpr=tpr_at(scores, labels, 0.01),
+                 humanFalseDropRate=float(dropped[labels == 0].mean()), syntheticCaughtRate=float(dropped[labels == 1].mean()),
+                 otherLanguageFalseDropRate=float(xdrop.mean()) if xcl else None)
+    out = {"method": f"percentile cluster bootstrap, {n_boot} replicates, 95%: synthetic clips drawn by TTS system, humans by speaker group",
+           "clusters": dict(syntheticSystems=len(syn), humanGroups=len(hum), otherLanguageGroups=len(xcl)), "metrics": {}}
+    for k, v in reps.items():
+        if not v:
+            continue
+        row = dict(value=point[k], bootstrap95=[float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))])
+        if k in ("humanFalseDropRate", "syntheticCaughtRate", "otherLanguageFalseDropRate"):
+            pool = dropped[labels == (1 if k == "syntheticCaughtRate" else 0)] if k != "otherLanguageFalseDropRate" else xdrop
+            row.update(events=int(pool.sum()), clips=len(pool), binomial95=binomial_interval(int(pool.sum()), len(pool)))
+        out["metrics"][k] = row
+    return out
 
 
 def coded_clips(clips, codec):
@@ -1295,7 +1421,7 @@ def stage_all(args):
     # calibration, the drop bound and the report.
     if MOBILE_CODEC:
         add_coded_copies(clips)
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn)
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn, pair_loss=args.pair_loss)
     clips += dialogue_human()
     summary = {}
     for c in clips:
@@ -1358,6 +1484,15 @@ def write_eval_md(r, meta):
     L += ["", "## Sequential decision at the recommended bounds", "", f"Bounds: {json.dumps(meta['decision'])}", ""]
     for k, v in r["sequential"].items():
         L.append(f"- {k}: {v if v is None else round(v, 3)}")
+    if r.get("uncertainty"):
+        u = r["uncertainty"]
+        L += ["", "## Uncertainty (95% intervals)", "", f"Method: {u['method']}. Clusters: {json.dumps(u['clusters'])}.",
+              "Binomial: the exact (Clopper-Pearson) interval over clips taken as independent, the narrower one.", "",
+              "| metric | value | bootstrap 95% | events / clips | binomial 95% |", "|---|---|---|---|---|"]
+        for k, v in u["metrics"].items():
+            b = v.get("binomial95")
+            L.append(f"| {k} | {v['value']:.3f} | {v['bootstrap95'][0]:.3f}-{v['bootstrap95'][1]:.3f} | "
+                     + (f"{v['events']} / {v['clips']} | {b[0]:.4f}-{b[1]:.4f} |" if b else "| |"))
     L += ["", "## Per system (share of clips with mean LLR > 0)", "", "| system | label | clips | flagged |", "|---|---|---|---|"]
     for k, v in r["perSystem"].items():
         L.append(f"| {k} | {v['label']} | {v['clips']} | {v['flaggedRate']:.2f} |")
@@ -1512,6 +1647,8 @@ def stage_smoke(args):
     apath = os.path.join(args.out, "smoke-adv.onnx")
     export(adv, apath)
     da = parity(adv, apath, clips)
+    # --pair-loss: copy-synthesis clips keep their originals; pairs are sample-aligned and share the channel draws.
+    paired = pair_loss_check(clips, args.out)
     from vocoder import resynthesise, train_vocoder
 
     human = [c for c in clips if c["label"] == 0]
@@ -1524,7 +1661,47 @@ def stage_smoke(args):
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "domainAdvParityMaxAbsDiff": da, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
                       "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check(),
-                      "mobileCodecs": mobile_codec_check(clips)}))
+                      "mobileCodecs": mobile_codec_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired}))
+
+
+def pair_loss_check(clips, out):
+    """--pair-loss on the smoke sample: copy-synthesis of its human clips, a look at one LPC pair (the two
+    crops are the same samples, so their 20 ms energy envelopes follow each other, and no longer do when
+    one is shifted by 200 ms), and 2 training steps exported and checked for parity."""
+
+    def envelope(a):  # 20 ms frame RMS
+        return np.sqrt(np.mean(a[: len(a) // 160 * 160].reshape(-1, 160) ** 2, axis=1))
+
+    human = [c for c in clips if c["label"] == 0]
+    vocoded = copy_synthesis(human, np.random.default_rng(0), 3)
+    lpc = next(c for c in vocoded if c["system"] == "vocoded-lpc")
+    px, py = make_pairs([lpc], np.random.default_rng(1), 2)
+    h, v = px[0].numpy(), px[2].numpy()  # pair 0: its human crop and its vocoded crop
+    corr = float(np.corrcoef(envelope(h), envelope(v))[0, 1])
+    shifted = float(np.corrcoef(envelope(h), envelope(np.roll(v, 1600)))[0, 1])  # the same crop 200 ms out of step
+    model = train(clips + vocoded, 2, 4, width=8, pair_loss=0.5)
+    path = os.path.join(out, "smoke-pair.onnx")
+    export(model, path)
+    return dict(vocodedWithOrigin=sum("origin" in c and len(c["origin"]) >= len(c["audio"]) - 256 for c in vocoded), pairs=int(len(py)),
+                pairLabels=[int(v) for v in py], envelopeCorrelation=corr, envelopeCorrelationShifted=shifted,
+                parityMaxAbsDiff=parity(model, path, clips))
+
+
+def uncertainty_check():
+    """The interval code on made-up scores whose answers are known: perfectly separated classes give a
+    zero-width EER interval; two synthetic systems, one always caught and one never, give a caught-rate
+    bootstrap interval of [0, 1] (the system is the unit) against a narrow binomial one; 1 drop in 300
+    human clips has the textbook Clopper-Pearson interval."""
+    hum = [dict(system="h", group=f"g{i % 30}") for i in range(300)]
+    syn = [dict(system=f"s{i % 2}", group="x") for i in range(40)]
+    labels = np.r_[np.zeros(300), np.ones(40)]
+    separated = uncertainty(hum + syn, labels, np.r_[np.linspace(-5, -1, 300), np.linspace(1, 5, 40)], ["human"] * 340, n_boot=200)
+    verdicts = ["synthetic"] + ["human"] * 299 + ["synthetic" if c["system"] == "s0" else "unsure" for c in syn]
+    split = uncertainty(hum + syn, labels, np.r_[np.linspace(-5, -1, 300), np.linspace(1, 5, 40)], verdicts, n_boot=400)
+    return dict(separatedEer=separated["metrics"]["eer"]["bootstrap95"], separatedAuc=separated["metrics"]["auc"]["bootstrap95"],
+                caughtBootstrap=split["metrics"]["syntheticCaughtRate"]["bootstrap95"],
+                caughtBinomial=split["metrics"]["syntheticCaughtRate"]["binomial95"],
+                dropBinomial=split["metrics"]["humanFalseDropRate"]["binomial95"], clusters=split["clusters"])
 
 
 def mobile_codec_check(clips):
@@ -1644,6 +1821,7 @@ def main():
     p.add_argument("--width", type=int, default=None, help="channels of the first conv block (spectrogram: the four blocks have 1, 2, 3 and 4 times it, default 16 = 116k parameters; raw: 1, 1, 2, 2 times, default 32 = 69k parameters)")
     p.add_argument("--no-cmn", action="store_true", help="keep each band's mean log energy in the window (no per-band mean normalisation; only the window's mean level is removed; see net.LogMel)")
     p.add_argument("--domain-adv", type=float, default=0.0, help="domain-adversarial training: the gradient-reversal weight reached at the end (e.g. 0.1; 0 = off; see net.Detector)")
+    p.add_argument("--pair-loss", type=float, default=0.0, help="train on (human, copy-synthesis) crop pairs too, with this weight on a supervised contrastive loss over their features (e.g. 0.5; 0 = off)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--version", default=None, help="model version to write (all: default 1.2.0; recal: required, and new)")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))

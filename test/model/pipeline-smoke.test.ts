@@ -35,6 +35,22 @@ describe('model pipeline smoke run', () => {
       };
       decision: { pooled: number; perPopulation: number };
       mobileCodecs: Record<string, number>;
+      uncertainty: {
+        separatedEer: [number, number];
+        separatedAuc: [number, number];
+        caughtBootstrap: [number, number];
+        caughtBinomial: [number, number];
+        dropBinomial: [number, number];
+        clusters: { syntheticSystems: number; humanGroups: number };
+      };
+      pairLoss: {
+        vocodedWithOrigin: number;
+        pairs: number;
+        pairLabels: number[];
+        envelopeCorrelation: number;
+        envelopeCorrelationShifted: number;
+        parityMaxAbsDiff: number;
+      };
     };
     expect(last.ok).toBe(true);
     expect(last.parityMaxAbsDiff).toBeLessThan(1e-4);
@@ -89,6 +105,28 @@ describe('model pipeline smoke run', () => {
       'opus-8k',
     ]);
     for (const r of Object.values(last.mobileCodecs)) expect(r).toBeGreaterThan(0.5);
+    // The report's 95% intervals, on made-up scores with known answers: separated classes have a zero-width
+    // EER interval; with two synthetic systems, one always caught and one never, the cluster bootstrap spans
+    // [0, 1] while the clip-level binomial interval is narrow; 1 drop in 300 is Clopper-Pearson's
+    // [0.0000844, 0.0184].
+    const u = last.uncertainty;
+    expect(u.separatedEer).toEqual([0, 0]);
+    expect(u.separatedAuc[0]).toBeCloseTo(1, 9);
+    expect(u.clusters).toMatchObject({ syntheticSystems: 2, humanGroups: 30 });
+    expect(u.caughtBootstrap).toEqual([0, 1]);
+    expect(u.caughtBinomial[0]).toBeCloseTo(0.338, 3);
+    expect(u.caughtBinomial[1]).toBeCloseTo(0.662, 3);
+    expect(u.dropBinomial[0]).toBeCloseTo(0.0000844, 6);
+    expect(u.dropBinomial[1]).toBeCloseTo(0.01843, 4);
+    // --pair-loss: every copy-synthesis clip keeps its human original; a pair is the same samples of both
+    // (their energy envelopes follow each other, and stop doing so 200 ms out of step); the option trains
+    // and exports.
+    const pl = last.pairLoss;
+    expect(pl.vocodedWithOrigin).toBe(3);
+    expect(pl.pairLabels).toEqual([0, 0, 1, 1]);
+    expect(pl.envelopeCorrelation).toBeGreaterThan(0.7);
+    expect(pl.envelopeCorrelationShifted).toBeLessThan(0.3);
+    expect(pl.parityMaxAbsDiff).toBeLessThan(1e-4);
     expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
   }, 600_000);
 });
