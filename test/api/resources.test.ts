@@ -355,6 +355,10 @@ describe('calls, labels, stats, tuning', () => {
       robotsWarned: 3,
       robotsMissed: 0,
     });
+    // Exact 95% bounds from the labelled counts (scipy's Clopper-Pearson): 2 of 10 humans dropped
+    // could be as many as 55.6% of human callers; 7 of 10 robots, as few as 34.8% of robots.
+    expect(t.whatIf.humansDroppedUpper95).toBeCloseTo(0.556095, 5);
+    expect(t.whatIf.robotsDroppedLower95).toBeCloseTo(0.347547, 5);
     // ROC is monotone from (0,0) to (1,1)
     expect(t.roc[0]).toMatchObject({ tpr: 0, fpr: 0 });
     expect(t.roc[t.roc.length - 1]).toMatchObject({ tpr: 1, fpr: 1 });

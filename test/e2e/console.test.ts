@@ -40,7 +40,15 @@ interface TuningReport {
   labelled: { human: number; robot: number };
   analysedCalls: number;
   distributions: { maxLlr: { lo: number; hi: number; human: number; robot: number }[] };
-  whatIf: { dropped: number; warned: number; humansDropped: number; humansWarned: number };
+  whatIf: {
+    dropped: number;
+    warned: number;
+    humansDropped: number;
+    humansWarned: number;
+    robotsDropped: number;
+    humansDroppedUpper95: number | null;
+    robotsDroppedLower95: number | null;
+  };
 }
 
 const text = (page: Page, sel: string) => page.locator(sel).innerText();
@@ -577,6 +585,21 @@ describe('console with 400 calls', () => {
     expect(await count(page, '#wi-humans-dropped')).toBe(expected.whatIf.humansDropped);
     expect(await count(page, '#wi-humans-warned')).toBe(expected.whatIf.humansWarned);
     expect(await text(page, '#drop-val')).toBe('5.0');
+    // The page says what the labelled counts can show: the API's exact 95% bounds, in words.
+    const pct = (v: number) => `${(100 * v).toFixed(v < 0.1 ? 1 : 0)}%`;
+    const w = expected.whatIf;
+    const bounds = await text(page, '#wi-bounds');
+    expect(bounds).toContain(
+      `Humans dropped: ${w.humansDropped} of ${expected.labelled.human} labelled, so at most ${pct(w.humansDroppedUpper95!)} of human callers (95% confidence).`,
+    );
+    expect(bounds).toContain(
+      `Robots dropped: ${w.robotsDropped} of ${expected.labelled.robot}, so at least ${pct(w.robotsDroppedLower95!)}.`,
+    );
+    // This fixture has far fewer than 368 labelled humans, so it cannot show a rate under 1%.
+    expect(w.humansDroppedUpper95!).toBeGreaterThan(0.01);
+    expect(bounds).toContain(
+      'Showing a rate under 1% takes at least 368 labelled humans, none of them dropped.',
+    );
     // Moving the drop threshold down drops more calls: the numbers are not static.
     await slide('#drop-slider', 3);
     const lower = await api<TuningReport>(c, '/api/tuning?dropLlr=3&warnLlr=2');

@@ -15,6 +15,33 @@ import {
   toast,
 } from './lib.js';
 
+const boundPct = (v) => `${(100 * v).toFixed(v < 0.1 ? 1 : 0)}%`;
+
+/**
+ * What the labelled counts can show at these thresholds: the exact 95% bounds the API computes.
+ * With none of n humans dropped the true rate can still be about 3.7/n (the two-sided 95% bound),
+ * so a few labelled calls never prove a drop threshold safe.
+ */
+function boundsNote(t) {
+  const w = t.whatIf;
+  const parts = [];
+  if (w.humansDroppedUpper95 === null)
+    parts.push('Label human calls to bound the share of people these thresholds would drop.');
+  else {
+    parts.push(
+      `Humans dropped: ${w.humansDropped} of ${t.labelled.human} labelled, so at most ${boundPct(w.humansDroppedUpper95)} of human callers (95% confidence).`,
+    );
+    if (w.humansDroppedUpper95 > 0.01)
+      // 1 - 0.025^(1/n) <= 1% needs n >= ln(0.025) / ln(0.99) = 367.03.
+      parts.push('Showing a rate under 1% takes at least 368 labelled humans, none of them dropped.');
+  }
+  if (w.robotsDroppedLower95 !== null)
+    parts.push(
+      `Robots dropped: ${w.robotsDropped} of ${t.labelled.robot}, so at least ${boundPct(w.robotsDroppedLower95)}.`,
+    );
+  return parts.join(' ');
+}
+
 /**
  * Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9).
  * DET curves use it as their axis scale: two Gaussian score distributions then plot as a line.
@@ -202,6 +229,7 @@ export async function tuningView(params = new URLSearchParams()) {
         stat('Labelled robots dropped', 'wi-robots-dropped', 'good'),
         stat('Labelled robots missed', 'wi-robots-missed'),
       ),
+      h('div.legend-note#wi-bounds', { style: 'margin-top:10px' }),
       h(
         'div.row',
         { style: 'margin-top:16px' },
@@ -235,6 +263,7 @@ export async function tuningView(params = new URLSearchParams()) {
     set('wi-humans-warned', w.humansWarned);
     set('wi-robots-dropped', w.robotsDropped);
     set('wi-robots-missed', w.robotsMissed);
+    set('wi-bounds', boundsNote(t));
   };
 
   let hist = null;

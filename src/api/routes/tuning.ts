@@ -78,22 +78,31 @@ export const tuningRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, po
               },
               whatIf: {
                 type: 'object',
-                properties: Object.fromEntries(
-                  ['dropLlr', 'warnLlr']
-                    .map((k) => [k, { type: 'number' }])
-                    .concat(
-                      [
-                        'analysedCalls',
-                        'dropped',
-                        'warned',
-                        'humansDropped',
-                        'humansWarned',
-                        'robotsDropped',
-                        'robotsWarned',
-                        'robotsMissed',
-                      ].map((k) => [k, { type: 'integer' }]),
-                    ),
-                ),
+                properties: {
+                  ...Object.fromEntries(['dropLlr', 'warnLlr'].map((k) => [k, { type: 'number' }])),
+                  ...Object.fromEntries(
+                    [
+                      'analysedCalls',
+                      'dropped',
+                      'warned',
+                      'humansDropped',
+                      'humansWarned',
+                      'robotsDropped',
+                      'robotsWarned',
+                      'robotsMissed',
+                    ].map((k) => [k, { type: 'integer' }]),
+                  ),
+                  humansDroppedUpper95: {
+                    type: ['number', 'null'],
+                    description:
+                      '95% exact (Clopper-Pearson) upper bound on the share of human callers dropped, from the labelled humans; null without any',
+                  },
+                  robotsDroppedLower95: {
+                    type: ['number', 'null'],
+                    description:
+                      '95% exact lower bound on the share of robots dropped; null without labelled robots',
+                  },
+                },
               },
               falseDropCallers: {
                 type: 'array',
