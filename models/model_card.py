@@ -55,6 +55,17 @@ def shortcut_lines(shortcuts):
     return lines
 
 
+def flagged_upper(v):
+    """Exact (Clopper-Pearson) 95% upper bound on a language's share of human clips flagged, or None."""
+    from scipy.stats import beta
+
+    n, rate = v["human"], v["humanFlaggedRate"]
+    if not n or rate is None:
+        return None
+    k = round(rate * n)
+    return 1.0 if k == n else float(beta.ppf(0.975, k + 1, n - k))
+
+
 def drop_verdict(ev):
     """The human-drop gate: met by the point value, and shown only when the exact upper bound is under it."""
     rate = ev["sequential"]["humanFalseDropRate"]
@@ -206,8 +217,9 @@ def render(meta, ev):
         "",
         "Robustness (EER): " + "; ".join(f"{k} {pct(v['eer'])}" for k, v in ev["robustness"].items()) + ".",
         "",
-        "Per language (EER, share of human clips flagged): "
-        + "; ".join(f"{k}: {pct(v['eer'])}, {pct(v['humanFlaggedRate'])} ({v['human']} human / {v['synthetic']} synthetic clips)" for k, v in ev["perLanguage"].items())
+        "Per language (EER, share of human clips flagged, and the exact 95% upper bound on that share): "
+        + "; ".join(f"{k}: {pct(v['eer'])}, {pct(v['humanFlaggedRate'])}, at most {pct(flagged_upper(v))} ({v['human']} human / {v['synthetic']} synthetic clips)"
+                    for k, v in ev["perLanguage"].items())
         + ".",
         "",
         "Per system (share of clips whose mean LLR > 0):",
@@ -342,6 +354,9 @@ def render(meta, ev):
             "- This model trains on fluent Mandarin TTS (ChatTTS, Mandarin FastSpeech2) but on real Mandarin only as"
             " syllables and phrases; the test holds just 2 real fluent Mandarin sentences. In the seed study, a recipe"
             " without the extra human languages flagged one of them; this one flagged none, which 2 clips cannot prove safe."
+            + (f" Over all {ev['perLanguage']['zh']['human']} Mandarin human test clips, syllables included, the exact 95% upper bound on the share"
+               f" flagged is {pct(flagged_upper(ev['perLanguage']['zh']))}."
+               if ev.get("perLanguage", {}).get("zh", {}).get("human") else "")
             if tr.get("seenSystems")
             else None
         ),

@@ -1496,11 +1496,13 @@ def write_eval_md(r, meta):
     L += ["", "## Per system (share of clips with mean LLR > 0)", "", "| system | label | clips | flagged |", "|---|---|---|---|"]
     for k, v in r["perSystem"].items():
         L.append(f"| {k} | {v['label']} | {v['clips']} | {v['flaggedRate']:.2f} |")
-    L += ["", "## Per language", "", "| language | human | synthetic | EER | human flagged |", "|---|---|---|---|---|"]
+    L += ["", "## Per language", "", "Human flagged, 95%: the exact binomial interval of the share of that language's human clips flagged.", "",
+          "| language | human | synthetic | EER | human flagged | human flagged, 95% |", "|---|---|---|---|---|---|"]
     for k, v in r["perLanguage"].items():
         e = "n/a" if v["eer"] is None else f"{v['eer']:.3f}"
         h = "n/a" if v["humanFlaggedRate"] is None else f"{v['humanFlaggedRate']:.2f}"
-        L.append(f"| {k} | {v['human']} | {v['synthetic']} | {e} | {h} |")
+        b = "n/a" if v["humanFlaggedRate"] is None else "{:.3f}-{:.3f}".format(*binomial_interval(round(v["humanFlaggedRate"] * v["human"]), v["human"]))
+        L.append(f"| {k} | {v['human']} | {v['synthetic']} | {e} | {h} | {b} |")
     if r.get("seenSystemsHeldOutGroups"):
         sg = r["seenSystemsHeldOutGroups"]
         how = ("this model trained on the other groups of these systems" if sg["trainedOn"]
