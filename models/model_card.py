@@ -55,15 +55,22 @@ def shortcut_lines(shortcuts):
     return lines
 
 
-def flagged_upper(v):
-    """Exact (Clopper-Pearson) 95% upper bound on a language's share of human clips flagged, or None."""
+def binomial_interval(k, n, level=0.95):
+    """Clopper-Pearson (exact) interval for k events in n independent trials."""
     from scipy.stats import beta
 
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return [lo, hi]
+
+
+def flagged_upper(v):
+    """Exact 95% upper bound on a language's share of human clips flagged, or None."""
     n, rate = v["human"], v["humanFlaggedRate"]
     if not n or rate is None:
         return None
-    k = round(rate * n)
-    return 1.0 if k == n else float(beta.ppf(0.975, k + 1, n - k))
+    return binomial_interval(round(rate * n), n)[1]
 
 
 def drop_verdict(ev):

@@ -811,7 +811,7 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
         domain_ids = {k: i for i, k in enumerate(keys)}
         allowed = torch.tensor([[k[0] == label for k in keys] for label in (0, 1)])
         log(f"domain-adversarial training over {len(keys)} domains ({len(pool[0])} human, {len(pool[1])} synthetic), weight up to {domain_adv}")
-    vocoded = [c for c in clips if c["split"] == "train" and "origin" in c]
+    vocoded = [c for c in clips if c["split"] == "train" and "origin" in c] if pair_loss > 0 else []
     if pair_loss > 0:
         if front == "raw" or loss != "bce" or sam_rho > 0 or domain_adv > 0:
             raise SystemExit("--pair-loss needs the spectrogram front end, --loss bce, no --sam and no --domain-adv")
@@ -1150,14 +1150,7 @@ def evaluate(run, clips, meta):
     return report
 
 
-def binomial_interval(k, n, level=0.95):
-    """Clopper-Pearson (exact) interval for k events in n independent trials."""
-    from scipy.stats import beta
-
-    a = (1 - level) / 2
-    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
-    return [lo, hi]
+binomial_interval = model_card.binomial_interval  # the card renders intervals too; one definition
 
 
 def uncertainty(test, labels, scores, verdicts, xtest=(), xverdicts=(), n_boot=2000, seed=11):

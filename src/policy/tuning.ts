@@ -205,29 +205,31 @@ function binomialCdf(k: number, n: number, p: number): number {
 }
 
 /**
- * Exact (Clopper-Pearson) two-sided interval for k events in n trials: the p at which seeing k or
- * fewer (upper end), or k or more (lower end), has probability (1 - level) / 2. Solved by bisection
- * on the binomial CDF. Written here because the maintained implementation (stdlib's beta quantile)
- * brings 234 packages, and jstat declares a proprietary licence on npm.
+ * Upper end of the exact (Clopper-Pearson) interval for k events in n trials: the p at which seeing
+ * k or fewer has probability `tail`. The CDF falls as p rises, so bisection finds the crossing.
+ */
+function upperBound(k: number, n: number, tail: number): number {
+  if (k === n) return 1;
+  let lo = 0;
+  let hi = 1;
+  for (let i = 0; i < 60; i++) {
+    const mid = (lo + hi) / 2;
+    if (binomialCdf(k, n, mid) > tail) lo = mid;
+    else hi = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+/**
+ * Exact (Clopper-Pearson) two-sided interval for k events in n trials. The lower end is the upper
+ * end for the n - k non-events, mirrored. Written here because the maintained implementation
+ * (stdlib's beta quantile) brings 234 packages, and jstat declares a proprietary licence on npm.
  */
 export function binomialInterval(k: number, n: number, level = 0.95): [number, number] {
   if (!Number.isInteger(k) || !Number.isInteger(n) || n <= 0 || k < 0 || k > n)
     throw new RangeError(`binomialInterval: need integers 0 <= k <= n, n > 0 (got k=${k}, n=${n})`);
   const tail = (1 - level) / 2;
-  // Both tails fall as p moves away from them, so bisection on p finds the crossing.
-  const solve = (f: (p: number) => number): number => {
-    let lo = 0;
-    let hi = 1;
-    for (let i = 0; i < 60; i++) {
-      const mid = (lo + hi) / 2;
-      if (f(mid) > tail) lo = mid;
-      else hi = mid;
-    }
-    return (lo + hi) / 2;
-  };
-  const upper = k === n ? 1 : solve((p) => binomialCdf(k, n, p));
-  const lower = k === 0 ? 0 : 1 - solve((p) => 1 - binomialCdf(k - 1, n, 1 - p));
-  return [lower, upper];
+  return [1 - upperBound(n - k, n, tail), upperBound(k, n, tail)];
 }
 
 function whatIf(rows: readonly TuningInput[], dropLlr: number, warnLlr: number): WhatIf {
@@ -245,23 +247,26 @@ function whatIf(rows: readonly TuningInput[], dropLlr: number, warnLlr: number):
     humansDroppedUpper95: null,
     robotsDroppedLower95: null,
   };
+  let humans = 0;
+  let robots = 0;
   for (const r of rows) {
     const drop = r.maxLlr >= dropLlr;
     const warn = !drop && r.maxLlr >= warnLlr;
     if (drop) w.dropped++;
     if (warn) w.warned++;
     if (r.label === 'human') {
+      humans++;
       if (drop) w.humansDropped++;
       if (warn) w.humansWarned++;
     } else if (r.label === 'robot') {
+      robots++;
       if (drop) w.robotsDropped++;
       else if (warn) w.robotsWarned++;
       else w.robotsMissed++;
     }
   }
-  const humans = rows.filter((r) => r.label === 'human').length;
-  const robots = rows.filter((r) => r.label === 'robot').length;
-  if (humans > 0) w.humansDroppedUpper95 = binomialInterval(w.humansDropped, humans)[1];
-  if (robots > 0) w.robotsDroppedLower95 = binomialInterval(w.robotsDropped, robots)[0];
+  // Only the end each one needs (95% two-sided: 2.5% in each tail).
+  if (humans > 0) w.humansDroppedUpper95 = upperBound(w.humansDropped, humans, 0.025);
+  if (robots > 0) w.robotsDroppedLower95 = 1 - upperBound(robots - w.robotsDropped, robots, 0.025);
   return w;
 }
