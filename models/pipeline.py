@@ -546,8 +546,9 @@ def neural_copy_synthesis(human_train, rng, limit, steps, archs, gan=False):
         for i in pick[a :: len(archs)]:
             c = human_train[i]
             x = c["audio"][: SR * 6]
+            # origin: the human audio it was made from, sample-aligned (for --pair-loss --pair-from neural).
             out.append(dict(audio=resynthesise(voc, x), label=1, system=f"vocoded-neural-{arch}{'-gan' if gan else ''}", language=c["language"],
-                            group=c["group"], split="train", source=c["source"], license=c["license"]))
+                            group=c["group"], split="train", source=c["source"], license=c["license"], origin=x))
     log(f"neural copy-synthesis: {len(out)} clips ({steps} steps per vocoder: {', '.join(archs)})")
     return out
 
@@ -747,6 +748,12 @@ def make_pairs(vocoded, rng, n):
     return x, torch.cat([torch.zeros(n), torch.ones(n)])
 
 
+def pair_pool(clips, pair_from="all"):
+    """The copy-synthesis training clips that --pair-loss pairs with their originals: all of them, or with
+    pair_from "neural" only the --neural-vocoded ones (systems vocoded-neural-*)."""
+    return [c for c in clips if c["split"] == "train" and "origin" in c and (pair_from == "all" or c["system"].startswith("vocoded-neural-"))]
+
+
 def supcon(features, y, tau=0.1):
     """Supervised contrastive loss (Khosla et al. 2020) on L2-normalised features: each crop's positives
     are the other crops of its class. On paired crops this is Wang & Yamagishi's (ICASSP 2023) contrastive
@@ -786,7 +793,7 @@ def val_eer(model, val, seed=7):
     return eer(np.array(scores), np.array(labels))
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True, pair_loss=0.0):
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True, pair_loss=0.0, pair_from="all"):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
@@ -811,13 +818,13 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
         domain_ids = {k: i for i, k in enumerate(keys)}
         allowed = torch.tensor([[k[0] == label for k in keys] for label in (0, 1)])
         log(f"domain-adversarial training over {len(keys)} domains ({len(pool[0])} human, {len(pool[1])} synthetic), weight up to {domain_adv}")
-    vocoded = [c for c in clips if c["split"] == "train" and "origin" in c] if pair_loss > 0 else []
+    vocoded = pair_pool(clips, pair_from) if pair_loss > 0 else []
     if pair_loss > 0:
         if front == "raw" or loss != "bce" or sam_rho > 0 or domain_adv > 0:
             raise SystemExit("--pair-loss needs the spectrogram front end, --loss bce, no --sam and no --domain-adv")
         if not vocoded:
-            raise SystemExit("--pair-loss needs copy-synthesis clips with their originals (--vocoded > 0)")
-        log(f"paired copy-synthesis: {PAIRS} pairs per step from {len(vocoded)} clips, contrastive weight {pair_loss}")
+            raise SystemExit("--pair-loss needs copy-synthesis clips with their originals (--vocoded > 0; with --pair-from neural, --neural-vocoded > 0)")
+        log(f"paired copy-synthesis: {PAIRS} pairs per step from {len(vocoded)} clips ({', '.join(sorted({c['system'] for c in vocoded}))}), contrastive weight {pair_loss}")
     if front == "raw":
         trained = RawDetector(width=width)
     else:
@@ -1414,7 +1421,7 @@ def stage_all(args):
     # calibration, the drop bound and the report.
     if MOBILE_CODEC:
         add_coded_copies(clips)
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn, pair_loss=args.pair_loss)
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn, pair_loss=args.pair_loss, pair_from=args.pair_from)
     clips += dialogue_human()
     summary = {}
     for c in clips:
@@ -1433,7 +1440,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB, mobileCodec=MOBILE_CODEC,
@@ -1677,7 +1684,15 @@ def pair_loss_check(clips, out):
     model = train(clips + vocoded, 2, 4, width=8, pair_loss=0.5)
     path = os.path.join(out, "smoke-pair.onnx")
     export(model, path)
+    # --pair-from neural: the neural vocoders' clips keep their originals too (same length: the vocoder is frame-synchronous),
+    # and only they are paired (1 training step with the Griffin-Lim/LPC clips also present).
+    neural = neural_copy_synthesis(human, np.random.default_rng(2), 2, 2, ["upsample"])
+    if not all("origin" in c and len(c["origin"]) == len(c["audio"]) for c in neural):
+        raise SystemExit("neural copy-synthesis clips lost their originals")
+    train(clips + vocoded + neural, 1, 4, width=8, pair_loss=0.5, pair_from="neural")
     return dict(vocodedWithOrigin=sum("origin" in c and len(c["origin"]) >= len(c["audio"]) - 256 for c in vocoded), pairs=int(len(py)),
+                neuralWithOrigin=len(neural), neuralPairSystems=sorted({c["system"] for c in pair_pool(clips + vocoded + neural, "neural")}),
+                allPairSystems=sorted({c["system"] for c in pair_pool(clips + vocoded + neural)}),
                 pairLabels=[int(v) for v in py], envelopeCorrelation=corr, envelopeCorrelationShifted=shifted,
                 parityMaxAbsDiff=parity(model, path, clips))
 
@@ -1816,6 +1831,7 @@ def main():
     p.add_argument("--width", type=int, default=None, help="channels of the first conv block (spectrogram: the four blocks have 1, 2, 3 and 4 times it, default 16 = 116k parameters; raw: 1, 1, 2, 2 times, default 32 = 69k parameters)")
     p.add_argument("--no-cmn", action="store_true", help="keep each band's mean log energy in the window (no per-band mean normalisation; only the window's mean level is removed; see net.LogMel)")
     p.add_argument("--domain-adv", type=float, default=0.0, help="domain-adversarial training: the gradient-reversal weight reached at the end (e.g. 0.1; 0 = off; see net.Detector)")
+    p.add_argument("--pair-from", choices=["all", "neural"], default="all", help="which copy-synthesis clips --pair-loss pairs: all (Griffin-Lim, LPC and any neural ones) or neural (only --neural-vocoded clips)")
     p.add_argument("--pair-loss", type=float, default=0.0, help="train on (human, copy-synthesis) crop pairs too, with this weight on a supervised contrastive loss over their features (e.g. 0.5; 0 = off)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--version", default=None, help="model version to write (all: default 1.2.0; recal: required, and new)")

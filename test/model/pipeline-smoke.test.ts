@@ -50,6 +50,9 @@ describe('model pipeline smoke run', () => {
         envelopeCorrelation: number;
         envelopeCorrelationShifted: number;
         parityMaxAbsDiff: number;
+        neuralWithOrigin: number;
+        neuralPairSystems: string[];
+        allPairSystems: string[];
       };
     };
     expect(last.ok).toBe(true);
@@ -127,6 +130,11 @@ describe('model pipeline smoke run', () => {
     expect(pl.envelopeCorrelation).toBeGreaterThan(0.7);
     expect(pl.envelopeCorrelationShifted).toBeLessThan(0.3);
     expect(pl.parityMaxAbsDiff).toBeLessThan(1e-4);
+    // --pair-from neural: the neural vocoder's clips keep their originals, and only they are paired.
+    expect(pl.neuralWithOrigin).toBe(2);
+    expect(pl.neuralPairSystems).toEqual(['vocoded-neural-upsample']);
+    expect(pl.allPairSystems).toContain('vocoded-neural-upsample');
+    expect(pl.allPairSystems).toContain('vocoded-lpc');
     expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
   }, 600_000);
 });
