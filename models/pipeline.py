@@ -915,14 +915,130 @@ def speech_windows(x):
     return w[keep] if keep.any() else w[:1]
 
 
-def score_clips(run, clips, seed=123, **chan):
+def score_clips(run, clips, seed=123, tag=None, **chan):
+    """Each clip's window logits through a seeded random telephone channel (`chan` fixes one impairment).
+    With a `tag` and an open TRACE (evaluate()), each clip's stages are recorded for the eval trace."""
     rng = np.random.default_rng(seed)
     out = []
     for c in clips:
         y = telephone_channel(c["audio"], rng, **chan)
         logits = run(speech_windows(y))
         out.append(logits)
+        if tag is not None and TRACE is not None:
+            TRACE.append(dict(row=tag, key=c.get("traceKey", ""), label=c["label"], audio=_h(np.asarray(c["audio"], dtype=np.float32)),
+                              channel=_h(y), logits=_h(logits), windows=len(logits), meanLogit=f"{float(np.mean(logits)):.6f}"))
     return out
+
+
+# ---------------------------------------------------------------- evaluation trace (reproducibility)
+# evaluate() opens TRACE, and every scoring pass of the report appends one record per clip: hashes of the
+# audio as loaded or coded (before the channel), after the seeded telephone channel, and of the window
+# logits. Compared between two runs, the first stage whose hashes differ is where the runs part: decoding
+# or a codec, the channel's draws or filters, or the network's arithmetic.
+TRACE = None
+TRACE_PATH = os.path.join(HERE, "eval-trace.csv.gz")
+TRACE_FIELDS = ["row", "key", "label", "audio", "channel", "logits", "windows", "meanLogit"]
+
+
+def _h(a):
+    return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()[:10]
+
+
+def trace_keys(clips):
+    """A stable name per clip: system, source and a running count for sources that hold several clips."""
+    seen = {}
+    for c in clips:
+        k = f"{c['split']}|{c['system']}|{c['source']}"
+        seen[k] = seen.get(k, -1) + 1
+        c["traceKey"] = f"{k}|{seen[k]}"
+
+
+def read_trace(path):
+    import gzip
+
+    if not os.path.exists(path):
+        return None
+    with gzip.open(path, "rt", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_trace(rows, path):
+    import gzip
+
+    # mtime=0: the same trace gives the same bytes, so a re-run that reproduces shows no git change.
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        import io
+
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=TRACE_FIELDS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        gz.write(text.getvalue().encode())
+
+
+def compare_traces(old, new):
+    """Per row of the report: how many clips are in both traces, and how many first differ at each stage
+    (audio before the channel, after the channel, logits), with the largest change of a clip's mean logit.
+    A clip whose audio differs counts there only, and so on down the stages."""
+    if old is None:
+        return None
+    prev = {(r["row"], r["key"]): r for r in old}
+    rows = {}
+    for r in new:
+        o = prev.get((r["row"], r["key"]))
+        row = rows.setdefault(r["row"], dict(clips=0, missing=0, audio=0, channel=0, logits=0, maxMeanLogitChange=0.0))
+        if o is None:
+            row["missing"] += 1
+            continue
+        row["clips"] += 1
+        stage = next((s for s in ("audio", "channel", "logits") if o[s] != r[s]), None)
+        if stage:
+            row[stage] += 1
+        row["maxMeanLogitChange"] = max(row["maxMeanLogitChange"], abs(float(o["meanLogit"]) - float(r["meanLogit"])))
+    identical = all(v["missing"] == 0 and v["audio"] + v["channel"] + v["logits"] == 0 for v in rows.values()) and len(new) == len(old)
+    return dict(identical=identical, rows=rows)
+
+
+def host_info():
+    """What the numbers were computed on: CPU, the instruction sets that numeric kernels dispatch on, and
+    the versions of every library and tool on the scoring path."""
+    import platform
+    import importlib.metadata as md
+
+    cpu, flags = platform.processor(), set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and cpu in ("", platform.machine()):
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = sorted(flags & {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8"})
+    versions = {}
+    for pkg in ("numpy", "scipy", "onnxruntime", "torch", "librosa", "soundfile", "soxr"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    tools = {}
+    for tool, arg in (("ffmpeg", "-version"), ("sox", "--version")):
+        try:
+            tools[tool] = subprocess.run([tool, arg], capture_output=True, text=True, timeout=30).stdout.splitlines()[0].strip()
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            tools[tool] = None
+    return dict(cpu=cpu, cores=os.cpu_count(), isa=isa, python=platform.python_version(), packages=versions, tools=tools)
+
+
+def fingerprints(rows):
+    """One hash per row of the report and stage, over its clips in order: two runs with equal fingerprints
+    scored the same audio through the same channel to the same logits."""
+    out = {}
+    for r in rows:
+        out.setdefault(r["row"], {s: hashlib.sha1() for s in ("audio", "channel", "logits")})
+        for s in ("audio", "channel", "logits"):
+            out[r["row"]][s].update(r[s].encode())
+    return {k: {s: h.hexdigest()[:12] for s, h in v.items()} for k, v in out.items()}
 
 
 def ort_runner(path):
@@ -1053,6 +1169,9 @@ def choose_decision(val_llrs, val_labels, weight, populations=None, min_populati
 
 
 def evaluate(run, clips, meta):
+    global TRACE
+    TRACE = []
+    trace_keys(clips)
     d = meta["decision"]
     cal = meta["calibration"]
     test = [c for c in clips if c["split"] == "test"]
@@ -1067,7 +1186,7 @@ def evaluate(run, clips, meta):
     rows = {}
     for name, chan in [("telephone (random G.711 channel)", {}), ("mu-law only", {"law": "mulaw"}), ("A-law only", {"law": "alaw"}),
                        ("3% packet loss", {"loss": 0.03}), ("15 dB noise", {"snr_db": 15.0})]:
-        ll = score_clips(run, test, **chan)
+        ll = score_clips(run, test, tag=name, **chan)
         s = clip_scores(ll)
         rows[name] = dict(eer=eer(s, labels), auc=auc(s, labels), tprAt1Fpr=tpr_at(s, labels, 0.01), tprAt5Fpr=tpr_at(s, labels, 0.05))
         if name.startswith("telephone"):
@@ -1103,10 +1222,10 @@ def evaluate(run, clips, meta):
     )
     hs = main_s[labels == 0]
 
-    def held_out_rows(items, subsets):
+    def held_out_rows(items, subsets, tag):
         """Synthetic clips outside the unseen-system test, one row per system and subset (and "all"),
         each scored against the same test humans."""
-        sl = score_clips(run, items)
+        sl = score_clips(run, items, tag=tag)
         ss = clip_scores(sl)
         sdec = [sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] for l in sl]
         rows = {}
@@ -1124,21 +1243,21 @@ def evaluate(run, clips, meta):
     # Seen-system protocol: held-out groups of systems trained on in part, against the same test humans.
     seen = [c for c in clips if c["split"] == "seentest"]
     if seen:
-        rows = held_out_rows(seen, [SEEN_SUBSETS[c["system"]](c["group"]) for c in seen])
+        rows = held_out_rows(seen, [SEEN_SUBSETS[c["system"]](c["group"]) for c in seen], "seen systems, held-out groups")
         report["seenSystemsHeldOutGroups"] = dict(systems=sorted({c["system"] for c in seen}),
                                                   trainedOn=bool(set(meta["training"].get("seenSystems", [])) & {c["system"] for c in seen}),
                                                   rows=rows)
     # Related systems (see RELATED_RULES): never trained on, but of a family the model trained on.
     related = [c for c in clips if c["split"] == "relatedtest"]
     if related:
-        rows = held_out_rows(related, [None] * len(related))
+        rows = held_out_rows(related, [None] * len(related), "related systems")
         report["relatedSystems"] = {k: dict(v, reason=RELATED_SYSTEMS[k.split(":")[0]]) for k, v in rows.items()}
     # Shortcut checks: trivial features alone should not separate the classes.
     report["shortcuts"] = shortcut_eers(test, labels)
     # Unseen human speakers in other languages: how often would a real caller be flagged or dropped?
     xtest = [c for c in clips if c["split"] == "xtest"]
     if xtest:
-        xl = score_clips(run, xtest)
+        xl = score_clips(run, xtest, tag="other-language humans")
         xs = clip_scores(xl)
         xdec = [sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] for l in xl]
         rows = {}
@@ -1154,6 +1273,12 @@ def evaluate(run, clips, meta):
         report["heldOutOtherLanguageHumans"] = rows
     report["mobileCodecs"] = codec_rows(run, cal, d, maxw, test, labels, xtest, main_ll, xl if xtest else [])
     report["uncertainty"] = uncertainty(test, labels, main_s, [v for v, _ in dec], xtest, xdec if xtest else [])
+    # Reproducibility: where and with what this was computed, a fingerprint per row and stage, and how the
+    # per-clip trace compares with the one committed beside the model (see TRACE).
+    rows, TRACE = TRACE, None
+    report["reproducibility"] = dict(host=host_info(), fingerprints=fingerprints(rows), traceFile=os.path.basename(TRACE_PATH),
+                                     againstCommittedTrace=compare_traces(read_trace(TRACE_PATH), rows))
+    report["_trace"] = rows
     return report
 
 
@@ -1254,14 +1379,14 @@ def codec_rows(run, cal, d, maxw, test, labels, xtest, plain_ll, plain_xl):
 
     rows = {}
     for codec in ["none"] + list(MOBILE_CODECS):
-        ll = plain_ll if codec == "none" else score_clips(run, coded_clips(test, codec))
+        ll = plain_ll if codec == "none" else score_clips(run, coded_clips(test, codec), tag=f"codec {codec}")
         s = np.array([float(np.mean(cal["scale"] * l + cal["bias"])) for l in ll])
         dec = dropped(ll)
         row = dict(eer=eer(s, labels), auc=auc(s, labels), tprAt1Fpr=tpr_at(s, labels, 0.01),
                    humanFlaggedRate=float(np.mean(s[labels == 0] > 0)), humanFalseDropRate=float(np.mean(dec[labels == 0])),
                    syntheticCaughtRate=float(np.mean(dec[labels == 1])))
         if xtest:
-            xd = dropped(plain_xl if codec == "none" else score_clips(run, coded_clips(xtest, codec)))
+            xd = dropped(plain_xl if codec == "none" else score_clips(run, coded_clips(xtest, codec), tag=f"codec {codec}, other-language humans"))
             groups = {}
             for c, v in zip(xtest, xd):
                 groups.setdefault(c["system"] if c["system"] != "fillets-dialogues" else f"{c['system']} / {c['group']}", []).append(v)
@@ -1455,6 +1580,7 @@ def stage_all(args):
     report["modelBytes"] = os.path.getsize(onnx_path)
     meta["metrics"] = headline_metrics(report)
     json.dump(meta, open(os.path.join(HERE, "voiceguard-detector.json"), "w"), indent=2)
+    write_trace(report.pop("_trace"), TRACE_PATH)
     json.dump(report, open(os.path.join(HERE, "eval.json"), "w"), indent=2)
     fixtures = write_fixtures(clips, run, meta)
     log("fixtures:", fixtures)
@@ -1554,6 +1680,25 @@ def write_eval_md(r, meta):
     for k, v in r["inference"].items():
         L.append(f"- {k}: {v:.3f} ms")
     L.append(f"- model file: {r['modelBytes']} bytes")
+    if r.get("reproducibility"):
+        rp = r["reproducibility"]
+        h = rp["host"]
+        L += ["", "## Reproducibility", "",
+              f"Computed on: {h['cpu']}, {h['cores']} cores; instruction sets {', '.join(h['isa']) or 'n/a'}; Python {h['python']}; "
+              + ", ".join(f"{k} {v}" for k, v in h["packages"].items() if v) + "; " + "; ".join(v for v in h["tools"].values() if v) + ".",
+              f"The per-clip trace of every scoring pass is `models/{rp['traceFile']}`: per row and clip, a hash of the audio before",
+              "the channel, after it, and of the window logits, and the mean logit. A later run compares its trace with the committed",
+              "one and names, per row, the first stage at which clips differ.", ""]
+        cmp = rp.get("againstCommittedTrace")
+        if cmp is None:
+            L.append("Against the committed trace: none was committed before this run.")
+        elif cmp["identical"]:
+            L.append("Against the trace committed before this run: every clip identical at every stage.")
+        else:
+            L += ["Against the trace committed before this run (clips that first differ at each stage; largest change of a clip's mean logit):", "",
+                  "| row | clips | not in the old trace | audio | channel | logits | largest mean-logit change |", "|---|---|---|---|---|---|---|"]
+            for k, v in cmp["rows"].items():
+                L.append(f"| {k} | {v['clips']} | {v['missing']} | {v['audio']} | {v['channel']} | {v['logits']} | {v['maxMeanLogitChange']:.2e} |")
     open(os.path.join(HERE, "EVAL.md"), "w").write("\n".join(L) + "\n")
 
 
@@ -1595,6 +1740,7 @@ def stage_eval(args):
     report = evaluate(run, clips, meta)
     report["inference"] = timing(onnx_path)
     report["modelBytes"] = os.path.getsize(onnx_path)
+    write_trace(report.pop("_trace"), TRACE_PATH)
     json.dump(report, open(os.path.join(HERE, "eval.json"), "w"), indent=2)
     if args.stage == "recal":
         meta["metrics"] = headline_metrics(report)
@@ -1663,7 +1809,7 @@ def stage_smoke(args):
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "domainAdvParityMaxAbsDiff": da, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
                       "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check(),
-                      "mobileCodecs": mobile_codec_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired}))
+                      "mobileCodecs": mobile_codec_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out)}))
 
 
 def pair_loss_check(clips, out):
@@ -1695,6 +1841,31 @@ def pair_loss_check(clips, out):
                 allPairSystems=sorted({c["system"] for c in pair_pool(clips + vocoded + neural)}),
                 pairLabels=[int(v) for v in py], envelopeCorrelation=corr, envelopeCorrelationShifted=shifted,
                 parityMaxAbsDiff=parity(model, path, clips))
+
+
+def trace_check(out):
+    """The eval trace: two scoring passes of the same clips give identical traces; one clip through another
+    channel seed differs from its first pass at the channel stage, and a changed network at the logits stage;
+    a trace survives the gzip round trip byte for byte; the host record names the CPU."""
+    global TRACE
+    clips = [dict(audio=(np.random.default_rng(i).standard_normal(SR * 2) * 0.1).astype(np.float32), label=i % 2, split="test",
+                  system="s", source="same-file") for i in range(3)]
+    trace_keys(clips)
+    runs = {}
+    for name, run, seed in (("first", lambda w: w[:, :8].sum(axis=1), 123), ("again", lambda w: w[:, :8].sum(axis=1), 123),
+                            ("seed", lambda w: w[:, :8].sum(axis=1), 124), ("net", lambda w: w[:, :9].sum(axis=1), 123)):
+        TRACE = []
+        score_clips(run, clips, seed=seed, tag="row")
+        runs[name], TRACE = TRACE, None
+    path = os.path.join(out, "trace.csv.gz")
+    write_trace(runs["first"], path)
+    first_bytes = open(path, "rb").read()
+    write_trace(runs["first"], path)
+    back = read_trace(path)
+    return dict(keys=[c["traceKey"] for c in clips], sameBytes=first_bytes == open(path, "rb").read(),
+                roundTrip=compare_traces(back, runs["first"])["identical"], again=compare_traces(runs["first"], runs["again"]),
+                seed=compare_traces(runs["first"], runs["seed"])["rows"]["row"], net=compare_traces(runs["first"], runs["net"])["rows"]["row"],
+                host=host_info())
 
 
 def uncertainty_check():

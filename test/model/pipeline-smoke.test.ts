@@ -54,6 +54,15 @@ describe('model pipeline smoke run', () => {
         neuralPairSystems: string[];
         allPairSystems: string[];
       };
+      trace: {
+        keys: string[];
+        sameBytes: boolean;
+        roundTrip: boolean;
+        again: { identical: boolean };
+        seed: { clips: number; audio: number; channel: number; logits: number };
+        net: { clips: number; audio: number; channel: number; logits: number; maxMeanLogitChange: number };
+        host: { cpu: string; isa: string[]; packages: Record<string, string | null> };
+      };
     };
     expect(last.ok).toBe(true);
     expect(last.parityMaxAbsDiff).toBeLessThan(1e-4);
@@ -135,6 +144,18 @@ describe('model pipeline smoke run', () => {
     expect(pl.neuralPairSystems).toEqual(['vocoded-neural-upsample']);
     expect(pl.allPairSystems).toContain('vocoded-neural-upsample');
     expect(pl.allPairSystems).toContain('vocoded-lpc');
+    // The eval trace: a rerun is identical; another channel seed parts at the channel stage, another network
+    // at the logits stage; the gzip file is byte-stable; clips sharing a source get distinct names.
+    const tr = last.trace;
+    expect(tr.keys).toEqual(['test|s|same-file|0', 'test|s|same-file|1', 'test|s|same-file|2']);
+    expect(tr.sameBytes).toBe(true);
+    expect(tr.roundTrip).toBe(true);
+    expect(tr.again.identical).toBe(true);
+    expect(tr.seed).toMatchObject({ clips: 3, audio: 0, channel: 3, logits: 0 });
+    expect(tr.net).toMatchObject({ clips: 3, audio: 0, channel: 0, logits: 3 });
+    expect(tr.net.maxMeanLogitChange).toBeGreaterThan(0);
+    expect(tr.host.cpu.length).toBeGreaterThan(0);
+    expect(tr.host.packages.onnxruntime).toMatch(/^\d+\./);
     expect(statSync('models/voiceguard-detector.onnx').mtimeMs).toBe(before);
   }, 600_000);
 });
