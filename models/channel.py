@@ -118,13 +118,17 @@ def rawboost(x, rng):
 # and transcoded to G.711 at the carrier's gateway; an app caller's often by Opus. These codecs are
 # themselves speech models (CELP, RPE-LTP, SILK), so a detector that learnt "anything modelled is
 # synthetic" would drop mobile callers. Each entry: (sox/ffmpeg encoder arguments, decoder arguments).
+# sox runs with -R (repeatable): going from float to the codecs' 16-bit PCM, it dithers, and without -R
+# it seeds the dither from the clock, so every run coded different audio (measured: three runs of one
+# clip through AMR-NB gave three different streams). ffmpeg's Ogg stream serial is random too, but the
+# decoded audio is the same each run.
 MOBILE_CODECS = {
-    "amr-nb-12.2": (["sox", "-t", "f32", "-r", "8000", "-c", "1", "-", "-t", "amr-nb", "-C", "7", "-"],
-                    ["sox", "-t", "amr-nb", "-", "-t", "f32", "-"]),
-    "amr-nb-4.75": (["sox", "-t", "f32", "-r", "8000", "-c", "1", "-", "-t", "amr-nb", "-C", "0", "-"],
-                    ["sox", "-t", "amr-nb", "-", "-t", "f32", "-"]),
-    "gsm-fr": (["sox", "-t", "f32", "-r", "8000", "-c", "1", "-", "-t", "gsm", "-"],
-               ["sox", "-t", "gsm", "-r", "8000", "-c", "1", "-", "-t", "f32", "-"]),
+    "amr-nb-12.2": (["sox", "-R", "-t", "f32", "-r", "8000", "-c", "1", "-", "-t", "amr-nb", "-C", "7", "-"],
+                    ["sox", "-R", "-t", "amr-nb", "-", "-t", "f32", "-"]),
+    "amr-nb-4.75": (["sox", "-R", "-t", "f32", "-r", "8000", "-c", "1", "-", "-t", "amr-nb", "-C", "0", "-"],
+                    ["sox", "-R", "-t", "amr-nb", "-", "-t", "f32", "-"]),
+    "gsm-fr": (["sox", "-R", "-t", "f32", "-r", "8000", "-c", "1", "-", "-t", "gsm", "-"],
+               ["sox", "-R", "-t", "gsm", "-r", "8000", "-c", "1", "-", "-t", "f32", "-"]),
     "opus-8k": (["ffmpeg", "-v", "error", "-f", "f32le", "-ar", "8000", "-ac", "1", "-i", "-", "-c:a", "libopus", "-b:a", "8k",
                  "-application", "voip", "-f", "ogg", "-"],
                 ["ffmpeg", "-v", "error", "-i", "-", "-f", "f32le", "-ar", "8000", "-ac", "1", "-"]),

@@ -1887,7 +1887,8 @@ def uncertainty_check():
 
 def mobile_codec_check(clips):
     """--mobile-codec and the codec table: every codec of MOBILE_CODECS codes three clips in one run and gives
-    each back at its length, aligned (correlation with the original above 0.5) and changed (below 0.9999);
+    each back at its length, aligned (correlation with the original above 0.5) and changed (below 0.9999),
+    and the same audio when run again;
     then one training step cuts every crop from a coded copy."""
     global MOBILE_CODEC
     xs = [c["audio"][: SR * 3] for c in clips[:3]]
@@ -1897,6 +1898,8 @@ def mobile_codec_check(clips):
         r = [float(np.corrcoef(x, y)[0, 1]) for x, y in zip(xs, ys)]
         if [len(y) for y in ys] != [len(x) for x in xs] or not all(np.all(np.isfinite(y)) for y in ys) or not all(0.5 < v < 0.9999 for v in r):
             raise SystemExit(f"{codec}: coded copies are broken (lengths {[len(y) for y in ys]}, correlations {r})")
+        if not all(np.array_equal(y, z) for y, z in zip(ys, mobile_codec_many(xs, codec))):
+            raise SystemExit(f"{codec}: coding the same clips twice gave different audio (sox without -R dithers from the clock)")
         out[codec] = round(min(r), 3)
     for c, y in zip(clips, mobile_codec_many([c["audio"] for c in clips], "gsm-fr")):
         c["coded"] = y
