@@ -386,8 +386,27 @@ def render(meta, ev):
         "chosen:",
         "[EXPERIMENTS.md](EXPERIMENTS.md).",
         "",
+        *(repro_lines(ev["reproducibility"]) if ev.get("reproducibility") else []),
     ]
     return "\n".join(line for line in L if line is not None)
+
+
+def repro_lines(rp):
+    """How far the numbers above can be reproduced elsewhere (eval.json `reproducibility`)."""
+    h = rp["host"]
+    wide = [f for f in h["isa"] if f.startswith(("avx512", "amx"))]
+    cmp = rp.get("againstCommittedTrace")
+    return [
+        f"These numbers were computed on {h['cpu']} ({h['cores']} cores; {'AVX-512' if wide else 'AVX2' if 'avx2' in h['isa'] else 'no AVX2'}), "
+        f"onnxruntime {h['packages'].get('onnxruntime')}. Every input of the evaluation is deterministic: the corpus, the Debian recordings"
+        " and the local TTS are decoded or synthesised the same way on each machine, and the telephone channel and the codecs are seeded."
+        " What depends on the machine is onnxruntime's arithmetic, which picks its kernels by instruction set: on an emulated AVX2 CPU the"
+        " same windows gave logits that differ from this host's in the seventh significant digit (EXPERIMENTS.md, nineteenth round), so a"
+        " clip that sits on a threshold can change sides. `models/eval-trace.csv.gz` holds a hash of every clip's audio, channel output and"
+        " logits in every row; EVAL.md's Reproducibility section compares a run with the committed trace"
+        + (": this run matched it at every stage." if cmp and cmp["identical"] else "."),
+        "",
+    ]
 
 
 def main():

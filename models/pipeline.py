@@ -945,10 +945,14 @@ def _h(a):
 
 
 def trace_keys(clips):
-    """A stable name per clip: system, source and a running count for sources that hold several clips."""
+    """A stable name per clip: split, system, source (a generated clip's file relative to the cache, so the
+    name does not depend on where the cache lies) and a running count for sources that hold several clips."""
     seen = {}
     for c in clips:
-        k = f"{c['split']}|{c['system']}|{c['source']}"
+        src = c["source"]
+        if os.path.isabs(src):  # generated clips name their file in this machine's cache: keep the part under it
+            src = os.path.relpath(src, CACHE) if src.startswith(CACHE + os.sep) else os.path.basename(src)
+        k = f"{c['split']}|{c['system']}|{src}"
         seen[k] = seen.get(k, -1) + 1
         c["traceKey"] = f"{k}|{seen[k]}"
 
