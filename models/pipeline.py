@@ -211,7 +211,8 @@ def ensure_local_tts(wide=False, festival_only=False):
     """espeak-ng (en + Mandarin) and flite synthesis, cached; flite is held out as an unseen system.
     wide=True adds festival and more espeak-ng voices and texts (see wide_local_tts_jobs); with
     festival_only, only the festival clips of that set."""
-    out = os.path.join(CACHE, "local-tts")
+    # "-r": made with sox's repeatable mode (below); an older cache made without it is not reused.
+    out = os.path.join(CACHE, "local-tts-r")
     os.makedirs(out, exist_ok=True)
     texts_en = [
         "Hello, this is an important message about your account.", "Congratulations, you have been selected for a special offer.",
@@ -246,7 +247,9 @@ def ensure_local_tts(wide=False, festival_only=False):
             try:
                 raw = path + ".raw.wav"
                 synthesise(system, cmd, text, raw)
-                subprocess.run(["sox", raw, "-r", "8000", "-c", "1", "-b", "16", path, "silence", "1", "0.05", "-50d", "reverse", "silence", "1", "0.05", "-50d", "reverse"], check=True, capture_output=True)
+                # -R: sox dithers on the way to 16 bits, and without -R it seeds the dither from the clock, so each
+                # machine made different audio of the same text (flite is a test system).
+                subprocess.run(["sox", "-R", raw, "-r", "8000", "-c", "1", "-b", "16", path, "silence", "1", "0.05", "-50d", "reverse", "silence", "1", "0.05", "-50d", "reverse"], check=True, capture_output=True)
                 os.remove(raw)
             except (OSError, subprocess.CalledProcessError) as e:
                 if i >= n_basic:  # the wide/festival set is a recipe choice: a missing engine or voice must not shrink it silently
