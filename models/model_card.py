@@ -398,12 +398,13 @@ def repro_lines(rp):
     cmp = rp.get("againstCommittedTrace")
     return [
         f"These numbers were computed on {h['cpu']} ({h['cores']} cores; {'AVX-512' if wide else 'AVX2' if 'avx2' in h['isa'] else 'no AVX2'}), "
-        f"onnxruntime {h['packages'].get('onnxruntime')}. Every input of the evaluation is deterministic: the corpus, the Debian recordings"
-        " and the local TTS are decoded or synthesised the same way on each machine, and the telephone channel and the codecs are seeded."
-        " What depends on the machine is onnxruntime's arithmetic, which picks its kernels by instruction set: on an emulated AVX2 CPU the"
-        " same windows gave logits that differ from this host's in the seventh significant digit (EXPERIMENTS.md, nineteenth round), so a"
-        " clip that sits on a threshold can change sides. `models/eval-trace.csv.gz` holds a hash of every clip's audio, channel output and"
-        " logits in every row; EVAL.md's Reproducibility section compares a run with the committed trace"
+        f"onnxruntime {h['packages'].get('onnxruntime')}. The evaluation's inputs are deterministic. The local TTS and the sox codecs"
+        " run in sox's repeatable mode; before that fix, sox's clock-seeded dither moved the codec rows by up to 8 points between runs."
+        " The telephone channel is seeded. Two evals from scratch on one machine matched clip for clip, and the resampling and the"
+        " channel gave the same bits on an emulated AVX2 CPU. What depends on the machine is onnxruntime's arithmetic, which picks its"
+        " kernels by instruction set. There, the same windows gave logits that differ from this host's in the seventh significant digit"
+        " (EXPERIMENTS.md, nineteenth round), so only a clip that sits on a threshold can change sides. `models/eval-trace.csv.gz` holds a hash of every clip's audio, channel output and"
+        " logits in every row; EVAL.md's Reproducibility section compares a run with the trace of the run before it"
         + (": this run matched it at every stage." if cmp and cmp["identical"] else "."),
         "",
     ]

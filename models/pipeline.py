@@ -1695,14 +1695,14 @@ def write_eval_md(r, meta):
               + ", ".join(f"{k} {v}" for k, v in h["packages"].items() if v) + "; " + "; ".join(v for v in h["tools"].values() if v) + ".",
               f"The per-clip trace of every scoring pass is `models/{rp['traceFile']}`: per row and clip, a hash of the audio before",
               "the channel, after it, and of the window logits, and the mean logit. A later run compares its trace with the committed",
-              "one and names, per row, the first stage at which clips differ.", ""]
+              "one (the previous run's) and names, per row, the first stage at which clips differ.", ""]
         cmp = rp.get("againstCommittedTrace")
         if cmp is None:
-            L.append("Against the committed trace: none was committed before this run.")
+            L.append("Against the previous trace: there was none beside the model when this run started.")
         elif cmp["identical"]:
-            L.append("Against the trace committed before this run: every clip identical at every stage.")
+            L.append("Against the previous trace (the one beside the model when this run started): every clip identical at every stage.")
         else:
-            L += ["Against the trace committed before this run (clips that first differ at each stage; largest change of a clip's mean logit):", "",
+            L += ["Against the previous trace (the one beside the model when this run started; clips that first differ at each stage; largest change of a clip's mean logit):", "",
                   "| row | clips | not in the old trace | audio | channel | logits | largest mean-logit change |", "|---|---|---|---|---|---|---|"]
             for k, v in cmp["rows"].items():
                 L.append(f"| {k} | {v['clips']} | {v['missing']} | {v['audio']} | {v['channel']} | {v['logits']} | {v['maxMeanLogitChange']:.2e} |")
