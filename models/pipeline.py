@@ -10,7 +10,9 @@ audio is cached under models/.cache (git-ignored). Nothing of the corpus is comm
 import argparse
 import csv
 import glob
+import gzip
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -961,8 +963,6 @@ def trace_keys(clips):
 
 
 def read_trace(path):
-    import gzip
-
     if not os.path.exists(path):
         return None
     with gzip.open(path, "rt", newline="") as f:
@@ -970,16 +970,12 @@ def read_trace(path):
 
 
 def write_trace(rows, path):
-    import gzip
-
     # mtime=0: the same trace gives the same bytes, so a re-run that reproduces shows no git change.
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-        import io
-
-        text = io.StringIO()
-        w = csv.DictWriter(text, fieldnames=TRACE_FIELDS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=TRACE_FIELDS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    with gzip.GzipFile(path, "wb", mtime=0) as gz:  # one write: the compressed bytes depend on how the text is fed
         gz.write(text.getvalue().encode())
 
 
@@ -1694,8 +1690,8 @@ def write_eval_md(r, meta):
               f"Computed on: {h['cpu']}, {h['cores']} cores; instruction sets {', '.join(h['isa']) or 'n/a'}; Python {h['python']}; "
               + ", ".join(f"{k} {v}" for k, v in h["packages"].items() if v) + "; " + "; ".join(v for v in h["tools"].values() if v) + ".",
               f"The per-clip trace of every scoring pass is `models/{rp['traceFile']}`: per row and clip, a hash of the audio before",
-              "the channel, after it, and of the window logits, and the mean logit. A later run compares its trace with the committed",
-              "one (the previous run's) and names, per row, the first stage at which clips differ.", ""]
+              "the channel, after it, and of the window logits, and the mean logit. A later run compares its trace with the one",
+              "beside the model when it starts (the committed one, after a clean clone) and names, per row, the first stage at which clips differ.", ""]
         cmp = rp.get("againstCommittedTrace")
         if cmp is None:
             L.append("Against the previous trace: there was none beside the model when this run started.")
