@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/schema.js';
-import { freeUdpPort, runSipp, startGateway, type TestGateway } from './sipp-harness.js';
+import { freeUdpPort, runSipp, startGateway, waitUdpBound, type TestGateway } from './sipp-harness.js';
 
 /**
  * Registration-based trunks (sip.trunks[].register): voiceguard registers its own address with the
@@ -47,11 +47,11 @@ afterEach(async () => {
 describe('trunk registration', () => {
   it('registers with digest credentials, refreshes before the granted expiry, and removes the binding at shutdown', async () => {
     const port = await freeUdpPort();
-    const registrar = runSipp({ scenario: 'registrar.xml', port, timeoutS: 20 });
-    await sleep(300);
+    const registrar = runSipp({ scenario: 'registrar.xml', port, timeoutS: 30 });
+    await waitUdpBound(port);
     gw = await startGateway(trunk(port));
     // Granted 2 s: refreshed after about 1 s; the refresh is granted an hour.
-    await waitFor(() => gw!.events('sip.registered').length >= 2, 10_000);
+    await waitFor(() => gw!.events('sip.registered').length >= 2, 20_000);
     expect(gw.events('sip.registered').map((e) => e.expiresS)).toEqual([2, 3600]);
     expect(await registeredGauge(gw)).toBe(1);
     const health = (await (await fetch(`http://127.0.0.1:${gw.server.apiPort}/health`)).json()) as {
@@ -69,10 +69,10 @@ describe('trunk registration', () => {
   it('follows a reload: a changed registrar gets the old binding removed first, then a new one; a removed trunk leaves /metrics', async () => {
     const port1 = await freeUdpPort();
     const port2 = await freeUdpPort();
-    const registrar1 = runSipp({ scenario: 'registrar.xml', port: port1, timeoutS: 20 });
-    await sleep(300);
+    const registrar1 = runSipp({ scenario: 'registrar.xml', port: port1, timeoutS: 30 });
+    await waitUdpBound(port1);
     gw = await startGateway(trunk(port1));
-    await waitFor(() => gw!.events('sip.registered').length >= 2, 10_000);
+    await waitFor(() => gw!.events('sip.registered').length >= 2, 20_000);
     const withRegistrar = (config: Config, registrar: string | null): Config => ({
       ...config,
       sip: {
@@ -91,8 +91,8 @@ describe('trunk registration', () => {
 
     // The carrier moves its registrar: the binding at the old one goes (its scenario ends with that
     // removal), then the new one is registered.
-    const registrar2 = runSipp({ scenario: 'registrar.xml', port: port2, timeoutS: 20 });
-    await sleep(300);
+    const registrar2 = runSipp({ scenario: 'registrar.xml', port: port2, timeoutS: 30 });
+    await waitUdpBound(port2);
     gw.server.gateway.setConfig(withRegistrar(gw.server.config, `127.0.0.1:${port2}`));
     expect(gw.events('sip.registrations_reloaded')[0]).toMatchObject({
       stopped: ['carrier'],
@@ -101,7 +101,7 @@ describe('trunk registration', () => {
     });
     const r1 = await registrar1.done;
     expect(r1.code, r1.output + r1.errors).toBe(0);
-    await waitFor(() => gw!.events('sip.registered').length >= 4, 10_000);
+    await waitFor(() => gw!.events('sip.registered').length >= 4, 20_000);
     const unregisteredAt = gw.logs.findIndex((l) => l.event === 'sip.unregistered');
     const reRegisteredAt = gw.logs.findIndex((l, i) => l.event === 'sip.registered' && i > unregisteredAt);
     expect(unregisteredAt).toBeGreaterThan(-1);
@@ -110,7 +110,7 @@ describe('trunk registration', () => {
 
     // The registration is taken out of the config: the binding is removed and the gauge goes away.
     gw.server.gateway.setConfig(withRegistrar(gw.server.config, null));
-    await waitFor(() => gw!.events('sip.unregistered').length >= 2, 5000);
+    await waitFor(() => gw!.events('sip.unregistered').length >= 2, 15_000);
     const r2 = await registrar2.done;
     expect(r2.code, r2.output + r2.errors).toBe(0);
     expect(gw.server.gateway.registrations).toEqual([]);
@@ -123,10 +123,10 @@ describe('trunk registration', () => {
 
   it('a refused registration is logged with its status and retried later; the gauge stays 0', async () => {
     const port = await freeUdpPort();
-    const registrar = runSipp({ scenario: 'registrar-forbidden.xml', port, timeoutS: 20 });
-    await sleep(300);
+    const registrar = runSipp({ scenario: 'registrar-forbidden.xml', port, timeoutS: 30 });
+    await waitUdpBound(port);
     gw = await startGateway(trunk(port));
-    await waitFor(() => gw!.events('sip.register_failed').length >= 1, 10_000);
+    await waitFor(() => gw!.events('sip.register_failed').length >= 1, 20_000);
     const failed = gw.events('sip.register_failed')[0]!;
     expect(failed).toMatchObject({ trunk: 'carrier', status: 403, retryInMs: 30_000 });
     expect(await registeredGauge(gw)).toBe(0);

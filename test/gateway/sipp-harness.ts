@@ -26,6 +26,31 @@ export async function freeUdpPort(): Promise<number> {
   }
 }
 
+/** Whether a UDP socket on this machine is bound to `port` (any address), from /proc/net/udp and udp6. */
+export function udpBound(port: number): boolean {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const f of ['/proc/net/udp', '/proc/net/udp6']) {
+    if (!existsSync(f)) continue;
+    for (const line of readFileSync(f, 'utf8').split('\n').slice(1)) {
+      const local = line.trim().split(/\s+/)[1];
+      if (local?.endsWith(hex)) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Waits until a peer (sipp) has bound its UDP port, so that nothing is sent before it listens. A
+ * deadline, not a timing: on a loaded machine sipp only starts later.
+ */
+export async function waitUdpBound(port: number, deadlineMs = 15_000): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (!udpBound(port)) {
+    if (Date.now() > end) throw new Error(`nothing bound UDP port ${port} within ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export interface LogLine {
   event?: string;
   msg?: string;
@@ -173,7 +198,7 @@ export async function callThrough(
   caller: Omit<SippOptions, 'port' | 'target'>,
 ): Promise<{ pbx: SippResult; caller: SippResult }> {
   const uas = runSipp({ ...pbx, port: gw.pbxPort });
-  await new Promise((r) => setTimeout(r, 300)); // let the UAS bind
+  await waitUdpBound(gw.pbxPort); // let the UAS bind
   const uacPort = await freeUdpPort();
   const uac = runSipp({ ...caller, port: uacPort, target: `127.0.0.1:${gw.sipPort}` });
   const callerResult = await uac.done;
