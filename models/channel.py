@@ -139,23 +139,113 @@ class CodecError(RuntimeError):
     pass
 
 
-def mobile_codec(x, codec, level_dbfs=-20.0):
+# Codecs run in-process through a shared library rather than a command: G.729 (ITU-T G.729 Annex A
+# compatible CS-ACELP at 8 kbit/s, Belledonne's bcg729 from Debian's libbcg729-0), the codec that SIP
+# trunks and enterprise links use most after G.711; a carrier that takes a call in G.729 transcodes it to
+# G.711 toward voiceguard. Each entry: a function from 16-bit PCM (int16 array) to 16-bit PCM.
+def _bcg729():
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("bcg729") or "libbcg729.so.0"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError as e:
+        raise CodecError(f"g729: cannot load libbcg729 (Debian package libbcg729-0): {e}") from e
+    lib.initBcg729EncoderChannel.restype = ctypes.c_void_p
+    lib.initBcg729EncoderChannel.argtypes = [ctypes.c_uint8]
+    lib.closeBcg729EncoderChannel.argtypes = [ctypes.c_void_p]
+    lib.bcg729Encoder.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8)]
+    lib.initBcg729DecoderChannel.restype = ctypes.c_void_p
+    lib.closeBcg729DecoderChannel.argtypes = [ctypes.c_void_p]
+    lib.bcg729Decoder.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint8, ctypes.c_uint8, ctypes.c_uint8, ctypes.c_uint8, ctypes.c_void_p]
+    return lib
+
+
+def g729_roundtrip(pcm):
+    """16-bit PCM through a fresh G.729 encoder (no VAD, so every 10 ms frame is a 10-byte speech frame)
+    and decoder; the input is zero-padded to whole 80-sample frames and the output has its length."""
+    import ctypes
+
+    lib = _bcg729()
+    n = (len(pcm) + 79) // 80
+    frames = np.zeros(n * 80, dtype=np.int16)
+    frames[: len(pcm)] = pcm
+    out = np.zeros(n * 80, dtype=np.int16)
+    enc = lib.initBcg729EncoderChannel(0)
+    dec = lib.initBcg729DecoderChannel()
+    if not enc or not dec:
+        raise CodecError("g729: bcg729 could not open a channel")
+    bits = (ctypes.c_uint8 * 10)()
+    length = ctypes.c_uint8(0)
+    try:
+        for i in range(n):
+            lib.bcg729Encoder(enc, frames[i * 80 :].ctypes.data, bits, ctypes.byref(length))
+            if length.value != 10:
+                raise CodecError(f"g729: the encoder gave a {length.value}-byte frame, not 10")
+            lib.bcg729Decoder(dec, bits, 10, 0, 0, 0, out[i * 80 :].ctypes.data)
+    finally:
+        lib.closeBcg729EncoderChannel(enc)
+        lib.closeBcg729DecoderChannel(dec)
+    return out[: len(pcm)]
+
+
+LIBRARY_CODECS = {"g729": g729_roundtrip}
+# The codecs of the evaluation's codec table (training's --mobile-codec and --codec-bounds use MOBILE_CODECS).
+EVAL_CODECS = [*MOBILE_CODECS, *LIBRARY_CODECS]
+
+
+def codec_commands(codec, draw=0):
+    """The (encoder, decoder) commands of a MOBILE_CODECS entry for dither draw `draw`. Draw 0 is the entry
+    as it stands: float input, quantised to 16 bits by the encoder (sox with -R: its one fixed dither
+    sequence; libopus codes the float input). Draw k > 0 takes 16-bit input that mobile_codec has already
+    quantised with its own seeded TPDF dither (see there), so the encoder adds none."""
+    enc, dec = MOBILE_CODECS[codec]
+    if draw == 0:
+        return enc, dec
+    swap = {("-t", "f32"): ("-t", "s16"), ("-f", "f32le"): ("-f", "s16le")}
+    out, i = [], 0
+    while i < len(enc):
+        pair = tuple(enc[i : i + 2])
+        if i < enc.index("-") and pair in swap:  # the input side only (before the first "-")
+            out += list(swap[pair])
+            i += 2
+        else:
+            out.append(enc[i])
+            i += 1
+    return out, dec
+
+
+def tpdf_quantise(x, draw):
+    """x (float, full scale 1) to 16-bit PCM with triangular (TPDF) dither of +-1 LSB from a generator
+    seeded by `draw`: what sox does by default, but with a seed of ours, so each draw is repeatable."""
+    rng = np.random.default_rng([0x5EED, draw])
+    d = rng.uniform(-0.5, 0.5, len(x)) + rng.uniform(-0.5, 0.5, len(x))
+    return np.clip(np.round(x * 32768.0 + d), -32768, 32767).astype("<i2")
+
+
+def mobile_codec(x, codec, level_dbfs=-20.0, draw=0):
     """x (8 kHz float) through one of MOBILE_CODECS and back, at a speech level of `level_dbfs` (the
     codecs take 16-bit PCM; the channel re-normalises the level afterwards; None keeps x's level). The
-    output has the input's length: the codec's delay is cut from the front and the end is padded."""
+    output has the input's length: the codec's delay is cut from the front and the end is padded.
+    `draw` picks the dither going to 16 bits (codec_commands): a codec's search can flip on one least
+    significant bit, so each draw codes slightly different audio, and the evaluation averages over draws."""
     import subprocess
 
-    enc, dec = MOBILE_CODECS[codec]
     x = x.astype(np.float64)
     if level_dbfs is not None:
         x = normalise(x, level_dbfs)
-    y = np.clip(x, -1, 1).astype("<f4").tobytes()
-    try:
-        coded = subprocess.run(enc, input=y, capture_output=True, check=True, timeout=600).stdout
-        out = subprocess.run(dec, input=coded, capture_output=True, check=True, timeout=600).stdout
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        raise CodecError(f"{codec}: {e}") from e
-    z = np.frombuffer(out, dtype="<f4").astype(np.float64)
+    if codec in LIBRARY_CODECS:  # in-process, 16-bit in and out; every draw (0 too) is a seeded TPDF dither
+        z = LIBRARY_CODECS[codec](tpdf_quantise(np.clip(x, -1, 1), draw)).astype(np.float64) / 32768.0
+    else:
+        enc, dec = codec_commands(codec, draw)
+        y = np.clip(x, -1, 1).astype("<f4").tobytes() if draw == 0 else tpdf_quantise(np.clip(x, -1, 1), draw).tobytes()
+        try:
+            coded = subprocess.run(enc, input=y, capture_output=True, check=True, timeout=600).stdout
+            out = subprocess.run(dec, input=coded, capture_output=True, check=True, timeout=600).stdout
+        except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+            raise CodecError(f"{codec}: {e}") from e
+        z = np.frombuffer(out, dtype="<f4").astype(np.float64)
     if len(z) == 0:
         raise CodecError(f"{codec}: the decoder returned no audio")
     # The codec's delay (0-30 ms for these) by cross-correlation over the whole signal.
@@ -168,7 +258,7 @@ def mobile_codec(x, codec, level_dbfs=-20.0):
     return z.astype(np.float32)
 
 
-def mobile_codec_many(xs, codec, level_dbfs=-20.0, gap=4000):
+def mobile_codec_many(xs, codec, level_dbfs=-20.0, gap=4000, draw=0):
     """mobile_codec for many clips in one encoder/decoder run (a process start costs more than
     coding a clip): each clip at `level_dbfs`, joined with `gap` samples of silence, coded, split."""
     parts, offsets, pos = [], [], 0
@@ -176,5 +266,5 @@ def mobile_codec_many(xs, codec, level_dbfs=-20.0, gap=4000):
         parts += [normalise(x.astype(np.float64), level_dbfs), np.zeros(gap)]
         offsets.append(pos)
         pos += len(x) + gap
-    z = mobile_codec(np.concatenate(parts), codec, level_dbfs=None)
+    z = mobile_codec(np.concatenate(parts), codec, level_dbfs=None, draw=draw)
     return [z[o : o + len(x)] for o, x in zip(offsets, xs)]

@@ -270,8 +270,10 @@ def render(meta, ev):
     if mc:
         L += [
             "",
-            "Mobile and VoIP codecs on the caller's side (the caller's speech coded and decoded before the same G.711 channel;"
-            " calibration and bounds as fitted, without codecs):",
+            "Mobile, VoIP and trunk codecs on the caller's side (the caller's speech coded and decoded before the same G.711 channel;"
+            " calibration and bounds as fitted, without codecs"
+            + (f"; each cell the mean over {n} draws of the dither before the codec, ranges in EVAL.md" if (n := max(len(v.get("draws", [])) for v in mc.values())) > 1 else "")
+            + "):",
             "",
             "| codec | EER | TPR @1% FPR | test humans dropped | other-language humans dropped (worst voice or source) | synthetic caught |",
             "|---|---|---|---|---|---|",

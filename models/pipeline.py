@@ -589,7 +589,7 @@ def lpc_resynth(x, rng, order=12, frame=160):
 
 # ---------------------------------------------------------------- training
 
-from channel import MOBILE_CODECS, mobile_codec_many  # noqa: E402  (below the marker: the prepared-data cache key hashes the code above it)
+from channel import EVAL_CODECS, MOBILE_CODECS, mobile_codec_many  # noqa: E402  (below the marker: the prepared-data cache key hashes the code above it)
 
 # (Held-out evaluation data that prepare() never touches, so it sits below the marker that keys the
 # prepared-data cache.) Acted dialogue from Fish Fillets NG's Czech and Dutch dubs (fillets-ng-data-cs, -nl; GPL-2.0): about 100 and
@@ -1344,12 +1344,13 @@ def uncertainty(test, labels, scores, verdicts, xtest=(), xverdicts=(), n_boot=2
     return out
 
 
-def coded_clips(clips, codec):
-    """The clips' audio through a mobile codec (channel.mobile_codec_many), cached under CACHE by codec and
-    audio, since a codec run costs more than scoring."""
+def coded_clips(clips, codec, draw=0):
+    """The clips' audio through a mobile codec (channel.mobile_codec_many, dither draw `draw`), cached under
+    CACHE by codec, draw and audio, since a codec run costs more than scoring."""
     import pickle
 
-    h = hashlib.sha1(json.dumps([codec, MOBILE_CODECS[codec]]).encode())
+    spec = MOBILE_CODECS[codec] if codec in MOBILE_CODECS else ["library", codec]
+    h = hashlib.sha1(json.dumps([codec, spec, *([f"draw {draw}"] if draw else [])]).encode())
     for c in clips:
         h.update(np.ascontiguousarray(c["audio"], dtype=np.float32).tobytes())
     path = os.path.join(CACHE, f"codec-{codec}-{h.hexdigest()[:12]}.pkl")
@@ -1359,42 +1360,78 @@ def coded_clips(clips, codec):
         t0 = time.time()
         audio = []
         for i in range(0, len(clips), 100):
-            audio += mobile_codec_many([c["audio"] for c in clips[i : i + 100]], codec)
+            audio += mobile_codec_many([c["audio"] for c in clips[i : i + 100]], codec, draw=draw)
         os.makedirs(CACHE, exist_ok=True)
         tmp = f"{path}.{os.getpid()}"
         pickle.dump(audio, open(tmp, "wb"))
         os.replace(tmp, path)  # atomic: runs sharing the cache never read a half-written file
-        log(f"{codec}: coded {len(clips)} clips in {time.time() - t0:.0f} s")
+        log(f"{codec} (draw {draw}): coded {len(clips)} clips in {time.time() - t0:.0f} s")
     return [dict(c, audio=a) for c, a in zip(clips, audio)]
 
 
-def codec_rows(run, cal, d, maxw, test, labels, xtest, plain_ll, plain_xl):
-    """The caller's speech through a mobile or VoIP codec (MOBILE_CODECS: AMR-NB, GSM-FR, Opus) before the
+# The codec table averages CODEC_DRAWS dither draws (channel.codec_commands): going to 16 bits before a codec,
+# an inaudible least-significant-bit noise decides part of what a CELP codec's search codes, and a coded
+# clip's score moved by up to 2.3 logits between draws (nineteenth round), so one draw is one sample of
+# the cell. Draw 0 is the one the report showed before draws were averaged.
+CODEC_DRAWS = 3
+CODEC_METRICS = ("eer", "auc", "tprAt1Fpr", "humanFlaggedRate", "humanFalseDropRate", "syntheticCaughtRate", "otherLanguageFalseDropRate")
+
+
+def codec_rows(run, cal, d, maxw, test, labels, xtest, plain_ll, plain_xl, draws=None):
+    """The caller's speech through a mobile, VoIP or trunk codec (EVAL_CODECS: AMR-NB, GSM-FR, Opus, G.729) before the
     same random telephone channel as the main row. Bounds and calibration are the model's (fitted without
     codecs), as they would be in the field. Each row: the unseen-system test (clip-level EER, AUC, TPR at 1%
     FPR), test humans flagged and dropped, synthetic caught at the drop bound, and the held-out
-    other-language humans dropped, pooled and in the worst source or voice with 20 clips or more. The "none"
-    row reuses the main row's scores (`plain_ll`, `plain_xl`: same clips, same channel seed)."""
+    other-language humans dropped, pooled and in the worst source or voice with 20 clips or more. A codec
+    row is the mean over `draws` (default CODEC_DRAWS) dither draws, with each draw's figures under "draws"
+    and the least and greatest under "range"; the worst voice is the one with the highest mean rate over the
+    draws. The "none" row reuses the main row's scores (`plain_ll`, `plain_xl`: same clips, same channel
+    seed) and has no draws."""
+    draws = CODEC_DRAWS if draws is None else draws
 
     def dropped(logit_lists):
         return np.array([sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] == "synthetic"
                          for l in logit_lists])
 
-    rows = {}
-    for codec in ["none"] + list(MOBILE_CODECS):
-        ll = plain_ll if codec == "none" else score_clips(run, coded_clips(test, codec), tag=f"codec {codec}")
+    def one(ll, xl):
         s = np.array([float(np.mean(cal["scale"] * l + cal["bias"])) for l in ll])
         dec = dropped(ll)
         row = dict(eer=eer(s, labels), auc=auc(s, labels), tprAt1Fpr=tpr_at(s, labels, 0.01),
                    humanFlaggedRate=float(np.mean(s[labels == 0] > 0)), humanFalseDropRate=float(np.mean(dec[labels == 0])),
                    syntheticCaughtRate=float(np.mean(dec[labels == 1])))
+        groups = {}
         if xtest:
-            xd = dropped(plain_xl if codec == "none" else score_clips(run, coded_clips(xtest, codec), tag=f"codec {codec}, other-language humans"))
-            groups = {}
+            xd = dropped(xl)
             for c, v in zip(xtest, xd):
                 groups.setdefault(c["system"] if c["system"] != "fillets-dialogues" else f"{c['system']} / {c['group']}", []).append(v)
-            worst = max(((k, float(np.mean(v))) for k, v in groups.items() if len(v) >= 20), key=lambda kv: kv[1])
-            row.update(otherLanguageFalseDropRate=float(np.mean(xd)), otherLanguageWorst=dict(name=worst[0], falseDropRate=worst[1]))
+            row["otherLanguageFalseDropRate"] = float(np.mean(xd))
+        return row, groups
+
+    def worst(groups):
+        return max(((k, float(np.mean(v))) for k, v in groups.items() if len(v) >= 20), key=lambda kv: kv[1])
+
+    rows = {}
+    row, groups = one(plain_ll, plain_xl)
+    if xtest:
+        w = worst(groups)
+        row["otherLanguageWorst"] = dict(name=w[0], falseDropRate=w[1])
+    rows["none"] = row
+    for codec in EVAL_CODECS:
+        per, pooled = [], {}
+        for k in range(draws):
+            tag = f"codec {codec}" + (f" draw {k}" if k else "")
+            ll = score_clips(run, coded_clips(test, codec, k), tag=tag)
+            xl = score_clips(run, coded_clips(xtest, codec, k), tag=f"{tag}, other-language humans") if xtest else []
+            r, groups = one(ll, xl)
+            per.append(r)
+            for g, v in groups.items():
+                pooled.setdefault(g, []).extend(v)  # equal clips per draw, so the pooled rate is the mean over draws
+        row = {m: float(np.mean([r[m] for r in per])) for m in CODEC_METRICS if m in per[0]}
+        row["range"] = {m: [min(r[m] for r in per), max(r[m] for r in per)] for m in CODEC_METRICS if m in per[0]}
+        row["draws"] = per
+        if xtest:
+            w = worst(pooled)
+            row["otherLanguageWorst"] = dict(name=w[0], falseDropRate=w[1])
         rows[codec] = row
     return rows
 
@@ -1661,16 +1698,30 @@ def write_eval_md(r, meta):
     if r.get("mobileCodecs"):
         L += ["", "## Mobile and VoIP codecs on the caller's side", "",
               "The caller's speech through a codec before the same random G.711 channel: AMR-NB at its highest and lowest",
-              "rates (mobile networks), GSM full rate (older networks) and Opus at 8 kbit/s (VoIP apps). These codecs are",
+              "rates (mobile networks), GSM full rate (older networks), Opus at 8 kbit/s (VoIP apps) and G.729 (8 kbit/s,",
+              "SIP trunks and enterprise links; bcg729, transcoded to G.711 before voiceguard). These codecs are",
               "themselves speech models. Calibration and bounds are the model's, fitted without codecs. Test rows: the",
               "unseen-system test humans and synthetic clips; other-language: the held-out humans above (worst: the source",
-              "or voice with 20 clips or more dropped most often).", "",
-              "| codec | EER | ROC AUC | TPR @1% FPR | test humans flagged | test humans dropped | synthetic caught | other-language dropped | worst other-language |",
+              "or voice with 20 clips or more dropped most often)."]
+        n_draws = max((len(v.get("draws", [])) for v in r["mobileCodecs"].values()), default=0)
+        if n_draws > 1:
+            L += [f"Each codec cell is the mean over {n_draws} draws of the inaudible dither that quantises the speech to 16 bits",
+                  "before the codec (a codec's search can flip on one least significant bit), with the lowest and highest draw",
+                  "in brackets; the worst voice is the one with the highest mean over the draws. Draw 0 is sox's own repeatable",
+                  "dither (Opus: the float input, undithered; G.729: a seeded triangular dither), the others a seeded triangular dither."]
+        L += ["", "| codec | EER | ROC AUC | TPR @1% FPR | test humans flagged | test humans dropped | synthetic caught | other-language dropped | worst other-language |",
               "|---|---|---|---|---|---|---|---|---|"]
+
+        def cell(v, m):
+            x = v.get(m)
+            if x is None:
+                return "n/a"
+            rg = v.get("range", {}).get(m)
+            return f"{x:.3f}" + (f" ({rg[0]:.3f}-{rg[1]:.3f})" if rg else "")
+
         for k, v in r["mobileCodecs"].items():
             w = v.get("otherLanguageWorst")
-            L.append(f"| {k} | {v['eer']:.3f} | {v['auc']:.3f} | {v['tprAt1Fpr']:.3f} | {v['humanFlaggedRate']:.3f} | {v['humanFalseDropRate']:.3f} | "
-                     f"{v['syntheticCaughtRate']:.3f} | {v.get('otherLanguageFalseDropRate', float('nan')):.3f} | "
+            L.append(f"| {k} | " + " | ".join(cell(v, m) for m in CODEC_METRICS) + " | "
                      + (f"{w['name']}: {w['falseDropRate']:.3f}" if w else "n/a") + " |")
     langs = sorted({lang for v in r["shortcuts"].values() for lang in v["withinLanguage"]})
     L += ["", "## Shortcut checks (EER of one trivial feature alone; near 0.5 is good)", "",
@@ -1812,7 +1863,7 @@ def stage_smoke(args):
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "domainAdvParityMaxAbsDiff": da, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
                       "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check(),
-                      "mobileCodecs": mobile_codec_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out)}))
+                      "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out)}))
 
 
 def pair_loss_check(clips, out):
@@ -1871,6 +1922,52 @@ def trace_check(out):
                 host=host_info())
 
 
+def codec_table_check():
+    """The codec table on a toy scorer (a window's logit is its mean sample times 50, so coded audio scores
+    differently from draw to draw): with two draws, each codec row holds both draws' figures, its mean is
+    theirs and lies in its range; the "none" row has no draws; every draw is in the trace, draw 0 under the
+    row names that the report used before draws were averaged."""
+    global TRACE
+    rng = np.random.default_rng(5)
+    test = [dict(audio=(rng.standard_normal(SR * 2) * 0.1).astype(np.float32), label=i % 2, split="test", system="s", group="g",
+                 source=f"t{i}") for i in range(6)]
+    xtest = [dict(audio=(rng.standard_normal(SR) * 0.1).astype(np.float32), label=0, split="xtest", system="x", group="x",
+                  source=f"x{i}") for i in range(20)]
+    trace_keys(test)
+    trace_keys(xtest)
+    labels = np.array([c["label"] for c in test])
+    d = dict(dropLlr=1.0, humanLlr=-1.0, evidenceWeight=0.5)
+    cal = dict(scale=1.0, bias=0.0)
+
+    def run(w):
+        return w.mean(axis=1) * 50.0
+
+    TRACE = []
+    plain_ll, plain_xl = score_clips(run, test), score_clips(run, xtest)
+    rows = codec_rows(run, cal, d, 8, test, labels, xtest, plain_ll, plain_xl, draws=2)
+    trace, TRACE = TRACE, None
+    for codec, row in rows.items():
+        if codec == "none":
+            if "draws" in row:
+                raise SystemExit("codec table: the none row has draws")
+            continue
+        if len(row["draws"]) != 2:
+            raise SystemExit(f"codec table: {codec} has {len(row['draws'])} draws, not 2")
+        for m in CODEC_METRICS:
+            vals = [r[m] for r in row["draws"]]
+            if abs(row[m] - float(np.mean(vals))) > 1e-12 or row["range"][m] != [min(vals), max(vals)]:
+                raise SystemExit(f"codec table: {codec} {m} is not the mean and range of its draws")
+    tags = sorted({t["row"] for t in trace})
+    want = sorted(f"codec {c}{' draw 1' if k else ''}{x}" for c in EVAL_CODECS for k in (0, 1) for x in ("", ", other-language humans"))
+    if tags != want:
+        raise SystemExit(f"codec table: trace rows {tags}, expected {want}")
+    # Per codec: does draw 1 give any test clip another mean logit than draw 0?
+    differ = {c: any(x["meanLogit"] != y["meanLogit"] for x, y in zip([t for t in trace if t["row"] == f"codec {c}"],
+                                                                    [t for t in trace if t["row"] == f"codec {c} draw 1"]))
+              for c in EVAL_CODECS}
+    return dict(codecs=sorted(c for c in rows if c != "none"), drawsDiffer=differ, traceRows=len(tags))
+
+
 def uncertainty_check():
     """The interval code on made-up scores whose answers are known: perfectly separated classes give a
     zero-width EER interval; two synthetic systems, one always caught and one never, give a caught-rate
@@ -1889,21 +1986,30 @@ def uncertainty_check():
 
 
 def mobile_codec_check(clips):
-    """--mobile-codec and the codec table: every codec of MOBILE_CODECS codes three clips in one run and gives
+    """--mobile-codec and the codec table: every codec of EVAL_CODECS (MOBILE_CODECS and G.729) codes three clips in one run and gives
     each back at its length, aligned (correlation with the original above 0.5) and changed (below 0.9999),
     and the same audio when run again;
     then one training step cuts every crop from a coded copy."""
     global MOBILE_CODEC
     xs = [c["audio"][: SR * 3] for c in clips[:3]]
     out = {}
-    for codec in MOBILE_CODECS:
+    for codec in EVAL_CODECS:
         ys = mobile_codec_many(xs, codec)
         r = [float(np.corrcoef(x, y)[0, 1]) for x, y in zip(xs, ys)]
         if [len(y) for y in ys] != [len(x) for x in xs] or not all(np.all(np.isfinite(y)) for y in ys) or not all(0.5 < v < 0.9999 for v in r):
             raise SystemExit(f"{codec}: coded copies are broken (lengths {[len(y) for y in ys]}, correlations {r})")
         if not all(np.array_equal(y, z) for y, z in zip(ys, mobile_codec_many(xs, codec))):
             raise SystemExit(f"{codec}: coding the same clips twice gave different audio (sox without -R dithers from the clock)")
-        out[codec] = round(min(r), 3)
+        # Dither draw 1 (the codec table's second draw): aligned too, repeatable, and not draw 0's audio.
+        y1 = mobile_codec_many(xs, codec, draw=1)
+        r1 = [float(np.corrcoef(x, y)[0, 1]) for x, y in zip(xs, y1)]
+        if [len(y) for y in y1] != [len(x) for x in xs] or not all(0.5 < v < 0.9999 for v in r1):
+            raise SystemExit(f"{codec}: draw 1 copies are broken (lengths {[len(y) for y in y1]}, correlations {r1})")
+        if not all(np.array_equal(y, z) for y, z in zip(y1, mobile_codec_many(xs, codec, draw=1))):
+            raise SystemExit(f"{codec}: draw 1 is not repeatable")
+        if any(np.array_equal(y, z) for y, z in zip(ys, y1)):
+            raise SystemExit(f"{codec}: draw 1 coded the same audio as draw 0")
+        out[codec] = round(min(r + r1), 3)
     for c, y in zip(clips, mobile_codec_many([c["audio"] for c in clips], "gsm-fr")):
         c["coded"] = y
     MOBILE_CODEC = 1.0

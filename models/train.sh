@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 PIP_ARGS=(); [ -d /opt/pypi/simple ] && PIP_ARGS=(--index-url file:///opt/pypi/simple --extra-index-url file:///opt/pypi-more/simple)
 python3 -m pip install -q "${PIP_ARGS[@]}" -r models/requirements.txt
 for tool in espeak-ng flite sox ffmpeg; do command -v "$tool" >/dev/null || { echo "model:train needs $tool (apt-get install espeak-ng flite sox ffmpeg)"; exit 2; }; done
+# The evaluation's codec table runs G.729 through Belledonne's bcg729 (Debian package libbcg729-0).
+python3 -c 'import ctypes; ctypes.CDLL("libbcg729.so.0")' 2>/dev/null || { echo "the evaluation needs libbcg729 (apt-get install libbcg729-0)"; exit 2; }
 # The shipped recipe (model 1.2.0; 1.2.1 is its re-fit, `pipeline.py recal`): more human languages, and ChatTTS trained on in part (its other voices
 # and script held out and reported apart). Chosen on three to five seeds per recipe: models/EXPERIMENTS.md, fourth round.
 python3 models/pipeline.py all --extra-human --seen-systems chattts "$@"

@@ -35,6 +35,7 @@ describe('model pipeline smoke run', () => {
       };
       decision: { pooled: number; perPopulation: number };
       mobileCodecs: Record<string, number>;
+      codecTable: { codecs: string[]; drawsDiffer: Record<string, boolean>; traceRows: number };
       uncertainty: {
         separatedEer: [number, number];
         separatedAuc: [number, number];
@@ -113,10 +114,23 @@ describe('model pipeline smoke run', () => {
     expect(Object.keys(last.mobileCodecs).sort()).toEqual([
       'amr-nb-12.2',
       'amr-nb-4.75',
+      'g729',
       'gsm-fr',
       'opus-8k',
     ]);
     for (const r of Object.values(last.mobileCodecs)) expect(r).toBeGreaterThan(0.5);
+    // The codec table averages dither draws: with two draws on a toy scorer, every codec row is the mean and
+    // range of its draws (the pipeline stops otherwise), draw 1 scores differently from draw 0 for every codec,
+    // and both draws of the test and other-language rows are in the trace.
+    expect(last.codecTable.codecs).toEqual(['amr-nb-12.2', 'amr-nb-4.75', 'g729', 'gsm-fr', 'opus-8k']);
+    expect(last.codecTable.drawsDiffer).toEqual({
+      'amr-nb-12.2': true,
+      'amr-nb-4.75': true,
+      g729: true,
+      'gsm-fr': true,
+      'opus-8k': true,
+    });
+    expect(last.codecTable.traceRows).toBe(20);
     // The report's 95% intervals, on made-up scores with known answers: separated classes have a zero-width
     // EER interval; with two synthetic systems, one always caught and one never, the cluster bootstrap spans
     // [0, 1] while the clip-level binomial interval is narrow; 1 drop in 300 is Clopper-Pearson's
