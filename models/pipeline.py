@@ -1407,8 +1407,8 @@ def codec_rows(run, cal, d, maxw, test, labels, xtest, plain_ll, plain_xl, draws
             row["otherLanguageFalseDropRate"] = float(np.mean(xd))
         return row, groups
 
-    def worst(groups):
-        return max(((k, float(np.mean(v))) for k, v in groups.items() if len(v) >= 20), key=lambda kv: kv[1])
+    def worst(groups, n_draws=1):  # sources or voices with 20 clips or more (each clip counted once per draw)
+        return max(((k, float(np.mean(v))) for k, v in groups.items() if len(v) >= 20 * n_draws), key=lambda kv: kv[1])
 
     rows = {}
     row, groups = one(plain_ll, plain_xl)
@@ -1430,7 +1430,7 @@ def codec_rows(run, cal, d, maxw, test, labels, xtest, plain_ll, plain_xl, draws
         row["range"] = {m: [min(r[m] for r in per), max(r[m] for r in per)] for m in CODEC_METRICS if m in per[0]}
         row["draws"] = per
         if xtest:
-            w = worst(pooled)
+            w = worst(pooled, draws)
             row["otherLanguageWorst"] = dict(name=w[0], falseDropRate=w[1])
         rows[codec] = row
     return rows
