@@ -315,11 +315,12 @@ def render(meta, ev):
         ),
         *(
             [
-                "- Mobile callers: through "
+                "- Mobile callers and coded links: through "
                 + ", ".join(f"{k} {pct(v['humanFalseDropRate'])} of test humans and {pct(v['otherLanguageFalseDropRate'])} of other-language humans"
                             for k, v in codec_bad)
-                + " reached the drop bound, above the 1% and 1.5% gates. A caller on a mobile network or a VoIP app is"
-                " at higher risk of a false drop than the headline rate says: prefer `warn` where many callers are mobile."
+                + " reached the drop bound, above the 1% and 1.5% gates. A caller on a mobile network or a VoIP app, or whose"
+                " call crossed a G.729 link before the trunk, is at higher risk of a false drop than the headline rate says:"
+                " prefer `warn` where many callers are mobile."
             ]
             if (codec_bad := [(k, v) for k, v in (ev.get("mobileCodecs") or {}).items() if k != "none"
                               and (v["humanFalseDropRate"] > 0.01 or v.get("otherLanguageFalseDropRate", 0) > 0.015)])
@@ -407,7 +408,9 @@ def repro_lines(rp):
         " kernels by instruction set. There, the same windows gave logits that differ from this host's in the seventh significant digit"
         " (EXPERIMENTS.md, nineteenth round), so only a clip that sits on a threshold can change sides. `models/eval-trace.csv.gz` holds a hash of every clip's audio, channel output and"
         " logits in every row; EVAL.md's Reproducibility section compares a run with the trace of the run before it"
-        + (": this run matched it at every stage." if cmp and cmp["identical"] else "."),
+        + (": this run matched it at every stage." if cmp and cmp["identical"]
+           else ": this run matched it at every stage in every row that both hold (it added rows)." if cmp and cmp.get("sharedRowsIdentical") and not cmp.get("droppedRows")
+           else "."),
         "",
     ]
 

@@ -999,7 +999,12 @@ def compare_traces(old, new):
             row[stage] += 1
         row["maxMeanLogitChange"] = max(row["maxMeanLogitChange"], abs(float(o["meanLogit"]) - float(r["meanLogit"])))
     identical = all(v["missing"] == 0 and v["audio"] + v["channel"] + v["logits"] == 0 for v in rows.values()) and len(new) == len(old)
-    return dict(identical=identical, rows=rows)
+    # Rows that only one trace holds (e.g. codec draws added to the report): the rest can still match.
+    new_rows = sorted(k for k, v in rows.items() if v["clips"] == 0)
+    old_rows = sorted({r["row"] for r in old} - set(rows))
+    shared = {k: v for k, v in rows.items() if v["clips"] > 0}
+    shared_identical = bool(shared) and all(v["missing"] == 0 and v["audio"] + v["channel"] + v["logits"] == 0 for v in shared.values())
+    return dict(identical=identical, rows=rows, newRows=new_rows, droppedRows=old_rows, sharedRowsIdentical=shared_identical)
 
 
 def host_info():
@@ -1748,11 +1753,18 @@ def write_eval_md(r, meta):
             L.append("Against the previous trace: there was none beside the model when this run started.")
         elif cmp["identical"]:
             L.append("Against the previous trace (the one beside the model when this run started): every clip identical at every stage.")
+        elif cmp.get("sharedRowsIdentical") and not cmp.get("droppedRows"):
+            shared = [k for k, v in cmp["rows"].items() if v["clips"] > 0]
+            L.append(f"Against the previous trace (the one beside the model when this run started): every clip of the {len(shared)} rows"
+                     f" that both traces hold ({sum(cmp['rows'][k]['clips'] for k in shared)} records) identical at every stage. Rows new in"
+                     f" this run, which the previous trace did not hold: {', '.join(cmp['newRows'])}.")
         else:
             L += ["Against the previous trace (the one beside the model when this run started; clips that first differ at each stage; largest change of a clip's mean logit):", "",
                   "| row | clips | not in the old trace | audio | channel | logits | largest mean-logit change |", "|---|---|---|---|---|---|---|"]
             for k, v in cmp["rows"].items():
                 L.append(f"| {k} | {v['clips']} | {v['missing']} | {v['audio']} | {v['channel']} | {v['logits']} | {v['maxMeanLogitChange']:.2e} |")
+            if cmp.get("droppedRows"):
+                L.append(f"\nRows of the previous trace that this run did not score: {', '.join(cmp['droppedRows'])}.")
     open(os.path.join(HERE, "EVAL.md"), "w").write("\n".join(L) + "\n")
 
 
