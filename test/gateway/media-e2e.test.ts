@@ -17,6 +17,7 @@ import {
   type Pcap,
   type LogLine,
   type TestGateway,
+  waitUdpBound,
 } from './sipp-harness.js';
 import { TsPbx } from './ts-pbx.js';
 
@@ -482,7 +483,7 @@ describe('media end to end, drop with an announcement to the caller', () => {
       if (p) heard.push({ atMs: Date.now(), payloadType: p.payloadType, payload: Buffer.from(p.payload) });
     });
     const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
-    await new Promise((r) => setTimeout(r, 300));
+    await waitUdpBound(gw.pbxPort);
     const from = gw.logs.length;
     let sending = true;
     try {

@@ -13,6 +13,7 @@ import {
   makePcap,
   type LogLine,
   type TestGateway,
+  waitUdpBound,
 } from './sipp-harness.js';
 
 /**
@@ -100,7 +101,7 @@ describe('SIP over TLS (baresip as the TLS peer)', () => {
   it('a TTS voice from a caller over TLS is analysed and dropped: the BYE reaches the caller over TLS', async () => {
     const from = gw.logs.length;
     const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
-    await new Promise((r) => setTimeout(r, 300));
+    await waitUdpBound(gw.pbxPort);
     const callerPort = await freeUdpPort();
     const caller = startBaresip({
       user: 'robot',

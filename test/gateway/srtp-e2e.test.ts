@@ -6,7 +6,14 @@ import { encodeWav16 } from '../../src/audio/wav.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAudioFile } from '../../src/audio/load-audio.js';
 import { expectHeardSpeech, startBaresip, tracedMessages, type BaresipPeer } from './baresip.js';
-import { freeUdpPort, runSipp, startGateway, type LogLine, type TestGateway } from './sipp-harness.js';
+import {
+  freeUdpPort,
+  runSipp,
+  startGateway,
+  type LogLine,
+  type TestGateway,
+  waitUdpBound,
+} from './sipp-harness.js';
 
 /**
  * Encrypted media offers through the real gateway, with baresip (its srtp module) as the caller
@@ -61,7 +68,7 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
   it('best-effort SRTP: the keys are removed, the call runs on plain RTP and a TTS voice is dropped', async () => {
     const from = gw.logs.length;
     const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
-    await new Promise((r) => setTimeout(r, 300));
+    await waitUdpBound(gw.pbxPort);
     const caller = await dial(gw, { user: 'robot', mediaenc: 'srtp', source: TTS, quitAfterS: 15 });
     const p = await pbx.done;
     expect(p.code, p.output + p.errors).toBe(0);
@@ -81,7 +88,7 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
   it('required SRTP (RTP/SAVP) is terminated: the detector hears the TTS voice and drops it, BYE over SRTP signalling', async () => {
     const from = gw.logs.length;
     const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
-    await new Promise((r) => setTimeout(r, 300));
+    await waitUdpBound(gw.pbxPort);
     const caller = await dial(gw, { user: 'robot', mediaenc: 'srtp-mand', source: TTS, quitAfterS: 15 });
     const p = await pbx.done;
     expect(p.code, p.output + p.errors).toBe(0);

@@ -60,6 +60,8 @@ describe('model pipeline smoke run', () => {
         sameBytes: boolean;
         roundTrip: boolean;
         again: { identical: boolean };
+        grown: { identical: boolean; sharedRowsIdentical: boolean; newRows: string[]; droppedRows: string[] };
+        shrunk: string[];
         seed: { clips: number; audio: number; channel: number; logits: number };
         net: { clips: number; audio: number; channel: number; logits: number; maxMeanLogitChange: number };
         host: { cpu: string; isa: string[]; packages: Record<string, string | null> };
@@ -165,6 +167,15 @@ describe('model pipeline smoke run', () => {
     expect(tr.sameBytes).toBe(true);
     expect(tr.roundTrip).toBe(true);
     expect(tr.again.identical).toBe(true);
+    // A run with an added row is not identical, but its shared rows are, and the new row is named; a run
+    // missing a row names the dropped one.
+    expect(tr.grown).toEqual({
+      identical: false,
+      sharedRowsIdentical: true,
+      newRows: ['added'],
+      droppedRows: [],
+    });
+    expect(tr.shrunk).toEqual(['added']);
     expect(tr.seed).toMatchObject({ clips: 3, audio: 0, channel: 3, logits: 0 });
     expect(tr.net).toMatchObject({ clips: 3, audio: 0, channel: 0, logits: 3 });
     expect(tr.net.maxMeanLogitChange).toBeGreaterThan(0);
