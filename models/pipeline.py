@@ -696,6 +696,15 @@ def add_coded_copies(clips):
     log(f"mobile-codec copies of {len(train_clips)} training clips: " + ", ".join(f"{n} {int((pick == k).sum())}" for k, n in enumerate(names)))
 
 
+def mix_batch(x, y, rng, alpha):
+    """--mixup: each crop mixed with another crop of the batch (a random permutation), waveform and label
+    alike, with a weight drawn per crop from Beta(alpha, alpha) (between-class learning, Tokozume et al.
+    2018; mixup, Zhang et al. 2018). The labels become soft; binary cross-entropy takes them as they are."""
+    lam = torch.tensor(rng.beta(alpha, alpha, len(x)), dtype=x.dtype)
+    perm = torch.from_numpy(rng.permutation(len(x)))
+    return lam[:, None] * x + (1 - lam[:, None]) * x[perm], lam * y + (1 - lam) * y[perm]
+
+
 def make_batch(pool, rng, size, domain_ids=None):
     """Balanced classes. Within a class a system is drawn uniformly, or with weight sqrt(clips):
     uniform gives a 5-clip source (libritts) as many draws as 300-clip ones, so the net sees those
@@ -798,7 +807,7 @@ def val_eer(model, val, seed=7):
     return eer(np.array(scores), np.array(labels))
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True, pair_loss=0.0, pair_from="all"):
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True, pair_loss=0.0, pair_from="all", mixup=0.0):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
@@ -814,6 +823,10 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    if mixup > 0 and (loss != "bce" or domain_adv > 0 or pair_loss > 0):
+        raise SystemExit("--mixup needs --loss bce, no --domain-adv and no --pair-loss")
+    # --mixup: its own generator, so the batches drawn from `rng` are the recipe's.
+    mix_rng = np.random.default_rng([seed, 0x313])
     pool = build_pool([c for c in clips if c["split"] == "train"])
     domain_ids, allowed = None, None
     if domain_adv > 0:
@@ -862,6 +875,8 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
                 log(f"  bce {bce.item():.4f} pair contrastive {con.item():.4f}")
         else:
             x, y = make_batch(pool, rng, batch)
+            if mixup > 0:
+                x, y = mix_batch(x, y, mix_rng, mixup)
             loss = trained.loss(x, y)
         opt.zero_grad()
         loss.backward()
@@ -1591,7 +1606,7 @@ def stage_all(args):
     # calibration, the drop bound and the report.
     if MOBILE_CODEC:
         add_coded_copies(clips)
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn, pair_loss=args.pair_loss, pair_from=args.pair_from)
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn, pair_loss=args.pair_loss, pair_from=args.pair_from, mixup=args.mixup)
     clips += dialogue_human()
     summary = {}
     for c in clips:
@@ -1610,7 +1625,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), **({"mixup": args.mixup} if args.mixup else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB, mobileCodec=MOBILE_CODEC,
@@ -1875,7 +1890,7 @@ def stage_smoke(args):
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "domainAdvParityMaxAbsDiff": da, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
                       "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check(),
-                      "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out)}))
+                      "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "mixup": mixup_check(clips, args.out), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out)}))
 
 
 def pair_loss_check(clips, out):
@@ -1938,6 +1953,35 @@ def trace_check(out):
                 roundTrip=compare_traces(back, runs["first"])["identical"], again=compare_traces(runs["first"], runs["again"]),
                 seed=compare_traces(runs["first"], runs["seed"])["rows"]["row"], net=compare_traces(runs["first"], runs["net"])["rows"]["row"],
                 host=host_info())
+
+
+def mixup_check(clips, out):
+    """--mixup: in a batch of two human and two synthetic crops mixed by mix_batch, each crop is a convex
+    combination of itself and one crop of the batch, its label the same combination of the two labels; at
+    least one crop mixes across the classes (soft label); 2 training steps with the option export and match
+    onnxruntime."""
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((4, WIN)).astype(np.float32)).double()
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    mx, my = mix_batch(x, y, np.random.default_rng(1), 0.4)
+    convex = True
+    for i in range(4):
+        found = False
+        for j in range(4):
+            d = x[i] - x[j]
+            if j == i:
+                found |= bool(torch.allclose(mx[i], x[i])) and float(my[i]) == float(y[i])
+                continue
+            lam = float(torch.dot(mx[i] - x[j], d) / torch.dot(d, d))  # least squares: mx[i] = lam x[i] + (1 - lam) x[j]
+            fit = torch.allclose(mx[i], lam * x[i] + (1 - lam) * x[j], atol=1e-9)
+            found |= fit and -1e-9 <= lam <= 1 + 1e-9 and abs(float(my[i]) - (lam * float(y[i]) + (1 - lam) * float(y[j]))) < 1e-9
+        convex &= found
+    model = train(clips, 2, 4, width=8, mixup=0.4)
+    path = os.path.join(out, "smoke-mixup.onnx")
+    export(model, path)
+    soft = [round(float(v), 4) for v in my]
+    return dict(convex=convex, crossClass=any(0.0 < v < 1.0 for v in soft), labelsInRange=all(0.0 <= v <= 1.0 for v in soft),
+                parityMaxAbsDiff=parity(model, path, clips))
 
 
 def codec_table_check():
@@ -2134,6 +2178,7 @@ def main():
     p.add_argument("--domain-adv", type=float, default=0.0, help="domain-adversarial training: the gradient-reversal weight reached at the end (e.g. 0.1; 0 = off; see net.Detector)")
     p.add_argument("--pair-from", choices=["all", "neural"], default="all", help="which copy-synthesis clips --pair-loss pairs: all (Griffin-Lim, LPC and any neural ones) or neural (only --neural-vocoded clips)")
     p.add_argument("--pair-loss", type=float, default=0.0, help="train on (human, copy-synthesis) crop pairs too, with this weight on a supervised contrastive loss over their features (e.g. 0.5; 0 = off)")
+    p.add_argument("--mixup", type=float, default=0.0, help="mix every training batch with a shuffled copy of itself, waveform and label, weight ~ Beta(a, a) per crop (e.g. 0.4; 0 = off; see mix_batch)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--version", default=None, help="model version to write (all: default 1.2.0; recal: required, and new)")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))

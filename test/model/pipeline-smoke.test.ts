@@ -36,6 +36,7 @@ describe('model pipeline smoke run', () => {
       decision: { pooled: number; perPopulation: number };
       mobileCodecs: Record<string, number>;
       codecTable: { codecs: string[]; drawsDiffer: Record<string, boolean>; traceRows: number };
+      mixup: { convex: boolean; crossClass: boolean; labelsInRange: boolean; parityMaxAbsDiff: number };
       uncertainty: {
         separatedEer: [number, number];
         separatedAuc: [number, number];
@@ -133,6 +134,10 @@ describe('model pipeline smoke run', () => {
       'opus-8k': true,
     });
     expect(last.codecTable.traceRows).toBe(20);
+    // --mixup: every mixed crop is a convex combination of two crops of the batch with its label mixed by the
+    // same weight, some across the classes; a net trained with it exports and matches onnxruntime.
+    expect(last.mixup).toMatchObject({ convex: true, crossClass: true, labelsInRange: true });
+    expect(last.mixup.parityMaxAbsDiff).toBeLessThan(1e-4);
     // The report's 95% intervals, on made-up scores with known answers: separated classes have a zero-width
     // EER interval; with two synthetic systems, one always caught and one never, the cluster bootstrap spans
     // [0, 1] while the clip-level binomial interval is narrow; 1 drop in 300 is Clopper-Pearson's
