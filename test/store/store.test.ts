@@ -545,7 +545,7 @@ describe('retention', () => {
     first.subscribe(bus);
     let now = Date.now();
     emitCall(bus, { atMs: now - 3600_000 });
-    first.close();
+    await first.close(); // its checkpoint worker too, before the directory can be removed
     const s = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger, { nowMs: () => now });
     open.push(s);
     expect(s.listCalls({ limit: 10 }).total).toBe(1);
@@ -568,7 +568,7 @@ describe('repeated-audio fingerprints (detector.repeat.persist)', () => {
   }
   const keep = { sinceMs: 0, calls: 100 };
 
-  it('writes at the flush and reads back, oldest first, bit for bit, across a reopen', () => {
+  it('writes at the flush and reads back, oldest first, bit for bit, across a reopen', async () => {
     const s = openStore();
     const a = { callId: 'a', callerKey: 'p:aaa', atMs: 2000, fingerprint: fp(1) };
     const b = { callId: 'b', callerKey: 'p:bbb', atMs: 1000, fingerprint: fp(2, 123) };
@@ -577,8 +577,8 @@ describe('repeated-audio fingerprints (detector.repeat.persist)', () => {
     expect(s.db.prepare('SELECT count(*) AS n FROM fingerprints').get()).toEqual({ n: 0 }); // queued only
     s.flush();
     expect(s.db.prepare('SELECT count(*) AS n FROM fingerprints').get()).toEqual({ n: 2 });
-    s.close();
     open.splice(open.indexOf(s), 1);
+    await s.close(); // its checkpoint worker too: an unawaited one can still write into dir at the rmSync
     const again = openStore();
     expect(again.recentFingerprints(0, 10)).toEqual([b, a]);
   });
