@@ -14,6 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
+import { waitUdpBound } from '../gateway/sipp-harness.js';
 
 /**
  * The PBX integration guides, tested: each guide's voiceguard YAML is taken from the Markdown
@@ -293,7 +294,7 @@ describe('integration guides: calls through the real gateway', () => {
           '-mp',
           String(await freePort(PBX_IP)),
         ]);
-        await new Promise((r) => setTimeout(r, 300));
+        await waitUdpBound(pbxPort); // the PBX listens before the carrier dials
         const carrier = await sipp(`${g.doc}-${tag}-carrier`.replace(/\W/g, '_'), 'pbx-carrier-uac.xml', [
           `${GATEWAY_IP}:${sipPort}`,
           '-s',
@@ -361,7 +362,7 @@ describe('integration guides: calls through the real gateway', () => {
           '-mp',
           String(await freePort(CARRIER_IP)),
         ]);
-        await new Promise((r) => setTimeout(r, 300));
+        await waitUdpBound(carrierUasPort); // the carrier listens before the PBX dials
         const pbx = await sipp(`${g.doc}-out-pbx`.replace(/\W/g, '_'), g.pbxUac, [
           `${GATEWAY_IP}:${sipPort}`,
           '-s',
