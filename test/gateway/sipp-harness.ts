@@ -242,7 +242,7 @@ export async function sippCall(
 ) {
   const calls = opts.calls ?? 1;
   const uas = runSipp({ scenario: pbxScenario, port: gw.pbxPort, calls, timeoutS: opts.timeoutS ?? 30 });
-  await new Promise((r) => setTimeout(r, 300));
+  await waitUdpBound(gw.pbxPort); // the PBX side listens before the caller dials
   const uac = runSipp({
     scenario: callerScenario,
     port: await freeUdpPort(),
