@@ -3,6 +3,7 @@
 Usage: python3 models/pipeline.py all            (full recipe, CPU, writes models/voiceguard-detector.*)
        python3 models/pipeline.py prep           (only build the cached training data)
        python3 models/pipeline.py eval           (re-evaluate the committed model)
+       python3 models/pipeline.py baseline --extra-human --seen-systems chattts  (the LFCC-GMM baseline beside it)
        python3 models/pipeline.py smoke --out D  (20 clips, 1 step, export + parity, into D)
 Audio is read from ../shared/corpus (override with VOICEGUARD_CORPUS); generated and fetched
 audio is cached under models/.cache (git-ignored). Nothing of the corpus is committed.
@@ -1834,6 +1835,86 @@ def stage_eval(args):
     log("done:", json.dumps(report["main"]), json.dumps(report["sequential"]))
 
 
+def paired_eer_difference(test, labels, base, other, n_boot=2000, seed=11):
+    """EER(other) - EER(base) on the same clips, with a 95% percentile cluster bootstrap that redraws the
+    synthetic systems and the human speaker groups as uncertainty() does; both scores ride on each draw."""
+    rng = np.random.default_rng(seed)
+    syn, hum = {}, {}
+    for i, c in enumerate(test):
+        (syn.setdefault(c["system"], []) if labels[i] == 1 else hum.setdefault((c["system"], c["group"]), [])).append(i)
+    syn, hum = list(syn.values()), list(hum.values())
+
+    def draw(cl):
+        return np.concatenate([cl[j] for j in rng.integers(0, len(cl), len(cl))])
+
+    reps = []
+    for _ in range(n_boot):
+        idx = np.r_[draw(hum), draw(syn)]
+        reps.append(eer(other[idx], labels[idx]) - eer(base[idx], labels[idx]))
+    return dict(value=eer(other, labels) - eer(base, labels), bootstrap95=[float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))])
+
+
+def stage_baseline(args):
+    """Twenty-first round: the LFCC-GMM baseline (baseline.py) trained on this recipe's training clips and scored
+    beside the committed model on the same validation and test clips, through the same channel draws as
+    calibrate() (seed 99) and evaluate() (seed 123); writes models/baseline.json."""
+    from sklearn.linear_model import LogisticRegression
+    import baseline
+
+    torch.set_num_threads(args.threads)
+    meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
+    if set(meta["training"].get("seenSystems", [])) != SEEN_SYSTEMS:
+        raise SystemExit(f"give the committed model's --seen-systems ({','.join(meta['training'].get('seenSystems', []))}) "
+                         "so that both models see the same training and test clips")
+    global WIN, HOP
+    WIN, HOP = meta["windowSamples"], meta["hopSamples"]
+    RELATED_SYSTEMS.clear()
+    RELATED_SYSTEMS.update(meta["training"].get("relatedSystems", {}))
+    train_clips = [c for c in prepare(args, np.random.default_rng(0)) if c["split"] == "train"]
+    rng = np.random.default_rng(5)
+    audio = [telephone_channel(c["audio"], rng) for c in train_clips]
+    gmm = baseline.LfccGmm(components=args.gmm_components, seed=args.seed).fit(audio, [c["label"] for c in train_clips], log=log)
+    del audio
+    clips = load_corpus() + ensure_local_tts() + local_human() + dialogue_human()
+    run, _ = ort_runner(os.path.join(HERE, "voiceguard-detector.onnx"))
+    cal = meta["calibration"]
+
+    def both(split, seed):
+        chan = np.random.default_rng(seed)  # consumed exactly as score_clips() does, so the channel copies are the net's
+        part = [c for c in clips if c["split"] == split]
+        net, base = [], []
+        for c in part:
+            y = telephone_channel(c["audio"], chan)
+            net.append(float(np.mean(cal["scale"] * run(speech_windows(y)) + cal["bias"])))
+            base.append(gmm.score(y))
+        return part, np.array([c["label"] for c in part]), np.array(net), np.array(base)
+
+    val, val_y, val_net, val_gmm = both("val", 99)
+    test, y, net, raw = both("test", 123)
+    platt = LogisticRegression(class_weight="balanced").fit(val_gmm[:, None], val_y)
+    fusion = LogisticRegression(class_weight="balanced").fit(np.c_[val_net, val_gmm], val_y)
+    scores = {"model " + meta["version"]: net, "LFCC-GMM": platt.decision_function(raw[:, None]),
+              "fusion": fusion.decision_function(np.c_[net, raw])}
+    report = dict(
+        baseline=dict(features="LFCC: 20 ms frames, 10 ms hop, 256-point FFT, 20 linear filters 0-4 kHz, 20 cepstra + deltas + double deltas; "
+                               f"frames under {baseline.FLOOR_DBFS:.0f} dBFS left out",
+                      gmm=f"two diagonal GMMs of {gmm.components} components (human, synthetic), at most {gmm.frames_per_class} frames a class from one "
+                          "seeded telephone-channel copy of each training clip (no RawBoost)",
+                      trainingClips={"human": sum(1 for c in train_clips if c["label"] == 0), "synthetic": sum(1 for c in train_clips if c["label"] == 1)},
+                      plattOnVal=dict(scale=float(platt.coef_[0, 0]), bias=float(platt.intercept_[0])),
+                      fusionOnVal=dict(netWeight=float(fusion.coef_[0, 0]), gmmWeight=float(fusion.coef_[0, 1]), bias=float(fusion.intercept_[0]))),
+        clips=dict(val=len(val), test=dict(human=int((y == 0).sum()), synthetic=int((y == 1).sum()))),
+        committedMainEer=json.load(open(os.path.join(HERE, "eval.json")))["main"]["eer"] if os.path.exists(os.path.join(HERE, "eval.json")) else None,
+        rows={k: dict(eer=eer(s, y), auc=auc(s, y), tprAt1Fpr=tpr_at(s, y, 0.01), tprAt5Fpr=tpr_at(s, y, 0.05)) for k, s in scores.items()},
+        perSystem={sysname: {k: float(np.mean(s[[i for i, c in enumerate(test) if c["system"] == sysname]] > 0)) for k, s in scores.items()}
+                   for sysname in sorted({c["system"] for c in test})},
+        eerDifferenceFromModel={k: paired_eer_difference(test, y, net, s) for k, s in scores.items() if k != "model " + meta["version"]},
+    )
+    json.dump(report, open(os.path.join(HERE, "baseline.json"), "w"), indent=2)
+    log("baseline:", json.dumps(report["rows"]), json.dumps(report["eerDifferenceFromModel"]))
+    return report
+
+
 def stage_smoke(args):
     """The recipe end to end on ~20 clips: load -> 1 training step -> export -> parity."""
     torch.set_num_threads(1)
@@ -1890,7 +1971,7 @@ def stage_smoke(args):
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "domainAdvParityMaxAbsDiff": da, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
                       "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check(),
-                      "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "mixup": mixup_check(clips, args.out), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out)}))
+                      "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "mixup": mixup_check(clips, args.out), "baseline": baseline_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out)}))
 
 
 def pair_loss_check(clips, out):
@@ -1982,6 +2063,38 @@ def mixup_check(clips, out):
     soft = [round(float(v), 4) for v in my]
     return dict(convex=convex, crossClass=any(0.0 < v < 1.0 for v in soft), labelsInRange=all(0.0 <= v <= 1.0 for v in soft),
                 parityMaxAbsDiff=parity(model, path, clips))
+
+
+def baseline_check(clips):
+    """The LFCC-GMM baseline on known answers: a 1 s clip gives 99 frames of 60 values, a silent one keeps its one
+    loudest frame; two 4-component GMMs fitted on white noise (human) and low-passed noise (synthetic) score
+    fresh draws of each on their own side of 0 (the sign is synthetic minus human); on the smoke clips every
+    score is finite; the paired EER difference of a model with itself is exactly 0, and of a separating one
+    against a random one is negative."""
+    import baseline
+    from scipy.signal import butter, sosfilt
+
+    rng = np.random.default_rng(0)
+    sos = butter(6, 1000, fs=SR, output="sos")
+
+    def white():
+        return 0.1 * rng.standard_normal(SR)
+
+    def low():
+        return 10 * sosfilt(sos, 0.1 * rng.standard_normal(SR))
+
+    toy = baseline.LfccGmm(components=4, frames_per_class=5000, seed=0).fit([white() for _ in range(6)] + [low() for _ in range(6)],
+                                                                             [0] * 6 + [1] * 6, log=lambda *a: None)
+    real = baseline.LfccGmm(components=4, frames_per_class=5000, seed=0).fit([c["audio"] for c in clips], [c["label"] for c in clips],
+                                                                              log=lambda *a: None)
+    fake = [dict(system=f"s{i % 2}" if i >= 20 else "h", group=f"g{i % 10}") for i in range(40)]
+    y = np.r_[np.zeros(20, int), np.ones(20, int)]
+    rand, sep = rng.standard_normal(40), y + 0.01 * rng.standard_normal(40)
+    return dict(frames=list(baseline.lfcc(white()).shape), silentFrames=list(baseline.lfcc(np.zeros(SR)).shape),
+                humanSide=bool(all(toy.score(white()) < 0 for _ in range(3))), syntheticSide=bool(all(toy.score(low()) > 0 for _ in range(3))),
+                realFinite=bool(all(np.isfinite(real.score(c["audio"])) for c in clips)),
+                selfDifference=paired_eer_difference(fake, y, rand, rand, n_boot=200),
+                separatingDifference=paired_eer_difference(fake, y, rand, sep, n_boot=200)["value"])
 
 
 def codec_table_check():
@@ -2144,7 +2257,7 @@ def seen_split_check():
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("stage", choices=["all", "prep", "eval", "recal", "smoke"])
+    p.add_argument("stage", choices=["all", "prep", "eval", "recal", "baseline", "smoke"])
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--vocoded", type=int, default=450)
@@ -2180,6 +2293,7 @@ def main():
     p.add_argument("--pair-loss", type=float, default=0.0, help="train on (human, copy-synthesis) crop pairs too, with this weight on a supervised contrastive loss over their features (e.g. 0.5; 0 = off)")
     p.add_argument("--mixup", type=float, default=0.0, help="mix every training batch with a shuffled copy of itself, waveform and label, weight ~ Beta(a, a) per crop (e.g. 0.4; 0 = off; see mix_batch)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
+    p.add_argument("--gmm-components", type=int, default=512, help="baseline: components of each LFCC-GMM")
     p.add_argument("--version", default=None, help="model version to write (all: default 1.2.0; recal: required, and new)")
     p.add_argument("--out", default=os.path.join(CACHE, "smoke"))
     args = p.parse_args()
@@ -2199,7 +2313,7 @@ def main():
         set_seen([x for x in args.seen_systems.split(",") if x])
     VOCODED_SHARE = args.vocoded_share
     SYSTEM_WEIGHTING = args.system_weighting
-    {"all": stage_all, "prep": stage_prep, "eval": stage_eval, "recal": stage_eval, "smoke": stage_smoke}[args.stage](args)
+    {"all": stage_all, "prep": stage_prep, "eval": stage_eval, "recal": stage_eval, "baseline": stage_baseline, "smoke": stage_smoke}[args.stage](args)
 
 
 if __name__ == "__main__":

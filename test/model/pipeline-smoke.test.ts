@@ -37,6 +37,15 @@ describe('model pipeline smoke run', () => {
       mobileCodecs: Record<string, number>;
       codecTable: { codecs: string[]; drawsDiffer: Record<string, boolean>; traceRows: number };
       mixup: { convex: boolean; crossClass: boolean; labelsInRange: boolean; parityMaxAbsDiff: number };
+      baseline: {
+        frames: number[];
+        silentFrames: number[];
+        humanSide: boolean;
+        syntheticSide: boolean;
+        realFinite: boolean;
+        selfDifference: { value: number; bootstrap95: [number, number] };
+        separatingDifference: number;
+      };
       uncertainty: {
         separatedEer: [number, number];
         separatedAuc: [number, number];
@@ -138,6 +147,18 @@ describe('model pipeline smoke run', () => {
     // same weight, some across the classes; a net trained with it exports and matches onnxruntime.
     expect(last.mixup).toMatchObject({ convex: true, crossClass: true, labelsInRange: true });
     expect(last.mixup.parityMaxAbsDiff).toBeLessThan(1e-4);
+    // The LFCC-GMM baseline (twenty-first round): 99 frames of 60 values in 1 s, one frame kept of a silent
+    // clip, toy GMMs score white noise as human and low-passed noise as synthetic, real clips score finitely,
+    // and the paired EER difference is 0 for a model against itself and negative for a better one.
+    expect(last.baseline).toMatchObject({
+      frames: [99, 60],
+      silentFrames: [1, 60],
+      humanSide: true,
+      syntheticSide: true,
+      realFinite: true,
+      selfDifference: { value: 0, bootstrap95: [0, 0] },
+    });
+    expect(last.baseline.separatingDifference).toBeLessThan(-0.2);
     // The report's 95% intervals, on made-up scores with known answers: separated classes have a zero-width
     // EER interval; with two synthetic systems, one always caught and one never, the cluster bootstrap spans
     // [0, 1] while the clip-level binomial interval is narrow; 1 drop in 300 is Clopper-Pearson's
