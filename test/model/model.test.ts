@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -67,5 +68,23 @@ describe('committed detector model', () => {
       const meanLlr = llrs.reduce((a, b) => a + b, 0) / llrs.length;
       expect(meanLlr > 0, `${file}: mean llr ${meanLlr.toFixed(2)}`).toBe(ref.label === 'synthetic');
     }
+  });
+});
+
+describe('model card', () => {
+  it('is what models/model_card.py renders from the committed JSON, eval and baseline reports', () => {
+    // The card is generated; a hand edit or a report committed without its card would drift silently.
+    const rendered = execFileSync(
+      'python3',
+      [
+        '-c',
+        'import json, sys; sys.path.insert(0, "models"); import model_card as m; ' +
+          'r = lambda p: json.load(open(p)); ' +
+          'sys.stdout.write(m.render(r("models/voiceguard-detector.json"), r("models/eval.json"), r("models/baseline.json")))',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(rendered).toBe(readFileSync('models/MODEL_CARD.md', 'utf8'));
+    expect(rendered).toMatch(/Against the standard baseline \(LFCC-GMM/);
   });
 });
