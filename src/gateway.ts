@@ -201,35 +201,42 @@ export class Gateway {
       );
       this.loadRepeats(config);
     }
-    this.reloadTls(before, config);
+    this.reloadTls(config);
     this.reloadRegistrations(before, config);
   }
 
   /**
-   * SIGHUP re-reads sip.tls's files, so a renewed certificate is served without a restart (new
-   * connections; open ones keep theirs). A file that does not load keeps the running material.
+   * SIGHUP re-reads sip.tls's files and settings, so a renewed certificate, a new CA bundle or
+   * changed verification (verifyPeers, requireClientCert, minVersion) apply without a restart (new
+   * connections; open ones keep theirs). A file that does not load keeps the running material and
+   * settings, all of them: half a change would be worse than none.
    */
-  private reloadTls(before: Config, config: Config): void {
-    if (!this.config.sip.listen.transports.includes('tls') || !this.b2bua.tlsPort) return;
+  private reloadTls(config: Config): void {
+    const running = this.b2bua.tlsSettings;
+    if (!this.config.sip.listen.transports.includes('tls') || !this.b2bua.tlsPort || !running) return;
     const t = config.sip.tls;
-    const b = before.sip.tls;
-    if (
-      t.verifyPeers !== b.verifyPeers ||
-      t.requireClientCert !== b.requireClientCert ||
-      t.minVersion !== b.minVersion
-    )
-      this.log.warn(
-        { event: 'config.restart_required', key: 'sip.tls' },
-        'TLS verification settings changed: take effect after a restart',
-      );
+    // Against what runs, not the previous config: a reload that failed left its settings unapplied.
+    const changed = (['verifyPeers', 'requireClientCert', 'minVersion'] as const).filter(
+      (k) => t[k] !== running[k],
+    );
     try {
       const material = loadSipTls({ ...config.sip, listen: { ...config.sip.listen, transports: ['tls'] } });
       if (!material) return;
       this.b2bua.reloadTls(material);
       setCertExpiryGauge(material.cert);
       this.log.info(
-        { event: 'sip.tls_reloaded', certFile: t.certFile, notAfter: certNotAfter(material.cert) },
-        'SIP over TLS certificate re-read',
+        {
+          event: 'sip.tls_reloaded',
+          certFile: t.certFile,
+          notAfter: certNotAfter(material.cert),
+          verifyPeers: t.verifyPeers,
+          requireClientCert: t.requireClientCert,
+          minVersion: t.minVersion,
+          ...(changed.length ? { changed } : {}),
+        },
+        changed.length
+          ? `SIP over TLS re-read: ${changed.join(', ')} changed`
+          : 'SIP over TLS certificate re-read',
       );
     } catch (err) {
       this.log.error(

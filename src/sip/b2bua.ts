@@ -93,9 +93,14 @@ export class B2bua {
     return this.stack.tlsPort;
   }
 
-  /** A renewed certificate for new TLS connections (see SipStack.reloadTls). */
-  reloadTls(material: Pick<SipTlsOptions, 'key' | 'cert' | 'ca'>): void {
-    this.stack.reloadTls(material);
+  /** The verification settings new TLS connections get now (see SipStack.tlsSettings). */
+  get tlsSettings(): Pick<SipTlsOptions, 'verifyPeers' | 'requireClientCert' | 'minVersion'> | null {
+    return this.stack.tlsSettings;
+  }
+
+  /** Renewed TLS material and verification settings for new TLS connections (see SipStack.reloadTls). */
+  reloadTls(next: Omit<SipTlsOptions, 'port'>): void {
+    this.stack.reloadTls(next);
   }
 
   get activeCalls(): number {

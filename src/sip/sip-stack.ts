@@ -515,17 +515,32 @@ export class SipStack {
     return this.opts.tls?.port ?? null;
   }
 
+  /** The verification settings new TLS connections get now (null without TLS). */
+  get tlsSettings(): Pick<SipTlsOptions, 'verifyPeers' | 'requireClientCert' | 'minVersion'> | null {
+    const t = this.opts.tls;
+    return t
+      ? { verifyPeers: t.verifyPeers, requireClientCert: t.requireClientCert, minVersion: t.minVersion }
+      : null;
+  }
+
   /**
-   * A renewed certificate, key or CA bundle: new connections (both ways) use it at once, open ones
-   * keep the session they negotiated. Throws, changing nothing, when the material does not load.
+   * A renewed certificate, key or CA bundle, and the verification settings: new connections (both
+   * ways) use them at once, open ones keep the session they negotiated. Throws, changing nothing,
+   * when the material does not load. The port stays (a new one needs a restart).
    */
-  reloadTls(material: Pick<SipTlsOptions, 'key' | 'cert' | 'ca'>): void {
+  reloadTls(next: Omit<SipTlsOptions, 'port'>): void {
     const t = this.opts.tls;
     const server = tlsServers.get(this.opts);
     if (!t || !server) throw new Error('SIP over TLS is not listening');
-    const next = { ...t, ...material };
-    server.setSecureContext(tlsServerOptions(next));
-    this.opts.tls = next;
+    const merged: SipTlsOptions = { ...next, port: t.port }; // a caFile taken out leaves no old CA behind
+    server.setSecureContext(tlsServerOptions(merged));
+    // Not secure-context options: Node's TLS server reads these two from itself for each connection.
+    const options = tlsServerOptions(merged);
+    Object.assign(server, {
+      requestCert: options.requestCert,
+      rejectUnauthorized: options.rejectUnauthorized,
+    });
+    this.opts.tls = merged; // the client side (wrapOutboundTls) reads verifyPeers and minVersion from here
   }
 
   /**

@@ -48,12 +48,13 @@ function since(gw: TestGateway, from: number, event: string): LogLine[] {
 }
 
 /** A TLS connection to the gateway that trusts the test CA; resolves once the handshake is done. */
-function openTls(port: number, opts: { cert?: string } = {}): Promise<TLSSocket> {
+function openTls(port: number, opts: { cert?: string; maxVersion?: 'TLSv1.2' } = {}): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
     const s = tlsConnect({
       host: '127.0.0.1',
       port,
       ca: CA,
+      ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}),
       ...(opts.cert
         ? { cert: readFileSync(fx(`${opts.cert}.pem`)), key: readFileSync(fx(`${opts.cert}.key`)) }
         : {}),
@@ -248,6 +249,72 @@ describe('SIP over TLS settings at start', () => {
   });
 });
 
+describe('SIP over TLS settings on reload (SIGHUP)', () => {
+  /** Whether a client without a certificate is refused: TLS 1.3 reports it after the handshake. */
+  async function anonymousRefused(gw: TestGateway & { tlsPort: number }): Promise<boolean> {
+    const s = await openTls(gw.tlsPort).catch((e: Error) => e);
+    if (s instanceof Error) return true;
+    const closedEarly = await Promise.race([
+      new Promise<boolean>((r) => s.once('close', () => r(true))),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 1000)),
+    ]);
+    s.destroy();
+    return closedEarly;
+  }
+
+  it('requireClientCert and minVersion apply to new connections without a restart; a bad file changes none of them', async () => {
+    const gw = await startTlsGateway();
+    try {
+      const cfg = gw.server.config;
+      const tlsWith = (over: Record<string, unknown>) => ({
+        ...cfg,
+        sip: { ...cfg.sip, tls: { ...cfg.sip.tls, ...over } },
+      });
+      expect(await anonymousRefused(gw)).toBe(false);
+      const tls12 = await openTls(gw.tlsPort, { maxVersion: 'TLSv1.2' });
+      expect(tls12.getProtocol()).toBe('TLSv1.2');
+      tls12.end();
+
+      // A reload whose key does not match changes nothing, the settings included.
+      let from = gw.logs.length;
+      gw.server.gateway.setConfig(tlsWith({ requireClientCert: true, keyFile: fx('peer.key') }));
+      expect(since(gw, from, 'sip.tls_reload_error')).toHaveLength(1);
+      expect(await anonymousRefused(gw)).toBe(false);
+
+      from = gw.logs.length;
+      gw.server.gateway.setConfig(tlsWith({ requireClientCert: true, minVersion: 'TLSv1.3' }));
+      expect(since(gw, from, 'sip.tls_reloaded')[0]).toMatchObject({
+        requireClientCert: true,
+        minVersion: 'TLSv1.3',
+        changed: ['requireClientCert', 'minVersion'],
+      });
+      expect(since(gw, from, 'config.restart_required')).toEqual([]);
+      expect(await anonymousRefused(gw)).toBe(true);
+      const known = await openTls(gw.tlsPort, { cert: 'peer' });
+      expect(known.getProtocol()).toBe('TLSv1.3');
+      known.write(
+        'OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKreload\r\n' +
+          'From: <sip:x@127.0.0.1>;tag=4\r\nTo: <sip:127.0.0.1>\r\nCall-ID: reload-1\r\nCSeq: 1 OPTIONS\r\n' +
+          'Content-Length: 0\r\n\r\n',
+      );
+      expect(await readUntil(known, /reload-1[\s\S]*\r\n\r\n/)).toMatch(/^SIP\/2\.0 200 OK/);
+      known.end();
+      const old = await openTls(gw.tlsPort, { cert: 'peer', maxVersion: 'TLSv1.2' }).catch((e: Error) => e);
+      expect(old).toBeInstanceOf(Error);
+      expect(String(old)).toMatch(/protocol version/);
+
+      // And back: the defaults again, for new connections.
+      gw.server.gateway.setConfig(tlsWith({ requireClientCert: false, minVersion: 'TLSv1.2' }));
+      expect(await anonymousRefused(gw)).toBe(false);
+      const again = await openTls(gw.tlsPort, { maxVersion: 'TLSv1.2' });
+      expect(again.getProtocol()).toBe('TLSv1.2');
+      again.end();
+    } finally {
+      await gw.stop();
+    }
+  });
+});
+
 describe('trunk registration over TLS', () => {
   it('registers through a TLS connection with a Contact on the TLS port, verified against the CA', async () => {
     // No Debian tool is a TLS registrar: a TLS server that answers REGISTER 200 stands in for the carrier.
@@ -391,5 +458,67 @@ describe('a PBX over TLS (baresip answering)', () => {
       expect.stringMatching(/^sip package: err: Hostname\/IP does not match certificate's altnames/),
     );
     expect(output).not.toMatch(/\nINVITE /);
+  });
+
+  it('SIGHUP with verifyPeers off: the same PBX is called (a lab PBX), and on again: it is not', async () => {
+    const cfg = gw.server.config;
+    const withVerify = (verifyPeers: boolean) => ({
+      ...cfg,
+      sip: { ...cfg.sip, tls: { ...cfg.sip.tls, verifyPeers } },
+    });
+    gw.server.gateway.setConfig(withVerify(false));
+    try {
+      const pbx = startBaresip({
+        user: '1000',
+        port: pbxPort,
+        cert: 'other-host',
+        source: null,
+        answer: true,
+        quitAfterS: 20,
+      });
+      await pbx.ready;
+      const from = gw.logs.length;
+      const pcap = await makePcap('test/fixtures/human-librispeech-1.wav', 2);
+      const caller = runSipp({
+        scenario: 'caller-pcap.xml',
+        port: await freeUdpPort(),
+        target: `127.0.0.1:${gw.sipPort}`,
+        timeoutS: 30,
+        pauseMs: pcap.durationMs + 300,
+        cwd: pcap.dir,
+      });
+      const r = await caller.done;
+      pbx.stop();
+      const { output } = await pbx.done;
+      expect(r.code, r.output + r.errors).toBe(0);
+      expect(since(gw, from, 'sip.tls_error')).toEqual([]);
+      expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+      expect(tracedMessages(output).find((m) => /\nINVITE /.test(m))).toMatch(/^TLS /);
+    } finally {
+      gw.server.gateway.setConfig(withVerify(true));
+    }
+    // Verification is back on for new connections: the next call to that PBX fails its certificate check.
+    const pbx = startBaresip({
+      user: '1000',
+      port: pbxPort,
+      cert: 'other-host',
+      source: null,
+      answer: true,
+      quitAfterS: 15,
+    });
+    await pbx.ready;
+    const from = gw.logs.length;
+    const caller = runSipp({
+      scenario: 'caller-unavailable.xml',
+      port: await freeUdpPort(),
+      target: `127.0.0.1:${gw.sipPort}`,
+      timeoutS: 20,
+    });
+    const r = await caller.done;
+    pbx.kill();
+    await pbx.done;
+    expect(r.code, r.output + r.errors).toBe(0);
+    expect(since(gw, from, 'sip.tls_error')[0]).toMatchObject({ direction: 'out' });
+    expect(since(gw, from, 'call.ended')[0]).toMatchObject({ reason: 'rejected', sipStatus: 503 });
   });
 });
