@@ -440,6 +440,19 @@ export class Gateway {
       direction = 'inbound';
       target = { host: cfg.sip.pbx.host, port: cfg.sip.pbx.port, transport: cfg.sip.pbx.transport };
     }
+    // A sips: Request-URI asks for TLS on every hop (RFC 3261 26.2). Forwarding it over a plain leg
+    // would downgrade the call behind the caller's back, so it is served only TLS in and TLS out.
+    const arrivedOver = remote.protocol.toLowerCase();
+    if (/^sips:/i.test(rq.uri) && (arrivedOver !== 'tls' || target.transport !== 'tls')) {
+      log.warn(
+        { event: 'sip.sips_refused', direction, arrivedOver, nextHop: target.transport },
+        'sips: request refused: voiceguard cannot keep both of its legs on TLS',
+      );
+      this.b2bua.reply(rq, 416, 'Unsupported URI Scheme', {
+        warning: `399 voiceguard "sips needs TLS on both legs; this call would use ${arrivedOver} in and ${target.transport} out"`,
+      });
+      return;
+    }
     const facts: CallFacts = {
       trunk,
       sourceAddress: remote.address,

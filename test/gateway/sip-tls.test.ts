@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
+import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -80,6 +81,19 @@ function readUntil(s: TLSSocket, until: RegExp, ms = 3000): Promise<string> {
     const timer = setTimeout(done, ms);
     s.on('data', onData);
   });
+}
+
+/** An INVITE to a sips: URI with a minimal offer, as a TLS (or UDP) peer would send it. */
+function sipsInvite(port: number, callId: string, transport: 'TLS' | 'UDP', viaPort = 5999): string {
+  const sdp =
+    'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n' +
+    'm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n';
+  return (
+    `INVITE sips:1000@127.0.0.1:${port} SIP/2.0\r\nVia: SIP/2.0/${transport} 127.0.0.1:${viaPort};branch=z9hG4bK${callId}\r\n` +
+    `From: <sips:caller@127.0.0.1>;tag=9\r\nTo: <sips:1000@127.0.0.1>\r\nCall-ID: ${callId}\r\nCSeq: 1 INVITE\r\n` +
+    `Contact: <sips:caller@127.0.0.1:${viaPort}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\n` +
+    `Content-Length: ${sdp.length}\r\n\r\n${sdp}`
+  );
 }
 
 describe('SIP over TLS (baresip as the TLS peer)', () => {
@@ -173,6 +187,35 @@ describe('SIP over TLS (baresip as the TLS peer)', () => {
     expect(since(gw, from, 'sip.tls_error')[0]).toMatchObject({ direction: 'in' });
     // Still serving TLS.
     (await openTls(gw.tlsPort)).end();
+  });
+
+  it('a sips: call is refused with 416 when the PBX leg is plain, over TLS and over UDP: no silent downgrade', async () => {
+    const from = gw.logs.length;
+    const s = await openTls(gw.tlsPort);
+    s.write(sipsInvite(gw.tlsPort, 'sips-tls-1', 'TLS'));
+    const overTls = await readUntil(s, /SIP\/2\.0 4\d\d[\s\S]*\r\n\r\n/);
+    s.end();
+    expect(overTls).toMatch(/^SIP\/2\.0 416 Unsupported URI Scheme\r\n/m);
+    expect(overTls).toMatch(
+      /^Warning: 399 voiceguard "sips needs TLS on both legs; this call would use tls in and udp out"/m,
+    );
+
+    const udp = createSocket('udp4');
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+    const answer = new Promise<string>((r) => udp.once('message', (m) => r(m.toString('latin1'))));
+    const viaPort = (udp.address() as AddressInfo).port;
+    udp.send(sipsInvite(gw.sipPort, 'sips-udp-1', 'UDP', viaPort), gw.sipPort, '127.0.0.1');
+    let overUdp = await answer;
+    while (/^SIP\/2\.0 100 /.test(overUdp))
+      overUdp = await new Promise<string>((r) => udp.once('message', (m) => r(m.toString('latin1'))));
+    udp.close();
+    expect(overUdp).toMatch(/^SIP\/2\.0 416 /);
+
+    expect(since(gw, from, 'sip.sips_refused')).toMatchObject([
+      { arrivedOver: 'tls', nextHop: 'udp', direction: 'inbound' },
+      { arrivedOver: 'udp', nextHop: 'udp', direction: 'inbound' },
+    ]);
+    expect(since(gw, from, 'call.started')).toEqual([]);
   });
 
   it('SIGHUP re-reads the certificate: new connections get the renewed one', async () => {
@@ -427,6 +470,21 @@ describe('a PBX over TLS (baresip answering)', () => {
     expect(messages.find((m) => /\nBYE /.test(m))).toMatch(/^TLS /);
     // The caller's audio crossed the relay into the TLS-signalled PBX leg.
     await expectHeardSpeech(pbx, output.slice(-2000));
+  });
+
+  it('a sips: call over TLS goes on to the PBX over TLS', async () => {
+    const from = gw.logs.length;
+    const s = await openTls(gw.tlsPort);
+    s.write(sipsInvite(gw.tlsPort, 'sips-tls-2', 'TLS'));
+    await expect.poll(() => since(gw, from, 'call.started').length, { timeout: 5000 }).toBe(1);
+    // No PBX listens now: the call ends at once, before the next test reads the log.
+    await expect.poll(() => since(gw, from, 'call.ended').length, { timeout: 10_000 }).toBe(1);
+    s.destroy();
+    expect(since(gw, from, 'call.started')[0]).toMatchObject({
+      transport: 'tls',
+      target: `127.0.0.1:${pbxPort + 1};transport=tls`,
+    });
+    expect(since(gw, from, 'sip.sips_refused')).toEqual([]);
   });
 
   it('a PBX whose certificate names another host is not called (verifyPeers): the caller gets 503', async () => {
