@@ -420,7 +420,10 @@ export class Gateway {
       direction = 'outbound';
       const ruri = parseUri(rq.uri);
       const t = cfg.sip.outbound.trunk;
-      const uriTransport = String(ruri?.params.transport ?? 'udp').toLowerCase();
+      // A sips: URI is TLS by definition (RFC 3261 26.2), on 5061 unless it names a port.
+      const uriTransport = String(
+        ruri?.params.transport ?? (/^sips:/i.test(rq.uri) ? 'tls' : 'udp'),
+      ).toLowerCase();
       target = t
         ? { host: t.host, port: t.port, transport: t.transport }
         : {

@@ -487,6 +487,40 @@ describe('a PBX over TLS (baresip answering)', () => {
     expect(since(gw, from, 'sip.sips_refused')).toEqual([]);
   });
 
+  it('the PBX dials a sips: URI: the call goes out over TLS to port the URI names, without ;transport=tls', async () => {
+    // A TLS server with a certificate the gateway trusts stands in for the far end; it records the INVITE.
+    let received = '';
+    const far = createTlsServer(
+      { cert: readFileSync(fx('server.pem')), key: readFileSync(fx('server.key')) },
+      (sock) => sock.on('data', (d: Buffer) => (received += d.toString('latin1'))),
+    );
+    await new Promise<void>((r) => far.listen(0, '127.0.0.1', r));
+    const farPort = (far.address() as AddressInfo).port;
+    const cfg = gw.server.config;
+    gw.server.gateway.setConfig({
+      ...cfg,
+      sip: { ...cfg.sip, outbound: { ...cfg.sip.outbound, enabled: true } },
+    });
+    const from = gw.logs.length;
+    const s = await openTls(gw.tlsPort);
+    try {
+      // From the PBX: its Via names the PBX's port, as a PBX over TLS does.
+      s.write(
+        sipsInvite(farPort, 'sips-out-1', 'TLS', pbxPort + 1).replace('sips:1000@', 'sips:4930777888@'),
+      );
+      await expect.poll(() => /^INVITE sips?:4930777888@/m.test(received), { timeout: 5000 }).toBe(true);
+      expect(since(gw, from, 'call.started')[0]).toMatchObject({
+        direction: 'outbound',
+        target: `127.0.0.1:${farPort};transport=tls`,
+      });
+      expect(since(gw, from, 'sip.sips_refused')).toEqual([]);
+    } finally {
+      s.destroy();
+      far.close();
+      gw.server.gateway.setConfig(cfg);
+    }
+  });
+
   it('a PBX whose certificate names another host is not called (verifyPeers): the caller gets 503', async () => {
     const pbx = startBaresip({
       user: '1000',
