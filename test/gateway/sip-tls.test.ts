@@ -6,7 +6,13 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectHeardSpeech, startBaresip, TLS_FIXTURES, tracedMessages } from './baresip.js';
+import {
+  type BaresipPeer,
+  expectHeardSpeech,
+  startBaresip,
+  TLS_FIXTURES,
+  tracedMessages,
+} from './baresip.js';
 import {
   freeUdpPort,
   runSipp,
@@ -430,18 +436,25 @@ describe('a PBX over TLS (baresip answering)', () => {
     await gw?.stop();
   });
 
-  it('a UDP caller reaches the PBX over TLS; the PBX hears the caller and the BYE goes to it over TLS', async () => {
+  /**
+   * A UDP caller plays `seconds` of human speech to the PBX (baresip over TLS, presenting `cert`), which
+   * answers; returns where in the log the call starts and baresip's output once it has quit.
+   */
+  async function answeredPbxCall(
+    cert: string,
+    seconds: number,
+  ): Promise<{ from: number; output: string; pbx: BaresipPeer }> {
     const pbx = startBaresip({
       user: '1000',
       port: pbxPort,
-      cert: 'server',
+      cert,
       source: null,
       answer: true,
       quitAfterS: 20,
     });
     await pbx.ready;
     const from = gw.logs.length;
-    const pcap = await makePcap('test/fixtures/human-librispeech-1.wav', 4);
+    const pcap = await makePcap('test/fixtures/human-librispeech-1.wav', seconds);
     const caller = runSipp({
       scenario: 'caller-pcap.xml',
       port: await freeUdpPort(),
@@ -452,9 +465,13 @@ describe('a PBX over TLS (baresip answering)', () => {
     });
     const r = await caller.done;
     expect(r.code, r.output + r.errors).toBe(0);
-    await new Promise((res) => setTimeout(res, 800));
+    await new Promise((res) => setTimeout(res, 800)); // the last RTP reaches the PBX before it quits
     pbx.stop();
-    const { output } = await pbx.done;
+    return { from, output: (await pbx.done).output, pbx };
+  }
+
+  it('a UDP caller reaches the PBX over TLS; the PBX hears the caller and the BYE goes to it over TLS', async () => {
+    const { from, output, pbx } = await answeredPbxCall('server', 4);
     expect(since(gw, from, 'call.started')[0]).toMatchObject({
       transport: 'udp',
       target: `127.0.0.1:${pbxPort + 1};transport=tls`,
@@ -521,7 +538,11 @@ describe('a PBX over TLS (baresip answering)', () => {
     }
   });
 
-  it('a PBX whose certificate names another host is not called (verifyPeers): the caller gets 503', async () => {
+  /**
+   * A call toward a PBX whose certificate names another host (192.0.2.1), which verifyPeers refuses:
+   * the caller expects 503; checks the refusal and returns where in the log it starts and baresip's output.
+   */
+  async function callRefusedPbx(): Promise<{ from: number; output: string }> {
     const pbx = startBaresip({
       user: '1000',
       port: pbxPort,
@@ -545,6 +566,11 @@ describe('a PBX over TLS (baresip answering)', () => {
     expect(since(gw, from, 'sip.tls_error')[0]).toMatchObject({ direction: 'out' });
     expect(String(since(gw, from, 'sip.tls_error')[0]!.reason)).toMatch(/192\.0\.2\.1/);
     expect(since(gw, from, 'call.ended')[0]).toMatchObject({ reason: 'rejected', sipStatus: 503 });
+    return { from, output };
+  }
+
+  it('a PBX whose certificate names another host is not called (verifyPeers): the caller gets 503', async () => {
+    const { from, output } = await callRefusedPbx();
     // The SIP package prints the failed connection with console.log; it arrives as one log line.
     expect(since(gw, from, 'sip.stack_error').map((l) => String(l.err))).toContainEqual(
       expect.stringMatching(/^sip package: err: Hostname\/IP does not match certificate's altnames/),
@@ -560,29 +586,7 @@ describe('a PBX over TLS (baresip answering)', () => {
     });
     gw.server.gateway.setConfig(withVerify(false));
     try {
-      const pbx = startBaresip({
-        user: '1000',
-        port: pbxPort,
-        cert: 'other-host',
-        source: null,
-        answer: true,
-        quitAfterS: 20,
-      });
-      await pbx.ready;
-      const from = gw.logs.length;
-      const pcap = await makePcap('test/fixtures/human-librispeech-1.wav', 2);
-      const caller = runSipp({
-        scenario: 'caller-pcap.xml',
-        port: await freeUdpPort(),
-        target: `127.0.0.1:${gw.sipPort}`,
-        timeoutS: 30,
-        pauseMs: pcap.durationMs + 300,
-        cwd: pcap.dir,
-      });
-      const r = await caller.done;
-      pbx.stop();
-      const { output } = await pbx.done;
-      expect(r.code, r.output + r.errors).toBe(0);
+      const { from, output } = await answeredPbxCall('other-host', 2);
       expect(since(gw, from, 'sip.tls_error')).toEqual([]);
       expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
       expect(tracedMessages(output).find((m) => /\nINVITE /.test(m))).toMatch(/^TLS /);
@@ -590,27 +594,6 @@ describe('a PBX over TLS (baresip answering)', () => {
       gw.server.gateway.setConfig(withVerify(true));
     }
     // Verification is back on for new connections: the next call to that PBX fails its certificate check.
-    const pbx = startBaresip({
-      user: '1000',
-      port: pbxPort,
-      cert: 'other-host',
-      source: null,
-      answer: true,
-      quitAfterS: 15,
-    });
-    await pbx.ready;
-    const from = gw.logs.length;
-    const caller = runSipp({
-      scenario: 'caller-unavailable.xml',
-      port: await freeUdpPort(),
-      target: `127.0.0.1:${gw.sipPort}`,
-      timeoutS: 20,
-    });
-    const r = await caller.done;
-    pbx.kill();
-    await pbx.done;
-    expect(r.code, r.output + r.errors).toBe(0);
-    expect(since(gw, from, 'sip.tls_error')[0]).toMatchObject({ direction: 'out' });
-    expect(since(gw, from, 'call.ended')[0]).toMatchObject({ reason: 'rejected', sipStatus: 503 });
+    await callRefusedPbx();
   });
 });
