@@ -1309,6 +1309,25 @@ def evaluate(run, clips, meta):
 binomial_interval = model_card.binomial_interval  # the card renders intervals too; one definition
 
 
+def clusters(items, idx, key):
+    """The indices `idx` grouped by `key` of their item: the units a cluster bootstrap redraws."""
+    out = {}
+    for i in idx:
+        out.setdefault(key(items[i]), []).append(i)
+    return list(out.values())
+
+
+def test_clusters(test, labels):
+    """Synthetic clips by TTS system, human clips by speaker group (system and corpus group)."""
+    return (clusters(test, np.flatnonzero(labels == 1), lambda c: c["system"]),
+            clusters(test, np.flatnonzero(labels == 0), lambda c: (c["system"], c["group"])))
+
+
+def draw_clusters(cl, rng):
+    """One bootstrap draw: as many clusters as there are, with replacement, their indices concatenated."""
+    return np.concatenate([cl[j] for j in rng.integers(0, len(cl), len(cl))])
+
+
 def uncertainty(test, labels, scores, verdicts, xtest=(), xverdicts=(), n_boot=2000, seed=11):
     """95% intervals for the headline numbers, so that a reader can tell a difference from noise.
 
@@ -1322,24 +1341,13 @@ def uncertainty(test, labels, scores, verdicts, xtest=(), xverdicts=(), n_boot=2
     rng = np.random.default_rng(seed)
     scores, labels = np.asarray(scores), np.asarray(labels)
     dropped = np.array([v == "synthetic" for v in verdicts])
-
-    def clusters(items, idx, key):
-        out = {}
-        for i in idx:
-            out.setdefault(key(items[i]), []).append(i)
-        return list(out.values())
-
-    syn = clusters(test, np.flatnonzero(labels == 1), lambda c: c["system"])
-    hum = clusters(test, np.flatnonzero(labels == 0), lambda c: (c["system"], c["group"]))
+    syn, hum = test_clusters(test, labels)
     xdrop = np.array([v == "synthetic" for v in xverdicts])
     xcl = clusters(list(xtest), range(len(xtest)), lambda c: (c["system"], c["group"])) if len(xtest) else []
 
-    def draw(cl):
-        return np.concatenate([cl[j] for j in rng.integers(0, len(cl), len(cl))])
-
     reps = {k: [] for k in ("eer", "auc", "tprAt1Fpr", "humanFalseDropRate", "syntheticCaughtRate", "otherLanguageFalseDropRate")}
     for _ in range(n_boot):
-        s_i, h_i = draw(syn), draw(hum)
+        s_i, h_i = draw_clusters(syn, rng), draw_clusters(hum, rng)
         idx = np.r_[h_i, s_i]
         sc, y = scores[idx], labels[idx]
         reps["eer"].append(eer(sc, y))
@@ -1348,7 +1356,7 @@ def uncertainty(test, labels, scores, verdicts, xtest=(), xverdicts=(), n_boot=2
         reps["humanFalseDropRate"].append(dropped[h_i].mean())
         reps["syntheticCaughtRate"].append(dropped[s_i].mean())
         if xcl:
-            reps["otherLanguageFalseDropRate"].append(xdrop[draw(xcl)].mean())
+            reps["otherLanguageFalseDropRate"].append(xdrop[draw_clusters(xcl, rng)].mean())
     point = dict(eer=eer(scores, labels), auc=auc(scores, labels), tprAt1Fpr=tpr_at(scores, labels, 0.01),
                  humanFalseDropRate=float(dropped[labels == 0].mean()), syntheticCaughtRate=float(dropped[labels == 1].mean()),
                  otherLanguageFalseDropRate=float(xdrop.mean()) if xcl else None)
@@ -1839,17 +1847,10 @@ def paired_eer_difference(test, labels, base, other, n_boot=2000, seed=11):
     """EER(other) - EER(base) on the same clips, with a 95% percentile cluster bootstrap that redraws the
     synthetic systems and the human speaker groups as uncertainty() does; both scores ride on each draw."""
     rng = np.random.default_rng(seed)
-    syn, hum = {}, {}
-    for i, c in enumerate(test):
-        (syn.setdefault(c["system"], []) if labels[i] == 1 else hum.setdefault((c["system"], c["group"]), [])).append(i)
-    syn, hum = list(syn.values()), list(hum.values())
-
-    def draw(cl):
-        return np.concatenate([cl[j] for j in rng.integers(0, len(cl), len(cl))])
-
+    syn, hum = test_clusters(test, np.asarray(labels))
     reps = []
     for _ in range(n_boot):
-        idx = np.r_[draw(hum), draw(syn)]
+        idx = np.r_[draw_clusters(hum, rng), draw_clusters(syn, rng)]
         reps.append(eer(other[idx], labels[idx]) - eer(base[idx], labels[idx]))
     return dict(value=eer(other, labels) - eer(base, labels), bootstrap95=[float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))])
 

@@ -212,8 +212,8 @@ export class Gateway {
    * settings, all of them: half a change would be worse than none.
    */
   private reloadTls(config: Config): void {
-    const running = this.b2bua.tlsSettings;
-    if (!this.config.sip.listen.transports.includes('tls') || !this.b2bua.tlsPort || !running) return;
+    const running = this.b2bua.tlsSettings; // null unless SIP over TLS listens
+    if (!this.config.sip.listen.transports.includes('tls') || !running) return;
     const t = config.sip.tls;
     // Against what runs, not the previous config: a reload that failed left its settings unapplied.
     const changed = (['verifyPeers', 'requireClientCert', 'minVersion'] as const).filter(
@@ -410,6 +410,7 @@ export class Gateway {
       this.b2bua.reply(rq, 403);
       return;
     }
+    const sips = /^sips:/i.test(rq.uri);
     let target: B2buaTarget;
     let direction: 'inbound' | 'outbound';
     if (fromPbx) {
@@ -421,9 +422,7 @@ export class Gateway {
       const ruri = parseUri(rq.uri);
       const t = cfg.sip.outbound.trunk;
       // A sips: URI is TLS by definition (RFC 3261 26.2), on 5061 unless it names a port.
-      const uriTransport = String(
-        ruri?.params.transport ?? (/^sips:/i.test(rq.uri) ? 'tls' : 'udp'),
-      ).toLowerCase();
+      const uriTransport = String(ruri?.params.transport ?? (sips ? 'tls' : 'udp')).toLowerCase();
       target = t
         ? { host: t.host, port: t.port, transport: t.transport }
         : {
@@ -446,7 +445,7 @@ export class Gateway {
     // A sips: Request-URI asks for TLS on every hop (RFC 3261 26.2). Forwarding it over a plain leg
     // would downgrade the call behind the caller's back, so it is served only TLS in and TLS out.
     const arrivedOver = remote.protocol.toLowerCase();
-    if (/^sips:/i.test(rq.uri) && (arrivedOver !== 'tls' || target.transport !== 'tls')) {
+    if (sips && (arrivedOver !== 'tls' || target.transport !== 'tls')) {
       log.warn(
         { event: 'sip.sips_refused', direction, arrivedOver, nextHop: target.transport },
         'sips: request refused: voiceguard cannot keep both of its legs on TLS',

@@ -533,9 +533,9 @@ export class SipStack {
     const server = tlsServers.get(this.opts);
     if (!t || !server) throw new Error('SIP over TLS is not listening');
     const merged: SipTlsOptions = { ...next, port: t.port }; // a caFile taken out leaves no old CA behind
-    server.setSecureContext(tlsServerOptions(merged));
-    // Not secure-context options: Node's TLS server reads these two from itself for each connection.
     const options = tlsServerOptions(merged);
+    server.setSecureContext(options);
+    // Not secure-context options: Node's TLS server reads these two from itself for each connection.
     Object.assign(server, {
       requestCert: options.requestCert,
       rejectUnauthorized: options.rejectUnauthorized,
