@@ -8,8 +8,15 @@ import type { Logger } from './log.js';
 import { decideAction, decideOnDetectorError, type CallPolicy, type Decision } from './policy/evaluate.js';
 import type { MediaSessionLike } from './gateway-types.js';
 import type { B2buaCall, LegName } from './sip/b2bua-call.js';
-import { readSdp, rewriteSdp, SdpError, type SdpSecurityRewrite } from './sip/sdp-rewrite.js';
-import { newSrtpKey, parseInlineKey, SRTP_SUITES, type SrtpKey, type SrtpSuite } from './media/srtp.js';
+import {
+  readSdp,
+  rewriteSdp,
+  SdpError,
+  type SdesCrypto,
+  type SdpMediaInfo,
+  type SdpSecurityRewrite,
+} from './sip/sdp-rewrite.js';
+import { isSrtpSuite, newSrtpKey, parseInlineKey, type SrtpKey, type SrtpSuite } from './media/srtp.js';
 import type { SrtpLegKeys } from './media/media-types.js';
 
 /**
@@ -31,6 +38,8 @@ export interface GatewayCallDeps {
   dropAudio: Float32Array | null;
   /** Repeated-audio check (detector.repeat); null when off. */
   repeats: RepeatCheck | null;
+  /** The leg toward the company PBX: b for inbound calls, a for calls the PBX places. */
+  pbxLeg: LegName;
   onFinished(): void;
 }
 
@@ -94,6 +103,12 @@ export class GatewayCall {
   /** Our SRTP key toward each leg, kept across re-offers. */
   private readonly srtpLocal: Partial<Record<LegName, SrtpKey>> = {};
   private readonly srtpOn = new Set<LegName>();
+  /**
+   * sip.pbx.srtp 'sdes': the keys we offer the PBX, one per suite under tags 1..n, kept across
+   * re-offers; null until the first offer toward the PBX. `pbxOfferOut`: its answer is awaited.
+   */
+  private pbxKeys: { tag: number; key: SrtpKey }[] | null = null;
+  private pbxOfferOut = false;
 
   constructor(private readonly d: GatewayCallDeps) {}
 
@@ -124,6 +139,8 @@ export class GatewayCall {
    * our own key, while the other leg gets the same offer as plain RTP. The relay decrypts what X
    * sends with X's key and encrypts what goes to X with ours; the fork hears plain audio. Each
    * leg's keys are kept across re-offers with the same key (the rollover counters go on).
+   * sip.pbx.srtp 'sdes': an offer that reaches the PBX as plain RTP gets our keys instead, and the
+   * PBX's answer must take one of them.
    */
   private srtpTermination(
     from: LegName,
@@ -131,35 +148,55 @@ export class GatewayCall {
     sdp: string,
     kind: 'offer' | 'answer',
   ): { security: SdpSecurityRewrite; terminated: boolean } {
-    if (this.d.config.media.srtp !== 'terminate') return { security: {}, terminated: false };
+    const terminate = this.d.config.media.srtp === 'terminate';
     if (kind === 'answer') {
+      // The PBX answering our SRTP offer: its key for the relay; the other leg gets plain RTP.
+      const pbxAnswered = from === this.d.pbxLeg && this.pbxOfferOut;
+      if (pbxAnswered) this.acceptPbxAnswer(from, sdp);
+      const plain: SdpSecurityRewrite = pbxAnswered ? { plain: true } : {};
+      if (!terminate) return { security: plain, terminated: pbxAnswered };
       // The answer goes to the leg that offered: SRTP with our key if that offer was terminated.
       const p = this.srtpPending[to];
       if (p === null && this.srtpOn.has(to)) {
         this.srtpOn.delete(to);
         this.d.media?.setSrtp(to, null);
       }
-      if (!p) return { security: {}, terminated: false };
+      if (!p) return { security: plain, terminated: pbxAnswered };
+      const keyParams = `inline:${Buffer.from(p.keys.local.keySalt).toString('base64')}`;
       return {
         security: {
-          secure: {
-            profile: p.profile,
-            tag: p.tag,
-            suite: p.keys.local.suite,
-            keyParams: `inline:${Buffer.from(p.keys.local.keySalt).toString('base64')}`,
-          },
+          secure: { profile: p.profile, crypto: [{ tag: p.tag, suite: p.keys.local.suite, keyParams }] },
         },
-        terminated: false,
+        terminated: pbxAnswered,
       };
     }
+    if (from === this.d.pbxLeg) this.pbxOfferOut = false;
     const seen = readSdp(sdp);
-    if (seen.srtp !== 'required') {
-      this.srtpPending[from] = null;
-      return { security: {}, terminated: false };
+    let terminated = false;
+    if (terminate) {
+      if (seen.srtp === 'required') {
+        this.terminateOffer(from, seen);
+        terminated = true;
+      } else this.srtpPending[from] = null;
     }
+    // What reaches the PBX as plain RTP goes as SRTP with our keys (an offer relayed encrypted,
+    // media.srtp 'relay', keeps the caller's keys: voiceguard cannot re-encrypt it).
+    if (
+      to === this.d.pbxLeg &&
+      this.d.config.sip.pbx.srtp === 'sdes' &&
+      (terminated || seen.srtp !== 'required')
+    ) {
+      this.pbxOfferOut = true;
+      return { security: { plain: true, secure: this.pbxOffer(seen.profile) }, terminated };
+    }
+    return { security: terminated ? { plain: true } : {}, terminated };
+  }
+
+  /** An offer from `from` that requires SRTP: take its first key in media.srtpSuites, answer with ours. */
+  private terminateOffer(from: LegName, seen: SdpMediaInfo): void {
+    const allowed = this.d.config.media.srtpSuites as readonly string[];
     const chosen = seen.crypto.find(
-      (c) =>
-        (SRTP_SUITES as readonly string[]).includes(c.suite) && /^inline:[^|]+$/.test(c.keyParams.trim()),
+      (c) => allowed.includes(c.suite) && isSrtpSuite(c.suite) && /^inline:[^|]+$/.test(c.keyParams.trim()),
     );
     if (!chosen) {
       this.d.logger.warn(
@@ -167,13 +204,13 @@ export class GatewayCall {
         'SRTP offer without a suite voiceguard supports: refused',
       );
       throw new SdpError(
-        `the offer requires SRTP with ${seen.crypto.map((c) => c.suite).join(', ') || 'no SDES key (DTLS?)'}; voiceguard terminates AES_CM_128_HMAC_SHA1_80/32 with SDES inline keys`,
+        `the offer requires SRTP with ${seen.crypto.map((c) => c.suite).join(', ') || 'no SDES key (DTLS?)'}; voiceguard terminates ${allowed.join(', ')} (media.srtpSuites) with SDES inline keys`,
       );
     }
     const suite = chosen.suite as SrtpSuite;
     let remote: Buffer;
     try {
-      remote = parseInlineKey(chosen.keyParams);
+      remote = parseInlineKey(chosen.keyParams, suite);
     } catch (err) {
       throw new SdpError((err as Error).message);
     }
@@ -189,10 +226,59 @@ export class GatewayCall {
     if (!this.srtpOn.has(from))
       this.d.logger.info(
         { event: 'media.srtp_terminated', leg: from, suite, profile: seen.profile },
-        'SRTP terminated on this leg: decrypted for the relay and the detector, plain RTP on the other leg',
+        'SRTP terminated on this leg: decrypted for the relay and the detector',
       );
     this.srtpOn.add(from);
-    return { security: { plain: true }, terminated: true };
+  }
+
+  /** Our SRTP offer toward the PBX: the secure form of `profile`, one key per configured suite. */
+  private pbxOffer(profile: string): { profile: string; crypto: SdesCrypto[] } {
+    this.pbxKeys ??= this.d.config.media.srtpSuites.map((suite, i) => ({
+      tag: i + 1,
+      key: newSrtpKey(suite),
+    }));
+    return {
+      profile: /SAVP/i.test(profile) ? profile : profile.replace(/AVP(F?)$/i, 'SAVP$1'),
+      crypto: this.pbxKeys.map(({ tag, key }) => ({
+        tag,
+        suite: key.suite,
+        keyParams: `inline:${key.keySalt.toString('base64')}`,
+      })),
+    };
+  }
+
+  /**
+   * The PBX's answer to our SRTP offer must be SRTP and take one of our keys, by tag and suite
+   * (RFC 4568 5.1.2). Anything else cannot carry the call: an SdpError, which ends it.
+   */
+  private acceptPbxAnswer(leg: LegName, sdp: string): void {
+    const seen = readSdp(sdp);
+    const c = seen.srtp === 'required' ? seen.crypto[0] : undefined;
+    const ours = c && this.pbxKeys?.find((k) => k.tag === c.tag && k.key.suite === c.suite);
+    if (!c || !ours) {
+      const got = c ? `${c.suite} under tag ${c.tag}` : `${seen.profile} without an SDES key`;
+      this.d.logger.warn(
+        { event: 'media.srtp_refused', leg, answer: got },
+        'the PBX did not answer the SRTP offer with one of its keys (sip.pbx.srtp: sdes)',
+      );
+      throw new SdpError(
+        `the PBX answered voiceguard's SRTP offer with ${got}; it must choose one of the offered keys (sip.pbx.srtp: sdes)`,
+      );
+    }
+    let remote: Buffer;
+    try {
+      remote = parseInlineKey(c.keyParams, ours.key.suite);
+    } catch (err) {
+      throw new SdpError(`the PBX's SRTP answer: ${(err as Error).message}`);
+    }
+    const suite = ours.key.suite;
+    this.d.media?.setSrtp(leg, {
+      remote: { suite, keySalt: remote },
+      local: { suite, keySalt: ours.key.keySalt },
+    });
+    if (!this.srtpOn.has(leg))
+      this.d.logger.info({ event: 'media.srtp_pbx', leg, suite }, 'SRTP toward the PBX');
+    this.srtpOn.add(leg);
   }
 
   /**

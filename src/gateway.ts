@@ -147,6 +147,11 @@ export class Gateway {
       },
       'SIP listening',
     );
+    if (sip.pbx.srtp === 'sdes' && sip.pbx.transport !== 'tls')
+      this.log.warn(
+        { event: 'sip.pbx_srtp_keys_in_clear', transport: sip.pbx.transport },
+        'sip.pbx.srtp is sdes over a plain SIP transport: the SRTP keys toward the PBX can be read on the wire; use sip.pbx.transport tls',
+      );
   }
 
   /** The media relay's counters (null without a relay): sessions and ports in use, packets relayed/dropped. */
@@ -575,6 +580,7 @@ export class Gateway {
       analyse,
       warnAudio,
       dropAudio: this.deps.dropAnnouncement ?? null,
+      pbxLeg: direction === 'inbound' ? 'b' : 'a',
       repeats: this.repeats
         ? {
             index: this.repeats,

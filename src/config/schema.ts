@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SRTP_SUITES, type SrtpSuite } from '../media/srtp.js';
 
 /**
  * The single configuration schema. Every key has a default and a one-line description
@@ -148,8 +149,14 @@ export const ConfigSchema = z.strictObject({
       pbx: hostPort
         .extend({
           transport: z.enum(['udp', 'tcp', 'tls']).default('udp').describe('Transport toward the PBX'),
+          srtp: z
+            .enum(['off', 'sdes'])
+            .default('off')
+            .describe(
+              'Media toward the PBX: off = plain RTP; sdes = SRTP with SDES keys (voiceguard offers RTP/SAVP with one key per suite in media.srtpSuites, and the PBX must answer with one of them). Use with transport tls: SDES keys travel in the SIP body',
+            ),
         })
-        .default({ host: '127.0.0.1', port: 5070, transport: 'udp' })
+        .default({ host: '127.0.0.1', port: 5070, transport: 'udp', srtp: 'off' })
         .describe('The company PBX that inbound calls are relayed to'),
       outbound: z
         .strictObject({
@@ -262,6 +269,13 @@ export const ConfigSchema = z.strictObject({
         .default('terminate')
         .describe(
           'An SDP offer that requires SRTP (RTP/SAVP with SDES keys): terminate = voiceguard answers it with SRTP, decrypts for the detector and offers plain RTP on the other leg; relay = relayed encrypted, not analysed; refuse = 488',
+        ),
+      srtpSuites: z
+        .array(z.enum(SRTP_SUITES as [SrtpSuite, ...SrtpSuite[]]))
+        .min(1)
+        .default([...SRTP_SUITES])
+        .describe(
+          'SDES suites voiceguard terminates (an offer is answered with the first of its keys in this list) and offers toward the PBX (sip.pbx.srtp: sdes), in this order',
         ),
       codecs: z
         .array(z.enum(['PCMU', 'PCMA']))

@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
 import { PortPool } from './port-pool.js';
 import { RelayEngine } from './relay-engine.js';
+import { assertSrtpKey } from './srtp.js';
 import {
   MediaError,
   PortPoolExhaustedError,
@@ -422,9 +423,14 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> {
     this.shard.send({ t: 'dir', id: this.id, leg, dir });
   }
 
-  /** SRTP on a leg (SDES keys), or plain RTP again with null. */
+  /**
+   * SRTP on a leg (SDES keys), or plain RTP again with null. Keys are checked here, in the caller's
+   * thread, so that a bad one is an SrtpError for this call and never reaches the relay thread,
+   * where it would take every call on that thread down.
+   */
   setSrtp(leg: MediaLeg, keys: SrtpLegKeys | null): void {
     if (this._closed) return;
+    if (keys) for (const k of [keys.remote, keys.local]) assertSrtpKey(k.suite, k.keySalt);
     this.shard.send({ t: 'srtp', id: this.id, leg, keys });
   }
 

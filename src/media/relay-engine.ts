@@ -389,6 +389,8 @@ export class RelayEngine {
   private unprotect(leg: Leg, raw: Buffer, rtcp: boolean): Buffer | null {
     if (!leg.srtp) return raw;
     const plain = rtcp ? leg.srtp.rx.unprotectRtcp(raw) : leg.srtp.rx.unprotectRtp(raw);
+    // Answer the peer's SRTCP in the tag length it uses (libre's _32 suites send 32-bit tags).
+    if (plain && rtcp) leg.srtp.tx.rtcpTagBytes = leg.srtp.rx.rtcpTagBytes;
     if (!plain) {
       this.counters.packetsDropped++;
       this.counters.srtpAuthFailed++;

@@ -25,15 +25,25 @@ export interface SdpMediaInfo {
   /** The audio m= line's transport profile (RTP/AVP, RTP/SAVP, ...). */
   profile: string;
   /** SDES crypto lines of the audio stream (RFC 4568), in the order offered. */
-  crypto: { tag: number; suite: string; keyParams: string }[];
+  crypto: SdesCrypto[];
+}
+
+/** One a=crypto line (RFC 4568): its tag, suite name and key parameters (`inline:...`). */
+export interface SdesCrypto {
+  tag: number;
+  suite: string;
+  keyParams: string;
 }
 
 /** How the body's media security is rewritten for the leg it goes to (SRTP terminated by voiceguard). */
 export interface SdpSecurityRewrite {
   /** Turn a secure profile into the plain one and drop its keys (the leg gets plain RTP). */
   plain?: boolean;
-  /** Answer with SRTP: this profile and our own key under the tag the offer chose. */
-  secure?: { profile: string; tag: number; suite: string; keyParams: string };
+  /**
+   * SRTP with our own keys: an answer gets the offer's profile and one key under the tag the offer
+   * chose; an offer (toward a PBX that wants SRTP) gets one key per suite it may choose.
+   */
+  secure?: { profile: string; crypto: SdesCrypto[] };
 }
 
 export interface SdpRewriteResult {
@@ -141,9 +151,7 @@ export function rewriteSdp(
   }
   if (security.secure) {
     audio.protocol = security.secure.profile;
-    audio.crypto = [
-      { id: security.secure.tag, suite: security.secure.suite, config: security.secure.keyParams },
-    ];
+    audio.crypto = security.secure.crypto.map((c) => ({ id: c.tag, suite: c.suite, config: c.keyParams }));
   }
   return { sdp: write(session), media: { remote, payloadMap, direction, codec, srtp, profile, crypto } };
 }

@@ -6,6 +6,7 @@ import { encodeWav16 } from '../../src/audio/wav.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAudioFile } from '../../src/audio/load-audio.js';
 import { expectHeardSpeech, startBaresip, tracedMessages, type BaresipPeer } from './baresip.js';
+import { SRTP_SUITES, srtpKeySaltBytes, type SrtpSuite } from '../../src/media/srtp.js';
 import {
   freeUdpPort,
   runSipp,
@@ -108,16 +109,18 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
   });
 
-  it('an SRTP offer with no key voiceguard can terminate (AEAD-GCM only) is refused 488', async () => {
+  it('an SRTP offer with no key voiceguard can terminate (AES-192 only) is refused 488', async () => {
     const from = gw.logs.length;
     const r = await runSipp({
-      scenario: 'caller-srtp-gcm.xml',
+      scenario: 'caller-srtp-unsupported.xml',
       port: await freeUdpPort(),
       target: `127.0.0.1:${gw.sipPort}`,
       timeoutS: 10,
     }).done;
     expect(r.code, r.output + r.errors).toBe(0);
-    expect(since(gw, from, 'media.srtp_refused')).toMatchObject([{ leg: 'a', suites: ['AEAD_AES_256_GCM'] }]);
+    expect(since(gw, from, 'media.srtp_refused')).toMatchObject([
+      { leg: 'a', suites: ['AES_192_CM_HMAC_SHA1_80'] },
+    ]);
     expect(since(gw, from, 'call.ended')).toMatchObject([{ sipStatus: 488 }]);
   });
 
@@ -266,5 +269,184 @@ describe('media.srtp: refuse', () => {
     expect(since(gw, from, 'call.ended')).toMatchObject([{ reason: 'error', sipStatus: 488 }]);
     expect(toPbx).toBe(0);
     pbx.close();
+  });
+});
+
+/** The SDES keys of an SDP body in a baresip trace: tag, suite and base64 key, in order. */
+function cryptoLines(message: string): { tag: number; suite: string; key: string }[] {
+  return [...message.matchAll(/a=crypto:(\d+) (\S+) inline:(\S+)/g)].map((m) => ({
+    tag: Number(m[1]),
+    suite: m[2]!,
+    key: m[3]!,
+  }));
+}
+
+describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
+  let long = '';
+  beforeAll(async () => {
+    // 12 s of speech each way, so that RTCP reports (every 5 s) cross the relay as SRTCP too.
+    const a = await loadAudioFile(HUMAN_1);
+    const b = await loadAudioFile(HUMAN_2);
+    long = join(mkdtempSync(join(tmpdir(), 'vg-srtp-')), 'long.wav');
+    const joined = new Float32Array(a.samples.length * 2 + b.samples.length);
+    joined.set(a.samples, 0);
+    joined.set(b.samples, a.samples.length);
+    joined.set(a.samples, a.samples.length + b.samples.length);
+    writeFileSync(long, encodeWav16(joined, 8000));
+  });
+
+  /** One call: a baresip caller (SRTP-mandatory or plain) and a baresip PBX that requires SRTP. */
+  async function srtpPbxCall(gw: TestGateway, callerEnc: 'srtp-mand' | undefined) {
+    const authFailedBefore = gw.server.gateway.mediaStats()!.srtpAuthFailed;
+    const pbx = startBaresip({
+      user: '1000',
+      port: gw.pbxPort,
+      cert: 'server',
+      transport: 'udp',
+      mediaenc: 'srtp-mand',
+      answer: true,
+      source: long,
+      quitAfterS: 22,
+    });
+    await pbx.ready;
+    const from = gw.logs.length;
+    const caller = await dial(gw, { user: 'customer', mediaenc: callerEnc, source: long, quitAfterS: 14 });
+    let lastDuring = authFailedBefore;
+    const sampler = setInterval(() => {
+      if (since(gw, from, 'call.ended').length === 0)
+        lastDuring = gw.server.gateway.mediaStats()!.srtpAuthFailed;
+    }, 20);
+    const callerOut = (await caller.done).output;
+    clearInterval(sampler);
+    const pbxOut = await ended(pbx, 500);
+    const messages = tracedMessages(pbxOut);
+    return {
+      from,
+      pbx,
+      caller,
+      pbxOut,
+      callerOut,
+      invite: messages.find((m) => /\nINVITE /.test(m)) ?? '',
+      answer: messages.find((m) => /\nSIP\/2\.0 200 /.test(m) && /CSeq: \d+ INVITE/i.test(m)) ?? '',
+      authFailedDuring: lastDuring - authFailedBefore,
+    };
+  }
+
+  /** The PBX heard the caller and the caller heard the PBX (baresip's decoded audio). */
+  async function bothHeard(r: Awaited<ReturnType<typeof srtpPbxCall>>): Promise<void> {
+    for (const [who, peer, out] of [
+      ['PBX', r.pbx, r.pbxOut],
+      ['caller', r.caller, r.callerOut],
+    ] as const)
+      await expectHeardSpeech(peer, `${who}: ${out.slice(-1500)}`, who);
+  }
+
+  function withGateway(overrides: Record<string, unknown>): () => TestGateway {
+    let gw: TestGateway;
+    beforeAll(async () => {
+      gw = await startGateway({
+        'detector.modelPath': MODEL,
+        'detector.metadataPath': MODEL.replace(/\.onnx$/, '.json'),
+        'sip.pbx.srtp': 'sdes',
+        ...overrides,
+      });
+    });
+    afterAll(async () => {
+      await gw?.stop();
+    });
+    return () => gw;
+  }
+
+  describe('every suite offered (the default media.srtpSuites)', () => {
+    const gw = withGateway({});
+
+    it('an SRTP caller: both legs SRTP under their own keys, the PBX takes the first suite, the call is analysed', async () => {
+      const r = await srtpPbxCall(gw(), 'srtp-mand');
+      expect(r.invite, r.pbxOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/SAVP /);
+      const offered = cryptoLines(r.invite);
+      expect(offered.map((c) => [c.tag, c.suite])).toEqual(SRTP_SUITES.map((suite, i) => [i + 1, suite]));
+      for (const c of offered)
+        expect(Buffer.from(c.key, 'base64').length, c.suite).toBe(srtpKeySaltBytes(c.suite as SrtpSuite));
+      // One fresh key per suite, none of them the caller's.
+      const callerInvite = tracedMessages(r.callerOut).find((m) => /\nINVITE /.test(m)) ?? '';
+      const keys = new Set([...offered, ...cryptoLines(callerInvite)].map((c) => c.key));
+      expect(keys.size).toBe(offered.length + 1);
+      expect(cryptoLines(r.answer).map((c) => [c.tag, c.suite])).toEqual([[1, 'AES_CM_128_HMAC_SHA1_80']]);
+      expect(since(gw(), r.from, 'media.srtp_terminated')).toMatchObject([{ leg: 'a' }]);
+      expect(since(gw(), r.from, 'media.srtp_pbx')).toMatchObject([
+        { leg: 'b', suite: 'AES_CM_128_HMAC_SHA1_80' },
+      ]);
+      await bothHeard(r);
+      // Only the caller's RTCP APP "PINGPONG", sent in the clear, failed authentication.
+      expect(r.authFailedDuring).toBe(1);
+      expect(since(gw(), r.from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
+      expect(since(gw(), r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
+    });
+  });
+
+  describe('AEAD-GCM only (media.srtpSuites: AEAD_AES_256_GCM, AEAD_AES_128_GCM)', () => {
+    const gw = withGateway({ 'media.srtpSuites': ['AEAD_AES_256_GCM', 'AEAD_AES_128_GCM'] });
+
+    it('warns at start that the keys toward the PBX travel over plain SIP', () => {
+      expect(gw().events('sip.pbx_srtp_keys_in_clear')).toMatchObject([{ transport: 'udp' }]);
+    });
+
+    it('a plain caller: plain RTP on its leg, AEAD_AES_256_GCM toward the PBX (RFC 7714), both hear each other', async () => {
+      const r = await srtpPbxCall(gw(), undefined);
+      const offered = cryptoLines(r.invite);
+      expect(offered.map((c) => [c.tag, c.suite, Buffer.from(c.key, 'base64').length])).toEqual([
+        [1, 'AEAD_AES_256_GCM', 44],
+        [2, 'AEAD_AES_128_GCM', 28],
+      ]);
+      expect(cryptoLines(r.answer).map((c) => [c.tag, c.suite])).toEqual([[1, 'AEAD_AES_256_GCM']]);
+      const callerAnswer =
+        tracedMessages(r.callerOut).find((m) => / 200 /.test(m) && /CSeq: \d+ INVITE/i.test(m)) ?? '';
+      expect(callerAnswer, r.callerOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
+      expect(callerAnswer).not.toContain('a=crypto');
+      expect(since(gw(), r.from, 'media.srtp_terminated')).toEqual([]);
+      expect(since(gw(), r.from, 'media.srtp_pbx')).toMatchObject([{ leg: 'b', suite: 'AEAD_AES_256_GCM' }]);
+      await bothHeard(r);
+      expect(r.authFailedDuring).toBe(0);
+      expect(since(gw(), r.from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
+      expect(since(gw(), r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
+    });
+
+    it('a PBX answering with a key it was not offered: the call ends, 488 to the caller, BYE to the PBX', async () => {
+      const from = gw().logs.length;
+      const pbx = runSipp({ scenario: 'pbx-srtp-wrong-key.xml', port: gw().pbxPort, timeoutS: 15 });
+      await waitUdpBound(gw().pbxPort);
+      const caller = await runSipp({
+        scenario: 'caller-not-acceptable.xml',
+        port: await freeUdpPort(),
+        target: `127.0.0.1:${gw().sipPort}`,
+        timeoutS: 15,
+      }).done;
+      expect(caller.code, caller.output + caller.errors).toBe(0);
+      const p = await pbx.done;
+      expect(p.code, p.output + p.errors).toBe(0);
+      expect(since(gw(), from, 'media.srtp_refused')).toMatchObject([
+        { leg: 'b', answer: 'AES_CM_128_HMAC_SHA1_80 under tag 1' },
+      ]);
+      expect(since(gw(), from, 'call.ended')).toMatchObject([{ sipStatus: 488 }]);
+    });
+  });
+
+  describe('AES_CM_128_HMAC_SHA1_32 first', () => {
+    const gw = withGateway({ 'media.srtpSuites': ['AES_CM_128_HMAC_SHA1_32', 'AES_CM_128_HMAC_SHA1_80'] });
+
+    it('the PBX takes the 32-bit tag; its SRTCP (libre: 32-bit tags too) is read, not dropped', async () => {
+      const r = await srtpPbxCall(gw(), 'srtp-mand');
+      expect(cryptoLines(r.answer).map((c) => [c.tag, c.suite])).toEqual([[1, 'AES_CM_128_HMAC_SHA1_32']]);
+      expect(since(gw(), r.from, 'media.srtp_pbx')).toMatchObject([
+        { leg: 'b', suite: 'AES_CM_128_HMAC_SHA1_32' },
+      ]);
+      expect(since(gw(), r.from, 'media.srtp_terminated')).toMatchObject([
+        { leg: 'a', suite: 'AES_CM_128_HMAC_SHA1_80' },
+      ]);
+      await bothHeard(r);
+      // Read as 80-bit tags only, the PBX's two or three reports would fail too (measured: 3, not 1).
+      expect(r.authFailedDuring).toBe(1);
+      expect(since(gw(), r.from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
+    });
   });
 });

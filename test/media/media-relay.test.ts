@@ -9,6 +9,7 @@ import {
   type MediaSession,
 } from '../../src/media/media-relay.js';
 import { parseRtp, seqDelta, tsDelta } from '../../src/media/rtp-packet.js';
+import { SrtpError, type SrtpSuite } from '../../src/media/srtp.js';
 import { decodeG711ToFloat, encodeG711FromFloat } from '../../src/audio/g711.js';
 import { generateTone, goertzelPower } from '../../src/audio/tone.js';
 import { peer, rtp, sleep, waitFor, type Peer } from './udp-peer.js';
@@ -68,6 +69,24 @@ describe('MediaRelay (worker thread, real UDP)', () => {
     await b.send(rtp(7, 160, 0xb, payload()), s.local('b').rtpPort);
     await waitFor(() => a.got.length === 1, 3000, 'answer goes to the latched port, not the SDP port');
     expect(parseRtp(a.got[0])!.sequenceNumber).toBe(7);
+  });
+
+  it('a key of the wrong length for its suite is refused in the calling thread; the relay thread and its calls go on', async () => {
+    const { s, a, b } = await setup();
+    const key30 = new Uint8Array(30);
+    expect(() =>
+      s.setSrtp('a', {
+        remote: { suite: 'AEAD_AES_256_GCM', keySalt: key30 },
+        local: { suite: 'AEAD_AES_256_GCM', keySalt: key30 },
+      }),
+    ).toThrow(SrtpError);
+    expect(() =>
+      s.setSrtp('a', {
+        remote: { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: key30 },
+        local: { suite: 'F8_128_HMAC_SHA1_80' as SrtpSuite, keySalt: key30 },
+      }),
+    ).toThrow(/unsupported SRTP suite F8_128_HMAC_SHA1_80/);
+    await latchBoth(s, a, b);
   });
 
   it('drops RTP injected from a wrong port after latching and relays RTCP on the +1 ports', async () => {

@@ -104,10 +104,29 @@ describe('rewriteSdp', () => {
     expect(plain.sdp).toContain('m=audio 20000 RTP/AVP 0 101');
     expect(plain.sdp).not.toContain('a=crypto');
     const answer = rewriteSdp(OFFER, { address: '203.0.113.1', rtpPort: 20002 }, ['PCMU'], {
-      secure: { profile: 'RTP/SAVP', tag: 1, suite: 'AES_CM_128_HMAC_SHA1_80', keyParams: 'inline:OURKEY' },
+      secure: {
+        profile: 'RTP/SAVP',
+        crypto: [{ tag: 1, suite: 'AES_CM_128_HMAC_SHA1_80', keyParams: 'inline:OURKEY' }],
+      },
     });
     expect(answer.sdp).toContain('m=audio 20002 RTP/SAVP 0 101');
     expect(answer.sdp).toContain('a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:OURKEY');
+    // An offer toward an SRTP PBX: one key per suite, in our order, replacing whatever came in.
+    const offerOut = rewriteSdp(offer, { address: '203.0.113.1', rtpPort: 20004 }, ['PCMU'], {
+      plain: true,
+      secure: {
+        profile: 'RTP/SAVP',
+        crypto: [
+          { tag: 1, suite: 'AEAD_AES_256_GCM', keyParams: 'inline:K1' },
+          { tag: 2, suite: 'AES_CM_128_HMAC_SHA1_80', keyParams: 'inline:K2' },
+        ],
+      },
+    });
+    expect(readSdp(offerOut.sdp).crypto).toEqual([
+      { tag: 1, suite: 'AEAD_AES_256_GCM', keyParams: 'inline:K1' },
+      { tag: 2, suite: 'AES_CM_128_HMAC_SHA1_80', keyParams: 'inline:K2' },
+    ]);
+    expect(offerOut.sdp).toContain('m=audio 20004 RTP/SAVP 0 101');
   });
 
   it('throws a typed error for garbage', () => {
