@@ -4,7 +4,8 @@
  * so its CPU time is measured alone; the generator and sinks run here. Baseline in the same
  * run: a bare dgram forwarder (connected sockets, no latching, stats, fork or inject logic).
  * Third row: the relay terminating SRTP on every caller leg (decrypt what the caller sends,
- * encrypt what goes to it; media.srtp: terminate), the generator speaking SRTP on that side.
+ * encrypt what goes to it; media.srtp: terminate), the generator speaking SRTP on that side, in
+ * AES_CM_128_HMAC_SHA1_80; fourth row: the same in AEAD_AES_128_GCM (RFC 7714).
  * Env: BENCH_CALLS (default 100), BENCH_SECONDS (default 10), BENCH_FORK=1 (fork every call).
  */
 import dgram from 'node:dgram';
@@ -13,12 +14,16 @@ import { fileURLToPath } from 'node:url';
 import { ConfigSchema } from '../src/config/schema.js';
 import { silentLogger } from '../src/log.js';
 import { createMediaRelay } from '../src/media/media-relay.js';
-import { SrtpContext, type SrtpKey } from '../src/media/srtp.js';
+import { SrtpContext, srtpKeySaltBytes, type SrtpKey } from '../src/media/srtp.js';
 
-type Mode = 'bare' | 'relay' | 'srtp';
-/** The generator's and the relay's SRTP keys for the caller leg (the same for every call). */
-const CALLER_KEY: SrtpKey = { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: Buffer.alloc(30, 7) };
-const RELAY_KEY: SrtpKey = { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: Buffer.alloc(30, 9) };
+type Mode = 'bare' | 'relay' | 'srtp' | 'srtp-gcm';
+/** The generator's and the relay's SRTP keys for the caller leg (the same for every call), per mode. */
+function srtpKeys(mode: Mode): { caller: SrtpKey; relay: SrtpKey } | null {
+  if (mode !== 'srtp' && mode !== 'srtp-gcm') return null;
+  const suite = mode === 'srtp' ? 'AES_CM_128_HMAC_SHA1_80' : 'AEAD_AES_128_GCM';
+  const n = srtpKeySaltBytes(suite);
+  return { caller: { suite, keySalt: Buffer.alloc(n, 7) }, relay: { suite, keySalt: Buffer.alloc(n, 9) } };
+}
 interface ChildReady {
   t: 'ready';
   /** Per call: the ports the a-side and b-side generators send to. */
@@ -57,7 +62,8 @@ async function child(mode: Mode): Promise<void> {
             s.setPayloadMap('b', { 0: 'pcmu' });
             s.setRemote('a', { address: '127.0.0.1', rtpPort: sink.a });
             s.setRemote('b', { address: '127.0.0.1', rtpPort: sink.b });
-            if (mode === 'srtp') s.setSrtp('a', { remote: CALLER_KEY, local: RELAY_KEY });
+            const keys = srtpKeys(mode);
+            if (keys) s.setSrtp('a', { remote: keys.caller, local: keys.relay });
             if (m.fork) s.startFork(() => undefined);
             ports.push({ a: s.local('a').rtpPort, b: s.local('b').rtpPort });
           }
@@ -131,9 +137,10 @@ async function run(mode: Mode, calls: number, seconds: number, forkOn: boolean) 
     latencies.push(performance.now() - msg.readDoubleLE(12));
   };
   // The caller side speaks SRTP in the srtp mode: one context per call and direction.
-  const srtp = mode === 'srtp';
-  const callerTx = gens.map(() => new SrtpContext(CALLER_KEY));
-  const callerRx = gens.map(() => new SrtpContext(RELAY_KEY));
+  const keys = srtpKeys(mode);
+  const srtp = keys !== null;
+  const callerTx = keys ? gens.map(() => new SrtpContext(keys.caller)) : [];
+  const callerRx = keys ? gens.map(() => new SrtpContext(keys.relay)) : [];
   gens.forEach((g, i) => {
     g.a.on('message', (msg: Buffer) => {
       if (!srtp) return onMsg(msg);
@@ -212,6 +219,7 @@ async function main(): Promise<void> {
   const baseline = await run('bare', calls, seconds, false);
   const relay = await run('relay', calls, seconds, forkOn);
   const srtpRelay = await run('srtp', calls, seconds, forkOn);
+  const gcmRelay = await run('srtp-gcm', calls, seconds, forkOn);
   const result = {
     bench: 'relay',
     node: process.version,
@@ -222,13 +230,15 @@ async function main(): Promise<void> {
     cpuRatioVsBaseline: relay.cpuUsPerPacket / baseline.cpuUsPerPacket,
     srtp: srtpRelay,
     srtpCpuRatioVsRelay: srtpRelay.cpuUsPerPacket / relay.cpuUsPerPacket,
+    srtpGcm: gcmRelay,
+    srtpGcmCpuRatioVsRelay: gcmRelay.cpuUsPerPacket / relay.cpuUsPerPacket,
   };
   console.log(JSON.stringify(result, null, 2));
   const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
-  console.log('\nmode    calls  sent     recv     loss%  cpu%   us/pkt  calls/thread@80%  p50ms  p99ms');
-  for (const r of [baseline, relay, srtpRelay]) {
+  console.log('\nmode     calls  sent     recv     loss%  cpu%   us/pkt  calls/thread@80%  p50ms  p99ms');
+  for (const r of [baseline, relay, srtpRelay, gcmRelay]) {
     console.log(
-      `${r.mode.padEnd(7)} ${String(r.calls).padStart(5)}  ${String(r.packetsSent).padStart(7)}  ${String(r.packetsReceived).padStart(7)}  ${f(r.lossPct).padStart(5)}  ${f(r.cpuSharePct, 1).padStart(5)}  ${f(r.cpuUsPerPacket).padStart(6)}  ${String(r.maxCallsPerThreadAt80Pct).padStart(16)}  ${f(r.latencyMsP50, 3).padStart(5)}  ${f(r.latencyMsP99, 3).padStart(5)}`,
+      `${r.mode.padEnd(8)} ${String(r.calls).padStart(5)}  ${String(r.packetsSent).padStart(7)}  ${String(r.packetsReceived).padStart(7)}  ${f(r.lossPct).padStart(5)}  ${f(r.cpuSharePct, 1).padStart(5)}  ${f(r.cpuUsPerPacket).padStart(6)}  ${String(r.maxCallsPerThreadAt80Pct).padStart(16)}  ${f(r.latencyMsP50, 3).padStart(5)}  ${f(r.latencyMsP99, 3).padStart(5)}`,
     );
   }
 }

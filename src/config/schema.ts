@@ -90,7 +90,7 @@ export const ConfigSchema = z.strictObject({
             .describe('Oldest TLS version accepted'),
         })
         .prefault({})
-        .describe('SIP over TLS (signalling only: media stays plain RTP)'),
+        .describe('SIP over TLS (signalling; media encryption is media.srtp and sip.pbx.srtp)'),
       publicAddress: z
         .string()
         .nullable()
@@ -268,7 +268,7 @@ export const ConfigSchema = z.strictObject({
         .enum(['terminate', 'relay', 'refuse'])
         .default('terminate')
         .describe(
-          'An SDP offer that requires SRTP (RTP/SAVP with SDES keys): terminate = voiceguard answers it with SRTP, decrypts for the detector and offers plain RTP on the other leg; relay = relayed encrypted, not analysed; refuse = 488',
+          'An SDP offer that requires SRTP (RTP/SAVP with SDES keys): terminate = voiceguard answers it with SRTP, decrypts for the detector and offers the other leg plain RTP (or SRTP with our keys toward a PBX with sip.pbx.srtp: sdes); relay = relayed encrypted, not analysed; refuse = 488',
         ),
       srtpSuites: z
         .array(z.enum(SRTP_SUITES as [SrtpSuite, ...SrtpSuite[]]))
