@@ -244,11 +244,16 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.reliableA = optionTags(rq.headers.require).includes('100rel');
     this.reliableB = hasSdp(rq) || this.reliableA;
     this.rseq = 1 + Math.floor(Math.random() * 0x3fffffff);
-    // Each leg's Contact names the transport it runs on, and over TLS the TLS listening port.
+    // Each leg's Contact names the transport it runs on, and over TLS the TLS listening port. A
+    // sips: call (served only TLS in and TLS out) gets sips: Contacts on both legs (RFC 3261 12.1.1,
+    // without the deprecated ;transport=tls: RFC 5630 3.2).
     const aProto = opts.remote.protocol.toLowerCase();
     const aLegTransport: SipTransport = aProto === 'tcp' || aProto === 'tls' ? aProto : 'udp';
+    const sips = /^sips:/i.test(rq.uri);
     const contactOf = (t: SipTransport) =>
-      `sip:voiceguard@${opts.stack.publicAddress}:${t === 'tls' ? (opts.stack.tlsPort ?? opts.stack.port) : opts.stack.port}${transportParam(t)}`;
+      sips
+        ? `sips:voiceguard@${opts.stack.publicAddress}:${opts.stack.tlsPort ?? opts.stack.port}`
+        : `sip:voiceguard@${opts.stack.publicAddress}:${t === 'tls' ? (opts.stack.tlsPort ?? opts.stack.port) : opts.stack.port}${transportParam(t)}`;
     const bTransport = transportParam(opts.target.transport);
     this.a = new Dialog({
       callId: rq.headers['call-id'],
@@ -368,7 +373,8 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       let content: string | undefined = rs.content;
       if (hasSdp(rs)) {
         try {
-          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', 'answer');
+          // Delayed offer: the 2xx carries the PBX's offer, answered in the caller's ACK.
+          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', offerIn2xx ? 'offer' : 'answer');
         } catch (err) {
           this.log.warn(
             { event: 'sip.sdp_error', err: (err as Error).message },
@@ -700,15 +706,16 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     );
     this.stack.send(out, (rs) => {
       if (rs.status < 200) return;
+      const offerIn2xx = rq.method === 'INVITE' && !hasSdp(rq) && hasSdp(rs);
       if (rq.method === 'INVITE' && rs.status < 300) {
         dst.updateFromResponse(rs);
-        if (!this.ack2xx(to, rs.headers.cseq.seq, !hasSdp(rq) && hasSdp(rs))) return;
+        if (!this.ack2xx(to, rs.headers.cseq.seq, offerIn2xx)) return;
       }
       if (isOfferMethod && rs.status < 300 && this.state === 'confirmed') this.observeSessionRefresh(rs);
       let body: string | undefined;
       if (isOfferMethod && rs.status < 300 && hasSdp(rs)) {
         try {
-          body = this.opts.delegate.rewriteSdp(to, rs.content ?? '', 'answer');
+          body = this.opts.delegate.rewriteSdp(to, rs.content ?? '', offerIn2xx ? 'offer' : 'answer');
         } catch (err) {
           this.log.warn({ event: 'sip.sdp_error', err: (err as Error).message }, 'in-dialog answer refused');
           this.stack.send(makeResponse(rq, 488));

@@ -504,13 +504,30 @@ describe('a PBX over TLS (baresip answering)', () => {
     expect(since(gw, from, 'sip.sips_refused')).toEqual([]);
   });
 
-  it('the PBX dials a sips: URI: the call goes out over TLS to port the URI names, without ;transport=tls', async () => {
-    // A TLS server with a certificate the gateway trusts stands in for the far end; it records the INVITE.
+  it('the PBX dials a sips: URI: the call goes out over TLS to port the URI names, without ;transport=tls, with sips: Contacts', async () => {
+    // A TLS server with a certificate the gateway trusts stands in for the far end; it records the
+    // INVITE and rings (a 180 with its dialog headers), so the PBX side sees the gateway's Contact too.
     let received = '';
     const far = createTlsServer(
       { cert: readFileSync(fx('server.pem')), key: readFileSync(fx('server.key')) },
-      (sock) => sock.on('data', (d: Buffer) => (received += d.toString('latin1'))),
+      (sock) =>
+        sock.on('data', (d: Buffer) => {
+          received += d.toString('latin1');
+          const invite = /^INVITE [\s\S]*?\r\n\r\n/m.exec(received)?.[0];
+          if (!invite || received.includes('\u0000rang')) return;
+          received += '\u0000rang';
+          const copy = (name: string) =>
+            invite
+              .split('\r\n')
+              .filter((l) => l.toLowerCase().startsWith(`${name}:`))
+              .join('\r\n');
+          sock.write(
+            `SIP/2.0 180 Ringing\r\n${copy('via')}\r\n${copy('from')}\r\n${copy('to')};tag=far1\r\n` +
+              `${copy('call-id')}\r\n${copy('cseq')}\r\nContact: <sips:far@127.0.0.1:${farPortOf()}>\r\nContent-Length: 0\r\n\r\n`,
+          );
+        }),
     );
+    const farPortOf = () => (far.address() as AddressInfo).port;
     await new Promise<void>((r) => far.listen(0, '127.0.0.1', r));
     const farPort = (far.address() as AddressInfo).port;
     const cfg = gw.server.config;
@@ -520,12 +537,21 @@ describe('a PBX over TLS (baresip answering)', () => {
     });
     const from = gw.logs.length;
     const s = await openTls(gw.tlsPort);
+    let fromGateway = '';
+    s.on('data', (d: Buffer) => (fromGateway += d.toString('latin1')));
     try {
       // From the PBX: its Via names the PBX's port, as a PBX over TLS does.
       s.write(
         sipsInvite(farPort, 'sips-out-1', 'TLS', pbxPort + 1).replace('sips:1000@', 'sips:4930777888@'),
       );
       await expect.poll(() => /^INVITE sips?:4930777888@/m.test(received), { timeout: 5000 }).toBe(true);
+      expect(received).toMatch(
+        new RegExp(`^Contact: *<sips:voiceguard@127\\.0\\.0\\.1:${gw.tlsPort}>\r$`, 'm'),
+      );
+      await expect.poll(() => /^SIP\/2\.0 180 /m.test(fromGateway), { timeout: 5000 }).toBe(true);
+      expect(fromGateway).toMatch(
+        new RegExp(`^Contact: *<sips:voiceguard@127\\.0\\.0\\.1:${gw.tlsPort}>\r$`, 'm'),
+      );
       expect(since(gw, from, 'call.started')[0]).toMatchObject({
         direction: 'outbound',
         target: `127.0.0.1:${farPort};transport=tls`,
