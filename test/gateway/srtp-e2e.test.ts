@@ -53,6 +53,81 @@ async function ended(peer: BaresipPeer, afterMs: number): Promise<string> {
   return (await peer.done).output;
 }
 
+/** 12 s of human speech (two fixtures joined), so that RTCP reports (every 5 s) cross a call. */
+let longSpeechFile: string | null = null;
+async function longSpeech(): Promise<string> {
+  if (longSpeechFile) return longSpeechFile;
+  const a = await loadAudioFile(HUMAN_1);
+  const b = await loadAudioFile(HUMAN_2);
+  const file = join(mkdtempSync(join(tmpdir(), 'vg-srtp-')), 'long.wav');
+  const joined = new Float32Array(a.samples.length * 2 + b.samples.length);
+  joined.set(a.samples, 0);
+  joined.set(b.samples, a.samples.length);
+  joined.set(a.samples, a.samples.length + b.samples.length);
+  writeFileSync(file, encodeWav16(joined, 8000));
+  return (longSpeechFile = file);
+}
+
+/**
+ * One call between two baresips: a caller playing 12 s of speech and an answering PBX, each with
+ * its media encryption (none: plain RTP). Returns both peers, their output, the PBX's INVITE and
+ * 200, and the SRTP authentication failures while the call ran (read until the gateway sees the
+ * caller's BYE: baresip sends one RTCP APP "PINGPONG" in the clear as its media starts, and a last
+ * RTCP BYE in the clear as it hangs up, which voiceguard drops as it must drop any unauthenticated packet).
+ */
+async function baresipCall(
+  gw: TestGateway,
+  o: { caller?: 'srtp-mand'; pbx?: 'srtp-mand'; pbxSource: string; pbxQuitAfterS: number },
+) {
+  const authFailedBefore = gw.server.gateway.mediaStats()!.srtpAuthFailed;
+  const pbx = startBaresip({
+    user: '1000',
+    port: gw.pbxPort,
+    cert: 'server',
+    transport: 'udp',
+    mediaenc: o.pbx,
+    answer: true,
+    source: o.pbxSource,
+    quitAfterS: o.pbxQuitAfterS,
+  });
+  await pbx.ready;
+  const from = gw.logs.length;
+  const caller = await dial(gw, {
+    user: 'customer',
+    mediaenc: o.caller,
+    source: await longSpeech(),
+    quitAfterS: 14,
+  });
+  let lastDuring = authFailedBefore;
+  const sampler = setInterval(() => {
+    if (since(gw, from, 'call.ended').length === 0)
+      lastDuring = gw.server.gateway.mediaStats()!.srtpAuthFailed;
+  }, 20);
+  const callerOut = (await caller.done).output;
+  clearInterval(sampler);
+  const pbxOut = await ended(pbx, 500);
+  const messages = tracedMessages(pbxOut);
+  return {
+    from,
+    pbx,
+    caller,
+    pbxOut,
+    callerOut,
+    invite: messages.find((m) => /\nINVITE /.test(m)) ?? '',
+    answer: messages.find((m) => /\nSIP\/2\.0 200 /.test(m) && /CSeq: \d+ INVITE/i.test(m)) ?? '',
+    authFailedDuring: lastDuring - authFailedBefore,
+  };
+}
+
+/** The PBX heard the caller and the caller heard the PBX (baresip's decoded audio). */
+async function bothHeard(r: Awaited<ReturnType<typeof baresipCall>>): Promise<void> {
+  for (const [who, peer, out] of [
+    ['PBX', r.pbx, r.pbxOut],
+    ['caller', r.caller, r.callerOut],
+  ] as const)
+    await expectHeardSpeech(peer, `${who}: ${out.slice(-1500)}`, who);
+}
+
 describe('encrypted media offers (baresip srtp; media.srtp: terminate, the default)', () => {
   let gw: TestGateway;
   beforeAll(async () => {
@@ -153,50 +228,13 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
   });
 
   it('terminated SRTP both ways: the plain PBX hears the caller, the SRTP caller hears the PBX', async () => {
-    const authFailedBefore = gw.server.gateway.mediaStats()!.srtpAuthFailed;
-    const pbx = startBaresip({
-      user: '1000',
-      port: gw.pbxPort,
-      cert: 'server',
-      transport: 'udp',
-      answer: true,
-      source: HUMAN_2,
-      quitAfterS: 20,
-    });
-    await pbx.ready;
-    const from = gw.logs.length;
-    // 12 s of speech, so that RTCP reports (every 5 s) cross the relay as SRTCP too.
-    const a = await loadAudioFile(HUMAN_1);
-    const b = await loadAudioFile(HUMAN_2);
-    const long = join(mkdtempSync(join(tmpdir(), 'vg-srtp-')), 'long.wav');
-    const joined = new Float32Array(a.samples.length * 2 + b.samples.length);
-    joined.set(a.samples, 0);
-    joined.set(b.samples, a.samples.length);
-    joined.set(a.samples, a.samples.length + b.samples.length);
-    writeFileSync(long, encodeWav16(joined, 8000));
-    const caller = await dial(gw, { user: 'customer', mediaenc: 'srtp-mand', source: long, quitAfterS: 14 });
-    // Authentication failures while the call runs, read until the gateway sees the caller's BYE.
-    // baresip sends one RTCP APP "PINGPONG" in the clear as its media starts (and a last RTCP BYE
-    // in the clear as it hangs up): voiceguard drops those, as it must drop any unauthenticated packet.
-    let lastDuring = authFailedBefore;
-    const sampler = setInterval(() => {
-      if (since(gw, from, 'call.ended').length === 0)
-        lastDuring = gw.server.gateway.mediaStats()!.srtpAuthFailed;
-    }, 20);
-    const callerOut = (await caller.done).output;
-    clearInterval(sampler);
-    const pbxOut = await ended(pbx, 500);
-    const invite = tracedMessages(pbxOut).find((m) => /\nINVITE /.test(m));
-    expect(invite, pbxOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
-    expect(invite).not.toContain('a=crypto');
+    const r = await baresipCall(gw, { caller: 'srtp-mand', pbxSource: HUMAN_2, pbxQuitAfterS: 20 });
+    const { from } = r;
+    expect(r.invite, r.pbxOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
+    expect(r.invite).not.toContain('a=crypto');
     expect(since(gw, from, 'call.action').map((l) => l.action)).not.toContain('drop');
-    for (const [who, peer, out] of [
-      ['PBX', pbx, pbxOut],
-      ['caller', caller, callerOut],
-    ] as const) {
-      await expectHeardSpeech(peer, `${who}: ${out.slice(-1500)}`, who);
-    }
-    expect(lastDuring - authFailedBefore).toBe(1);
+    await bothHeard(r);
+    expect(r.authFailedDuring).toBe(1);
     // RTCP crossed in both directions during the 12 s call.
     expect(since(gw, from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
   });
@@ -309,64 +347,11 @@ function cryptoLines(message: string): { tag: number; suite: string; key: string
 }
 
 describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
-  let long = '';
-  beforeAll(async () => {
-    // 12 s of speech each way, so that RTCP reports (every 5 s) cross the relay as SRTCP too.
-    const a = await loadAudioFile(HUMAN_1);
-    const b = await loadAudioFile(HUMAN_2);
-    long = join(mkdtempSync(join(tmpdir(), 'vg-srtp-')), 'long.wav');
-    const joined = new Float32Array(a.samples.length * 2 + b.samples.length);
-    joined.set(a.samples, 0);
-    joined.set(b.samples, a.samples.length);
-    joined.set(a.samples, a.samples.length + b.samples.length);
-    writeFileSync(long, encodeWav16(joined, 8000));
-  });
-
-  /** One call: a baresip caller (SRTP-mandatory or plain) and a baresip PBX that requires SRTP. */
-  async function srtpPbxCall(gw: TestGateway, callerEnc: 'srtp-mand' | undefined) {
-    const authFailedBefore = gw.server.gateway.mediaStats()!.srtpAuthFailed;
-    const pbx = startBaresip({
-      user: '1000',
-      port: gw.pbxPort,
-      cert: 'server',
-      transport: 'udp',
-      mediaenc: 'srtp-mand',
-      answer: true,
-      source: long,
-      quitAfterS: 22,
-    });
-    await pbx.ready;
-    const from = gw.logs.length;
-    const caller = await dial(gw, { user: 'customer', mediaenc: callerEnc, source: long, quitAfterS: 14 });
-    let lastDuring = authFailedBefore;
-    const sampler = setInterval(() => {
-      if (since(gw, from, 'call.ended').length === 0)
-        lastDuring = gw.server.gateway.mediaStats()!.srtpAuthFailed;
-    }, 20);
-    const callerOut = (await caller.done).output;
-    clearInterval(sampler);
-    const pbxOut = await ended(pbx, 500);
-    const messages = tracedMessages(pbxOut);
-    return {
-      from,
-      pbx,
-      caller,
-      pbxOut,
-      callerOut,
-      invite: messages.find((m) => /\nINVITE /.test(m)) ?? '',
-      answer: messages.find((m) => /\nSIP\/2\.0 200 /.test(m) && /CSeq: \d+ INVITE/i.test(m)) ?? '',
-      authFailedDuring: lastDuring - authFailedBefore,
-    };
-  }
-
-  /** The PBX heard the caller and the caller heard the PBX (baresip's decoded audio). */
-  async function bothHeard(r: Awaited<ReturnType<typeof srtpPbxCall>>): Promise<void> {
-    for (const [who, peer, out] of [
-      ['PBX', r.pbx, r.pbxOut],
-      ['caller', r.caller, r.callerOut],
-    ] as const)
-      await expectHeardSpeech(peer, `${who}: ${out.slice(-1500)}`, who);
-  }
+  /** A baresip caller (SRTP-mandatory or plain) and a baresip PBX that requires SRTP. */
+  const srtpPbxCall = (gw: TestGateway, caller: 'srtp-mand' | undefined) =>
+    longSpeech().then((pbxSource) =>
+      baresipCall(gw, { caller, pbx: 'srtp-mand', pbxSource, pbxQuitAfterS: 22 }),
+    );
 
   function withGateway(overrides: Record<string, unknown>): () => TestGateway {
     let gw: TestGateway;
