@@ -389,8 +389,10 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
         { leg: 'b', suite: 'AES_CM_128_HMAC_SHA1_80' },
       ]);
       await bothHeard(r);
-      // Only the caller's RTCP APP "PINGPONG", sent in the clear, failed authentication.
+      // Only the caller's RTCP APP "PINGPONG", sent in the clear, failed authentication; the PBX read
+      // all of voiceguard's SRTCP.
       expect(r.authFailedDuring).toBe(1);
+      expect(r.pbxOut).not.toContain('failed to decrypt RTCP');
       expect(since(gw(), r.from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
       expect(since(gw(), r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
     });
@@ -419,6 +421,7 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
       expect(since(gw(), r.from, 'media.srtp_pbx')).toMatchObject([{ leg: 'b', suite: 'AEAD_AES_256_GCM' }]);
       await bothHeard(r);
       expect(r.authFailedDuring).toBe(0);
+      expect(r.pbxOut).not.toContain('failed to decrypt RTCP');
       expect(since(gw(), r.from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
       expect(since(gw(), r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
     });
@@ -458,6 +461,12 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
       await bothHeard(r);
       // Read as 80-bit tags only, the PBX's two or three reports would fail too (measured: 3, not 1).
       expect(r.authFailedDuring).toBe(1);
+      // And the PBX reads voiceguard's SRTCP once voiceguard has seen its 32-bit tags: at most the one
+      // packet sent before that fails there (measured without answering in kind: 3 failures).
+      expect(
+        r.pbxOut.match(/failed to decrypt RTCP packet/g)?.length ?? 0,
+        r.pbxOut.slice(-2000),
+      ).toBeLessThanOrEqual(1);
       expect(since(gw(), r.from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
     });
   });
