@@ -16,7 +16,7 @@ import {
   type SdpMediaInfo,
   type SdpSecurityRewrite,
 } from './sip/sdp-rewrite.js';
-import { isSrtpSuite, newSrtpKey, parseInlineKey, type SrtpKey, type SrtpSuite } from './media/srtp.js';
+import { inlineKey, newSrtpKey, parseInlineKey, type SrtpKey, type SrtpSuite } from './media/srtp.js';
 import type { SrtpLegKeys } from './media/media-types.js';
 
 /**
@@ -162,7 +162,7 @@ export class GatewayCall {
         this.d.media?.setSrtp(to, null);
       }
       if (!p) return { security: plain, terminated: pbxAnswered };
-      const keyParams = `inline:${Buffer.from(p.keys.local.keySalt).toString('base64')}`;
+      const keyParams = inlineKey(p.keys.local.keySalt);
       return {
         security: {
           secure: { profile: p.profile, crypto: [{ tag: p.tag, suite: p.keys.local.suite, keyParams }] },
@@ -196,7 +196,7 @@ export class GatewayCall {
   private terminateOffer(from: LegName, seen: SdpMediaInfo): void {
     const allowed = this.d.config.media.srtpSuites as readonly string[];
     const chosen = seen.crypto.find(
-      (c) => allowed.includes(c.suite) && isSrtpSuite(c.suite) && /^inline:[^|]+$/.test(c.keyParams.trim()),
+      (c) => allowed.includes(c.suite) && /^inline:[^|]+$/.test(c.keyParams.trim()),
     );
     if (!chosen) {
       this.d.logger.warn(
@@ -242,7 +242,7 @@ export class GatewayCall {
       crypto: this.pbxKeys.map(({ tag, key }) => ({
         tag,
         suite: key.suite,
-        keyParams: `inline:${key.keySalt.toString('base64')}`,
+        keyParams: inlineKey(key.keySalt),
       })),
     };
   }

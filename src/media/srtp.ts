@@ -45,7 +45,7 @@ export const SRTP_SUITES: readonly SrtpSuite[] = [
   'AES_256_CM_HMAC_SHA1_32',
 ];
 
-export function isSrtpSuite(name: string): name is SrtpSuite {
+function isSrtpSuite(name: string): name is SrtpSuite {
   return Object.hasOwn(SUITES, name);
 }
 
@@ -86,6 +86,11 @@ export function assertSrtpKey(suite: string, keySalt: Uint8Array): asserts suite
 /** A fresh master key and salt for our side of a leg. */
 export function newSrtpKey(suite: SrtpSuite): SrtpKey {
   return { suite, keySalt: randomBytes(srtpKeySaltBytes(suite)) };
+}
+
+/** The key parameters of our a=crypto line: `inline:<base64 of master key and salt>`. */
+export function inlineKey(keySalt: Uint8Array): string {
+  return `inline:${Buffer.from(keySalt).toString('base64')}`;
 }
 
 /** `inline:<base64>` of an a=crypto line for `suite` (lifetime and MKI parameters are refused). */
@@ -222,21 +227,16 @@ export class SrtpContext {
 
   /**
    * A context on given session keys, skipping the key derivation: for the known-answer tests of
-   * RFC 7714, whose vectors state session keys. `key` only names the suite.
+   * RFC 7714, whose vectors state session keys (for GCM: encryption key and salt).
    */
   static withSessionKeys(
     suite: SrtpSuite,
-    rtp: { enc: Buffer; salt: Buffer; auth?: Buffer },
-    rtcp: { enc: Buffer; salt: Buffer; auth?: Buffer } = rtp,
+    rtp: { enc: Buffer; salt: Buffer },
+    rtcp: { enc: Buffer; salt: Buffer } = rtp,
   ): SrtpContext {
     const ctx = new SrtpContext(newSrtpKey(suite));
-    const set = (dst: SessionKeys, k: typeof rtp) => {
-      dst.enc = k.enc;
-      dst.salt = k.salt;
-      dst.auth = k.auth ?? Buffer.alloc(0);
-    };
-    set(ctx.rtp, rtp);
-    set(ctx.rtcp, rtcp);
+    Object.assign(ctx.rtp, rtp);
+    Object.assign(ctx.rtcp, rtcp);
     return ctx;
   }
 
