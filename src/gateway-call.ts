@@ -104,11 +104,13 @@ export class GatewayCall {
   private readonly srtpLocal: Partial<Record<LegName, SrtpKey>> = {};
   private readonly srtpOn = new Set<LegName>();
   /**
-   * sip.pbx.srtp 'sdes': the keys we offer the PBX, one per suite under tags 1..n, kept across
+   * sip.pbx.srtp 'sdes' or 'best-effort': the keys we offer the PBX, one per suite under tags 1..n, kept across
    * re-offers; null until the first offer toward the PBX. `pbxOfferOut`: its answer is awaited.
    */
   private pbxKeys: { tag: number; key: SrtpKey }[] | null = null;
   private pbxOfferOut = false;
+  /** sip.pbx.srtp 'best-effort': the PBX's plain answer was logged (once, unless SRTP came between). */
+  private pbxPlainLogged = false;
 
   constructor(private readonly d: GatewayCallDeps) {}
 
@@ -140,7 +142,8 @@ export class GatewayCall {
    * sends with X's key and encrypts what goes to X with ours; the fork hears plain audio. Each
    * leg's keys are kept across re-offers with the same key (the rollover counters go on).
    * sip.pbx.srtp 'sdes': an offer that reaches the PBX as plain RTP gets our keys instead, and the
-   * PBX's answer must take one of them.
+   * PBX's answer must take one of them; 'best-effort' offers the keys on RTP/AVP, and an answer
+   * without keys keeps that leg plain.
    */
   private srtpTermination(
     from: LegName,
@@ -183,7 +186,7 @@ export class GatewayCall {
     // media.srtp 'relay', keeps the caller's keys: voiceguard cannot re-encrypt it).
     if (
       to === this.d.pbxLeg &&
-      this.d.config.sip.pbx.srtp === 'sdes' &&
+      this.d.config.sip.pbx.srtp !== 'off' &&
       (terminated || seen.srtp !== 'required')
     ) {
       this.pbxOfferOut = true;
@@ -231,14 +234,19 @@ export class GatewayCall {
     this.srtpOn.add(from);
   }
 
-  /** Our SRTP offer toward the PBX: the secure form of `profile`, one key per configured suite. */
+  /**
+   * Our SRTP offer toward the PBX, one key per configured suite: on the secure form of `profile`
+   * (sip.pbx.srtp 'sdes'), or on its plain form (best-effort SRTP: 'best-effort').
+   */
   private pbxOffer(profile: string): { profile: string; crypto: SdesCrypto[] } {
     this.pbxKeys ??= this.d.config.media.srtpSuites.map((suite, i) => ({
       tag: i + 1,
       key: newSrtpKey(suite),
     }));
+    const plain = /SAVPF$/i.test(profile) ? 'RTP/AVPF' : /SAVP$/i.test(profile) ? 'RTP/AVP' : profile;
+    const secure = /SAVP/i.test(profile) ? profile : profile.replace(/AVP(F?)$/i, 'SAVP$1');
     return {
-      profile: /SAVP/i.test(profile) ? profile : profile.replace(/AVP(F?)$/i, 'SAVP$1'),
+      profile: this.d.config.sip.pbx.srtp === 'best-effort' ? plain : secure,
       crypto: this.pbxKeys.map(({ tag, key }) => ({
         tag,
         suite: key.suite,
@@ -248,21 +256,34 @@ export class GatewayCall {
   }
 
   /**
-   * The PBX's answer to our SRTP offer must be SRTP and take one of our keys, by tag and suite
-   * (RFC 4568 5.1.2). Anything else cannot carry the call: an SdpError, which ends it.
+   * The PBX's answer to our SRTP offer must take one of our keys, by tag and suite (RFC 4568
+   * 5.1.2). With sip.pbx.srtp 'best-effort' an answer without keys on a plain profile declines
+   * SRTP: that leg runs plain RTP. Anything else cannot carry the call: an SdpError, which ends it.
    */
   private acceptPbxAnswer(leg: LegName, sdp: string): void {
     const seen = readSdp(sdp);
-    const c = seen.srtp === 'required' ? seen.crypto[0] : undefined;
+    const mode = this.d.config.sip.pbx.srtp;
+    if (mode === 'best-effort' && seen.srtp === 'none') {
+      const wasOn = this.srtpOn.delete(leg);
+      if (wasOn) this.d.media?.setSrtp(leg, null);
+      if (wasOn || !this.pbxPlainLogged)
+        this.d.logger.info(
+          { event: 'media.srtp_pbx_declined', leg, profile: seen.profile },
+          'the PBX answered the best-effort SRTP offer without a key: plain RTP toward the PBX',
+        );
+      this.pbxPlainLogged = true;
+      return;
+    }
+    const c = seen.srtp !== 'none' ? seen.crypto[0] : undefined;
     const ours = c && this.pbxKeys?.find((k) => k.tag === c.tag && k.key.suite === c.suite);
     if (!c || !ours) {
       const got = c ? `${c.suite} under tag ${c.tag}` : `${seen.profile} without an SDES key`;
       this.d.logger.warn(
         { event: 'media.srtp_refused', leg, answer: got },
-        'the PBX did not answer the SRTP offer with one of its keys (sip.pbx.srtp: sdes)',
+        `the PBX did not answer the SRTP offer with one of its keys (sip.pbx.srtp: ${mode})`,
       );
       throw new SdpError(
-        `the PBX answered voiceguard's SRTP offer with ${got}; it must choose one of the offered keys (sip.pbx.srtp: sdes)`,
+        `the PBX answered voiceguard's SRTP offer with ${got}; it must choose one of the offered keys (sip.pbx.srtp: ${mode})`,
       );
     }
     let remote: Buffer;

@@ -147,10 +147,10 @@ export class Gateway {
       },
       'SIP listening',
     );
-    if (sip.pbx.srtp === 'sdes' && sip.pbx.transport !== 'tls')
+    if (sip.pbx.srtp !== 'off' && sip.pbx.transport !== 'tls')
       this.log.warn(
         { event: 'sip.pbx_srtp_keys_in_clear', transport: sip.pbx.transport },
-        'sip.pbx.srtp is sdes over a plain SIP transport: the SRTP keys toward the PBX can be read on the wire; use sip.pbx.transport tls',
+        `sip.pbx.srtp is ${sip.pbx.srtp} over a plain SIP transport: the SRTP keys toward the PBX can be read on the wire; use sip.pbx.transport tls`,
       );
   }
 

@@ -150,10 +150,10 @@ export const ConfigSchema = z.strictObject({
         .extend({
           transport: z.enum(['udp', 'tcp', 'tls']).default('udp').describe('Transport toward the PBX'),
           srtp: z
-            .enum(['off', 'sdes'])
+            .enum(['off', 'sdes', 'best-effort'])
             .default('off')
             .describe(
-              'Media toward the PBX: off = plain RTP; sdes = SRTP with SDES keys (voiceguard offers RTP/SAVP with one key per suite in media.srtpSuites, and the PBX must answer with one of them). Use with transport tls: SDES keys travel in the SIP body',
+              'Media toward the PBX: off = plain RTP; sdes = SRTP with SDES keys (voiceguard offers RTP/SAVP with one key per suite in media.srtpSuites, and the PBX must answer with one of them); best-effort = the same keys on a plain RTP/AVP offer: a PBX that answers with one of them gets SRTP, one that answers without keys gets plain RTP. Use with transport tls: SDES keys travel in the SIP body',
             ),
         })
         .default({ host: '127.0.0.1', port: 5070, transport: 'udp', srtp: 'off' })

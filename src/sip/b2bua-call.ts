@@ -346,7 +346,9 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       let content: string | undefined;
       if (sdp) {
         try {
-          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', 'answer');
+          // To an INVITE without SDP, the callee's SDP is its offer (or a repeat of it).
+          const kind = hasSdp(this.inviteA) ? 'answer' : 'offer';
+          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', kind);
         } catch (err) {
           this.log.warn(
             { event: 'sip.sdp_error', err: (err as Error).message },
@@ -373,8 +375,10 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       let content: string | undefined = rs.content;
       if (hasSdp(rs)) {
         try {
-          // Delayed offer: the 2xx carries the PBX's offer, answered in the caller's ACK.
-          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', offerIn2xx ? 'offer' : 'answer');
+          // Delayed offer: the 2xx carries the PBX's offer, answered in the caller's ACK, or repeats
+          // the offer of a reliable provisional answered in PRACK (rewritten alike, not relayed).
+          const kind = hasSdp(this.inviteA) ? 'answer' : 'offer';
+          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', kind);
         } catch (err) {
           this.log.warn(
             { event: 'sip.sdp_error', err: (err as Error).message },

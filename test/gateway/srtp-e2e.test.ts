@@ -77,7 +77,7 @@ async function longSpeech(): Promise<string> {
  */
 async function baresipCall(
   gw: TestGateway,
-  o: { caller?: 'srtp-mand'; pbx?: 'srtp-mand'; pbxSource: string; pbxQuitAfterS: number },
+  o: { caller?: 'srtp-mand'; pbx?: 'srtp' | 'srtp-mand'; pbxSource: string; pbxQuitAfterS: number },
 ) {
   const authFailedBefore = gw.server.gateway.mediaStats()!.srtpAuthFailed;
   const pbx = startBaresip({
@@ -223,6 +223,33 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
     ]);
     expect(since(gw, from, 'media.srtp_relayed')).toEqual([]);
     // Analysed: the call was not marked encrypted, and the detector scored the caller.
+    expect(gw.server.gateway.detectorStats()!.windowsScored).toBeGreaterThan(scoredBefore);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+  });
+
+  it("early offer: the PBX's SRTP offer in a reliable 183 is terminated, the caller's PRACK answer reaches it as SRTP, the call is analysed", async () => {
+    const from = gw.logs.length;
+    const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
+    const pcap = await makePcap(HUMAN_1, 2);
+    // The PBX's scenario checks that voiceguard's PRACK answers with RTP/SAVP and a key of its own;
+    // its 200 repeats the offer. The caller's checks that the offer in the 183 is plain RTP/AVP.
+    const pbx = runSipp({ scenario: 'pbx-100rel-early-offer-srtp.xml', port: gw.pbxPort, timeoutS: 20 });
+    await waitUdpBound(gw.pbxPort);
+    const caller = await runSipp({
+      scenario: 'caller-100rel-delayed-offer-pcap.xml',
+      port: await freeUdpPort(),
+      target: `127.0.0.1:${gw.sipPort}`,
+      pauseMs: 2000,
+      cwd: pcap.dir,
+      timeoutS: 20,
+    }).done;
+    expect(caller.code, caller.output + caller.errors).toBe(0);
+    const p = await pbx.done;
+    expect(p.code, p.output + p.errors).toBe(0);
+    expect(since(gw, from, 'media.srtp_terminated')).toMatchObject([
+      { leg: 'b', suite: 'AES_CM_128_HMAC_SHA1_80' },
+    ]);
+    expect(since(gw, from, 'media.srtp_relayed')).toEqual([]);
     expect(gw.server.gateway.detectorStats()!.windowsScored).toBeGreaterThan(scoredBefore);
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
   });
@@ -469,5 +496,54 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
       ).toBeLessThanOrEqual(1);
       expect(since(gw(), r.from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
     });
+  });
+});
+
+describe('best-effort SRTP toward the PBX (sip.pbx.srtp: best-effort; baresip as the PBX)', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({
+      'detector.modelPath': MODEL,
+      'detector.metadataPath': MODEL.replace(/\.onnx$/, '.json'),
+      'sip.pbx.srtp': 'best-effort',
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('a PBX that takes a key (baresip mediaenc=srtp): SRTP toward it on RTP/AVP, both hear each other', async () => {
+    const r = await baresipCall(gw, {
+      caller: 'srtp-mand',
+      pbx: 'srtp',
+      pbxSource: await longSpeech(),
+      pbxQuitAfterS: 22,
+    });
+    expect(r.invite, r.pbxOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
+    expect(cryptoLines(r.invite).map((c) => [c.tag, c.suite])).toEqual(
+      SRTP_SUITES.map((suite, i) => [i + 1, suite]),
+    );
+    expect(cryptoLines(r.answer).map((c) => [c.tag, c.suite])).toEqual([[1, 'AES_CM_128_HMAC_SHA1_80']]);
+    expect(since(gw, r.from, 'media.srtp_pbx')).toMatchObject([
+      { leg: 'b', suite: 'AES_CM_128_HMAC_SHA1_80' },
+    ]);
+    expect(since(gw, r.from, 'media.srtp_pbx_declined')).toEqual([]);
+    expect(since(gw, r.from, 'media.srtp_terminated')).toMatchObject([{ leg: 'a' }]);
+    await bothHeard(r);
+    expect(r.pbxOut).not.toContain('failed to decrypt RTCP');
+    expect(since(gw, r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
+  });
+
+  it('a PBX without SRTP answers without a key: plain RTP toward it, no packet fails authentication, the call is analysed', async () => {
+    const r = await baresipCall(gw, { pbxSource: await longSpeech(), pbxQuitAfterS: 22 });
+    expect(r.invite, r.pbxOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
+    expect(cryptoLines(r.invite).length).toBe(SRTP_SUITES.length);
+    expect(r.answer, r.pbxOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
+    expect(cryptoLines(r.answer)).toEqual([]);
+    expect(since(gw, r.from, 'media.srtp_pbx_declined')).toMatchObject([{ leg: 'b', profile: 'RTP/AVP' }]);
+    expect(since(gw, r.from, 'media.srtp_pbx')).toEqual([]);
+    await bothHeard(r);
+    expect(r.authFailedDuring).toBe(0);
+    expect(since(gw, r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
   });
 });
