@@ -94,8 +94,8 @@ export class GatewayCall {
   private repeatSamples = 0;
   /** Runs the repeat check on what came in when the caller's RTP stops short of listenMs. */
   private repeatTimer: NodeJS.Timeout | null = null;
-  /** The call's media is SRTP (relayed, never analysed). */
-  private encrypted = false;
+  /** The call's media is SRTP relayed encrypted, or in a codec the detector cannot decode: never analysed. */
+  private unanalysable = false;
   /** Per leg: the SRTP offer being answered (null: its last offer was plain). */
   private readonly srtpPending: Partial<
     Record<LegName, { keys: SrtpLegKeys; profile: string; tag: number } | null>
@@ -119,16 +119,24 @@ export class GatewayCall {
     const to: LegName = from === 'a' ? 'b' : 'a';
     const media = this.d.media;
     const codecs = this.d.config.media.codecs;
+    const undecodable = this.d.config.media.undecodable === 'relay' ? 'keep' : 'refuse';
     if (!media || media.closed) {
-      const out = rewriteSdp(sdp, null, codecs);
+      const out = rewriteSdp(sdp, null, codecs, {}, undecodable);
       if (out.media.codec) this.codec = out.media.codec;
       return out.sdp;
     }
     const l = media.local(to);
     const pub = this.d.config.media.publicAddress ?? this.d.config.sip.publicAddress ?? l.address;
     const { security, terminated } = this.srtpTermination(from, to, sdp, kind);
-    const out = rewriteSdp(sdp, { address: pub, rtpPort: l.rtpPort }, codecs, security);
+    const out = rewriteSdp(sdp, { address: pub, rtpPort: l.rtpPort }, codecs, security, undecodable);
     if (!terminated) this.checkSrtp(from, out.media.srtp);
+    if (!out.media.decodable) {
+      const offered = Object.values(out.media.payloadMap).filter((n) => n !== 'telephone-event');
+      this.stopAnalysing(
+        { event: 'media.codec_not_analysed', leg: from, codecs: offered },
+        `not analysed: the ${kind} has none of media.codecs (${offered.join(', ')}); relayed as it is (media.undecodable: relay)`,
+      );
+    }
     media.setRemote(from, out.media.remote);
     media.setPayloadMap(from, out.media.payloadMap);
     media.setDirection(from, out.media.direction);
@@ -326,12 +334,23 @@ export class GatewayCall {
         'the offer requires SRTP (RTP/SAVP), which voiceguard does not terminate (media.srtp: refuse)',
       );
     }
-    if (this.encrypted) return;
-    this.encrypted = true;
-    const message = 'not analysed: the media is encrypted (SRTP), relayed as it is (media.srtp: relay)';
-    this.d.logger.warn({ event: 'media.srtp_relayed', leg: from }, message);
+    this.stopAnalysing(
+      { event: 'media.srtp_relayed', leg: from },
+      'not analysed: the media is encrypted (SRTP), relayed as it is (media.srtp: relay)',
+    );
+  }
+
+  /**
+   * The call's audio cannot be heard (SRTP relayed encrypted, or a codec the detector cannot decode):
+   * it is relayed as it is and, from now on, never analysed; once per call, the reason is logged and
+   * reported as the call's detector error (the call fails open).
+   */
+  private stopAnalysing(fields: Record<string, unknown>, message: string): void {
+    if (this.unanalysable) return;
+    this.unanalysable = true;
+    this.d.logger.warn(fields, message);
     if (this.stream) {
-      // A re-INVITE switched the call to SRTP: stop listening before ciphertext is scored or compared.
+      // A re-INVITE switched the call: stop listening before what it carries is scored or compared.
       this.stream.close();
       this.stream = null;
       this.repeatAudio = null;
@@ -372,7 +391,14 @@ export class GatewayCall {
   }
 
   private startAnalysis(): void {
-    if (!this.d.analyse || this.encrypted || this.stream || this.finished || !this.d.engine || !this.d.media)
+    if (
+      !this.d.analyse ||
+      this.unanalysable ||
+      this.stream ||
+      this.finished ||
+      !this.d.engine ||
+      !this.d.media
+    )
       return;
     const t = this.d.policy.thresholds;
     try {

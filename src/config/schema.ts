@@ -283,6 +283,12 @@ export const ConfigSchema = z.strictObject({
         .describe(
           'Audio codecs left in SDP offers; others (G.722, Opus, ...) are removed so the detector can decode the call',
         ),
+      undecodable: z
+        .enum(['relay', 'refuse'])
+        .default('relay')
+        .describe(
+          'An offer with none of media.codecs (G.729, G.722 or Opus only): relay = relayed with its own codecs and not analysed (fails open: the call is logged and reported as not analysed); refuse = 488 Not Acceptable Here',
+        ),
     })
     .prefault({}),
   detector: z

@@ -582,15 +582,28 @@ export class RelayEngine {
       });
       return;
     }
+    // Injected audio is G.711: under the payload type flowing, or another G.711 one negotiated (the
+    // last packet relayed may have been a telephone-event). A stream in a codec the relay cannot
+    // encode (G.729, Opus: media.undecodable relay) gets nothing rather than noise.
+    const g711Pt = (): number | null => {
+      for (const m of [leg.pmap, src.pmap]) {
+        const found = Object.entries(m).find(([, n]) => /^pcm[ua]$/i.test(n));
+        if (found) return Number(found[0]);
+      }
+      const audio = [...Object.values(leg.pmap), ...Object.values(src.pmap)].filter(
+        (n) => n.toLowerCase() !== 'telephone-event',
+      );
+      return audio.length === 0 ? 0 : null;
+    };
     const now = Date.now();
     let ssrc: number;
     let seq: number;
     let ts: number;
-    let pt: number;
+    let pt: number | null;
     const flowing = out.ssrc !== null && now - out.lastAtMs < 1000;
     if (flowing) {
       ssrc = out.ssrc!;
-      pt = out.pt;
+      pt = lawOf(out.pt, src.pmap, leg.pmap) !== null ? out.pt : g711Pt();
       seq = out.lastSeq;
       ts =
         (out.lastTs + (Math.max(1, Math.round((now - out.lastAtMs) / FRAME_MS)) - 1) * FRAME_SAMPLES) >>> 0;
@@ -599,14 +612,17 @@ export class RelayEngine {
       ssrc = randomInt(1, 0xffffffff);
       seq = randomInt(0, 0xffff);
       ts = randomInt(0, 0x7fffffff);
-      pt = 0;
-      for (const m of [leg.pmap, src.pmap]) {
-        const found = Object.entries(m).find(([, n]) => /^pcm[ua]$/i.test(n));
-        if (found) {
-          pt = Number(found[0]);
-          break;
-        }
-      }
+      pt = g711Pt();
+    }
+    if (pt === null) {
+      const codecs = [...new Set([...Object.values(leg.pmap), ...Object.values(src.pmap)])];
+      this.post({
+        t: 'inject-done',
+        id: s.id,
+        req,
+        error: `the media toward leg ${toward} is not G.711 (${codecs.join(', ')}): nothing injected`,
+      });
+      return;
     }
     const law = lawOf(pt, src.pmap, leg.pmap) ?? 'pcmu';
     const frames = Math.ceil(pcm.length / FRAME_SAMPLES);

@@ -14,8 +14,13 @@ export interface SdpMediaInfo {
   remote: { address: string; rtpPort: number; rtcpPort?: number };
   payloadMap: Record<number, string>;
   direction: MediaDirection;
-  /** First audio codec left after filtering ('pcmu' | 'pcma'), or null if none. */
+  /**
+   * First audio codec left after filtering ('pcmu' | 'pcma'), or null if none; with
+   * `undecodable: 'keep'` and no allowed codec, the first one offered ('g729', 'opus', ...).
+   */
   codec: string | null;
+  /** False when no allowed codec was offered and the body kept its codecs (`undecodable: 'keep'`). */
+  decodable: boolean;
   /**
    * Encrypted media: 'required' for a secure profile (RTP/SAVP, RTP/SAVPF, UDP/TLS/RTP/SAVPF), whose
    * payload voiceguard cannot read; 'declined' for best-effort SDES (a=crypto on RTP/AVP), whose keys
@@ -67,13 +72,16 @@ export function readSdp(sdp: string): SdpMediaInfo {
 
 /**
  * Rewrite one SDP body. `local` = the gateway's media address/port toward the receiver of this
- * body (null: leave addresses untouched). `codecs` = allowed codec names (null: keep all).
+ * body (null: leave addresses untouched). `codecs` = allowed codec names (null: keep all). A body
+ * with no allowed codec throws an SdpError (`undecodable: 'refuse'`) or keeps every codec it has
+ * (`'keep'`: relayed, `decodable: false`).
  */
 export function rewriteSdp(
   sdp: string,
   local: { address: string; rtpPort: number } | null,
   codecs: readonly string[] | null,
   security: SdpSecurityRewrite = {},
+  undecodable: 'refuse' | 'keep' = 'refuse',
 ): SdpRewriteResult {
   let session: SessionDescription;
   try {
@@ -103,12 +111,17 @@ export function rewriteSdp(
     const rtp = audio.rtp.find((r) => r.payload === pt);
     return (rtp?.codec ?? STATIC_PT[pt] ?? `pt${pt}`).toUpperCase();
   };
-  const keep = offered.filter((pt) => {
+  let keep = offered.filter((pt) => {
     const name = nameOf(pt);
     return allowed === null || allowed.has(name) || name === 'TELEPHONE-EVENT';
   });
-  if (audio.port !== 0 && !keep.some((pt) => nameOf(pt) !== 'TELEPHONE-EVENT')) {
-    throw new SdpError(`no acceptable audio codec offered (${offered.map(nameOf).join(', ')})`);
+  const audible = (pts: number[]) => pts.some((pt) => nameOf(pt) !== 'TELEPHONE-EVENT');
+  let decodable = true;
+  if (audio.port !== 0 && !audible(keep)) {
+    if (undecodable === 'refuse' || !audible(offered))
+      throw new SdpError(`no acceptable audio codec offered (${offered.map(nameOf).join(', ')})`);
+    keep = offered;
+    decodable = false;
   }
   const payloadMap: Record<number, string> = {};
   for (const pt of keep)
@@ -116,7 +129,7 @@ export function rewriteSdp(
   const firstAudio = keep.find((pt) => nameOf(pt) !== 'TELEPHONE-EVENT');
   const codec = firstAudio === undefined ? null : nameOf(firstAudio).toLowerCase();
 
-  if (allowed) {
+  if (allowed && decodable) {
     const keepSet = new Set(keep);
     audio.payloads = keep.join(' ');
     audio.rtp = audio.rtp.filter((r) => keepSet.has(r.payload));
@@ -153,5 +166,8 @@ export function rewriteSdp(
     audio.protocol = security.secure.profile;
     audio.crypto = security.secure.crypto.map((c) => ({ id: c.tag, suite: c.suite, config: c.keyParams }));
   }
-  return { sdp: write(session), media: { remote, payloadMap, direction, codec, srtp, profile, crypto } };
+  return {
+    sdp: write(session),
+    media: { remote, payloadMap, direction, codec, decodable, srtp, profile, crypto },
+  };
 }

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeG711ToFloat, encodeG711FromFloat } from '../../src/audio/g711.js';
 import { goertzelPower, meanSquare } from '../../src/audio/tone.js';
 import { parseRtp, serializeRtp } from '../../src/media/rtp-packet.js';
+import { buildUdpFrame, parseEndpoint, writePcap } from '../../src/audio/pcap-writer.js';
 import {
   expectBothPassed,
   freeUdpPort,
@@ -160,6 +161,85 @@ describe('media end to end, policy onSynthetic=drop', () => {
     // A warn tone cut off by the drop in the same breath is not a fault: no warning about it.
     await new Promise((r) => setTimeout(r, 600));
     expect(since(gw, from, 'media.inject_error').filter((l) => Number(l.level) >= 40)).toEqual([]);
+  });
+
+  it('a caller offering only G.729: relayed with its codec and not analysed (fails open), the PBX gets every frame as sent', async () => {
+    const pbx = new TsPbx((port) =>
+      [
+        'v=0',
+        'o=tspbx 1 1 IN IP4 127.0.0.1',
+        's=-',
+        'c=IN IP4 127.0.0.1',
+        't=0 0',
+        `m=audio ${port} RTP/AVP 18 101`,
+        'a=rtpmap:18 G729/8000',
+        'a=fmtp:18 annexb=no',
+        'a=rtpmap:101 telephone-event/8000',
+        'a=ptime:20',
+        'a=sendrecv',
+        '',
+      ].join('\r\n'),
+    );
+    await pbx.start(gw.pbxPort);
+    const from = gw.logs.length;
+    const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
+    const metricsBefore = await scrape(gw);
+    // 3 s of G.729 frames (10 bytes per 10 ms, two per packet), each payload unique.
+    const frames = Array.from({ length: 150 }, (_, k) =>
+      Uint8Array.from({ length: 20 }, (_, i) => (k * 31 + i * 7 + (k >> 3)) & 0xff),
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'vg-g729-'));
+    writeFileSync(
+      join(dir, 'caller.pcap'),
+      writePcap(
+        frames.map((payload, k) => ({
+          timeMs: k * 20,
+          frame: buildUdpFrame(
+            parseEndpoint('127.0.0.1:40000'),
+            parseEndpoint('127.0.0.1:6000'),
+            serializeRtp({
+              version: 2,
+              padding: false,
+              extension: false,
+              marker: k === 0,
+              payloadType: 18,
+              sequenceNumber: 500 + k,
+              timestamp: 80000 + k * 160,
+              ssrc: 0x729,
+              csrc: [],
+              payload,
+            }),
+          ),
+        })),
+      ),
+    );
+    try {
+      const caller = await runSipp({
+        scenario: 'caller-g729.xml',
+        port: await freeUdpPort(),
+        target: `127.0.0.1:${gw.sipPort}`,
+        pauseMs: 3500,
+        cwd: dir,
+      }).done;
+      expect(caller.code, caller.output + caller.errors).toBe(0);
+      await pbx.ended(3000);
+      expect(pbx.calls[0]?.invite).toMatch(/m=audio \d+ RTP\/AVP 18 101\r\n/);
+      const sent = new Set(frames.map((f) => Buffer.from(f).toString('hex')));
+      const got = pbx.rtp.filter((p) => p.payloadType === 18);
+      expect(got.length).toBeGreaterThanOrEqual(140);
+      expect(got.every((p) => sent.has(p.payload.toString('hex')))).toBe(true);
+      expect(since(gw, from, 'media.codec_not_analysed')).toMatchObject([{ leg: 'a', codecs: ['g729'] }]);
+      expect(gw.server.gateway.detectorStats()!.windowsScored).toBe(scoredBefore);
+      expect(since(gw, from, 'call.verdict')).toEqual([]);
+      expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+      const m = await scrape(gw);
+      expect(
+        (m.get('voiceguard_detector_errors_total') ?? 0) -
+          (metricsBefore.get('voiceguard_detector_errors_total') ?? 0),
+      ).toBe(1);
+    } finally {
+      pbx.close();
+    }
   });
 
   it('RTP timeout ends a call whose caller sends no media', async () => {
@@ -327,6 +407,63 @@ describe('media.forkOnEarlyMedia: analysis from the 183 instead of the answer', 
   it('off (default): nothing is analysed before the answer', async () => {
     const { verdictsBeforeAnswer } = await earlyMediaCall(late);
     expect(verdictsBeforeAnswer).toEqual([]);
+  });
+});
+
+describe('media.undecodable: refuse', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ ...modelOverrides, 'media.undecodable': 'refuse' });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('a caller offering only G.729 gets 488 and the PBX is never called', async () => {
+    let toPbx = 0;
+    const pbx = createSocket('udp4', () => toPbx++);
+    await new Promise<void>((r) => pbx.bind(gw.pbxPort, '127.0.0.1', r));
+    const caller = createSocket('udp4');
+    const replies: string[] = [];
+    caller.on('message', (m) => replies.push(m.toString()));
+    await new Promise<void>((r) => caller.bind(0, '127.0.0.1', r));
+    const port = caller.address().port;
+    const sdp = [
+      'v=0',
+      'o=caller 1 1 IN IP4 127.0.0.1',
+      's=-',
+      'c=IN IP4 127.0.0.1',
+      't=0 0',
+      'm=audio 41000 RTP/AVP 18 101',
+      'a=rtpmap:18 G729/8000',
+      'a=rtpmap:101 telephone-event/8000',
+      '',
+    ].join('\r\n');
+    const invite = [
+      `INVITE sip:1000@127.0.0.1:${gw.sipPort} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bK-g729refuse;rport`,
+      `From: <sip:+4930123456@127.0.0.1:${port}>;tag=g729`,
+      `To: <sip:1000@127.0.0.1:${gw.sipPort}>`,
+      'Call-ID: g729-refuse@test',
+      'CSeq: 1 INVITE',
+      `Contact: <sip:caller@127.0.0.1:${port}>`,
+      'Max-Forwards: 70',
+      'Content-Type: application/sdp',
+      `Content-Length: ${Buffer.byteLength(sdp)}`,
+      '',
+      sdp,
+    ].join('\r\n');
+    try {
+      caller.send(invite, gw.sipPort, '127.0.0.1');
+      await waitFor(() => replies.some((r) => r.startsWith('SIP/2.0 488')), 3000);
+      const final = replies.find((r) => /^SIP\/2\.0 [2-6]\d\d/.test(r));
+      expect(final, replies.join('\n---\n')).toMatch(/^SIP\/2\.0 488 /);
+      expect(toPbx).toBe(0);
+      expect(gw.events('media.codec_not_analysed')).toEqual([]);
+    } finally {
+      caller.close();
+      pbx.close();
+    }
   });
 });
 

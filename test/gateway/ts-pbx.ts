@@ -4,7 +4,7 @@ import { headerLines, pcmuSdp } from '../../bench/sip-text.js';
 
 /**
  * A small TypeScript PBX for the end-to-end tests: a real UDP SIP UAS (answers INVITE with
- * 180 + 200 and a PCMU SDP, which is the offer when the INVITE had none; records the ACK; answers
+ * 180 + 200 and a PCMU SDP or one of the test's, which is the offer when the INVITE had none; records the ACK; answers
  * BYE with 200) and a real RTP socket that records every
  * packet the gateway relays toward the PBX, so the test can decode what a staff member hears.
  */
@@ -34,6 +34,9 @@ export class TsPbx {
   private media: Socket | null = null;
   rtpPort = 0;
   private byeWaiters: (() => void)[] = [];
+
+  /** `answerSdp`: the SDP of its 200, given its RTP port (default: PCMU and telephone-event). */
+  constructor(private readonly answerSdp: (rtpPort: number) => string = (port) => pcmuSdp(port, 'tspbx')) {}
 
   async start(sipPort: number): Promise<void> {
     const sip = createSocket('udp4');
@@ -82,7 +85,7 @@ export class TsPbx {
   private onSip(msg: string, rinfo: RemoteInfo): void {
     const method = msg.slice(0, msg.indexOf(' '));
     if (method === 'INVITE') {
-      const sdp = pcmuSdp(this.rtpPort, 'tspbx');
+      const sdp = this.answerSdp(this.rtpPort);
       const callId = headerLines(msg, ['call-id', 'i'])[0];
       if (!this.calls.some((c) => headerLines(c.invite, ['call-id', 'i'])[0] === callId)) {
         this.calls.push({ invite: msg, ack: null, answeredAtMs: Date.now(), bye: null, byeAtMs: null });

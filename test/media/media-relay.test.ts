@@ -278,6 +278,38 @@ describe('MediaRelay (worker thread, real UDP)', () => {
   });
 });
 
+describe('MediaRelay inject: G.711 only', () => {
+  it('after a telephone-event packet, the injected audio goes under the PCMU payload type, not the event one', async () => {
+    const { s, a, b } = await setup();
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    await a.send(rtp(10, 160, 0xa, payload()), s.local('a').rtpPort);
+    // An RFC 4733 event (digit 5, end bit) is the last packet relayed before the injection.
+    await a.send(rtp(11, 320, 0xa, Uint8Array.from([5, 0x80, 0, 160]), 101), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === 2, 3000, 'b receives the tone and the event');
+    await s.inject('b', generateTone({ frequenciesHz: [1400], durationMs: 100, levelDbfs: -6 }));
+    await waitFor(() => b.got.length === 7, 3000, 'b receives 100 ms of tone');
+    const injected = b.got.slice(2).map((m) => parseRtp(m)!);
+    expect(injected.every((p) => p.payloadType === 0 && p.ssrc === 0xa)).toBe(true);
+  });
+
+  it('a stream in a codec the relay cannot encode (G.729) gets nothing: the injection fails with the reason', async () => {
+    const { s, a, b } = await setup();
+    s.setPayloadMap('a', { 18: 'g729', 101: 'telephone-event' });
+    s.setPayloadMap('b', { 18: 'g729', 101: 'telephone-event' });
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    await a.send(rtp(1, 160, 0xa, payload(20), 18), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === 1, 3000, 'b receives the G.729 frame');
+    const beep = generateTone({ frequenciesHz: [1400], durationMs: 100, levelDbfs: -6 });
+    await expect(s.inject('b', beep)).rejects.toThrow(
+      /not G\.711 \(g729, telephone-event\): nothing injected/,
+    );
+    // Nothing flowing: the same.
+    await expect(s.inject('a', beep)).rejects.toThrow(/not G\.711/);
+    await sleep(150);
+    expect(b.got.length).toBe(1);
+  });
+});
+
 describe('MediaRelay lifecycle and port pool', () => {
   it('100 sessions allocated and closed leave no port bound and no timer running', async () => {
     const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;

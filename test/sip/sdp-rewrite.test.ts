@@ -34,6 +34,7 @@ describe('rewriteSdp', () => {
       payloadMap: { 0: 'pcmu', 8: 'pcma', 101: 'telephone-event' },
       direction: 'sendonly',
       codec: 'pcmu',
+      decodable: true,
       srtp: 'none',
       profile: 'RTP/AVP',
       crypto: [],
@@ -51,6 +52,41 @@ describe('rewriteSdp', () => {
     expect(() => rewriteSdp(g722only, { address: '203.0.113.1', rtpPort: 20000 }, ['PCMU', 'PCMA'])).toThrow(
       SdpError,
     );
+  });
+
+  describe("undecodable: 'keep' (media.undecodable: relay)", () => {
+    const local = { address: '203.0.113.1', rtpPort: 20000 };
+    const only = (m: string) => OFFER.replace('m=audio 40000 RTP/AVP 9 111 0 8 101', m);
+
+    it('an offer with none of the codecs keeps all of its own, marked undecodable; addresses still rewritten', () => {
+      const out = rewriteSdp(only('m=audio 40000 RTP/AVP 9 111 101'), local, ['PCMU', 'PCMA'], {}, 'keep');
+      expect(out.sdp).toContain('m=audio 20000 RTP/AVP 9 111 101');
+      expect(out.sdp).toContain('c=IN IP4 203.0.113.1');
+      expect(out.sdp).toContain('a=fmtp:111 useinbandfec=1');
+      expect(out.media).toMatchObject({
+        payloadMap: { 9: 'g722', 111: 'opus', 101: 'telephone-event' },
+        codec: 'g722',
+        decodable: false,
+      });
+      const g729 = only('m=audio 40000 RTP/AVP 18 101').replace('a=rtpmap:9 G722/8000', '');
+      expect(rewriteSdp(g729, local, ['PCMU'], {}, 'keep').media).toMatchObject({
+        payloadMap: { 18: 'g729', 101: 'telephone-event' },
+        codec: 'g729',
+        decodable: false,
+      });
+    });
+
+    it('an offer with a decodable codec is filtered as before', () => {
+      const out = rewriteSdp(OFFER, local, ['PCMU', 'PCMA'], {}, 'keep');
+      expect(out.sdp).toContain('m=audio 20000 RTP/AVP 0 8 101');
+      expect(out.media.decodable).toBe(true);
+    });
+
+    it('an offer with no audio codec at all (telephone-event only) is still refused', () => {
+      expect(() => rewriteSdp(only('m=audio 40000 RTP/AVP 101'), local, ['PCMU'], {}, 'keep')).toThrow(
+        /no acceptable audio codec offered \(TELEPHONE-EVENT\)/,
+      );
+    });
   });
 
   it('reads direction and static payload types without rtpmap lines', () => {
