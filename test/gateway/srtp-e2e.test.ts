@@ -200,15 +200,19 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
     expect(since(gw, from, 'call.ended')).toMatchObject([{ sipStatus: 488 }]);
   });
 
-  it("delayed offer: the PBX's SRTP offer in its 200 is terminated, the caller gets plain RTP, the PBX's ACK an SRTP answer", async () => {
+  /**
+   * A sipp PBX whose SRTP offer answers a delayed-offer INVITE, and a sipp caller playing 2 s of
+   * speech: the offer is terminated on leg b (AES_CM_128_HMAC_SHA1_80), the call is never marked
+   * encrypted, the detector scores the caller, and the caller hangs up.
+   */
+  async function pbxSrtpOffer(pbxScenario: string, callerScenario: string): Promise<void> {
     const from = gw.logs.length;
     const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
     const pcap = await makePcap(HUMAN_1, 2);
-    const pbx = runSipp({ scenario: 'pbx-delayed-offer-srtp.xml', port: gw.pbxPort, timeoutS: 20 });
+    const pbx = runSipp({ scenario: pbxScenario, port: gw.pbxPort, timeoutS: 20 });
     await waitUdpBound(gw.pbxPort);
-    // The caller's own scenario checks that the offer it gets in the 200 is plain RTP/AVP.
     const caller = await runSipp({
-      scenario: 'caller-delayed-offer.xml',
+      scenario: callerScenario,
       port: await freeUdpPort(),
       target: `127.0.0.1:${gw.sipPort}`,
       pauseMs: 2000,
@@ -222,36 +226,19 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
       { leg: 'b', suite: 'AES_CM_128_HMAC_SHA1_80' },
     ]);
     expect(since(gw, from, 'media.srtp_relayed')).toEqual([]);
-    // Analysed: the call was not marked encrypted, and the detector scored the caller.
     expect(gw.server.gateway.detectorStats()!.windowsScored).toBeGreaterThan(scoredBefore);
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+  }
+
+  it("delayed offer: the PBX's SRTP offer in its 200 is terminated, the caller gets plain RTP, the PBX's ACK an SRTP answer", async () => {
+    // The caller's own scenario checks that the offer it gets in the 200 is plain RTP/AVP.
+    await pbxSrtpOffer('pbx-delayed-offer-srtp.xml', 'caller-delayed-offer.xml');
   });
 
   it("early offer: the PBX's SRTP offer in a reliable 183 is terminated, the caller's PRACK answer reaches it as SRTP, the call is analysed", async () => {
-    const from = gw.logs.length;
-    const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
-    const pcap = await makePcap(HUMAN_1, 2);
     // The PBX's scenario checks that voiceguard's PRACK answers with RTP/SAVP and a key of its own;
     // its 200 repeats the offer. The caller's checks that the offer in the 183 is plain RTP/AVP.
-    const pbx = runSipp({ scenario: 'pbx-100rel-early-offer-srtp.xml', port: gw.pbxPort, timeoutS: 20 });
-    await waitUdpBound(gw.pbxPort);
-    const caller = await runSipp({
-      scenario: 'caller-100rel-delayed-offer-pcap.xml',
-      port: await freeUdpPort(),
-      target: `127.0.0.1:${gw.sipPort}`,
-      pauseMs: 2000,
-      cwd: pcap.dir,
-      timeoutS: 20,
-    }).done;
-    expect(caller.code, caller.output + caller.errors).toBe(0);
-    const p = await pbx.done;
-    expect(p.code, p.output + p.errors).toBe(0);
-    expect(since(gw, from, 'media.srtp_terminated')).toMatchObject([
-      { leg: 'b', suite: 'AES_CM_128_HMAC_SHA1_80' },
-    ]);
-    expect(since(gw, from, 'media.srtp_relayed')).toEqual([]);
-    expect(gw.server.gateway.detectorStats()!.windowsScored).toBeGreaterThan(scoredBefore);
-    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    await pbxSrtpOffer('pbx-100rel-early-offer-srtp.xml', 'caller-100rel-delayed-offer-pcap.xml');
   });
 
   it('terminated SRTP both ways: the plain PBX hears the caller, the SRTP caller hears the PBX', async () => {
@@ -364,6 +351,22 @@ describe('media.srtp: refuse', () => {
   });
 });
 
+/** A gateway with the real model and `overrides`, started before the describe's tests and stopped after. */
+function withGateway(overrides: Record<string, unknown>): () => TestGateway {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({
+      'detector.modelPath': MODEL,
+      'detector.metadataPath': MODEL.replace(/\.onnx$/, '.json'),
+      ...overrides,
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+  return () => gw;
+}
+
 /** The SDES keys of an SDP body in a baresip trace: tag, suite and base64 key, in order. */
 function cryptoLines(message: string): { tag: number; suite: string; key: string }[] {
   return [...message.matchAll(/a=crypto:(\d+) (\S+) inline:(\S+)/g)].map((m) => ({
@@ -380,24 +383,8 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
       baresipCall(gw, { caller, pbx: 'srtp-mand', pbxSource, pbxQuitAfterS: 22 }),
     );
 
-  function withGateway(overrides: Record<string, unknown>): () => TestGateway {
-    let gw: TestGateway;
-    beforeAll(async () => {
-      gw = await startGateway({
-        'detector.modelPath': MODEL,
-        'detector.metadataPath': MODEL.replace(/\.onnx$/, '.json'),
-        'sip.pbx.srtp': 'sdes',
-        ...overrides,
-      });
-    });
-    afterAll(async () => {
-      await gw?.stop();
-    });
-    return () => gw;
-  }
-
   describe('every suite offered (the default media.srtpSuites)', () => {
-    const gw = withGateway({});
+    const gw = withGateway({ 'sip.pbx.srtp': 'sdes' });
 
     it('an SRTP caller: both legs SRTP under their own keys, the PBX takes the first suite, the call is analysed', async () => {
       const r = await srtpPbxCall(gw(), 'srtp-mand');
@@ -426,7 +413,10 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
   });
 
   describe('AEAD-GCM only (media.srtpSuites: AEAD_AES_256_GCM, AEAD_AES_128_GCM)', () => {
-    const gw = withGateway({ 'media.srtpSuites': ['AEAD_AES_256_GCM', 'AEAD_AES_128_GCM'] });
+    const gw = withGateway({
+      'sip.pbx.srtp': 'sdes',
+      'media.srtpSuites': ['AEAD_AES_256_GCM', 'AEAD_AES_128_GCM'],
+    });
 
     it('warns at start that the keys toward the PBX travel over plain SIP', () => {
       expect(gw().events('sip.pbx_srtp_keys_in_clear')).toMatchObject([{ transport: 'udp' }]);
@@ -474,7 +464,10 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
   });
 
   describe('AES_CM_128_HMAC_SHA1_32 first', () => {
-    const gw = withGateway({ 'media.srtpSuites': ['AES_CM_128_HMAC_SHA1_32', 'AES_CM_128_HMAC_SHA1_80'] });
+    const gw = withGateway({
+      'sip.pbx.srtp': 'sdes',
+      'media.srtpSuites': ['AES_CM_128_HMAC_SHA1_32', 'AES_CM_128_HMAC_SHA1_80'],
+    });
 
     it('the PBX takes the 32-bit tag; its SRTCP (libre: 32-bit tags too) is read, not dropped', async () => {
       const r = await srtpPbxCall(gw(), 'srtp-mand');
@@ -500,20 +493,10 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
 });
 
 describe('best-effort SRTP toward the PBX (sip.pbx.srtp: best-effort; baresip as the PBX)', () => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway({
-      'detector.modelPath': MODEL,
-      'detector.metadataPath': MODEL.replace(/\.onnx$/, '.json'),
-      'sip.pbx.srtp': 'best-effort',
-    });
-  });
-  afterAll(async () => {
-    await gw?.stop();
-  });
+  const gw = withGateway({ 'sip.pbx.srtp': 'best-effort' });
 
   it('a PBX that takes a key (baresip mediaenc=srtp): SRTP toward it on RTP/AVP, both hear each other', async () => {
-    const r = await baresipCall(gw, {
+    const r = await baresipCall(gw(), {
       caller: 'srtp-mand',
       pbx: 'srtp',
       pbxSource: await longSpeech(),
@@ -524,26 +507,26 @@ describe('best-effort SRTP toward the PBX (sip.pbx.srtp: best-effort; baresip as
       SRTP_SUITES.map((suite, i) => [i + 1, suite]),
     );
     expect(cryptoLines(r.answer).map((c) => [c.tag, c.suite])).toEqual([[1, 'AES_CM_128_HMAC_SHA1_80']]);
-    expect(since(gw, r.from, 'media.srtp_pbx')).toMatchObject([
+    expect(since(gw(), r.from, 'media.srtp_pbx')).toMatchObject([
       { leg: 'b', suite: 'AES_CM_128_HMAC_SHA1_80' },
     ]);
-    expect(since(gw, r.from, 'media.srtp_pbx_declined')).toEqual([]);
-    expect(since(gw, r.from, 'media.srtp_terminated')).toMatchObject([{ leg: 'a' }]);
+    expect(since(gw(), r.from, 'media.srtp_pbx_declined')).toEqual([]);
+    expect(since(gw(), r.from, 'media.srtp_terminated')).toMatchObject([{ leg: 'a' }]);
     await bothHeard(r);
     expect(r.pbxOut).not.toContain('failed to decrypt RTCP');
-    expect(since(gw, r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
+    expect(since(gw(), r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
   });
 
   it('a PBX without SRTP answers without a key: plain RTP toward it, no packet fails authentication, the call is analysed', async () => {
-    const r = await baresipCall(gw, { pbxSource: await longSpeech(), pbxQuitAfterS: 22 });
+    const r = await baresipCall(gw(), { pbxSource: await longSpeech(), pbxQuitAfterS: 22 });
     expect(r.invite, r.pbxOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
     expect(cryptoLines(r.invite).length).toBe(SRTP_SUITES.length);
     expect(r.answer, r.pbxOut.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
     expect(cryptoLines(r.answer)).toEqual([]);
-    expect(since(gw, r.from, 'media.srtp_pbx_declined')).toMatchObject([{ leg: 'b', profile: 'RTP/AVP' }]);
-    expect(since(gw, r.from, 'media.srtp_pbx')).toEqual([]);
+    expect(since(gw(), r.from, 'media.srtp_pbx_declined')).toMatchObject([{ leg: 'b', profile: 'RTP/AVP' }]);
+    expect(since(gw(), r.from, 'media.srtp_pbx')).toEqual([]);
     await bothHeard(r);
     expect(r.authFailedDuring).toBe(0);
-    expect(since(gw, r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
+    expect(since(gw(), r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
   });
 });
