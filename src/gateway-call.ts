@@ -145,8 +145,8 @@ export class GatewayCall {
   }
 
   /**
-   * media.srtp 'terminate': an offer that requires SRTP (SDES) from leg X is answered with SRTP and
-   * our own key, while the other leg gets the same offer as plain RTP. The relay decrypts what X
+   * media.srtp 'terminate': an SRTP offer (SDES) from leg X, required or best-effort, is answered with
+   * SRTP and our own key, while the other leg gets the same offer as plain RTP. The relay decrypts what X
    * sends with X's key and encrypts what goes to X with ours; the fork hears plain audio. Each
    * leg's keys are kept across re-offers with the same key (the rollover counters go on).
    * sip.pbx.srtp 'sdes': an offer that reaches the PBX as plain RTP gets our keys instead, and the
@@ -185,7 +185,9 @@ export class GatewayCall {
     const seen = readSdp(sdp);
     let terminated = false;
     if (terminate) {
-      if (seen.srtp === 'required') {
+      // Required SRTP, and best-effort SRTP (keys on RTP/AVP) with a key voiceguard can take: the
+      // leg stays encrypted. Best-effort keys it cannot take are removed (plain RTP), not refused.
+      if (seen.srtp === 'required' || (seen.srtp === 'declined' && this.sdesKey(seen))) {
         this.terminateOffer(from, seen);
         terminated = true;
       } else this.srtpPending[from] = null;
@@ -203,12 +205,16 @@ export class GatewayCall {
     return { security: terminated ? { plain: true } : {}, terminated };
   }
 
-  /** An offer from `from` that requires SRTP: take its first key in media.srtpSuites, answer with ours. */
+  /** The offer's first SDES key in a suite of media.srtpSuites, without lifetime or MKI. */
+  private sdesKey(seen: SdpMediaInfo): SdesCrypto | undefined {
+    const allowed = this.d.config.media.srtpSuites as readonly string[];
+    return seen.crypto.find((c) => allowed.includes(c.suite) && /^inline:[^|]+$/.test(c.keyParams.trim()));
+  }
+
+  /** An SRTP offer from `from`: take its first key in media.srtpSuites, answer with ours. */
   private terminateOffer(from: LegName, seen: SdpMediaInfo): void {
     const allowed = this.d.config.media.srtpSuites as readonly string[];
-    const chosen = seen.crypto.find(
-      (c) => allowed.includes(c.suite) && /^inline:[^|]+$/.test(c.keyParams.trim()),
-    );
+    const chosen = this.sdesKey(seen);
     if (!chosen) {
       this.d.logger.warn(
         { event: 'media.srtp_refused', leg: from, suites: seen.crypto.map((c) => c.suite) },

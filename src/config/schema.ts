@@ -268,7 +268,7 @@ export const ConfigSchema = z.strictObject({
         .enum(['terminate', 'relay', 'refuse'])
         .default('terminate')
         .describe(
-          'An SDP offer that requires SRTP (RTP/SAVP with SDES keys): terminate = voiceguard answers it with SRTP, decrypts for the detector and offers the other leg plain RTP (or SRTP with our keys toward a PBX with sip.pbx.srtp: sdes); relay = relayed encrypted, not analysed; refuse = 488',
+          'An SDP offer with SRTP (SDES keys): terminate = voiceguard answers it with SRTP, decrypts for the detector and offers the other leg plain RTP (or SRTP with our keys toward a PBX with sip.pbx.srtp), whether it requires SRTP (RTP/SAVP) or offers it best-effort (keys on RTP/AVP); relay = an offer that requires SRTP is relayed encrypted, not analysed; refuse = it gets 488. With relay and refuse, best-effort keys are removed (plain RTP)',
         ),
       srtpSuites: z
         .array(z.enum(SRTP_SUITES as [SrtpSuite, ...SrtpSuite[]]))

@@ -19,9 +19,10 @@ import {
 
 /**
  * Encrypted media offers through the real gateway, with baresip (its srtp module) as the caller
- * and, where the PBX must speak SRTP too, as the PBX. voiceguard does not terminate SRTP: it removes
- * best-effort keys (the call stays analysable), and relays a call that requires SRTP without
- * analysing it (media.srtp: relay) or refuses it with 488 (media.srtp: refuse).
+ * and, where the PBX must speak SRTP too, as the PBX (or sipp where a scenario must misbehave).
+ * voiceguard terminates SDES SRTP (media.srtp: terminate, the default): required or best-effort, it
+ * decrypts for the detector. Otherwise it relays SRTP without analysing it (media.srtp: relay) or
+ * refuses it with 488 (media.srtp: refuse); best-effort keys are then removed (plain RTP, analysed).
  */
 const MODEL = 'models/voiceguard-detector.onnx';
 const TTS = 'test/fixtures/synthetic-mandarin-fastspeech2-vocgan-1.wav';
@@ -142,24 +143,14 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
     await gw?.stop();
   });
 
-  it('best-effort SRTP: the keys are removed, the call runs on plain RTP and a TTS voice is dropped', async () => {
-    const from = gw.logs.length;
-    const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
-    await waitUdpBound(gw.pbxPort);
-    const caller = await dial(gw, { user: 'robot', mediaenc: 'srtp', source: TTS, quitAfterS: 15 });
-    const p = await pbx.done;
-    expect(p.code, p.output + p.errors).toBe(0);
-    const output = await ended(caller, 300);
-    const messages = tracedMessages(output);
-    const invite = messages.find((m) => /\nINVITE /.test(m));
-    expect(invite, output.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP/);
-    expect(invite).toContain('a=crypto:');
-    const answer = messages.find((m) => /\nSIP\/2\.0 200 OK/.test(m) && /CSeq: \d+ INVITE/i.test(m));
-    expect(answer).toMatch(/m=audio \d+ RTP\/AVP/);
-    expect(answer).not.toContain('a=crypto');
-    expect(since(gw, from, 'media.srtp_declined')).toMatchObject([{ leg: 'a' }]);
-    expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).toEqual(['synthetic']);
-    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
+  it('best-effort SRTP (keys on RTP/AVP) is terminated too: the caller leg stays encrypted, a TTS voice is dropped', async () => {
+    const r = await bestEffortRobot(gw);
+    // One key, under the tag and suite of the caller's first key, and voiceguard's own.
+    const answered = cryptoLines(r.answer);
+    expect(answered.map((c) => [c.tag, c.suite])).toEqual([[r.offered[0]!.tag, r.offered[0]!.suite]]);
+    expect(answered[0]!.key).not.toBe(r.offered[0]!.key);
+    expect(since(gw, r.from, 'media.srtp_terminated')).toMatchObject([{ leg: 'a', profile: 'RTP/AVP' }]);
+    expect(since(gw, r.from, 'media.srtp_declined')).toEqual([]);
   });
 
   it('required SRTP (RTP/SAVP) is terminated: the detector hears the TTS voice and drops it, BYE over SRTP signalling', async () => {
@@ -269,6 +260,14 @@ describe('media.srtp: relay', () => {
     await gw?.stop();
   });
 
+  it('best-effort SRTP keys are removed: both ends use plain RTP, and a TTS voice is dropped', async () => {
+    const r = await bestEffortRobot(gw);
+    expect(r.offered.length).toBeGreaterThan(0);
+    expect(r.answer).not.toContain('a=crypto');
+    expect(since(gw, r.from, 'media.srtp_declined')).toMatchObject([{ leg: 'a' }]);
+    expect(since(gw, r.from, 'media.srtp_terminated')).toEqual([]);
+  });
+
   it('required SRTP (RTP/SAVP) is relayed untouched and not analysed: the PBX decrypts the caller', async () => {
     // The PBX must speak SRTP too: a second baresip, answering, on the gateway's PBX port.
     const pbx = startBaresip({
@@ -365,6 +364,29 @@ function withGateway(overrides: Record<string, unknown>): () => TestGateway {
     await gw?.stop();
   });
   return () => gw;
+}
+
+/**
+ * A baresip robot offering best-effort SRTP (keys on RTP/AVP) and playing a TTS voice, against a
+ * sipp PBX that expects the gateway to drop the call: it must be dropped (so it was analysed).
+ * Returns the caller's keys and the answer it got.
+ */
+async function bestEffortRobot(gw: TestGateway) {
+  const from = gw.logs.length;
+  const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
+  await waitUdpBound(gw.pbxPort);
+  const caller = await dial(gw, { user: 'robot', mediaenc: 'srtp', source: TTS, quitAfterS: 15 });
+  const p = await pbx.done;
+  expect(p.code, p.output + p.errors).toBe(0);
+  const output = await ended(caller, 300);
+  const messages = tracedMessages(output);
+  const invite = messages.find((m) => /\nINVITE /.test(m)) ?? '';
+  expect(invite, output.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
+  const answer = messages.find((m) => /\nSIP\/2\.0 200 OK/.test(m) && /CSeq: \d+ INVITE/i.test(m)) ?? '';
+  expect(answer, output.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
+  expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).toEqual(['synthetic']);
+  expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
+  return { from, offered: cryptoLines(invite), answer };
 }
 
 /** The SDES keys of an SDP body in a baresip trace: tag, suite and base64 key, in order. */
