@@ -72,9 +72,9 @@ async function longSpeech(): Promise<string> {
 /**
  * One call between two baresips: a caller playing 12 s of speech and an answering PBX, each with
  * its media encryption (none: plain RTP). Returns both peers, their output, the PBX's INVITE and
- * 200, and the SRTP authentication failures while the call ran (read until the gateway sees the
- * caller's BYE: baresip sends one RTCP APP "PINGPONG" in the clear as its media starts, and a last
- * RTCP BYE in the clear as it hangs up, which voiceguard drops as it must drop any unauthenticated packet).
+ * 200, and the SRTP authentication failures while the call ran (up to its last 1 s: baresip sends one
+ * RTCP APP "PINGPONG" in the clear as its media starts, and a last RTCP BYE in the clear as it hangs
+ * up, which voiceguard drops as it must drop any unauthenticated packet).
  */
 async function baresipCall(
   gw: TestGateway,
@@ -93,6 +93,12 @@ async function baresipCall(
   });
   await pbx.ready;
   const from = gw.logs.length;
+  // The caller hangs up after 14 s of its own life, with a last RTCP BYE in the clear, and the PBX
+  // answers voiceguard's BYE with another: neither is part of the call. So the failures are sampled
+  // until 13 s after the caller is started (its 12 s of speech and RTCP reports are over by then) and
+  // only while the gateway holds the call (activeCalls falls as it handles the caller's BYE; the
+  // log's call.ended, read from the log stream, can come later).
+  const t0 = Date.now();
   const caller = await dial(gw, {
     user: 'customer',
     mediaenc: o.caller,
@@ -100,8 +106,11 @@ async function baresipCall(
     quitAfterS: 14,
   });
   let lastDuring = authFailedBefore;
+  let up = false;
   const sampler = setInterval(() => {
-    if (since(gw, from, 'call.ended').length === 0)
+    const active = gw.server.gateway.activeCalls > 0;
+    up ||= active;
+    if ((active || !up) && Date.now() - t0 < 13_000)
       lastDuring = gw.server.gateway.mediaStats()!.srtpAuthFailed;
   }, 20);
   const callerOut = (await caller.done).output;
@@ -144,7 +153,7 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
   });
 
   it('best-effort SRTP (keys on RTP/AVP) is terminated too: the caller leg stays encrypted, a TTS voice is dropped', async () => {
-    const r = await bestEffortRobot(gw);
+    const r = await droppedRobot(gw, 'srtp');
     // One key, under the tag and suite of the caller's first key, and voiceguard's own.
     const answered = cryptoLines(r.answer);
     expect(answered.map((c) => [c.tag, c.suite])).toEqual([[r.offered[0]!.tag, r.offered[0]!.suite]]);
@@ -154,26 +163,13 @@ describe('encrypted media offers (baresip srtp; media.srtp: terminate, the defau
   });
 
   it('required SRTP (RTP/SAVP) is terminated: the detector hears the TTS voice and drops it, BYE over SRTP signalling', async () => {
-    const from = gw.logs.length;
-    const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
-    await waitUdpBound(gw.pbxPort);
-    const caller = await dial(gw, { user: 'robot', mediaenc: 'srtp-mand', source: TTS, quitAfterS: 15 });
-    const p = await pbx.done;
-    expect(p.code, p.output + p.errors).toBe(0);
-    const output = await ended(caller, 300);
-    const messages = tracedMessages(output);
-    const invite = messages.find((m) => /\nINVITE /.test(m));
-    expect(invite, output.slice(-3000)).toMatch(/m=audio \d+ RTP\/SAVP/);
-    const offered = /a=crypto:(\d+) AES_CM_128_HMAC_SHA1_(?:80|32) inline:(\S+)/.exec(invite!)!;
-    const answer = messages.find((m) => /\nSIP\/2\.0 200 OK/.test(m) && /CSeq: \d+ INVITE/i.test(m));
-    expect(answer).toMatch(/m=audio \d+ RTP\/SAVP/);
-    const answered = /a=crypto:(\d+) AES_CM_128_HMAC_SHA1_(?:80|32) inline:(\S+)/.exec(answer!)!;
-    expect(answered[1]).toBe(offered[1]);
+    const r = await droppedRobot(gw, 'srtp-mand');
+    const offered = r.offered.find((c) => /^AES_CM_128_HMAC_SHA1_(80|32)$/.test(c.suite))!;
+    const answered = cryptoLines(r.answer);
+    expect(answered.map((c) => [c.tag, c.suite])).toEqual([[offered.tag, offered.suite]]);
     // voiceguard's own key, not the caller's echoed back.
-    expect(answered[2]).not.toBe(offered[2]);
-    expect(since(gw, from, 'media.srtp_terminated')).toMatchObject([{ leg: 'a' }]);
-    expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).toEqual(['synthetic']);
-    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
+    expect(answered[0]!.key).not.toBe(offered.key);
+    expect(since(gw, r.from, 'media.srtp_terminated')).toMatchObject([{ leg: 'a' }]);
   });
 
   it('an SRTP offer with no key voiceguard can terminate (AES-192 only) is refused 488', async () => {
@@ -261,7 +257,7 @@ describe('media.srtp: relay', () => {
   });
 
   it('best-effort SRTP keys are removed: both ends use plain RTP, and a TTS voice is dropped', async () => {
-    const r = await bestEffortRobot(gw);
+    const r = await droppedRobot(gw, 'srtp');
     expect(r.offered.length).toBeGreaterThan(0);
     expect(r.answer).not.toContain('a=crypto');
     expect(since(gw, r.from, 'media.srtp_declined')).toMatchObject([{ leg: 'a' }]);
@@ -367,23 +363,24 @@ function withGateway(overrides: Record<string, unknown>): () => TestGateway {
 }
 
 /**
- * A baresip robot offering best-effort SRTP (keys on RTP/AVP) and playing a TTS voice, against a
- * sipp PBX that expects the gateway to drop the call: it must be dropped (so it was analysed).
- * Returns the caller's keys and the answer it got.
+ * A baresip robot offering SRTP (`srtp`: keys on RTP/AVP, best effort; `srtp-mand`: RTP/SAVP) and
+ * playing a TTS voice, against a sipp PBX that expects the gateway to drop the call: it must be
+ * dropped, so the detector heard it. Returns the caller's INVITE and keys and the answer it got.
  */
-async function bestEffortRobot(gw: TestGateway) {
+async function droppedRobot(gw: TestGateway, mediaenc: 'srtp' | 'srtp-mand') {
   const from = gw.logs.length;
   const pbx = runSipp({ scenario: 'pbx-dropped.xml', port: gw.pbxPort, timeoutS: 30 });
   await waitUdpBound(gw.pbxPort);
-  const caller = await dial(gw, { user: 'robot', mediaenc: 'srtp', source: TTS, quitAfterS: 15 });
+  const caller = await dial(gw, { user: 'robot', mediaenc, source: TTS, quitAfterS: 15 });
   const p = await pbx.done;
   expect(p.code, p.output + p.errors).toBe(0);
   const output = await ended(caller, 300);
   const messages = tracedMessages(output);
   const invite = messages.find((m) => /\nINVITE /.test(m)) ?? '';
-  expect(invite, output.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
   const answer = messages.find((m) => /\nSIP\/2\.0 200 OK/.test(m) && /CSeq: \d+ INVITE/i.test(m)) ?? '';
-  expect(answer, output.slice(-3000)).toMatch(/m=audio \d+ RTP\/AVP /);
+  const profile = mediaenc === 'srtp' ? /m=audio \d+ RTP\/AVP / : /m=audio \d+ RTP\/SAVP /;
+  expect(invite, output.slice(-3000)).toMatch(profile);
+  expect(answer, output.slice(-3000)).toMatch(profile);
   expect(since(gw, from, 'call.verdict').map((l) => l.verdict)).toEqual(['synthetic']);
   expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['dropped']);
   return { from, offered: cryptoLines(invite), answer };
@@ -425,9 +422,11 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
         { leg: 'b', suite: 'AES_CM_128_HMAC_SHA1_80' },
       ]);
       await bothHeard(r);
-      // Only the caller's RTCP APP "PINGPONG", sent in the clear, failed authentication; the PBX read
-      // all of voiceguard's SRTCP.
-      expect(r.authFailedDuring).toBe(1);
+      // Only the RTCP APP "PINGPONG"s, sent in the clear, failed authentication: the caller's, and the
+      // PBX's when it comes after voiceguard took the PBX's key from its 200 (a race, which a loaded
+      // machine can lose). The PBX read all of voiceguard's SRTCP.
+      expect(r.authFailedDuring).toBeGreaterThanOrEqual(1);
+      expect(r.authFailedDuring).toBeLessThanOrEqual(2);
       expect(r.pbxOut).not.toContain('failed to decrypt RTCP');
       expect(since(gw(), r.from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
       expect(since(gw(), r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
@@ -459,7 +458,8 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
       expect(since(gw(), r.from, 'media.srtp_terminated')).toEqual([]);
       expect(since(gw(), r.from, 'media.srtp_pbx')).toMatchObject([{ leg: 'b', suite: 'AEAD_AES_256_GCM' }]);
       await bothHeard(r);
-      expect(r.authFailedDuring).toBe(0);
+      // At most the PBX's clear PINGPONG, when it comes after voiceguard took the PBX's key.
+      expect(r.authFailedDuring).toBeLessThanOrEqual(1);
       expect(r.pbxOut).not.toContain('failed to decrypt RTCP');
       expect(since(gw(), r.from, 'media.latched').filter((l) => l.kind === 'rtcp').length).toBe(2);
       expect(since(gw(), r.from, 'call.verdict').map((l) => l.verdict)).toEqual(['human']);
@@ -501,8 +501,10 @@ describe('SRTP toward the PBX (sip.pbx.srtp: sdes; baresip as the PBX)', () => {
         { leg: 'a', suite: 'AES_CM_128_HMAC_SHA1_80' },
       ]);
       await bothHeard(r);
-      // Read as 80-bit tags only, the PBX's two or three reports would fail too (measured: 3, not 1).
-      expect(r.authFailedDuring).toBe(1);
+      // The PINGPONGs as above. Read as 80-bit tags only, the PBX's two or three reports would fail
+      // too (measured: 3, not 1).
+      expect(r.authFailedDuring).toBeGreaterThanOrEqual(1);
+      expect(r.authFailedDuring).toBeLessThanOrEqual(2);
       // And the PBX reads voiceguard's SRTCP once voiceguard has seen its 32-bit tags: at most the one
       // packet sent before that fails there (measured without answering in kind: 3 failures).
       expect(
