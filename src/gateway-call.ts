@@ -187,8 +187,9 @@ export class GatewayCall {
     if (terminate) {
       // Required SRTP, and best-effort SRTP (keys on RTP/AVP) with a key voiceguard can take: the
       // leg stays encrypted. Best-effort keys it cannot take are removed (plain RTP), not refused.
-      if (seen.srtp === 'required' || (seen.srtp === 'declined' && this.sdesKey(seen))) {
-        this.terminateOffer(from, seen);
+      const key = this.sdesKey(seen);
+      if (seen.srtp === 'required' || (seen.srtp === 'declined' && key)) {
+        this.terminateOffer(from, seen, key);
         terminated = true;
       } else this.srtpPending[from] = null;
     }
@@ -211,17 +212,15 @@ export class GatewayCall {
     return seen.crypto.find((c) => allowed.includes(c.suite) && /^inline:[^|]+$/.test(c.keyParams.trim()));
   }
 
-  /** An SRTP offer from `from`: take its first key in media.srtpSuites, answer with ours. */
-  private terminateOffer(from: LegName, seen: SdpMediaInfo): void {
-    const allowed = this.d.config.media.srtpSuites as readonly string[];
-    const chosen = this.sdesKey(seen);
+  /** An SRTP offer from `from`: take `chosen`, its first key in media.srtpSuites (sdesKey), answer with ours. */
+  private terminateOffer(from: LegName, seen: SdpMediaInfo, chosen: SdesCrypto | undefined): void {
     if (!chosen) {
       this.d.logger.warn(
         { event: 'media.srtp_refused', leg: from, suites: seen.crypto.map((c) => c.suite) },
         'SRTP offer without a suite voiceguard supports: refused',
       );
       throw new SdpError(
-        `the offer requires SRTP with ${seen.crypto.map((c) => c.suite).join(', ') || 'no SDES key (DTLS?)'}; voiceguard terminates ${allowed.join(', ')} (media.srtpSuites) with SDES inline keys`,
+        `the offer requires SRTP with ${seen.crypto.map((c) => c.suite).join(', ') || 'no SDES key (DTLS?)'}; voiceguard terminates ${this.d.config.media.srtpSuites.join(', ')} (media.srtpSuites) with SDES inline keys`,
       );
     }
     const suite = chosen.suite as SrtpSuite;

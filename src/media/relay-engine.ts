@@ -587,8 +587,8 @@ export class RelayEngine {
     // encode (G.729, Opus: media.undecodable relay) gets nothing rather than noise.
     const g711Pt = (): number | null => {
       for (const m of [leg.pmap, src.pmap]) {
-        const found = Object.entries(m).find(([, n]) => /^pcm[ua]$/i.test(n));
-        if (found) return Number(found[0]);
+        const found = Object.keys(m).find((pt) => lawOf(Number(pt), m) !== null);
+        if (found !== undefined) return Number(found);
       }
       const audio = [...Object.values(leg.pmap), ...Object.values(src.pmap)].filter(
         (n) => n.toLowerCase() !== 'telephone-event',

@@ -327,6 +327,11 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.stack.send(invite, (rs) => this.onInviteResponse(rs));
   }
 
+  /** SDP from the callee in a response to the INVITE: to an INVITE without SDP, its offer (or a repeat of it). */
+  private calleeSdpKind(): 'offer' | 'answer' {
+    return hasSdp(this.inviteA) ? 'answer' : 'offer';
+  }
+
   private onInviteResponse(rs: SipResponse): void {
     if (rs.status < 200 && rs.status === 100) return;
     if (this.state === 'terminated') {
@@ -346,9 +351,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       let content: string | undefined;
       if (sdp) {
         try {
-          // To an INVITE without SDP, the callee's SDP is its offer (or a repeat of it).
-          const kind = hasSdp(this.inviteA) ? 'answer' : 'offer';
-          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', kind);
+          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', this.calleeSdpKind());
         } catch (err) {
           this.log.warn(
             { event: 'sip.sdp_error', err: (err as Error).message },
@@ -377,8 +380,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         try {
           // Delayed offer: the 2xx carries the PBX's offer, answered in the caller's ACK, or repeats
           // the offer of a reliable provisional answered in PRACK (rewritten alike, not relayed).
-          const kind = hasSdp(this.inviteA) ? 'answer' : 'offer';
-          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', kind);
+          content = this.opts.delegate.rewriteSdp('b', rs.content ?? '', this.calleeSdpKind());
         } catch (err) {
           this.log.warn(
             { event: 'sip.sdp_error', err: (err as Error).message },
