@@ -634,10 +634,13 @@ export class Store {
       );
     }
     this.closedFlag = true;
-    this.workerClosed = this.checkpointer?.close() ?? Promise.resolve();
     if (this.flushTimer) clearInterval(this.flushTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    // The main connection closes first and the worker's only after it, never both at once: the
+    // last connection to close takes an exclusive lock to remove the -wal and -shm files, and
+    // two closing together can each see the other's lock and both leave the files behind.
     this.db.close();
+    this.workerClosed = this.checkpointer?.close() ?? Promise.resolve();
     return this.workerClosed;
   }
 
