@@ -17,12 +17,15 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 # ---------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS build
 # The toolchain lives only in this stage: better-sqlite3 (and native/, when it has a
-# binding.gyp) compile with it when no prebuilt binary fits the platform.
-RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ ca-certificates && rm -rf /var/lib/apt/lists/*
+# binding.gyp) compile with it when no prebuilt binary fits the platform. libbcg729-dev is for
+# the G.729 decoder (native/g729), which links bcg729 statically: the runtime stage needs no library.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ ca-certificates libbcg729-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so source edits do not invalidate the npm ci layer.
 # .npmrc carries onnxruntime-node-install=skip: the CPU binaries in the package are enough.
 COPY package.json package-lock.json .npmrc ./
+# npm ci's postinstall builds the G.729 decoder from here.
+COPY native/g729 ./native/g729
 # The official node images carry the Node headers in /usr/local/include/node; pointing
 # node-gyp at them avoids downloading headers when a native module compiles from source.
 RUN if [ -d /usr/local/include/node ]; then export npm_config_nodedir=/usr/local; fi; npm ci --no-audit --no-fund

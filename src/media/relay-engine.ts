@@ -5,6 +5,7 @@ import { isRtcp } from './rtp-packet.js';
 import { SrtpContext, type SrtpKey } from './srtp.js';
 import { JitterBuffer } from './jitter-buffer.js';
 import { decodeG711ToFloat, encodeG711FromFloat, g711SilenceCode, type G711Law } from '../audio/g711.js';
+import { G729_FRAME_BYTES, G729_FRAME_SAMPLES, loadG729, type G729Decoder } from '../audio/g729.js';
 import type {
   FromWorker,
   LegPorts,
@@ -89,9 +90,14 @@ interface Session {
   injectDone: Set<() => void>;
 }
 
+/** Codecs the fork decodes: G.711 always, G.729 when the native decoder is built (src/audio/g729.ts). */
+export type ForkCodec = G711Law | 'g729';
+
 interface Fork {
   jb: JitterBuffer;
-  law: G711Law;
+  codec: ForkCodec;
+  /** One G.729 decoder channel for the fork's life (its state carries across packets). */
+  g729: G729Decoder | null;
   chunks: Float32Array[];
   samples: number;
   frames: number;
@@ -111,6 +117,21 @@ function sends(dir: MediaDirection): boolean {
 }
 function receives(dir: MediaDirection): boolean {
   return dir === 'sendrecv' || dir === 'recvonly';
+}
+
+/** The codec the fork decodes for this payload type, or null (telephone-event, CN, codecs without a decoder). */
+export function forkCodecOf(pt: number, ...maps: PayloadMap[]): ForkCodec | null {
+  const law = lawOf(pt, ...maps);
+  if (law) return law;
+  return codecName(pt, maps) === 'g729' && loadG729().codec ? 'g729' : null;
+}
+
+function codecName(pt: number, maps: PayloadMap[]): string | null {
+  for (const m of maps) {
+    const name = m[pt];
+    if (name !== undefined) return name.toLowerCase();
+  }
+  return pt === 18 ? 'g729' : null;
 }
 
 export function lawOf(pt: number, ...maps: PayloadMap[]): G711Law | null {
@@ -501,22 +522,26 @@ export class RelayEngine {
       if (s.fork) {
         s.fork.jb.flush();
         this.flushFork(s, s.fork);
+        s.fork.g729?.close();
       }
       s.fork = null;
       return;
     }
     if (s.fork) return;
     const fork: Fork = {
-      law: 'pcmu',
+      codec: 'pcmu',
+      g729: null,
       chunks: [],
       samples: 0,
       frames: 0,
       outstanding: 0,
       jb: null as unknown as JitterBuffer,
     };
-    fork.jb = new JitterBuffer(this.jbFrames, g711SilenceCode('pcmu'), (payload) => {
-      fork.chunks.push(decodeG711ToFloat(fork.law, payload));
-      fork.samples += payload.length;
+    fork.jb = new JitterBuffer(this.jbFrames, g711SilenceCode('pcmu'), (payload, kind) => {
+      const pcm =
+        fork.codec === 'g729' ? this.decodeG729(fork, payload, kind) : decodeG711ToFloat(fork.codec, payload);
+      fork.chunks.push(pcm);
+      fork.samples += pcm.length;
       fork.frames++;
       if (fork.samples >= this.forkBatchSamples) this.flushFork(s, fork);
     });
@@ -526,9 +551,9 @@ export class RelayEngine {
   private forkPacket(s: Session, fork: Fork, msg: Buffer): void {
     const pt = msg[1] & 0x7f;
     const a = s.legs.a;
-    const law = lawOf(pt, a.pmap, s.legs.b.pmap);
-    if (law === null) return; // telephone-event, comfort noise, codecs we cannot decode
-    fork.law = law;
+    const codec = forkCodecOf(pt, a.pmap, s.legs.b.pmap);
+    if (codec === null) return; // telephone-event, comfort noise, codecs we cannot decode
+    fork.codec = codec;
     const cc = msg[0] & 0x0f;
     let off = 12 + cc * 4;
     if (msg[0] & 0x10) {
@@ -540,6 +565,23 @@ export class RelayEngine {
     if (off >= end) return;
     // Copy: the packet buffer was handed to the socket.
     fork.jb.push(msg.readUInt16BE(2), Uint8Array.prototype.slice.call(msg, off, end));
+  }
+
+  /**
+   * A G.729 payload (or a concealed one: the jitter buffer's stand-in for a lost packet) to samples.
+   * A payload that is not whole G.729 frames (a mislabelled stream) is concealed too, never thrown.
+   */
+  private decodeG729(fork: Fork, payload: Uint8Array, kind: 'packet' | 'concealed'): Float32Array {
+    const dec = (fork.g729 ??= new (loadG729().codec!.G729Decoder)());
+    const frames = Math.max(1, Math.min(100, Math.round(payload.length / G729_FRAME_BYTES)));
+    if (kind === 'packet') {
+      try {
+        return dec.decode(payload);
+      } catch {
+        // Not whole frames: heard as a lost packet.
+      }
+    }
+    return dec.conceal(frames);
   }
 
   private flushFork(s: Session, fork: Fork): void {
@@ -582,14 +624,19 @@ export class RelayEngine {
       });
       return;
     }
-    // Injected audio is G.711: under the payload type flowing, or another G.711 one negotiated (the
-    // last packet relayed may have been a telephone-event). A stream in a codec the relay cannot
-    // encode (G.729, Opus: media.undecodable relay) gets nothing rather than noise.
-    const g711Pt = (): number | null => {
-      for (const m of [leg.pmap, src.pmap]) {
-        const found = Object.keys(m).find((pt) => lawOf(Number(pt), m) !== null);
-        if (found !== undefined) return Number(found);
-      }
+    // Injected audio is G.711, or G.729 when the native codec is built: under the payload type
+    // flowing, or another one negotiated (the last packet relayed may have been a telephone-event),
+    // G.711 first. A stream in a codec the relay cannot encode (Opus, G.722, or G.729 without the
+    // native codec: media.undecodable relay) gets nothing rather than noise.
+    const injectPt = (): number | null => {
+      for (const g711 of [true, false])
+        for (const m of [leg.pmap, src.pmap]) {
+          const found = Object.keys(m).find((pt) => {
+            const c = forkCodecOf(Number(pt), m);
+            return c !== null && (c !== 'g729') === g711;
+          });
+          if (found !== undefined) return Number(found);
+        }
       const audio = [...Object.values(leg.pmap), ...Object.values(src.pmap)].filter(
         (n) => n.toLowerCase() !== 'telephone-event',
       );
@@ -603,7 +650,7 @@ export class RelayEngine {
     const flowing = out.ssrc !== null && now - out.lastAtMs < 1000;
     if (flowing) {
       ssrc = out.ssrc!;
-      pt = lawOf(out.pt, src.pmap, leg.pmap) !== null ? out.pt : g711Pt();
+      pt = forkCodecOf(out.pt, src.pmap, leg.pmap) !== null ? out.pt : injectPt();
       seq = out.lastSeq;
       ts =
         (out.lastTs + (Math.max(1, Math.round((now - out.lastAtMs) / FRAME_MS)) - 1) * FRAME_SAMPLES) >>> 0;
@@ -612,7 +659,7 @@ export class RelayEngine {
       ssrc = randomInt(1, 0xffffffff);
       seq = randomInt(0, 0xffff);
       ts = randomInt(0, 0x7fffffff);
-      pt = g711Pt();
+      pt = injectPt();
     }
     if (pt === null) {
       const codecs = [...new Set([...Object.values(leg.pmap), ...Object.values(src.pmap)])];
@@ -620,14 +667,30 @@ export class RelayEngine {
         t: 'inject-done',
         id: s.id,
         req,
-        error: `the media toward leg ${toward} is not G.711 (${codecs.join(', ')}): nothing injected`,
+        error: `the media toward leg ${toward} is neither G.711 nor G.729 with its codec built (${codecs.join(', ')}): nothing injected`,
       });
       return;
     }
-    const law = lawOf(pt, src.pmap, leg.pmap) ?? 'pcmu';
+    const codec = forkCodecOf(pt, src.pmap, leg.pmap) ?? 'pcmu';
     const frames = Math.ceil(pcm.length / FRAME_SAMPLES);
-    const codes = new Uint8Array(frames * FRAME_SAMPLES).fill(g711SilenceCode(law));
-    encodeG711FromFloat(law, pcm, codes.subarray(0, pcm.length));
+    let codes: Uint8Array;
+    let bytesPerPacket: number;
+    if (codec === 'g729') {
+      const samples = new Int16Array(frames * FRAME_SAMPLES);
+      for (let k = 0; k < pcm.length; k++)
+        samples[k] = Math.max(-32768, Math.min(32767, Math.round(pcm[k]! * 32768)));
+      const enc = new (loadG729().codec!.G729Encoder)();
+      try {
+        codes = enc.encode(samples);
+      } finally {
+        enc.close();
+      }
+      bytesPerPacket = (FRAME_SAMPLES / G729_FRAME_SAMPLES) * G729_FRAME_BYTES;
+    } else {
+      codes = new Uint8Array(frames * FRAME_SAMPLES).fill(g711SilenceCode(codec));
+      encodeG711FromFloat(codec, pcm, codes.subarray(0, pcm.length));
+      bytesPerPacket = FRAME_SAMPLES;
+    }
     out.injecting = true;
     out.resync = false;
     const startMs = now;
@@ -658,13 +721,13 @@ export class RelayEngine {
       while (i < due) {
         seq = (seq + 1) & 0xffff;
         ts = (ts + FRAME_SAMPLES) >>> 0;
-        const pkt = Buffer.allocUnsafe(12 + FRAME_SAMPLES);
+        const pkt = Buffer.allocUnsafe(12 + bytesPerPacket);
         pkt[0] = 0x80;
         pkt[1] = (i === 0 && !flowing ? 0x80 : 0) | pt;
         pkt.writeUInt16BE(seq, 2);
         pkt.writeUInt32BE(ts, 4);
         pkt.writeUInt32BE(ssrc >>> 0, 8);
-        pkt.set(codes.subarray(i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES), 12);
+        pkt.set(codes.subarray(i * bytesPerPacket, (i + 1) * bytesPerPacket), 12);
         if (receives(leg.dir)) this.sendRtp(leg, pkt);
         i++;
       }
@@ -700,6 +763,7 @@ export class RelayEngine {
     if (s.fork) {
       s.fork.jb.flush();
       this.flushFork(s, s.fork);
+      s.fork.g729?.close();
       s.fork = null;
     }
     for (const leg of [s.legs.a, s.legs.b]) {

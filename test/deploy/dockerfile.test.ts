@@ -369,6 +369,9 @@ describe('Dockerfile build replay', () => {
       expect(existsSync(join(nm, 'typescript')), 'dev dependency left after npm prune').toBe(false);
       expect(existsSync(join(nm, 'vitest'))).toBe(false);
       expect(existsSync(join(nm, 'better-sqlite3/build/Release/better_sqlite3.node'))).toBe(true);
+      // npm ci's postinstall built the G.729 decoder (libbcg729-dev from the build stage's apt step).
+      const g729 = 'native/g729/build/Release/g729.node';
+      expect(existsSync(join(build.dir, 'src', g729)), 'G.729 decoder not built by npm ci').toBe(true);
       // onnxruntime-node carries the CPU binaries for both image platforms.
       const ortLinux = join(nm, 'onnxruntime-node/bin/napi-v6/linux');
       expect(readdirSync(ortLinux).sort()).toEqual(expect.arrayContaining(['arm64', 'x64']));
@@ -379,6 +382,7 @@ describe('Dockerfile build replay', () => {
       expect(existsSync(join(app, 'models/voiceguard-detector.onnx'))).toBe(true);
       expect(existsSync(join(app, 'dist/src/cli/main.js'))).toBe(true);
       expect(existsSync(join(app, 'node_modules/typescript'))).toBe(false);
+      expect(existsSync(join(app, g729)), 'the image lacks the G.729 decoder').toBe(true);
 
       const env = mapEnv(final);
       const asUser =

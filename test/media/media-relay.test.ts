@@ -12,6 +12,7 @@ import { parseRtp, seqDelta, tsDelta } from '../../src/media/rtp-packet.js';
 import { SrtpError, type SrtpSuite } from '../../src/media/srtp.js';
 import { decodeG711ToFloat, encodeG711FromFloat } from '../../src/audio/g711.js';
 import { generateTone, goertzelPower } from '../../src/audio/tone.js';
+import { loadG729 } from '../../src/audio/g729.js';
 import { peer, rtp, sleep, waitFor, type Peer } from './udp-peer.js';
 
 function mediaCfg(over: Partial<Config['media']> = {}): Config['media'] {
@@ -278,7 +279,7 @@ describe('MediaRelay (worker thread, real UDP)', () => {
   });
 });
 
-describe('MediaRelay inject: G.711 only', () => {
+describe('MediaRelay inject: which codec', () => {
   it('after a telephone-event packet, the injected audio goes under the PCMU payload type, not the event one', async () => {
     const { s, a, b } = await setup();
     s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
@@ -292,21 +293,97 @@ describe('MediaRelay inject: G.711 only', () => {
     expect(injected.every((p) => p.payloadType === 0 && p.ssrc === 0xa)).toBe(true);
   });
 
-  it('a stream in a codec the relay cannot encode (G.729) gets nothing: the injection fails with the reason', async () => {
+  it('a stream in a codec the relay cannot encode (Opus) gets nothing: the injection fails with the reason', async () => {
+    const { s, a, b } = await setup();
+    s.setPayloadMap('a', { 111: 'opus', 101: 'telephone-event' });
+    s.setPayloadMap('b', { 111: 'opus', 101: 'telephone-event' });
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    await a.send(rtp(1, 160, 0xa, payload(40), 111), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === 1, 3000, 'b receives the Opus packet');
+    const beep = generateTone({ frequenciesHz: [1400], durationMs: 100, levelDbfs: -6 });
+    await expect(s.inject('b', beep)).rejects.toThrow(
+      /neither G\.711 nor G\.729 with its codec built \(telephone-event, opus\): nothing injected/,
+    );
+    // Nothing flowing: the same.
+    await expect(s.inject('a', beep)).rejects.toThrow(/neither G\.711 nor G\.729/);
+    await sleep(150);
+    expect(b.got.length).toBe(1);
+  });
+});
+
+describe('MediaRelay: G.729 through the native codec (bcg729)', () => {
+  const codec = () => {
+    const { codec, error } = loadG729();
+    if (!codec) throw new Error(`the G.729 addon must be built for these tests: ${error}`);
+    return codec;
+  };
+
+  it("the relay thread decodes the caller's G.729 for the fork, in order, with a lost packet concealed by the decoder", async () => {
+    const { G729Decoder, G729Encoder } = codec();
+    const { s, a, b } = await setup({ jitterBufferMs: 60 });
+    s.setPayloadMap('a', { 18: 'g729', 101: 'telephone-event' });
+    s.setPayloadMap('b', { 18: 'g729', 101: 'telephone-event' });
+    const pcm = generateTone({ frequenciesHz: [440, 1200], durationMs: 1000, levelDbfs: -12, rampMs: 0 });
+    const enc = new G729Encoder();
+    const bits = enc.encode(Int16Array.from(pcm, (x) => Math.round(x * 32767)));
+    enc.close();
+    const got: Float32Array[] = [];
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    s.startFork((x) => got.push(x));
+    await sleep(20);
+    const n = 50;
+    const lost = 17;
+    const order: number[] = [];
+    for (let i = 0; i < n; i++) if (i !== lost) order.push(i);
+    [order[5], order[6]] = [order[6]!, order[5]!];
+    for (const i of order)
+      await a.send(
+        rtp(1000 + i, i * 160, 0xa, bits.subarray(i * 20, (i + 1) * 20), 18),
+        s.local('a').rtpPort,
+      );
+    // Later packets push the last frames out of the jitter buffer.
+    for (let i = n; i < n + 5; i++)
+      await a.send(rtp(1000 + i, i * 160, 0xa, new Uint8Array(20), 18), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === order.length + 5, 3000, 'all relayed');
+    await waitFor(() => got.reduce((k, x) => k + x.length, 0) >= n * 160, 3000, 'fork audio');
+    const out = new Float32Array(got.reduce((k, x) => k + x.length, 0));
+    let o = 0;
+    for (const x of got) {
+      out.set(x, o);
+      o += x.length;
+    }
+    // Relayed untouched: the PBX gets the caller's G.729 bytes.
+    expect(Array.from(parseRtp(b.got[0]!)!.payload)).toEqual(Array.from(bits.subarray(0, 20)));
+    // The same packets through a decoder here, the lost one concealed, give the same samples.
+    const ref = new G729Decoder();
+    for (let i = 0; i < n; i++) {
+      const want = i === lost ? ref.conceal(2) : ref.decode(bits.subarray(i * 20, (i + 1) * 20));
+      expect(Array.from(out.subarray(i * 160, (i + 1) * 160)), `frame ${i}`).toEqual(Array.from(want));
+    }
+    ref.close();
+    expect(goertzelPower(out.subarray(1600, 8000), 440, 8000)).toBeGreaterThan(
+      10 * goertzelPower(out.subarray(1600, 8000), 2500, 8000),
+    );
+  });
+
+  it('the warn tone goes into a G.729 stream as G.729 (20-byte payloads under its payload type), seq/ts/SSRC continuous', async () => {
+    const { G729Decoder } = codec();
     const { s, a, b } = await setup();
     s.setPayloadMap('a', { 18: 'g729', 101: 'telephone-event' });
     s.setPayloadMap('b', { 18: 'g729', 101: 'telephone-event' });
     s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
-    await a.send(rtp(1, 160, 0xa, payload(20), 18), s.local('a').rtpPort);
-    await waitFor(() => b.got.length === 1, 3000, 'b receives the G.729 frame');
-    const beep = generateTone({ frequenciesHz: [1400], durationMs: 100, levelDbfs: -6 });
-    await expect(s.inject('b', beep)).rejects.toThrow(
-      /not G\.711 \(g729, telephone-event\): nothing injected/,
-    );
-    // Nothing flowing: the same.
-    await expect(s.inject('a', beep)).rejects.toThrow(/not G\.711/);
-    await sleep(150);
-    expect(b.got.length).toBe(1);
+    await a.send(rtp(1, 160, 0xa, new Uint8Array(20), 18), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === 1, 3000, 'b receives the G.729 packet');
+    await s.inject('b', generateTone({ frequenciesHz: [1400], durationMs: 400, levelDbfs: -6 }));
+    await waitFor(() => b.got.length === 21, 3000, 'b receives 400 ms of tone');
+    const pkts = b.got.map((m) => parseRtp(m)!);
+    expect(pkts.every((p) => p.payloadType === 18 && p.ssrc === 0xa && p.payload.length === 20)).toBe(true);
+    for (let i = 1; i < pkts.length; i++)
+      expect(seqDelta(pkts[i - 1]!.sequenceNumber, pkts[i]!.sequenceNumber)).toBe(1);
+    const dec = new G729Decoder();
+    const audio = Float32Array.from(pkts.slice(1).flatMap((p) => Array.from(dec.decode(p.payload))));
+    dec.close();
+    expect(goertzelPower(audio, 1400, 8000)).toBeGreaterThan(100 * goertzelPower(audio, 700, 8000));
   });
 });
 
