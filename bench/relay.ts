@@ -5,7 +5,9 @@
  * run: a bare dgram forwarder (connected sockets, no latching, stats, fork or inject logic).
  * Third row: the relay terminating SRTP on every caller leg (decrypt what the caller sends,
  * encrypt what goes to it; media.srtp: terminate), the generator speaking SRTP on that side, in
- * AES_CM_128_HMAC_SHA1_80; fourth row: the same in AEAD_AES_128_GCM (RFC 7714).
+ * AES_CM_128_HMAC_SHA1_80; fourth row: the same in AEAD_AES_128_GCM (RFC 7714); fifth row: plain
+ * RTP in G.729 (20-byte payloads, two frames per packet), whose fork (BENCH_FORK=1) decodes it
+ * through bcg729 (native/g729) instead of the G.711 table.
  * Env: BENCH_CALLS (default 100), BENCH_SECONDS (default 10), BENCH_FORK=1 (fork every call).
  */
 import dgram from 'node:dgram';
@@ -16,7 +18,7 @@ import { silentLogger } from '../src/log.js';
 import { createMediaRelay } from '../src/media/media-relay.js';
 import { SrtpContext, srtpKeySaltBytes, type SrtpKey } from '../src/media/srtp.js';
 
-type Mode = 'bare' | 'relay' | 'srtp' | 'srtp-gcm';
+type Mode = 'bare' | 'relay' | 'srtp' | 'srtp-gcm' | 'g729';
 /** The generator's and the relay's SRTP keys for the caller leg (the same for every call), per mode. */
 function srtpKeys(mode: Mode): { caller: SrtpKey; relay: SrtpKey } | null {
   if (mode !== 'srtp' && mode !== 'srtp-gcm') return null;
@@ -36,6 +38,8 @@ interface ChildCpu {
 }
 
 const PKT = 172; // 12-byte header + 160 bytes of G.711
+const PKT_G729 = 32; // 12-byte header + two 10-byte G.729 frames
+const packetBytes = (mode: Mode) => (mode === 'g729' ? PKT_G729 : PKT);
 
 async function child(mode: Mode): Promise<void> {
   const send = (m: unknown) => process.send!(m);
@@ -58,8 +62,9 @@ async function child(mode: Mode): Promise<void> {
           const relay = await createMediaRelay(cfg, silentLogger, { inThread: true });
           for (const sink of m.sinks) {
             const s = await relay.allocate('bench');
-            s.setPayloadMap('a', { 0: 'pcmu' });
-            s.setPayloadMap('b', { 0: 'pcmu' });
+            const pmap: Record<number, string> = mode === 'g729' ? { 18: 'g729' } : { 0: 'pcmu' };
+            s.setPayloadMap('a', pmap);
+            s.setPayloadMap('b', pmap);
             s.setRemote('a', { address: '127.0.0.1', rtpPort: sink.a });
             s.setRemote('b', { address: '127.0.0.1', rtpPort: sink.b });
             const keys = srtpKeys(mode);
@@ -132,7 +137,7 @@ async function run(mode: Mode, calls: number, seconds: number, forkOn: boolean) 
   let sent = 0;
   let measuring = false;
   const onMsg = (msg: Buffer) => {
-    if (!measuring || msg.length < PKT) return;
+    if (!measuring || msg.length < packetBytes(mode)) return;
     received++;
     latencies.push(performance.now() - msg.readDoubleLE(12));
   };
@@ -154,8 +159,9 @@ async function run(mode: Mode, calls: number, seconds: number, forkOn: boolean) 
     await new Promise<void>((r) => gens[i].b.connect(ready.ports[i].b, '127.0.0.1', () => r()));
   }
   let seq = 0;
-  const pkt = Buffer.alloc(PKT, 0xff);
+  const pkt = Buffer.alloc(packetBytes(mode), 0xff);
   pkt[0] = 0x80;
+  if (mode === 'g729') pkt[1] = 18;
   const tick = () => {
     seq = (seq + 1) & 0xffff;
     for (let i = 0; i < calls; i++) {
@@ -220,6 +226,7 @@ async function main(): Promise<void> {
   const relay = await run('relay', calls, seconds, forkOn);
   const srtpRelay = await run('srtp', calls, seconds, forkOn);
   const gcmRelay = await run('srtp-gcm', calls, seconds, forkOn);
+  const g729Relay = await run('g729', calls, seconds, forkOn);
   const result = {
     bench: 'relay',
     node: process.version,
@@ -232,11 +239,13 @@ async function main(): Promise<void> {
     srtpCpuRatioVsRelay: srtpRelay.cpuUsPerPacket / relay.cpuUsPerPacket,
     srtpGcm: gcmRelay,
     srtpGcmCpuRatioVsRelay: gcmRelay.cpuUsPerPacket / relay.cpuUsPerPacket,
+    g729: g729Relay,
+    g729CpuRatioVsRelay: g729Relay.cpuUsPerPacket / relay.cpuUsPerPacket,
   };
   console.log(JSON.stringify(result, null, 2));
   const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   console.log('\nmode     calls  sent     recv     loss%  cpu%   us/pkt  calls/thread@80%  p50ms  p99ms');
-  for (const r of [baseline, relay, srtpRelay, gcmRelay]) {
+  for (const r of [baseline, relay, srtpRelay, gcmRelay, g729Relay]) {
     console.log(
       `${r.mode.padEnd(8)} ${String(r.calls).padStart(5)}  ${String(r.packetsSent).padStart(7)}  ${String(r.packetsReceived).padStart(7)}  ${f(r.lossPct).padStart(5)}  ${f(r.cpuSharePct, 1).padStart(5)}  ${f(r.cpuUsPerPacket).padStart(6)}  ${String(r.maxCallsPerThreadAt80Pct).padStart(16)}  ${f(r.latencyMsP50, 3).padStart(5)}  ${f(r.latencyMsP99, 3).padStart(5)}`,
     );

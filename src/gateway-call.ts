@@ -1,3 +1,4 @@
+import { loadG729 } from './audio/g729.js';
 import type { CallEventBus, CallId } from './call-events.js';
 import type { Config, PolicyAction } from './config/schema.js';
 import type { DetectorEngine } from './detect/engine.js';
@@ -120,21 +121,29 @@ export class GatewayCall {
     const media = this.d.media;
     const codecs = this.d.config.media.codecs;
     const undecodable = this.d.config.media.undecodable === 'relay' ? 'keep' : 'refuse';
+    const fallback = g729Fallback(this.d.config.media.fallbackCodecs);
     if (!media || media.closed) {
-      const out = rewriteSdp(sdp, null, codecs, {}, undecodable);
+      const out = rewriteSdp(sdp, null, codecs, {}, undecodable, fallback);
       if (out.media.codec) this.codec = out.media.codec;
       return out.sdp;
     }
     const l = media.local(to);
     const pub = this.d.config.media.publicAddress ?? this.d.config.sip.publicAddress ?? l.address;
     const { security, terminated } = this.srtpTermination(from, to, sdp, kind);
-    const out = rewriteSdp(sdp, { address: pub, rtpPort: l.rtpPort }, codecs, security, undecodable);
+    const out = rewriteSdp(
+      sdp,
+      { address: pub, rtpPort: l.rtpPort },
+      codecs,
+      security,
+      undecodable,
+      fallback,
+    );
     if (!terminated) this.checkSrtp(from, out.media.srtp);
     if (!out.media.decodable) {
       const offered = Object.values(out.media.payloadMap).filter((n) => n !== 'telephone-event');
       this.stopAnalysing(
         { event: 'media.codec_not_analysed', leg: from, codecs: offered },
-        `not analysed: the ${kind} has none of media.codecs (${offered.join(', ')}); relayed as it is (media.undecodable: relay)`,
+        `not analysed: the ${kind} has none of media.codecs or media.fallbackCodecs (${offered.join(', ')}); relayed as it is (media.undecodable: relay)`,
       );
     }
     media.setRemote(from, out.media.remote);
@@ -440,6 +449,7 @@ export class GatewayCall {
           verdict: e.verdict,
           decisionMs: e.decisionMs,
           cumulativeLlr: e.cumulativeLlr,
+          codec: this.codec,
         },
         'verdict',
       );
@@ -678,4 +688,9 @@ export class GatewayCall {
     this.d.bus.emit('call.ended', { callId: this.d.callId, atMs: Date.now(), reason, sipStatus });
     this.d.onFinished();
   }
+}
+
+/** media.fallbackCodecs that can be decoded here: G.729 only where the native codec is built. */
+export function g729Fallback(configured: readonly string[]): readonly string[] {
+  return configured.filter((c) => c !== 'G729' || loadG729().codec !== null);
 }

@@ -6,14 +6,16 @@ import type { Config } from './config/schema.js';
 import type { DetectorEngine } from './detect/engine.js';
 import { RepeatIndex, type RepeatEntry } from './detect/repeat-index.js';
 import { FINGERPRINT_HOP_SAMPLES, fingerprintFrames } from './audio/audio-fingerprint.js';
+import { loadG729 } from './audio/g729.js';
 import { generateTone } from './audio/tone.js';
 import type { Logger } from './log.js';
 import { compileAddressList, type AddressMatcher } from './policy/address-match.js';
 import type { CallFacts, CallPolicy } from './policy/evaluate.js';
 import { knownCallerPolicy, type CallerHistorySource } from './policy/known-callers.js';
-import { GatewayCall } from './gateway-call.js';
+import { g729Fallback, GatewayCall } from './gateway-call.js';
 import type { MediaRelayLike, MediaSessionLike } from './gateway-types.js';
 import { B2bua } from './sip/b2bua.js';
+import { rewriteSdp } from './sip/sdp-rewrite.js';
 import { Registration } from './sip/registration.js';
 import { certNotAfter, loadSipTls } from './sip/tls-files.js';
 import { pseudonymise } from './store/pseudonym.js';
@@ -152,6 +154,34 @@ export class Gateway {
         { event: 'sip.pbx_srtp_keys_in_clear', transport: sip.pbx.transport },
         `sip.pbx.srtp is ${sip.pbx.srtp} over a plain SIP transport: the SRTP keys toward the PBX can be read on the wire; use sip.pbx.transport tls`,
       );
+    if (this.config.media.fallbackCodecs.includes('G729')) {
+      const g729 = loadG729();
+      if (g729.codec) this.log.info({ event: 'media.g729_ready' }, 'G.729 decoder loaded (bcg729)');
+      else
+        this.log.warn(
+          {
+            event: 'media.g729_unavailable',
+            err: g729.error,
+            undecodable: this.config.media.undecodable,
+          },
+          `no G.729 decoder: offers with only G.729 follow media.undecodable (${this.config.media.undecodable})`,
+        );
+    }
+  }
+
+  /**
+   * The codec the caller's audio will be analysed in, from the INVITE's offer (media.codecs first,
+   * then media.fallbackCodecs), for rules that match on it; null without SDP or without such a codec.
+   */
+  private offerCodec(rq: SipRequest): string | null {
+    if (!rq.content) return null;
+    const m = this.config.media;
+    try {
+      const media = rewriteSdp(rq.content, null, m.codecs, {}, 'keep', g729Fallback(m.fallbackCodecs)).media;
+      return media.decodable ? media.codec : null;
+    } catch {
+      return null; // the SDP's faults are reported when the B2BUA rewrites it
+    }
   }
 
   /** The media relay's counters (null without a relay): sessions and ports in use, packets relayed/dropped. */
@@ -467,6 +497,7 @@ export class Gateway {
       fromPseudonym: this.pseudonym(fromNumber),
       toNumber,
       at: new Date(),
+      codec: this.offerCodec(rq),
     };
     const policy = this.knownCallerPolicy(this.deps.policy.evaluate(facts), fromNumber, direction, log);
     const analyse = policy.treatment === 'analyse' && (direction === 'inbound' || cfg.sip.outbound.analyse);

@@ -283,11 +283,17 @@ export const ConfigSchema = z.strictObject({
         .describe(
           'Audio codecs left in SDP offers; others (G.722, Opus, ...) are removed so the detector can decode the call',
         ),
+      fallbackCodecs: z
+        .array(z.enum(['G729']))
+        .default(['G729'])
+        .describe(
+          'Codecs the detector also decodes, at lower accuracy (G.729 through the native bcg729 codec, native/g729): left in an offer only when it has none of media.codecs, so such a call is analysed instead of relayed unanalysed; needs the codec built (npm ci does it where libbcg729-dev is installed), else media.undecodable applies. [] = never',
+        ),
       undecodable: z
         .enum(['relay', 'refuse'])
         .default('relay')
         .describe(
-          'An offer with none of media.codecs (G.729, G.722 or Opus only): relay = relayed with its own codecs and not analysed (fails open: the call is logged and reported as not analysed); refuse = 488 Not Acceptable Here',
+          'An offer with none of media.codecs or media.fallbackCodecs (G.722 or Opus only, say): relay = relayed with its own codecs and not analysed (fails open: the call is logged and reported as not analysed); refuse = 488 Not Acceptable Here',
         ),
     })
     .prefault({}),

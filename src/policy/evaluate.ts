@@ -34,6 +34,11 @@ export interface CallFacts {
   fromPseudonym?: string;
   toNumber: string;
   at: Date;
+  /**
+   * The codec the caller's audio will be analysed in, read from the INVITE's SDP offer ('pcmu',
+   * 'pcma', 'g729'); null or absent when the INVITE has no SDP or no codec the detector decodes.
+   */
+  codec?: string | null;
 }
 
 export interface CallPolicy {
@@ -72,6 +77,7 @@ interface CompiledRule {
   to: NumberMatcher[] | null;
   from: NumberMatcher[] | null;
   schedule: CompiledRange[] | null;
+  codecs: Set<string> | null;
   policy: CallPolicy;
 }
 
@@ -231,6 +237,7 @@ export function compileSnapshot(input: SnapshotInput): PolicySnapshot {
       to: m.toNumbers?.length ? m.toNumbers.map(compileNumberPattern) : null,
       from: m.fromNumbers?.length ? m.fromNumbers.map(compileNumberPattern) : null,
       schedule: m.schedule?.length ? m.schedule.map(compileRange) : null,
+      codecs: m.codecs?.length ? new Set(m.codecs) : null,
       policy: {
         treatment: analyse ? 'analyse' : 'allow',
         denyStatus: null,
@@ -308,6 +315,7 @@ export function evaluatePolicy(snapshot: PolicySnapshot, facts: CallFacts): Call
     if (c.source && !c.source(facts.sourceAddress)) continue;
     if (c.to && !c.to.some((m) => m(to))) continue;
     if (c.from && !c.from.some(fromMatches)) continue;
+    if (c.codecs && !(facts.codec && c.codecs.has(facts.codec))) continue;
     if (c.schedule) {
       local ??= localTime(facts.at, snapshot.timeZone);
       const t = local;

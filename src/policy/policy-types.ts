@@ -61,6 +61,10 @@ export const ScheduleRangeSchema = z.strictObject({
   end: hhmm.describe('Local end time HH:MM (exclusive); before start = crosses midnight; equal = whole day'),
 });
 
+/** Codecs the detector hears a call in (media.codecs, media.fallbackCodecs), as rules name them. */
+export const ANALYSIS_CODECS = ['pcmu', 'pcma', 'g729'] as const;
+export type AnalysisCodec = (typeof ANALYSIS_CODECS)[number];
+
 export const RuleMatchSchema = z
   .strictObject({
     trunks: z.array(z.string().min(1).max(100)).max(100).optional().describe('Trunk names (any of)'),
@@ -76,6 +80,14 @@ export const RuleMatchSchema = z
       .max(50)
       .optional()
       .describe('Time-of-day ranges (any of) in the policy time zone'),
+    codecs: z
+      .array(z.enum(ANALYSIS_CODECS))
+      .min(1)
+      .max(ANALYSIS_CODECS.length)
+      .optional()
+      .describe(
+        "The codec the caller's audio is analysed in, from the INVITE's SDP offer (any of): pcmu, pcma, g729 (media.fallbackCodecs). An INVITE without SDP matches no rule that names codecs",
+      ),
   })
   .describe(
     'All given criteria must match; within one criterion any entry may match; no criteria = every call',
@@ -130,6 +142,7 @@ export interface PolicyRule {
     toNumbers?: string[];
     fromNumbers?: string[];
     schedule?: ScheduleRange[];
+    codecs?: AnalysisCodec[];
   };
   thresholds: Partial<Thresholds>;
   onSynthetic?: PolicyAction;

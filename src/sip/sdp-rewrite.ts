@@ -3,8 +3,9 @@ import { parse, write, type SessionDescription } from 'sdp-transform';
 /**
  * Offer/answer rewriting for an anchored call: the c= address and the audio m= port point at the
  * gateway's media socket for the leg the SDP is sent to, and only codecs the detector can decode
- * (PCMU/PCMA from config.media.codecs) plus telephone-event survive. G.722 and Opus are removed
- * from offers, so the far end answers with G.711. ptime, direction and every other attribute stay.
+ * (PCMU/PCMA from config.media.codecs) plus telephone-event survive. G.722, G.729 and Opus are removed
+ * from offers, so the far end answers with G.711; G.729 stays in an offer without G.711
+ * (config.media.fallbackCodecs). ptime, direction and every other attribute stay.
  * Pure: no sockets; the caller applies the returned remote address and payload map to the media session.
  */
 export type MediaDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
@@ -15,7 +16,7 @@ export interface SdpMediaInfo {
   payloadMap: Record<number, string>;
   direction: MediaDirection;
   /**
-   * First audio codec left after filtering ('pcmu' | 'pcma'), or null if none; with
+   * First audio codec left after filtering ('pcmu' | 'pcma', or a fallback codec: 'g729'), or null if none; with
    * `undecodable: 'keep'` and no allowed codec, the first one offered ('g729', 'opus', ...).
    */
   codec: string | null;
@@ -73,7 +74,8 @@ export function readSdp(sdp: string): SdpMediaInfo {
 /**
  * Rewrite one SDP body. `local` = the gateway's media address/port toward the receiver of this
  * body (null: leave addresses untouched). `codecs` = allowed codec names (null: keep all). A body
- * with no allowed codec throws an SdpError (`undecodable: 'refuse'`) or keeps every codec it has
+ * with no allowed codec keeps only its `fallback` codecs (G.729: decodable, at lower accuracy) if
+ * it has any; else it throws an SdpError (`undecodable: 'refuse'`) or keeps every codec it has
  * (`'keep'`: relayed, `decodable: false`).
  */
 export function rewriteSdp(
@@ -82,6 +84,7 @@ export function rewriteSdp(
   codecs: readonly string[] | null,
   security: SdpSecurityRewrite = {},
   undecodable: 'refuse' | 'keep' = 'refuse',
+  fallback: readonly string[] = [],
 ): SdpRewriteResult {
   let session: SessionDescription;
   try {
@@ -117,6 +120,11 @@ export function rewriteSdp(
   });
   const audible = (pts: number[]) => pts.some((pt) => nameOf(pt) !== 'TELEPHONE-EVENT');
   let decodable = true;
+  if (audio.port !== 0 && !audible(keep) && fallback.length > 0) {
+    const second = new Set(fallback.map((c) => c.toUpperCase()));
+    const fb = offered.filter((pt) => second.has(nameOf(pt)) || nameOf(pt) === 'TELEPHONE-EVENT');
+    if (audible(fb)) keep = fb;
+  }
   if (audio.port !== 0 && !audible(keep)) {
     if (undecodable === 'refuse' || !audible(offered))
       throw new SdpError(`no acceptable audio codec offered (${offered.map(nameOf).join(', ')})`);

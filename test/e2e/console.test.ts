@@ -283,6 +283,7 @@ describe('console with 400 calls', () => {
     await page.click('#new-rule');
     await page.fill('#rule-form input[name="name"]', 'Night shift');
     await page.fill('#rule-form input[name="match.fromNumbers"]', '+4930*');
+    await page.fill('#rule-form input[name="match.codecs"]', 'g729');
     await page.fill('#rule-form input[name="thresholds.dropLlr"]', '6');
     await page.fill('#rule-form input[name="thresholds.warnLlr"]', '7');
     await page.click('#save-rule');
@@ -291,11 +292,16 @@ describe('console with 400 calls', () => {
     await page.fill('#rule-form input[name="thresholds.warnLlr"]', '3');
     await page.click('#save-rule');
     await page.waitForSelector('#rules-table tr[data-rule]');
+    expect(await text(page, '#rules-table tr[data-rule]')).toContain('codec g729');
     const rules = await api<{
       items: { name: string; thresholds: { dropLlr?: number; warnLlr?: number } }[];
     }>(c, '/api/policy/rules');
     expect(rules.items).toEqual([
-      expect.objectContaining({ name: 'Night shift', thresholds: { dropLlr: 6, warnLlr: 3 } }),
+      expect.objectContaining({
+        name: 'Night shift',
+        match: { fromNumbers: ['+4930*'], codecs: ['g729'] },
+        thresholds: { dropLlr: 6, warnLlr: 3 },
+      }),
     ]);
   });
 

@@ -8,6 +8,7 @@ import { decodeG711ToFloat, encodeG711FromFloat } from '../../src/audio/g711.js'
 import { goertzelPower, meanSquare } from '../../src/audio/tone.js';
 import { parseRtp, serializeRtp } from '../../src/media/rtp-packet.js';
 import { buildUdpFrame, parseEndpoint, writePcap } from '../../src/audio/pcap-writer.js';
+import { loadG729, type G729Codec } from '../../src/audio/g729.js';
 import {
   expectBothPassed,
   freeUdpPort,
@@ -95,6 +96,72 @@ async function scrape(gw: TestGateway): Promise<Map<string, number>> {
   return out;
 }
 
+/** A pcap of RTP packets (one payload per 20 ms, payload type `pt`) in a new folder for sipp's play_pcap_audio. */
+function rtpPcapDir(payloads: Uint8Array[], pt: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vg-codec-'));
+  writeFileSync(
+    join(dir, 'caller.pcap'),
+    writePcap(
+      payloads.map((payload, k) => ({
+        timeMs: k * 20,
+        frame: buildUdpFrame(
+          parseEndpoint('127.0.0.1:40000'),
+          parseEndpoint('127.0.0.1:6000'),
+          serializeRtp({
+            version: 2,
+            padding: false,
+            extension: false,
+            marker: k === 0,
+            payloadType: pt,
+            sequenceNumber: 500 + k,
+            timestamp: 80000 + k * 160,
+            ssrc: 0x729,
+            csrc: [],
+            payload,
+          }),
+        ),
+      })),
+    ),
+  );
+  return dir;
+}
+
+/** The PBX's answer with one codec (and telephone-event). */
+function answerSdp(pt: number, rtpmap: string, fmtp: string[] = []): (port: number) => string {
+  return (port) =>
+    [
+      'v=0',
+      'o=tspbx 1 1 IN IP4 127.0.0.1',
+      's=-',
+      'c=IN IP4 127.0.0.1',
+      't=0 0',
+      `m=audio ${port} RTP/AVP ${pt} 101`,
+      `a=rtpmap:${pt} ${rtpmap}`,
+      ...fmtp,
+      'a=rtpmap:101 telephone-event/8000',
+      'a=ptime:20',
+      'a=sendrecv',
+      '',
+    ].join('\r\n');
+}
+
+function g729(): G729Codec {
+  const { codec, error } = loadG729();
+  if (!codec) throw new Error(`the G.729 codec must be built for these tests: ${error}`);
+  return codec;
+}
+
+/** A WAV's 8 kHz speech as G.729 RTP payloads (two 10-byte frames per 20 ms packet). */
+function g729Payloads(samples: Float32Array): Uint8Array[] {
+  const n = Math.floor(samples.length / 160) * 160;
+  const enc = new (g729().G729Encoder)();
+  const bits = enc.encode(
+    Int16Array.from(samples.subarray(0, n), (x) => Math.max(-32768, Math.min(32767, Math.round(x * 32768)))),
+  );
+  enc.close();
+  return Array.from({ length: n / 160 }, (_, k) => bits.slice(k * 20, (k + 1) * 20));
+}
+
 let human: Pcap;
 let tts: Pcap;
 beforeAll(async () => {
@@ -163,72 +230,32 @@ describe('media end to end, policy onSynthetic=drop', () => {
     expect(since(gw, from, 'media.inject_error').filter((l) => Number(l.level) >= 40)).toEqual([]);
   });
 
-  it('a caller offering only G.729: relayed with its codec and not analysed (fails open), the PBX gets every frame as sent', async () => {
-    const pbx = new TsPbx((port) =>
-      [
-        'v=0',
-        'o=tspbx 1 1 IN IP4 127.0.0.1',
-        's=-',
-        'c=IN IP4 127.0.0.1',
-        't=0 0',
-        `m=audio ${port} RTP/AVP 18 101`,
-        'a=rtpmap:18 G729/8000',
-        'a=fmtp:18 annexb=no',
-        'a=rtpmap:101 telephone-event/8000',
-        'a=ptime:20',
-        'a=sendrecv',
-        '',
-      ].join('\r\n'),
-    );
+  it('a caller offering only G.722: relayed with its codec and not analysed (fails open), the PBX gets every packet as sent', async () => {
+    const pbx = new TsPbx(answerSdp(9, 'G722/8000'));
     await pbx.start(gw.pbxPort);
     const from = gw.logs.length;
     const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
     const metricsBefore = await scrape(gw);
-    // 3 s of G.729 frames (10 bytes per 10 ms, two per packet), each payload unique.
-    const frames = Array.from({ length: 150 }, (_, k) =>
-      Uint8Array.from({ length: 20 }, (_, i) => (k * 31 + i * 7 + (k >> 3)) & 0xff),
-    );
-    const dir = mkdtempSync(join(tmpdir(), 'vg-g729-'));
-    writeFileSync(
-      join(dir, 'caller.pcap'),
-      writePcap(
-        frames.map((payload, k) => ({
-          timeMs: k * 20,
-          frame: buildUdpFrame(
-            parseEndpoint('127.0.0.1:40000'),
-            parseEndpoint('127.0.0.1:6000'),
-            serializeRtp({
-              version: 2,
-              padding: false,
-              extension: false,
-              marker: k === 0,
-              payloadType: 18,
-              sequenceNumber: 500 + k,
-              timestamp: 80000 + k * 160,
-              ssrc: 0x729,
-              csrc: [],
-              payload,
-            }),
-          ),
-        })),
-      ),
+    // 3 s of G.722 packets (160 bytes per 20 ms), each payload unique.
+    const packets = Array.from({ length: 150 }, (_, k) =>
+      Uint8Array.from({ length: 160 }, (_, i) => (k * 31 + i * 7 + (k >> 3)) & 0xff),
     );
     try {
       const caller = await runSipp({
-        scenario: 'caller-g729.xml',
+        scenario: 'caller-g722.xml',
         port: await freeUdpPort(),
         target: `127.0.0.1:${gw.sipPort}`,
         pauseMs: 3500,
-        cwd: dir,
+        cwd: rtpPcapDir(packets, 9),
       }).done;
       expect(caller.code, caller.output + caller.errors).toBe(0);
       await pbx.ended(3000);
-      expect(pbx.calls[0]?.invite).toMatch(/m=audio \d+ RTP\/AVP 18 101\r\n/);
-      const sent = new Set(frames.map((f) => Buffer.from(f).toString('hex')));
-      const got = pbx.rtp.filter((p) => p.payloadType === 18);
+      expect(pbx.calls[0]?.invite).toMatch(/m=audio \d+ RTP\/AVP 9 101\r\n/);
+      const sent = new Set(packets.map((f) => Buffer.from(f).toString('hex')));
+      const got = pbx.rtp.filter((p) => p.payloadType === 9);
       expect(got.length).toBeGreaterThanOrEqual(140);
       expect(got.every((p) => sent.has(p.payload.toString('hex')))).toBe(true);
-      expect(since(gw, from, 'media.codec_not_analysed')).toMatchObject([{ leg: 'a', codecs: ['g729'] }]);
+      expect(since(gw, from, 'media.codec_not_analysed')).toMatchObject([{ leg: 'a', codecs: ['g722'] }]);
       expect(gw.server.gateway.detectorStats()!.windowsScored).toBe(scoredBefore);
       expect(since(gw, from, 'call.verdict')).toEqual([]);
       expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
@@ -419,7 +446,7 @@ describe('media.undecodable: refuse', () => {
     await gw?.stop();
   });
 
-  it('a caller offering only G.729 gets 488 and the PBX is never called', async () => {
+  it('a caller offering only G.722 gets 488 and the PBX is never called', async () => {
     let toPbx = 0;
     const pbx = createSocket('udp4', () => toPbx++);
     await new Promise<void>((r) => pbx.bind(gw.pbxPort, '127.0.0.1', r));
@@ -434,17 +461,17 @@ describe('media.undecodable: refuse', () => {
       's=-',
       'c=IN IP4 127.0.0.1',
       't=0 0',
-      'm=audio 41000 RTP/AVP 18 101',
-      'a=rtpmap:18 G729/8000',
+      'm=audio 41000 RTP/AVP 9 101',
+      'a=rtpmap:9 G722/8000',
       'a=rtpmap:101 telephone-event/8000',
       '',
     ].join('\r\n');
     const invite = [
       `INVITE sip:1000@127.0.0.1:${gw.sipPort} SIP/2.0`,
-      `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bK-g729refuse;rport`,
-      `From: <sip:+4930123456@127.0.0.1:${port}>;tag=g729`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bK-g722refuse;rport`,
+      `From: <sip:+4930123456@127.0.0.1:${port}>;tag=g722`,
       `To: <sip:1000@127.0.0.1:${gw.sipPort}>`,
-      'Call-ID: g729-refuse@test',
+      'Call-ID: g722-refuse@test',
       'CSeq: 1 INVITE',
       `Contact: <sip:caller@127.0.0.1:${port}>`,
       'Max-Forwards: 70',
@@ -533,6 +560,84 @@ describe('media end to end, policy onSynthetic=warn (sipp caller + TypeScript PB
         true,
       );
     }
+  });
+});
+
+describe('media end to end, a G.729-only caller (bcg729), policy onSynthetic=warn', () => {
+  let gw: TestGateway;
+  const pbx = new TsPbx(answerSdp(18, 'G729/8000', ['a=fmtp:18 annexb=no']));
+  beforeAll(async () => {
+    gw = await startGateway({ ...modelOverrides, 'policy.defaults': { onSynthetic: 'warn' } });
+    await pbx.start(gw.pbxPort);
+  });
+  afterAll(async () => {
+    pbx.close();
+    await gw?.stop();
+  });
+
+  async function g729Call(voice: Pcap) {
+    const from = gw.logs.length;
+    const rtpBefore = pbx.rtp.length;
+    const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
+    const caller = await runSipp({
+      scenario: 'caller-g729.xml',
+      port: await freeUdpPort(),
+      target: `127.0.0.1:${gw.sipPort}`,
+      pauseMs: Math.min(voice.durationMs - 300, metadata.decision.maxListenMs + 1000),
+      cwd: rtpPcapDir(g729Payloads(voice.samples), 18),
+    }).done;
+    // caller-g729 fails on a BYE from the gateway, and unless the answer it gets is G.729.
+    expect(caller.code, caller.output + caller.errors).toBe(0);
+    await pbx.ended(3000);
+    expect(pbx.calls.at(-1)?.invite).toMatch(/m=audio \d+ RTP\/AVP 18 101\r\n/);
+    expect(since(gw, from, 'media.codec_not_analysed')).toEqual([]);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    return {
+      from,
+      rtp: pbx.rtp.slice(rtpBefore).filter((p) => p.payloadType === 18),
+      scored: gw.server.gateway.detectorStats()!.windowsScored - scoredBefore,
+      verdicts: since(gw, from, 'call.verdict'),
+      actions: since(gw, from, 'call.action').map((l) => l.action),
+    };
+  }
+
+  it('a TTS voice in G.729 is analysed and warned, and the two-tone warning reaches the PBX as G.729', async () => {
+    expect(gw.events('media.g729_ready')).toHaveLength(1); // the startup log says the decoder loaded
+    const { from, rtp, scored, verdicts, actions } = await g729Call(tts);
+    expect(scored).toBeGreaterThanOrEqual(1);
+    expect(verdicts).toMatchObject([{ verdict: 'synthetic', codec: 'g729' }]);
+    expect(actions).toEqual(['warn']);
+    // What the staff member heard: the PBX-bound G.729 stream, decoded in arrival order.
+    expect(rtp.length).toBeGreaterThan(100);
+    expect(rtp.every((p) => p.payload.length === 20)).toBe(true);
+    const dec = new (g729().G729Decoder)();
+    const pcm = new Float32Array(rtp.length * 160);
+    rtp.forEach((p, i) => pcm.set(dec.decode(p.payload), i * 160));
+    dec.close();
+    const [f1, f2] = gw.server.config.actions.warnToneHz as [number, number];
+    const warnAtMs = t(since(gw, from, 'call.action')[0]!);
+    const firstAfterWarn = rtp.findIndex((p) => p.atMs >= warnAtMs);
+    expect(firstAfterWarn).toBeGreaterThan(0);
+    const afterWarn = pcm.subarray(firstAfterWarn * 160);
+    expect(toneBlocks(afterWarn, f1).length, `${f1} Hz after warn`).toBeGreaterThan(4);
+    expect(toneBlocks(afterWarn, f2).length, `${f2} Hz after warn`).toBeGreaterThan(4);
+    expect(toneBlocks(pcm.subarray(0, firstAfterWarn * 160), f1)).toHaveLength(0);
+  });
+
+  it('a human voice in G.729 is analysed and not warned; a rule that names the codec applies to it', async () => {
+    // Rules can match the codec of the offer: here stricter bounds for G.729 calls, as docs/tuning.md advises.
+    const rule = gw.server.policy.createRule(
+      { name: 'G.729 calls', match: { codecs: ['g729'] }, thresholds: { dropLlr: 7, warnLlr: 7 } },
+      'test',
+    );
+    const { from, scored, verdicts, actions } = await g729Call(human);
+    gw.server.policy.deleteRule(rule.id, 'test');
+    expect(since(gw, from, 'call.started').map((l) => l.rule)).toEqual(['G.729 calls']);
+    expect(scored).toBeGreaterThanOrEqual(1);
+    expect(verdicts.map((v) => v.verdict)).not.toContain('synthetic');
+    if (!verdicts.some((v) => v.verdict === 'human')) expect(scored).toBeGreaterThanOrEqual(3);
+    expect(verdicts.every((v) => v.codec === 'g729')).toBe(true);
+    expect(actions).toEqual([]);
   });
 });
 

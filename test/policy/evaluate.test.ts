@@ -174,6 +174,11 @@ describe('evaluatePolicy: rules', () => {
     [{ trunks: ['carrier-a'], toNumbers: ['+4940*'] }, {}, false],
     [{ schedule: [{ days: ['mon'], start: '09:00', end: '17:00' }] }, {}, true],
     [{ schedule: [{ days: ['tue'], start: '09:00', end: '17:00' }] }, {}, false],
+    [{ codecs: ['g729'] }, { codec: 'g729' }, true],
+    [{ codecs: ['pcmu', 'pcma'] }, { codec: 'g729' }, false],
+    [{ codecs: ['g729'] }, { codec: null }, false],
+    [{ codecs: ['g729'] }, {}, false],
+    [{ codecs: ['pcma'], trunks: ['carrier-a'] }, { codec: 'pcma' }, true],
     [
       {
         schedule: [

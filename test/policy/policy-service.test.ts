@@ -81,6 +81,22 @@ describe('PolicyService', () => {
     expect(() => svc.deleteRule('nope', 'x')).toThrow(PolicyNotFoundError);
   });
 
+  it('takes a rule matching codecs the detector decodes and names the field of one it does not', () => {
+    const svc = service();
+    expect(svc.createRule({ id: 'g', name: 'G', match: { codecs: ['g729'] } }, 'x').match).toEqual({
+      codecs: ['g729'],
+    });
+    let err: unknown;
+    try {
+      svc.createRule({ id: 'o', name: 'O', match: { codecs: ['opus'] } }, 'x');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PolicyValidationError);
+    expect((err as PolicyValidationError).issues).toMatchObject([{ field: 'match.codecs.0' }]);
+    expect(svc.current().rules.map((r) => r.id)).toEqual(['g']);
+  });
+
   it('rejects defaults that would make an existing rule invalid, naming the rule', () => {
     const svc = service();
     svc.createRule({ id: 'r', name: 'R', thresholds: { warnLlr: 7 } }, 'x');

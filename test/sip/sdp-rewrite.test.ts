@@ -89,6 +89,60 @@ describe('rewriteSdp', () => {
     });
   });
 
+  describe('fallback codecs (media.fallbackCodecs: G.729)', () => {
+    const local = { address: '203.0.113.1', rtpPort: 20000 };
+    const offer = (m: string, extra: string[] = []) =>
+      OFFER.replace(
+        'm=audio 40000 RTP/AVP 9 111 0 8 101',
+        [m, 'a=rtpmap:18 G729/8000', ...extra].join('\r\n'),
+      );
+
+    it('an offer without G.711 keeps only its G.729 (and telephone-event), decodable', () => {
+      const out = rewriteSdp(
+        offer('m=audio 40000 RTP/AVP 9 18 111 101', ['a=fmtp:18 annexb=no']),
+        local,
+        ['PCMU', 'PCMA'],
+        {},
+        'keep',
+        ['G729'],
+      );
+      expect(out.sdp).toContain('m=audio 20000 RTP/AVP 18 101');
+      expect(out.sdp).toContain('a=fmtp:18 annexb=no');
+      expect(out.sdp).not.toMatch(/G722|opus/);
+      expect(out.media).toMatchObject({
+        payloadMap: { 18: 'g729', 101: 'telephone-event' },
+        codec: 'g729',
+        decodable: true,
+      });
+      // With undecodable 'refuse' too: G.729 is not refused when it can be decoded.
+      expect(
+        rewriteSdp(offer('m=audio 40000 RTP/AVP 18 101'), local, ['PCMU'], {}, 'refuse', ['G729']).media
+          .codec,
+      ).toBe('g729');
+    });
+
+    it("G.711 wins over G.729 when both are offered, whatever the offer's order", () => {
+      const out = rewriteSdp(offer('m=audio 40000 RTP/AVP 18 0 101'), local, ['PCMU', 'PCMA'], {}, 'keep', [
+        'G729',
+      ]);
+      expect(out.sdp).toContain('m=audio 20000 RTP/AVP 0 101');
+      expect(out.sdp).not.toContain('G729');
+      expect(out.media.codec).toBe('pcmu');
+    });
+
+    it('without G.729 in the fallback list (or the offer), the undecodable rules apply as before', () => {
+      expect(
+        rewriteSdp(offer('m=audio 40000 RTP/AVP 18 101'), local, ['PCMU'], {}, 'keep', []).media,
+      ).toMatchObject({
+        codec: 'g729',
+        decodable: false,
+      });
+      expect(() =>
+        rewriteSdp(offer('m=audio 40000 RTP/AVP 9 101'), local, ['PCMU'], {}, 'refuse', ['G729']),
+      ).toThrow(/no acceptable audio codec offered \(G722, TELEPHONE-EVENT\)/);
+    });
+  });
+
   it('reads direction and static payload types without rtpmap lines', () => {
     const sdp =
       'v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\n';

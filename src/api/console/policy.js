@@ -158,6 +158,7 @@ function ruleForm(rule, onDone) {
       field('To numbers', 'match.toNumbers', text(list(m.toNumbers), '+4989123*')),
       field('Trunks', 'match.trunks', text(list(m.trunks), 'default')),
       field('Source addresses', 'match.sourceAddresses', text(list(m.sourceAddresses), '192.0.2.0/24')),
+      field('Codecs (pcmu, pcma, g729)', 'match.codecs', text(list(m.codecs), 'g729')),
     ),
     field(
       'Schedule (JSON: [{"days":["mon"],"start":"22:00","end":"06:00"}])',
@@ -196,7 +197,7 @@ function ruleForm(rule, onDone) {
     const p = num(f.priority.value);
     if (p !== undefined) body.priority = p;
     if (f.analyse.value) body.analyse = f.analyse.value === 'true';
-    for (const k of ['fromNumbers', 'toNumbers', 'trunks', 'sourceAddresses']) {
+    for (const k of ['fromNumbers', 'toNumbers', 'trunks', 'sourceAddresses', 'codecs']) {
       const v = parseList(f[`match.${k}`].value);
       if (v.length) body.match[k] = v;
     }
@@ -347,6 +348,7 @@ function summariseMatch(m) {
   if (m.toNumbers?.length) parts.push(`to ${m.toNumbers.join(' ')}`);
   if (m.trunks?.length) parts.push(`trunk ${m.trunks.join(' ')}`);
   if (m.sourceAddresses?.length) parts.push(`src ${m.sourceAddresses.join(' ')}`);
+  if (m.codecs?.length) parts.push(`codec ${m.codecs.join(' ')}`);
   if (m.schedule?.length)
     parts.push(m.schedule.map((s) => `${s.days.join(',')} ${s.start}–${s.end}`).join('; '));
   return parts.length ? parts.join(' · ') : h('span.muted', 'every call');
