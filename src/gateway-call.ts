@@ -362,7 +362,10 @@ export class GatewayCall {
   private stopAnalysing(fields: Record<string, unknown>, message: string): void {
     if (this.unanalysable) return;
     this.unanalysable = true;
-    this.d.logger.warn(fields, message);
+    // A warning only where analysis was due: a call the policy lets through unanalysed (allow list,
+    // analyse: false, outbound without sip.outbound.analyse) loses nothing by it.
+    if (this.d.analyse) this.d.logger.warn(fields, message);
+    else this.d.logger.info(fields, message);
     if (this.stream) {
       // A re-INVITE switched the call: stop listening before what it carries is scored or compared.
       this.stream.close();

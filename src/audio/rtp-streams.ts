@@ -1,10 +1,11 @@
 /**
  * RTP streams of a capture, decoded to 8 kHz audio on a faithful timeline.
  *
- * - A stream is the packets with one SSRC on one UDP 5-tuple. Only G.711 (PT 0 PCMU, PT 8
- *   PCMA) is decoded; other payload types on the same stream (comfort noise, DTMF) count for
- *   sequence accounting but add no audio. RTCP and non-RTP UDP are ignored; a "stream" of
- *   fewer than MIN_AUDIO_PACKETS G.711 packets is taken for UDP that happened to look like RTP.
+ * - A stream is the packets with one SSRC on one UDP 5-tuple. G.711 (PT 0 PCMU, PT 8 PCMA) is
+ *   decoded, and G.729 (PT 18) where the bcg729 addon is built (g729.ts); other payload types on
+ *   the same stream (comfort noise, DTMF) count for sequence accounting but add no audio. RTCP and
+ *   non-RTP UDP are ignored; a "stream" of fewer than MIN_AUDIO_PACKETS audio packets is taken for
+ *   UDP that happened to look like RTP.
  * - Packets are put in extended-sequence order (16-bit wrap), duplicates dropped, and placed
  *   by RTP timestamp: a gap (lost packets, or silence suppression) is filled with silence so
  *   that times in the analysis match times in the call. A timestamp jump that is not
@@ -16,6 +17,7 @@
 import { AudioFormatError } from './audio-format-error.js';
 import { datagramOfferMedia, TcpSipScanner, type CallerMedia } from './capture-sip.js';
 import { decodeG711ToFloat, type G711Law } from './g711.js';
+import { G729_FRAME_BYTES, G729_FRAME_SAMPLES, loadG729, type G729Decoder } from './g729.js';
 import type { Capture, TcpSegment, UdpDatagram } from './pcap.js';
 import { parseRtp, SequenceUnwrapper, tsDelta } from '../media/rtp-packet.js';
 
@@ -25,7 +27,7 @@ export interface RtpStreamInfo {
   src: string;
   dst: string;
   payloadType: number;
-  codec: G711Law;
+  codec: CaptureCodec;
   /** Distinct packets received (duplicates not counted). */
   packetCount: number;
   /** Packets missing from the sequence (RFC 3550 expected minus received). */
@@ -46,6 +48,9 @@ export interface RtpStreamInfo {
   /** False when a collector with `audio: 'caller'` dropped this stream's payloads (not the caller's). */
   audioKept: boolean;
 }
+
+/** Codecs decoded from captures. */
+export type CaptureCodec = G711Law | 'g729';
 
 const SAMPLE_RATE_HZ = 8000;
 const MIN_AUDIO_PACKETS = 5;
@@ -208,7 +213,7 @@ export class RtpStreamCollector {
     g.seen.add(extSeq);
     if (extSeq < g.maxExtSeq) g.reordered++;
     g.maxExtSeq = Math.max(g.maxExtSeq, extSeq);
-    const audio = lawOf(rtp.payloadType) !== null && rtp.payload.length > 0;
+    const audio = codecOf(rtp.payloadType) !== null && rtp.payload.length > 0;
     // Only audio payloads are decoded later; other packets count for sequence accounting.
     g.packets.push(extSeq, d.timeMs, rtp.timestamp, rtp.payloadType, audio ? rtp.payload : null);
     if (audio) {
@@ -239,9 +244,9 @@ function buildStream(g: Group): RtpStreamInfo {
   // Sequence order (duplicates were dropped on arrival).
   const order = Array.from({ length: t.n }, (_, i) => i).sort((x, y) => t.extSeq[x] - t.extSeq[y]);
   const expected = t.extSeq[order[order.length - 1]] - t.extSeq[order[0]] + 1;
-  const audio = order.filter((i) => lawOf(t.payloadType[i]) !== null && t.length[i] > 0);
+  const audio = order.filter((i) => codecOf(t.payloadType[i]) !== null && t.length[i] > 0);
   const placed = placeOnTimeline(t, audio);
-  const total = placed.length > 0 ? placed[placed.length - 1] + t.length[audio[audio.length - 1]] : 0;
+  const total = placed.length > 0 ? placed[placed.length - 1] + samplesOf(t, audio[audio.length - 1]) : 0;
   const first = t.payloadType[audio[0]];
   const name = `RTP stream ssrc=0x${g.ssrc.toString(16).padStart(8, '0')} ${g.src}->${g.dst}`;
   if (total > (MAX_STREAM_MS * SAMPLE_RATE_HZ) / 1000) {
@@ -253,7 +258,7 @@ function buildStream(g: Group): RtpStreamInfo {
     src: g.src,
     dst: g.dst,
     payloadType: first,
-    codec: lawOf(first) as G711Law,
+    codec: codecOf(first)!,
     packetCount: t.n,
     lostCount: expected - t.n,
     duplicateCount: g.duplicates,
@@ -274,9 +279,25 @@ function buildStream(g: Group): RtpStreamInfo {
           throw new Error(`the audio of ${name} was not kept (only the caller's is)`);
         }
         decoded = new Float32Array(total);
-        audio.forEach((i, k) => {
-          decodeG711ToFloat(lawOf(t.payloadType[i]) as G711Law, t.payload(i), decoded!.subarray(placed[k]));
-        });
+        // One G.729 channel for the stream, in sequence order (its state carries across packets).
+        let g729: G729Decoder | null = null;
+        for (let k = 0; k < audio.length; k++) {
+          const i = audio[k];
+          const codec = codecOf(t.payloadType[i])!;
+          if (codec !== 'g729') {
+            decodeG711ToFloat(codec, t.payload(i), decoded.subarray(placed[k]));
+            continue;
+          }
+          g729 ??= new (loadG729().codec!.G729Decoder)();
+          let pcm: Float32Array;
+          try {
+            pcm = g729.decode(t.payload(i));
+          } catch {
+            pcm = g729.conceal(samplesOf(t, i) / G729_FRAME_SAMPLES); // not whole G.729 frames
+          }
+          decoded.set(pcm.subarray(0, samplesOf(t, i)), placed[k]);
+        }
+        g729?.close();
       }
       return decoded;
     },
@@ -292,7 +313,7 @@ function placeOnTimeline(t: PacketTable, audio: number[]): number[] {
     if (k > 0) {
       const prev = audio[k - 1];
       const cur = audio[k];
-      const prevLen = t.length[prev];
+      const prevLen = samplesOf(t, prev);
       const gap = tsDelta(t.timestamp[prev], t.timestamp[cur]) - prevLen;
       let fill: number;
       if (gap >= 0 && gap <= (MAX_GAP_MS * SAMPLE_RATE_HZ) / 1000) {
@@ -309,8 +330,17 @@ function placeOnTimeline(t: PacketTable, audio: number[]): number[] {
   return out;
 }
 
-function lawOf(payloadType: number): G711Law | null {
-  return payloadType === 0 ? 'pcmu' : payloadType === 8 ? 'pcma' : null;
+function codecOf(payloadType: number): CaptureCodec | null {
+  if (payloadType === 0) return 'pcmu';
+  if (payloadType === 8) return 'pcma';
+  return payloadType === 18 && loadG729().codec ? 'g729' : null;
+}
+
+/** Samples an audio packet decodes to: a byte each in G.711; 80 per 10-byte G.729 frame (or 2-byte SID). */
+function samplesOf(t: PacketTable, i: number): number {
+  const len = t.length[i];
+  if (t.payloadType[i] !== 18) return len;
+  return (Math.floor(len / G729_FRAME_BYTES) + (len % G729_FRAME_BYTES ? 1 : 0)) * G729_FRAME_SAMPLES;
 }
 
 function endpoint(address: string, port: number): string {

@@ -39,7 +39,7 @@ export function registerAnalyze(program: Command): void {
     .description(
       'Analyse recorded calls offline with the same detector the gateway runs live. ' +
         'FILE is a WAV recording (PCM, float or G.711; any rate, mono or stereo) or a pcap/pcapng ' +
-        "capture of the call's RTP (PCMU/PCMA); from a capture the caller's stream is analysed.\n" +
+        "capture of the call's RTP (PCMU/PCMA, or G.729 where its codec is built); from a capture the caller's stream is analysed.\n" +
         'Prints, per file, the verdict (synthetic / human / unsure), when it was reached, and the ' +
         'probability that the voice is synthetic. Exit code 1 if any file failed, 2 for usage errors.',
     )

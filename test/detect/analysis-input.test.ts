@@ -82,7 +82,7 @@ describe('loadAnalysisInputs', () => {
     writeFileSync(f, writePcap([{ timeMs: 0, frame }], 1));
     await expect(loadAnalysisInputs(f, { allStreams: false })).rejects.toThrow(InputError);
     await expect(loadAnalysisInputs(f, { allStreams: false })).rejects.toThrow(
-      'no PCMU/PCMA RTP stream in the capture',
+      'no PCMU/PCMA RTP stream (nor G.729, where its codec is built) in the capture',
     );
   });
 });

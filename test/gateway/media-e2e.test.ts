@@ -269,6 +269,41 @@ describe('media end to end, policy onSynthetic=drop', () => {
     }
   });
 
+  it('a G.722 caller that the policy lets through unanalysed: media.codec_not_analysed is info, not a warning, and no detector error', async () => {
+    const pbx = new TsPbx(answerSdp(9, 'G722/8000'));
+    await pbx.start(gw.pbxPort);
+    const rule = gw.server.policy.createRule(
+      { name: 'let through', match: { fromNumbers: ['+4930123456'] }, analyse: false },
+      'test',
+    );
+    const from = gw.logs.length;
+    const metricsBefore = await scrape(gw);
+    const packets = Array.from({ length: 50 }, (_, k) => new Uint8Array(160).fill(k));
+    try {
+      const caller = await runSipp({
+        scenario: 'caller-g722.xml',
+        port: await freeUdpPort(),
+        target: `127.0.0.1:${gw.sipPort}`,
+        pauseMs: 1200,
+        cwd: rtpPcapDir(packets, 9),
+      }).done;
+      expect(caller.code, caller.output + caller.errors).toBe(0);
+      await pbx.ended(3000);
+      expect(since(gw, from, 'call.started')).toMatchObject([{ treatment: 'allow', rule: 'let through' }]);
+      const notAnalysed = since(gw, from, 'media.codec_not_analysed');
+      expect(notAnalysed).toMatchObject([{ leg: 'a', codecs: ['g722'] }]);
+      expect(Number(notAnalysed[0]!.level)).toBe(30);
+      const m = await scrape(gw);
+      expect(
+        (m.get('voiceguard_detector_errors_total') ?? 0) -
+          (metricsBefore.get('voiceguard_detector_errors_total') ?? 0),
+      ).toBe(0);
+    } finally {
+      gw.server.policy.deleteRule(rule.id, 'test');
+      pbx.close();
+    }
+  });
+
   it('RTP timeout ends a call whose caller sends no media', async () => {
     const from = gw.logs.length;
     const r = await sippCall(gw, 'pbx-answer.xml', 'caller-wait-bye.xml', null);
