@@ -59,7 +59,8 @@ export async function loadAnalysisInputs(
     onTcpSegment: (seg) => collector.addTcp(seg),
   });
   const streams = collector.finish();
-  if (streams.length === 0) throw new InputError('no PCMU/PCMA RTP stream (nor G.729, where its codec is built) in the capture');
+  if (streams.length === 0)
+    throw new InputError('no PCMU/PCMA RTP stream (nor G.729, where its codec is built) in the capture');
   const chosen = opts.allStreams ? streams : [streams.find((s) => s.isCaller) ?? streams[0]];
   return {
     inputs: chosen.map((s) => ({
