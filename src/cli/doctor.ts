@@ -1,3 +1,4 @@
+import { loadG729 } from '../audio/g729.js';
 import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -99,6 +100,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     checks.push(...(await modelChecks(config)));
     checks.push(storeCheck(config));
     checks.push(...cpuChecks(config));
+    checks.push(...codecChecks(config));
   }
   checks.push(clockCheck());
   checks.push(await ntpCheck());
@@ -564,6 +566,20 @@ function cpuChecks(c: Config): CheckResult[] {
     );
   }
   return out;
+}
+
+/** media.fallbackCodecs G729 needs the bcg729 addon (native/g729): without it G.729-only calls go unanalysed. */
+export function codecChecks(c: Config, path?: string): CheckResult[] {
+  if (!c.media.fallbackCodecs.includes('G729')) return [];
+  const { codec, error } = loadG729(path);
+  if (codec) return [ok('g729', 'G.729 decoder loaded (bcg729): G.729-only callers are analysed')];
+  return [
+    warn(
+      'g729',
+      `no G.729 decoder: ${error}; G.729-only offers follow media.undecodable (${c.media.undecodable})`,
+      'install libbcg729-dev and a C toolchain, then npm run build:g729 (or set media.fallbackCodecs: [] to silence this)',
+    ),
+  ];
 }
 
 /** The install's own files were written in the past: a clock before them is wrong. */

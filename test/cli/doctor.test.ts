@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { DoctorReport } from '../../src/cli/doctor.js';
+import { codecChecks, type DoctorReport } from '../../src/cli/doctor.js';
+import { ConfigSchema } from '../../src/config/schema.js';
 
 /** Runs the built CLI (`npm test` builds first) against real ports, the real model and SQLite. */
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -95,6 +96,20 @@ describe('voiceguard doctor', () => {
     expect(r.stdout).toMatch(/^ok\s+model\s+.*loads in onnxruntime .* scores a test window/m);
     expect(r.stdout).toMatch(/^ok\s+rtp\.range\s+.*all 64 ports free, room for 16 calls/m);
     expect(r.stdout).toMatch(/^ok\s+store\s+.*will be created/m);
+    expect(r.stdout).toMatch(/^ok\s+g729\s+.*G\.729 decoder loaded \(bcg729\)/m);
+  });
+
+  it('warns, with the fix, when the G.729 decoder is not built; says nothing with media.fallbackCodecs []', () => {
+    const c = ConfigSchema.parse({});
+    expect(codecChecks(c, '/nonexistent/g729.node')).toEqual([
+      {
+        name: 'g729',
+        status: 'warn',
+        message: expect.stringMatching(/no G\.729 decoder: .* is not built .*media\.undecodable \(relay\)/),
+        fix: expect.stringContaining('libbcg729-dev'),
+      },
+    ]);
+    expect(codecChecks(ConfigSchema.parse({ media: { fallbackCodecs: [] } }))).toEqual([]);
   });
 
   it('fails on a busy SIP port and names it', async () => {
