@@ -5,7 +5,13 @@ import { isRtcp } from './rtp-packet.js';
 import { SrtpContext, type SrtpKey } from './srtp.js';
 import { JitterBuffer } from './jitter-buffer.js';
 import { decodeG711ToFloat, encodeG711FromFloat, g711SilenceCode, type G711Law } from '../audio/g711.js';
-import { G729_FRAME_BYTES, G729_FRAME_SAMPLES, loadG729, type G729Decoder } from '../audio/g729.js';
+import {
+  G729_FRAME_BYTES,
+  G729_FRAME_SAMPLES,
+  loadG729,
+  type G729Decoder,
+  type G729Encoder,
+} from '../audio/g729.js';
 import type {
   FromWorker,
   LegPorts,
@@ -572,8 +578,13 @@ export class RelayEngine {
    * A payload that is not whole G.729 frames (a mislabelled stream) is concealed too, never thrown.
    */
   private decodeG729(fork: Fork, payload: Uint8Array, kind: 'packet' | 'concealed'): Float32Array {
-    const dec = (fork.g729 ??= new (loadG729().codec!.G729Decoder)());
     const frames = Math.max(1, Math.min(100, Math.round(payload.length / G729_FRAME_BYTES)));
+    let dec: G729Decoder;
+    try {
+      dec = fork.g729 ??= new (loadG729().codec!.G729Decoder)();
+    } catch {
+      return new Float32Array(frames * G729_FRAME_SAMPLES); // no channel (out of memory): silence, the call goes on
+    }
     if (kind === 'packet') {
       try {
         return dec.decode(payload);
@@ -679,11 +690,15 @@ export class RelayEngine {
       const samples = new Int16Array(frames * FRAME_SAMPLES);
       for (let k = 0; k < pcm.length; k++)
         samples[k] = Math.max(-32768, Math.min(32767, Math.round(pcm[k]! * 32768)));
-      const enc = new (loadG729().codec!.G729Encoder)();
+      let enc: G729Encoder | null = null;
       try {
+        enc = new (loadG729().codec!.G729Encoder)();
         codes = enc.encode(samples);
+      } catch (err) {
+        this.post({ t: 'inject-done', id: s.id, req, error: `G.729 encoder: ${(err as Error).message}` });
+        return;
       } finally {
-        enc.close();
+        enc?.close();
       }
       bytesPerPacket = (FRAME_SAMPLES / G729_FRAME_SAMPLES) * G729_FRAME_BYTES;
     } else {
