@@ -28,6 +28,13 @@ export const callsActive = new Gauge({
   registers: [metrics],
 });
 
+export const callsAnsweredTotal = new Counter({
+  name: 'voiceguard_calls_answered_total',
+  help: "Calls answered, by the codec of the caller's audio (pcmu, pcma, g729: what the detector hears; others are not analysed)",
+  labelNames: ['codec'] as const,
+  registers: [metrics],
+});
+
 export const verdictsTotal = new Counter({
   name: 'voiceguard_verdicts_total',
   help: 'Detector verdicts by class',
@@ -245,6 +252,7 @@ export function observeCallEvents(bus: CallEventBus): () => void {
     if (e.knownCaller) knownCallerCallsTotal.inc();
   };
   const ended = () => callsActive.dec();
+  const answered = (e: { codec: string }) => callsAnsweredTotal.inc({ codec: e.codec.toLowerCase() });
   const verdict = (e: { verdict: string; decisionMs: number | null }) => {
     verdictsTotal.inc({ verdict: e.verdict });
     if (e.decisionMs !== null) decisionLatency.observe(e.decisionMs);
@@ -258,6 +266,7 @@ export function observeCallEvents(bus: CallEventBus): () => void {
     repeatedCallsTotal.inc({ across_callers: e.otherCallers > 0 ? 'yes' : 'no' });
   bus.on('call.started', started);
   bus.on('call.ended', ended);
+  bus.on('call.answered', answered);
   bus.on('call.verdict', verdict);
   bus.on('call.action', action);
   bus.on('call.detector_error', error);
@@ -265,6 +274,7 @@ export function observeCallEvents(bus: CallEventBus): () => void {
   return () => {
     bus.off('call.started', started);
     bus.off('call.ended', ended);
+    bus.off('call.answered', answered);
     bus.off('call.verdict', verdict);
     bus.off('call.action', action);
     bus.off('call.detector_error', error);

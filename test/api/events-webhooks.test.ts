@@ -55,6 +55,10 @@ describe('real listen', () => {
         count(before, 'voiceguard_actions_total{action="drop"}'),
     ).toBe(1);
     expect(
+      count(after, 'voiceguard_calls_answered_total{codec="pcmu"}') -
+        count(before, 'voiceguard_calls_answered_total{codec="pcmu"}'),
+    ).toBe(1);
+    expect(
       count(after, 'voiceguard_decision_latency_ms_count') -
         count(before, 'voiceguard_decision_latency_ms_count'),
     ).toBe(1);

@@ -614,6 +614,7 @@ describe('media end to end, a G.729-only caller (bcg729), policy onSynthetic=war
     const from = gw.logs.length;
     const rtpBefore = pbx.rtp.length;
     const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
+    const metricsBefore = await scrape(gw);
     const caller = await runSipp({
       scenario: 'caller-g729.xml',
       port: await freeUdpPort(),
@@ -627,6 +628,8 @@ describe('media end to end, a G.729-only caller (bcg729), policy onSynthetic=war
     expect(pbx.calls.at(-1)?.invite).toMatch(/m=audio \d+ RTP\/AVP 18 101\r\n/);
     expect(since(gw, from, 'media.codec_not_analysed')).toEqual([]);
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    const answered = 'voiceguard_calls_answered_total{codec="g729"}';
+    expect(((await scrape(gw)).get(answered) ?? 0) - (metricsBefore.get(answered) ?? 0)).toBe(1);
     return {
       from,
       rtp: pbx.rtp.slice(rtpBefore).filter((p) => p.payloadType === 18),
