@@ -86,6 +86,14 @@ describe('G.729 addon (bcg729)', () => {
     const enc = new G729Encoder();
     expect(() => enc.encode(new Int16Array(81))).toThrow(/whole number of 80-sample/);
     expect(() => enc.encode(new Float32Array(80) as unknown as Int16Array)).toThrow(TypeError);
+    // A method called on the other class's object (or a plain one) is refused, never run on it.
+    const callOn = (fn: unknown, self: unknown, arg: unknown) =>
+      (fn as (a: unknown) => unknown).call(self, arg);
+    expect(() => callOn(G729Decoder.prototype.decode, new G729Encoder(), new Uint8Array(10))).toThrow(
+      TypeError,
+    );
+    expect(() => callOn(G729Encoder.prototype.encode, dec, new Int16Array(80))).toThrow(TypeError);
+    expect(() => callOn(G729Decoder.prototype.conceal, {}, 1)).toThrow(TypeError);
     dec.close();
     dec.close(); // idempotent
     expect(() => dec.decode(new Uint8Array(10))).toThrow(/closed/);

@@ -126,6 +126,29 @@ function rtpPcapDir(payloads: Uint8Array[], pt: number): string {
   return dir;
 }
 
+/** How much a /metrics series grew since `before` (a scrape). */
+async function grewSince(gw: TestGateway, before: Map<string, number>, name: string): Promise<number> {
+  return ((await scrape(gw)).get(name) ?? 0) - (before.get(name) ?? 0);
+}
+
+/** A sipp caller (`scenario`, which fails on a BYE from the gateway) playing these RTP payloads; it must pass. */
+async function codecCaller(
+  gw: TestGateway,
+  scenario: string,
+  payloads: Uint8Array[],
+  pt: number,
+  pauseMs: number,
+): Promise<void> {
+  const caller = await runSipp({
+    scenario,
+    port: await freeUdpPort(),
+    target: `127.0.0.1:${gw.sipPort}`,
+    pauseMs,
+    cwd: rtpPcapDir(payloads, pt),
+  }).done;
+  expect(caller.code, caller.output + caller.errors).toBe(0);
+}
+
 /** The PBX's answer with one codec (and telephone-event). */
 function answerSdp(pt: number, rtpmap: string, fmtp: string[] = []): (port: number) => string {
   return (port) =>
@@ -241,14 +264,7 @@ describe('media end to end, policy onSynthetic=drop', () => {
       Uint8Array.from({ length: 160 }, (_, i) => (k * 31 + i * 7 + (k >> 3)) & 0xff),
     );
     try {
-      const caller = await runSipp({
-        scenario: 'caller-g722.xml',
-        port: await freeUdpPort(),
-        target: `127.0.0.1:${gw.sipPort}`,
-        pauseMs: 3500,
-        cwd: rtpPcapDir(packets, 9),
-      }).done;
-      expect(caller.code, caller.output + caller.errors).toBe(0);
+      await codecCaller(gw, 'caller-g722.xml', packets, 9, 3500);
       await pbx.ended(3000);
       expect(pbx.calls[0]?.invite).toMatch(/m=audio \d+ RTP\/AVP 9 101\r\n/);
       const sent = new Set(packets.map((f) => Buffer.from(f).toString('hex')));
@@ -259,11 +275,7 @@ describe('media end to end, policy onSynthetic=drop', () => {
       expect(gw.server.gateway.detectorStats()!.windowsScored).toBe(scoredBefore);
       expect(since(gw, from, 'call.verdict')).toEqual([]);
       expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
-      const m = await scrape(gw);
-      expect(
-        (m.get('voiceguard_detector_errors_total') ?? 0) -
-          (metricsBefore.get('voiceguard_detector_errors_total') ?? 0),
-      ).toBe(1);
+      expect(await grewSince(gw, metricsBefore, 'voiceguard_detector_errors_total')).toBe(1);
     } finally {
       pbx.close();
     }
@@ -280,24 +292,13 @@ describe('media end to end, policy onSynthetic=drop', () => {
     const metricsBefore = await scrape(gw);
     const packets = Array.from({ length: 50 }, (_, k) => new Uint8Array(160).fill(k));
     try {
-      const caller = await runSipp({
-        scenario: 'caller-g722.xml',
-        port: await freeUdpPort(),
-        target: `127.0.0.1:${gw.sipPort}`,
-        pauseMs: 1200,
-        cwd: rtpPcapDir(packets, 9),
-      }).done;
-      expect(caller.code, caller.output + caller.errors).toBe(0);
+      await codecCaller(gw, 'caller-g722.xml', packets, 9, 1200);
       await pbx.ended(3000);
       expect(since(gw, from, 'call.started')).toMatchObject([{ treatment: 'allow', rule: 'let through' }]);
       const notAnalysed = since(gw, from, 'media.codec_not_analysed');
       expect(notAnalysed).toMatchObject([{ leg: 'a', codecs: ['g722'] }]);
       expect(Number(notAnalysed[0]!.level)).toBe(30);
-      const m = await scrape(gw);
-      expect(
-        (m.get('voiceguard_detector_errors_total') ?? 0) -
-          (metricsBefore.get('voiceguard_detector_errors_total') ?? 0),
-      ).toBe(0);
+      expect(await grewSince(gw, metricsBefore, 'voiceguard_detector_errors_total')).toBe(0);
     } finally {
       gw.server.policy.deleteRule(rule.id, 'test');
       pbx.close();
@@ -615,21 +616,14 @@ describe('media end to end, a G.729-only caller (bcg729), policy onSynthetic=war
     const rtpBefore = pbx.rtp.length;
     const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
     const metricsBefore = await scrape(gw);
-    const caller = await runSipp({
-      scenario: 'caller-g729.xml',
-      port: await freeUdpPort(),
-      target: `127.0.0.1:${gw.sipPort}`,
-      pauseMs: Math.min(voice.durationMs - 300, metadata.decision.maxListenMs + 1000),
-      cwd: rtpPcapDir(g729Payloads(voice.samples), 18),
-    }).done;
     // caller-g729 fails on a BYE from the gateway, and unless the answer it gets is G.729.
-    expect(caller.code, caller.output + caller.errors).toBe(0);
+    const pauseMs = Math.min(voice.durationMs - 300, metadata.decision.maxListenMs + 1000);
+    await codecCaller(gw, 'caller-g729.xml', g729Payloads(voice.samples), 18, pauseMs);
     await pbx.ended(3000);
     expect(pbx.calls.at(-1)?.invite).toMatch(/m=audio \d+ RTP\/AVP 18 101\r\n/);
     expect(since(gw, from, 'media.codec_not_analysed')).toEqual([]);
     expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
-    const answered = 'voiceguard_calls_answered_total{codec="g729"}';
-    expect(((await scrape(gw)).get(answered) ?? 0) - (metricsBefore.get(answered) ?? 0)).toBe(1);
+    expect(await grewSince(gw, metricsBefore, 'voiceguard_calls_answered_total{codec="g729"}')).toBe(1);
     return {
       from,
       rtp: pbx.rtp.slice(rtpBefore).filter((p) => p.payloadType === 18),

@@ -44,6 +44,34 @@ async function setup(over: Partial<Config['media']> = {}, inThread = false) {
 
 const payload = (n = 160, v = 0x55) => new Uint8Array(n).fill(v);
 
+/** Starts the session's fork into a list: `wait(n)` for n samples, `audio()` joins what came so far. */
+async function collectFork(s: MediaSession) {
+  const got: Float32Array[] = [];
+  s.startFork((x) => got.push(x));
+  await sleep(20); // the fork is switched on by a message
+  const samples = () => got.reduce((k, x) => k + x.length, 0);
+  return {
+    wait: (n: number) => waitFor(() => samples() >= n, 3000, 'fork audio'),
+    audio: () => {
+      const out = new Float32Array(samples());
+      let o = 0;
+      for (const x of got) {
+        out.set(x, o);
+        o += x.length;
+      }
+      return out;
+    },
+  };
+}
+
+/** Packet indexes 0..n-1 in sending order: `lost` never sent, the 6th and 7th sent swapped. */
+function lossyOrder(n: number, lost: number): number[] {
+  const order: number[] = [];
+  for (let i = 0; i < n; i++) if (i !== lost) order.push(i);
+  [order[5], order[6]] = [order[6]!, order[5]!];
+  return order;
+}
+
 /** Both peers talk once, so both legs are latched. */
 async function latchBoth(s: MediaSession, a: Peer, b: Peer) {
   s.setRemote('a', { address: '127.0.0.1', rtpPort: a.port });
@@ -157,17 +185,13 @@ describe('MediaRelay (worker thread, real UDP)', () => {
     const { s, a, b } = await setup({ jitterBufferMs: 60 });
     const pcm = generateTone({ frequenciesHz: [440], durationMs: 1000, levelDbfs: -6, rampMs: 0 });
     const codes = encodeG711FromFloat('pcmu', pcm);
-    const got: Float32Array[] = [];
     s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
-    s.startFork((x) => got.push(x));
-    await sleep(20);
+    const fork = await collectFork(s);
     const n = 50;
     const lost = 17;
-    const order: number[] = [];
-    for (let i = 0; i < n; i++) if (i !== lost) order.push(i);
-    // Swap neighbours (reordering) and send two packets twice.
-    [order[5], order[6]] = [order[6], order[5]];
-    [order[30], order[32]] = [order[32], order[30]];
+    const order = lossyOrder(n, lost);
+    // More reordering, and two packets sent twice.
+    [order[30], order[32]] = [order[32]!, order[30]!];
     order.splice(10, 0, 9);
     order.splice(40, 0, 38);
     const base = 65530; // crosses the 16-bit wrap
@@ -181,13 +205,8 @@ describe('MediaRelay (worker thread, real UDP)', () => {
     for (let i = n; i < n + 5; i++)
       await a.send(rtp((base + i) & 0xffff, i * 160, 0xa, payload(160, 0xff)), s.local('a').rtpPort);
     await waitFor(() => b.got.length === order.length + 5, 3000, 'all relayed');
-    await waitFor(() => got.reduce((k, x) => k + x.length, 0) >= n * 160, 3000, 'fork audio');
-    const out = new Float32Array(got.reduce((k, x) => k + x.length, 0));
-    let o = 0;
-    for (const x of got) {
-      out.set(x, o);
-      o += x.length;
-    }
+    await fork.wait(n * 160);
+    const out = fork.audio();
     expect(out.length).toBeGreaterThanOrEqual(n * 160);
     const ref = decodeG711ToFloat('pcmu', codes);
     for (let i = 0; i < n; i++) {
@@ -327,15 +346,11 @@ describe('MediaRelay: G.729 through the native codec (bcg729)', () => {
     const enc = new G729Encoder();
     const bits = enc.encode(Int16Array.from(pcm, (x) => Math.round(x * 32767)));
     enc.close();
-    const got: Float32Array[] = [];
     s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
-    s.startFork((x) => got.push(x));
-    await sleep(20);
+    const fork = await collectFork(s);
     const n = 50;
     const lost = 17;
-    const order: number[] = [];
-    for (let i = 0; i < n; i++) if (i !== lost) order.push(i);
-    [order[5], order[6]] = [order[6]!, order[5]!];
+    const order = lossyOrder(n, lost);
     for (const i of order)
       await a.send(
         rtp(1000 + i, i * 160, 0xa, bits.subarray(i * 20, (i + 1) * 20), 18),
@@ -345,13 +360,8 @@ describe('MediaRelay: G.729 through the native codec (bcg729)', () => {
     for (let i = n; i < n + 5; i++)
       await a.send(rtp(1000 + i, i * 160, 0xa, new Uint8Array(20), 18), s.local('a').rtpPort);
     await waitFor(() => b.got.length === order.length + 5, 3000, 'all relayed');
-    await waitFor(() => got.reduce((k, x) => k + x.length, 0) >= n * 160, 3000, 'fork audio');
-    const out = new Float32Array(got.reduce((k, x) => k + x.length, 0));
-    let o = 0;
-    for (const x of got) {
-      out.set(x, o);
-      o += x.length;
-    }
+    await fork.wait(n * 160);
+    const out = fork.audio();
     // Relayed untouched: the PBX gets the caller's G.729 bytes.
     expect(Array.from(parseRtp(b.got[0]!)!.payload)).toEqual(Array.from(bits.subarray(0, 20)));
     // The same packets through a decoder here, the lost one concealed, give the same samples.
