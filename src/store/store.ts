@@ -859,14 +859,21 @@ export class Store {
     };
   }
 
-  /** Analysed calls that produced scores, for the threshold tuning view. */
-  tuningRows(fromMs = 0, toMs = Number.MAX_SAFE_INTEGER): TuningRow[] {
+  /**
+   * Analysed calls that produced scores, for the threshold tuning view; with `codecs`, only the calls
+   * whose caller audio came in one of them (lower-case names: pcmu, pcma, g729).
+   */
+  tuningRows(
+    fromMs = 0,
+    toMs = Number.MAX_SAFE_INTEGER,
+    codecs: readonly string[] | null = null,
+  ): TuningRow[] {
     return this.db
       .prepare(
         `SELECT max_llr AS maxLlr, final_llr AS finalLlr, coalesce(max_window_llr, max_llr) AS maxWindowLlr, label
-         FROM calls WHERE score_count > 0 AND started_ms >= ? AND started_ms < ?`,
+         FROM calls WHERE score_count > 0 AND started_ms >= ? AND started_ms < ?${codecClause(codecs)}`,
       )
-      .all(fromMs, toMs) as TuningRow[];
+      .all(fromMs, toMs, ...(codecs ?? [])) as TuningRow[];
   }
 
   /**
@@ -888,15 +895,20 @@ export class Store {
    * Callers whose analysed calls were dropped and then labelled human, grouped by caller (pseudonym),
    * most such calls first: false drops cluster on voices, so these callers are likely to come back.
    */
-  falseDropCallers(fromMs = 0, toMs = Number.MAX_SAFE_INTEGER, limit = 20): FalseDropCaller[] {
+  falseDropCallers(
+    fromMs = 0,
+    toMs = Number.MAX_SAFE_INTEGER,
+    limit = 20,
+    codecs: readonly string[] | null = null,
+  ): FalseDropCaller[] {
     return this.db
       .prepare(
         `SELECT from_number AS fromNumber, count(*) AS calls, max(started_ms) AS lastAtMs, call_id AS lastCallId
          FROM calls WHERE label = 'human' AND treatment = 'analyse' AND instr(actions, ',drop,') > 0
-           AND started_ms >= ? AND started_ms < ?
+           AND started_ms >= ? AND started_ms < ?${codecClause(codecs)}
          GROUP BY from_pseudonym ORDER BY calls DESC, lastAtMs DESC LIMIT ?`,
       )
-      .all(fromMs, toMs, limit) as FalseDropCaller[];
+      .all(fromMs, toMs, ...(codecs ?? []), limit) as FalseDropCaller[];
   }
 
   // ---- audit ---------------------------------------------------------------------------
@@ -1147,4 +1159,9 @@ function decodeCursor(cursor: string): [number, number] {
   const m = /^(-?\d+)\.(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
   if (!m) throw new InvalidCursorError();
   return [Number(m[1]), Number(m[2])];
+}
+
+/** `AND lower(codec) IN (?, ...)` for a codec filter (its values bound in order), or nothing without one. */
+function codecClause(codecs: readonly string[] | null): string {
+  return codecs ? ` AND lower(codec) IN (${codecs.map(() => '?').join(', ')})` : '';
 }

@@ -101,6 +101,8 @@ export function emitCall(
     callId?: string;
     /** Caller-audio ms of the decision (default 3000). */
     decisionMs?: number;
+    /** The caller's codec (default PCMU). */
+    codec?: string;
   } = {},
 ): string {
   const callId = o.callId ?? `call-${++seq}-${Math.random().toString(36).slice(2, 8)}`;
@@ -117,7 +119,7 @@ export function emitCall(
     ruleId: null,
     treatment: 'analyse',
   });
-  bus.emit('call.answered', { callId, atMs: atMs + 1000, codec: 'PCMU' });
+  bus.emit('call.answered', { callId, atMs: atMs + 1000, codec: o.codec ?? 'PCMU' });
   let cum = 0;
   (o.scores ?? []).forEach((llr, i) => {
     cum += llr;

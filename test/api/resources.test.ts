@@ -381,6 +381,38 @@ describe('calls, labels, stats, tuning', () => {
     expect(t2.whatIf).toMatchObject({ humansDropped: 1, robotsDropped: 8 });
   });
 
+  it('tuning filters by the caller codec (g711 = PCMU or PCMA; g729), for the bounds of a codec rule', async () => {
+    const day = Date.UTC(2026, 9, 20);
+    const ids = [
+      emitCall(h.bus, { atMs: day + 1, scores: [1], codec: 'PCMU' }),
+      emitCall(h.bus, { atMs: day + 2, scores: [2], codec: 'pcma' }),
+      emitCall(h.bus, { atMs: day + 3, scores: [6], codec: 'g729' }),
+      emitCall(h.bus, { atMs: day + 4, scores: [9], codec: 'g729', actions: ['drop'] }),
+    ];
+    h.store.flush();
+    for (const id of ids) await post(`/api/calls/${id}/labels`, { label: 'human' });
+    type T = {
+      labelled: { human: number };
+      analysedCalls: number;
+      whatIf: { humansDropped: number };
+      falseDropCallers: unknown[];
+    };
+    const range = `from=${day}&to=${day + 86_400_000}&dropLlr=5&warnLlr=4`;
+    const all = (await get(`/api/tuning?${range}`, h.viewer)).json() as T;
+    const g711 = (await get(`/api/tuning?${range}&codec=g711`, h.viewer)).json() as T;
+    const g729 = (await get(`/api/tuning?${range}&codec=g729`, h.viewer)).json() as T;
+    expect([all.analysedCalls, g711.analysedCalls, g729.analysedCalls]).toEqual([4, 2, 2]);
+    expect([all.whatIf.humansDropped, g711.whatIf.humansDropped, g729.whatIf.humansDropped]).toEqual([
+      2, 0, 2,
+    ]);
+    expect([all.falseDropCallers.length, g711.falseDropCallers.length, g729.falseDropCallers.length]).toEqual(
+      [1, 0, 1],
+    );
+    const bad = await get(`/api/tuning?codec=opus`, h.viewer);
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toMatchObject({ issues: [{ field: 'querystring.codec' }] });
+  });
+
   it('tuning lists the callers whose dropped calls were labelled human, most first', async () => {
     const day = Date.UTC(2026, 9, 1);
     const call = (

@@ -103,7 +103,7 @@ export interface SeededCall {
 export function seedCalls(
   h: Harness,
   n: number,
-  o: { seed?: number; robotShare?: number; startMs?: number; spacingMs?: number } = {},
+  o: { seed?: number; robotShare?: number; startMs?: number; spacingMs?: number; codec?: string } = {},
 ): SeededCall[] {
   const r = rng(o.seed ?? 1);
   const { dropLlr, warnLlr, humanLlr, maxListenMs } = MODEL_DECISION;
@@ -143,6 +143,7 @@ export function seedCalls(
       verdict,
       actions,
       decisionMs: 1500 + (scores.length - 1) * 500,
+      codec: o.codec,
     });
     out.push({ callId, truth });
     if (i % 1000 === 999) h.store.flush();

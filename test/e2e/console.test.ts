@@ -715,6 +715,28 @@ describe('console with 400 calls', () => {
     expect((await api<{ items: unknown[] }>(c, '/api/lists/allow')).items).toEqual([]);
   });
 
+  it('tunes on one codec: the G.729 calls alone, for the bounds of a codec rule', async () => {
+    labelSome(c, seedCalls(c, 10, { seed: 5, codec: 'g729' }), 1);
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await page.goto(c.baseUrl + '/#/tuning');
+    await page.waitForSelector('#hist-chart canvas');
+    await page.selectOption('#tuning-codec', 'g729');
+    await page.waitForURL(/#\/tuning\?codec=g729$/);
+    await page.waitForSelector('#hist-chart canvas');
+    const g729 = await api<TuningReport>(c, '/api/tuning?codec=g729');
+    expect(g729.analysedCalls).toBe(10);
+    expect(g729.labelled.human + g729.labelled.robot).toBe(10);
+    await expect.poll(() => count(page, '#n-analysed')).toBe(10);
+    expect(await count(page, '#n-humans')).toBe(g729.labelled.human);
+    // The period and the codec together.
+    await page.selectOption('#tuning-period', '30');
+    await page.waitForURL(/#\/tuning\?days=30&codec=g729$/);
+    await page.waitForSelector('#hist-chart canvas');
+    expect(await page.inputValue('#tuning-codec')).toBe('g729');
+    await expect.poll(() => count(page, '#n-analysed')).toBe(10);
+  });
+
   it('a viewer sees every page but no enabled mutation control', async () => {
     const page = await c.newPage();
     await login(page, c.viewerToken);

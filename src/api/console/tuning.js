@@ -91,11 +91,24 @@ const PERIODS = [
   ['90', 'last 90 days'],
 ];
 const DAY_MS = 86_400_000;
+// G.729 calls score higher than G.711 ones: a G.729 rule's bounds are set from G.729 calls alone.
+const CODECS = [
+  ['', 'every codec'],
+  ['g711', 'G.711'],
+  ['g729', 'G.729'],
+];
 
 export async function tuningView(params = new URLSearchParams()) {
   // Traffic and robocall campaigns change: tune on a recent period when there is enough of it.
   const days = PERIODS.some(([v]) => v && v === params.get('days')) ? Number(params.get('days')) : 0;
-  const range = days ? `&from=${Date.now() - days * DAY_MS}` : '';
+  const codec = CODECS.some(([v]) => v && v === params.get('codec')) ? params.get('codec') : '';
+  const range = (days ? `&from=${Date.now() - days * DAY_MS}` : '') + (codec ? `&codec=${codec}` : '');
+  const go = (d, c) => {
+    const q = new URLSearchParams();
+    if (d) q.set('days', d);
+    if (c) q.set('codec', c);
+    location.hash = `#/tuning${q.size ? `?${q}` : ''}`;
+  };
   const d = await defaults(true);
   const th = d.effective.thresholds;
   const [data, allowList] = await Promise.all([
@@ -179,10 +192,17 @@ export async function tuningView(params = new URLSearchParams()) {
         'Calls from ',
         h(
           'select#tuning-period',
-          {
-            onchange: (e) => (location.hash = `#/tuning${e.target.value ? `?days=${e.target.value}` : ''}`),
-          },
+          { onchange: (e) => go(e.target.value, codec) },
           PERIODS.map(([v, t]) => h('option', { value: v, selected: v === (days ? String(days) : '') }, t)),
+        ),
+      ),
+      h(
+        'label',
+        ' in ',
+        h(
+          'select#tuning-codec',
+          { onchange: (e) => go(days ? String(days) : '', e.target.value) },
+          CODECS.map(([v, t]) => h('option', { value: v, selected: v === codec }, t)),
         ),
       ),
     ),

@@ -16,9 +16,14 @@ const bins = {
   },
 };
 
+/** The stored codec names behind each `codec` filter. */
+const CODEC_FILTER = { g711: ['pcmu', 'pcma'], g729: ['g729'] } as const;
+
 /** Threshold tuning data from labelled past calls. */
 export const tuningRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, policy }) => {
-  app.get<{ Querystring: { from?: string; to?: string; dropLlr?: number; warnLlr?: number } }>(
+  app.get<{
+    Querystring: { from?: string; to?: string; dropLlr?: number; warnLlr?: number; codec?: 'g711' | 'g729' };
+  }>(
     '/api/tuning',
     {
       schema: {
@@ -36,6 +41,12 @@ export const tuningRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, po
             to: timeParam,
             dropLlr: { type: 'number', minimum: -1000, maximum: 1000 },
             warnLlr: { type: 'number', minimum: -1000, maximum: 1000 },
+            codec: {
+              type: 'string',
+              enum: ['g711', 'g729'],
+              description:
+                "Only calls whose caller audio came in this codec (g711: PCMU or PCMA), e.g. to set a G.729 rule's bounds",
+            },
           },
         },
         response: {
@@ -140,10 +151,11 @@ export const tuningRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, po
       const d = policy.current().defaults.thresholds;
       const fromMs = parseTime(q.from, 'from') ?? 0;
       const toMs = parseTime(q.to, 'to') ?? Number.MAX_SAFE_INTEGER;
-      const rows = store.tuningRows(fromMs, toMs);
+      const codecs = q.codec ? CODEC_FILTER[q.codec] : null;
+      const rows = store.tuningRows(fromMs, toMs, codecs);
       return {
         ...computeTuning(rows, q.dropLlr ?? d.dropLlr, q.warnLlr ?? d.warnLlr),
-        falseDropCallers: store.falseDropCallers(fromMs, toMs),
+        falseDropCallers: store.falseDropCallers(fromMs, toMs, 20, codecs),
       };
     },
   );
