@@ -67,6 +67,9 @@ export interface LabelRecord {
   atMs: number;
 }
 
+/** Calls by the codec of the caller's audio: G.711 (PCMU, PCMA), G.729, or another one (not analysed) or none. */
+export type CodecFilter = 'g711' | 'g729' | 'other';
+
 export interface CallFilter {
   limit: number;
   cursor?: string | null;
@@ -85,6 +88,7 @@ export interface CallFilter {
   known?: 'yes' | 'no';
   /** A call and the calls whose audio repeated it (their first match). */
   repeatOf?: string;
+  codec?: CodecFilter;
 }
 
 export interface CallPage {

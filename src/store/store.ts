@@ -26,6 +26,7 @@ import type {
   AuditRecord,
   CallDetail,
   CallFilter,
+  CodecFilter,
   CallPage,
   CallSummary,
   Label,
@@ -701,6 +702,7 @@ export class Store {
       where.push('rule_id = @ruleId');
       params.ruleId = f.ruleId;
     }
+    if (f.codec) where.push(codecCondition(f.codec));
     if (f.fromMs !== undefined) {
       where.push('started_ms >= @fromMs');
       params.fromMs = f.fromMs;
@@ -860,20 +862,16 @@ export class Store {
   }
 
   /**
-   * Analysed calls that produced scores, for the threshold tuning view; with `codecs`, only the calls
-   * whose caller audio came in one of them (lower-case names: pcmu, pcma, g729).
+   * Analysed calls that produced scores, for the threshold tuning view; with `codec`, only the calls
+   * whose caller audio came in it.
    */
-  tuningRows(
-    fromMs = 0,
-    toMs = Number.MAX_SAFE_INTEGER,
-    codecs: readonly string[] | null = null,
-  ): TuningRow[] {
+  tuningRows(fromMs = 0, toMs = Number.MAX_SAFE_INTEGER, codec?: CodecFilter): TuningRow[] {
     return this.db
       .prepare(
         `SELECT max_llr AS maxLlr, final_llr AS finalLlr, coalesce(max_window_llr, max_llr) AS maxWindowLlr, label
-         FROM calls WHERE score_count > 0 AND started_ms >= ? AND started_ms < ?${codecClause(codecs)}`,
+         FROM calls WHERE score_count > 0 AND started_ms >= ? AND started_ms < ?${andCodec(codec)}`,
       )
-      .all(fromMs, toMs, ...(codecs ?? [])) as TuningRow[];
+      .all(fromMs, toMs) as TuningRow[];
   }
 
   /**
@@ -899,16 +897,16 @@ export class Store {
     fromMs = 0,
     toMs = Number.MAX_SAFE_INTEGER,
     limit = 20,
-    codecs: readonly string[] | null = null,
+    codec?: CodecFilter,
   ): FalseDropCaller[] {
     return this.db
       .prepare(
         `SELECT from_number AS fromNumber, count(*) AS calls, max(started_ms) AS lastAtMs, call_id AS lastCallId
          FROM calls WHERE label = 'human' AND treatment = 'analyse' AND instr(actions, ',drop,') > 0
-           AND started_ms >= ? AND started_ms < ?${codecClause(codecs)}
+           AND started_ms >= ? AND started_ms < ?${andCodec(codec)}
          GROUP BY from_pseudonym ORDER BY calls DESC, lastAtMs DESC LIMIT ?`,
       )
-      .all(fromMs, toMs, ...(codecs ?? []), limit) as FalseDropCaller[];
+      .all(fromMs, toMs, limit) as FalseDropCaller[];
   }
 
   // ---- audit ---------------------------------------------------------------------------
@@ -1161,7 +1159,13 @@ function decodeCursor(cursor: string): [number, number] {
   return [Number(m[1]), Number(m[2])];
 }
 
-/** `AND lower(codec) IN (?, ...)` for a codec filter (its values bound in order), or nothing without one. */
-function codecClause(codecs: readonly string[] | null): string {
-  return codecs ? ` AND lower(codec) IN (${codecs.map(() => '?').join(', ')})` : '';
+/** The SQL condition for a codec filter (constant: no parameters). */
+function codecCondition(c: CodecFilter): string {
+  if (c === 'g711') return "lower(codec) IN ('pcmu', 'pcma')";
+  if (c === 'g729') return "lower(codec) = 'g729'";
+  return "(codec IS NULL OR lower(codec) NOT IN ('pcmu', 'pcma', 'g729'))";
+}
+
+function andCodec(c: CodecFilter | undefined): string {
+  return c ? ` AND ${codecCondition(c)}` : '';
 }

@@ -408,6 +408,18 @@ describe('calls, labels, stats, tuning', () => {
     expect([all.falseDropCallers.length, g711.falseDropCallers.length, g729.falseDropCallers.length]).toEqual(
       [1, 0, 1],
     );
+    // The call history filters the same way; "other" is a codec the detector does not hear.
+    const other = emitCall(h.bus, { atMs: day + 5, codec: 'g722' });
+    h.store.flush();
+    const listed = async (codec: string) =>
+      (
+        (await get(`/api/calls?from=${day}&to=${day + 86_400_000}&codec=${codec}`, h.viewer)).json() as {
+          items: { id: string }[];
+        }
+      ).items.map((c) => c.id);
+    expect((await listed('g711')).sort()).toEqual([ids[0], ids[1]].sort());
+    expect((await listed('g729')).sort()).toEqual([ids[2], ids[3]].sort());
+    expect(await listed('other')).toEqual([other]);
     const bad = await get(`/api/tuning?codec=opus`, h.viewer);
     expect(bad.statusCode).toBe(400);
     expect(bad.json()).toMatchObject({ issues: [{ field: 'querystring.codec' }] });

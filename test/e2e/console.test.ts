@@ -735,6 +735,13 @@ describe('console with 400 calls', () => {
     await page.waitForSelector('#hist-chart canvas');
     expect(await page.inputValue('#tuning-codec')).toBe('g729');
     await expect.poll(() => count(page, '#n-analysed')).toBe(10);
+    // The call history lists the same ten.
+    await page.goto(c.baseUrl + '/#/calls');
+    await page.waitForSelector('#calls-table tbody tr[data-call]');
+    await page.selectOption('#call-filters select[name="codec"]', 'g729');
+    await page.click('#call-filters button[type="submit"]');
+    await page.waitForURL(/codec=g729/);
+    await expect.poll(() => text(page, '#calls-count')).toBe('10 of 10 calls');
   });
 
   it('a viewer sees every page but no enabled mutation control', async () => {

@@ -19,7 +19,7 @@ import {
 } from './lib.js';
 
 const PAGE = 100;
-const FILTERS = ['verdict', 'action', 'label', 'repeat', 'known', 'from', 'to', 'q'];
+const FILTERS = ['verdict', 'action', 'label', 'repeat', 'known', 'codec', 'from', 'to', 'q'];
 
 function dateToMs(v, endOfDay) {
   if (!v) return null;
@@ -29,7 +29,7 @@ function dateToMs(v, endOfDay) {
 
 export async function callsView(params) {
   const query = new URLSearchParams({ limit: String(PAGE) });
-  for (const k of ['verdict', 'action', 'label', 'repeat', 'known', 'repeatOf', 'q'])
+  for (const k of ['verdict', 'action', 'label', 'repeat', 'known', 'codec', 'repeatOf', 'q'])
     if (params.get(k)) query.set(k, params.get(k));
   const fromMs = dateToMs(params.get('from'), false);
   const toMs = dateToMs(params.get('to'), true);
@@ -114,6 +114,19 @@ export async function callsView(params) {
           ['no', 'no'],
         ],
         params.get('known'),
+      ),
+    ),
+    field(
+      'Codec',
+      'codec',
+      select(
+        [
+          ['', 'any'],
+          ['g711', 'G.711'],
+          ['g729', 'G.729'],
+          ['other', 'other (not analysed)'],
+        ],
+        params.get('codec'),
       ),
     ),
     field('From date', 'from', h('input', { type: 'date', value: params.get('from') ?? '' })),

@@ -24,6 +24,12 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
             treatment: { type: 'string', enum: ['analyse', 'allow', 'deny', 'bypass'] },
             trunk: { type: 'string', maxLength: 100 },
             ruleId: { type: 'string', maxLength: 100 },
+            codec: {
+              type: 'string',
+              enum: ['g711', 'g729', 'other'],
+              description:
+                "The caller's codec: g711 (PCMU, PCMA), g729, or other (not analysed: G.722, Opus, ...; or none seen)",
+            },
             from: timeParam,
             to: timeParam,
             q: { type: 'string', maxLength: 100, description: 'Call id, SIP Call-ID, or part of a number' },
@@ -75,6 +81,7 @@ export const callsRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
         repeat: q.repeat as CallFilter['repeat'],
         repeatOf: q.repeatOf as string | undefined,
         known: q.known as CallFilter['known'],
+        codec: q.codec as CallFilter['codec'],
       };
       return deps.store.listCalls(filter);
     },

@@ -16,9 +16,6 @@ const bins = {
   },
 };
 
-/** The stored codec names behind each `codec` filter. */
-const CODEC_FILTER = { g711: ['pcmu', 'pcma'], g729: ['g729'] } as const;
-
 /** Threshold tuning data from labelled past calls. */
 export const tuningRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, policy }) => {
   app.get<{
@@ -151,11 +148,10 @@ export const tuningRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, po
       const d = policy.current().defaults.thresholds;
       const fromMs = parseTime(q.from, 'from') ?? 0;
       const toMs = parseTime(q.to, 'to') ?? Number.MAX_SAFE_INTEGER;
-      const codecs = q.codec ? CODEC_FILTER[q.codec] : null;
-      const rows = store.tuningRows(fromMs, toMs, codecs);
+      const rows = store.tuningRows(fromMs, toMs, q.codec);
       return {
         ...computeTuning(rows, q.dropLlr ?? d.dropLlr, q.warnLlr ?? d.warnLlr),
-        falseDropCallers: store.falseDropCallers(fromMs, toMs, 20, codecs),
+        falseDropCallers: store.falseDropCallers(fromMs, toMs, 20, q.codec),
       };
     },
   );
