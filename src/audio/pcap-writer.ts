@@ -5,6 +5,7 @@
  * replays the UDP payloads with the recorded inter-packet timing).
  */
 import { encodeG711FromFloat, type G711Law } from './g711.js';
+import { G729_FRAME_SAMPLES, loadG729, type G729Encoder } from './g729.js';
 import { serializeRtp } from '../media/rtp-packet.js';
 
 export interface Endpoint {
@@ -15,7 +16,8 @@ export interface Endpoint {
 export interface WriteRtpPcapOptions {
   /** Audio at 8000 Hz in [-1, 1]. */
   samples: Float32Array;
-  codec: G711Law;
+  /** G.711, or G.729 (payload type 18) through the bcg729 addon; its ptime must then be a multiple of 10 ms. */
+  codec: G711Law | 'g729';
   ptimeMs?: number;
   /** `{address, port}` or `"ip:port"`. */
   src: Endpoint | string;
@@ -117,15 +119,27 @@ export function writeRtpPcap(opts: WriteRtpPcapOptions): Buffer {
   const seq0 = opts.startSeq ?? 1000;
   const ts0 = opts.startTs ?? 160000;
   const t0 = opts.startTimeMs ?? 0;
-  const law = opts.codec;
-  const pt = law === 'pcmu' ? 0 : 8;
+  const codec = opts.codec;
+  const pt = codec === 'pcmu' ? 0 : codec === 'pcma' ? 8 : 18;
+  let g729: G729Encoder | null = null;
+  if (codec === 'g729') {
+    if (samplesPerPacket % G729_FRAME_SAMPLES !== 0)
+      throw new RangeError(
+        `G.729 packets hold whole 10 ms frames: ptimeMs ${ptimeMs} is not a multiple of 10`,
+      );
+    const { codec: addon, error } = loadG729();
+    if (!addon) throw new Error(`cannot write G.729: ${error}`);
+    g729 = new addon.G729Encoder(); // one channel for the stream: its state carries across packets
+  }
   const records: { timeMs: number; frame: Uint8Array }[] = [];
   const packetCount = Math.ceil(opts.samples.length / samplesPerPacket);
   for (let k = 0; k < packetCount; k++) {
     // The last packet is padded with silence to a full ptime, as a phone would send it.
     const chunk = new Float32Array(samplesPerPacket);
     chunk.set(opts.samples.subarray(k * samplesPerPacket, (k + 1) * samplesPerPacket));
-    const payload = encodeG711FromFloat(law, chunk);
+    const payload = g729
+      ? g729.encode(Int16Array.from(chunk, (x) => Math.max(-32768, Math.min(32767, Math.round(x * 32768)))))
+      : encodeG711FromFloat(codec as G711Law, chunk);
     const rtp = serializeRtp({
       version: 2,
       padding: false,
@@ -140,5 +154,6 @@ export function writeRtpPcap(opts: WriteRtpPcapOptions): Buffer {
     });
     records.push({ timeMs: t0 + k * ptimeMs, frame: buildUdpFrame(src, dst, rtp, k) });
   }
+  g729?.close();
   return writePcap(records, 1);
 }
