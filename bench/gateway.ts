@@ -8,7 +8,9 @@
  * BENCH_HOLD_S seconds and then replaced by a new one (BYE, then INVITE), so calls arrive at
  * BENCH_CALLS / BENCH_HOLD_S per second and every new call is analysed from its first second. The
  * caller side of each call plays the committed test fixtures (3 human, 3 synthetic clips, looped)
- * as PCMU at 50 packets/s; the PBX side sends PCMU silence back.
+ * as PCMU at 50 packets/s; the PBX side sends PCMU silence back. BENCH_CODEC=g729 makes both sides
+ * offer and send G.729 instead (the clips encoded with bcg729, native/g729), which the gateway
+ * decodes for the detector.
  *
  * Two runs of the same load, one after the other:
  * - baseline: analysis off (`policy.defaults.analyse: false`): SIP + relay only;
@@ -20,7 +22,7 @@
  * latency and loss in both directions, calls set up and failed, verdicts and their decision time
  * (from its log), and detector windows and fork frames shed (from its /metrics).
  * Env: BENCH_CALLS (default 100), BENCH_HOLD_S (default 12), BENCH_SECONDS (default 20),
- * BENCH_MODES (default "baseline,analysed").
+ * BENCH_MODES (default "baseline,analysed"), BENCH_CODEC (pcmu or g729, default pcmu).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -29,8 +31,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { encodeMuLaw } from '../src/audio/g711.js';
+import { loadG729 } from '../src/audio/g729.js';
 import { decodeWav } from '../src/audio/wav.js';
-import { headerLines, headerValue, pcmuSdp, sdpAudioPort } from './sip-text.js';
+import { audioSdp, G729, headerLines, headerValue, PCMU, sdpAudioPort } from './sip-text.js';
 
 type Mode = 'baseline' | 'analysed';
 
@@ -42,7 +45,9 @@ const FIXTURES = [
   'synthetic-mandarin-fastspeech2-vocgan-1.wav',
   'synthetic-mimic3-1.wav',
 ];
-const FRAME = 160; // 20 ms of 8 kHz PCMU
+const FRAME = 160; // 20 ms of 8 kHz audio
+const CODEC = process.env.BENCH_CODEC === 'g729' ? 'g729' : 'pcmu';
+const SDP_CODEC = CODEC === 'g729' ? G729 : PCMU;
 const CLK_TCK = 100; // Linux USER_HZ for /proc/<pid>/stat
 
 function pct(sorted: number[], p: number): number {
@@ -77,16 +82,26 @@ function procRssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** The committed fixtures as PCMU frames, one array of 20 ms frames per clip. */
+/** 20 ms of 8 kHz 16-bit audio as one RTP payload in CODEC (PCMU: 160 bytes; G.729: 20). */
+function encoder(): (pcm: Int16Array) => Uint8Array {
+  if (CODEC === 'pcmu') return encodeMuLaw;
+  const { codec, error } = loadG729();
+  if (!codec) throw new Error(`BENCH_CODEC=g729 needs the G.729 codec: ${error}`);
+  const enc = new codec.G729Encoder();
+  return (pcm) => enc.encode(pcm);
+}
+
+/** The committed fixtures as RTP payloads in CODEC, one array of 20 ms frames per clip. */
 function loadAudio(): Buffer[][] {
+  const encode = encoder();
   return FIXTURES.map((f) => {
     const a = decodeWav(readFileSync(resolve('test/fixtures', f)));
     const pcm = new Int16Array(a.samples.length);
     for (let i = 0; i < pcm.length; i++)
       pcm[i] = Math.max(-32768, Math.min(32767, Math.round((a.samples[i] ?? 0) * 32767)));
-    const mu = encodeMuLaw(pcm);
     const frames: Buffer[] = [];
-    for (let o = 0; o + FRAME <= mu.length; o += FRAME) frames.push(Buffer.from(mu.subarray(o, o + FRAME)));
+    for (let o = 0; o + FRAME <= pcm.length; o += FRAME)
+      frames.push(Buffer.from(encode(pcm.subarray(o, o + FRAME))));
     return frames;
   });
 }
@@ -287,7 +302,7 @@ async function run(
           `Contact: <sip:caller@${uacAddr}>`,
           'Max-Forwards: 70',
         ],
-        pcmuSdp(s.caller.sock.address().port, 'bench', s.index),
+        audioSdp(s.caller.sock.address().port, 'bench', s.index, SDP_CODEC),
       ),
       sipPort,
       '127.0.0.1',
@@ -426,7 +441,7 @@ async function run(
       reply(
         '200 OK',
         [`Contact: <sip:pbx@${uasAddr}>`],
-        pcmuSdp(s.pbx.sock.address().port, 'bench', s.index),
+        audioSdp(s.pbx.sock.address().port, 'bench', s.index, SDP_CODEC),
       );
     } else if (method === 'BYE' || method === 'CANCEL') {
       pbxCalls.delete(callId);
@@ -436,14 +451,14 @@ async function run(
     }
   });
 
-  const silence = Buffer.alloc(FRAME, 0xff);
+  const silence = Buffer.from(encoder()(new Int16Array(FRAME)));
   const sendRtp = (leg: Leg, payload: Buffer) => {
     if (leg.remote === null) return;
     leg.seq = (leg.seq + 1) & 0xffff;
     leg.ts = (leg.ts + FRAME) >>> 0;
     const p = Buffer.allocUnsafe(12 + payload.length);
     p[0] = 0x80;
-    p[1] = 0;
+    p[1] = SDP_CODEC.pt;
     p.writeUInt16BE(leg.seq, 2);
     p.writeUInt32BE(leg.ts, 4);
     p.writeUInt32BE(leg.ssrc, 8);

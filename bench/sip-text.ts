@@ -31,19 +31,34 @@ export function sdpAudioPort(msg: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-/** An SDP body offering or answering PCMU (and telephone-event) at 127.0.0.1:`port`. */
-export function pcmuSdp(port: number, owner: string, sessionId: number | string = 1): string {
+/** One audio codec of an SDP body: payload type, rtpmap value and any fmtp lines. */
+export interface SdpCodec {
+  pt: number;
+  rtpmap: string;
+  fmtp?: string[];
+}
+export const PCMU: SdpCodec = { pt: 0, rtpmap: 'PCMU/8000' };
+export const G729: SdpCodec = { pt: 18, rtpmap: 'G729/8000', fmtp: ['a=fmtp:18 annexb=no'] };
+
+/** An SDP body offering or answering one codec (and telephone-event) at 127.0.0.1:`port`. */
+export function audioSdp(port: number, owner: string, sessionId: number | string = 1, codec = PCMU): string {
   return [
     'v=0',
     `o=${owner} ${sessionId} 1 IN IP4 127.0.0.1`,
     's=-',
     'c=IN IP4 127.0.0.1',
     't=0 0',
-    `m=audio ${port} RTP/AVP 0 101`,
-    'a=rtpmap:0 PCMU/8000',
+    `m=audio ${port} RTP/AVP ${codec.pt} 101`,
+    `a=rtpmap:${codec.pt} ${codec.rtpmap}`,
+    ...(codec.fmtp ?? []),
     'a=rtpmap:101 telephone-event/8000',
     'a=ptime:20',
     'a=sendrecv',
     '',
   ].join('\r\n');
+}
+
+/** An SDP body offering or answering PCMU (and telephone-event) at 127.0.0.1:`port`. */
+export function pcmuSdp(port: number, owner: string, sessionId: number | string = 1): string {
+  return audioSdp(port, owner, sessionId, PCMU);
 }

@@ -22,6 +22,9 @@ import {
   waitUdpBound,
 } from './sipp-harness.js';
 import { TsPbx } from './ts-pbx.js';
+import { audioSdp, G729, type SdpCodec } from '../../bench/sip-text.js';
+
+const G722: SdpCodec = { pt: 9, rtpmap: 'G722/8000' };
 
 /**
  * Calls with real voices end to end: sipp plays RTP (pcaps made at test time from the WAV
@@ -150,22 +153,8 @@ async function codecCaller(
 }
 
 /** The PBX's answer with one codec (and telephone-event). */
-function answerSdp(pt: number, rtpmap: string, fmtp: string[] = []): (port: number) => string {
-  return (port) =>
-    [
-      'v=0',
-      'o=tspbx 1 1 IN IP4 127.0.0.1',
-      's=-',
-      'c=IN IP4 127.0.0.1',
-      't=0 0',
-      `m=audio ${port} RTP/AVP ${pt} 101`,
-      `a=rtpmap:${pt} ${rtpmap}`,
-      ...fmtp,
-      'a=rtpmap:101 telephone-event/8000',
-      'a=ptime:20',
-      'a=sendrecv',
-      '',
-    ].join('\r\n');
+function answerSdp(codec: SdpCodec): (port: number) => string {
+  return (port) => audioSdp(port, 'tspbx', 1, codec);
 }
 
 function g729(): G729Codec {
@@ -254,7 +243,7 @@ describe('media end to end, policy onSynthetic=drop', () => {
   });
 
   it('a caller offering only G.722: relayed with its codec and not analysed (fails open), the PBX gets every packet as sent', async () => {
-    const pbx = new TsPbx(answerSdp(9, 'G722/8000'));
+    const pbx = new TsPbx(answerSdp(G722));
     await pbx.start(gw.pbxPort);
     const from = gw.logs.length;
     const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
@@ -282,7 +271,7 @@ describe('media end to end, policy onSynthetic=drop', () => {
   });
 
   it('a G.722 caller that the policy lets through unanalysed: media.codec_not_analysed is info, not a warning, and no detector error', async () => {
-    const pbx = new TsPbx(answerSdp(9, 'G722/8000'));
+    const pbx = new TsPbx(answerSdp(G722));
     await pbx.start(gw.pbxPort);
     const rule = gw.server.policy.createRule(
       { name: 'let through', match: { fromNumbers: ['+4930123456'] }, analyse: false },
@@ -601,7 +590,7 @@ describe('media end to end, policy onSynthetic=warn (sipp caller + TypeScript PB
 
 describe('media end to end, a G.729-only caller (bcg729), policy onSynthetic=warn', () => {
   let gw: TestGateway;
-  const pbx = new TsPbx(answerSdp(18, 'G729/8000', ['a=fmtp:18 annexb=no']));
+  const pbx = new TsPbx(answerSdp(G729));
   beforeAll(async () => {
     gw = await startGateway({ ...modelOverrides, 'policy.defaults': { onSynthetic: 'warn' } });
     await pbx.start(gw.pbxPort);
