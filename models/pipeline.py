@@ -1792,14 +1792,9 @@ def write_eval_md(r, meta):
     open(os.path.join(HERE, "EVAL.md"), "w").write("\n".join(L) + "\n")
 
 
-def stage_eval(args):
-    """Re-evaluate the committed model on the held-out test split (npm run model:eval). The `recal` stage
-    first re-fits calibration and the SPRT bounds on today's validation split (same weights; e.g. after the
-    held-out human sets grew), then writes the JSON and the fixtures' reference scores as `all` would."""
-    onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
-    meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
-    if args.stage == "recal" and (not args.version or args.version == meta["version"]):
-        raise SystemExit(f"recal changes the model's calibration and bounds: give it a new --version (now {meta['version']})")
+def committed_model_clips(args, meta, onnx_path):
+    """The clips the committed model is evaluated on (its window, and the seen-systems protocol it was
+    trained under unless --seen-systems says otherwise), and an onnxruntime runner of it."""
     global WIN, HOP
     WIN, HOP = meta["windowSamples"], meta["hopSamples"]
     trained_on = set(meta["training"].get("seenSystems", []))
@@ -1812,6 +1807,52 @@ def stage_eval(args):
     RELATED_SYSTEMS.update(meta["training"].get("relatedSystems", {}))
     clips = load_corpus() + ensure_local_tts() + local_human() + [c for c in extra_human() if c["split"] == "xtest"] + dialogue_human()
     run, _ = ort_runner(onnx_path)
+    return clips, run
+
+
+def stage_codec_bound(args):
+    """The twenty-second round (EXPERIMENTS.md): the pipeline's bound rule (choose_decision) applied to the
+    validation humans coded through one codec (`--codec`, dither draw 0, channel seed 99), with the committed
+    calibration; then, at that bound and at the all-codec 7.0, the coded test clips over the codec table's
+    dither draws (channel seed 123) and the coded other-language humans. Prints the figures as JSON."""
+    meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
+    clips, run = committed_model_clips(args, meta, os.path.join(HERE, "voiceguard-detector.onnx"))
+    cal, d = meta["calibration"], meta["decision"]
+    maxw = int((d["maxListenMs"] / 1000 * SR - WIN) // HOP + 1)
+    llr = lambda ll: [cal["scale"] * l + cal["bias"] for l in ll]  # noqa: E731
+    val_h = [c for c in clips if c["split"] == "val" and c["label"] == 0]
+    fitted = choose_decision(llr(score_clips(run, coded_clips(val_h, args.codec), seed=99)), [0] * len(val_h),
+                             HOP / WIN, populations=[human_population(c) for c in val_h])
+    test = [c for c in clips if c["split"] == "test"]
+    xtest = [c for c in clips if c["split"] == "xtest"]
+    labels = np.array([c["label"] for c in test])
+    draws = {k: (llr(score_clips(run, coded_clips(test, args.codec, k))),
+                 llr(score_clips(run, coded_clips(xtest, args.codec, k))) if xtest else []) for k in range(CODEC_DRAWS)}
+
+    def at(bound):
+        per = []
+        for k, (tl, xl) in draws.items():
+            dec = np.array([sprt(l, bound, -bound, d["evidenceWeight"], maxw)[0] == "synthetic" for l in tl])
+            xd = [sprt(l, bound, -bound, d["evidenceWeight"], maxw)[0] == "synthetic" for l in xl]
+            per.append(dict(testHumansDropped=float(np.mean(dec[labels == 0])), syntheticCaught=float(np.mean(dec[labels == 1])),
+                            otherLanguageDropped=float(np.mean(xd)) if xd else None))
+        mean = {m: float(np.mean([r[m] for r in per])) for m in per[0] if per[0][m] is not None}
+        return dict(dropLlr=bound, mean=mean, draws=per)
+
+    out = dict(codec=args.codec, model=meta["version"], valHumans=len(val_h), testClips=len(test), otherLanguageHumans=len(xtest),
+               fitted=fitted, atFitted=at(fitted["dropLlr"]), atAllCodecBound=at(7.0), atModelBound=at(d["dropLlr"]))
+    print(json.dumps(out, indent=2))
+
+
+def stage_eval(args):
+    """Re-evaluate the committed model on the held-out test split (npm run model:eval). The `recal` stage
+    first re-fits calibration and the SPRT bounds on today's validation split (same weights; e.g. after the
+    held-out human sets grew), then writes the JSON and the fixtures' reference scores as `all` would."""
+    onnx_path = os.path.join(HERE, "voiceguard-detector.onnx")
+    meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
+    if args.stage == "recal" and (not args.version or args.version == meta["version"]):
+        raise SystemExit(f"recal changes the model's calibration and bounds: give it a new --version (now {meta['version']})")
+    clips, run = committed_model_clips(args, meta, onnx_path)
     if args.stage == "recal":
         # Same weights, calibration and bounds re-fitted on today's validation split (e.g. after it grew).
         scale, bias, decision = calibrate(run, clips)
@@ -2258,7 +2299,8 @@ def seen_split_check():
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("stage", choices=["all", "prep", "eval", "recal", "baseline", "smoke"])
+    p.add_argument("stage", choices=["all", "prep", "eval", "recal", "baseline", "smoke", "codec-bound"])
+    p.add_argument("--codec", default="g729", help="codec-bound: the codec of EVAL_CODECS to fit a drop bound for")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--vocoded", type=int, default=450)
@@ -2314,7 +2356,8 @@ def main():
         set_seen([x for x in args.seen_systems.split(",") if x])
     VOCODED_SHARE = args.vocoded_share
     SYSTEM_WEIGHTING = args.system_weighting
-    {"all": stage_all, "prep": stage_prep, "eval": stage_eval, "recal": stage_eval, "baseline": stage_baseline, "smoke": stage_smoke}[args.stage](args)
+    {"all": stage_all, "prep": stage_prep, "eval": stage_eval, "recal": stage_eval, "baseline": stage_baseline, "smoke": stage_smoke,
+     "codec-bound": stage_codec_bound}[args.stage](args)
 
 
 if __name__ == "__main__":
