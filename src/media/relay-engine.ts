@@ -101,7 +101,10 @@ export type ForkCodec = G711Law | 'g729';
 
 interface Fork {
   jb: JitterBuffer;
+  /** The codec of the last packet pushed: what a concealed frame without its own is decoded as. */
   codec: ForkCodec;
+  /** Each buffered payload's codec, so a switch (a re-INVITE) never decodes a packet as the other codec. */
+  codecOf: WeakMap<Uint8Array, ForkCodec>;
   /** One G.729 decoder channel for the fork's life (its state carries across packets). */
   g729: G729Decoder | null;
   chunks: Float32Array[];
@@ -536,6 +539,7 @@ export class RelayEngine {
     if (s.fork) return;
     const fork: Fork = {
       codec: 'pcmu',
+      codecOf: new WeakMap(),
       g729: null,
       chunks: [],
       samples: 0,
@@ -544,8 +548,15 @@ export class RelayEngine {
       jb: null as unknown as JitterBuffer,
     };
     fork.jb = new JitterBuffer(this.jbFrames, g711SilenceCode('pcmu'), (payload, kind) => {
+      const known = fork.codecOf.get(payload);
+      const codec = known ?? fork.codec;
+      // A payload of no packet is the buffer's own stand-in for a gap: silence, whatever the G.711 law.
       const pcm =
-        fork.codec === 'g729' ? this.decodeG729(fork, payload, kind) : decodeG711ToFloat(fork.codec, payload);
+        codec === 'g729'
+          ? this.decodeG729(fork, payload, kind)
+          : known === undefined
+            ? new Float32Array(payload.length)
+            : decodeG711ToFloat(codec, payload);
       fork.chunks.push(pcm);
       fork.samples += pcm.length;
       fork.frames++;
@@ -570,7 +581,9 @@ export class RelayEngine {
     if (msg[0] & 0x20) end -= msg[msg.length - 1];
     if (off >= end) return;
     // Copy: the packet buffer was handed to the socket.
-    fork.jb.push(msg.readUInt16BE(2), Uint8Array.prototype.slice.call(msg, off, end));
+    const payload = Uint8Array.prototype.slice.call(msg, off, end);
+    fork.codecOf.set(payload, codec);
+    fork.jb.push(msg.readUInt16BE(2), payload);
   }
 
   /**

@@ -221,6 +221,25 @@ describe('MediaRelay (worker thread, real UDP)', () => {
     expect(maxErr).toBeLessThan(0.02);
   });
 
+  it('a gap longer than one packet in an A-law stream is concealed as silence, not as A-law 0xFF', async () => {
+    const { s, a, b } = await setup({ jitterBufferMs: 40 });
+    s.setPayloadMap('a', { 8: 'pcma' });
+    s.setPayloadMap('b', { 8: 'pcma' });
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    const fork = await collectFork(s);
+    const tone = encodeG711FromFloat(
+      'pcma',
+      generateTone({ frequenciesHz: [440], durationMs: 20, levelDbfs: -12, rampMs: 0 }),
+    );
+    // Packets 0-2, then 3 and 4 lost, then 5-9: 3 is the previous packet again, 4 is silence.
+    for (const i of [0, 1, 2, 5, 6, 7, 8, 9])
+      await a.send(rtp(i, i * 160, 0xa, tone, 8), s.local('a').rtpPort);
+    await fork.wait(8 * 160);
+    const out = fork.audio();
+    expect(out.subarray(3 * 160, 4 * 160)).toEqual(decodeG711ToFloat('pcma', tone));
+    expect(out.subarray(4 * 160, 5 * 160).every((v) => v === 0)).toBe(true);
+  });
+
   it('a slow fork consumer sheds analysis frames but never relayed packets', async () => {
     const { relay, s, a, b } = await setup();
     s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
@@ -374,6 +393,39 @@ describe('MediaRelay: G.729 through the native codec (bcg729)', () => {
     expect(goertzelPower(out.subarray(1600, 8000), 440, 8000)).toBeGreaterThan(
       10 * goertzelPower(out.subarray(1600, 8000), 2500, 8000),
     );
+  });
+
+  it('a switch from PCMU to G.729 (a re-INVITE) decodes every buffered packet with its own codec', async () => {
+    const { G729Decoder, G729Encoder } = codec();
+    const { s, a, b } = await setup({ jitterBufferMs: 60 });
+    s.setPayloadMap('a', { 0: 'pcmu', 18: 'g729' });
+    s.setPayloadMap('b', { 0: 'pcmu', 18: 'g729' });
+    s.setRemote('b', { address: '127.0.0.1', rtpPort: b.port });
+    const pcm = generateTone({ frequenciesHz: [440], durationMs: 400, levelDbfs: -12, rampMs: 0 });
+    const mu = encodeG711FromFloat('pcmu', pcm.subarray(0, 1600));
+    const enc = new G729Encoder();
+    const bits = enc.encode(Int16Array.from(pcm.subarray(1600), (x) => Math.round(x * 32767)));
+    enc.close();
+    const fork = await collectFork(s);
+    // Ten PCMU packets, then ten G.729 ones, the last PCMU packet overtaken by the first G.729 one: it waits
+    // in the jitter buffer while the stream is already G.729.
+    const pcmuPacket = (i: number) => rtp(100 + i, i * 160, 0xa, mu.subarray(i * 160, (i + 1) * 160));
+    const g729Packet = (i: number) =>
+      rtp(110 + i, (10 + i) * 160, 0xa, bits.subarray(i * 20, (i + 1) * 20), 18);
+    for (let i = 0; i < 9; i++) await a.send(pcmuPacket(i), s.local('a').rtpPort);
+    await a.send(g729Packet(0), s.local('a').rtpPort);
+    await a.send(pcmuPacket(9), s.local('a').rtpPort);
+    for (let i = 1; i < 10; i++) await a.send(g729Packet(i), s.local('a').rtpPort);
+    await waitFor(() => b.got.length === 20, 3000, 'all relayed');
+    await fork.wait(17 * 160);
+    const out = fork.audio();
+    expect(out.subarray(0, 1600)).toEqual(decodeG711ToFloat('pcmu', mu));
+    const dec = new G729Decoder();
+    const want = Float32Array.from(
+      Array.from({ length: 7 }, (_, i) => Array.from(dec.decode(bits.subarray(i * 20, (i + 1) * 20)))).flat(),
+    );
+    dec.close();
+    expect(out.subarray(1600, 1600 + 7 * 160)).toEqual(want);
   });
 
   it('the warn tone goes into a G.729 stream as G.729 (20-byte payloads under its payload type), seq/ts/SSRC continuous', async () => {
