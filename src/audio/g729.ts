@@ -32,6 +32,23 @@ export interface G729Codec {
 export const G729_FRAME_SAMPLES = 80;
 export const G729_FRAME_BYTES = 10;
 
+/** Float samples in [-1, 1] as the encoder's 16-bit input (scaled by 32768, rounded, clipped), zero-padded to `length`. */
+export function toInt16(samples: Float32Array, length = samples.length): Int16Array {
+  const out = new Int16Array(length);
+  const n = Math.min(length, samples.length);
+  for (let i = 0; i < n; i++) out[i] = Math.max(-32768, Math.min(32767, Math.round(samples[i]! * 32768)));
+  return out;
+}
+
+/** A payload through `dec`; one that is not whole G.729 frames is heard as `frames` lost frames instead. */
+export function decodeOrConceal(dec: G729Decoder, payload: Uint8Array, frames: number): Float32Array {
+  try {
+    return dec.decode(payload);
+  } catch {
+    return dec.conceal(frames);
+  }
+}
+
 const ADDON = join('native', 'g729', 'build', 'Release', 'g729.node');
 
 let cached: { codec: G729Codec | null; error: string | null } | null = null;

@@ -5,7 +5,7 @@
  * replays the UDP payloads with the recorded inter-packet timing).
  */
 import { encodeG711FromFloat, type G711Law } from './g711.js';
-import { G729_FRAME_SAMPLES, loadG729, type G729Encoder } from './g729.js';
+import { G729_FRAME_SAMPLES, loadG729, toInt16, type G729Encoder } from './g729.js';
 import { serializeRtp } from '../media/rtp-packet.js';
 
 export interface Endpoint {
@@ -137,9 +137,7 @@ export function writeRtpPcap(opts: WriteRtpPcapOptions): Buffer {
     // The last packet is padded with silence to a full ptime, as a phone would send it.
     const chunk = new Float32Array(samplesPerPacket);
     chunk.set(opts.samples.subarray(k * samplesPerPacket, (k + 1) * samplesPerPacket));
-    const payload = g729
-      ? g729.encode(Int16Array.from(chunk, (x) => Math.max(-32768, Math.min(32767, Math.round(x * 32768)))))
-      : encodeG711FromFloat(codec as G711Law, chunk);
+    const payload = g729 ? g729.encode(toInt16(chunk)) : encodeG711FromFloat(codec as G711Law, chunk);
     const rtp = serializeRtp({
       version: 2,
       padding: false,

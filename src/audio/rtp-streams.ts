@@ -17,7 +17,7 @@
 import { AudioFormatError } from './audio-format-error.js';
 import { datagramOfferMedia, TcpSipScanner, type CallerMedia } from './capture-sip.js';
 import { decodeG711ToFloat, type G711Law } from './g711.js';
-import { G729_FRAME_BYTES, G729_FRAME_SAMPLES, loadG729, type G729Decoder } from './g729.js';
+import { decodeOrConceal, G729_FRAME_BYTES, G729_FRAME_SAMPLES, loadG729, type G729Decoder } from './g729.js';
 import type { Capture, TcpSegment, UdpDatagram } from './pcap.js';
 import { parseRtp, SequenceUnwrapper, tsDelta } from '../media/rtp-packet.js';
 
@@ -289,12 +289,7 @@ function buildStream(g: Group): RtpStreamInfo {
             continue;
           }
           g729 ??= new (loadG729().codec!.G729Decoder)();
-          let pcm: Float32Array;
-          try {
-            pcm = g729.decode(t.payload(i));
-          } catch {
-            pcm = g729.conceal(samplesOf(t, i) / G729_FRAME_SAMPLES); // not whole G.729 frames
-          }
+          const pcm = decodeOrConceal(g729, t.payload(i), samplesOf(t, i) / G729_FRAME_SAMPLES);
           decoded.set(pcm.subarray(0, samplesOf(t, i)), placed[k]);
         }
         g729?.close();

@@ -6,9 +6,11 @@ import { SrtpContext, type SrtpKey } from './srtp.js';
 import { JitterBuffer } from './jitter-buffer.js';
 import { decodeG711ToFloat, encodeG711FromFloat, g711SilenceCode, type G711Law } from '../audio/g711.js';
 import {
+  decodeOrConceal,
   G729_FRAME_BYTES,
   G729_FRAME_SAMPLES,
   loadG729,
+  toInt16,
   type G729Decoder,
   type G729Encoder,
 } from '../audio/g729.js';
@@ -128,30 +130,17 @@ function receives(dir: MediaDirection): boolean {
   return dir === 'sendrecv' || dir === 'recvonly';
 }
 
-/** The codec the fork decodes for this payload type, or null (telephone-event, CN, codecs without a decoder). */
+/** Static payload types (RFC 3551) of the codecs the relay can decode, for streams without an rtpmap. */
+const STATIC_PT: Record<number, string> = { 0: 'pcmu', 8: 'pcma', 18: 'g729' };
+
+/**
+ * The codec the fork decodes (and injection encodes) for this payload type, named by the first map
+ * that has it or else statically, or null (telephone-event, CN, codecs without a decoder).
+ */
 export function forkCodecOf(pt: number, ...maps: PayloadMap[]): ForkCodec | null {
-  const law = lawOf(pt, ...maps);
-  if (law) return law;
-  return codecName(pt, maps) === 'g729' && loadG729().codec ? 'g729' : null;
-}
-
-function codecName(pt: number, maps: PayloadMap[]): string | null {
-  for (const m of maps) {
-    const name = m[pt];
-    if (name !== undefined) return name.toLowerCase();
-  }
-  return pt === 18 ? 'g729' : null;
-}
-
-export function lawOf(pt: number, ...maps: PayloadMap[]): G711Law | null {
-  for (const m of maps) {
-    const name = m[pt];
-    if (name !== undefined) {
-      const n = name.toLowerCase();
-      return n === 'pcmu' ? 'pcmu' : n === 'pcma' ? 'pcma' : null;
-    }
-  }
-  return pt === 0 ? 'pcmu' : pt === 8 ? 'pcma' : null;
+  const name = (maps.find((m) => m[pt] !== undefined)?.[pt] ?? STATIC_PT[pt])?.toLowerCase();
+  if (name === 'pcmu' || name === 'pcma') return name;
+  return name === 'g729' && loadG729().codec ? 'g729' : null;
 }
 
 function newOut(): OutStream {
@@ -598,14 +587,7 @@ export class RelayEngine {
     } catch {
       return new Float32Array(frames * G729_FRAME_SAMPLES); // no channel (out of memory): silence, the call goes on
     }
-    if (kind === 'packet') {
-      try {
-        return dec.decode(payload);
-      } catch {
-        // Not whole frames: heard as a lost packet.
-      }
-    }
-    return dec.conceal(frames);
+    return kind === 'packet' ? decodeOrConceal(dec, payload, frames) : dec.conceal(frames);
   }
 
   private flushFork(s: Session, fork: Fork): void {
@@ -700,9 +682,7 @@ export class RelayEngine {
     let codes: Uint8Array;
     let bytesPerPacket: number;
     if (codec === 'g729') {
-      const samples = new Int16Array(frames * FRAME_SAMPLES);
-      for (let k = 0; k < pcm.length; k++)
-        samples[k] = Math.max(-32768, Math.min(32767, Math.round(pcm[k]! * 32768)));
+      const samples = toInt16(pcm, frames * FRAME_SAMPLES);
       let enc: G729Encoder | null = null;
       try {
         enc = new (loadG729().codec!.G729Encoder)();

@@ -114,15 +114,14 @@ export function rewriteSdp(
     const rtp = audio.rtp.find((r) => r.payload === pt);
     return (rtp?.codec ?? STATIC_PT[pt] ?? `pt${pt}`).toUpperCase();
   };
-  let keep = offered.filter((pt) => {
-    const name = nameOf(pt);
-    return allowed === null || allowed.has(name) || name === 'TELEPHONE-EVENT';
-  });
+  /** The offered payload types named in `names` (null: all), and telephone-event. */
+  const pick = (names: Set<string> | null) =>
+    offered.filter((pt) => names === null || names.has(nameOf(pt)) || nameOf(pt) === 'TELEPHONE-EVENT');
   const audible = (pts: number[]) => pts.some((pt) => nameOf(pt) !== 'TELEPHONE-EVENT');
+  let keep = pick(allowed);
   let decodable = true;
   if (audio.port !== 0 && !audible(keep) && fallback.length > 0) {
-    const second = new Set(fallback.map((c) => c.toUpperCase()));
-    const fb = offered.filter((pt) => second.has(nameOf(pt)) || nameOf(pt) === 'TELEPHONE-EVENT');
+    const fb = pick(new Set(fallback.map((c) => c.toUpperCase())));
     if (audible(fb)) keep = fb;
   }
   if (audio.port !== 0 && !audible(keep)) {
