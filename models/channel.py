@@ -66,8 +66,8 @@ def normalise(x, target_dbfs):
     return x * (10 ** (target_dbfs / 20) / rms)
 
 
-def telephone_channel(x, rng, law=None, loss=None, snr_db=None):
-    """Random telephone channel. Explicit args fix one impairment (for robustness rows)."""
+def line_impairments(x, rng, snr_db=None):
+    """The telephone channel's line before its codec: random level, band limit, noise or hum, mild clipping."""
     x = normalise(x.astype(np.float64), rng.uniform(-30, -16))
     if rng.random() < 0.8:
         x = bandlimit(x, rng)
@@ -78,6 +78,12 @@ def telephone_channel(x, rng, law=None, loss=None, snr_db=None):
     if rng.random() < 0.2:  # mild clipping / AGC overshoot
         g = rng.uniform(2, 6)
         x = np.tanh(x * g) / g
+    return x
+
+
+def telephone_channel(x, rng, law=None, loss=None, snr_db=None):
+    """Random telephone channel. Explicit args fix one impairment (for robustness rows)."""
+    x = line_impairments(x, rng, snr_db)
     law = law or rng.choice(["mulaw", "alaw"])
     x = g711(np.clip(x, -1, 1), law)
     if loss is not None:
@@ -162,9 +168,10 @@ def _bcg729():
     return lib
 
 
-def g729_roundtrip(pcm):
+def g729_roundtrip(pcm, erased=None):
     """16-bit PCM through a fresh G.729 encoder (no VAD, so every 10 ms frame is a 10-byte speech frame)
-    and decoder; the input is zero-padded to whole 80-sample frames and the output has its length."""
+    and decoder; the input is zero-padded to whole 80-sample frames and the output has its length.
+    `erased` (booleans, one per 10 ms frame) marks frames lost on the way: the decoder conceals them."""
     import ctypes
 
     lib = _bcg729()
@@ -183,7 +190,8 @@ def g729_roundtrip(pcm):
             lib.bcg729Encoder(enc, frames[i * 80 :].ctypes.data, bits, ctypes.byref(length))
             if length.value != 10:
                 raise CodecError(f"g729: the encoder gave a {length.value}-byte frame, not 10")
-            lib.bcg729Decoder(dec, bits, 10, 0, 0, 0, out[i * 80 :].ctypes.data)
+            lost = erased is not None and i < len(erased) and bool(erased[i])
+            lib.bcg729Decoder(dec, bits, 10, 1 if lost else 0, 0, 0, out[i * 80 :].ctypes.data)
     finally:
         lib.closeBcg729EncoderChannel(enc)
         lib.closeBcg729DecoderChannel(dec)
@@ -191,6 +199,20 @@ def g729_roundtrip(pcm):
 
 
 LIBRARY_CODECS = {"g729": g729_roundtrip}
+
+
+def g729_trunk_channel(x, rng, draw=0):
+    """A caller heard in G.729 end to end (the gateway's fallback codec path): the telephone channel's line
+    impairments (same draws in the same order, so a seed gives the same line) and a loss draw, then 16 bits with the
+    dither of `draw` (tpdf_quantise), G.729, and the lost 20 ms packets (two frames each) erased at the
+    decoder, which conceals them as the relay's decoder does. No G.711 step. The output lags the input by
+    G.729's 5 ms look-ahead (40 samples), as the audio the gateway decodes does."""
+    x = np.clip(line_impairments(x, rng), -1, 1)
+    rate = rng.uniform(0.01, 0.05) if rng.random() < 0.4 else 0.0
+    packets = (len(x) + 159) // 160
+    lost = rng.random(packets) < rate
+    y = g729_roundtrip(tpdf_quantise(x, draw), np.repeat(lost, 2)).astype(np.float64) / 32768.0
+    return y.astype(np.float32)
 # The codecs of the evaluation's codec table (training's --mobile-codec and --codec-bounds use MOBILE_CODECS).
 EVAL_CODECS = [*MOBILE_CODECS, *LIBRARY_CODECS]
 

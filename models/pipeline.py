@@ -590,7 +590,7 @@ def lpc_resynth(x, rng, order=12, frame=160):
 
 # ---------------------------------------------------------------- training
 
-from channel import EVAL_CODECS, MOBILE_CODECS, mobile_codec_many  # noqa: E402  (below the marker: the prepared-data cache key hashes the code above it)
+from channel import EVAL_CODECS, MOBILE_CODECS, g729_roundtrip, g729_trunk_channel, line_impairments, mobile_codec_many, tpdf_quantise  # noqa: E402  (below the marker: the prepared-data cache key hashes the code above it)
 
 # (Held-out evaluation data that prepare() never touches, so it sits below the marker that keys the
 # prepared-data cache.) Acted dialogue from Fish Fillets NG's Czech and Dutch dubs (fillets-ng-data-cs, -nl; GPL-2.0): about 100 and
@@ -1813,21 +1813,38 @@ def committed_model_clips(args, meta, onnx_path):
 def stage_codec_bound(args):
     """The twenty-second round (EXPERIMENTS.md): the pipeline's bound rule (choose_decision) applied to the
     validation humans coded through one codec (`--codec`, dither draw 0, channel seed 99), with the committed
-    calibration; then, at that bound and at the all-codec 7.0, the coded test clips over the codec table's
-    dither draws (channel seed 123) and the coded other-language humans. Prints the figures as JSON."""
+    calibration; then, at that bound, at the G.729 rule's 5.25, at the all-codec 7.0 and at the model's own,
+    the coded test clips over the codec table's dither draws (channel seed 123) and the coded other-language
+    humans. The codec comes before the G.711 telephone channel (a caller transcoded to G.711 on the way);
+    with `--direct` (twenty-third round, G.729 only), the clips take the gateway's own G.729 path instead
+    (channel.g729_trunk_channel: line impairments, G.729 with lost packets concealed, no G.711). Prints the
+    figures as JSON."""
+    if args.direct and args.codec != "g729":
+        raise SystemExit("codec-bound --direct: only g729 has a direct path (the gateway's fallback codec)")
     meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
     clips, run = committed_model_clips(args, meta, os.path.join(HERE, "voiceguard-detector.onnx"))
     cal, d = meta["calibration"], meta["decision"]
     maxw = int((d["maxListenMs"] / 1000 * SR - WIN) // HOP + 1)
     llr = lambda ll: [cal["scale"] * l + cal["bias"] for l in ll]  # noqa: E731
+
+    def scored(cs, seed, draw=0):
+        if not cs:
+            return []
+        if args.direct:
+            rng = np.random.default_rng(seed)
+            return llr([run(speech_windows(g729_trunk_channel(c["audio"], rng, draw))) for c in cs])
+        return llr(score_clips(run, coded_clips(cs, args.codec, draw), seed=seed))
+
     val_h = [c for c in clips if c["split"] == "val" and c["label"] == 0]
-    fitted = choose_decision(llr(score_clips(run, coded_clips(val_h, args.codec), seed=99)), [0] * len(val_h),
-                             HOP / WIN, populations=[human_population(c) for c in val_h])
+    fitted = choose_decision(scored(val_h, 99), [0] * len(val_h), HOP / WIN, populations=[human_population(c) for c in val_h])
     test = [c for c in clips if c["split"] == "test"]
     xtest = [c for c in clips if c["split"] == "xtest"]
     labels = np.array([c["label"] for c in test])
-    draws = {k: (llr(score_clips(run, coded_clips(test, args.codec, k))),
-                 llr(score_clips(run, coded_clips(xtest, args.codec, k))) if xtest else []) for k in range(CODEC_DRAWS)}
+    draws = {}
+    for k in range(CODEC_DRAWS):
+        t0 = time.time()
+        draws[k] = (scored(test, 123, k), scored(xtest, 123, k))
+        log(f"codec-bound {args.codec}{' direct' if args.direct else ''}: draw {k} scored in {time.time() - t0:.0f} s")
 
     def at(bound):
         per = []
@@ -1839,8 +1856,14 @@ def stage_codec_bound(args):
         mean = {m: float(np.mean([r[m] for r in per])) for m in per[0] if per[0][m] is not None}
         return dict(dropLlr=bound, mean=mean, draws=per)
 
-    out = dict(codec=args.codec, model=meta["version"], valHumans=len(val_h), testClips=len(test), otherLanguageHumans=len(xtest),
-               fitted=fitted, atFitted=at(fitted["dropLlr"]), atAllCodecBound=at(7.0), atModelBound=at(d["dropLlr"]))
+    def clip_level(tl):
+        s = np.array([float(np.mean(l)) for l in tl])
+        return dict(eer=eer(s, labels), auc=auc(s, labels), tprAt1Fpr=tpr_at(s, labels, 0.01))
+
+    out = dict(codec=args.codec, path="direct (no G.711)" if args.direct else "codec, then the G.711 channel", model=meta["version"],
+               valHumans=len(val_h), testClips=len(test), otherLanguageHumans=len(xtest), fitted=fitted,
+               clipLevel=[clip_level(tl) for tl, _ in draws.values()],
+               atFitted=at(fitted["dropLlr"]), atG729RuleBound=at(5.25), atAllCodecBound=at(7.0), atModelBound=at(d["dropLlr"]))
     print(json.dumps(out, indent=2))
 
 
@@ -2227,6 +2250,25 @@ def mobile_codec_check(clips):
         if any(np.array_equal(y, z) for y, z in zip(ys, y1)):
             raise SystemExit(f"{codec}: draw 1 coded the same audio as draw 0")
         out[codec] = round(min(r + r1), 3)
+    # codec-bound --direct: the gateway's G.729 path gives each clip back at its length, 5 ms late (G.729's
+    # look-ahead, 40 samples, as the gateway hears it) and otherwise aligned with the same line without a
+    # codec (correlation above 0.5), repeatable per seed and draw; a lost frame changes the audio only
+    # from its own frames on.
+    x = xs[0]
+    y = g729_trunk_channel(x, np.random.default_rng(5), 0)
+    line = np.clip(line_impairments(x, np.random.default_rng(5)), -1, 1)
+    r = float(np.corrcoef(line[:-40], y[40:])[0, 1])
+    if len(y) != len(x) or not np.all(np.isfinite(y)) or not 0.5 < r < 0.9999:
+        raise SystemExit(f"g729 direct path: broken (length {len(y)} of {len(x)}, correlation {r})")
+    if not np.array_equal(y, g729_trunk_channel(x, np.random.default_rng(5), 0)):
+        raise SystemExit("g729 direct path: not repeatable for one seed and draw")
+    pcm = tpdf_quantise(np.clip(x, -1, 1) * 0.3, 0)
+    erased = np.zeros((len(pcm) + 79) // 80, dtype=bool)
+    erased[10:14] = True  # one 20 ms packet lost twice over: frames 10-13
+    a, b = g729_roundtrip(pcm), g729_roundtrip(pcm, erased)
+    if not np.array_equal(a[:800], b[:800]) or np.array_equal(a[800:1120], b[800:1120]):
+        raise SystemExit("g729 direct path: an erased frame did not change the decoded audio from that frame on only")
+    out["g729-direct"] = round(r, 3)
     for c, y in zip(clips, mobile_codec_many([c["audio"] for c in clips], "gsm-fr")):
         c["coded"] = y
     MOBILE_CODEC = 1.0
@@ -2301,6 +2343,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("stage", choices=["all", "prep", "eval", "recal", "baseline", "smoke", "codec-bound"])
     p.add_argument("--codec", default="g729", help="codec-bound: the codec of EVAL_CODECS to fit a drop bound for")
+    p.add_argument("--direct", action="store_true", help="codec-bound: the gateway's direct G.729 path (no G.711 channel after the codec)")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--vocoded", type=int, default=450)

@@ -123,10 +123,12 @@ describe('model pipeline smoke run', () => {
     expect(last.decision).toEqual({ pooled: 1, perPopulation: 5.75 });
     // The mobile/VoIP codecs of the evaluation and of --mobile-codec run (sox, ffmpeg): each gives every clip back
     // aligned and changed (the pipeline stops otherwise); the value is the lowest correlation with the original.
+    // g729-direct: the gateway's own G.729 path (codec-bound --direct), lost frames concealed by the decoder.
     expect(Object.keys(last.mobileCodecs).sort()).toEqual([
       'amr-nb-12.2',
       'amr-nb-4.75',
       'g729',
+      'g729-direct',
       'gsm-fr',
       'opus-8k',
     ]);
