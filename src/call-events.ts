@@ -31,6 +31,17 @@ export interface CallAnsweredEvent {
   atMs: number;
   codec: string;
 }
+/**
+ * A delayed offer (INVITE without SDP) was answered in a codec that made another rule match (one that
+ * names codecs): that rule applies from now on. The call's record takes its rule and treatment.
+ */
+export interface CallRuleEvent {
+  callId: CallId;
+  atMs: number;
+  ruleId: string | null;
+  treatment: 'analyse' | 'allow' | 'bypass';
+  codec: string;
+}
 export interface CallScoreEvent {
   callId: CallId;
   atMs: number;
@@ -93,6 +104,7 @@ export interface CallAudioEvent {
 export interface CallEventMap {
   'call.started': [CallStartedEvent];
   'call.answered': [CallAnsweredEvent];
+  'call.rule': [CallRuleEvent];
   'call.score': [CallScoreEvent];
   'call.verdict': [CallVerdictEvent];
   'call.action': [CallActionEvent];

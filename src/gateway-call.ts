@@ -41,7 +41,20 @@ export interface GatewayCallDeps {
   repeats: RepeatCheck | null;
   /** The leg toward the company PBX: b for inbound calls, a for calls the PBX places. */
   pbxLeg: LegName;
+  /**
+   * A delayed offer (an INVITE without SDP): no codec was known when the policy was decided, so the
+   * caller's answer (in the ACK, or a PRACK) decides it again with the codec, for rules that match on
+   * codecs. Null for an INVITE with an offer.
+   */
+  decideWithCodec?: ((codec: string) => CodecDecision) | null;
   onFinished(): void;
+}
+
+/** The policy decided again with the call's codec (GatewayCallDeps.decideWithCodec). */
+export interface CodecDecision {
+  policy: CallPolicy;
+  analyse: boolean;
+  treatment: 'analyse' | 'allow' | 'bypass';
 }
 
 export interface RepeatCheck {
@@ -113,10 +126,29 @@ export class GatewayCall {
   /** sip.pbx.srtp 'best-effort': the PBX's plain answer was logged (once, unless SRTP came between). */
   private pbxPlainLogged = false;
 
-  constructor(private readonly d: GatewayCallDeps) {}
+  /** The call's policy: the INVITE's, or the one the answer's codec chose (a delayed offer). */
+  private policy: CallPolicy;
+  private analyse: boolean;
+  /** A delayed offer whose answer has not come yet: analysis and the answered event wait for it. */
+  private awaitingAnswer: boolean;
+  /** When the call was answered (200 to the caller); null before, or once call.answered is out. */
+  private answeredAtMs: number | null = null;
+
+  constructor(private readonly d: GatewayCallDeps) {
+    this.policy = d.policy;
+    this.analyse = d.analyse;
+    this.awaitingAnswer = !!d.decideWithCodec;
+  }
 
   /** The SDP rewriting the B2BUA calls for every offer and answer. */
   rewrite(from: LegName, sdp: string, kind: 'offer' | 'answer' = 'offer'): string {
+    const out = this.rewriteSdp(from, sdp, kind);
+    // A delayed offer's answer comes from the leg that sent the INVITE: a.
+    if (this.awaitingAnswer && kind === 'answer' && from === 'a') this.settleCodecRule();
+    return out;
+  }
+
+  private rewriteSdp(from: LegName, sdp: string, kind: 'offer' | 'answer'): string {
     const to: LegName = from === 'a' ? 'b' : 'a';
     const media = this.d.media;
     const codecs = this.d.config.media.codecs;
@@ -364,7 +396,7 @@ export class GatewayCall {
     this.unanalysable = true;
     // A warning only where analysis was due: a call the policy lets through unanalysed (allow list,
     // analyse: false, outbound without sip.outbound.analyse) loses nothing by it.
-    if (this.d.analyse) this.d.logger.warn(fields, message);
+    if (this.analyse) this.d.logger.warn(fields, message);
     else this.d.logger.info(fields, message);
     if (this.stream) {
       // A re-INVITE switched the call: stop listening before what it carries is scored or compared.
@@ -375,7 +407,7 @@ export class GatewayCall {
       this.repeatTimer = null;
       this.d.media?.stopFork();
     }
-    if (this.d.analyse)
+    if (this.analyse)
       this.d.bus.emit('call.detector_error', { callId: this.d.callId, atMs: Date.now(), message });
   }
 
@@ -389,11 +421,10 @@ export class GatewayCall {
     });
     call.on('answered', () => {
       this.state = 'answered';
-      this.d.bus.emit('call.answered', {
-        callId: this.d.callId,
-        atMs: Date.now(),
-        codec: this.codec ?? 'unknown',
-      });
+      this.answeredAtMs = Date.now();
+      // A delayed offer: the caller's answer, in its ACK, names the codec (and may change the rule).
+      if (this.awaitingAnswer) return;
+      this.emitAnswered();
       this.startAnalysis();
     });
     call.on('ended', ({ reason, sipStatus }) => this.finish(reason, sipStatus));
@@ -407,9 +438,66 @@ export class GatewayCall {
     });
   }
 
+  /** call.answered, once, with the codec the call was answered in. */
+  private emitAnswered(): void {
+    if (this.answeredAtMs === null) return;
+    this.d.bus.emit('call.answered', {
+      callId: this.d.callId,
+      atMs: this.answeredAtMs,
+      codec: this.codec ?? 'unknown',
+    });
+    this.answeredAtMs = null;
+  }
+
+  /**
+   * A delayed offer's answer has come: the policy is decided again with its codec. Another rule that
+   * matches now (one that names codecs) replaces the INVITE's: its thresholds and actions, or no
+   * analysis (analyse: false). Then what waited for the answer goes on. A fault keeps the INVITE's rule.
+   */
+  private settleCodecRule(): void {
+    this.awaitingAnswer = false;
+    const decide = this.d.decideWithCodec;
+    if (decide && this.codec && !this.unanalysable && !this.finished) {
+      try {
+        const next = decide(this.codec);
+        if (next.policy.ruleId !== this.policy.ruleId) {
+          this.d.logger.info(
+            {
+              event: 'policy.rule_by_codec',
+              codec: this.codec,
+              rule: next.policy.ruleName,
+              previousRule: this.policy.ruleName,
+              treatment: next.treatment,
+            },
+            `delayed offer answered in ${this.codec}: rule ${next.policy.ruleName} applies`,
+          );
+          this.policy = next.policy;
+          this.analyse = next.analyse;
+          this.d.bus.emit('call.rule', {
+            callId: this.d.callId,
+            atMs: Date.now(),
+            ruleId: next.policy.ruleId,
+            treatment: next.treatment,
+            codec: this.codec,
+          });
+        }
+      } catch (err) {
+        this.d.logger.warn(
+          { event: 'policy.codec_rule_error', err: (err as Error).message },
+          "policy not decided again with the answer's codec; the INVITE's rule stays",
+        );
+      }
+    }
+    if (this.state === 'answered') {
+      this.emitAnswered();
+      this.startAnalysis();
+    } else if (this.state === 'early' && this.d.config.media.forkOnEarlyMedia) this.startAnalysis();
+  }
+
   private startAnalysis(): void {
     if (
-      !this.d.analyse ||
+      !this.analyse ||
+      this.awaitingAnswer ||
       this.unanalysable ||
       this.stream ||
       this.finished ||
@@ -417,7 +505,7 @@ export class GatewayCall {
       !this.d.media
     )
       return;
-    const t = this.d.policy.thresholds;
+    const t = this.policy.thresholds;
     try {
       this.stream = this.d.engine.openStream({
         streamId: this.d.callId,
@@ -440,7 +528,7 @@ export class GatewayCall {
         cumulativeLlr: e.cumulativeLlr,
       });
       this.act(
-        decideAction(this.d.policy, { kind: 'score', cumulativeLlr: e.cumulativeLlr }, this.taken),
+        decideAction(this.policy, { kind: 'score', cumulativeLlr: e.cumulativeLlr }, this.taken),
         `cumulative LLR ${e.cumulativeLlr.toFixed(2)} reached warn threshold`,
       );
     });
@@ -464,13 +552,13 @@ export class GatewayCall {
         cumulativeLlr: e.cumulativeLlr,
       });
       this.act(
-        decideAction(this.d.policy, { kind: 'verdict', verdict: e.verdict }, this.taken),
+        decideAction(this.policy, { kind: 'verdict', verdict: e.verdict }, this.taken),
         `verdict ${e.verdict}`,
       );
       this.stopForkIfDone();
     });
     s.on('error', (e) => this.onDetectorError(e.message));
-    const retainMax = this.d.policy.retainAudioSeconds * 8000;
+    const retainMax = this.policy.retainAudioSeconds * 8000;
     if (this.d.repeats) {
       this.repeatAudio = new Float32Array(Math.round(this.d.repeats.listenMs * 8));
       // A recording shorter than listenMs, or a robot that stops sending RTP to wait for an answer,
@@ -487,7 +575,7 @@ export class GatewayCall {
     this.d.media.startFork((pcm) => {
       // After the verdict the fork may run on for the repeat check alone: the detector has
       // decided and hears no more (as when the fork stopped at the verdict).
-      if (this.verdict === null || this.d.policy.retainAudioSeconds) s.push(pcm);
+      if (this.verdict === null || this.policy.retainAudioSeconds) s.push(pcm);
       if (this.repeatAudio) this.collectRepeatAudio(pcm);
       if (this.retainedSamples < retainMax) {
         const n = Math.min(pcm.length, retainMax - this.retainedSamples);
@@ -502,7 +590,7 @@ export class GatewayCall {
 
   /** The fork carries on after the verdict only while audio is still wanted (review, repeat check). */
   private stopForkIfDone(): void {
-    if (this.verdict === null || this.repeatAudio || this.d.policy.retainAudioSeconds) return;
+    if (this.verdict === null || this.repeatAudio || this.policy.retainAudioSeconds) return;
     this.d.media?.stopFork();
   }
 
@@ -577,7 +665,7 @@ export class GatewayCall {
     });
     if (mayAct && otherCallers >= r.minOtherCallers) {
       this.act(
-        decideAction(this.d.policy, { kind: 'repeat' }, this.taken),
+        decideAction(this.policy, { kind: 'repeat' }, this.taken),
         `caller audio repeats ${matches.length} earlier call(s) from ${otherCallers} other caller(s)`,
         'repeat',
       );
@@ -588,7 +676,7 @@ export class GatewayCall {
   private onDetectorError(message: string): void {
     this.d.logger.warn({ event: 'call.detector_error', err: message }, 'detector error; call continues');
     this.d.bus.emit('call.detector_error', { callId: this.d.callId, atMs: Date.now(), message });
-    this.act(decideOnDetectorError(this.d.policy, this.taken), `detector error: ${message}`);
+    this.act(decideOnDetectorError(this.policy, this.taken), `detector error: ${message}`);
   }
 
   private act(decision: Decision | null, why: string, cause: DropCause = 'voice'): void {
@@ -599,7 +687,7 @@ export class GatewayCall {
       if (this.spared.has(cappedFrom)) return;
       this.spared.add(cappedFrom);
     }
-    const known = this.d.policy.knownCaller;
+    const known = this.policy.knownCaller;
     const reason =
       cappedFrom && known
         ? `${why}; ${cappedFrom} capped at ${action}: known caller (${known.calls} earlier human call(s))`
@@ -663,6 +751,7 @@ export class GatewayCall {
     if (this.repeatAudio) this.checkRepeats(false);
     this.finished = true;
     this.state = 'ended';
+    this.emitAnswered(); // a delayed offer answered whose ACK never brought the answer
     this.stream?.close();
     this.stream = null;
     if (this.retainedSamples > 0) {

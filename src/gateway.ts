@@ -19,7 +19,7 @@ import { rewriteSdp } from './sip/sdp-rewrite.js';
 import { Registration } from './sip/registration.js';
 import { certNotAfter, loadSipTls } from './sip/tls-files.js';
 import { pseudonymise } from './store/pseudonym.js';
-import type { B2buaTarget } from './sip/b2bua-call.js';
+import { hasSdp, type B2buaTarget } from './sip/b2bua-call.js';
 import type { SipRemote, SipRequest } from './sip/sip-stack.js';
 import { parseUri, transportParam } from './sip/sip-stack.js';
 
@@ -612,6 +612,32 @@ export class Gateway {
       warnAudio,
       dropAudio: this.deps.dropAnnouncement ?? null,
       pbxLeg: direction === 'inbound' ? 'b' : 'a',
+      // A delayed offer: rules that name codecs are matched again once the answer names the codec.
+      // List entries match numbers only, so a call a list decided stays decided.
+      decideWithCodec:
+        hasSdp(rq) || policy.listEntryId !== undefined
+          ? null
+          : (codec) => {
+              const next = this.knownCallerPolicy(
+                this.deps.policy.evaluate({ ...facts, codec }),
+                fromNumber,
+                direction,
+                log,
+              );
+              const nextAnalyse =
+                next.treatment === 'analyse' && (direction === 'inbound' || cfg.sip.outbound.analyse);
+              const nextTreatment =
+                direction === 'outbound' && !cfg.sip.outbound.analyse
+                  ? 'bypass'
+                  : next.treatment === 'analyse'
+                    ? 'analyse'
+                    : 'allow';
+              if (next.ruleId !== policy.ruleId) {
+                entry.ruleId = next.ruleId;
+                entry.treatment = nextTreatment;
+              }
+              return { policy: next, analyse: nextAnalyse, treatment: nextTreatment };
+            },
       repeats: this.repeats
         ? {
             index: this.repeats,

@@ -1,4 +1,4 @@
-import type { CallEventBus, CallStartedEvent, Verdict } from '../call-events.js';
+import type { CallEventBus, CallRuleEvent, CallStartedEvent, Verdict } from '../call-events.js';
 import type { PolicyAction } from '../config/schema.js';
 
 /** A call in progress as the live view shows it. */
@@ -76,6 +76,10 @@ export class BusLiveCalls implements LiveCallSource {
       const c = this.calls.get(e.callId);
       if (c) Object.assign(c, { answeredAtMs: e.atMs, codec: e.codec });
     };
+    const rule = (e: CallRuleEvent) => {
+      const c = this.calls.get(e.callId);
+      if (c) Object.assign(c, { ruleId: e.ruleId, treatment: e.treatment });
+    };
     const score = (e: { callId: string; tMs: number; cumulativeLlr: number }) => {
       const c = this.calls.get(e.callId);
       if (!c) return;
@@ -95,6 +99,7 @@ export class BusLiveCalls implements LiveCallSource {
     const ended = (e: { callId: string }) => this.calls.delete(e.callId);
     bus.on('call.started', started);
     bus.on('call.answered', answered);
+    bus.on('call.rule', rule);
     bus.on('call.score', score);
     bus.on('call.verdict', verdict);
     bus.on('call.action', action);
@@ -102,6 +107,7 @@ export class BusLiveCalls implements LiveCallSource {
     this.off = () => {
       bus.off('call.started', started);
       bus.off('call.answered', answered);
+      bus.off('call.rule', rule);
       bus.off('call.score', score);
       bus.off('call.verdict', verdict);
       bus.off('call.action', action);

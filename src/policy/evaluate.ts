@@ -36,7 +36,8 @@ export interface CallFacts {
   at: Date;
   /**
    * The codec the caller's audio will be analysed in, read from the INVITE's SDP offer ('pcmu',
-   * 'pcma', 'g729'); null or absent when the INVITE has no SDP or no codec the detector decodes.
+   * 'pcma', 'g729'); null or absent when the INVITE has no SDP or no codec the detector decodes. For
+   * an INVITE without SDP, the gateway evaluates again with the codec of the caller's answer.
    */
   codec?: string | null;
 }

@@ -86,7 +86,7 @@ export const RuleMatchSchema = z
       .max(ANALYSIS_CODECS.length)
       .optional()
       .describe(
-        "The codec the caller's audio is analysed in, from the INVITE's SDP offer (any of): pcmu, pcma, g729 (media.fallbackCodecs). An INVITE without SDP matches no rule that names codecs",
+        "The codec the caller's audio is analysed in, from the INVITE's SDP offer (any of): pcmu, pcma, g729 (media.fallbackCodecs). An INVITE without SDP (delayed offer) is matched again when the caller's answer names the codec",
       ),
   })
   .describe(

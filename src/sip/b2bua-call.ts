@@ -136,7 +136,7 @@ export function optionTags(value: unknown): string[] {
     .filter((t) => t !== '');
 }
 
-function hasSdp(m: { headers: Record<string, unknown>; content?: string }): boolean {
+export function hasSdp(m: { headers: Record<string, unknown>; content?: string }): boolean {
   const ct = m.headers['content-type'];
   return (
     typeof ct === 'string' &&

@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import type {
   CallActionEvent,
   CallAnsweredEvent,
+  CallRuleEvent,
   CallAudioEvent,
   CallDetectorErrorEvent,
   CallRepeatEvent,
@@ -43,6 +44,7 @@ export type StoreConfig = Config['store'] & { privacy: Config['privacy'] };
 type Op =
   | { t: 'started'; e: CallStartedEvent }
   | { t: 'answered'; e: CallAnsweredEvent }
+  | { t: 'rule'; e: CallRuleEvent }
   | { t: 'score'; e: CallScoreEvent }
   | { t: 'verdict'; e: CallVerdictEvent }
   | { t: 'action'; e: CallActionEvent }
@@ -183,6 +185,7 @@ export class Store {
            @fromPseudonym, @toPseudonym, @ruleId, @treatment, @atMs, @knownCalls, @knownLastCallId)`,
       ),
       answered: db.prepare('UPDATE calls SET answered_ms = ?, codec = ? WHERE call_id = ?'),
+      rule: db.prepare('UPDATE calls SET rule_id = ?, treatment = ? WHERE call_id = ?'),
       insertScore: db.prepare(
         'INSERT INTO scores (call_id, at_ms, t_ms, llr, cum_llr) VALUES (?, ?, ?, ?, ?)',
       ),
@@ -241,6 +244,7 @@ export class Store {
     const on = {
       'call.started': (e: CallStartedEvent) => this.enqueue({ t: 'started', e }),
       'call.answered': (e: CallAnsweredEvent) => this.enqueue({ t: 'answered', e }),
+      'call.rule': (e: CallRuleEvent) => this.enqueue({ t: 'rule', e }),
       'call.score': (e: CallScoreEvent) => this.enqueue({ t: 'score', e }),
       'call.verdict': (e: CallVerdictEvent) => this.enqueue({ t: 'verdict', e }),
       'call.action': (e: CallActionEvent) => this.enqueue({ t: 'action', e }),
@@ -251,6 +255,7 @@ export class Store {
     };
     bus.on('call.started', on['call.started']);
     bus.on('call.answered', on['call.answered']);
+    bus.on('call.rule', on['call.rule']);
     bus.on('call.score', on['call.score']);
     bus.on('call.verdict', on['call.verdict']);
     bus.on('call.action', on['call.action']);
@@ -261,6 +266,7 @@ export class Store {
     return () => {
       bus.off('call.started', on['call.started']);
       bus.off('call.answered', on['call.answered']);
+      bus.off('call.rule', on['call.rule']);
       bus.off('call.score', on['call.score']);
       bus.off('call.verdict', on['call.verdict']);
       bus.off('call.action', on['call.action']);
@@ -339,6 +345,9 @@ export class Store {
             }
             case 'answered':
               s.answered.run(Math.round(op.e.atMs), op.e.codec, op.e.callId);
+              break;
+            case 'rule':
+              s.rule.run(op.e.ruleId, op.e.treatment, op.e.callId);
               break;
             case 'score':
               s.insertScore.run(

@@ -117,6 +117,66 @@ describe('real listen', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(h.bus.listenerCount('call.score')).toBe(listenersBefore);
   });
+
+  it("a delayed offer's rule chosen at the answer reaches the SSE stream, the live list and the call's record", async () => {
+    h = await startHarness();
+    const addr = (await h.app.listen({ host: '127.0.0.1', port: 0 })).replace('http://', '');
+    const [host, port] = addr.split(':');
+    const res = await new Promise<IncomingMessage>((resolve) =>
+      httpGet({ host, port, path: `/api/events?token=${ADMIN_TOKEN}` }, resolve),
+    );
+    let text = '';
+    // Until call.rule comes, or 3 s: the assertions below say what was missing.
+    const got = new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 3000);
+      res.on('data', (b: Buffer) => {
+        text += b.toString();
+        if (text.includes('event: call.rule')) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const callId = 'delayed-offer-1';
+    const atMs = Date.now();
+    h.bus.emit('call.started', {
+      callId,
+      atMs,
+      direction: 'inbound',
+      trunk: 'default',
+      sourceAddress: '192.0.2.10',
+      fromNumber: '+4930111222',
+      toNumber: '+4989333444',
+      sipCallId: `${callId}@test`,
+      ruleId: null,
+      treatment: 'analyse',
+    });
+    h.bus.emit('call.rule', {
+      callId,
+      atMs: atMs + 900,
+      ruleId: 'g729-pass',
+      treatment: 'allow',
+      codec: 'g729',
+    });
+    h.bus.emit('call.answered', { callId, atMs: atMs + 800, codec: 'g729' });
+    await got;
+    res.destroy();
+    expect(text).toMatch(/event: call\.rule\ndata: \{[^\n]*"ruleId":"g729-pass"[^\n]*\n/);
+    const live = await h.app.inject({ url: '/api/calls/live', headers: h.admin });
+    expect((live.json() as { items: unknown[] }).items).toMatchObject([
+      { id: callId, ruleId: 'g729-pass', treatment: 'allow', codec: 'g729' },
+    ]);
+    h.bus.emit('call.ended', { callId, atMs: atMs + 5000, reason: 'bye-caller', sipStatus: null });
+    h.store.flush();
+    const stored = await h.app.inject({ url: `/api/calls/${callId}`, headers: h.admin });
+    expect((stored.json() as { call: unknown }).call).toMatchObject({
+      ruleId: 'g729-pass',
+      treatment: 'allow',
+      codec: 'g729',
+      answeredAtMs: atMs + 800,
+    });
+  });
 });
 
 describe('webhooks', () => {

@@ -174,6 +174,7 @@ function g729Payloads(samples: Float32Array): Uint8Array[] {
   return Array.from({ length: n / 160 }, (_, k) => bits.slice(k * 20, (k + 1) * 20));
 }
 
+const ADMIN_TOKEN = 'media-e2e-admin-token-0123456789abcdef';
 let human: Pcap;
 let tts: Pcap;
 beforeAll(async () => {
@@ -592,7 +593,11 @@ describe('media end to end, a G.729-only caller (bcg729), policy onSynthetic=war
   let gw: TestGateway;
   const pbx = new TsPbx(answerSdp(G729));
   beforeAll(async () => {
-    gw = await startGateway({ ...modelOverrides, 'policy.defaults': { onSynthetic: 'warn' } });
+    gw = await startGateway({
+      ...modelOverrides,
+      'policy.defaults': { onSynthetic: 'warn' },
+      'api.bootstrapAdminToken': ADMIN_TOKEN,
+    });
     await pbx.start(gw.pbxPort);
   });
   afterAll(async () => {
@@ -659,6 +664,75 @@ describe('media end to end, a G.729-only caller (bcg729), policy onSynthetic=war
     if (!verdicts.some((v) => v.verdict === 'human')) expect(scored).toBeGreaterThanOrEqual(3);
     expect(verdicts.every((v) => v.codec === 'g729')).toBe(true);
     expect(actions).toEqual([]);
+  });
+
+  it("a delayed offer answered in G.729: the rule that names the codec applies from the caller's answer on", async () => {
+    // The INVITE has no SDP, so when the policy is first decided no codec is known and the default
+    // (onSynthetic warn) applies. The caller's ACK answers the PBX's G.729 offer: the G.729 rule
+    // (onSynthetic log) then matches, and a TTS voice is logged, not warned.
+    const rule = gw.server.policy.createRule(
+      { name: 'G.729 calls, log only', match: { codecs: ['g729'] }, onSynthetic: 'log' },
+      'test',
+    );
+    const from = gw.logs.length;
+    const metricsBefore = await scrape(gw);
+    try {
+      const pauseMs = Math.min(tts.durationMs - 300, metadata.decision.maxListenMs + 1000);
+      await codecCaller(gw, 'caller-g729-delayed-offer.xml', g729Payloads(tts.samples), 18, pauseMs);
+      await pbx.ended(3000);
+    } finally {
+      gw.server.policy.deleteRule(rule.id, 'test');
+    }
+    const call = pbx.calls.at(-1)!;
+    expect(call.invite).not.toMatch(/m=audio/);
+    expect(call.ack).toMatch(/m=audio \d+ RTP\/AVP 18 101\r\n/);
+    const started = since(gw, from, 'call.started');
+    expect(started).toHaveLength(1);
+    expect(started[0]!.rule).not.toBe('G.729 calls, log only');
+    expect(since(gw, from, 'policy.rule_by_codec')).toMatchObject([
+      { codec: 'g729', rule: 'G.729 calls, log only', previousRule: started[0]!.rule, treatment: 'analyse' },
+    ]);
+    expect(since(gw, from, 'call.verdict')).toMatchObject([{ verdict: 'synthetic', codec: 'g729' }]);
+    expect(since(gw, from, 'call.action').map((l) => l.action)).toEqual(['log']);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    // The call's record names the rule that applied, and the codec of the answer.
+    expect(await grewSince(gw, metricsBefore, 'voiceguard_calls_answered_total{codec="g729"}')).toBe(1);
+    const callId = String(started[0]!.callId);
+    let stored: Record<string, unknown> | null = null;
+    for (let i = 0; i < 50 && stored?.endedAtMs == null; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 100));
+      const r = await fetch(`http://127.0.0.1:${gw.server.apiPort}/api/calls/${callId}`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      if (r.status === 200) stored = ((await r.json()) as { call: Record<string, unknown> }).call;
+    }
+    expect(stored).toMatchObject({ ruleId: rule.id, treatment: 'analyse', codec: 'g729' });
+  });
+
+  it('a delayed offer answered in G.729 that a rule with analyse: false matches is relayed unanalysed', async () => {
+    const rule = gw.server.policy.createRule(
+      { name: 'G.729 calls pass', match: { codecs: ['g729'] }, analyse: false },
+      'test',
+    );
+    const from = gw.logs.length;
+    const rtpBefore = pbx.rtp.length;
+    const scoredBefore = gw.server.gateway.detectorStats()!.windowsScored;
+    try {
+      await codecCaller(gw, 'caller-g729-delayed-offer.xml', g729Payloads(tts.samples), 18, 3000);
+      await pbx.ended(3000);
+    } finally {
+      gw.server.policy.deleteRule(rule.id, 'test');
+    }
+    expect(since(gw, from, 'call.started').map((l) => l.treatment)).toEqual(['analyse']);
+    expect(since(gw, from, 'policy.rule_by_codec')).toMatchObject([
+      { codec: 'g729', rule: 'G.729 calls pass', treatment: 'allow' },
+    ]);
+    // Nothing was scored, judged or done, and the caller's G.729 still reached the PBX.
+    expect(gw.server.gateway.detectorStats()!.windowsScored - scoredBefore).toBe(0);
+    expect(since(gw, from, 'call.verdict')).toEqual([]);
+    expect(since(gw, from, 'call.action')).toEqual([]);
+    expect(pbx.rtp.slice(rtpBefore).filter((p) => p.payloadType === 18).length).toBeGreaterThan(100);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
   });
 });
 

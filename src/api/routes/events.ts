@@ -6,6 +6,7 @@ import { errors } from '../schemas.js';
 const STREAMED = [
   'call.started',
   'call.answered',
+  'call.rule',
   'call.score',
   'call.verdict',
   'call.action',
