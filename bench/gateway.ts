@@ -167,6 +167,8 @@ interface RunResult {
   latencyMsP50: number;
   latencyMsP99: number;
   verdicts: Record<string, number>;
+  /** The codec each verdict's log line names (the one the caller's audio was decoded from). */
+  verdictCodecs: Record<string, number>;
   decisionMsP50: number;
   decisionMsP90: number;
   /** Detector windows plus fork frames shed in the window (overload: analysis skipped, calls go on). */
@@ -526,10 +528,11 @@ async function run(
     s.pbx.sock.close();
   }
   const verdicts: Record<string, number> = {};
+  const verdictCodecs: Record<string, number> = {};
   const decisions: number[] = [];
   for (const line of logText.split('\n')) {
     if (!line.startsWith('{')) continue;
-    let o: { event?: string; verdict?: string; decisionMs?: number };
+    let o: { event?: string; verdict?: string; decisionMs?: number; codec?: string | null };
     try {
       o = JSON.parse(line) as typeof o;
     } catch {
@@ -537,6 +540,8 @@ async function run(
     }
     if (o.event === 'call.verdict' && o.verdict) {
       verdicts[o.verdict] = (verdicts[o.verdict] ?? 0) + 1;
+      const codec = String(o.codec ?? 'none');
+      verdictCodecs[codec] = (verdictCodecs[codec] ?? 0) + 1;
       if (typeof o.decisionMs === 'number') decisions.push(o.decisionMs);
     }
   }
@@ -560,6 +565,7 @@ async function run(
     latencyMsP50: pct(latencies, 50),
     latencyMsP99: pct(latencies, 99),
     verdicts,
+    verdictCodecs,
     decisionMsP50: pct(decisions, 50),
     decisionMsP90: pct(decisions, 90),
     windowsShed: shed,
@@ -584,6 +590,7 @@ async function main(): Promise<void> {
       {
         bench: 'gateway',
         node: process.version,
+        codec: CODEC,
         results,
         ...(base && an
           ? {

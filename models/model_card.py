@@ -347,6 +347,9 @@ def render(meta, ev, base=None):
                 + " reached the drop bound, above the 1% and 1.5% gates. A caller on a mobile network or a VoIP app, or whose"
                 " call crossed a G.729 link before the trunk, is at higher risk of a false drop than the headline rate says:"
                 " prefer `warn` where many callers are mobile."
+                + (" For callers the gateway hears in G.729 itself, a rule matching the codec can take bounds fitted for"
+                   " it: docs/tuning.md (G.729 trunks) gives them, measured on that path (EXPERIMENTS.md, twenty-second and"
+                   " twenty-third rounds)." if any(k == "g729" for k, _ in codec_bad) else "")
             ]
             if (codec_bad := [(k, v) for k, v in (ev.get("mobileCodecs") or {}).items() if k != "none"
                               and (v["humanFalseDropRate"] > 0.01 or v.get("otherLanguageFalseDropRate", 0) > 0.015)])

@@ -18,6 +18,7 @@ describe('bench:gateway', () => {
     const json = JSON.parse(stdout.slice(0, stdout.indexOf('\n}\n') + 2)) as {
       results: {
         mode: string;
+        verdictCodecs: Record<string, number>;
         callsSetUp: number;
         callsFailed: number;
         packetsSent: number;
@@ -36,5 +37,39 @@ describe('bench:gateway', () => {
     const [baseline, analysed] = json.results;
     expect(Object.values(baseline!.verdicts).reduce((a, b) => a + b, 0)).toBe(0);
     expect(Object.values(analysed!.verdicts).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1);
+    expect(Object.keys(analysed!.verdictCodecs)).toEqual(['pcmu']);
+  }, 120_000);
+
+  it('BENCH_CODEC=g729: the calls are set up, relayed and analysed in G.729', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['dist/bench/gateway.js'], {
+      env: {
+        ...process.env,
+        BENCH_CALLS: '2',
+        BENCH_HOLD_S: '3',
+        BENCH_SECONDS: '2',
+        BENCH_MODES: 'analysed',
+        BENCH_CODEC: 'g729',
+      },
+      timeout: 90_000,
+    });
+    const json = JSON.parse(stdout.slice(0, stdout.indexOf('\n}\n') + 2)) as {
+      codec: string;
+      results: {
+        mode: string;
+        callsFailed: number;
+        packetsSent: number;
+        packetsReceived: number;
+        verdicts: Record<string, number>;
+        verdictCodecs: Record<string, number>;
+      }[];
+    };
+    expect(json.codec).toBe('g729');
+    expect(json.results.map((r) => r.mode)).toEqual(['analysed']);
+    const [r] = json.results;
+    expect(r!.callsFailed).toBe(0);
+    expect(r!.packetsSent).toBeGreaterThan(100);
+    expect(r!.packetsReceived).toBeGreaterThan(0.9 * r!.packetsSent);
+    expect(Object.values(r!.verdicts).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1);
+    expect(Object.keys(r!.verdictCodecs)).toEqual(['g729']);
   }, 120_000);
 });
