@@ -297,7 +297,9 @@ def render(meta, ev, base=None):
         L += [
             "",
             "Mobile, VoIP and trunk codecs on the caller's side (the caller's speech coded and decoded before the same G.711 channel;"
-            " calibration and bounds as fitted, without codecs"
+            + (" g729-direct: G.729 heard by the gateway itself, after the same line and with lost packets concealed, no G.711;"
+               if "g729-direct" in mc else "")
+            + " calibration and bounds as fitted, without codecs"
             + (f"; each cell the mean over {n} draws of the dither before the codec, ranges in EVAL.md" if (n := max(len(v.get("draws", [])) for v in mc.values())) > 1 else "")
             + "):",
             "",

@@ -936,13 +936,14 @@ def speech_windows(x):
     return w[keep] if keep.any() else w[:1]
 
 
-def score_clips(run, clips, seed=123, tag=None, **chan):
-    """Each clip's window logits through a seeded random telephone channel (`chan` fixes one impairment).
-    With a `tag` and an open TRACE (evaluate()), each clip's stages are recorded for the eval trace."""
+def score_clips(run, clips, seed=123, tag=None, channel=None, **chan):
+    """Each clip's window logits through a seeded random telephone channel (`chan` fixes one impairment), or
+    through `channel(audio, rng)` instead (DIRECT_CODECS). With a `tag` and an open TRACE (evaluate()),
+    each clip's stages are recorded for the eval trace."""
     rng = np.random.default_rng(seed)
     out = []
     for c in clips:
-        y = telephone_channel(c["audio"], rng, **chan)
+        y = channel(c["audio"], rng) if channel else telephone_channel(c["audio"], rng, **chan)
         logits = run(speech_windows(y))
         out.append(logits)
         if tag is not None and TRACE is not None:
@@ -1403,6 +1404,11 @@ def coded_clips(clips, codec, draw=0):
 # clip's score moved by up to 2.3 logits between draws (nineteenth round), so one draw is one sample of
 # the cell. Draw 0 is the one the report showed before draws were averaged.
 CODEC_DRAWS = 3
+# Rows of the codec table whose clips take a codec path of their own instead of a codec before the G.711
+# channel: g729-direct is how the gateway hears a caller whose offer kept G.729 (media.fallbackCodecs):
+# the line's impairments, then G.729 with lost packets concealed by its decoder, and no G.711
+# (channel.g729_trunk_channel; twenty-third round). Each entry: (audio, rng, draw) -> the audio heard.
+DIRECT_CODECS = {"g729-direct": g729_trunk_channel}
 CODEC_METRICS = ("eer", "auc", "tprAt1Fpr", "humanFlaggedRate", "humanFalseDropRate", "syntheticCaughtRate", "otherLanguageFalseDropRate")
 
 
@@ -1445,12 +1451,18 @@ def codec_rows(run, cal, d, maxw, test, labels, xtest, plain_ll, plain_xl, draws
         w = worst(groups)
         row["otherLanguageWorst"] = dict(name=w[0], falseDropRate=w[1])
     rows["none"] = row
-    for codec in EVAL_CODECS:
+    for codec in [*EVAL_CODECS, *DIRECT_CODECS]:
         per, pooled = [], {}
         for k in range(draws):
             tag = f"codec {codec}" + (f" draw {k}" if k else "")
-            ll = score_clips(run, coded_clips(test, codec, k), tag=tag)
-            xl = score_clips(run, coded_clips(xtest, codec, k), tag=f"{tag}, other-language humans") if xtest else []
+            if codec in DIRECT_CODECS:
+                path = DIRECT_CODECS[codec]
+                heard = lambda x, rng: path(x, rng, k)  # noqa: E731  (k: this draw)
+                ll = score_clips(run, test, tag=tag, channel=heard)
+                xl = score_clips(run, xtest, tag=f"{tag}, other-language humans", channel=heard) if xtest else []
+            else:
+                ll = score_clips(run, coded_clips(test, codec, k), tag=tag)
+                xl = score_clips(run, coded_clips(xtest, codec, k), tag=f"{tag}, other-language humans") if xtest else []
             r, groups = one(ll, xl)
             per.append(r)
             for g, v in groups.items():
@@ -1728,7 +1740,9 @@ def write_eval_md(r, meta):
         L += ["", "## Mobile and VoIP codecs on the caller's side", "",
               "The caller's speech through a codec before the same random G.711 channel: AMR-NB at its highest and lowest",
               "rates (mobile networks), GSM full rate (older networks), Opus at 8 kbit/s (VoIP apps) and G.729 (8 kbit/s,",
-              "SIP trunks and enterprise links; bcg729, transcoded to G.711 before voiceguard). These codecs are",
+              "SIP trunks and enterprise links; bcg729, transcoded to G.711 before voiceguard). g729-direct is the path the",
+              "gateway itself hears a caller whose offer kept G.729 on: the same line impairments, then G.729 with lost",
+              "packets concealed by its decoder, and no G.711. These codecs are",
               "themselves speech models. Calibration and bounds are the model's, fitted without codecs. Test rows: the",
               "unseen-system test humans and synthetic clips; other-language: the held-out humans above (worst: the source",
               "or voice with 20 clips or more dropped most often)."]
@@ -1831,8 +1845,7 @@ def stage_codec_bound(args):
         if not cs:
             return []
         if args.direct:
-            rng = np.random.default_rng(seed)
-            return llr([run(speech_windows(g729_trunk_channel(c["audio"], rng, draw))) for c in cs])
+            return llr(score_clips(run, cs, seed=seed, channel=lambda x, rng: g729_trunk_channel(x, rng, draw)))
         return llr(score_clips(run, coded_clips(cs, args.codec, draw), seed=seed))
 
     val_h = [c for c in clips if c["split"] == "val" and c["label"] == 0]
@@ -2198,13 +2211,14 @@ def codec_table_check():
             if abs(row[m] - float(np.mean(vals))) > 1e-12 or row["range"][m] != [min(vals), max(vals)]:
                 raise SystemExit(f"codec table: {codec} {m} is not the mean and range of its draws")
     tags = sorted({t["row"] for t in trace})
-    want = sorted(f"codec {c}{' draw 1' if k else ''}{x}" for c in EVAL_CODECS for k in (0, 1) for x in ("", ", other-language humans"))
+    want = sorted(f"codec {c}{' draw 1' if k else ''}{x}" for c in [*EVAL_CODECS, *DIRECT_CODECS] for k in (0, 1)
+                  for x in ("", ", other-language humans"))
     if tags != want:
         raise SystemExit(f"codec table: trace rows {tags}, expected {want}")
     # Per codec: does draw 1 give any test clip another mean logit than draw 0?
     differ = {c: any(x["meanLogit"] != y["meanLogit"] for x, y in zip([t for t in trace if t["row"] == f"codec {c}"],
                                                                     [t for t in trace if t["row"] == f"codec {c} draw 1"]))
-              for c in EVAL_CODECS}
+              for c in [*EVAL_CODECS, *DIRECT_CODECS]}
     return dict(codecs=sorted(c for c in rows if c != "none"), drawsDiffer=differ, traceRows=len(tags))
 
 

@@ -136,15 +136,25 @@ describe('model pipeline smoke run', () => {
     // The codec table averages dither draws: with two draws on a toy scorer, every codec row is the mean and
     // range of its draws (the pipeline stops otherwise), draw 1 scores differently from draw 0 for every codec,
     // and both draws of the test and other-language rows are in the trace.
-    expect(last.codecTable.codecs).toEqual(['amr-nb-12.2', 'amr-nb-4.75', 'g729', 'gsm-fr', 'opus-8k']);
+    // g729-direct: the gateway's own G.729 path (no G.711 after the codec), a row of the table since the
+    // twenty-third round.
+    expect(last.codecTable.codecs).toEqual([
+      'amr-nb-12.2',
+      'amr-nb-4.75',
+      'g729',
+      'g729-direct',
+      'gsm-fr',
+      'opus-8k',
+    ]);
     expect(last.codecTable.drawsDiffer).toEqual({
       'amr-nb-12.2': true,
       'amr-nb-4.75': true,
       g729: true,
+      'g729-direct': true,
       'gsm-fr': true,
       'opus-8k': true,
     });
-    expect(last.codecTable.traceRows).toBe(20);
+    expect(last.codecTable.traceRows).toBe(24);
     // --mixup: every mixed crop is a convex combination of two crops of the batch with its label mixed by the
     // same weight, some across the classes; a net trained with it exports and matches onnxruntime.
     expect(last.mixup).toMatchObject({ convex: true, crossClass: true, labelsInRange: true });
