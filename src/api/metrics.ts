@@ -68,6 +68,13 @@ export const actionsCappedTotal = new Counter({
   registers: [metrics],
 });
 
+export const callsRuleByCodecTotal = new Counter({
+  name: 'voiceguard_calls_rule_by_codec_total',
+  help: "Delayed-offer calls (INVITE without SDP) that the answer's codec moved to another rule, by that rule's treatment; voiceguard_calls_total keeps the INVITE's",
+  labelNames: ['treatment'] as const,
+  registers: [metrics],
+});
+
 export const repeatedCallsTotal = new Counter({
   name: 'voiceguard_repeated_calls_total',
   help: 'Calls whose caller audio repeated earlier calls (detector.repeat), by whether other callers were among them',
@@ -261,12 +268,14 @@ export function observeCallEvents(bus: CallEventBus): () => void {
     if (!e.again) actionsTotal.inc({ action: e.action });
     if (e.cappedFrom) actionsCappedTotal.inc({ from: e.cappedFrom, to: e.action });
   };
+  const rule = (e: { treatment: string }) => callsRuleByCodecTotal.inc({ treatment: e.treatment });
   const error = () => detectorErrorsTotal.inc();
   const repeat = (e: { otherCallers: number }) =>
     repeatedCallsTotal.inc({ across_callers: e.otherCallers > 0 ? 'yes' : 'no' });
   bus.on('call.started', started);
   bus.on('call.ended', ended);
   bus.on('call.answered', answered);
+  bus.on('call.rule', rule);
   bus.on('call.verdict', verdict);
   bus.on('call.action', action);
   bus.on('call.detector_error', error);
@@ -275,6 +284,7 @@ export function observeCallEvents(bus: CallEventBus): () => void {
     bus.off('call.started', started);
     bus.off('call.ended', ended);
     bus.off('call.answered', answered);
+    bus.off('call.rule', rule);
     bus.off('call.verdict', verdict);
     bus.off('call.action', action);
     bus.off('call.detector_error', error);

@@ -138,6 +138,13 @@ describe('real listen', () => {
       });
     });
     await new Promise((r) => setTimeout(r, 50));
+    const ruleChanges = async () =>
+      Number(
+        /^voiceguard_calls_rule_by_codec_total\{treatment="allow"\} (\S+)$/m.exec(
+          (await h!.app.inject({ url: '/metrics' })).body,
+        )?.[1] ?? 0,
+      );
+    const before = await ruleChanges();
     const callId = 'delayed-offer-1';
     const atMs = Date.now();
     h.bus.emit('call.started', {
@@ -163,6 +170,7 @@ describe('real listen', () => {
     await got;
     res.destroy();
     expect(text).toMatch(/event: call\.rule\ndata: \{[^\n]*"ruleId":"g729-pass"[^\n]*\n/);
+    expect((await ruleChanges()) - before).toBe(1);
     const live = await h.app.inject({ url: '/api/calls/live', headers: h.admin });
     expect((live.json() as { items: unknown[] }).items).toMatchObject([
       { id: callId, ruleId: 'g729-pass', treatment: 'allow', codec: 'g729' },
