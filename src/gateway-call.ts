@@ -44,9 +44,9 @@ export interface GatewayCallDeps {
   /**
    * A delayed offer (an INVITE without SDP): no codec was known when the policy was decided, so the
    * caller's answer (in the ACK, or a PRACK) decides it again with the codec, for rules that match on
-   * codecs. Null for an INVITE with an offer.
+   * codecs; it returns null when the INVITE's rule stands. Null for an INVITE with an offer.
    */
-  decideWithCodec?: ((codec: string) => CodecDecision) | null;
+  decideWithCodec?: ((codec: string) => CodecDecision | null) | null;
   onFinished(): void;
 }
 
@@ -460,7 +460,7 @@ export class GatewayCall {
     if (decide && this.codec && !this.unanalysable && !this.finished) {
       try {
         const next = decide(this.codec);
-        if (next.policy.ruleId !== this.policy.ruleId) {
+        if (next) {
           this.d.logger.info(
             {
               event: 'policy.rule_by_codec',

@@ -11,7 +11,7 @@ import { generateTone } from './audio/tone.js';
 import type { Logger } from './log.js';
 import { compileAddressList, type AddressMatcher } from './policy/address-match.js';
 import type { CallFacts, CallPolicy } from './policy/evaluate.js';
-import { knownCallerPolicy, type CallerHistorySource } from './policy/known-callers.js';
+import { knownCallerPolicy, protectKnownCaller, type CallerHistorySource } from './policy/known-callers.js';
 import { g729Fallback, GatewayCall } from './gateway-call.js';
 import type { MediaRelayLike, MediaSessionLike } from './gateway-types.js';
 import { B2bua } from './sip/b2bua.js';
@@ -618,12 +618,14 @@ export class Gateway {
         hasSdp(rq) || policy.listEntryId !== undefined
           ? null
           : (codec) => {
-              const next = this.knownCallerPolicy(
-                this.deps.policy.evaluate({ ...facts, codec }),
-                fromNumber,
-                direction,
-                log,
-              );
+              const raw = this.deps.policy.evaluate({ ...facts, codec });
+              if (raw.ruleId === policy.ruleId) return null; // the INVITE's rule stands
+              // The caller's history was read for the INVITE's policy if it analysed: the same cap
+              // applies to the new rule, without a second read (or a second call.known_caller line).
+              const next =
+                policy.treatment === 'analyse'
+                  ? protectKnownCaller(raw, policy.knownCaller ?? null, cfg.policy.knownCallers.capAction)
+                  : this.knownCallerPolicy(raw, fromNumber, direction, log);
               const nextAnalyse =
                 next.treatment === 'analyse' && (direction === 'inbound' || cfg.sip.outbound.analyse);
               const nextTreatment =
@@ -632,10 +634,8 @@ export class Gateway {
                   : next.treatment === 'analyse'
                     ? 'analyse'
                     : 'allow';
-              if (next.ruleId !== policy.ruleId) {
-                entry.ruleId = next.ruleId;
-                entry.treatment = nextTreatment;
-              }
+              entry.ruleId = next.ruleId;
+              entry.treatment = nextTreatment;
               return { policy: next, analyse: nextAnalyse, treatment: nextTreatment };
             },
       repeats: this.repeats
