@@ -133,6 +133,40 @@ describe('known callers (policy.knownCallers), onSynthetic=drop', () => {
     expect(again.of('call.action').map((l) => l.action)).not.toContain('drop');
   });
 
+  it('a delayed offer from the known caller that the answer moves to a codec rule keeps the cap', async () => {
+    // The INVITE has no SDP: the default rule decides first, and the caller's history is read for it.
+    // The ACK's PCMU answer then makes the PCMU rule match; the known-caller cap carries over to it.
+    const rule = gw.server.policy.createRule(
+      { name: 'PCMU calls', match: { codecs: ['pcmu'] }, onSynthetic: 'drop', onUnsure: 'log' },
+      'test',
+    );
+    const from = gw.logs.length;
+    try {
+      const r = await sippCall(
+        gw,
+        'pbx-answer.xml',
+        'caller-delayed-offer-from.xml',
+        { dir: tts },
+        { keys: { caller_number: REGULAR }, pauseMs: 9000 },
+      );
+      expectBothPassed(r);
+    } finally {
+      gw.server.policy.deleteRule(rule.id, 'test');
+    }
+    const of = (event: string): LogLine[] => gw.logs.slice(from).filter((l) => l.event === event);
+    expect(of('policy.rule_by_codec')).toMatchObject([
+      { codec: 'pcmu', rule: 'PCMU calls', treatment: 'analyse' },
+    ]);
+    // The history was read once, for the INVITE's rule.
+    expect(of('call.known_caller')).toHaveLength(1);
+    expect(of('call.verdict').map((l) => l.verdict)).toEqual(['synthetic']);
+    expect(of('call.action').map((l) => l.action)).not.toContain('drop');
+    expect(of('call.action').filter((l) => l.cappedFrom === 'drop')).toHaveLength(1);
+    expect(of('call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
+    const stored = await storedCall(String(of('call.started')[0]!.callId));
+    expect(stored).toMatchObject({ ruleId: rule.id, knownCallerCalls: 1, codec: 'pcmu' });
+  });
+
   it('a new caller with the same audio is dropped', async () => {
     const c = await call('+4930987002', tts, true, 9000);
     expect(c.of('call.known_caller')).toEqual([]);
