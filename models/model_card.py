@@ -105,7 +105,8 @@ def uncertainty_lines(ev):
 def baseline_lines(meta, base):
     """The field's standard baseline on the same clips (models/baseline.json, `pipeline.py baseline`), if it was
     scored beside this very model version; a report of another version is left out rather than shown stale."""
-    own = f"model {meta['version']}"
+    # A version that only added bounds (`codec-bound --write`) scores as the one it came from (scoresOf).
+    own = f"model {meta.get('scoresOf', meta['version'])}"
     if not base or own not in base["rows"]:
         return []
     r, g, f = base["rows"][own], base["rows"]["LFCC-GMM"], base["rows"]["fusion"]
@@ -246,6 +247,12 @@ def render(meta, ev, base=None):
         + (f": pooled, and in each validation human population of 50 clips or more ({', '.join(p for p in d['humanPopulations'] if ':' not in p or p.split(':')[0] not in d.get('codecs', []))})"
            + (f", also with every validation human coded by each of {', '.join(d['codecs'])} (a population per codec)" if d.get("codecs") else "") + "."
            if d.get("humanPopulations") else "."),
+        *(
+            ["", "Bounds of its own for callers heard in another codec (`decision.byCodec`, the gateway's defaults for such calls): "
+             + "; ".join(f"{k}: drop at {v['dropLlr']}, warn at {v['warnLlr']}, human at {v['humanLlr']} (fitted on {v['fittedOn']})"
+                         for k, v in d["byCodec"].items()) + "."]
+            if d.get("byCodec") else []
+        ),
         "",
         "Robustness (EER): " + "; ".join(f"{k} {pct(v['eer'])}" for k, v in ev["robustness"].items()) + ".",
         "",
@@ -349,9 +356,13 @@ def render(meta, ev, base=None):
                 + " reached the drop bound, above the 1% and 1.5% gates. A caller on a mobile network or a VoIP app, or whose"
                 " call crossed a G.729 link before the trunk, is at higher risk of a false drop than the headline rate says:"
                 " prefer `warn` where many callers are mobile."
-                + (" For callers the gateway hears in G.729 itself, a rule matching the codec can take bounds fitted for"
-                   " it: docs/tuning.md (G.729 trunks) gives them, measured on that path (EXPERIMENTS.md, twenty-second and"
-                   " twenty-third rounds)." if any(k == "g729" for k, _ in codec_bad) else "")
+                + "".join(
+                    f" Callers the gateway hears in {k.removesuffix('-direct')} take the model's own bounds for it"
+                    f" (`decision.byCodec`): at them, {pct(v['humanFalseDropRateAtCodecBound'])} of test humans and"
+                    f" {pct(v['otherLanguageFalseDropRateAtCodecBound'])} of other-language humans were dropped, and"
+                    f" {pct(v['syntheticCaughtRateAtCodecBound'])} of synthetic clips caught ({k} row of EVAL.md)."
+                    for k, v in (ev.get("mobileCodecs") or {}).items()
+                    if k.endswith("-direct") and "otherLanguageFalseDropRateAtCodecBound" in v)
             ]
             if (codec_bad := [(k, v) for k, v in (ev.get("mobileCodecs") or {}).items() if k != "none"
                               and (v["humanFalseDropRate"] > 0.01 or v.get("otherLanguageFalseDropRate", 0) > 0.015)])

@@ -1159,7 +1159,26 @@ def calibrate(run, clips):
     decision = choose_decision(llrs, labels, HOP / WIN, populations=populations)
     if CODEC_BOUNDS:
         decision["codecs"] = list(MOBILE_CODECS)
+    decision["byCodec"] = {codec: codec_decision(run, [c for c in val if c["label"] == 0], scale, bias, codec)
+                           for codec in GATEWAY_CODECS}
     return scale, bias, decision
+
+
+# Codecs the gateway decodes besides G.711 (media.fallbackCodecs) and that get bounds of their own in the
+# model's JSON (decision.byCodec): the defaults for calls heard in that codec, where the admin has set no
+# thresholds (twenty-fourth round).
+GATEWAY_CODECS = ["g729"]
+
+
+def codec_decision(run, val_humans, scale, bias, codec):
+    """The bound rule (choose_decision) on the validation humans coded through `codec` (dither draw 0), then
+    the G.711 channel (seed 99), under the calibration (scale, bias): the twenty-second round's procedure,
+    checked on the gateway's own path in the twenty-third. The SPRT's other settings are the model's."""
+    ll = score_clips(run, coded_clips(val_humans, codec), seed=99)
+    d = choose_decision([scale * l + bias for l in ll], [0] * len(val_humans), HOP / WIN,
+                        populations=[human_population(c) for c in val_humans])
+    return dict(dropLlr=d["dropLlr"], warnLlr=d["warnLlr"], humanLlr=d["humanLlr"], humanPopulations=d["humanPopulations"],
+                fittedOn=f"{len(val_humans)} validation humans coded through {codec} (dither draw 0), then the G.711 channel (seed 99)")
 
 
 def human_population(c):
@@ -1409,7 +1428,11 @@ CODEC_DRAWS = 3
 # the line's impairments, then G.729 with lost packets concealed by its decoder, and no G.711
 # (channel.g729_trunk_channel; twenty-third round). Each entry: (audio, rng, draw) -> the audio heard.
 DIRECT_CODECS = {"g729-direct": g729_trunk_channel}
-CODEC_METRICS = ("eer", "auc", "tprAt1Fpr", "humanFlaggedRate", "humanFalseDropRate", "syntheticCaughtRate", "otherLanguageFalseDropRate")
+CODEC_METRICS = ("eer", "auc", "tprAt1Fpr", "humanFlaggedRate", "humanFalseDropRate", "syntheticCaughtRate", "otherLanguageFalseDropRate",
+                 "humanFalseDropRateAtCodecBound", "syntheticCaughtRateAtCodecBound", "otherLanguageFalseDropRateAtCodecBound")
+# The rows whose codec has bounds of its own in the model (decision.byCodec), which the gateway applies to
+# such calls: they are also scored at those bounds (the *AtCodecBound metrics).
+CODEC_OF_ROW = {"g729": "g729", "g729-direct": "g729"}
 
 
 def codec_rows(run, cal, d, maxw, test, labels, xtest, plain_ll, plain_xl, draws=None):
@@ -1424,22 +1447,30 @@ def codec_rows(run, cal, d, maxw, test, labels, xtest, plain_ll, plain_xl, draws
     seed) and has no draws."""
     draws = CODEC_DRAWS if draws is None else draws
 
-    def dropped(logit_lists):
-        return np.array([sprt(cal["scale"] * l + cal["bias"], d["dropLlr"], d["humanLlr"], d["evidenceWeight"], maxw)[0] == "synthetic"
+    def dropped(logit_lists, bound=None):
+        b = bound or d
+        return np.array([sprt(cal["scale"] * l + cal["bias"], b["dropLlr"], b["humanLlr"], d["evidenceWeight"], maxw)[0] == "synthetic"
                          for l in logit_lists])
 
-    def one(ll, xl):
+    def one(ll, xl, codec=None):
         s = np.array([float(np.mean(cal["scale"] * l + cal["bias"])) for l in ll])
         dec = dropped(ll)
         row = dict(eer=eer(s, labels), auc=auc(s, labels), tprAt1Fpr=tpr_at(s, labels, 0.01),
                    humanFlaggedRate=float(np.mean(s[labels == 0] > 0)), humanFalseDropRate=float(np.mean(dec[labels == 0])),
                    syntheticCaughtRate=float(np.mean(dec[labels == 1])))
+        own = (d.get("byCodec") or {}).get(CODEC_OF_ROW.get(codec))
+        if own:
+            dec_own = dropped(ll, own)
+            row.update(humanFalseDropRateAtCodecBound=float(np.mean(dec_own[labels == 0])),
+                       syntheticCaughtRateAtCodecBound=float(np.mean(dec_own[labels == 1])))
         groups = {}
         if xtest:
             xd = dropped(xl)
             for c, v in zip(xtest, xd):
                 groups.setdefault(c["system"] if c["system"] != "fillets-dialogues" else f"{c['system']} / {c['group']}", []).append(v)
             row["otherLanguageFalseDropRate"] = float(np.mean(xd))
+            if own:
+                row["otherLanguageFalseDropRateAtCodecBound"] = float(np.mean(dropped(xl, own)))
         return row, groups
 
     def worst(groups, n_draws=1):  # sources or voices with 20 clips or more (each clip counted once per draw)
@@ -1463,7 +1494,7 @@ def codec_rows(run, cal, d, maxw, test, labels, xtest, plain_ll, plain_xl, draws
             else:
                 ll = score_clips(run, coded_clips(test, codec, k), tag=tag)
                 xl = score_clips(run, coded_clips(xtest, codec, k), tag=f"{tag}, other-language humans") if xtest else []
-            r, groups = one(ll, xl)
+            r, groups = one(ll, xl, codec)
             per.append(r)
             for g, v in groups.items():
                 pooled.setdefault(g, []).extend(v)  # equal clips per draw, so the pooled rate is the mean over draws
@@ -1745,15 +1776,17 @@ def write_eval_md(r, meta):
               "packets concealed by its decoder, and no G.711. These codecs are",
               "themselves speech models. Calibration and bounds are the model's, fitted without codecs. Test rows: the",
               "unseen-system test humans and synthetic clips; other-language: the held-out humans above (worst: the source",
-              "or voice with 20 clips or more dropped most often)."]
+              "or voice with 20 clips or more dropped most often). A codec with bounds of its own in the model",
+              "(decision.byCodec; the gateway applies them to calls heard in that codec) is also scored at them."]
         n_draws = max((len(v.get("draws", [])) for v in r["mobileCodecs"].values()), default=0)
         if n_draws > 1:
             L += [f"Each codec cell is the mean over {n_draws} draws of the inaudible dither that quantises the speech to 16 bits",
                   "before the codec (a codec's search can flip on one least significant bit), with the lowest and highest draw",
                   "in brackets; the worst voice is the one with the highest mean over the draws. Draw 0 is sox's own repeatable",
                   "dither (Opus: the float input, undithered; G.729: a seeded triangular dither), the others a seeded triangular dither."]
-        L += ["", "| codec | EER | ROC AUC | TPR @1% FPR | test humans flagged | test humans dropped | synthetic caught | other-language dropped | worst other-language |",
-              "|---|---|---|---|---|---|---|---|---|"]
+        L += ["", "| codec | EER | ROC AUC | TPR @1% FPR | test humans flagged | test humans dropped | synthetic caught | other-language dropped | "
+              "at the codec's own bounds: test humans dropped | synthetic caught | other-language dropped | worst other-language |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
         def cell(v, m):
             x = v.get(m)
@@ -1835,6 +1868,10 @@ def stage_codec_bound(args):
     figures as JSON."""
     if args.direct and args.codec != "g729":
         raise SystemExit("codec-bound --direct: only g729 has a direct path (the gateway's fallback codec)")
+    if args.write and (args.direct or args.codec not in GATEWAY_CODECS):
+        raise SystemExit(f"codec-bound --write: the bounds of one of {GATEWAY_CODECS}, fitted as `all` fits them (without --direct)")
+    if args.write and (not args.version or args.version == json.load(open(os.path.join(HERE, "voiceguard-detector.json")))["version"]):
+        raise SystemExit("codec-bound --write changes the model's decision: give it a new --version")
     meta = json.load(open(os.path.join(HERE, "voiceguard-detector.json")))
     clips, run = committed_model_clips(args, meta, os.path.join(HERE, "voiceguard-detector.onnx"))
     cal, d = meta["calibration"], meta["decision"]
@@ -1849,7 +1886,10 @@ def stage_codec_bound(args):
         return llr(score_clips(run, coded_clips(cs, args.codec, draw), seed=seed))
 
     val_h = [c for c in clips if c["split"] == "val" and c["label"] == 0]
-    fitted = choose_decision(scored(val_h, 99), [0] * len(val_h), HOP / WIN, populations=[human_population(c) for c in val_h])
+    if args.direct:
+        fitted = choose_decision(scored(val_h, 99), [0] * len(val_h), HOP / WIN, populations=[human_population(c) for c in val_h])
+    else:
+        fitted = codec_decision(run, val_h, cal["scale"], cal["bias"], args.codec)
     test = [c for c in clips if c["split"] == "test"]
     xtest = [c for c in clips if c["split"] == "xtest"]
     labels = np.array([c["label"] for c in test])
@@ -1878,6 +1918,15 @@ def stage_codec_bound(args):
                clipLevel=[clip_level(tl) for tl, _ in draws.values()],
                atFitted=at(fitted["dropLlr"]), atG729RuleBound=at(5.25), atAllCodecBound=at(7.0), atModelBound=at(d["dropLlr"]))
     print(json.dumps(out, indent=2))
+    if args.write:
+        # The fitted bounds become the model's own for this codec (decision.byCodec), as `all` and `recal`
+        # fit them; a new version, since the gateway's defaults for such calls change.
+        meta["decision"].setdefault("byCodec", {})[args.codec] = fitted
+        # Weights and calibration stay: reports keyed by a version (baseline.json) still hold for it.
+        meta.setdefault("scoresOf", meta["version"])
+        meta["version"] = args.version
+        json.dump(meta, open(os.path.join(HERE, "voiceguard-detector.json"), "w"), indent=2)
+        log(f"decision.byCodec.{args.codec} written into voiceguard-detector.json (version {args.version}); run `npm run model:eval` next")
 
 
 def stage_eval(args):
@@ -1895,6 +1944,7 @@ def stage_eval(args):
         meta["calibration"].update(scale=scale, bias=bias,
                                    fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups")
         meta["decision"] = decision
+        meta.pop("scoresOf", None)  # the calibration is new: the scores are this version's own
         meta["training"]["humanHeldOut"] = human_held_out()
         meta["version"] = args.version
         meta["recalibratedAt"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -2189,7 +2239,8 @@ def codec_table_check():
     trace_keys(test)
     trace_keys(xtest)
     labels = np.array([c["label"] for c in test])
-    d = dict(dropLlr=1.0, humanLlr=-1.0, evidenceWeight=0.5)
+    # G.729 has bounds of its own (decision.byCodec): its rows are scored at them too, no other row is.
+    d = dict(dropLlr=1.0, humanLlr=-1.0, evidenceWeight=0.5, byCodec={"g729": dict(dropLlr=2.0, warnLlr=1.0, humanLlr=-2.0)})
     cal = dict(scale=1.0, bias=0.0)
 
     def run(w):
@@ -2206,7 +2257,7 @@ def codec_table_check():
             continue
         if len(row["draws"]) != 2:
             raise SystemExit(f"codec table: {codec} has {len(row['draws'])} draws, not 2")
-        for m in CODEC_METRICS:
+        for m in (m for m in CODEC_METRICS if m in row):
             vals = [r[m] for r in row["draws"]]
             if abs(row[m] - float(np.mean(vals))) > 1e-12 or row["range"][m] != [min(vals), max(vals)]:
                 raise SystemExit(f"codec table: {codec} {m} is not the mean and range of its draws")
@@ -2219,7 +2270,13 @@ def codec_table_check():
     differ = {c: any(x["meanLogit"] != y["meanLogit"] for x, y in zip([t for t in trace if t["row"] == f"codec {c}"],
                                                                     [t for t in trace if t["row"] == f"codec {c} draw 1"]))
               for c in [*EVAL_CODECS, *DIRECT_CODECS]}
-    return dict(codecs=sorted(c for c in rows if c != "none"), drawsDiffer=differ, traceRows=len(tags))
+    own = sorted(c for c, row in rows.items() if "humanFalseDropRateAtCodecBound" in row and "otherLanguageFalseDropRateAtCodecBound" in row)
+    # decision.byCodec as `all` and `recal` fit it: the bound rule on humans coded through G.729.
+    fit = codec_decision(run, xtest, 1.0, 0.0, "g729")
+    if not (1.0 <= fit["dropLlr"] <= 15.0 and fit["warnLlr"] == round(fit["dropLlr"] / 2, 2) and fit["humanLlr"] == -fit["dropLlr"]):
+        raise SystemExit(f"decision.byCodec: bounds out of shape: {fit}")
+    return dict(codecs=sorted(c for c in rows if c != "none"), drawsDiffer=differ, traceRows=len(tags), atCodecBound=own,
+                codecDecisionKeys=sorted(fit))
 
 
 def uncertainty_check():
@@ -2358,6 +2415,7 @@ def main():
     p.add_argument("stage", choices=["all", "prep", "eval", "recal", "baseline", "smoke", "codec-bound"])
     p.add_argument("--codec", default="g729", help="codec-bound: the codec of EVAL_CODECS to fit a drop bound for")
     p.add_argument("--direct", action="store_true", help="codec-bound: the gateway's direct G.729 path (no G.711 channel after the codec)")
+    p.add_argument("--write", action="store_true", help="codec-bound: write the fitted bounds into the model's JSON as decision.byCodec (needs --version)")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--vocoded", type=int, default=450)

@@ -35,7 +35,13 @@ describe('model pipeline smoke run', () => {
       };
       decision: { pooled: number; perPopulation: number };
       mobileCodecs: Record<string, number>;
-      codecTable: { codecs: string[]; drawsDiffer: Record<string, boolean>; traceRows: number };
+      codecTable: {
+        codecs: string[];
+        drawsDiffer: Record<string, boolean>;
+        traceRows: number;
+        atCodecBound: string[];
+        codecDecisionKeys: string[];
+      };
       mixup: { convex: boolean; crossClass: boolean; labelsInRange: boolean; parityMaxAbsDiff: number };
       baseline: {
         frames: number[];
@@ -124,36 +130,26 @@ describe('model pipeline smoke run', () => {
     // The mobile/VoIP codecs of the evaluation and of --mobile-codec run (sox, ffmpeg): each gives every clip back
     // aligned and changed (the pipeline stops otherwise); the value is the lowest correlation with the original.
     // g729-direct: the gateway's own G.729 path (codec-bound --direct), lost frames concealed by the decoder.
-    expect(Object.keys(last.mobileCodecs).sort()).toEqual([
-      'amr-nb-12.2',
-      'amr-nb-4.75',
-      'g729',
-      'g729-direct',
-      'gsm-fr',
-      'opus-8k',
-    ]);
+    const codecRows = ['amr-nb-12.2', 'amr-nb-4.75', 'g729', 'g729-direct', 'gsm-fr', 'opus-8k'];
+    expect(Object.keys(last.mobileCodecs).sort()).toEqual(codecRows);
     for (const r of Object.values(last.mobileCodecs)) expect(r).toBeGreaterThan(0.5);
     // The codec table averages dither draws: with two draws on a toy scorer, every codec row is the mean and
     // range of its draws (the pipeline stops otherwise), draw 1 scores differently from draw 0 for every codec,
     // and both draws of the test and other-language rows are in the trace.
     // g729-direct: the gateway's own G.729 path (no G.711 after the codec), a row of the table since the
     // twenty-third round.
-    expect(last.codecTable.codecs).toEqual([
-      'amr-nb-12.2',
-      'amr-nb-4.75',
-      'g729',
-      'g729-direct',
-      'gsm-fr',
-      'opus-8k',
+    expect(last.codecTable.codecs).toEqual(codecRows);
+    expect(last.codecTable.drawsDiffer).toEqual(Object.fromEntries(codecRows.map((c) => [c, true])));
+    // A codec with bounds of its own (decision.byCodec: G.729) has its rows scored at them too, and no other.
+    expect(last.codecTable.atCodecBound).toEqual(['g729', 'g729-direct']);
+    // decision.byCodec's entries, as calibration fits them (bounds in shape, checked by the pipeline).
+    expect(last.codecTable.codecDecisionKeys).toEqual([
+      'dropLlr',
+      'fittedOn',
+      'humanLlr',
+      'humanPopulations',
+      'warnLlr',
     ]);
-    expect(last.codecTable.drawsDiffer).toEqual({
-      'amr-nb-12.2': true,
-      'amr-nb-4.75': true,
-      g729: true,
-      'g729-direct': true,
-      'gsm-fr': true,
-      'opus-8k': true,
-    });
     expect(last.codecTable.traceRows).toBe(24);
     // --mixup: every mixed crop is a convex combination of two crops of the batch with its label mixed by the
     // same weight, some across the classes; a net trained with it exports and matches onnxruntime.
