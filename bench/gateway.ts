@@ -35,7 +35,7 @@ import { loadG729 } from '../src/audio/g729.js';
 import { decodeWav } from '../src/audio/wav.js';
 import { audioSdp, G729, headerLines, headerValue, PCMU, sdpAudioPort } from './sip-text.js';
 
-type Mode = 'baseline' | 'analysed';
+export type Mode = 'baseline' | 'analysed';
 
 const FIXTURES = [
   'human-librispeech-1.wav',
@@ -148,7 +148,8 @@ interface Slot {
   cseq: number;
 }
 
-interface RunResult {
+/** One mode's figures, as the JSON on stdout gives them (`results`). */
+export interface RunResult {
   mode: Mode;
   calls: number;
   holdS: number;

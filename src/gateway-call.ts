@@ -451,8 +451,9 @@ export class GatewayCall {
 
   /**
    * A delayed offer's answer has come: the policy is decided again with its codec. Another rule that
-   * matches now (one that names codecs) replaces the INVITE's: its thresholds and actions, or no
-   * analysis (analyse: false). Then what waited for the answer goes on. A fault keeps the INVITE's rule.
+   * matches now (one that names codecs), or the model's bounds for that codec, replace the INVITE's
+   * decision: thresholds and actions, or no analysis (analyse: false). Then what waited for the answer
+   * goes on. A fault keeps the INVITE's decision.
    */
   private settleCodecRule(): void {
     this.awaitingAnswer = false;
@@ -468,8 +469,11 @@ export class GatewayCall {
               rule: next.policy.ruleName,
               previousRule: this.policy.ruleName,
               treatment: next.treatment,
+              thresholds: next.policy.thresholds,
+              ...(next.policy.codecBounds ? { codecBounds: next.policy.codecBounds } : {}),
             },
-            `delayed offer answered in ${this.codec}: rule ${next.policy.ruleName} applies`,
+            `delayed offer answered in ${this.codec}: rule ${next.policy.ruleName} applies` +
+              (next.policy.codecBounds ? ` with the model's ${next.policy.codecBounds} bounds` : ''),
           );
           this.policy = next.policy;
           this.analyse = next.analyse;

@@ -513,6 +513,7 @@ export class Gateway {
         from: cfg.privacy.pseudonymiseNumbers ? facts.fromPseudonym : fromNumber,
         to: this.hideNumber(toNumber),
         treatment,
+        ...(policy.codecBounds ? { codecBounds: policy.codecBounds } : {}),
         // A list entry's pattern may be the caller's number: name the entry instead.
         rule:
           policy.listEntryId && cfg.privacy.pseudonymiseNumbers
@@ -612,14 +613,21 @@ export class Gateway {
       warnAudio,
       dropAudio: this.deps.dropAnnouncement ?? null,
       pbxLeg: direction === 'inbound' ? 'b' : 'a',
-      // A delayed offer: rules that name codecs are matched again once the answer names the codec.
-      // List entries match numbers only, so a call a list decided stays decided.
+      // A delayed offer: the rules (some name codecs) and the model's bounds per codec are applied again
+      // once the answer names the codec. List entries match numbers only: a call a list decided stays so.
       decideWithCodec:
         hasSdp(rq) || policy.listEntryId !== undefined
           ? null
           : (codec) => {
               const raw = this.deps.policy.evaluate({ ...facts, codec });
-              if (raw.ruleId === policy.ruleId) return null; // the INVITE's rule stands
+              const t = raw.thresholds;
+              const u = policy.thresholds;
+              const same =
+                t.dropLlr === u.dropLlr &&
+                t.warnLlr === u.warnLlr &&
+                t.humanLlr === u.humanLlr &&
+                t.maxListenMs === u.maxListenMs;
+              if (raw.ruleId === policy.ruleId && same) return null; // the INVITE's rule and bounds stand
               // The caller's history was read for the INVITE's policy if it analysed: the same cap
               // applies to the new rule, without a second read (or a second call.known_caller line).
               const next =

@@ -69,6 +69,12 @@ export const DefaultsJson = {
     onRepeat: action,
     analyse: { type: 'boolean' },
     retainAudioSeconds: int,
+    byCodec: {
+      type: 'object',
+      description:
+        "Thresholds of calls heard in a codec the model has bounds of its own for (its metadata's decision.byCodec), under the config's and the stored override's",
+      additionalProperties: thresholdsJson,
+    },
   },
   required: ['thresholds', 'onSynthetic', 'onUnsure', 'onError', 'onRepeat', 'analyse', 'retainAudioSeconds'],
 };

@@ -46,6 +46,13 @@ export const ModelMetadataSchema = z.object({
     humanLlr: z.number(),
     maxListenMs: z.number().int().positive(),
     evidenceWeight: z.number().positive().max(1),
+    /**
+     * Bounds of the model's own for calls heard in a codec other than G.711 (e.g. g729), fitted on
+     * validation humans coded through it: the gateway's defaults for such calls.
+     */
+    byCodec: z
+      .record(z.string(), z.object({ dropLlr: z.number(), warnLlr: z.number(), humanLlr: z.number() }))
+      .optional(),
   }),
   training: z.record(z.string(), z.unknown()).optional(),
   metrics: z.record(z.string(), z.unknown()).optional(),

@@ -62,6 +62,11 @@ export interface CallPolicy {
   maxAction?: PolicyAction;
   /** What made the caller known, when maxAction comes from their history. */
   knownCaller?: KnownCaller;
+  /**
+   * The codec whose own model bounds the thresholds come from (PolicyDefaults.byCodec), where neither
+   * the rule nor the admin set them; unset = the generic ones.
+   */
+  codecBounds?: string;
 }
 
 export type DetectorEvent =
@@ -115,7 +120,7 @@ export interface SnapshotInput {
 
 /** Merges threshold/action sources, later ones winning: model metadata, config, stored override. */
 export function resolveDefaults(
-  model: Partial<Thresholds> | null,
+  model: (Partial<Thresholds> & { byCodec?: Record<string, Partial<Thresholds>> }) | null,
   config: DefaultsOverride & {
     onSynthetic: PolicyAction;
     onUnsure: PolicyAction;
@@ -155,6 +160,13 @@ export function resolveDefaults(
   };
   const issues = checkThresholds(defaults.thresholds, '');
   if (issues.length) throw new PolicyValidationError(issues);
+  // The model's bounds for a codec replace its generic ones, below the config and the stored defaults.
+  const byCodec: Record<string, Thresholds> = {};
+  for (const [codec, own] of Object.entries(model?.byCodec ?? {})) {
+    const t = mergeThresholds(mergeThresholds({ ...defaults.thresholds }, own), pickSet(config, override));
+    if (checkThresholds(t, '').length === 0) byCodec[codec] = t;
+  }
+  if (Object.keys(byCodec).length) defaults.byCodec = byCodec;
   return defaults;
 }
 
@@ -209,6 +221,16 @@ export function checkRulesAgainstDefaults(
       message: `rule '${r.id}' (${r.name}) would become invalid: ${i.message}`,
     })),
   );
+}
+
+/** The thresholds the config or the stored override set (the admin's), the override winning. */
+function pickSet(config: Partial<Thresholds>, override: Partial<Thresholds> | null): Partial<Thresholds> {
+  const out: Partial<Thresholds> = {};
+  for (const k of ['dropLlr', 'warnLlr', 'humanLlr', 'maxListenMs'] as const) {
+    const v = override?.[k] ?? config[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
 }
 
 function mergeThresholds(base: Thresholds, over: Partial<Thresholds>): Thresholds {
@@ -267,14 +289,16 @@ export function compileSnapshot(input: SnapshotInput): PolicySnapshot {
   });
 }
 
-function basePolicy(s: PolicySnapshot): CallPolicy {
+function basePolicy(s: PolicySnapshot, codec?: string | null): CallPolicy {
   const d = s.defaults;
+  const own = codec ? d.byCodec?.[codec] : undefined;
   return {
     treatment: d.analyse ? 'analyse' : 'allow',
     denyStatus: null,
     ruleId: null,
     ruleName: 'defaults',
-    thresholds: { ...d.thresholds },
+    thresholds: { ...(own ?? d.thresholds) },
+    ...(own ? { codecBounds: codec! } : {}),
     onSynthetic: d.onSynthetic,
     onUnsure: d.onUnsure,
     onError: d.onError,
@@ -322,9 +346,30 @@ export function evaluatePolicy(snapshot: PolicySnapshot, facts: CallFacts): Call
       const t = local;
       if (!c.schedule.some((r) => rangeMatches(r, t))) continue;
     }
-    return { ...c.policy, thresholds: { ...c.policy.thresholds } };
+    return withCodecBounds(snapshot, c, facts.codec);
   }
-  return basePolicy(snapshot);
+  return basePolicy(snapshot, facts.codec);
+}
+
+/**
+ * A matching rule's policy for a call heard in `codec`: the thresholds the rule leaves out come from the
+ * codec's own defaults where there are such (PolicyDefaults.byCodec) and the result stays in order;
+ * else, and for other codecs, from the generic ones as compiled.
+ */
+function withCodecBounds(s: PolicySnapshot, c: CompiledRule, codec: string | null | undefined): CallPolicy {
+  const own = codec ? s.defaults.byCodec?.[codec] : undefined;
+  if (own && c.policy.treatment === 'analyse') {
+    const t = mergeThresholds(own, c.rule.thresholds);
+    const g = c.policy.thresholds;
+    const differs =
+      t.dropLlr !== g.dropLlr ||
+      t.warnLlr !== g.warnLlr ||
+      t.humanLlr !== g.humanLlr ||
+      t.maxListenMs !== g.maxListenMs;
+    if (differs && checkThresholds(t, '').length === 0)
+      return { ...c.policy, thresholds: t, codecBounds: codec! };
+  }
+  return { ...c.policy, thresholds: { ...c.policy.thresholds } };
 }
 
 /** How strong an action is: a cap lets through what is at most as strong. */

@@ -45,8 +45,11 @@ export class PolicyConflictError extends Error {
 export interface PolicyServiceOptions {
   config: Config['policy'];
   store: Store;
-  /** The model metadata `decision` block: thresholds the config leaves out come from here. */
-  modelDecision: Partial<Thresholds> | null;
+  /**
+   * The model metadata `decision` block: thresholds the config leaves out come from here, for calls
+   * heard in a codec of its `byCodec` from there.
+   */
+  modelDecision: (Partial<Thresholds> & { byCodec?: Record<string, Partial<Thresholds>> }) | null;
   logger: Logger;
 }
 
@@ -92,11 +95,19 @@ export class PolicyService {
 
   private build(): PolicySnapshot {
     const store = this.opts.store;
+    const defaults = this.defaultsWith(store.getDefaultsOverride());
+    for (const codec of Object.keys(this.opts.modelDecision?.byCodec ?? {})) {
+      if (!defaults.byCodec?.[codec])
+        this.opts.logger.warn(
+          { event: 'policy.codec_bounds_unused', codec },
+          `the model's ${codec} bounds would be out of order under the configured thresholds: ${codec} calls use the generic ones`,
+        );
+    }
     return compileSnapshot({
       version: ++this.version,
       timeZone: this.opts.config.timeZone,
       denyStatus: this.opts.config.denyStatus,
-      defaults: this.defaultsWith(store.getDefaultsOverride()),
+      defaults,
       rules: store.listRules(),
       allow: store.listEntries('allow'),
       deny: store.listEntries('deny'),

@@ -168,6 +168,12 @@ export type DefaultsOverride = z.infer<typeof DefaultsInputSchema>;
 
 export interface PolicyDefaults {
   thresholds: Thresholds;
+  /**
+   * The thresholds of calls heard in a codec that the model has bounds of its own for (its metadata's
+   * decision.byCodec, e.g. g729): they stand in for the model's generic bounds, under whatever the
+   * config and the stored defaults set. Absent: no such codec (or its bounds would be out of order).
+   */
+  byCodec?: Record<string, Thresholds>;
   onSynthetic: PolicyAction;
   onUnsure: PolicyAction;
   onError: PolicyAction;

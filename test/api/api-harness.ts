@@ -12,7 +12,13 @@ import { PolicyService } from '../../src/policy/policy-service.js';
 import { Store } from '../../src/store/store.js';
 
 export const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
-export const MODEL_DECISION = { dropLlr: 8, warnLlr: 4, humanLlr: -6, maxListenMs: 10_000 };
+export const MODEL_DECISION = {
+  dropLlr: 8,
+  warnLlr: 4,
+  humanLlr: -6,
+  maxListenMs: 10_000,
+  byCodec: { g729: { dropLlr: 12, warnLlr: 6, humanLlr: -12 } },
+};
 
 export interface Harness {
   app: FastifyInstance;

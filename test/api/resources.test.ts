@@ -202,6 +202,10 @@ describe('policy and lists through the API', () => {
       effective: { onSynthetic: 'drop', onRepeat: 'drop', thresholds: { dropLlr: 10, warnLlr: 4 } },
       override: { onSynthetic: 'drop', dropLlr: 10, onRepeat: 'drop' },
     });
+    // The model's G.729 bounds, under the stored dropLlr.
+    expect(r.json().effective.byCodec).toEqual({
+      g729: { dropLlr: 10, warnLlr: 6, humanLlr: -12, maxListenMs: 10_000 },
+    });
     const back = (await get('/api/policy/defaults', h.viewer)).json();
     expect(back).toMatchObject({
       effective: { onRepeat: 'drop', thresholds: { dropLlr: 10 } },

@@ -251,6 +251,8 @@ describe('console with 400 calls', () => {
     const saved = await api<{ effective: { thresholds: { dropLlr: number } } }>(c, '/api/policy/defaults');
     expect(saved.effective.thresholds.dropLlr).toBe(9.5);
     await expect.poll(() => text(page, '#defaults-effective')).toContain('drop 9.5');
+    // The model's G.729 bounds (the harness model has them), under the saved drop bound.
+    expect(await text(page, '#defaults-effective')).toContain('G.729 calls: drop 9.5, warn 6.0, human -12.0');
 
     // Out of range: the ajv message, placed at the field.
     await page.fill('#defaults-form input[name="dropLlr"]', '5000');
@@ -726,6 +728,12 @@ describe('console with 400 calls', () => {
     await page.waitForSelector('#hist-chart canvas');
     const g729 = await api<TuningReport>(c, '/api/tuning?codec=g729');
     expect(g729.analysedCalls).toBe(10);
+    // The sliders start at the bounds G.729 calls are judged with: the model's own for G.729.
+    const d = await api<{
+      effective: { thresholds: { dropLlr: number }; byCodec: { g729: { dropLlr: number } } };
+    }>(c, '/api/policy/defaults');
+    expect(d.effective.byCodec.g729.dropLlr).not.toBe(d.effective.thresholds.dropLlr);
+    expect(Number(await page.inputValue('#drop-slider'))).toBe(d.effective.byCodec.g729.dropLlr);
     expect(g729.labelled.human + g729.labelled.robot).toBe(10);
     await expect.poll(() => count(page, '#n-analysed')).toBe(10);
     expect(await count(page, '#n-humans')).toBe(g729.labelled.human);

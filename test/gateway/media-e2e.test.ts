@@ -45,7 +45,13 @@ const modelOverrides = {
   'detector.metadataPath': MODEL.replace(/\.onnx$/, '.json'),
 };
 const metadata = JSON.parse(readFileSync(modelOverrides['detector.metadataPath'], 'utf8')) as {
-  decision: { maxListenMs: number; dropLlr: number; warnLlr: number; humanLlr: number };
+  decision: {
+    maxListenMs: number;
+    dropLlr: number;
+    warnLlr: number;
+    humanLlr: number;
+    byCodec?: Record<string, { dropLlr: number; warnLlr: number; humanLlr: number }>;
+  };
 };
 
 function fixture(prefix: string): string {
@@ -630,6 +636,8 @@ describe('media end to end, a G.729-only caller (bcg729), policy onSynthetic=war
   it('a TTS voice in G.729 is analysed and warned, and the two-tone warning reaches the PBX as G.729', async () => {
     expect(gw.events('media.g729_ready')).toHaveLength(1); // the startup log says the decoder loaded
     const { from, rtp, scored, verdicts, actions } = await g729Call(tts);
+    // No rule names G.729: the model's own G.729 bounds (decision.byCodec) are the call's.
+    expect(since(gw, from, 'call.started')).toMatchObject([{ codecBounds: 'g729' }]);
     expect(scored).toBeGreaterThanOrEqual(1);
     expect(verdicts).toMatchObject([{ verdict: 'synthetic', codec: 'g729' }]);
     expect(actions).toEqual(['warn']);
@@ -707,6 +715,33 @@ describe('media end to end, a G.729-only caller (bcg729), policy onSynthetic=war
       if (r.status === 200) stored = ((await r.json()) as { call: Record<string, unknown> }).call;
     }
     expect(stored).toMatchObject({ ruleId: rule.id, treatment: 'analyse', codec: 'g729' });
+  });
+
+  it("a delayed offer answered in G.729 with no rule for it takes the model's G.729 bounds from the answer on", async () => {
+    const from = gw.logs.length;
+    const pauseMs = Math.min(tts.durationMs - 300, metadata.decision.maxListenMs + 1000);
+    await codecCaller(gw, 'caller-g729-delayed-offer.xml', g729Payloads(tts.samples), 18, pauseMs);
+    await pbx.ended(3000);
+    // At the INVITE no codec was known: the generic bounds. The answer's G.729 brings the model's own.
+    const started = since(gw, from, 'call.started');
+    expect(started).toHaveLength(1);
+    expect(started[0]!.codecBounds).toBeUndefined();
+    const g729Bounds = metadata.decision.byCodec!.g729!;
+    expect(since(gw, from, 'policy.rule_by_codec')).toMatchObject([
+      {
+        codec: 'g729',
+        rule: 'defaults',
+        previousRule: 'defaults',
+        codecBounds: 'g729',
+        thresholds: {
+          dropLlr: g729Bounds.dropLlr,
+          warnLlr: g729Bounds.warnLlr,
+          humanLlr: g729Bounds.humanLlr,
+        },
+      },
+    ]);
+    expect(since(gw, from, 'call.verdict')).toMatchObject([{ codec: 'g729' }]);
+    expect(since(gw, from, 'call.ended').map((l) => l.reason)).toEqual(['bye-caller']);
   });
 
   it('a delayed offer answered in G.729 that a rule with analyse: false matches is relayed unanalysed', async () => {

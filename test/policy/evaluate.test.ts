@@ -239,6 +239,53 @@ describe('evaluatePolicy: rules', () => {
   });
 });
 
+describe("evaluatePolicy: a codec's own bounds (PolicyDefaults.byCodec)", () => {
+  const g729 = { dropLlr: 12, warnLlr: 6, humanLlr: -12, maxListenMs: 10_000 };
+  const withCodec: PolicyDefaults = { ...defaults, byCodec: { g729 } };
+
+  it('the defaults of a call heard in that codec are its bounds, and say so; other codecs keep the generic ones', () => {
+    const s = snap([], [], [], 'UTC', withCodec);
+    expect(evaluatePolicy(s, facts({ codec: 'g729' }))).toMatchObject({
+      thresholds: g729,
+      codecBounds: 'g729',
+    });
+    const pcmu = evaluatePolicy(s, facts({ codec: 'pcmu' }));
+    expect(pcmu.thresholds).toEqual(defaults.thresholds);
+    expect(pcmu.codecBounds).toBeUndefined();
+    expect(evaluatePolicy(s, facts({ codec: null })).codecBounds).toBeUndefined();
+  });
+
+  it("a rule's own thresholds win; the ones it leaves out come from the codec's bounds if they stay in order", () => {
+    const s = snap(
+      [
+        rule('drop-only', 1, { match: { trunks: ['a'] }, thresholds: { dropLlr: 20 } }),
+        rule('all-three', 2, {
+          match: { trunks: ['b'] },
+          thresholds: { dropLlr: 9, warnLlr: 5, humanLlr: -9 },
+        }),
+        rule('low-drop', 3, { match: { trunks: ['c'] }, thresholds: { dropLlr: 5 } }),
+        rule('pass', 4, { match: { trunks: ['d'] }, analyse: false }),
+      ],
+      [],
+      [],
+      'UTC',
+      withCodec,
+    );
+    expect(evaluatePolicy(s, facts({ trunk: 'a', codec: 'g729' }))).toMatchObject({
+      thresholds: { dropLlr: 20, warnLlr: 6, humanLlr: -12 },
+      codecBounds: 'g729',
+    });
+    const all = evaluatePolicy(s, facts({ trunk: 'b', codec: 'g729' }));
+    expect(all.thresholds).toMatchObject({ dropLlr: 9, warnLlr: 5, humanLlr: -9 });
+    expect(all.codecBounds).toBeUndefined();
+    // warn 6 above the rule's drop 5: the rule keeps the generic warn 4 (valid as the rule was validated).
+    const low = evaluatePolicy(s, facts({ trunk: 'c', codec: 'g729' }));
+    expect(low.thresholds).toMatchObject({ dropLlr: 5, warnLlr: 4, humanLlr: -6 });
+    expect(low.codecBounds).toBeUndefined();
+    expect(evaluatePolicy(s, facts({ trunk: 'd', codec: 'g729' })).codecBounds).toBeUndefined();
+  });
+});
+
 describe('nextAction', () => {
   const ACTIONS: PolicyAction[] = ['drop', 'warn', 'log'];
   const EVENTS: [string, DetectorEvent][] = [
@@ -337,6 +384,20 @@ describe('resolveDefaults and validateRule', () => {
     const d = resolveDefaults(model, { ...cfg, dropLlr: 10 }, { warnLlr: 5, onError: 'drop' });
     expect(d.thresholds).toEqual({ dropLlr: 10, warnLlr: 5, humanLlr: -6, maxListenMs: 10_000 });
     expect(d.onError).toBe('drop');
+  });
+
+  it("a codec's own model bounds replace the model's generic ones, under the admin's values", () => {
+    const byCodec = { g729: { dropLlr: 12, warnLlr: 6, humanLlr: -12 } };
+    expect(resolveDefaults({ ...model, byCodec }, cfg, null).byCodec).toEqual({
+      g729: { dropLlr: 12, warnLlr: 6, humanLlr: -12, maxListenMs: 10_000 },
+    });
+    // The config sets dropLlr, the stored override humanLlr: those hold for every codec.
+    const d = resolveDefaults({ ...model, byCodec }, { ...cfg, dropLlr: 14 }, { humanLlr: -9 });
+    expect(d.thresholds).toEqual({ dropLlr: 14, warnLlr: 4, humanLlr: -9, maxListenMs: 10_000 });
+    expect(d.byCodec).toEqual({ g729: { dropLlr: 14, warnLlr: 6, humanLlr: -9, maxListenMs: 10_000 } });
+    // Out of order under the admin's values (warn 6 above their drop 5): that codec keeps the generic ones.
+    expect(resolveDefaults({ ...model, byCodec }, { ...cfg, dropLlr: 5 }, null).byCodec).toBeUndefined();
+    expect(resolveDefaults(model, cfg, null).byCodec).toBeUndefined();
   });
 
   it('names thresholds missing everywhere', () => {

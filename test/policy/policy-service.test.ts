@@ -1,6 +1,8 @@
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
+import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load-config.js';
 import { silentLogger } from '../../src/log.js';
@@ -33,6 +35,50 @@ function service(policy: Record<string, unknown> = {}) {
   const cfg = validateConfig({ policy });
   return new PolicyService({ config: cfg.policy, store, modelDecision: MODEL, logger: silentLogger });
 }
+
+describe("PolicyService: the model's bounds for a codec (decision.byCodec)", () => {
+  const model = { ...MODEL, byCodec: { g729: { dropLlr: 12, warnLlr: 6, humanLlr: -12 } } };
+  function withLog(policy: Record<string, unknown>) {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+          cb();
+        },
+      }),
+    );
+    const cfg = validateConfig({ policy });
+    return { svc: new PolicyService({ config: cfg.policy, store, modelDecision: model, logger }), lines };
+  }
+
+  it('a G.729 call takes them; a G.711 call the generic ones; the stored defaults win over both', () => {
+    const { svc, lines } = withLog({});
+    expect(svc.evaluate({ ...facts(), codec: 'g729' })).toMatchObject({
+      thresholds: { dropLlr: 12, warnLlr: 6, humanLlr: -12 },
+      codecBounds: 'g729',
+    });
+    expect(svc.evaluate({ ...facts(), codec: 'pcma' }).thresholds).toMatchObject({ dropLlr: 8, warnLlr: 4 });
+    expect(svc.defaults().effective.byCodec).toEqual({
+      g729: { dropLlr: 12, warnLlr: 6, humanLlr: -12, maxListenMs: 10_000 },
+    });
+    svc.setDefaults({ humanLlr: -3 }, 'test');
+    expect(svc.evaluate({ ...facts(), codec: 'g729' }).thresholds).toMatchObject({
+      dropLlr: 12,
+      humanLlr: -3,
+    });
+    expect(lines.filter((l) => l.event === 'policy.codec_bounds_unused')).toEqual([]);
+  });
+
+  it('out of order under the configured thresholds: G.729 calls keep the generic ones, and the log says so', () => {
+    const { svc, lines } = withLog({ defaults: { dropLlr: 5 } });
+    const p = svc.evaluate({ ...facts(), codec: 'g729' });
+    expect(p.thresholds).toMatchObject({ dropLlr: 5, warnLlr: 4, humanLlr: -6 });
+    expect(p.codecBounds).toBeUndefined();
+    expect(lines.filter((l) => l.event === 'policy.codec_bounds_unused')).toMatchObject([{ codec: 'g729' }]);
+  });
+});
 
 describe('PolicyService', () => {
   it('applies rule changes to new calls; a live call keeps the policy it was given', () => {

@@ -19,6 +19,8 @@ import {
   toast,
 } from './lib.js';
 
+/** How the console names the codecs of the model's own bounds (effective.byCodec). */
+const CODEC_NAMES = { g729: 'G.729' };
 const ACTIONS = [
   ['', 'inherit'],
   ['drop', 'drop'],
@@ -67,7 +69,13 @@ function defaultsForm(d, onSaved) {
       { style: 'margin-top:12px' },
       h(
         'span.muted#defaults-effective',
-        `Effective now: drop ${fmtLlr(e.thresholds.dropLlr)}, warn ${fmtLlr(e.thresholds.warnLlr)}, human ${fmtLlr(e.thresholds.humanLlr)}, on synthetic ${e.onSynthetic}, on repeated audio ${e.onRepeat}. Empty fields inherit config, then model.`,
+        `Effective now: drop ${fmtLlr(e.thresholds.dropLlr)}, warn ${fmtLlr(e.thresholds.warnLlr)}, human ${fmtLlr(e.thresholds.humanLlr)}, on synthetic ${e.onSynthetic}, on repeated audio ${e.onRepeat}. Empty fields inherit config, then model.` +
+          Object.entries(e.byCodec ?? {})
+            .map(
+              ([codec, t]) =>
+                ` ${CODEC_NAMES[codec] ?? codec} calls: drop ${fmtLlr(t.dropLlr)}, warn ${fmtLlr(t.warnLlr)}, human ${fmtLlr(t.humanLlr)} (the model's bounds for that codec, under the fields above).`,
+            )
+            .join(''),
       ),
       h('div.spacer'),
       h('button.btn#save-defaults', { type: 'submit', ...adminOnly() }, 'Save defaults'),

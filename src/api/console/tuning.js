@@ -110,7 +110,8 @@ export async function tuningView(params = new URLSearchParams()) {
     location.hash = `#/tuning${q.size ? `?${q}` : ''}`;
   };
   const d = await defaults(true);
-  const th = d.effective.thresholds;
+  // G.729 calls are judged with the model's G.729 bounds where it has them (effective.byCodec).
+  const th = (codec === 'g729' && d.effective.byCodec?.g729) || d.effective.thresholds;
   const [data, allowList] = await Promise.all([
     get(`/api/tuning?${range.slice(1)}`),
     get('/api/lists/allow'),
