@@ -101,6 +101,17 @@ async function runAnalyze(files: string[], opts: AnalyzeOptions): Promise<number
         .replace('maxListenMs', '--max-listen-ms'),
     );
   }
+  // Without explicit bounds, a stream in a codec that the model has bounds of its own for (G.729) is
+  // judged with those, as the gateway judges such a call.
+  const explicit = opts.thresholdDrop !== undefined || opts.thresholdHuman !== undefined;
+  const codecThresholds = explicit
+    ? undefined
+    : Object.fromEntries(
+        Object.entries(metadata.decision.byCodec ?? {}).map(([codec, b]) => [
+          codec,
+          { ...thresholds, upperLlr: b.dropLlr, lowerLlr: b.humanLlr },
+        ]),
+      );
   const jobsOpt = num(opts.jobs, '--jobs');
   if (jobsOpt !== undefined && !(Number.isInteger(jobsOpt) && jobsOpt >= 1))
     throw new UsageError('--jobs must be a whole number >= 1');
@@ -110,6 +121,7 @@ async function runAnalyze(files: string[], opts: AnalyzeOptions): Promise<number
     file,
     allStreams: Boolean(opts.allStreams),
     thresholds,
+    ...(codecThresholds ? { codecThresholds } : {}),
     plotDir: opts.plot ?? null,
     vad: detector.vad,
   });

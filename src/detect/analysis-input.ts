@@ -12,6 +12,8 @@ export interface AnalysisInput {
   /** null for the file's only/caller stream; a description of the stream with allStreams. */
   stream: string | null;
   samples8k: Float32Array;
+  /** The stream's codec in a capture ('pcmu', 'pcma', 'g729'); null for an audio file. */
+  codec: string | null;
 }
 
 export class InputError extends Error {
@@ -45,7 +47,10 @@ export async function loadAnalysisInputs(
   opts: { allStreams: boolean },
 ): Promise<AnalysisInputs> {
   if (!(await isCaptureFile(path))) {
-    return { inputs: [{ stream: null, samples8k: to8k(await loadAudioFile(path)) }], warnings: [] };
+    return {
+      inputs: [{ stream: null, samples8k: to8k(await loadAudioFile(path)), codec: null }],
+      warnings: [],
+    };
   }
   // Loaded on first use, so WAV analysis never waits for (or trips over) the capture readers.
   const [{ scanCapture }, { RtpStreamCollector }] = await Promise.all([
@@ -66,6 +71,7 @@ export async function loadAnalysisInputs(
     inputs: chosen.map((s) => ({
       stream: opts.allStreams ? describeStream(s) : null,
       samples8k: s.samples8k,
+      codec: s.codec,
     })),
     warnings: [
       ...capture.warnings,

@@ -14,6 +14,11 @@ export interface AnalyzeFileJob {
   file: string;
   allStreams: boolean;
   thresholds: AnalysisThresholds;
+  /**
+   * A capture's stream in one of these codecs is judged with its thresholds instead (the model's bounds
+   * for that codec, decision.byCodec, as the gateway judges such a call); absent with explicit thresholds.
+   */
+  codecThresholds?: Record<string, AnalysisThresholds>;
   /** Write one SVG per stream here, or null. */
   plotDir: string | null;
   vad: Partial<VadOptions>;
@@ -40,7 +45,8 @@ export async function runAnalyzeFileJob(engine: DetectorEngine, job: AnalyzeFile
     const { inputs, warnings } = await loadAnalysisInputs(job.file, { allStreams: job.allStreams });
     const reports: StreamReport[] = [];
     for (const [i, input] of inputs.entries()) {
-      const a = await analyzeSamples(engine, input.samples8k, job.thresholds, `${job.file}#${i}`);
+      const thresholds = (input.codec && job.codecThresholds?.[input.codec]) || job.thresholds;
+      const a = await analyzeSamples(engine, input.samples8k, thresholds, `${job.file}#${i}`);
       let plotFile: string | null = null;
       if (job.plotDir) {
         await mkdir(job.plotDir, { recursive: true });
@@ -51,7 +57,7 @@ export async function runAnalyzeFileJob(engine: DetectorEngine, job: AnalyzeFile
           title,
           analysis: a,
           series: plotSeries(input.samples8k, job.vad),
-          thresholds: job.thresholds,
+          thresholds,
         });
         await writeFile(plotFile, svg);
       }

@@ -6,6 +6,7 @@ import { speechLikeSignal } from '../../bench/detect-signal.js';
 import { buildUdpFrame, writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { encodeWav16 } from '../../src/audio/wav.js';
 import { pcapRecords, throughG711, tool, writePcap } from '../audio/capture-helpers.js';
+import { loadAudioFile, to8k } from '../../src/audio/load-audio.js';
 import { MODEL_PATH } from '../detect/helpers.js';
 import { analyze, CLI, jsonLines } from './run-analyze.js';
 
@@ -131,5 +132,52 @@ describe('voiceguard analyze on captures', () => {
       `voiceguard analyze: ${cut}: warning: capture ends mid-packet (truncated file); read the 600 packets before the cut`,
       `voiceguard analyze: ${corrupt}: corrupt pcap record 1 at byte 24 (captured length 2147483647)`,
     ]);
+  });
+
+  it("a G.729 stream is judged with the model's G.729 bounds, as the gateway judges such a call", async () => {
+    const meta = JSON.parse(readFileSync(MODEL_PATH.replace(/\.onnx$/, '.json'), 'utf8')) as {
+      decision: {
+        dropLlr: number;
+        humanLlr: number;
+        byCodec: { g729: { dropLlr: number; humanLlr: number } };
+      };
+    };
+    const g729 = meta.decision.byCodec.g729;
+    const file = join(dir, 'g729.pcap');
+    const samples = to8k(await loadAudioFile('test/fixtures/synthetic-mimic3-1.wav'));
+    writeFileSync(
+      file,
+      writeRtpPcap({
+        samples,
+        codec: 'g729',
+        src: { address: '203.0.113.7', port: 16384 },
+        dst: { address: '10.9.9.9', port: 20002 },
+        ssrc: 0x3333,
+        startTimeMs: 0,
+      }),
+    );
+    const run = async (args: string[]) => {
+      const r = await analyze(['--json', ...args, file]);
+      expect(r.code, r.stderr).toBe(0);
+      const [l] = lines(r.stdout);
+      return { verdict: l!.verdict, decisionMs: l!.decisionMs };
+    };
+    const byDefault = await run([]);
+    const atG729 = await run([
+      '--threshold-drop',
+      String(g729.dropLlr),
+      '--threshold-human',
+      String(g729.humanLlr),
+    ]);
+    const atGeneric = await run([
+      '--threshold-drop',
+      String(meta.decision.dropLlr),
+      '--threshold-human',
+      String(meta.decision.humanLlr),
+    ]);
+    expect(byDefault).toEqual(atG729);
+    // This clip reaches the generic drop bound earlier than the G.729 one, so the two runs differ.
+    expect(atGeneric.verdict).toBe('synthetic');
+    expect(atGeneric).not.toEqual(atG729);
   });
 });

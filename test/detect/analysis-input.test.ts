@@ -43,6 +43,7 @@ describe('loadAnalysisInputs', () => {
     expect(r.warnings).toEqual([]);
     expect(r.inputs).toHaveLength(1);
     expect(r.inputs[0].stream).toBeNull();
+    expect(r.inputs[0].codec).toBeNull();
     expect(r.inputs[0].samples8k.length).toBe(8000);
   });
 
@@ -51,13 +52,14 @@ describe('loadAnalysisInputs', () => {
     writeFileSync(f, two);
     const one = await loadAnalysisInputs(f, { allStreams: false });
     expect(one.inputs).toHaveLength(1);
-    expect(one.inputs[0]).toEqual({ stream: null, samples8k: throughG711('pcma', b) });
+    expect(one.inputs[0]).toEqual({ stream: null, samples8k: throughG711('pcma', b), codec: 'pcma' });
     const all = await loadAnalysisInputs(f, { allStreams: true });
     expect(all.inputs.map((i) => i.stream)).toEqual([
       'ssrc=0x00002222 10.0.0.2:20000->10.0.0.1:40000 pcma caller',
       'ssrc=0x00001111 10.0.0.1:40000->10.0.0.2:20000 pcmu',
     ]);
     expect(all.inputs[1].samples8k).toEqual(throughG711('pcmu', a));
+    expect(all.inputs.map((i) => i.codec)).toEqual(['pcma', 'pcmu']);
   });
 
   it('passes on truncation and loss as warnings', async () => {
