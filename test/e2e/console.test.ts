@@ -719,6 +719,9 @@ describe('console with 400 calls', () => {
 
   it('tunes on one codec: the G.729 calls alone, for the bounds of a codec rule', async () => {
     labelSome(c, seedCalls(c, 10, { seed: 5, codec: 'g729' }), 1);
+    // Earlier tests stored thresholds, which hold for G.729 calls too: without them, the model's own.
+    const stored = c.policy.defaults().override;
+    c.policy.setDefaults({}, 'test');
     const page = await c.newPage();
     await login(page, ADMIN_TOKEN);
     await page.goto(c.baseUrl + '/#/tuning');
@@ -730,10 +733,12 @@ describe('console with 400 calls', () => {
     expect(g729.analysedCalls).toBe(10);
     // The sliders start at the bounds G.729 calls are judged with: the model's own for G.729.
     const d = await api<{
-      effective: { thresholds: { dropLlr: number }; byCodec: { g729: { dropLlr: number } } };
+      effective: { thresholds: { dropLlr: number }; byCodec: { g729: { dropLlr: number; warnLlr: number } } };
     }>(c, '/api/policy/defaults');
     expect(d.effective.byCodec.g729.dropLlr).not.toBe(d.effective.thresholds.dropLlr);
     expect(Number(await page.inputValue('#drop-slider'))).toBe(d.effective.byCodec.g729.dropLlr);
+    expect(Number(await page.inputValue('#warn-slider'))).toBe(d.effective.byCodec.g729.warnLlr);
+    c.policy.setDefaults(stored, 'test');
     expect(g729.labelled.human + g729.labelled.robot).toBe(10);
     await expect.poll(() => count(page, '#n-analysed')).toBe(10);
     expect(await count(page, '#n-humans')).toBe(g729.labelled.human);

@@ -237,7 +237,9 @@ export async function callDetailView(id) {
   ]);
   const { call, scores, verdict, actions, labels } = detail;
   const rule = rules.items.find((r) => r.id === call.ruleId);
-  const th = { ...d.effective.thresholds, ...(rule?.thresholds ?? {}) };
+  // A call heard in a codec the model has bounds for (G.729) was judged with those where the rule set none.
+  const base = d.effective.byCodec?.[call.codec] ?? d.effective.thresholds;
+  const th = { ...base, ...(rule?.thresholds ?? {}) };
 
   const chartBox = h('div.chart#score-chart', { 'data-call': call.id });
   const facts = h(
