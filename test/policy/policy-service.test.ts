@@ -1,11 +1,10 @@
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
-import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load-config.js';
 import { silentLogger } from '../../src/log.js';
+import { captureLogger } from '../log-capture.js';
 import { PolicyConflictError, PolicyNotFoundError, PolicyService } from '../../src/policy/policy-service.js';
 import { PolicyValidationError } from '../../src/policy/policy-types.js';
 import { Store } from '../../src/store/store.js';
@@ -39,16 +38,7 @@ function service(policy: Record<string, unknown> = {}) {
 describe("PolicyService: the model's bounds for a codec (decision.byCodec)", () => {
   const model = { ...MODEL, byCodec: { g729: { dropLlr: 12, warnLlr: 6, humanLlr: -12 } } };
   function withLog(policy: Record<string, unknown>) {
-    const lines: Record<string, unknown>[] = [];
-    const logger = pino(
-      { level: 'info' },
-      new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-          cb();
-        },
-      }),
-    );
+    const { logger, lines } = captureLogger();
     const cfg = validateConfig({ policy });
     return { svc: new PolicyService({ config: cfg.policy, store, modelDecision: model, logger }), lines };
   }

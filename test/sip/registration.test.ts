@@ -1,7 +1,6 @@
-import pino from 'pino';
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { refreshDelayS, Registration } from '../../src/sip/registration.js';
+import { captureLogger } from '../log-capture.js';
 import type { SipRequest, SipResponse } from '../../src/sip/sip-stack.js';
 
 /**
@@ -15,16 +14,7 @@ interface Answer {
 }
 function harness(answer: (rq: SipRequest, n: number) => Answer) {
   const sent: SipRequest[] = [];
-  const logs: Record<string, unknown>[] = [];
-  const logger = pino(
-    { level: 'debug' },
-    new Writable({
-      write(c: Buffer, _e, cb) {
-        logs.push(JSON.parse(c.toString()) as Record<string, unknown>);
-        cb();
-      },
-    }),
-  );
+  const { logger, lines: logs } = captureLogger('debug');
   const states: string[] = [];
   const reg = new Registration(
     {
