@@ -170,6 +170,9 @@ export interface RunResult {
   verdicts: Record<string, number>;
   /** The codec each verdict's log line names (the one the caller's audio was decoded from). */
   verdictCodecs: Record<string, number>;
+  /** Over the whole run, not only the measured window: detector windows scored, calls answered in the codec. */
+  windowsScored: number;
+  answeredInCodec: number;
   decisionMsP50: number;
   decisionMsP90: number;
   /** Detector windows plus fork frames shed in the window (overload: analysis skipped, calls go on). */
@@ -515,6 +518,9 @@ async function run(
     (await metric(apiPort, 'voiceguard_detector_windows_shed_total')) +
     (await metric(apiPort, 'voiceguard_fork_frames_shed_total')) -
     shed0;
+  // Over the whole run (the gateway is started for it): detector windows scored, calls answered in CODEC.
+  const windowsScored = await metric(apiPort, 'voiceguard_detector_windows_scored_total');
+  const answeredInCodec = await metric(apiPort, `voiceguard_calls_answered_total{codec="${CODEC}"}`);
   // Hang up what is left (no new calls), then stop the gateway.
   for (const s of slots) bye(s);
   stopped = true;
@@ -567,6 +573,8 @@ async function run(
     latencyMsP99: pct(latencies, 99),
     verdicts,
     verdictCodecs,
+    windowsScored,
+    answeredInCodec,
     decisionMsP50: pct(decisions, 50),
     decisionMsP90: pct(decisions, 90),
     windowsShed: shed,
