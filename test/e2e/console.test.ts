@@ -169,6 +169,39 @@ describe('console with 400 calls', () => {
     await row.waitFor();
     expect(await row.innerText()).toContain('+493012345678');
     expect(await row.locator('.known-caller').count()).toBe(0);
+    // The sparkline's bounds: the generic ones for a PCMU call; the model's G.729 ones for a G.729 call.
+    const d = await api<{
+      effective: {
+        thresholds: { dropLlr: number; warnLlr: number; humanLlr: number };
+        byCodec: { g729: { dropLlr: number; warnLlr: number; humanLlr: number } };
+      };
+    }>(c, '/api/policy/defaults');
+    const bounds = (t: { dropLlr: number; warnLlr: number; humanLlr: number }) =>
+      `drop ${t.dropLlr.toFixed(1)}, warn ${t.warnLlr.toFixed(1)}, human ${t.humanLlr.toFixed(1)}`;
+    expect(await row.locator('td.spark').getAttribute('title')).toBe(bounds(d.effective.thresholds));
+    c.bus.emit('call.started', {
+      callId: 'live-e2e-g729',
+      atMs: t0,
+      direction: 'inbound',
+      trunk: 'carrier-a',
+      sourceAddress: '192.0.2.10',
+      fromNumber: '+493012345670',
+      toNumber: '+4989123400',
+      sipCallId: 'g729@e2e',
+      ruleId: null,
+      treatment: 'analyse',
+    });
+    c.bus.emit('call.answered', { callId: 'live-e2e-g729', atMs: t0 + 800, codec: 'g729' });
+    await expect
+      .poll(() => page.locator('tr[data-call="live-e2e-g729"] td.spark').getAttribute('title'))
+      .toBe(bounds(d.effective.byCodec.g729));
+    c.bus.emit('call.ended', {
+      callId: 'live-e2e-g729',
+      atMs: t0 + 100,
+      reason: 'bye-caller',
+      sipStatus: null,
+    });
+    c.store.eraseCalls(['live-e2e-g729']); // the G.729 history below counts its own calls
     // A known caller's call published on the bus carries the badge.
     c.bus.emit('call.started', {
       callId: 'live-e2e-known',

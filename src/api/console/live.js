@@ -77,10 +77,30 @@ export async function liveView() {
       h(
         'div.legend-note',
         count,
-        ` · dashed lines: warn ${fmtLlr(th.warnLlr)} (amber), drop ${fmtLlr(th.dropLlr)} (red), human ${fmtLlr(th.humanLlr)} (green)`,
+        ` · dashed lines: warn ${fmtLlr(th.warnLlr)} (amber), drop ${fmtLlr(th.dropLlr)} (red), human ${fmtLlr(th.humanLlr)} (green)` +
+          (Object.keys(d.effective.byCodec ?? {}).length
+            ? `; calls in ${Object.keys(d.effective.byCodec).join(', ')}: the model's bounds for that codec`
+            : ''),
       ),
     ),
   );
+
+  // A call heard in a codec the model has bounds for (G.729) is judged with those (where no rule sets any).
+  const boundsOf = (c) => d.effective.byCodec?.[String(c.codec ?? '').toLowerCase()] ?? th;
+  const sparkCell = (c) => {
+    const t = boundsOf(c);
+    return h(
+      'td.spark',
+      { title: `drop ${fmtLlr(t.dropLlr)}, warn ${fmtLlr(t.warnLlr)}, human ${fmtLlr(t.humanLlr)}` },
+      sparkline(c.points, {
+        lines: [
+          { y: t.dropLlr, color: '#d64545' },
+          { y: t.warnLlr, color: '#d98b00' },
+          { y: t.humanLlr, color: '#2f9e62' },
+        ],
+      }),
+    );
+  };
 
   let scheduled = false;
   const draw = () => {
@@ -108,16 +128,7 @@ export async function liveView() {
           ),
           h('td', c.toNumber ?? ''),
           h('td', c.trunk ?? '—'),
-          h(
-            'td',
-            sparkline(c.points, {
-              lines: [
-                { y: th.dropLlr, color: '#d64545' },
-                { y: th.warnLlr, color: '#d98b00' },
-                { y: th.humanLlr, color: '#2f9e62' },
-              ],
-            }),
-          ),
+          sparkCell(c),
           h('td.num.llr', fmtLlr(c.cumulativeLlr)),
           h('td.verdict', badge(c.verdict)),
           h('td', c.actions.length ? c.actions.map((a) => badge(a)) : h('span.muted', '—')),
@@ -192,7 +203,7 @@ export async function liveView() {
           seenAt: Date.now(),
         }),
   );
-  on('call.answered', (e, c) => c && (c.answeredAtMs = e.atMs));
+  on('call.answered', (e, c) => c && Object.assign(c, { answeredAtMs: e.atMs, codec: e.codec }));
   on('call.score', (e, c) => {
     if (!c) return;
     c.points.push({ tMs: e.tMs, cumulativeLlr: e.cumulativeLlr });
