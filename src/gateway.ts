@@ -10,7 +10,7 @@ import { loadG729 } from './audio/g729.js';
 import { generateTone } from './audio/tone.js';
 import type { Logger } from './log.js';
 import { compileAddressList, type AddressMatcher } from './policy/address-match.js';
-import type { CallFacts, CallPolicy } from './policy/evaluate.js';
+import { sameThresholds, type CallFacts, type CallPolicy } from './policy/evaluate.js';
 import { knownCallerPolicy, protectKnownCaller, type CallerHistorySource } from './policy/known-callers.js';
 import { g729Fallback, GatewayCall } from './gateway-call.js';
 import type { MediaRelayLike, MediaSessionLike } from './gateway-types.js';
@@ -620,14 +620,9 @@ export class Gateway {
           ? null
           : (codec) => {
               const raw = this.deps.policy.evaluate({ ...facts, codec });
-              const t = raw.thresholds;
-              const u = policy.thresholds;
-              const same =
-                t.dropLlr === u.dropLlr &&
-                t.warnLlr === u.warnLlr &&
-                t.humanLlr === u.humanLlr &&
-                t.maxListenMs === u.maxListenMs;
-              if (raw.ruleId === policy.ruleId && same) return null; // the INVITE's rule and bounds stand
+              // The INVITE's rule and bounds stand.
+              if (raw.ruleId === policy.ruleId && sameThresholds(raw.thresholds, policy.thresholds))
+                return null;
               // The caller's history was read for the INVITE's policy if it analysed: the same cap
               // applies to the new rule, without a second read (or a second call.known_caller line).
               const next =

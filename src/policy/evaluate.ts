@@ -131,8 +131,12 @@ export function resolveDefaults(
   },
   override: DefaultsOverride | null,
 ): PolicyDefaults {
-  const pick = <K extends keyof Thresholds>(k: K): number | undefined =>
-    override?.[k] ?? config[k] ?? model?.[k];
+  // The model layer is `m`: its generic bounds, or (below) its bounds for one codec over them.
+  const pickFrom =
+    (m: Partial<Thresholds> | null | undefined) =>
+    <K extends keyof Thresholds>(k: K): number | undefined =>
+      override?.[k] ?? config[k] ?? m?.[k];
+  const pick = pickFrom(model);
   const missing = (['dropLlr', 'warnLlr', 'humanLlr', 'maxListenMs'] as const).filter(
     (k) => pick(k) === undefined,
   );
@@ -163,7 +167,14 @@ export function resolveDefaults(
   // The model's bounds for a codec replace its generic ones, below the config and the stored defaults.
   const byCodec: Record<string, Thresholds> = {};
   for (const [codec, own] of Object.entries(model?.byCodec ?? {})) {
-    const t = mergeThresholds(mergeThresholds({ ...defaults.thresholds }, own), pickSet(config, override));
+    // A key neither the admin nor the codec's bounds set keeps the generic default.
+    const p = pickFrom(own);
+    const t = mergeThresholds(defaults.thresholds, {
+      dropLlr: p('dropLlr'),
+      warnLlr: p('warnLlr'),
+      humanLlr: p('humanLlr'),
+      maxListenMs: p('maxListenMs'),
+    });
     if (checkThresholds(t, '').length === 0) byCodec[codec] = t;
   }
   if (Object.keys(byCodec).length) defaults.byCodec = byCodec;
@@ -223,14 +234,14 @@ export function checkRulesAgainstDefaults(
   );
 }
 
-/** The thresholds the config or the stored override set (the admin's), the override winning. */
-function pickSet(config: Partial<Thresholds>, override: Partial<Thresholds> | null): Partial<Thresholds> {
-  const out: Partial<Thresholds> = {};
-  for (const k of ['dropLlr', 'warnLlr', 'humanLlr', 'maxListenMs'] as const) {
-    const v = override?.[k] ?? config[k];
-    if (v !== undefined) out[k] = v;
-  }
-  return out;
+/** Whether two sets of thresholds are the same. */
+export function sameThresholds(a: Thresholds, b: Thresholds): boolean {
+  return (
+    a.dropLlr === b.dropLlr &&
+    a.warnLlr === b.warnLlr &&
+    a.humanLlr === b.humanLlr &&
+    a.maxListenMs === b.maxListenMs
+  );
 }
 
 function mergeThresholds(base: Thresholds, over: Partial<Thresholds>): Thresholds {
@@ -360,13 +371,7 @@ function withCodecBounds(s: PolicySnapshot, c: CompiledRule, codec: string | nul
   const own = codec ? s.defaults.byCodec?.[codec] : undefined;
   if (own && c.policy.treatment === 'analyse') {
     const t = mergeThresholds(own, c.rule.thresholds);
-    const g = c.policy.thresholds;
-    const differs =
-      t.dropLlr !== g.dropLlr ||
-      t.warnLlr !== g.warnLlr ||
-      t.humanLlr !== g.humanLlr ||
-      t.maxListenMs !== g.maxListenMs;
-    if (differs && checkThresholds(t, '').length === 0)
+    if (!sameThresholds(t, c.policy.thresholds) && checkThresholds(t, '').length === 0)
       return { ...c.policy, thresholds: t, codecBounds: codec! };
   }
   return { ...c.policy, thresholds: { ...c.policy.thresholds } };

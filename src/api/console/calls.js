@@ -1,6 +1,7 @@
 // Call history (filters, keyset pagination) and the call detail page.
 import uPlot from '/vendor/uplot/uPlot.esm.js';
 import {
+  boundsFor,
   allowCallerButton,
   adminOnly,
   readOnlyNote,
@@ -238,8 +239,7 @@ export async function callDetailView(id) {
   const { call, scores, verdict, actions, labels } = detail;
   const rule = rules.items.find((r) => r.id === call.ruleId);
   // A call heard in a codec the model has bounds for (G.729) was judged with those where the rule set none.
-  const base = d.effective.byCodec?.[call.codec] ?? d.effective.thresholds;
-  const th = { ...base, ...(rule?.thresholds ?? {}) };
+  const th = { ...boundsFor(d.effective, call.codec), ...(rule?.thresholds ?? {}) };
 
   const chartBox = h('div.chart#score-chart', { 'data-call': call.id });
   const facts = h(

@@ -270,6 +270,13 @@ export async function defaults(fresh = false) {
     defaultsCache = { at: Date.now(), data: await get('/api/policy/defaults') };
   return defaultsCache.data;
 }
+/**
+ * The default bounds of a call heard in `codec`: the model's own for that codec where it has them
+ * (effective.byCodec, e.g. G.729), else the generic ones.
+ */
+export function boundsFor(effective, codec) {
+  return effective.byCodec?.[String(codec ?? '').toLowerCase()] ?? effective.thresholds;
+}
 export function forgetDefaults() {
   defaultsCache = null;
 }

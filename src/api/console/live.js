@@ -1,5 +1,5 @@
 // Live view: calls in progress, their cumulative score moving, verdicts and actions.
-import { badge, defaults, fmtDur, fmtLlr, get, h, session, sparkline, toast } from './lib.js';
+import { badge, boundsFor, defaults, fmtDur, fmtLlr, get, h, session, sparkline, toast } from './lib.js';
 
 const KEEP_ENDED_MS = 30_000;
 const MAX_POINTS = 240;
@@ -86,9 +86,8 @@ export async function liveView() {
   );
 
   // A call heard in a codec the model has bounds for (G.729) is judged with those (where no rule sets any).
-  const boundsOf = (c) => d.effective.byCodec?.[String(c.codec ?? '').toLowerCase()] ?? th;
   const sparkCell = (c) => {
-    const t = boundsOf(c);
+    const t = boundsFor(d.effective, c.codec);
     return h(
       'td.spark',
       { title: `drop ${fmtLlr(t.dropLlr)}, warn ${fmtLlr(t.warnLlr)}, human ${fmtLlr(t.humanLlr)}` },

@@ -1,6 +1,7 @@
 // Threshold tuning: labelled score distributions, ROC, and a what-if for drop/warn thresholds.
 import uPlot from '/vendor/uplot/uPlot.esm.js';
 import {
+  boundsFor,
   adminOnly,
   allowCallerButton,
   readOnlyNote,
@@ -111,7 +112,7 @@ export async function tuningView(params = new URLSearchParams()) {
   };
   const d = await defaults(true);
   // G.729 calls are judged with the model's G.729 bounds where it has them (effective.byCodec).
-  const th = (codec === 'g729' && d.effective.byCodec?.g729) || d.effective.thresholds;
+  const th = boundsFor(d.effective, codec);
   const [data, allowList] = await Promise.all([
     get(`/api/tuning?${range.slice(1)}`),
     get('/api/lists/allow'),
