@@ -93,6 +93,14 @@ export interface CallEndedEvent {
   reason: string;
   sipStatus: number | null;
 }
+/**
+ * Calls erased on an admin's request (data subject erasure): whoever received their events (webhook
+ * receivers, SSE clients) should forget them too (GDPR Art. 19). Only ids: never whose calls.
+ */
+export interface CallsErasedEvent {
+  atMs: number;
+  callIds: CallId[];
+}
 export interface CallAudioEvent {
   callId: CallId;
   atMs: number;
@@ -112,6 +120,7 @@ export interface CallEventMap {
   'call.repeat': [CallRepeatEvent];
   'call.ended': [CallEndedEvent];
   'call.audio': [CallAudioEvent];
+  'calls.erased': [CallsErasedEvent];
 }
 
 export class CallEventBus extends EventEmitter<CallEventMap> {

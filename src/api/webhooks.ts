@@ -1,13 +1,21 @@
 import { createHmac } from 'node:crypto';
-import type { CallActionEvent, CallEventBus, CallRepeatEvent, CallVerdictEvent } from '../call-events.js';
+import type {
+  CallActionEvent,
+  CallEventBus,
+  CallRepeatEvent,
+  CallsErasedEvent,
+  CallVerdictEvent,
+} from '../call-events.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { webhookDeliveries } from './metrics.js';
 
 /**
- * Webhook delivery for verdicts, actions and repeated audio (`repeat`, opt-in per webhook).
+ * Webhook delivery for verdicts, actions, repeated audio (`repeat`, opt-in per webhook) and
+ * erasures (`erasure`: the ids of calls an admin erased, so that the receiver erases what it
+ * holds about them too, as GDPR Art. 19 asks of whoever received personal data).
  *
- * Body: JSON `{ type: 'call.verdict' | 'call.action' | 'call.repeat', id, data: <bus event> }`.
+ * Body: JSON `{ type: 'call.verdict' | 'call.action' | 'call.repeat' | 'calls.erased', id, data: <bus event> }`.
  * Headers: `X-Voiceguard-Event`, `X-Voiceguard-Delivery` (id, stable across retries),
  * `X-Voiceguard-Timestamp` (epoch ms of this attempt) and
  * `X-Voiceguard-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`.
@@ -22,7 +30,7 @@ type WebhookTarget = Config['api']['webhooks'][number];
 interface Delivery {
   target: WebhookTarget;
   id: string;
-  type: 'call.verdict' | 'call.action' | 'call.repeat';
+  type: 'call.verdict' | 'call.action' | 'call.repeat' | 'calls.erased';
   body: string;
   attempt: number;
 }
@@ -58,13 +66,16 @@ export class WebhookDispatcher {
     const verdict = (e: CallVerdictEvent) => this.emit('verdict', 'call.verdict', e);
     const action = (e: CallActionEvent) => this.emit('action', 'call.action', e);
     const repeat = (e: CallRepeatEvent) => this.emit('repeat', 'call.repeat', e);
+    const erased = (e: CallsErasedEvent) => this.emit('erasure', 'calls.erased', e);
     bus.on('call.verdict', verdict);
     bus.on('call.action', action);
     bus.on('call.repeat', repeat);
+    bus.on('calls.erased', erased);
     this.off = () => {
       bus.off('call.verdict', verdict);
       bus.off('call.action', action);
       bus.off('call.repeat', repeat);
+      bus.off('calls.erased', erased);
     };
   }
 
@@ -74,9 +85,9 @@ export class WebhookDispatcher {
   }
 
   private emit(
-    kind: 'verdict' | 'action' | 'repeat',
+    kind: WebhookTarget['events'][number],
     type: Delivery['type'],
-    data: CallVerdictEvent | CallActionEvent | CallRepeatEvent,
+    data: CallVerdictEvent | CallActionEvent | CallRepeatEvent | CallsErasedEvent,
   ): void {
     if (this.closed) return;
     for (const target of this.opts.webhooks) {
@@ -85,7 +96,12 @@ export class WebhookDispatcher {
       if (this.pending >= this.opts.maxQueued) {
         webhookDeliveries.inc({ outcome: 'dropped' });
         this.opts.logger.warn(
-          { event: 'webhook.queue_full', url: target.url, callId: data.callId },
+          {
+            event: 'webhook.queue_full',
+            url: target.url,
+            type,
+            ...('callId' in data ? { callId: data.callId } : { calls: data.callIds.length }),
+          },
           'webhook queue full; event dropped',
         );
         continue;

@@ -12,6 +12,7 @@ import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { Config } from '../config/schema.js';
 import { loadModelMetadata, ModelMetadataError, type ModelMetadata } from '../detect/model-metadata.js';
 import { certNotAfter, loadSipTls } from '../sip/tls-files.js';
+import { ledgerPath, readLedger } from '../store/erasure-ledger.js';
 
 /**
  * `voiceguard doctor`: checks an installation before (or instead of) starting it and says
@@ -99,6 +100,8 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     checks.push(...fileChecks(config));
     checks.push(...(await modelChecks(config)));
     checks.push(storeCheck(config));
+    checks.push(ledgerCheck(config));
+    checks.push(...webhookErasureChecks(config));
     checks.push(...cpuChecks(config));
     checks.push(...codecChecks(config));
   }
@@ -531,6 +534,69 @@ function storeCheck(c: Config): CheckResult {
       'check the file belongs to the service user and is a voiceguard database',
     );
   }
+}
+
+/**
+ * The erasure ledger (store/erasure-ledger.ts): readable, and whether the database holds calls it
+ * names (a backup restored since: the next start erases them again).
+ */
+export function ledgerCheck(c: Config): CheckResult {
+  const path = ledgerPath(c.store.path, c.store.erasureLedger);
+  if (!path) return ok('store.erasures', 'in-memory store: no erasure ledger');
+  let read: ReturnType<typeof readLedger>;
+  try {
+    read = readLedger(path);
+  } catch (err) {
+    return fail(
+      'store.erasures',
+      (err as Error).message,
+      'make the file readable by the service user: erasures are not re-applied after a restore until it is',
+    );
+  }
+  if (read.bad.length)
+    return warn(
+      'store.erasures',
+      `${path}: ${read.bad.length} line(s) are not erasure entries (first: line ${read.bad[0]!.line}, ${read.bad[0]!.error}); they are skipped`,
+      'restore the file from a copy if lines were damaged; a torn last line after a crash is harmless',
+    );
+  const file = resolve(c.store.path);
+  let present = 0;
+  if (existsSync(file) && read.entries.length) {
+    try {
+      const db = new Database(file, { readonly: true, fileMustExist: true });
+      try {
+        const there = db.prepare('SELECT 1 FROM calls WHERE call_id = ?');
+        for (const e of read.entries) for (const id of e.callIds) if (there.get(id)) present++;
+      } finally {
+        db.close();
+      }
+    } catch {
+      // the store check above reports a database that does not open
+    }
+  }
+  if (present)
+    return warn(
+      'store.erasures',
+      `${present} erased call(s) are back in ${file} (a backup restored?)`,
+      'start voiceguard: it erases them again at start and logs privacy.erasure_reapplied',
+    );
+  return ok(
+    'store.erasures',
+    `${path}: ${read.entries.length} erasure(s) recorded, none of them in the database`,
+  );
+}
+
+/** A webhook that receives call events but not erasures keeps calls an admin has erased. */
+export function webhookErasureChecks(c: Config): CheckResult[] {
+  return c.api.webhooks
+    .filter((w) => !w.events.includes('erasure'))
+    .map((w) =>
+      warn(
+        'api.webhooks',
+        `${w.url} receives ${w.events.join(', ')} events but is not told of erasures`,
+        "add 'erasure' to its events if the receiver keeps call events (GDPR Art. 19); it then gets calls.erased with the erased call ids",
+      ),
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -556,6 +556,14 @@ export const ConfigSchema = z.strictObject({
         .min(1000)
         .default(3_600_000)
         .describe('How often records past their retention are pruned'),
+      erasureLedger: z
+        .string()
+        .min(1)
+        .nullable()
+        .default(null)
+        .describe(
+          'File that records erasures (call and audit ids only, no numbers) so they are re-applied after a backup is restored; null = <path>.erasures.jsonl. Keep it out of any rollback of the database',
+        ),
     })
     .prefault({}),
   privacy: z
@@ -599,13 +607,18 @@ export const ConfigSchema = z.strictObject({
           z.strictObject({
             url: z.string().url(),
             secret: z.string().min(8).describe('HMAC-SHA256 signing secret'),
-            // 'repeat' (call.repeat: the caller's audio repeated earlier calls) is opt-in, so that
-            // receivers written for the first two types see nothing new.
-            events: z.array(z.enum(['verdict', 'action', 'repeat'])).default(['verdict', 'action']),
+            // 'repeat' (call.repeat: the caller's audio repeated earlier calls) and 'erasure'
+            // (calls.erased) are opt-in, so that receivers written for the first two types see
+            // nothing new; `voiceguard doctor` warns of a receiver of call events without 'erasure'.
+            events: z
+              .array(z.enum(['verdict', 'action', 'repeat', 'erasure']))
+              .default(['verdict', 'action']),
           }),
         )
         .default([])
-        .describe('Webhooks called on verdicts and actions (and, if listed in events, repeated audio)'),
+        .describe(
+          'Webhooks called on verdicts and actions and, if listed in events, repeated audio and erasures (the ids of calls an admin erased, for a receiver that keeps call events to erase too)',
+        ),
       webhookMaxAttempts: z
         .number()
         .int()

@@ -21,6 +21,7 @@ import type { Logger } from '../log.js';
 import type { CallerHistory } from '../policy/known-callers.js';
 import type { DefaultsOverride, ListEntry, ListKind, PolicyRule } from '../policy/policy-types.js';
 import { Checkpointer } from './checkpointer.js';
+import { appendLedger, ledgerPath, readLedger } from './erasure-ledger.js';
 import { migrate } from './migrations.js';
 import { isPseudonym, pseudonymise } from './pseudonym.js';
 import type {
@@ -101,6 +102,8 @@ export class Store {
   private droppedScores = 0;
   private closedFlag = false;
   private readonly pseudonymKey: string;
+  /** The erasure ledger's file; null for an in-memory database. */
+  readonly ledger: string | null;
   private readonly stmts: ReturnType<Store['prepare']>;
   /** Null for an in-memory database. */
   readonly checkpointer: Checkpointer | null;
@@ -151,6 +154,8 @@ export class Store {
     this.pseudonymKey =
       cfg.privacy.pseudonymKey ??
       this.settingOrCreate('pseudonym_key', () => randomBytes(32).toString('hex'));
+    this.ledger = ledgerPath(cfg.path, cfg.erasureLedger);
+    this.reapplyErasures();
     this.flushTimer = setInterval(() => this.flushSafely(), cfg.flushIntervalMs);
     this.flushTimer.unref();
     this.pruneTimer = setInterval(() => this.pruneSafely(), cfg.pruneIntervalMs);
@@ -528,36 +533,75 @@ export class Store {
    * Deletes calls and everything that hangs off them (scores, verdicts, actions, labels, review
    * audio, fingerprints, the audit entries about them) and, for each of `terms` (a number and its
    * pseudonym), the audit entries of list changes whose pattern is it or whose note mentions it. Queued events are written first so
-   * that none of them brings a call back. Deleted content is overwritten (secure_delete) and the
+   * that none of them brings a call back. What is deleted is first recorded in the erasure ledger
+   * (ids only: erasure-ledger.ts), so that a restored backup is erased again at the next start;
+   * `ledgerWritten` is false when that failed (the erasure is still done, and logged as an error),
+   * null when there was nothing to record or the store is in memory. Deleted content is overwritten (secure_delete) and the
    * WAL is truncated afterwards, so the data does not linger in the files; `walTruncated` is false
    * when a reader kept the WAL from being truncated (its frames are overwritten by later writes).
    */
   eraseCalls(
     ids: readonly string[],
     terms: readonly string[] = [],
-  ): { calls: number; auditEntries: number; walTruncated: boolean } {
+  ): { calls: number; auditEntries: number; walTruncated: boolean; ledgerWritten: boolean | null } {
     this.flush();
+    const auditOfCall = this.db.prepare('SELECT id, at_ms AS atMs FROM audit WHERE target = ?');
+    const auditOfTerm = this.db.prepare(
+      `SELECT id, at_ms AS atMs FROM audit WHERE action LIKE 'policy.list_entry_%'
+         AND (json_extract(detail, '$.pattern') = @t OR instr(coalesce(json_extract(detail, '$.note'), ''), @t) > 0)`,
+    );
+    let ledgerWritten: boolean | null = null;
+    const r = this.deleteErased(() => {
+      const audit = new Map<number, number>();
+      for (const id of ids)
+        for (const a of auditOfCall.all(id) as { id: number; atMs: number }[]) audit.set(a.id, a.atMs);
+      for (const t of terms)
+        if (t)
+          for (const a of auditOfTerm.all({ t }) as { id: number; atMs: number }[]) audit.set(a.id, a.atMs);
+      const auditRows = [...audit].map(([id, atMs]) => ({ id, atMs }));
+      if (this.ledger && (ids.length || auditRows.length)) {
+        try {
+          appendLedger(this.ledger, { atMs: this.now(), callIds: [...ids], audit: auditRows });
+          ledgerWritten = true;
+        } catch (err) {
+          ledgerWritten = false;
+          this.logger.error(
+            { event: 'privacy.ledger_write_failed', path: this.ledger, err: (err as Error).message },
+            'erasure not recorded in the ledger: a restored backup would bring these calls back',
+          );
+        }
+      }
+      return { callIds: ids, auditIds: auditRows.map((a) => a.id) };
+    });
+    return { ...r, ledgerWritten };
+  }
+
+  /**
+   * The deletion behind eraseCalls and reapplyErasures: `pick` runs inside the transaction and
+   * names the calls and audit rows; they are deleted with secure_delete on, then the WAL is truncated.
+   */
+  private deleteErased(pick: () => { callIds: readonly string[]; auditIds: readonly number[] }): {
+    calls: number;
+    auditEntries: number;
+    walTruncated: boolean;
+  } {
     const del = ['scores', 'verdicts', 'actions', 'labels', 'audio', 'fingerprints'].map((t) =>
       this.db.prepare(`DELETE FROM ${t} WHERE call_id = ?`),
     );
     const delCall = this.db.prepare('DELETE FROM calls WHERE call_id = ?');
-    const delAudit = this.db.prepare('DELETE FROM audit WHERE target = ?');
-    const delListAudit = this.db.prepare(
-      `DELETE FROM audit WHERE action LIKE 'policy.list_entry_%'
-         AND (json_extract(detail, '$.pattern') = @t OR instr(coalesce(json_extract(detail, '$.note'), ''), @t) > 0)`,
-    );
+    const delAudit = this.db.prepare('DELETE FROM audit WHERE id = ?');
     this.db.pragma('secure_delete = ON');
     let result: { calls: number; auditEntries: number };
     try {
       result = this.db.transaction(() => {
+        const { callIds, auditIds } = pick();
         let calls = 0;
         let auditEntries = 0;
-        for (const id of ids) {
+        for (const id of callIds) {
           for (const d of del) d.run(id);
           calls += delCall.run(id).changes;
-          auditEntries += delAudit.run(id).changes;
         }
-        for (const t of terms) if (t) auditEntries += delListAudit.run({ t }).changes;
+        for (const id of auditIds) auditEntries += delAudit.run(id).changes;
         return { calls, auditEntries };
       })();
     } finally {
@@ -573,6 +617,57 @@ export class Store {
       }
     }
     return { ...result, walTruncated };
+  }
+
+  /**
+   * Erases again what the erasure ledger names and the database still holds: after a backup
+   * taken before an erasure was restored. Runs once at open, before anything reads the calls
+   * (the gateway's repeated-audio index loads its fingerprints later). An unreadable ledger or
+   * a bad line is logged and skipped: the gateway still starts (calls must go on), and
+   * `voiceguard doctor` shows the problem.
+   */
+  private reapplyErasures(): void {
+    if (!this.ledger) return;
+    let read: ReturnType<typeof readLedger>;
+    try {
+      read = readLedger(this.ledger);
+    } catch (err) {
+      this.logger.error(
+        { event: 'privacy.ledger_unreadable', path: this.ledger, err: (err as Error).message },
+        'erasure ledger unreadable: erasures are not re-applied',
+      );
+      return;
+    }
+    for (const bad of read.bad)
+      this.logger.warn(
+        { event: 'privacy.ledger_bad_line', path: this.ledger, line: bad.line, err: bad.error },
+        'erasure ledger line skipped',
+      );
+    if (read.entries.length === 0) return;
+    const callThere = this.db.prepare('SELECT 1 FROM calls WHERE call_id = ?');
+    const auditThere = this.db.prepare('SELECT 1 FROM audit WHERE id = ? AND at_ms = ?');
+    const callIds = new Set<string>();
+    const auditIds = new Set<number>();
+    for (const e of read.entries) {
+      for (const id of e.callIds) if (callThere.get(id)) callIds.add(id);
+      for (const a of e.audit) if (auditThere.get(a.id, a.atMs)) auditIds.add(a.id);
+    }
+    if (callIds.size === 0 && auditIds.size === 0) return;
+    const r = this.deleteErased(() => ({ callIds: [...callIds], auditIds: [...auditIds] }));
+    this.audit('voiceguard', 'privacy.erasure_reapplied', '', {
+      calls: r.calls,
+      auditEntries: r.auditEntries,
+    });
+    this.logger.warn(
+      {
+        event: 'privacy.erasure_reapplied',
+        path: this.ledger,
+        calls: r.calls,
+        auditEntries: r.auditEntries,
+        ledgerEntries: read.entries.length,
+      },
+      'erased calls found in the database (a restored backup?) and erased again',
+    );
   }
 
   // ---- retention -----------------------------------------------------------------------

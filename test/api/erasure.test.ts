@@ -75,6 +75,8 @@ describe('POST /api/erasure', () => {
     const { mine, other, index, fp } = await setup();
     const pseudonym = h!.store.pseudonym(NUMBER);
     expect(fileText(h!.dir)).toContain(NUMBER);
+    const told: { callIds: string[] }[] = [];
+    h!.bus.on('calls.erased', (e) => told.push(e));
 
     const res = await h!.app.inject({
       method: 'POST',
@@ -89,9 +91,18 @@ describe('POST /api/erasure', () => {
       auditEntries: 1, // the label's
       fingerprintsInMemory: 1,
       walTruncated: true,
+      ledgerWritten: true,
       listEntries: [],
     });
     for (const id of mine) expect(h!.store.getCall(id)).toBeNull();
+    // Receivers of the calls' events are told which calls to forget (webhooks, SSE): ids only.
+    expect(told).toHaveLength(1);
+    expect([...told[0]!.callIds].sort()).toEqual([...mine].sort());
+    // The ledger that re-applies the erasure after a restore holds the ids, never the number.
+    const ledger = readFileSync(h!.store.ledger!, 'utf8');
+    for (const id of mine) expect(ledger).toContain(id);
+    expect(ledger).not.toContain('111222');
+    expect(ledger).not.toContain(pseudonym);
     for (const t of ['scores', 'verdicts', 'actions', 'labels', 'audio', 'fingerprints']) {
       const n = h!.store.db.prepare(`SELECT count(*) AS n FROM ${t} WHERE call_id IN (?, ?, ?)`).get(...mine);
       expect(n, t).toEqual({ n: 0 });
@@ -163,6 +174,8 @@ describe('POST /api/erasure', () => {
       treatment: 'analyse',
     });
     h!.store.flush();
+    const told: { callIds: string[] }[] = [];
+    h!.bus.on('calls.erased', (e) => told.push(e));
     const res = await h!.app.inject({
       method: 'POST',
       url: '/api/erasure',
@@ -170,6 +183,8 @@ describe('POST /api/erasure', () => {
       payload: { number: NUMBER },
     });
     expect(res.json()).toMatchObject({ calls: 3, skippedLive: [callId] });
+    expect(told[0]!.callIds).toHaveLength(3);
+    expect(told[0]!.callIds).not.toContain(callId);
     expect(h!.store.getCall(callId)).not.toBeNull();
     const del = await h!.app.inject({ method: 'DELETE', url: `/api/calls/${callId}`, headers: h!.admin });
     expect(del.statusCode).toBe(409);

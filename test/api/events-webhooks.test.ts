@@ -306,6 +306,69 @@ describe('webhooks: repeated audio', () => {
   });
 });
 
+describe('erasures', () => {
+  it("tells a webhook that lists 'erasure', and SSE clients, which calls were erased; not a default webhook", async () => {
+    const got: { path: string; body: string; headers: IncomingMessage['headers'] }[] = [];
+    hook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        got.push({ path: req.url ?? '', body, headers: req.headers });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(hook.address() as AddressInfo).port}`;
+    h = await startHarness({
+      api: {
+        bootstrapAdminToken: ADMIN_TOKEN,
+        webhooks: [
+          { url: `${base}/erasures`, secret: 'hook-secret-1', events: ['verdict', 'erasure'] },
+          { url: `${base}/default`, secret: 'hook-secret-1' },
+        ],
+      },
+    });
+    const addr = (await h.app.listen({ host: '127.0.0.1', port: 0 })).replace('http://', '');
+    const [host, port] = addr.split(':');
+    const sse = await new Promise<IncomingMessage>((resolve) =>
+      httpGet({ host, port, path: `/api/events?token=${ADMIN_TOKEN}` }, resolve),
+    );
+    let text = '';
+    const erasedOnSse = new Promise<void>((resolve) => {
+      sse.on('data', (b: Buffer) => {
+        text += b.toString();
+        if (text.includes('event: calls.erased')) resolve();
+      });
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const id = emitCall(h.bus, { from: '+4930111222' });
+    const kept = emitCall(h.bus, { from: '+4930999888' });
+    h.store.flush();
+    const res = await h.app.inject({
+      method: 'POST',
+      url: '/api/erasure',
+      headers: h.admin,
+      payload: { number: '+4930111222' },
+    });
+    expect(res.json()).toMatchObject({ calls: 1 });
+    await erasedOnSse;
+    sse.destroy();
+    const block = text.split('\n\n').find((b) => b.startsWith('event: calls.erased'))!;
+    expect(JSON.parse(/\ndata: (.*)$/s.exec(block)![1]!)).toMatchObject({ callIds: [id] });
+
+    const end = Date.now() + 5000;
+    while (got.length < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200)); // time for a delivery to the default webhook, had there been one
+    expect(got.map((g) => g.path)).toEqual(['/erasures']);
+    const body = JSON.parse(got[0]!.body) as { type: string; data: { callIds: string[] } };
+    expect(body).toMatchObject({ type: 'calls.erased', data: { callIds: [id] } });
+    expect(body.data.callIds).not.toContain(kept);
+    expect(got[0]!.headers['x-voiceguard-event']).toBe('calls.erased');
+    const ts = Number(got[0]!.headers['x-voiceguard-timestamp']);
+    expect(got[0]!.headers['x-voiceguard-signature']).toBe(signWebhook('hook-secret-1', ts, got[0]!.body));
+  });
+});
+
 describe('TLS', () => {
   it('serves HTTPS with config.api.tls', async () => {
     const { execFileSync } = await import('node:child_process');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { codecChecks, type DoctorReport } from '../../src/cli/doctor.js';
+import { codecChecks, webhookErasureChecks, type DoctorReport } from '../../src/cli/doctor.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 
 /** Runs the built CLI (`npm test` builds first) against real ports, the real model and SQLite. */
@@ -110,6 +110,28 @@ describe('voiceguard doctor', () => {
       },
     ]);
     expect(codecChecks(ConfigSchema.parse({ media: { fallbackCodecs: [] } }))).toEqual([]);
+  });
+
+  it("warns of a webhook that gets call events but not erasures; prints the erasure ledger's state", async () => {
+    const hooks = ConfigSchema.parse({
+      api: {
+        webhooks: [
+          { url: 'https://siem.example/hook', secret: 'hook-secret-1' },
+          { url: 'https://tickets.example/hook', secret: 'hook-secret-1', events: ['action', 'erasure'] },
+        ],
+      },
+    });
+    expect(webhookErasureChecks(hooks)).toEqual([
+      {
+        name: 'api.webhooks',
+        status: 'warn',
+        message: 'https://siem.example/hook receives verdict, action events but is not told of erasures',
+        fix: expect.stringContaining("add 'erasure' to its events"),
+      },
+    ]);
+    const { file } = await writeConfig();
+    const r = await doctor(['-c', file]);
+    expect(r.stdout).toMatch(/^ok\s+store\.erasures\s+.*\.erasures\.jsonl: 0 erasure\(s\) recorded/m);
   });
 
   it('fails on a busy SIP port and names it', async () => {

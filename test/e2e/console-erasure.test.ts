@@ -1,3 +1,4 @@
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -68,5 +69,27 @@ describe('console: erasing calls', () => {
     await page.click('#erase-call');
     await expect.poll(() => text(page, '#toast')).toBe('Erased 1 call(s)');
     expect(await total('+4930555002')).toBe(0);
+  });
+
+  it('says so, as an error, when the erasure could not be recorded in the erasure ledger', async () => {
+    // A real fault: a folder where the ledger file is, so appending to it fails (EISDIR).
+    const ledger = c.store.ledger!;
+    rmSync(ledger, { force: true });
+    mkdirSync(ledger);
+    const id = emitCall(c.bus, { from: '+4930555003', to: '+4989000300', scores: [1] });
+    c.store.flush();
+    const page = await c.newPage();
+    await login(page, ADMIN_TOKEN);
+    await page.goto(`${c.baseUrl}/#/calls/${id}`);
+    await page.waitForSelector('#erase-call');
+    page.once('dialog', (d) => void d.accept());
+    await page.click('#erase-call');
+    await expect
+      .poll(() => text(page, '#toast'))
+      .toBe(
+        'Erased 1 call(s); not recorded in the erasure ledger: restoring a backup would bring it back (see the log)',
+      );
+    expect(await page.locator('#toast').getAttribute('class')).toContain('error');
+    expect(await total('+4930555003')).toBe(0);
   });
 });

@@ -389,7 +389,12 @@ export async function callDetailView(id) {
         parts.push(
           `still on the ${r.listEntries.map((e) => e.kind).join(' and ')} list: remove it there if asked`,
         );
-      toast(parts.join('; '));
+      // The ledger re-applies the erasure after a backup is restored; without it a restore undoes it.
+      if (r.ledgerWritten === false)
+        parts.push(
+          'not recorded in the erasure ledger: restoring a backup would bring it back (see the log)',
+        );
+      toast(parts.join('; '), r.ledgerWritten === false);
       location.hash = '#/calls';
     } catch (err) {
       toast(err.message, true);

@@ -22,6 +22,11 @@ const ErasureJson = {
       type: 'integer',
       description: "Erased calls the gateway's repeated-audio index still held, and has now forgotten",
     },
+    ledgerWritten: {
+      type: ['boolean', 'null'],
+      description:
+        'The erasure was recorded in the erasure ledger, so a restored backup is erased again at start (false: writing it failed, see the log; null: nothing to record)',
+    },
     walTruncated: {
       type: 'boolean',
       description: 'The write-ahead log was truncated after the delete (false: a reader held it)',
@@ -36,7 +41,15 @@ const ErasureJson = {
       },
     },
   },
-  required: ['calls', 'skippedLive', 'auditEntries', 'fingerprintsInMemory', 'walTruncated', 'listEntries'],
+  required: [
+    'calls',
+    'skippedLive',
+    'auditEntries',
+    'fingerprintsInMemory',
+    'walTruncated',
+    'ledgerWritten',
+    'listEntries',
+  ],
 };
 
 /**
@@ -52,12 +65,15 @@ export const erasureRoutes: FastifyPluginAsync<ApiDeps> = async (app, deps) => {
     const erasable = ids.filter((id) => !live.has(id));
     const r = deps.store.eraseCalls(erasable, terms);
     const fingerprintsInMemory = erasable.length ? (deps.forgetCalls?.(erasable) ?? 0) : 0;
+    // Receivers of these calls' events are told to forget them (webhook kind 'erasure', SSE).
+    if (erasable.length) deps.bus.emit('calls.erased', { atMs: Date.now(), callIds: erasable });
     return {
       calls: r.calls,
       skippedLive,
       auditEntries: r.auditEntries,
       fingerprintsInMemory,
       walTruncated: r.walTruncated,
+      ledgerWritten: r.ledgerWritten,
     };
   };
 

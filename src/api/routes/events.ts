@@ -12,6 +12,7 @@ const STREAMED = [
   'call.action',
   'call.repeat',
   'call.ended',
+  'calls.erased',
 ] as const;
 const HEARTBEAT_MS = 15_000;
 
