@@ -21,6 +21,8 @@
  * idle share is taken off; calls per core at 80 % = (800 ms - idle) / that), its peak RSS, relay
  * latency and loss in both directions, calls set up and failed, verdicts and their decision time
  * (from its log), and detector windows and fork frames shed (from its /metrics).
+ * It also reports the RSS at the start and end of the window and the growth per call in between:
+ * a soak run (BENCH_SECONDS=600, BENCH_HOLD_S=6: about 10,000 calls) shows whether memory levels off.
  * Env: BENCH_CALLS (default 100), BENCH_HOLD_S (default 12), BENCH_SECONDS (default 20),
  * BENCH_MODES (default "baseline,analysed"), BENCH_CODEC (pcmu or g729, default pcmu).
  */
@@ -162,6 +164,16 @@ export interface RunResult {
   /** (CPU in the window - idle CPU) per call and second of wall time, ms. */
   cpuMsPerCallSecond: number;
   rssMb: number;
+  /**
+   * Memory over the measured window: mean RSS of its first and last fifth (sampled each second), and
+   * the growth per call set up in between. A leak shows as growth that does not level off on a
+   * long run (BENCH_SECONDS=600); short runs include the heap's warm-up.
+   */
+  rssStartMb: number;
+  rssEndMb: number;
+  rssGrowthKbPerCall: number;
+  /** Mean RSS of each tenth of the window, MB: levels off, or keeps climbing. */
+  rssTimelineMb: number[];
   packetsSent: number;
   packetsReceived: number;
   lossPct: number;
@@ -504,7 +516,12 @@ async function run(
   const t0 = performance.now();
   measuring = true;
   let rssMax = 0;
-  const rssTimer = setInterval(() => (rssMax = Math.max(rssMax, procRssMb(pid))), 1000);
+  const rssSamples: { rss: number; setUp: number }[] = [];
+  const rssTimer = setInterval(() => {
+    const rss = procRssMb(pid);
+    rssMax = Math.max(rssMax, rss);
+    rssSamples.push({ rss, setUp });
+  }, 1000);
   await new Promise((r) => setTimeout(r, seconds * 1000));
   measuring = false;
   clearInterval(rssTimer);
@@ -512,6 +529,13 @@ async function run(
   const cpuMs = procCpuMs(pid) - cpu0;
   const genCpu = process.cpuUsage(gen0);
   rssMax = Math.max(rssMax, procRssMb(pid));
+  const fifth = Math.max(1, Math.floor(rssSamples.length / 5));
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  const head = rssSamples.slice(0, fifth);
+  const tail = rssSamples.slice(-fifth);
+  const rssStartMb = mean(head.map((x) => x.rss));
+  const rssEndMb = mean(tail.map((x) => x.rss));
+  const callsBetween = mean(tail.map((x) => x.setUp)) - mean(head.map((x) => x.setUp));
   clearInterval(timer);
   const logText = readFileSync(logPath, 'utf8').slice(logBefore);
   const shed =
@@ -566,6 +590,18 @@ async function run(
     idleCpuPct: idlePct,
     cpuMsPerCallSecond: Math.max(0, cpuMs - (idlePct / 100) * wallMs) / ((calls * wallMs) / 1000),
     rssMb: rssMax,
+    rssStartMb,
+    rssEndMb,
+    rssGrowthKbPerCall: callsBetween > 0 ? ((rssEndMb - rssStartMb) * 1024) / callsBetween : NaN,
+    rssTimelineMb: Array.from({ length: 10 }, (_, k) =>
+      Math.round(
+        mean(
+          rssSamples
+            .slice(Math.floor((k * rssSamples.length) / 10), Math.floor(((k + 1) * rssSamples.length) / 10))
+            .map((x) => x.rss),
+        ),
+      ),
+    ),
     packetsSent: sent,
     packetsReceived: received,
     lossPct: sent === 0 ? NaN : Math.max(0, (100 * (sent - received)) / sent),
@@ -640,6 +676,14 @@ async function main(): Promise<void> {
       ].join(' '),
     );
   }
+  console.log(
+    `\nMemory over the measured ${seconds} s (mean RSS of its first and last fifth; growth per call set up between): ${results
+      .map(
+        (r) =>
+          `${r.mode} ${f(r.rssStartMb, 0)} -> ${f(r.rssEndMb, 0)} MB, ${f(r.rssGrowthKbPerCall, 2)} KB per call (by tenths: ${r.rssTimelineMb.join(' ')})`,
+      )
+      .join('; ')}.`,
+  );
   console.log(
     `\nGenerator (this process) CPU: ${results.map((r) => `${r.mode} ${f(r.generatorCpuPct, 1)}%`).join(', ')}; on a 2-core machine it competes with the gateway.`,
   );

@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
 import { B2buaCall, optionTags, type B2buaCallOptions, type LegName } from './b2bua-call.js';
+import { targetProblem } from './dialog.js';
 import {
   generateTag,
   makeResponse,
@@ -183,6 +184,24 @@ export class B2bua {
     if (!rq.headers.to?.uri || !parseUri(rq.headers.to.uri)) return 'bad To header';
     const cl = rq.headers['content-length'];
     if (cl !== undefined && !(Number.isInteger(Number(cl)) && Number(cl) >= 0)) return 'bad Content-Length';
+    // Where in-dialog requests will go: refused now, not found out when a BYE cannot be sent.
+    const contact = rq.headers.contact as unknown;
+    if (Array.isArray(contact))
+      for (const c of contact as { uri?: string }[]) {
+        if (c?.uri === '*' && rq.method === 'REGISTER') continue;
+        const why = targetProblem(c?.uri);
+        if (why) return `bad Contact header (${why})`;
+      }
+    const rr = rq.headers['record-route'] as unknown;
+    if (Array.isArray(rr))
+      for (const r of rr as { uri?: string }[]) {
+        const why = targetProblem(r?.uri);
+        if (why) return `bad Record-Route header (${why})`;
+      }
+    if (rq.method === 'INVITE' && !(Array.isArray(contact) && contact.length)) {
+      const why = targetProblem(rq.headers.from.uri);
+      if (why) return `no Contact, and the From URI cannot take in-dialog requests (${why})`;
+    }
     return null;
   }
 

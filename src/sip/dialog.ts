@@ -1,4 +1,23 @@
-import type { NameAddr, SipRequest, SipResponse } from './sip-stack.js';
+import { parseUri, type NameAddr, type SipRequest, type SipResponse } from './sip-stack.js';
+
+/**
+ * Why `uri` cannot be where in-dialog requests go (a Contact, a Record-Route hop), or null if it
+ * can: a SIP URI with a host and, if it names one, a port the OS can send to. A peer's bad Contact
+ * must be refused when it arrives; found only when a BYE is sent to it, it cannot be answered.
+ */
+export function targetProblem(uri: string | undefined): string | null {
+  const u = uri ? parseUri(uri) : undefined;
+  if (!u?.host) return 'not a SIP URI with a host';
+  // The package gives NaN for a URI without a port.
+  const port = u.port;
+  if (
+    typeof port === 'number' &&
+    !Number.isNaN(port) &&
+    !(Number.isInteger(port) && port >= 1 && port <= 65535)
+  )
+    return `port ${port} out of range`;
+  return null;
+}
 
 /**
  * One leg's dialog state (RFC 3261 §12): identifiers, route set, remote target and the local
@@ -46,17 +65,18 @@ export class Dialog {
     const tag = rs.headers.to.params.tag;
     if (tag) this.remote = { ...this.remote, params: { ...this.remote.params, tag } };
     const contact = rs.headers.contact?.[0]?.uri;
-    if (contact) this.remoteTarget = contact;
+    if (contact && !targetProblem(contact)) this.remoteTarget = contact;
     // The route set comes from the response that creates the dialog: a 1xx with a tag creates an
     // early dialog (PRACK, UPDATE go along it), and the 2xx sets it for good (RFC 3261 12.1.2).
     const rr = rs.headers['record-route'];
-    if ((rs.status >= 200 || tag) && Array.isArray(rr)) this.routeSet = [...rr].reverse();
+    if ((rs.status >= 200 || tag) && Array.isArray(rr) && rr.every((r) => !targetProblem(r.uri)))
+      this.routeSet = [...rr].reverse();
   }
 
   /** A target refresh (re-INVITE/UPDATE) from the peer moves its Contact. */
   updateTarget(rq: SipRequest): void {
     const contact = rq.headers.contact?.[0]?.uri;
-    if (contact) this.remoteTarget = contact;
+    if (contact && !targetProblem(contact)) this.remoteTarget = contact;
   }
 
   /** A new in-dialog request (BYE, re-INVITE, UPDATE, INFO, OPTIONS); the stack fills the Via. */

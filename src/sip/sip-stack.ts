@@ -494,13 +494,25 @@ export class SipStack {
     options.publicAddress = opts.publicAddress;
   }
 
-  /** Requests get a client transaction (responses via onResponse); responses go out on their server transaction. */
+  /**
+   * Requests get a client transaction (responses via onResponse); responses go out on their server
+   * transaction. Never throws: a message the package cannot send (a target it cannot parse or
+   * reach) is reported to onError, so that a timer or media event that hangs up a call still
+   * ends it, and the process never goes down on a peer's bad address.
+   */
   send(m: SipMessage, onResponse?: (rs: SipResponse) => void): void {
     if (this.closed) return;
     const outer = sending;
     sending = this.opts;
     try {
       this.stack.send(m, onResponse);
+    } catch (err) {
+      const what =
+        'method' in m && m.method
+          ? `${m.method} to ${String(m.uri)}`
+          : `a ${(m as SipResponse).status} response`;
+      this.opts.onError(new Error(`could not send ${what}: ${(err as Error).message}`));
+      return;
     } finally {
       sending = outer;
     }

@@ -70,6 +70,34 @@ describe('gateway robustness', () => {
     expect(gw.events('sip.bad_extension').at(-1)?.unsupported).toEqual(['foo']);
   });
 
+  it('answers 400 to an INVITE whose Contact or Record-Route could never take a request (found by test/gateway/sip-fuzz)', async () => {
+    const beforeBad = gw.events('sip.bad_request').length;
+    const replies = await udpExchange(gw.sipPort, [
+      request('INVITE', ['Max-Forwards: 70', 'Contact: <sip:fuzz@127.0.0.1:99999>']),
+      request('INVITE', ['Max-Forwards: 70', 'Contact: <>']),
+      request('INVITE', ['Max-Forwards: 70', 'Contact: <sip:fuzz@127.0.0.1:5999>', 'Record-Route: <sip:>']),
+      request('INVITE', ['Max-Forwards: 70']).replace(
+        /^From: .*$/m,
+        'From: <sip:probe@127.0.0.1:0>;tag=probe1',
+      ),
+    ]);
+    const four = replies.filter((r) => r.startsWith('SIP/2.0 400'));
+    expect(four, replies.join('\n---\n')).toHaveLength(4);
+    expect(
+      gw
+        .events('sip.bad_request')
+        .slice(beforeBad)
+        .map((l) => l.reason),
+    ).toEqual([
+      'bad Contact header (port 99999 out of range)',
+      'bad Contact header (not a SIP URI with a host)',
+      'bad Record-Route header (not a SIP URI with a host)',
+      'no Contact, and the From URI cannot take in-dialog requests (port 0 out of range)',
+    ]);
+    // No call was started for any of them.
+    expect(replies.some((r) => /^SIP\/2\.0 1\d\d/.test(r))).toBe(false);
+  });
+
   it('answers Max-Forwards: 0 with 483', async () => {
     const replies = await udpExchange(gw.sipPort, [request('INVITE', ['Max-Forwards: 0'])]);
     expect(replies.some((r) => r.startsWith('SIP/2.0 483'))).toBe(true);

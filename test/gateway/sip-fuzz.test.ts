@@ -1,0 +1,487 @@
+import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  callThrough,
+  expectBothPassed,
+  freeUdpPort,
+  startGateway,
+  udpBound,
+  type TestGateway,
+} from './sipp-harness.js';
+import { TsPbx } from './ts-pbx.js';
+
+/**
+ * Seeded mutation fuzzing of the SIP front door: thousands of valid requests and responses (INVITE
+ * with and without SDP, with SRTP keys, re-INVITE, UPDATE, PRACK, BYE, CANCEL, OPTIONS, REGISTER,
+ * INFO, responses) each mutated (bytes flipped, lines dropped or repeated, header values replaced by
+ * hostile ones, SDP fields corrupted, Content-Length lied about, truncated) and sent over UDP and TCP
+ * to a real gateway in this process, whose PBX is a real UDP peer that answers every INVITE.
+ *
+ * What must hold: nothing escapes as an uncaught exception (vitest fails the run on one), no request
+ * handler fails (`sip.handler_error`: a 500 for an input the gateway should have refused with 4xx),
+ * every call the fuzz set up ends and gives its media ports back, and a normal call then goes
+ * through. The seed is printed with any failure; FUZZ_SEED and FUZZ_COUNT replay or extend a run.
+ */
+const SEED = Number(process.env.FUZZ_SEED ?? 20261203);
+const COUNT = Number(process.env.FUZZ_COUNT ?? 3000);
+
+/** mulberry32: a small seeded generator, so a failing run can be replayed exactly. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const HOSTILE = [
+  '',
+  ' ',
+  '-1',
+  '0',
+  '4294967296',
+  '99999999999999999999999',
+  '1e309',
+  'NaN',
+  '<>',
+  '<sip:>',
+  'sip:',
+  '"unterminated',
+  ';;;;',
+  ';tag=',
+  ';branch=',
+  '\u0000',
+  '%00%ff',
+  '\u202e\u00e9\u4f60\u597d',
+  'SIP/2.0',
+  '\t',
+  'a'.repeat(4096),
+  '<sip:a@b>;tag=x;tag=y',
+  'sip:u@[::1',
+  'sip:u@256.256.256.256:99999',
+  '1 INVITE extra',
+  'INVITE',
+  'application/sdp; charset=',
+];
+
+const SDP_HOSTILE = [
+  'm=audio 0 RTP/AVP 0',
+  'm=audio 70000 RTP/AVP 0',
+  'm=audio -5 RTP/AVP',
+  'm=audio 4000 RTP/SAVP 0',
+  'm=audio 4000/2 RTP/AVP 0 8 18 9 101',
+  'm=video 4002 RTP/AVP 96',
+  'm=audio 4000 UDP/TLS/RTP/SAVPF 111',
+  'm=',
+  'c=IN IP6 ::1',
+  'c=IN IP4 999.1.1.1',
+  'c=IN IP4',
+  'c=',
+  'a=rtpmap:0',
+  'a=rtpmap:300 PCMU/8000',
+  'a=rtpmap:96 opus/48000/2',
+  'a=rtpmap:18 G729/0',
+  'a=fmtp:18 annexb=maybe',
+  'a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:short',
+  'a=crypto:x AES_CM_128_HMAC_SHA1_80 inline:' + 'A'.repeat(200),
+  'a=crypto:1 NO_SUCH_SUITE inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz',
+  'a=ptime:0',
+  'a=ptime:-20',
+  'a=maxptime:100000',
+  'a=sendonly',
+  'a=inactive',
+  'o=',
+  'v=1',
+  't=',
+  'b=AS:-1',
+];
+
+const CODEC_SDP = (port: number, extra: string[] = []) =>
+  [
+    'v=0',
+    'o=fuzz 1 1 IN IP4 127.0.0.1',
+    's=-',
+    'c=IN IP4 127.0.0.1',
+    't=0 0',
+    `m=audio ${port} RTP/AVP 0 8 18 101`,
+    'a=rtpmap:0 PCMU/8000',
+    'a=rtpmap:8 PCMA/8000',
+    'a=rtpmap:18 G729/8000',
+    'a=rtpmap:101 telephone-event/8000',
+    'a=fmtp:101 0-16',
+    'a=ptime:20',
+    ...extra,
+    'a=sendrecv',
+    '',
+  ].join('\r\n');
+
+/** The valid messages the mutations start from. */
+function templates(gwPort: number, myPort: number, n: number): string[] {
+  const id = `fz${n}`;
+  const req = (
+    method: string,
+    opts: { toTag?: boolean; body?: string; extra?: string[]; cseq?: number } = {},
+  ) => {
+    const body = opts.body ?? '';
+    return [
+      `${method} sip:+4989000${n % 1000}@127.0.0.1:${gwPort} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${myPort};branch=z9hG4bK-${id}-${method};rport`,
+      'Max-Forwards: 70',
+      `From: "Fuzz" <sip:+4930${n}@127.0.0.1>;tag=from-${id}`,
+      `To: <sip:+4989000${n % 1000}@127.0.0.1>${opts.toTag ? `;tag=to-${id}` : ''}`,
+      `Call-ID: ${id}@fuzz`,
+      `CSeq: ${opts.cseq ?? 1} ${method === 'ACK' || method === 'CANCEL' ? 'INVITE' : method}`,
+      `Contact: <sip:fuzz@127.0.0.1:${myPort}>`,
+      'User-Agent: fuzz',
+      ...(opts.extra ?? []),
+      ...(body ? ['Content-Type: application/sdp'] : []),
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      '',
+      body,
+    ].join('\r\n');
+  };
+  const sdp = CODEC_SDP(30000 + (n % 1000) * 2);
+  return [
+    req('INVITE', { body: sdp }),
+    req('INVITE', { body: sdp, extra: ['Supported: 100rel, timer', 'Session-Expires: 90;refresher=uac'] }),
+    req('INVITE', { body: sdp, extra: ['Require: 100rel'] }),
+    req('INVITE', {
+      body: CODEC_SDP(30000 + (n % 1000) * 2, [
+        'a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz',
+      ]).replace('RTP/AVP', 'RTP/SAVP'),
+    }),
+    req('INVITE'), // delayed offer
+    req('INVITE', { toTag: true, cseq: 2, body: sdp.replace('a=sendrecv', 'a=sendonly') }), // re-INVITE
+    req('UPDATE', { toTag: true, cseq: 3, body: sdp }),
+    req('PRACK', { toTag: true, cseq: 2, extra: ['RAck: 1 1 INVITE'] }),
+    req('ACK', { toTag: true, body: sdp }),
+    req('BYE', { toTag: true, cseq: 4 }),
+    req('CANCEL'),
+    req('OPTIONS'),
+    req('REGISTER', { extra: ['Expires: 3600'] }),
+    req('INFO', { toTag: true, cseq: 5, extra: ['Content-Type: application/dtmf-relay'] }),
+    [
+      'SIP/2.0 200 OK',
+      `Via: SIP/2.0/UDP 127.0.0.1:${gwPort};branch=z9hG4bK-${id}`,
+      `From: <sip:a@127.0.0.1>;tag=f-${id}`,
+      `To: <sip:b@127.0.0.1>;tag=t-${id}`,
+      `Call-ID: ${id}@fuzz`,
+      'CSeq: 1 INVITE',
+      'Content-Type: application/sdp',
+      `Content-Length: ${Buffer.byteLength(sdp)}`,
+      '',
+      sdp,
+    ].join('\r\n'),
+  ];
+}
+
+function pick<T>(r: () => number, xs: readonly T[]): T {
+  return xs[Math.floor(r() * xs.length)]!;
+}
+
+/** One to three mutations of a message, chosen by `r`. */
+function mutate(r: () => number, msg: string): Buffer {
+  let text = msg;
+  const rounds = 1 + Math.floor(r() * 3);
+  for (let k = 0; k < rounds; k++) {
+    const lines = text.split('\r\n');
+    const blank = lines.indexOf('');
+    const head = blank < 0 ? lines.length : blank;
+    const op = Math.floor(r() * 10);
+    const at = Math.floor(r() * lines.length);
+    if (op === 0) {
+      // a header's value replaced by a hostile one
+      const i = 1 + Math.floor(r() * Math.max(1, head - 1));
+      const line = lines[i] ?? '';
+      const colon = line.indexOf(':');
+      if (colon > 0) lines[i] = `${line.slice(0, colon)}: ${pick(r, HOSTILE)}`;
+    } else if (op === 1) lines.splice(at, 1);
+    else if (op === 2) lines.splice(at, 0, lines[at] ?? '');
+    else if (op === 3) {
+      // an SDP line replaced or added
+      const sdpAt = blank >= 0 ? blank + 1 + Math.floor(r() * Math.max(1, lines.length - blank - 1)) : at;
+      if (r() < 0.5) lines[sdpAt] = pick(r, SDP_HOSTILE);
+      else lines.splice(sdpAt, 0, pick(r, SDP_HOSTILE));
+    } else if (op === 4) {
+      // Content-Length lies
+      const i = lines.findIndex((l) => /^content-length:/i.test(l));
+      if (i >= 0)
+        lines[i] = `Content-Length: ${pick(r, ['0', '1', '-1', '99999', '5000000000', 'x', ' 12 '])}`;
+    } else if (op === 5) {
+      // the start line damaged
+      lines[0] = pick(r, [
+        lines[0]!.replace('SIP/2.0', 'SIP/3.0'),
+        lines[0]!.replace(/^\S+/, pick(r, ['INVITE', 'invite', 'FOO', '', 'SIP/2.0'])),
+        lines[0]!.replace(/sip:[^ ]+/, pick(r, HOSTILE)),
+        lines[0]!.replace(/^SIP\/2\.0 \d+/, `SIP/2.0 ${pick(r, ['0', '99', '1000', '-200', '183'])}`),
+        `${lines[0]} trailing`,
+      ]);
+    } else if (op === 6) {
+      // a header with a compact or odd name, or folded
+      lines.splice(
+        1 + Math.floor(r() * Math.max(1, head - 1)),
+        0,
+        pick(r, [
+          'v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx',
+          'i: other@fuzz',
+          'l: 3',
+          'Via: ',
+          ' folded continuation',
+          'Record-Route: <sip:10.0.0.9;lr>',
+          'Route: <sip:127.0.0.1;lr>,<sip:bad',
+          'Session-Expires: 1',
+          'Min-SE: 999999',
+          'Max-Forwards: 0',
+          'Require: foo, 100rel',
+          'P-Asserted-Identity: <tel:+;x>',
+          'Diversion: <sip:+1@x>;reason=',
+          ':novalue',
+          'NoColonHere',
+        ]),
+      );
+    } else if (op === 7) {
+      // truncated
+      return Buffer.from(text.slice(0, Math.floor(r() * text.length)));
+    } else if (op === 8) {
+      // bytes flipped
+      const b = Buffer.from(lines.join('\r\n'));
+      for (let j = 0, n = 1 + Math.floor(r() * 6); j < n; j++)
+        b[Math.floor(r() * b.length)] = Math.floor(r() * 256);
+      return b;
+    } else {
+      // line endings mixed
+      text = lines.join(r() < 0.5 ? '\n' : '\r\n');
+      continue;
+    }
+    text = lines.join('\r\n');
+  }
+  return Buffer.from(text);
+}
+
+let gw: TestGateway;
+const pbx = new TsPbx();
+beforeAll(async () => {
+  gw = await startGateway({
+    // Calls the fuzz leaves half-open end fast: no ACK, no RTP, no answer.
+    'sip.ackTimeoutMs': 1000,
+    'sip.inviteTimeoutMs': 1000,
+    'media.rtpTimeoutMs': 1000,
+  });
+  await pbx.start(gw.pbxPort);
+});
+afterAll(async () => {
+  pbx.close();
+  await gw?.stop();
+});
+
+describe(`SIP fuzzing (seed ${SEED}, ${COUNT} messages)`, () => {
+  it('survives mutated SIP over UDP and TCP, ends every call it set up, and then relays a normal call', async () => {
+    const r = rng(SEED);
+    const sock = createSocket('udp4');
+    await new Promise<void>((done) => sock.bind(0, '127.0.0.1', () => done()));
+    const myPort = sock.address().port;
+    let replies = 0;
+    sock.on('message', () => replies++);
+    const udpCount = Math.floor(COUNT * 0.8);
+    for (let n = 0; n < udpCount; n++) {
+      const msg = mutate(r, pick(r, templates(gw.sipPort, myPort, n)));
+      sock.send(msg, gw.sipPort, '127.0.0.1');
+      if (n % 50 === 49) await new Promise((done) => setTimeout(done, 20)); // ~2500 messages/s
+    }
+    // TCP: mutated messages back to back on a few connections, so the framing sees them too.
+    for (let c = 0; c < 5; c++) {
+      await new Promise<void>((done) => {
+        const s = connect(gw.sipPort, '127.0.0.1', () => {
+          for (let n = 0; n < (COUNT - udpCount) / 5; n++)
+            s.write(mutate(r, pick(r, templates(gw.sipPort, myPort, udpCount + c * 1000 + n))));
+          setTimeout(() => {
+            s.destroy();
+            done();
+          }, 300);
+        });
+        s.on('error', () => undefined);
+      });
+    }
+    await new Promise((done) => setTimeout(done, 500));
+    expect(replies, 'the gateway answered some of them').toBeGreaterThan(100);
+
+    // Every call the fuzz set up ends (no ACK, no RTP) and gives its ports back.
+    const deadline = Date.now() + 20_000;
+    const relay = () => gw.server.gateway.mediaStats();
+    while ((gw.server.gateway.activeCalls > 0 || (relay()?.portsInUse ?? 0) > 0) && Date.now() < deadline)
+      await new Promise((done) => setTimeout(done, 200));
+    sock.close();
+    const handlerErrors = gw.events('sip.handler_error');
+    expect(handlerErrors, `seed ${SEED}: ${JSON.stringify(handlerErrors.slice(0, 3))}`).toEqual([]);
+    expect(gw.server.gateway.activeCalls, `seed ${SEED}: calls left`).toBe(0);
+    expect(relay()?.sessions, `seed ${SEED}: media sessions left`).toBe(0);
+    expect(relay()?.portsInUse, `seed ${SEED}: ports left`).toBe(0);
+    // It did see real calls, not only garbage: some INVITEs reached the PBX.
+    expect(pbx.calls.length).toBeGreaterThan(10);
+    expect(gw.events('sip.parse_error').length + gw.events('sip.bad_request').length).toBeGreaterThan(100);
+
+    // And a normal call goes through afterwards.
+    pbx.close();
+    while (udpBound(gw.pbxPort)) await new Promise((done) => setTimeout(done, 50)); // sipp takes the port next
+    const call = await callThrough(
+      gw,
+      { scenario: 'pbx-answer.xml', mediaPort: await freeUdpPort() },
+      { scenario: 'caller-bye.xml', pauseMs: 100, mediaPort: await freeUdpPort() },
+    );
+    expectBothPassed(call);
+  }, 120_000);
+});
+
+/** A valid RTP packet: version 2, `pt`, sequence and timestamp, 160 bytes of payload. */
+function rtp(
+  pt: number,
+  seq: number,
+  ts: number,
+  ssrc: number,
+  payload: Buffer = Buffer.alloc(160, 0xff),
+): Buffer {
+  const h = Buffer.alloc(12);
+  h[0] = 0x80;
+  h[1] = pt & 0x7f;
+  h.writeUInt16BE(seq & 0xffff, 2);
+  h.writeUInt32BE(ts >>> 0, 4);
+  h.writeUInt32BE(ssrc >>> 0, 8);
+  return Buffer.concat([h, payload]);
+}
+
+/** One hostile RTP packet: a valid one with its header or payload damaged. */
+function badRtp(r: () => number, seq: number): Buffer {
+  const pt = pick(r, [0, 8, 18, 101, 13, 9, 96, 127, Math.floor(r() * 128)]);
+  const len = pick(r, [0, 1, 2, 10, 19, 20, 21, 40, 159, 160, 161, 320, 1400, Math.floor(r() * 1500)]);
+  const payload = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) payload[i] = Math.floor(r() * 256);
+  const p = rtp(
+    pt,
+    seq + Math.floor(r() * 3) * pick(r, [1, 1000, 30000]),
+    Math.floor(r() * 2 ** 32),
+    pick(r, [0x1234, Math.floor(r() * 2 ** 32)]),
+    payload,
+  );
+  const op = Math.floor(r() * 8);
+  if (op === 0)
+    p[0] = (p[0]! & 0xc0) | 0x20; // padding bit, padding length from the payload's last byte
+  else if (op === 1)
+    p[0] = (p[0]! & 0xc0) | 0x10; // extension bit without (or with a random) extension
+  else if (op === 2)
+    p[0] = (p[0]! & 0xc0) | 0x0f; // 15 CSRCs, often longer than the packet
+  else if (op === 3)
+    p[0] = Math.floor(r() * 256); // any version
+  else if (op === 4)
+    return p.subarray(0, Math.floor(r() * 12)); // shorter than a header
+  else if (op === 5) p[1] = 0x80 | pick(r, [72, 73, 200, 201]); // marker + an RTCP-like type
+  return p;
+}
+
+describe(`RTP fuzzing (seed ${SEED})`, () => {
+  // A gateway of its own, with the default RTP timeout: the test pauses the stream to read counters.
+  let g: TestGateway;
+  beforeAll(async () => {
+    g = await startGateway();
+  });
+  afterAll(async () => {
+    await g?.stop();
+  });
+
+  it('a live call survives hostile RTP toward the gateway, keeps relaying, and ends normally', async () => {
+    const r = rng(SEED + 1);
+    const tsPbx = new TsPbx();
+    await tsPbx.start(g.pbxPort);
+    const sig = createSocket('udp4');
+    const media = createSocket('udp4');
+    await new Promise<void>((done) => sig.bind(0, '127.0.0.1', () => done()));
+    await new Promise<void>((done) => media.bind(0, '127.0.0.1', () => done()));
+    const got: string[] = [];
+    sig.on('message', (m) => got.push(m.toString()));
+    const waitFor = async (re: RegExp) => {
+      const end = Date.now() + 10_000;
+      while (!got.some((m) => re.test(m)) && Date.now() < end) await new Promise((d) => setTimeout(d, 20));
+      return got.find((m) => re.test(m));
+    };
+    const myPort = sig.address().port;
+    const invite = templates(g.sipPort, myPort, 999_999)[0]!.replace(
+      /m=audio \d+/,
+      `m=audio ${media.address().port}`,
+    );
+    const sdpLen = Buffer.byteLength(invite.slice(invite.indexOf('\r\n\r\n') + 4));
+    sig.send(invite.replace(/Content-Length: \d+/, `Content-Length: ${sdpLen}`), g.sipPort, '127.0.0.1');
+    const ok = await waitFor(/^SIP\/2\.0 200/);
+    expect(ok, got.join('\n---\n')).toBeDefined();
+    const gwMedia = Number(/m=audio (\d+)/.exec(ok!)![1]);
+    const toLine = /^To: .*$/m.exec(ok!)![0];
+    const inDialog = (method: string, cseq: number) =>
+      [
+        `${method} sip:voiceguard@127.0.0.1:${g.sipPort} SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${myPort};branch=z9hG4bK-rtpfuzz-${method};rport`,
+        'Max-Forwards: 70',
+        `From: "Fuzz" <sip:+4930999999@127.0.0.1>;tag=from-fz999999`,
+        toLine,
+        'Call-ID: fz999999@fuzz',
+        `CSeq: ${cseq} ${method}`,
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n');
+    sig.send(inDialog('ACK', 1), g.sipPort, '127.0.0.1');
+
+    let seq = 1;
+    const ssrc = 0x1234;
+    const valid = async (n: number) => {
+      for (let i = 0; i < n; i++, seq++) {
+        media.send(rtp(0, seq, seq * 160, ssrc), gwMedia, '127.0.0.1');
+        if (i % 10 === 9) await new Promise((d) => setTimeout(d, 5));
+      }
+    };
+    await valid(50); // the gateway latches onto this source
+    for (let i = 0; i < 5000; i++) {
+      media.send(i % 5 === 0 ? rtp(0, seq, seq * 160, ssrc) : badRtp(r, seq), gwMedia, '127.0.0.1');
+      seq++;
+      if (i % 100 === 99) await new Promise((d) => setTimeout(d, 5));
+    }
+    // Every valid packet after the fuzz is still taken: relayed to the PBX, or replaced there by
+    // the warning tone when the fuzz's noise got a synthetic verdict (policy action warn).
+    const taken = () => {
+      const m = g.server.gateway.mediaStats()!;
+      return m.packetsRelayed + m.packetsReplaced;
+    };
+    // The worker reports its counters every 250 ms: wait until the fuzz's packets are all counted.
+    let before = -1;
+    for (let stable = 0; stable < 3;) {
+      await new Promise((d) => setTimeout(d, 300));
+      const now = taken();
+      stable = now === before ? stable + 1 : 0;
+      before = now;
+    }
+    const pbxBefore = tsPbx.rtp.length;
+    await valid(100);
+    const end0 = Date.now() + 5000;
+    while (taken() - before < 100 && Date.now() < end0) await new Promise((d) => setTimeout(d, 50));
+    await new Promise((d) => setTimeout(d, 600)); // and no more than those 100
+    // Still one live call, still relaying toward the PBX, no relay worker lost.
+    expect(g.server.gateway.activeCalls).toBe(1);
+    expect(taken() - before, 'valid packets relayed or replaced after the fuzz').toBe(100);
+    expect(tsPbx.rtp.length, 'the PBX still receives RTP').toBeGreaterThan(pbxBefore);
+    expect(g.events('media.worker_error')).toEqual([]);
+    expect(g.events('media.session_lost')).toEqual([]);
+    expect(g.events('media.fork_consumer_error')).toEqual([]);
+    expect(g.events('sip.handler_error')).toEqual([]);
+
+    sig.send(inDialog('BYE', 2), g.sipPort, '127.0.0.1');
+    expect(await waitFor(/^SIP\/2\.0 200 .*\r\n(.|\r\n)*CSeq: 2 BYE/)).toBeDefined();
+    const end = Date.now() + 10_000;
+    while (g.server.gateway.activeCalls > 0 && Date.now() < end) await new Promise((d) => setTimeout(d, 50));
+    expect(g.server.gateway.activeCalls).toBe(0);
+    expect(g.server.gateway.mediaStats()?.portsInUse).toBe(0);
+    sig.close();
+    media.close();
+    tsPbx.close();
+  }, 60_000);
+});
