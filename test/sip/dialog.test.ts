@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Dialog } from '../../src/sip/dialog.js';
-import type { SipResponse } from '../../src/sip/sip-stack.js';
+import { Dialog, targetProblem } from '../../src/sip/dialog.js';
+import { SipStack, type SipRequest, type SipResponse } from '../../src/sip/sip-stack.js';
 
 /** The UAC side of one leg: what a response to our INVITE teaches the dialog (RFC 3261 12.1.2). */
 function dialog(): Dialog {
@@ -47,5 +47,57 @@ describe('Dialog route set', () => {
     expect(d.makeRequest('BYE').headers.route).toBeUndefined();
     d.updateFromResponse(response(200, 'pbx1', ['sip:p3;lr']));
     expect(d.makeRequest('BYE').headers.route?.map((r: { uri: string }) => r.uri)).toEqual(['sip:p3;lr']);
+  });
+});
+
+describe('remote targets a request could never reach (found by test/gateway/sip-fuzz)', () => {
+  it('targetProblem names a URI without a host or with an impossible port; accepts the rest', () => {
+    expect(targetProblem('sip:pbx@10.0.0.2')).toBeNull();
+    expect(targetProblem('sip:pbx@10.0.0.2:5060;transport=tcp')).toBeNull();
+    expect(targetProblem('sip:pbx.example')).toBeNull();
+    expect(targetProblem('sip:')).toBe('not a SIP URI with a host');
+    expect(targetProblem('')).toBe('not a SIP URI with a host');
+    expect(targetProblem(undefined)).toBe('not a SIP URI with a host');
+    expect(targetProblem('tel:+4930111')).toBe('not a SIP URI with a host');
+    expect(targetProblem('sip:u@[::1')).toBe('not a SIP URI with a host');
+    expect(targetProblem('sip:u@10.0.0.2:99999')).toBe('port 99999 out of range');
+    expect(targetProblem('sip:u@10.0.0.2:0')).toBe('port 0 out of range');
+  });
+
+  it("a response's or re-INVITE's unusable Contact or Record-Route does not become the dialog's target", () => {
+    const d = dialog();
+    const rs = response(200, 'pbx1', ['sip:;lr']);
+    rs.headers.contact = [{ uri: 'sip:pbx@10.0.0.2:70000', params: {} }];
+    d.updateFromResponse(rs);
+    expect(d.remoteTarget).toBe('sip:1000@pbx');
+    expect(d.routeSet).toEqual([]);
+    d.updateTarget({ headers: { contact: [{ uri: '', params: {} }] } } as unknown as SipRequest);
+    expect(d.makeRequest('BYE').uri).toBe('sip:1000@pbx');
+    d.updateTarget({
+      headers: { contact: [{ uri: 'sip:pbx@10.0.0.3', params: {} }] },
+    } as unknown as SipRequest);
+    expect(d.makeRequest('BYE').uri).toBe('sip:pbx@10.0.0.3');
+  });
+
+  it('SipStack.send reports a request it cannot send instead of throwing', async () => {
+    const errors: string[] = [];
+    const stack = new SipStack({
+      host: '127.0.0.1',
+      port: 0,
+      publicAddress: '127.0.0.1',
+      udp: true,
+      tcp: false,
+      onRequest: () => undefined,
+      onError: (err) => errors.push((err as Error).message),
+    });
+    try {
+      const bye = dialog().makeRequest('BYE');
+      bye.uri = 'sip:'; // what a fuzzed Contact made of the target before the check at intake
+      expect(() => stack.send(bye, () => undefined)).not.toThrow();
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/^could not send BYE to sip:: /);
+    } finally {
+      await stack.close();
+    }
   });
 });
