@@ -89,7 +89,7 @@ export interface CallRepeatEvent {
 export interface CallEndedEvent {
   callId: CallId;
   atMs: number;
-  /** e.g. 'bye-caller', 'bye-callee', 'cancel', 'rejected', 'dropped', 'rtp-timeout', 'session-expired', 'max-duration', 'error', 'shutdown'. */
+  /** e.g. 'bye-caller', 'bye-callee', 'cancel', 'rejected', 'dropped', 'rtp-timeout', 'session-expired', 'ack-timeout', 'max-duration', 'error', 'shutdown'. */
   reason: string;
   sipStatus: number | null;
 }

@@ -198,7 +198,7 @@ export const ConfigSchema = z.strictObject({
         .min(500)
         .default(32_000)
         .describe(
-          'Delayed offer: how long the gateway waits for the ACK that carries the SDP answer before it ends the call (RFC 3261 64*T1)',
+          'How long the gateway waits for the ACK to a 2xx it sent to an INVITE (retransmitted from T1 meanwhile), and for a delayed offer the ACK that carries the SDP answer, before it ends the call with a BYE to both legs (RFC 3261 64*T1)',
         ),
       enforceSessionExpiry: z
         .boolean()

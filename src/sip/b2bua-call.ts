@@ -108,6 +108,8 @@ const NO_ANSWER_REASON = 'SIP;cause=488;text="no SDP answer in ACK"';
 const NO_PRACK_ANSWER_REASON = 'SIP;cause=488;text="no SDP answer in PRACK"';
 
 const SESSION_EXPIRED_REASON = 'SIP;cause=408;text="session expired without refresh"';
+const NO_ACK_REASON = 'SIP;cause=408;text="2xx not acknowledged"';
+const NO_OFFER_REASON = 'SIP;cause=502;text="no SDP offer in the 2xx to a delayed offer"';
 const MAX_DURATION_REASON = 'Q.850;cause=16;text="maximum call duration reached"';
 
 /**
@@ -126,6 +128,8 @@ export function sessionExpiresS(headers: Record<string, unknown>): number | null
 
 /** RFC 3261 timer T1 (default). */
 const T1_MS = 500;
+/** RFC 3261 timer T2: the longest interval between retransmissions of a 2xx to an INVITE. */
+const T2_MS = 4000;
 
 /** The option tags of a Supported/Require header value, lower case. */
 export function optionTags(value: unknown): string[] {
@@ -161,7 +165,10 @@ export interface B2buaCallOptions {
   delegate: B2buaCallDelegate;
   userAgent: string;
   inviteTimeoutMs: number;
-  /** Delayed offer: how long to wait for the ACK that carries the answer (default 32 s, 64*T1). */
+  /**
+   * How long to wait for the ACK to a 2xx the gateway sent to an INVITE (retransmitted meanwhile),
+   * and for a delayed offer the ACK that carries the answer (default 32 s, 64*T1).
+   */
   ackTimeoutMs?: number;
   /** RFC 3261 T1 for reliable provisionals toward the caller (default 500 ms). */
   timerT1Ms?: number;
@@ -233,6 +240,16 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
   private maxDurationTimer: NodeJS.Timeout | null = null;
   /** ACKs sent per leg and CSeq, resent when that 2xx is retransmitted. */
   private readonly sentAcks = new Map<string, SipRequest>();
+  /**
+   * 2xx responses the gateway sent to an INVITE (the caller's, or a re-INVITE from either leg) and
+   * not yet ACKed, by leg and CSeq: RFC 3261 13.3.1.4 makes the UAS core retransmit them (T1
+   * doubling up to T2) until the ACK comes, on every transport (a UDP hop may lie beyond), and end
+   * the session with a BYE when none comes in 64*T1 (sip.ackTimeoutMs). The stack (node-sip) sends
+   * a 2xx once and leaves this to its user.
+   */
+  private readonly unacked2xx = new Map<string, NodeJS.Timeout>();
+  /** The PBX sent SDP in a provisional response (see the check for a 2xx without an offer). */
+  private calleeSdpSeen = false;
   private aFinalSent = false;
 
   constructor(private readonly opts: B2buaCallOptions) {
@@ -364,6 +381,7 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         if (this.earlyOfferA === 'none') this.earlyOfferA = 'sent';
         else content = undefined;
       }
+      if (content !== undefined) this.calleeSdpSeen = true;
       this.sendA(rs.status, rs.reason, rs, content);
       this.emit('progress', { status: rs.status, hasSdp: content !== undefined });
       return;
@@ -371,6 +389,26 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.clearInviteTimer();
     if (rs.status < 300) {
       this.b.updateFromResponse(rs);
+      if (
+        !hasSdp(this.inviteA) &&
+        !hasSdp(rs) &&
+        this.earlyOfferA === 'none' &&
+        !this.answeredInPrackB &&
+        !this.calleeSdpSeen
+      ) {
+        // A delayed offer must be answered with an offer in the 2xx (or in a reliable provisional,
+        // RFC 3261 13.2.1, RFC 3262): without one no media could ever flow, and no RTP timeout
+        // would end the call. The PBX's dialog is completed and ended, the caller gets 502.
+        this.log.warn(
+          { event: 'sip.no_offer_in_2xx', status: rs.status },
+          'the PBX answered a delayed offer without an SDP offer: 502 to the caller, BYE to the PBX',
+        );
+        this.sendAck('b', rs.headers.cseq.seq);
+        this.stack.send(this.b.makeRequest('BYE', { reason: NO_OFFER_REASON }), () => undefined);
+        this.finalA(502, 'Bad Gateway', { reason: NO_OFFER_REASON });
+        this.end('error', 502);
+        return;
+      }
       const answer = this.earlyAnswerB ?? undefined;
       // After an offer/answer in a reliable provisional and voiceguard's PRACK, SDP in the 2xx is no offer.
       const offerIn2xx = !hasSdp(this.inviteA) && hasSdp(rs) && !this.answeredInPrackB;
@@ -437,7 +475,51 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     }
     const resp = makeResponse(this.inviteA, status, reason, { headers, content });
     if (this.reliableA) this.sendReliablyA(resp);
-    else this.stack.send(resp);
+    else this.sendResponse('a', resp);
+  }
+
+  /**
+   * Send a response on `leg`; a 2xx to an INVITE is retransmitted until that leg ACKs it (see
+   * unacked2xx), and without an ACK within sip.ackTimeoutMs the call is ended (BYE both legs).
+   */
+  private sendResponse(leg: LegName, resp: SipResponse): void {
+    this.stack.send(resp);
+    const cseq = resp.headers.cseq;
+    if (resp.status < 200 || resp.status >= 300 || String(cseq?.method).toUpperCase() !== 'INVITE') return;
+    const key = `${leg}:${cseq.seq}`;
+    const old = this.unacked2xx.get(key);
+    if (old) clearTimeout(old);
+    const t1 = this.opts.timerT1Ms ?? T1_MS;
+    const limit = this.opts.ackTimeoutMs ?? ACK_WAIT_MS;
+    const started = Date.now();
+    let interval = t1;
+    const tick = (): void => {
+      if (this.unacked2xx.get(key) !== timer) return;
+      if (this.state === 'terminated') {
+        this.unacked2xx.delete(key);
+        return;
+      }
+      const elapsed = Date.now() - started;
+      if (elapsed >= limit) {
+        this.unacked2xx.delete(key);
+        // A held delayed-offer ACK has its own timeout, which ends the call with its own Reason.
+        if (this.pendingAck) return;
+        this.log.warn(
+          { event: 'sip.ack_timeout', leg, cseq: cseq.seq, waitedMs: elapsed },
+          'no ACK for a 2xx to an INVITE; ending the call',
+        );
+        this.hangup('ack-timeout', { a: NO_ACK_REASON, b: NO_ACK_REASON });
+        return;
+      }
+      this.stack.send(resp);
+      interval = Math.min(interval * 2, Math.max(T2_MS, t1));
+      timer = setTimeout(tick, Math.min(interval, Math.max(1, limit - elapsed)));
+      timer.unref();
+      this.unacked2xx.set(key, timer);
+    };
+    let timer = setTimeout(tick, Math.min(t1, limit));
+    timer.unref();
+    this.unacked2xx.set(key, timer);
   }
 
   /**
@@ -455,8 +537,11 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       this.reliableQueue.push(resp);
       return;
     }
+    if (resp.status >= 200) {
+      this.sendResponse('a', resp);
+      return;
+    }
     this.stack.send(resp);
-    if (resp.status >= 200) return;
     const rseq = Number(resp.headers.RSeq);
     const started = Date.now();
     const t1 = this.opts.timerT1Ms ?? T1_MS;
@@ -733,7 +818,10 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
       const headers = copyHeaders(rs.headers, RELAYED_RESPONSE_HEADERS);
       if (body === undefined) delete headers['content-type'];
       if (rs.status < 300) headers.contact = [{ uri: src.contact, params: {} }];
-      this.stack.send(makeResponse(rq, mapFinalStatus(rs.status), rs.reason, { headers, content: body }));
+      this.sendResponse(
+        from,
+        makeResponse(rq, mapFinalStatus(rs.status), rs.reason, { headers, content: body }),
+      );
     });
   }
 
@@ -811,6 +899,12 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
   }
 
   private onAck(from: LegName, rq: SipRequest): void {
+    const key = `${from}:${Number(rq.headers.cseq?.seq)}`;
+    const unacked = this.unacked2xx.get(key);
+    if (unacked) {
+      clearTimeout(unacked);
+      this.unacked2xx.delete(key);
+    }
     const p = this.pendingAck;
     if (!p || p.leg === from || this.state === 'terminated') return;
     let answer: string | undefined;
@@ -872,6 +966,8 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.sessionTimer = this.maxDurationTimer = null;
     if (this.pendingAck) clearTimeout(this.pendingAck.timer);
     this.pendingAck = null;
+    for (const t of this.unacked2xx.values()) clearTimeout(t);
+    this.unacked2xx.clear();
     this.stopReliable();
     this.emit('ended', { reason, sipStatus });
   }

@@ -141,6 +141,18 @@ describe('gateway signalling with sipp', () => {
     expect(gw.events('sip.ack_without_answer').map((e) => e.leg)).toEqual(['a']);
   });
 
+  it('a delayed offer that the PBX answers with a 2xx without an offer: ACK and BYE (Reason 502) to the PBX, 502 to the caller', async () => {
+    const before = ended().length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-delayed-offer-no-sdp-200.xml' },
+      { scenario: 'caller-delayed-offer-502.xml' },
+    );
+    expectBothPassed(r);
+    expect(ended().slice(before)).toEqual([{ reason: 'error', sipStatus: 502 }]);
+    expect(gw.events('sip.no_offer_in_2xx').map((e) => e.status)).toEqual([200]);
+  });
+
   it('a caller that Requires 100rel gets reliable provisionals and PRACK from voiceguard; the PBX leg is offered 100rel but not required to use it', async () => {
     const before = ended().length;
     const r = await callThrough(
@@ -269,6 +281,34 @@ describe('delayed offer, no ACK from the caller', () => {
     const endedAt = Number(short.events('call.ended')[0]!.time);
     // The PBX answers at once, so the call lasts about the ACK timeout.
     expect(endedAt - Number(short.events('call.started')[0]!.time)).toBeGreaterThanOrEqual(900);
+  });
+});
+
+describe('a caller that never ACKs its 200', () => {
+  let noAck: TestGateway;
+  beforeAll(async () => {
+    noAck = await startGateway({ 'sip.ackTimeoutMs': 2000, 'sip.timerT1Ms': 100 });
+  });
+  afterAll(async () => {
+    await noAck?.stop();
+  });
+
+  it('the 200 is retransmitted from T1 (RFC 3261 13.3.1.4); after sip.ackTimeoutMs both legs get a BYE with Reason 408', async () => {
+    const r = await callThrough(
+      noAck,
+      { scenario: 'pbx-answer-no-ack-bye.xml' },
+      { scenario: 'caller-no-ack.xml' },
+    );
+    expectBothPassed(r);
+    // T1 doubling from 100 ms: copies at 0.1, 0.3, 0.7 and 1.5 s within the 2 s wait.
+    const retrans = Number(/200 <-+\s+\d+\s+(\d+)/.exec(r.caller.output)?.[1]);
+    expect(retrans).toBeGreaterThanOrEqual(3);
+    expect(noAck.events('sip.ack_timeout').map((e) => [e.leg, e.cseq])).toEqual([['a', 1]]);
+    const ended = noAck.events('call.ended');
+    expect(ended.map((e) => [e.reason, e.sipStatus])).toEqual([['ack-timeout', null]]);
+    expect(Number(ended[0]!.time) - Number(noAck.events('call.started')[0]!.time)).toBeGreaterThanOrEqual(
+      1900,
+    );
   });
 });
 

@@ -485,3 +485,147 @@ describe(`RTP fuzzing (seed ${SEED})`, () => {
     tsPbx.close();
   }, 60_000);
 });
+
+/**
+ * The PBX side: a PBX that answers every INVITE with mutated provisional and final responses
+ * (headers, SDP answer, status line), as a broken or hostile PBX might.
+ */
+function fuzzingPbx(r: () => number): {
+  start(port: number): Promise<void>;
+  close(): void;
+  invites: number;
+  lastMessageAt: number;
+} {
+  const sock = createSocket('udp4');
+  const state = { invites: 0, lastMessageAt: 0 };
+  const branches = new Set<string>();
+  const respond = (rq: string, status: string, body = '') => {
+    const pickLines = (names: string[]) =>
+      rq
+        .split('\r\n\r\n')[0]!
+        .split('\r\n')
+        .slice(1)
+        .filter((l) => names.includes(l.slice(0, Math.max(0, l.indexOf(':'))).toLowerCase()));
+    const to = pickLines(['to', 't'])[0] ?? 'To: <sip:pbx@127.0.0.1>';
+    return [
+      `SIP/2.0 ${status}`,
+      ...pickLines(['via', 'v']),
+      ...pickLines(['from', 'f']),
+      /;tag=/i.test(to) ? to : `${to};tag=fuzzpbx`,
+      ...pickLines(['call-id', 'i']),
+      ...pickLines(['cseq']),
+      `Contact: <sip:pbx@127.0.0.1:${sock.address().port}>`,
+      'Record-Route: <sip:127.0.0.1:' + sock.address().port + ';lr>',
+      'Require: 100rel',
+      'RSeq: 1',
+      ...(body ? ['Content-Type: application/sdp'] : []),
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      '',
+      body,
+    ].join('\r\n');
+  };
+  sock.on('message', (m, rinfo) => {
+    const msg = m.toString();
+    const method = msg.slice(0, msg.indexOf(' '));
+    const send = (b: Buffer | string) => sock.send(b, rinfo.port, rinfo.address);
+    state.lastMessageAt = Date.now();
+    if (method === 'INVITE') {
+      // A retransmitted INVITE (its transaction got no usable final response) is answered cleanly,
+      // so that the gateway's client transactions end and none reaches the next test's PBX.
+      const branch = /;branch=([^;\r\n]+)/i.exec(msg)?.[1] ?? '';
+      if (branches.has(branch)) {
+        send(respond(msg, '500 Server Internal Error'));
+        return;
+      }
+      branches.add(branch);
+      state.invites++;
+      const sdp = CODEC_SDP(40000 + (state.invites % 1000) * 2);
+      // Mutated provisionals and a mutated final answer; now and then a valid one too.
+      send(mutate(r, respond(msg, '183 Session Progress', sdp)));
+      send(
+        r() < 0.3
+          ? respond(msg, '200 OK', sdp)
+          : mutate(
+              r,
+              respond(
+                msg,
+                pick(r, [
+                  '200 OK',
+                  '180 Ringing',
+                  '486 Busy Here',
+                  '302 Moved',
+                  '401 Unauthorized',
+                  '500 Oops',
+                ]),
+                sdp,
+              ),
+            ),
+      );
+    } else if (method === 'BYE' || method === 'CANCEL' || method === 'PRACK' || method === 'UPDATE') {
+      send(respond(msg, '200 OK'));
+    }
+  });
+  return {
+    start: (port) => new Promise<void>((done) => sock.bind(port, '127.0.0.1', () => done())),
+    close: () => sock.close(),
+    get invites() {
+      return state.invites;
+    },
+    get lastMessageAt() {
+      return state.lastMessageAt;
+    },
+  };
+}
+
+describe(`SIP fuzzing from the PBX side (seed ${SEED})`, () => {
+  let g: TestGateway;
+  beforeAll(async () => {
+    g = await startGateway({
+      'sip.ackTimeoutMs': 1000,
+      'sip.inviteTimeoutMs': 1000,
+      'media.rtpTimeoutMs': 1000,
+    });
+  });
+  afterAll(async () => {
+    await g?.stop();
+  });
+
+  it('survives mutated responses from the PBX, ends every call, and then relays a normal call', async () => {
+    const r = rng(SEED + 2);
+    const pbxFuzz = fuzzingPbx(r);
+    await pbxFuzz.start(g.pbxPort);
+    const sock = createSocket('udp4');
+    await new Promise<void>((done) => sock.bind(0, '127.0.0.1', () => done()));
+    const myPort = sock.address().port;
+    // Answer the gateway's final responses with an ACK would need their tags; unacknowledged, the
+    // gateway's ACK timeout ends them (sip.ackTimeoutMs), which is part of what is tested.
+    const n = Math.max(50, Math.floor(COUNT / 10));
+    for (let i = 0; i < n; i++) {
+      const t = templates(g.sipPort, myPort, 500_000 + i);
+      sock.send(pick(r, [t[0]!, t[1]!, t[4]!]), g.sipPort, '127.0.0.1');
+      if (i % 20 === 19) await new Promise((d) => setTimeout(d, 30));
+    }
+    await new Promise((d) => setTimeout(d, 500));
+    const deadline = Date.now() + 20_000;
+    const relay = () => g.server.gateway.mediaStats();
+    while ((g.server.gateway.activeCalls > 0 || (relay()?.portsInUse ?? 0) > 0) && Date.now() < deadline)
+      await new Promise((d) => setTimeout(d, 200));
+    // Until the gateway's transactions toward the PBX are done (retransmissions answered).
+    while (Date.now() - pbxFuzz.lastMessageAt < 1500 && Date.now() < deadline + 10_000)
+      await new Promise((d) => setTimeout(d, 200));
+    sock.close();
+    expect(pbxFuzz.invites, 'INVITEs that reached the fuzzing PBX').toBeGreaterThan(n / 2);
+    const handlerErrors = g.events('sip.handler_error');
+    expect(handlerErrors, `seed ${SEED}: ${JSON.stringify(handlerErrors.slice(0, 3))}`).toEqual([]);
+    expect(g.server.gateway.activeCalls, `seed ${SEED}: calls left`).toBe(0);
+    expect(relay()?.portsInUse, `seed ${SEED}: ports left`).toBe(0);
+    pbxFuzz.close();
+    while (udpBound(g.pbxPort)) await new Promise((d) => setTimeout(d, 50));
+    const call = await callThrough(
+      g,
+      { scenario: 'pbx-answer.xml', mediaPort: await freeUdpPort() },
+      { scenario: 'caller-bye.xml', pauseMs: 100, mediaPort: await freeUdpPort() },
+    );
+    expectBothPassed(call);
+  }, 120_000);
+});

@@ -198,7 +198,12 @@ export async function callThrough(
   caller: Omit<SippOptions, 'port' | 'target'>,
 ): Promise<{ pbx: SippResult; caller: SippResult }> {
   const uas = runSipp({ ...pbx, port: gw.pbxPort });
-  await waitUdpBound(gw.pbxPort); // let the UAS bind
+  // Let the UAS bind; a sipp that exits first (a port in use, a scenario error) says why.
+  const exited = uas.done.then((r) => {
+    throw new Error(`the PBX sipp exited (${r.code}) before binding: ${r.output}${r.errors}`);
+  });
+  exited.catch(() => undefined);
+  await Promise.race([waitUdpBound(gw.pbxPort), exited]);
   const uacPort = await freeUdpPort();
   const uac = runSipp({ ...caller, port: uacPort, target: `127.0.0.1:${gw.sipPort}` });
   const callerResult = await uac.done;
