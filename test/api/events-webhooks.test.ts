@@ -1,5 +1,11 @@
 import { createHmac } from 'node:crypto';
-import { createServer, get as httpGet, type IncomingMessage, type Server } from 'node:http';
+import {
+  createServer,
+  get as httpGet,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { signWebhook } from '../../src/api/webhooks.js';
@@ -7,6 +13,19 @@ import { ADMIN_TOKEN, emitCall, startHarness, type Harness } from './api-harness
 
 let h: Harness | null = null;
 let hook: Server | null = null;
+
+/** A webhook receiver on 127.0.0.1 (closed after each test); `onRequest` gets each request's whole body. */
+async function listenHook(
+  onRequest: (req: IncomingMessage, body: string, res: ServerResponse) => void,
+): Promise<string> {
+  hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => onRequest(req, body, res));
+  });
+  await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(hook.address() as AddressInfo).port}`;
+}
 afterEach(async () => {
   await h?.close();
   h = null;
@@ -192,20 +211,14 @@ describe('webhooks', () => {
     const received: { attempt: number; headers: IncomingMessage['headers']; body: string; atMs: number }[] =
       [];
     let attempts = 0;
-    hook = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => (body += c.toString()));
-      req.on('end', () => {
-        attempts++;
-        received.push({ attempt: attempts, headers: req.headers, body, atMs: Date.now() });
-        // the first two attempts fail: one 500, one dropped connection
-        if (attempts === 1) res.writeHead(500).end('boom');
-        else if (attempts === 2) req.socket.destroy();
-        else res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
+    const url = `${await listenHook((req, body, res) => {
+      attempts++;
+      received.push({ attempt: attempts, headers: req.headers, body, atMs: Date.now() });
+      // the first two attempts fail: one 500, one dropped connection
+      if (attempts === 1) res.writeHead(500).end('boom');
+      else if (attempts === 2) req.socket.destroy();
+      else res.writeHead(204).end();
+    })}/hook`;
     h = await startHarness({
       api: {
         bootstrapAdminToken: ADMIN_TOKEN,
@@ -270,16 +283,10 @@ describe('webhooks', () => {
 describe('webhooks: repeated audio', () => {
   it("delivers call.repeat to a webhook that lists 'repeat', and not to one with the default events", async () => {
     const got: { path: string; body: string }[] = [];
-    hook = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => (body += c.toString()));
-      req.on('end', () => {
-        got.push({ path: req.url ?? '', body });
-        res.writeHead(204).end();
-      });
+    const base = await listenHook((req, body, res) => {
+      got.push({ path: req.url ?? '', body });
+      res.writeHead(204).end();
     });
-    await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
-    const base = `http://127.0.0.1:${(hook.address() as AddressInfo).port}`;
     h = await startHarness({
       api: {
         bootstrapAdminToken: ADMIN_TOKEN,
@@ -309,16 +316,10 @@ describe('webhooks: repeated audio', () => {
 describe('erasures', () => {
   it("tells a webhook that lists 'erasure', and SSE clients, which calls were erased; not a default webhook", async () => {
     const got: { path: string; body: string; headers: IncomingMessage['headers'] }[] = [];
-    hook = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => (body += c.toString()));
-      req.on('end', () => {
-        got.push({ path: req.url ?? '', body, headers: req.headers });
-        res.writeHead(204).end();
-      });
+    const base = await listenHook((req, body, res) => {
+      got.push({ path: req.url ?? '', body, headers: req.headers });
+      res.writeHead(204).end();
     });
-    await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
-    const base = `http://127.0.0.1:${(hook.address() as AddressInfo).port}`;
     h = await startHarness({
       api: {
         bootstrapAdminToken: ADMIN_TOKEN,

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { TrunkRegistration } from '../../src/api/live-calls.js';
 import { emitCall, MODEL_DECISION, startHarness, type Harness } from '../api/api-harness.js';
+import { mulberry32 as rng } from '../prng.js';
 
 /**
  * The web console end to end: a real API server listening on 127.0.0.1 over a real SQLite
@@ -71,18 +72,6 @@ export async function login(page: Page, token: string): Promise<void> {
   await page.fill('#token', token);
   await page.click('#login-btn');
   await page.waitForSelector('#live-table');
-}
-
-/** Deterministic PRNG (mulberry32) so seeded stores look the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function gaussian(r: () => number): number {

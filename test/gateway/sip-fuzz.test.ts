@@ -10,6 +10,7 @@ import {
   type TestGateway,
 } from './sipp-harness.js';
 import { TsPbx } from './ts-pbx.js';
+import { mulberry32 as rng } from '../prng.js';
 
 /**
  * Seeded mutation fuzzing of the SIP front door: thousands of valid requests and responses (INVITE
@@ -25,18 +26,6 @@ import { TsPbx } from './ts-pbx.js';
  */
 const SEED = Number(process.env.FUZZ_SEED ?? 20261203);
 const COUNT = Number(process.env.FUZZ_COUNT ?? 3000);
-
-/** mulberry32: a small seeded generator, so a failing run can be replayed exactly. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const HOSTILE = [
   '',
