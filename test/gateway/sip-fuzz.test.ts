@@ -9,6 +9,7 @@ import {
   udpBound,
   type TestGateway,
 } from './sipp-harness.js';
+import { headerLines, headerValue } from '../../bench/sip-text.js';
 import { TsPbx } from './ts-pbx.js';
 import { mulberry32 as rng } from '../prng.js';
 
@@ -618,4 +619,217 @@ describe(`SIP fuzzing from the PBX side (seed ${SEED})`, () => {
     );
     expectBothPassed(call);
   }, 120_000);
+});
+
+/** A dialog the in-dialog fuzz set up: what its requests need, from the gateway's 200. */
+interface FuzzDialog {
+  index: number;
+  callId: string;
+  from: string;
+  to: string;
+  target: string;
+  cseq: number;
+}
+
+/**
+ * Requests inside real dialogs: a caller that sets up answered calls (clean INVITE, ACK to the
+ * gateway's 200), then sends each call a burst of in-dialog requests with the right tags, mostly
+ * mutated: re-INVITE with and without an offer, UPDATE, INFO, OPTIONS, PRACK, stray ACKs, BYE,
+ * CANCEL, and methods the gateway does not relay (MESSAGE, REFER, NOTIFY). It ACKs every other 2xx
+ * to its re-INVITEs (by call and CSeq, so a replay is exact); the rest meet the 2xx retransmission
+ * and sip.ackTimeoutMs. It answers the gateway's own requests, and ends with a clean BYE per call.
+ */
+function inDialogRequest(
+  d: FuzzDialog,
+  myPort: number,
+  method: string,
+  opts: { body?: string; extra?: string[]; cseq?: number } = {},
+): string {
+  const body = opts.body ?? '';
+  const cseq = opts.cseq ?? ++d.cseq;
+  return [
+    `${method} ${d.target} SIP/2.0`,
+    `Via: SIP/2.0/UDP 127.0.0.1:${myPort};branch=z9hG4bK-${d.callId}-${method}-${cseq};rport`,
+    'Max-Forwards: 70',
+    `From: ${d.from}`,
+    `To: ${d.to}`,
+    `Call-ID: ${d.callId}`,
+    `CSeq: ${cseq} ${method === 'ACK' || method === 'CANCEL' ? 'INVITE' : method}`,
+    `Contact: <sip:fuzz@127.0.0.1:${myPort}>`,
+    ...(opts.extra ?? []),
+    ...(body && !opts.extra?.some((l) => /^content-type:/i.test(l)) ? ['Content-Type: application/sdp'] : []),
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    '',
+    body,
+  ].join('\r\n');
+}
+
+describe(`SIP fuzzing inside dialogs (seed ${SEED})`, () => {
+  let g: TestGateway;
+  const tsPbx = new TsPbx();
+  beforeAll(async () => {
+    g = await startGateway({
+      'sip.ackTimeoutMs': 1000,
+      'sip.inviteTimeoutMs': 2000,
+      // Long enough for the bursts; the calls carry no RTP.
+      'media.rtpTimeoutMs': 8000,
+    });
+    await tsPbx.start(g.pbxPort);
+  });
+  afterAll(async () => {
+    tsPbx.close();
+    await g?.stop();
+  });
+
+  it('survives mutated requests on answered calls, ends every call on both legs, and then relays a normal call', async () => {
+    const r = rng(SEED + 3);
+    const sock = createSocket('udp4');
+    await new Promise<void>((done) => sock.bind(0, '127.0.0.1', () => done()));
+    const myPort = sock.address().port;
+    const send = (text: string | Buffer) => sock.send(text, g.sipPort, '127.0.0.1');
+    const waiting = new Map<string, (rs: string) => void>();
+    const dialogs = new Map<string, FuzzDialog>();
+    let responses = 0;
+    sock.on('message', (m, rinfo) => {
+      const msg = m.toString();
+      const callId = headerValue(msg, ['call-id', 'i']) ?? '';
+      if (msg.startsWith('SIP/2.0 ')) {
+        responses++;
+        const status = Number(msg.slice(8, 11));
+        const [seq, method] = (headerValue(msg, ['cseq']) ?? '').split(/\s+/);
+        if (status < 200 || status >= 300 || method?.toUpperCase() !== 'INVITE') return;
+        const w = waiting.get(callId);
+        if (w) {
+          waiting.delete(callId);
+          w(msg);
+          return;
+        }
+        // A 2xx to a re-INVITE (or a retransmission): every other one is ACKed, with an answer
+        // where it carried an offer.
+        const d = dialogs.get(callId);
+        if (d && (Number(seq) + d.index) % 2 === 0) {
+          const offer = /\r\n\r\nv=0/.test(msg);
+          send(inDialogRequest(d, myPort, 'ACK', { cseq: Number(seq), body: offer ? CODEC_SDP(31000) : '' }));
+        }
+        return;
+      }
+      // The gateway's own requests (BYE with a Reason, OPTIONS): 200 OK.
+      if (msg.startsWith('ACK ')) return;
+      const lines = [
+        'SIP/2.0 200 OK',
+        ...headerLines(msg, ['via', 'v', 'from', 'f', 'to', 't', 'call-id', 'i', 'cseq']),
+      ];
+      sock.send([...lines, 'Content-Length: 0', '', ''].join('\r\n'), rinfo.port, rinfo.address);
+    });
+
+    const calls = Math.max(30, Math.floor(COUNT / 50));
+    const perCall = 10;
+    let set = 0;
+    for (let batch = 0; batch < calls; batch += 10) {
+      const bursts: Promise<void>[] = [];
+      for (let i = batch; i < Math.min(calls, batch + 10); i++) {
+        const invite = pick(r, templates(g.sipPort, myPort, 900_000 + i).slice(0, 2));
+        const callId = headerValue(invite, ['call-id', 'i'])!;
+        // Draw the whole burst now, so the replay does not depend on timing.
+        const plan = Array.from({ length: perCall }, () => ({
+          kind: Math.floor(r() * 13),
+          mutated: r() < 0.7,
+          seed: Math.floor(r() * 2 ** 32),
+          gapMs: Math.floor(r() * 40),
+        }));
+        bursts.push(
+          (async () => {
+            const ok = await new Promise<string | null>((done) => {
+              const t = setTimeout(() => done(null), 3000);
+              waiting.set(callId, (rs) => {
+                clearTimeout(t);
+                done(rs);
+              });
+              send(invite);
+            });
+            if (!ok) return;
+            set++;
+            const d: FuzzDialog = {
+              index: i,
+              callId,
+              from: headerValue(invite, ['from', 'f'])!,
+              to: headerValue(ok, ['to', 't'])!,
+              target:
+                /<([^>]+)>/.exec(headerValue(ok, ['contact', 'm']) ?? '')?.[1] ??
+                `sip:127.0.0.1:${g.sipPort}`,
+              cseq: 1,
+            };
+            dialogs.set(callId, d);
+            send(inDialogRequest(d, myPort, 'ACK', { cseq: 1 }));
+            for (const p of plan) {
+              const pr = rng(p.seed);
+              const sdp = CODEC_SDP(32000 + (i % 500) * 2);
+              const text = [
+                () => inDialogRequest(d, myPort, 'INVITE', { body: sdp.replace('a=sendrecv', 'a=sendonly') }),
+                () => inDialogRequest(d, myPort, 'INVITE', { body: sdp }),
+                () => inDialogRequest(d, myPort, 'INVITE'), // delayed offer
+                () =>
+                  inDialogRequest(d, myPort, 'INVITE', {
+                    body: sdp,
+                    extra: ['Session-Expires: 90;refresher=uac'],
+                  }),
+                () => inDialogRequest(d, myPort, 'UPDATE', { body: sdp }),
+                () => inDialogRequest(d, myPort, 'UPDATE', { extra: ['Session-Expires: 90'] }),
+                () =>
+                  inDialogRequest(d, myPort, 'INFO', {
+                    body: 'Signal=5\r\nDuration=160\r\n',
+                    extra: ['Content-Type: application/dtmf-relay'],
+                  }),
+                () => inDialogRequest(d, myPort, 'OPTIONS'),
+                () => inDialogRequest(d, myPort, 'PRACK', { extra: ['RAck: 1 1 INVITE'] }),
+                () => inDialogRequest(d, myPort, 'ACK', { cseq: d.cseq, body: pr() < 0.5 ? sdp : '' }),
+                () => inDialogRequest(d, myPort, 'BYE'),
+                () => inDialogRequest(d, myPort, 'CANCEL', { cseq: d.cseq }),
+                () =>
+                  inDialogRequest(d, myPort, pick(pr, ['MESSAGE', 'REFER', 'NOTIFY']), {
+                    body: 'hello',
+                    extra: [
+                      'Content-Type: text/plain',
+                      'Refer-To: <sip:elsewhere@127.0.0.1>',
+                      'Event: refer',
+                    ],
+                  }),
+              ][p.kind]!();
+              send(p.mutated ? mutate(pr, text) : text);
+              await new Promise((done) => setTimeout(done, p.gapMs));
+            }
+          })(),
+        );
+      }
+      await Promise.all(bursts);
+    }
+    await new Promise((done) => setTimeout(done, 300));
+    for (const d of dialogs.values()) send(inDialogRequest(d, myPort, 'BYE'));
+
+    const deadline = Date.now() + 20_000;
+    const relay = () => g.server.gateway.mediaStats();
+    while ((g.server.gateway.activeCalls > 0 || (relay()?.portsInUse ?? 0) > 0) && Date.now() < deadline)
+      await new Promise((done) => setTimeout(done, 200));
+    await tsPbx.ended(5000);
+    sock.close();
+    expect(set, 'calls the fuzz set up').toBeGreaterThan(calls / 2);
+    expect(responses, 'responses to the in-dialog requests').toBeGreaterThan(set * 2);
+    const handlerErrors = g.events('sip.handler_error');
+    expect(handlerErrors, `seed ${SEED}: ${JSON.stringify(handlerErrors.slice(0, 3))}`).toEqual([]);
+    expect(g.server.gateway.activeCalls, `seed ${SEED}: calls left`).toBe(0);
+    expect(relay()?.portsInUse, `seed ${SEED}: ports left`).toBe(0);
+    // No half-open dialog on the PBX: every call it answered got a BYE.
+    const open = tsPbx.calls.filter((c) => !c.bye).map((c) => headerValue(c.invite, ['call-id', 'i']));
+    expect(open, `seed ${SEED}: PBX dialogs never ended`).toEqual([]);
+
+    tsPbx.close();
+    await new Promise((done) => setTimeout(done, 1000));
+    while (udpBound(g.pbxPort)) await new Promise((done) => setTimeout(done, 50));
+    const call = await callThrough(
+      g,
+      { scenario: 'pbx-answer.xml', mediaPort: await freeUdpPort() },
+      { scenario: 'caller-bye.xml', pauseMs: 100, mediaPort: await freeUdpPort() },
+    );
+    expectBothPassed(call);
+  }, 180_000);
 });
