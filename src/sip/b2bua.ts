@@ -126,6 +126,7 @@ export class B2bua {
   reply(rq: SipRequest, status: number, reason?: string, headers: Record<string, unknown> = {}): void {
     try {
       const rs = makeResponse(rq, status, reason, { headers: { server: this.opts.userAgent, ...headers } });
+      rs.version = '2.0'; // whatever version the request named (a 505 answers another one)
       // RFC 3261 8.2.6.2: a UAS adds a To tag to every response but 100 that lacks one.
       if (status > 100 && rs.headers.to && !rs.headers.to.params?.tag)
         rs.headers.to = { ...rs.headers.to, params: { ...rs.headers.to.params, tag: generateTag() } };
@@ -207,6 +208,20 @@ export class B2bua {
 
   private onRequest(rq: SipRequest, remote: SipRemote): void {
     try {
+      if (rq.version !== undefined && rq.version !== '2.0') {
+        // RFC 3261 8.2.1/21.5.7: only SIP/2.0 is spoken here; an ACK is not answered.
+        this.log.warn(
+          {
+            event: 'sip.bad_request',
+            method: rq.method,
+            remote: `${remote.address}:${remote.port}`,
+            reason: `unsupported SIP version ${rq.version}`,
+          },
+          'SIP request of another version answered 505',
+        );
+        if (rq.method !== 'ACK') this.reply(rq, 505, 'Version Not Supported');
+        return;
+      }
       const bad = rq.method === 'ACK' ? null : B2bua.badRequest(rq);
       if (bad) {
         this.log.warn(

@@ -98,6 +98,24 @@ describe('gateway robustness', () => {
     expect(replies.some((r) => /^SIP\/2\.0 1\d\d/.test(r))).toBe(false);
   });
 
+  it('answers a request of another SIP version with a SIP/2.0 505 and starts nothing (found by test/gateway/sip-fuzz: a BYE/3.0 ended a call)', async () => {
+    const beforeBad = gw.events('sip.bad_request').length;
+    const beforeCalls = gw.events('call.started').length;
+    const replies = await udpExchange(gw.sipPort, [
+      request('INVITE', ['Max-Forwards: 70']).replace(' SIP/2.0\r\n', ' SIP/3.0\r\n'),
+      request('OPTIONS', ['Max-Forwards: 70']).replace(' SIP/2.0\r\n', ' SIP/1.0\r\n'),
+    ]);
+    expect(replies, replies.join('\n---\n')).toHaveLength(2);
+    for (const r of replies) expect(r).toMatch(/^SIP\/2\.0 505 Version Not Supported\r\n/);
+    expect(
+      gw
+        .events('sip.bad_request')
+        .slice(beforeBad)
+        .map((l) => l.reason),
+    ).toEqual(['unsupported SIP version 3.0', 'unsupported SIP version 1.0']);
+    expect(gw.events('call.started').length).toBe(beforeCalls);
+  });
+
   it('answers Max-Forwards: 0 with 483', async () => {
     const replies = await udpExchange(gw.sipPort, [request('INVITE', ['Max-Forwards: 0'])]);
     expect(replies.some((r) => r.startsWith('SIP/2.0 483'))).toBe(true);
