@@ -109,7 +109,7 @@ function line(pcm: Float32Array, gain: number, lead: number, law: 'pcmu' | 'pcma
   return decodeG711ToFloat(law, encodeG711FromFloat(law, out)).subarray(0, pcm.length);
 }
 
-export function runRepeatBench(): RepeatBenchResult {
+export async function runRepeatBench(): Promise<RepeatBenchResult> {
   let seed = 12345;
   const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const n = LISTEN_S * 8000;
@@ -191,7 +191,7 @@ export function runRepeatBench(): RepeatBenchResult {
   if (hits < 1) throw new Error('baseline missed the replay it was given');
 
   // A restart: the same remembered calls written through the store, read into a new index.
-  const restart = restartBench(all, replaySeeds, () => {
+  const restart = await restartBench(all, replaySeeds, () => {
     const kept = seed;
     return (replaySeed: number) => {
       seed = replaySeed;
@@ -224,11 +224,11 @@ export function runRepeatBench(): RepeatBenchResult {
 }
 
 /** Writes `fingerprints` through a new store, reloads them into a new index and queries replays. */
-function restartBench(
+async function restartBench(
   fingerprints: ReturnType<typeof fingerprint>[],
   replaySeeds: number[],
   replayMaker: () => (seed: number) => Float32Array,
-): RepeatBenchResult['restart'] {
+): Promise<RepeatBenchResult['restart']> {
   const dir = mkdtempSync(join(tmpdir(), 'vg-bench-repeat-'));
   const cfg = validateConfig({ store: { path: join(dir, 'vg.sqlite') } });
   const opts = {
@@ -251,14 +251,14 @@ function restartBench(
     const writeMs = performance.now() - tw;
     store.db.pragma('wal_checkpoint(TRUNCATE)');
     const fileBytes = statSync(join(dir, 'vg.sqlite')).size;
-    void store.close();
+    await store.close(); // with its checkpoint worker, before the file is opened again
 
     const reopened = Store.open({ ...cfg.store, privacy: cfg.privacy }, silentLogger);
     const tl = performance.now();
     const index = new RepeatIndex(opts);
     index.restore(reopened.recentFingerprints(0, fingerprints.length));
     const loadMs = performance.now() - tl;
-    void reopened.close();
+    await reopened.close(); // and before the directory is removed
 
     const empty = new RepeatIndex(opts);
     const replay = replayMaker();
@@ -284,7 +284,7 @@ function restartBench(
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const r = runRepeatBench();
+  const r = await runRepeatBench();
   console.log(JSON.stringify(r));
   console.log(
     [

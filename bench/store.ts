@@ -62,7 +62,7 @@ function percentile(xs: number[], p: number): number {
 }
 
 /** Store.callerHistory on a store of HISTORY_CALLS calls from HISTORY_CALLERS callers, with and without its index. */
-function knownCallerQueries(): StoreBenchResult['knownCaller'] {
+async function knownCallerQueries(): Promise<StoreBenchResult['knownCaller']> {
   const dir = mkdtempSync(join(tmpdir(), 'vg-bench-known-'));
   try {
     const cfg = validateConfig({ store: { path: join(dir, 'k.sqlite') } });
@@ -106,7 +106,7 @@ function knownCallerQueries(): StoreBenchResult['knownCaller'] {
     const indexed = time(1000);
     store.db.exec('DROP INDEX calls_from');
     const scan = time(20);
-    store.close();
+    await store.close(); // the checkpoint worker's connection too: only then may the files go
     const r3 = (x: number) => Math.round(x * 1000) / 1000;
     return {
       calls: HISTORY_CALLS,
@@ -168,7 +168,7 @@ async function liveLoad(checkpointOnMain: boolean): Promise<LoopFigures> {
     h.disable();
     store.flush();
     const rows = (store.db.prepare('SELECT count(*) AS n FROM scores').get() as { n: number }).n;
-    store.close();
+    await store.close(); // the checkpoint worker's connection too: only then may the files go
     return {
       eventLoopDelayP99Ms: Math.round(h.percentile(99) / 1e4) / 100,
       eventLoopDelayMaxMs: Math.round(h.max / 1e4) / 100,
@@ -184,10 +184,10 @@ export async function runStoreBench(): Promise<StoreBenchResult> {
     checkpointInWorker: await liveLoad(false),
     baselineCheckpointOnMainThread: await liveLoad(true),
   };
-  return { ...runBatchAndQueries(), knownCaller: knownCallerQueries(), live };
+  return { ...(await runBatchAndQueries()), knownCaller: await knownCallerQueries(), live };
 }
 
-function runBatchAndQueries(): Omit<StoreBenchResult, 'live' | 'knownCaller'> {
+async function runBatchAndQueries(): Promise<Omit<StoreBenchResult, 'live' | 'knownCaller'>> {
   const dir = mkdtempSync(join(tmpdir(), 'vg-bench-store-'));
   try {
     const cfg = validateConfig({
@@ -295,7 +295,7 @@ function runBatchAndQueries(): Omit<StoreBenchResult, 'live' | 'knownCaller'> {
       store.tuningRows();
       tuning.push(performance.now() - t);
     }
-    store.close();
+    await store.close(); // the checkpoint worker's connection too: only then may the files go
     const r3 = (x: number) => Math.round(x * 1000) / 1000;
     return {
       calls: CALLS,

@@ -74,6 +74,10 @@ export class Checkpointer {
    * exited, i.e. its SQLite connection is closed and the database files may be moved or deleted.
    */
   close(): Promise<void> {
+    // Unref'd so that it never keeps a process alive, but a caller that awaits the close must see
+    // it settle: held until the worker is gone (otherwise a process with nothing else left exits
+    // with the await unsettled, code 13).
+    this.worker.ref();
     this.worker.postMessage('stop');
     for (const w of this.waiters.splice(0)) w(null);
     return this.exited;

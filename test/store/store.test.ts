@@ -81,6 +81,20 @@ describe('migrations', () => {
     expect(s.listCalls({ limit: 1 }).total).toBe(2000);
   });
 
+  it('an awaited close() settles even when nothing else keeps the process alive (found by bench:store: exit 13)', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(import.meta.dirname, 'close-only.ts'), join(dir, 'c.sqlite')],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((done) => child.on('close', done));
+    expect({ code, out }).toEqual({ code: 0, out: 'closed\n' });
+    expect(existsSync(join(dir, 'c.sqlite-wal'))).toBe(false);
+  });
+
   it('close() settles only after the checkpoint worker has closed its connection', async () => {
     const s = openStore({ checkpointIntervalMs: 60_000 });
     const bus = new CallEventBus();
