@@ -1,16 +1,23 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 // The Python recipe on ~20 corpus clips: load -> 1 training step -> export -> parity (torch vs
 // onnxruntime). It runs into a temp dir and must leave the committed model untouched.
 describe('model pipeline smoke run', () => {
-  it('prepares, trains one step, exports and passes the parity check (default and experiment options)', () => {
+  it('prepares, trains one step, exports and passes the parity check (default and experiment options)', async () => {
     const before = statSync('models/voiceguard-detector.onnx').mtimeMs;
     const out = mkdtempSync(join(tmpdir(), 'vg-smoke-'));
-    const stdout = execFileSync('bash', ['models/smoke.sh', out], { encoding: 'utf8', timeout: 600_000 });
+    // Asynchronously: a minute of blocked event loop makes vitest's worker RPC time out
+    // ("Timeout calling onTaskUpdate", an unhandled error that fails the run).
+    const { stdout } = await promisify(execFile)('bash', ['models/smoke.sh', out], {
+      encoding: 'utf8',
+      timeout: 600_000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
     const last = JSON.parse(stdout.trim().split('\n').pop()!) as {
       ok: boolean;
       parityMaxAbsDiff: number;
