@@ -537,15 +537,30 @@ def copy_synthesis(human_train, rng, limit):
     return out
 
 
-def neural_copy_synthesis(human_train, rng, limit, steps, archs, gan=False):
+def neural_copy_synthesis(human_train, rng, limit, steps, archs, gan=False, weights=None):
     """Copy-synthesis through small neural vocoders trained here on the TRAIN human clips only
     (models/vocoder.py): a Vocos-style iSTFT vocoder and/or a HiFi-GAN-style upsampling one. Each
     resynthesises its share of `limit` clips, labelled synthetic as system "vocoded-neural-<arch>" (with
-    a "-gan" suffix when the vocoders are trained against a discriminator)."""
-    from vocoder import resynthesise, train_vocoder
+    a "-gan" suffix when the vocoders are trained against a discriminator). With weights (a folder of
+    models/gpu_vocoders.py's .pt files, trained on the same TRAIN human clips), those vocoders are
+    loaded instead of trained, and their clips are systems "vocoded-neural-<name>"."""
+    from vocoder import load_vocoder, resynthesise, train_vocoder
 
     out = []
     pick = rng.choice(len(human_train), min(limit, len(human_train)), replace=False)
+    if weights:
+        files = vocoder_weight_files(weights)
+        for a, f in enumerate(files):
+            voc = load_vocoder(f)
+            log(f"loaded copy-synthesis vocoder {voc.info['name']} ({voc.arch}, {voc.info['steps']} steps on {voc.info['device']}, "
+                f"held-out mel distance {voc.info.get('valMelDistance')})")
+            for i in pick[a :: len(files)]:
+                c = human_train[i]
+                x = c["audio"][: SR * 6]
+                out.append(dict(audio=resynthesise(voc, x), label=1, system=f"vocoded-neural-{voc.info['name']}", language=c["language"],
+                                group=c["group"], split="train", source=c["source"], license=c["license"], origin=x))
+        log(f"neural copy-synthesis: {len(out)} clips from {len(files)} loaded vocoders")
+        return out
     for a, arch in enumerate(archs):
         log(f"training the {arch} copy-synthesis vocoder ({steps} steps) on {len(human_train)} human train clips")
         voc = train_vocoder(human_train, steps, seed=a, log=log, arch=arch, gan=gan)
@@ -557,6 +572,26 @@ def neural_copy_synthesis(human_train, rng, limit, steps, archs, gan=False):
                             group=c["group"], split="train", source=c["source"], license=c["license"], origin=x))
     log(f"neural copy-synthesis: {len(out)} clips ({steps} steps per vocoder: {', '.join(archs)})")
     return out
+
+
+def vocoder_weight_files(folder):
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".pt"))
+    if not files:
+        raise SystemExit(f"--vocoder-weights {folder}: no .pt files (models/gpu_vocoders.py writes them)")
+    return files
+
+
+def write_vocoder_data(clips, path):
+    """The TRAIN human clips (what the vocoders may learn from) and the validation human clips (for
+    their held-out quality) as 16-bit PCM, for models/gpu_vocoders.py on another machine."""
+    parts = {}
+    for part, keep in (("train", lambda c: c["split"] == "train" and c["label"] == 0),
+                       ("val", lambda c: c["split"] == "val" and c["label"] == 0)):
+        audio = [np.clip(np.round(c["audio"] * 32768), -32768, 32767).astype(np.int16) for c in clips if keep(c)]
+        parts[f"{part}_audio"] = np.concatenate(audio)
+        parts[f"{part}_offsets"] = np.concatenate([[0], np.cumsum([len(a) for a in audio])]).astype(np.int64)
+        log(f"vocoder data: {len(audio)} {part} human clips, {len(parts[f'{part}_audio']) / SR / 60:.1f} minutes")
+    np.savez(path, **parts)
 
 
 def lpc_resynth(x, rng, order=12, frame=160):
@@ -1615,6 +1650,8 @@ def prepare(args, rng):
     manifest = os.path.join(CORPUS, "manifest.csv")
     key = hashlib.sha1(json.dumps([hashlib.sha1(open(manifest, "rb").read()).hexdigest(),
                                    args.vocoded, args.extra_human, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs,
+                                   *([["vocoder-weights", [hashlib.sha1(open(f, "rb").read()).hexdigest() for f in vocoder_weight_files(args.vocoder_weights)]]]
+                                     if args.vocoder_weights and args.neural_vocoded > 0 else []),
                                    *(["gan"] if args.vocoder_gan else []), GCIN_VAL, sorted(VAL_SYSTEMS), sorted(TEST_SYSTEMS), sorted(HUMAN_TEST_GROUPS),
                                    *([["seen", sorted(SEEN_SYSTEMS)]] if SEEN_SYSTEMS else []),
                                    *(["gan-ablation"] if GAN_ABLATION else []),
@@ -1636,7 +1673,7 @@ def prepare(args, rng):
     clips += copy_synthesis(human_train, rng, args.vocoded)
     if args.neural_vocoded > 0:
         clips += neural_copy_synthesis(human_train, rng, args.neural_vocoded, args.vocoder_steps, args.vocoder_archs.split(","),
-                                      gan=args.vocoder_gan)
+                                      gan=args.vocoder_gan, weights=args.vocoder_weights)
     os.makedirs(CACHE, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"  # concurrent runs with the same key each write their own
     pickle.dump(clips, open(tmp, "wb"), protocol=4)
@@ -1648,6 +1685,14 @@ def stage_prep(args):
     """Only build (or find) the prepared-data cache, e.g. ahead of several training runs."""
     torch.set_num_threads(args.threads)
     prepare(args, np.random.default_rng(0))
+
+
+def stage_vocoder_data(args):
+    """The human clips for models/gpu_vocoders.py (see write_vocoder_data)."""
+    clips = prepare(args, np.random.default_rng(0))
+    path = os.path.join(CACHE, "vocoder-data.npz")
+    write_vocoder_data(clips, path)
+    log("wrote", path)
 
 
 def stage_all(args):
@@ -1677,7 +1722,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), **({"mixup": args.mixup} if args.mixup else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), **({"vocoderWeights": [os.path.basename(f) for f in vocoder_weight_files(args.vocoder_weights)]} if args.vocoder_weights and args.neural_vocoded else {}), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), **({"mixup": args.mixup} if args.mixup else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB, mobileCodec=MOBILE_CODEC,
@@ -2412,7 +2457,7 @@ def seen_split_check():
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("stage", choices=["all", "prep", "eval", "recal", "baseline", "smoke", "codec-bound"])
+    p.add_argument("stage", choices=["all", "prep", "eval", "recal", "baseline", "smoke", "codec-bound", "vocoder-data"])
     p.add_argument("--codec", default="g729", help="codec-bound: the codec of EVAL_CODECS to fit a drop bound for")
     p.add_argument("--direct", action="store_true", help="codec-bound: the gateway's direct G.729 path (no G.711 channel after the codec)")
     p.add_argument("--write", action="store_true", help="codec-bound: write the fitted bounds into the model's JSON as decision.byCodec (needs --version)")
@@ -2423,6 +2468,7 @@ def main():
     p.add_argument("--vocoder-steps", type=int, default=3000, help="training steps of each copy-synthesis vocoder")
     p.add_argument("--vocoder-archs", default="istft,upsample", help="copy-synthesis vocoders: istft (Vocos-style), upsample (HiFi-GAN-style)")
     p.add_argument("--vocoder-gan", action="store_true", help="train the copy-synthesis vocoders with a multi-resolution spectrogram discriminator")
+    p.add_argument("--vocoder-weights", default=None, help="folder of copy-synthesis vocoders trained by models/gpu_vocoders.py, loaded instead of training --vocoder-archs (needs --neural-vocoded)")
     p.add_argument("--vocoded-share", type=float, default=0.0, help="share of synthetic draws from copy-synthesis (0 = per-system balance)")
     p.add_argument("--front", choices=["spectrogram", "raw"], default="spectrogram", help="spectrogram (net.Detector: filterbank in the graph, --bands) or raw (net.RawDetector: learned sinc filters on the waveform, RawNet2/AASIST-L class; --width default 32 there)")
     p.add_argument("--bands", choices=["mel", "linear"], default="mel", help="front-end filterbank (48 mel or 48 linear bands)")
@@ -2472,7 +2518,7 @@ def main():
     VOCODED_SHARE = args.vocoded_share
     SYSTEM_WEIGHTING = args.system_weighting
     {"all": stage_all, "prep": stage_prep, "eval": stage_eval, "recal": stage_eval, "baseline": stage_baseline, "smoke": stage_smoke,
-     "codec-bound": stage_codec_bound}[args.stage](args)
+     "codec-bound": stage_codec_bound, "vocoder-data": stage_vocoder_data}[args.stage](args)
 
 
 if __name__ == "__main__":

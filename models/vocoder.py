@@ -67,14 +67,25 @@ class Vocoder(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, ch, dilations=(1, 3, 9)):
+    def __init__(self, ch, dilations=(1, 3, 9), kernel=3):
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv1d(ch, ch, 3, padding=d, dilation=d) for d in dilations)
+        self.convs = nn.ModuleList(nn.Conv1d(ch, ch, kernel, padding=d * (kernel - 1) // 2, dilation=d) for d in dilations)
 
     def forward(self, x):
         for c in self.convs:
             x = x + c(nn.functional.leaky_relu(x, 0.1))
         return x
+
+
+class MRF(nn.Module):
+    """HiFi-GAN's multi-receptive-field fusion: the mean of residual stacks of several kernel sizes."""
+
+    def __init__(self, ch, kernels):
+        super().__init__()
+        self.blocks = nn.ModuleList(ResBlock(ch, (1, 3, 5), k) for k in kernels)
+
+    def forward(self, x):
+        return sum(b(x) for b in self.blocks) / len(self.blocks)
 
 
 class UpsampleVocoder(nn.Module):
@@ -83,7 +94,7 @@ class UpsampleVocoder(nn.Module):
     artefacts at the frame rate) differ from the iSTFT vocoder's, so the two together cover both
     vocoder families that TTS systems end in."""
 
-    def __init__(self, ch=64):
+    def __init__(self, ch=64, kernels=(3,)):
         super().__init__()
         self.register_buffer("mel", mel_basis())
         self.register_buffer("window", torch.hann_window(N_FFT))
@@ -91,7 +102,9 @@ class UpsampleVocoder(nn.Module):
         ups = []
         c = ch
         for k, s in ((10, 5), (8, 4), (8, 4)):
-            ups += [nn.LeakyReLU(0.1), nn.ConvTranspose1d(c, c // 2, k, s, padding=(k - s) // 2), ResBlock(c // 2)]
+            # kernels=(3,) is the CPU recipe's block; (3, 7, 11) is HiFi-GAN's multi-receptive-field fusion.
+            ups += [nn.LeakyReLU(0.1), nn.ConvTranspose1d(c, c // 2, k, s, padding=(k - s) // 2),
+                    ResBlock(c // 2) if len(kernels) == 1 else MRF(c // 2, kernels)]
             c //= 2
         self.ups = nn.Sequential(*ups)
         self.out = nn.Conv1d(c, 1, 7, padding=3)
@@ -106,7 +119,7 @@ class UpsampleVocoder(nn.Module):
 def stft_loss(y, x):
     loss = 0.0
     for n_fft, hop in ((128, 32), (256, 64), (512, 128)):
-        w = torch.hann_window(n_fft)
+        w = torch.hann_window(n_fft, device=y.device)
         Y = torch.stft(y, n_fft, hop, window=w, return_complex=True).abs() + 1e-5
         X = torch.stft(x, n_fft, hop, window=w, return_complex=True).abs() + 1e-5
         loss = loss + torch.norm(X - Y) / torch.norm(X) + (torch.log(X) - torch.log(Y)).abs().mean()
@@ -139,42 +152,87 @@ class SpecDiscriminator(nn.Module):
         return self.out(x), feats
 
 
-class MultiResDiscriminator(nn.Module):
-    def __init__(self):
+class PeriodDiscriminator(nn.Module):
+    """One period of HiFi-GAN's multi-period discriminator: the waveform folded into [T/p, p] and
+    convolved along time only, so it sees the periodic structure (pitch, frame-rate artefacts)."""
+
+    def __init__(self, period, ch=32):
         super().__init__()
-        self.ds = nn.ModuleList(SpecDiscriminator(n, h) for n, h in ((128, 32), (256, 64), (512, 128)))
+        self.period = period
+        chans = (1, ch, ch * 4, ch * 8, ch * 8)
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, (5, 1), stride=(3 if i < 3 else 1, 1), padding=(2, 0))
+                                   for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])))
+        self.out = nn.Conv2d(chans[-1], 1, (3, 1), padding=(1, 0))
+
+    def forward(self, y):
+        b, t = y.shape
+        if t % self.period:
+            y = nn.functional.pad(y, (0, self.period - t % self.period), mode="reflect")
+        x = y.view(b, 1, -1, self.period)
+        feats = []
+        for c in self.convs:
+            x = nn.functional.leaky_relu(c(x), 0.1)
+            feats.append(x)
+        return self.out(x), feats
+
+
+class MultiResDiscriminator(nn.Module):
+    """Vocos' multi-resolution spectrogram discriminator; with periods, HiFi-GAN's multi-period one
+    joins it (the pairing that BigVGAN and most GAN vocoders since use)."""
+
+    def __init__(self, ch=16, periods=()):
+        super().__init__()
+        self.ds = nn.ModuleList([*(SpecDiscriminator(n, h, ch) for n, h in ((128, 32), (256, 64), (512, 128))),
+                                 *(PeriodDiscriminator(p) for p in periods)])
 
     def forward(self, y):
         return [d(y) for d in self.ds]
 
 
-def train_vocoder(clips, steps, seed=0, log=print, arch="istft", gan=False):
-    """Train on random 0.75 s crops of the given (TRAIN, human) clips for a fixed number of steps. With
-    gan, a multi-resolution spectrogram discriminator (hinge loss plus feature matching, as in Vocos and
-    HiFi-GAN) joins after the first third of the steps: adversarial training is what leaves the fine
-    spectral traces of real GAN vocoders, which reconstruction losses alone smooth away."""
+def make_vocoder(arch="istft", size=None):
+    """The CPU recipe's vocoders (size None) or a larger configuration: size is a dict of the
+    constructor's arguments (istft: dim, layers; upsample: ch, kernels)."""
+    size = dict(size or {})
+    if "kernels" in size:
+        size["kernels"] = tuple(size["kernels"])
+    return Vocoder(**size) if arch == "istft" else UpsampleVocoder(**size)
+
+
+def train_vocoder(clips, steps, seed=0, log=print, arch="istft", gan=False, size=None, batch=12, crop=6000,
+                  disc_ch=16, periods=(), device="cpu", max_seconds=None, checkpoint=None):
+    """Train on random crops (crop samples, 0.75 s by default) of the given (TRAIN, human) clips for a
+    fixed number of steps, or until max_seconds of wall time have passed. With gan, a multi-resolution
+    spectrogram discriminator (hinge loss plus feature matching, as in Vocos and HiFi-GAN; with periods,
+    HiFi-GAN's multi-period discriminator too) joins after the first third of the steps: adversarial
+    training is what leaves the fine spectral traces of real GAN vocoders, which reconstruction losses
+    alone smooth away. With max_seconds, the discriminator joins after a third of that time.
+    checkpoint(voc, step) is called every 1000 steps (e.g. to save the weights of a long run)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    voc = Vocoder() if arch == "istft" else UpsampleVocoder()
-    opt = torch.optim.AdamW(voc.parameters(), lr=1e-3)
-    disc = MultiResDiscriminator() if gan else None
+    voc = make_vocoder(arch, size).to(device)
+    opt = torch.optim.AdamW(voc.parameters(), lr=1e-3 if size is None else 4e-4, betas=(0.8, 0.99) if size else (0.9, 0.999))
+    disc = MultiResDiscriminator(disc_ch, periods).to(device) if gan else None
     opt_d = torch.optim.AdamW(disc.parameters(), lr=2e-4, betas=(0.8, 0.99)) if gan else None
     gan_from = steps // 3
-    crop = 6000
     audio = [c["audio"] for c in clips if len(c["audio"]) > crop]
     t0 = time.time()
+    step = 0
     for step in range(steps):
-        batch = []
-        for _ in range(12):
+        elapsed = time.time() - t0
+        if max_seconds is not None and elapsed > max_seconds:
+            break
+        batch_audio = []
+        for _ in range(batch):
             x = audio[int(rng.integers(len(audio)))]
             s = int(rng.integers(0, len(x) - crop + 1))
             seg = x[s : s + crop]
-            batch.append(seg / (np.max(np.abs(seg)) + 1e-4) * rng.uniform(0.3, 0.9))
-        x = torch.from_numpy(np.stack(batch).astype(np.float32))
+            batch_audio.append(seg / (np.max(np.abs(seg)) + 1e-4) * rng.uniform(0.3, 0.9))
+        x = torch.from_numpy(np.stack(batch_audio).astype(np.float32)).to(device)
         target = voc.logmel(x)
         y = voc(target)[:, : x.shape[1]]  # both vocoders return at least the input's length
         loss = stft_loss(y, x) + 0.5 * (voc.logmel(y) - target).abs().mean()
-        if gan and step >= gan_from:
+        adversarial = step >= gan_from if max_seconds is None else elapsed > max_seconds / 3
+        if gan and adversarial:
             d_loss = 0.0
             for (real, _), (fake, _) in zip(disc(x), disc(y.detach())):
                 d_loss = d_loss + torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
@@ -193,11 +251,42 @@ def train_vocoder(clips, steps, seed=0, log=print, arch="istft", gan=False):
         opt.step()
         if step % 200 == 0:
             log(f"{arch} vocoder step {step}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
+        if checkpoint is not None and step % 1000 == 999:
+            checkpoint(voc, step + 1)
     voc.eval()
-    voc.steps = steps
+    voc.steps = step + 1
     voc.final_loss = float(loss.item())
-    log(f"{arch} vocoder trained: {steps} steps in {time.time() - t0:.0f}s, final loss {voc.final_loss:.3f}")
+    log(f"{arch} vocoder trained: {voc.steps} steps in {time.time() - t0:.0f}s, final loss {voc.final_loss:.3f}")
     return voc
+
+
+def save_vocoder(voc, path, arch, size, **info):
+    """Weights and the configuration that rebuilds them, in one torch file."""
+    torch.save(dict(arch=arch, size=size, info=info, state={k: v.detach().cpu() for k, v in voc.state_dict().items()}), path)
+
+
+def load_vocoder(path):
+    d = torch.load(path, map_location="cpu", weights_only=True)
+    voc = make_vocoder(d["arch"], d["size"])
+    voc.load_state_dict(d["state"])
+    voc.eval()
+    voc.info = d["info"]
+    voc.arch = d["arch"]
+    return voc
+
+
+def mel_distance(voc, clips, device="cpu"):
+    """Mean absolute log-mel difference between clips and their resynthesis: the usual vocoder
+    quality proxy (lower is closer to the original)."""
+    d = []
+    with torch.no_grad():
+        for x in clips:
+            t = torch.from_numpy(x.astype(np.float32))[None].to(device)
+            t = t / (t.abs().max() + 1e-4) * 0.7
+            m = voc.logmel(t)
+            y = voc(m)[:, : t.shape[1]]
+            d.append(float((voc.logmel(y)[..., : m.shape[-1]] - m).abs().mean()))
+    return float(np.mean(d))
 
 
 def resynthesise(voc, x):
