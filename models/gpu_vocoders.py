@@ -51,8 +51,9 @@ def one(args):
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
+    vocoder.MEL_BASIS = np.load(args.data)["mel_basis"]  # the GPU image has no librosa
     train = [dict(audio=a) for a in load(args.data, "train")]
-    val = [a[: vocoder.SR * 4] for a in load(args.data, "val")[:64]]
+    val = load(args.data, "val")
     path = os.path.join(args.out, f"{args.one}.pt")
     t0 = time.time()
 
@@ -82,7 +83,7 @@ def main():
     p.add_argument("out")
     p.add_argument("--seconds", type=float, default=420)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--crop", type=int, default=8000)
+    p.add_argument("--crop", type=int, default=8000)  # vocoder-data's train excerpts are 1.5 s
     p.add_argument("--only", default=",".join(CONFIGS))
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()

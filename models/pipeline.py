@@ -581,16 +581,30 @@ def vocoder_weight_files(folder):
     return files
 
 
-def write_vocoder_data(clips, path):
+def write_vocoder_data(clips, path, train_s=1.5, val_s=4.0, val_clips=64):
     """The TRAIN human clips (what the vocoders may learn from) and the validation human clips (for
-    their held-out quality) as 16-bit PCM, for models/gpu_vocoders.py on another machine."""
+    their held-out quality) as 16-bit PCM, for models/gpu_vocoders.py on another machine. To fit the
+    device tool's 64 MiB, each train clip gives one excerpt of train_s seconds (at a seeded random
+    offset: every clip, so every speaker and source, is kept), and val_clips validation clips give
+    their first val_s seconds."""
+    rng = np.random.default_rng(25)
     parts = {}
-    for part, keep in (("train", lambda c: c["split"] == "train" and c["label"] == 0),
-                       ("val", lambda c: c["split"] == "val" and c["label"] == 0)):
-        audio = [np.clip(np.round(c["audio"] * 32768), -32768, 32767).astype(np.int16) for c in clips if keep(c)]
+
+    def excerpt(x, n):
+        s = int(rng.integers(0, len(x) - n + 1)) if len(x) > n else 0
+        return x[s : s + n]
+
+    val = [c for c in clips if c["split"] == "val" and c["label"] == 0]
+    val = [val[i] for i in sorted(rng.choice(len(val), min(val_clips, len(val)), replace=False))]
+    for part, chosen, n in (("train", [c for c in clips if c["split"] == "train" and c["label"] == 0], int(train_s * SR)),
+                            ("val", val, int(val_s * SR))):
+        audio = [np.clip(np.round(excerpt(c["audio"], n) * 32768), -32768, 32767).astype(np.int16) for c in chosen]
         parts[f"{part}_audio"] = np.concatenate(audio)
         parts[f"{part}_offsets"] = np.concatenate([[0], np.cumsum([len(a) for a in audio])]).astype(np.int64)
         log(f"vocoder data: {len(audio)} {part} human clips, {len(parts[f'{part}_audio']) / SR / 60:.1f} minutes")
+    from vocoder import mel_basis
+
+    parts["mel_basis"] = mel_basis().numpy()
     np.savez(path, **parts)
 
 

@@ -23,7 +23,12 @@ HOP = 80
 N_MELS = 64
 
 
+MEL_BASIS = None  # set (a [N_MELS, N_FFT // 2 + 1] array) where librosa is missing, e.g. by models/gpu_vocoders.py
+
+
 def mel_basis():
+    if MEL_BASIS is not None:
+        return torch.from_numpy(np.asarray(MEL_BASIS, dtype=np.float32))
     import librosa
 
     return torch.from_numpy(librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS, fmin=50, fmax=3900).astype(np.float32))
