@@ -2158,7 +2158,32 @@ def stage_smoke(args):
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "domainAdvParityMaxAbsDiff": da, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
                       "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check(),
-                      "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "mixup": mixup_check(clips, args.out), "baseline": baseline_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out)}))
+                      "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "mixup": mixup_check(clips, args.out), "baseline": baseline_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out),
+                      "gpuVocoders": gpu_vocoder_check(clips, args.out)}))
+
+
+def gpu_vocoder_check(clips, out):
+    """The twenty-fifth round's path on the smoke sample, on CPU: vocoder-data's file, models/gpu_vocoders.py
+    (two of its vocoders, 3 s each, with the held-out mel distance), and --vocoder-weights loading them
+    for copy-synthesis."""
+    human = [dict(c, split="train") for c in clips if c["label"] == 0]
+    val = [dict(c, split="val") for c in human[:2]]
+    data = os.path.join(out, "vocoder-data.npz")
+    write_vocoder_data(human + val, data)
+    weights = os.path.join(out, "gpu-vocoders")
+    subprocess.run([sys.executable, os.path.join(HERE, "gpu_vocoders.py"), data, weights, "--seconds", "3", "--batch", "2",
+                    "--only", "hifigan-m,vocos-l"], check=True)
+    info = {f: json.load(open(os.path.join(weights, f))) for f in sorted(os.listdir(weights)) if f.endswith(".json")}
+    if sorted(info) != ["hifigan-m.json", "vocos-l.json"] or not all(i["steps"] >= 1 and i["valMelDistance"] > 0 for i in info.values()):
+        raise SystemExit(f"gpu_vocoders.py wrote {info}")
+    made = neural_copy_synthesis(human, np.random.default_rng(0), 4, 0, [], weights=weights)
+    systems = sorted({c["system"] for c in made})
+    if systems != ["vocoded-neural-hifigan-m", "vocoded-neural-vocos-l"]:
+        raise SystemExit(f"--vocoder-weights made {systems}")
+    for c in made:
+        if len(c["audio"]) != len(c["origin"]) or not np.all(np.isfinite(c["audio"])):
+            raise SystemExit(f"{c['system']} output is broken")
+    return dict(vocoders=systems, steps={k: v["steps"] for k, v in info.items()}, clips=len(made))
 
 
 def pair_loss_check(clips, out):
