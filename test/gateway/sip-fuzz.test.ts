@@ -268,6 +268,31 @@ afterAll(async () => {
   await gw?.stop();
 });
 
+/**
+ * Waits until `g` holds no call and no media port and `busy()` is false, or `ms` have passed; the
+ * caller's expectations then say which of them was left.
+ */
+async function settle(g: TestGateway, ms: number, busy: () => boolean = () => false): Promise<void> {
+  const deadline = Date.now() + ms;
+  const relay = () => g.server.gateway.mediaStats();
+  while (
+    (g.server.gateway.activeCalls > 0 || (relay()?.portsInUse ?? 0) > 0 || busy()) &&
+    Date.now() < deadline
+  )
+    await new Promise((done) => setTimeout(done, 200));
+}
+
+/** After a fuzz: a normal sipp call through `g` passes, once the fuzzing PBX has freed its port for sipp. */
+async function expectNormalCall(g: TestGateway): Promise<void> {
+  while (udpBound(g.pbxPort)) await new Promise((done) => setTimeout(done, 50));
+  const call = await callThrough(
+    g,
+    { scenario: 'pbx-answer.xml', mediaPort: await freeUdpPort() },
+    { scenario: 'caller-bye.xml', pauseMs: 100, mediaPort: await freeUdpPort() },
+  );
+  expectBothPassed(call);
+}
+
 describe(`SIP fuzzing (seed ${SEED}, ${COUNT} messages)`, () => {
   it('survives mutated SIP over UDP and TCP, ends every call it set up, and then relays a normal call', async () => {
     const r = rng(SEED);
@@ -300,10 +325,8 @@ describe(`SIP fuzzing (seed ${SEED}, ${COUNT} messages)`, () => {
     expect(replies, 'the gateway answered some of them').toBeGreaterThan(100);
 
     // Every call the fuzz set up ends (no ACK, no RTP) and gives its ports back.
-    const deadline = Date.now() + 20_000;
+    await settle(gw, 20_000);
     const relay = () => gw.server.gateway.mediaStats();
-    while ((gw.server.gateway.activeCalls > 0 || (relay()?.portsInUse ?? 0) > 0) && Date.now() < deadline)
-      await new Promise((done) => setTimeout(done, 200));
     sock.close();
     const handlerErrors = gw.events('sip.handler_error');
     expect(handlerErrors, `seed ${SEED}: ${JSON.stringify(handlerErrors.slice(0, 3))}`).toEqual([]);
@@ -316,13 +339,7 @@ describe(`SIP fuzzing (seed ${SEED}, ${COUNT} messages)`, () => {
 
     // And a normal call goes through afterwards.
     pbx.close();
-    while (udpBound(gw.pbxPort)) await new Promise((done) => setTimeout(done, 50)); // sipp takes the port next
-    const call = await callThrough(
-      gw,
-      { scenario: 'pbx-answer.xml', mediaPort: await freeUdpPort() },
-      { scenario: 'caller-bye.xml', pauseMs: 100, mediaPort: await freeUdpPort() },
-    );
-    expectBothPassed(call);
+    await expectNormalCall(gw);
   }, 120_000);
 });
 
@@ -596,13 +613,12 @@ describe(`SIP fuzzing from the PBX side (seed ${SEED})`, () => {
       if (i % 20 === 19) await new Promise((d) => setTimeout(d, 30));
     }
     await new Promise((d) => setTimeout(d, 500));
-    const deadline = Date.now() + 20_000;
+    await settle(g, 20_000);
     const relay = () => g.server.gateway.mediaStats();
-    while ((g.server.gateway.activeCalls > 0 || (relay()?.portsInUse ?? 0) > 0) && Date.now() < deadline)
-      await new Promise((d) => setTimeout(d, 200));
     // Until the gateway's transactions toward the PBX are done (retransmissions answered). INVITE
     // retransmissions come 0.5, 1, 2, 4 s apart; a clean answer lost under load means the next gap.
-    while (Date.now() - pbxFuzz.lastMessageAt < 4500 && Date.now() < deadline + 15_000)
+    const quietBy = Date.now() + 15_000;
+    while (Date.now() - pbxFuzz.lastMessageAt < 4500 && Date.now() < quietBy)
       await new Promise((d) => setTimeout(d, 200));
     sock.close();
     expect(pbxFuzz.invites, 'INVITEs that reached the fuzzing PBX').toBeGreaterThan(n / 2);
@@ -611,13 +627,7 @@ describe(`SIP fuzzing from the PBX side (seed ${SEED})`, () => {
     expect(g.server.gateway.activeCalls, `seed ${SEED}: calls left`).toBe(0);
     expect(relay()?.portsInUse, `seed ${SEED}: ports left`).toBe(0);
     pbxFuzz.close();
-    while (udpBound(g.pbxPort)) await new Promise((d) => setTimeout(d, 50));
-    const call = await callThrough(
-      g,
-      { scenario: 'pbx-answer.xml', mediaPort: await freeUdpPort() },
-      { scenario: 'caller-bye.xml', pauseMs: 100, mediaPort: await freeUdpPort() },
-    );
-    expectBothPassed(call);
+    await expectNormalCall(g);
   }, 120_000);
 });
 
@@ -944,17 +954,12 @@ describe(`SIP fuzzing inside dialogs, from both sides (seed ${SEED})`, () => {
     await new Promise((done) => setTimeout(done, 300));
     for (const d of callerDialogs.values()) callerSide.send(inDialogRequest(d, callerPort, 'BYE'));
 
-    const deadline = Date.now() + 20_000;
-    const relay = () => g.server.gateway.mediaStats();
     // A dialog the PBX itself moved elsewhere (a mutated Contact in a re-INVITE or UPDATE that the
     // gateway took) gets its BYE there, not here.
     const pbxOpen = () =>
       [...pbxAnswered].filter((id) => !pbxSide.ended.has(id) && !pbxSide.retargeted.has(id));
-    while (
-      (g.server.gateway.activeCalls > 0 || (relay()?.portsInUse ?? 0) > 0 || pbxOpen().length > 0) &&
-      Date.now() < deadline
-    )
-      await new Promise((done) => setTimeout(done, 200));
+    await settle(g, 20_000, () => pbxOpen().length > 0);
+    const relay = () => g.server.gateway.mediaStats();
     caller.close();
     pbx.close();
     expect(set, 'calls the fuzz set up').toBeGreaterThan(calls / 2);
@@ -971,12 +976,6 @@ describe(`SIP fuzzing inside dialogs, from both sides (seed ${SEED})`, () => {
 
     // Until the gateway's transactions toward the PBX are done, then a normal call.
     await new Promise((done) => setTimeout(done, 4500));
-    while (udpBound(g.pbxPort)) await new Promise((done) => setTimeout(done, 50));
-    const call = await callThrough(
-      g,
-      { scenario: 'pbx-answer.xml', mediaPort: await freeUdpPort() },
-      { scenario: 'caller-bye.xml', pauseMs: 100, mediaPort: await freeUdpPort() },
-    );
-    expectBothPassed(call);
+    await expectNormalCall(g);
   }, 180_000);
 });
