@@ -548,28 +548,25 @@ def neural_copy_synthesis(human_train, rng, limit, steps, archs, gan=False, weig
 
     pick = rng.choice(len(human_train), min(limit, len(human_train)), replace=False)
 
-    def vocoders():  # (vocoder, system name), one at a time
-        if weights:
-            for f in vocoder_weight_files(weights):
-                voc = load_vocoder(f)
-                log(f"loaded copy-synthesis vocoder {voc.info['name']} ({voc.arch}, {voc.info['steps']} steps on {voc.info['device']}, "
-                    f"held-out mel distance {voc.info.get('valMelDistance')})")
-                yield voc, f"vocoded-neural-{voc.info['name']}"
-            return
-        for a, arch in enumerate(archs):
-            log(f"training the {arch} copy-synthesis vocoder ({steps} steps) on {len(human_train)} human train clips")
-            yield train_vocoder(human_train, steps, seed=a, log=log, arch=arch, gan=gan), f"vocoded-neural-{arch}{'-gan' if gan else ''}"
-
+    sources = vocoder_weight_files(weights) if weights else archs
     out = []
-    count = len(vocoder_weight_files(weights)) if weights else len(archs)
-    for a, (voc, system) in enumerate(vocoders()):
-        for i in pick[a::count]:
+    for a, source in enumerate(sources):
+        if weights:
+            voc = load_vocoder(source)
+            log(f"loaded copy-synthesis vocoder {voc.info['name']} ({voc.arch}, {voc.info['steps']} steps on {voc.info['device']}, "
+                f"held-out mel distance {voc.info.get('valMelDistance')})")
+            system = f"vocoded-neural-{voc.info['name']}"
+        else:
+            log(f"training the {source} copy-synthesis vocoder ({steps} steps) on {len(human_train)} human train clips")
+            voc = train_vocoder(human_train, steps, seed=a, log=log, arch=source, gan=gan)
+            system = f"vocoded-neural-{source}{'-gan' if gan else ''}"
+        for i in pick[a :: len(sources)]:
             c = human_train[i]
             x = c["audio"][: SR * 6]
             # origin: the human audio it was made from, sample-aligned (for --pair-loss --pair-from neural).
             out.append(dict(audio=resynthesise(voc, x), label=1, system=system, language=c["language"],
                             group=c["group"], split="train", source=c["source"], license=c["license"], origin=x))
-    log(f"neural copy-synthesis: {len(out)} clips from {count} vocoders" + ("" if weights else f" ({steps} steps each: {', '.join(archs)})"))
+    log(f"neural copy-synthesis: {len(out)} clips from {len(sources)} vocoders" + ("" if weights else f" ({steps} steps each: {', '.join(archs)})"))
     return out
 
 
