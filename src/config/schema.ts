@@ -196,9 +196,12 @@ export const ConfigSchema = z.strictObject({
         .number()
         .int()
         .min(500)
+        // The SIP stack (node-sip) keeps an answered INVITE's server transaction for 32 s and can
+        // send its 2xx only while it lives: a longer wait would stop the retransmissions half-way.
+        .max(32_000)
         .default(32_000)
         .describe(
-          'How long the gateway waits for the ACK to a 2xx it sent to an INVITE (retransmitted from T1 meanwhile), and for a delayed offer the ACK that carries the SDP answer, before it ends the call with a BYE to both legs (RFC 3261 64*T1)',
+          "How long the gateway waits for the ACK to a 2xx it sent to an INVITE (retransmitted from T1 meanwhile), and for a delayed offer the ACK that carries the SDP answer, before it ends the call with a BYE to both legs (RFC 3261 64*T1; at most 32000, the life of the SIP stack's INVITE transaction)",
         ),
       enforceSessionExpiry: z
         .boolean()

@@ -75,6 +75,11 @@ describe('loadConfig', () => {
     expect(() => validateConfig({ sip: { listne: {} } })).toThrowError(/sip: unknown key\(s\) 'listne'/);
   });
 
+  it('refuses an ACK wait longer than the SIP stack keeps the INVITE transaction that retransmits the 2xx', () => {
+    expect(() => validateConfig({ sip: { ackTimeoutMs: 40_000 } })).toThrowError(/sip\.ackTimeoutMs/);
+    expect(validateConfig({ sip: { ackTimeoutMs: 32_000 } }).sip.ackTimeoutMs).toBe(32_000);
+  });
+
   it('rejects an inverted RTP port range', () => {
     expect(() => validateConfig({ media: { portMin: 30000, portMax: 20000 } })).toThrowError(
       /media\.portMin/,
