@@ -143,12 +143,25 @@ export function malformedReason(data: Buffer): string | null {
   }
   if (!m) return 'unparsable start line or headers';
   if (!isRequest(m) && !(m.status >= 100 && m.status <= 699)) return 'bad status code';
+  const version = unsupportedResponseVersion(m);
+  if (version !== null) return `response of unsupported SIP version ${version}`;
   for (const h of REQUIRED) {
     const v = (m.headers as unknown as Record<string, unknown>)[h];
     if (v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0))
       return `missing or malformed ${h} header`;
   }
   return null;
+}
+
+/**
+ * The version of a response that is not SIP/2.0, or null. Only SIP/2.0 is spoken here (RFC 3261
+ * 7.1): such a response matches no transaction of ours and is dropped with a log line, where the
+ * package would take it as the answer (a `SIP/3.0 486` ending a call the PBX then answers). A
+ * request of another version is the B2BUA's to answer (505), so it is not flagged here.
+ */
+export function unsupportedResponseVersion(m: SipMessage): string | null {
+  if (isRequest(m) || m.version === undefined || m.version === '2.0') return null;
+  return m.version;
 }
 
 /** A bare 400 for a request the stack cannot parse, built from its raw Via/From/To/Call-ID/CSeq lines. */
@@ -477,7 +490,14 @@ export class SipStack {
       ...(opts.tls ? { tls: {}, tls_port: opts.tls.port } : {}),
       logger: {
         error: (e: unknown) => opts.onError(e),
-        recv: () => {
+        recv: (m: SipMessage) => {
+          if (unsupportedResponseVersion(m) !== null) {
+            // Called just before the package looks up the message's transaction: a Call-ID no
+            // dialog can have makes it match none, so the package drops it; the UDP guard (gate
+            // left closed) and the TCP observer report it (malformedReason names the version).
+            m.headers['call-id'] = '\u0000unsupported SIP version';
+            return;
+          }
           gate.accepted = true;
         },
         // Called after the package wrote its Via and before it serialises the request: its Via

@@ -259,8 +259,8 @@ describe('malformed SIP on a TCP connection voiceguard opened', () => {
   let pbx: Server;
   let pbxGot = '';
   beforeAll(async () => {
-    // A PBX over TCP, written by hand so that it can misbehave: on the INVITE it sends a junk block and
-    // a request without Call-ID on the connection voiceguard opened, then answers 486.
+    // A PBX over TCP, written by hand so that it can misbehave: on the INVITE it sends a junk block,
+    // a request without Call-ID and a SIP/3.0 200 on the connection voiceguard opened, then answers 486.
     pbx = createServer((sock) => {
       let buf = '';
       sock.on('data', (d) => {
@@ -279,6 +279,20 @@ describe('malformed SIP on a TCP connection voiceguard opened', () => {
             'From: <sip:pbx@127.0.0.1>;tag=pbx1',
             'To: <sip:voiceguard@127.0.0.1>',
             'CSeq: 1 OPTIONS',
+            'Content-Length: 0',
+            '',
+            '',
+          ].join('\r\n'),
+        );
+        // A 200 of another SIP version: dropped, so the caller still gets the 486 that follows.
+        sock.write(
+          [
+            'SIP/3.0 200 OK',
+            h('Via'),
+            h('From'),
+            `${h('To')};tag=pbx300`,
+            h('Call-ID'),
+            h('CSeq'),
             'Content-Length: 0',
             '',
             '',
@@ -309,7 +323,7 @@ describe('malformed SIP on a TCP connection voiceguard opened', () => {
     await new Promise((resolve) => pbx?.close(resolve));
   });
 
-  it('logs the junk, answers the malformed request 400 on that connection, and the call goes on (486 to the caller)', async () => {
+  it('logs the junk, answers the malformed request 400 on that connection, drops the SIP/3.0 200, and the call goes on (486 to the caller)', async () => {
     const uacPort = await freeUdpPort();
     const caller = await runSipp({
       scenario: 'caller-busy.xml',
@@ -324,6 +338,7 @@ describe('malformed SIP on a TCP connection voiceguard opened', () => {
     expect(tcp.map((l) => [l.reason, l.replied, l.remote])).toEqual([
       ['unparsable start line or headers', null, pbxAt],
       ['missing or malformed call-id header', 400, pbxAt],
+      ['response of unsupported SIP version 3.0', null, pbxAt],
     ]);
     expect(tcpGw.events('call.ended').map((e) => [e.reason, e.sipStatus])).toEqual([['rejected', 486]]);
   });

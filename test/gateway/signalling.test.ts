@@ -70,6 +70,24 @@ describe('gateway signalling with sipp', () => {
     expect(ended().slice(before)).toEqual([{ reason: 'rejected', sipStatus: 486 }]);
   });
 
+  it('drops a response of another SIP version with a log line: a SIP/3.0 486 before the real 200 does not end the call', async () => {
+    const before = ended().length;
+    const beforeDropped = gw.events('sip.parse_error').length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-wrong-version.xml' },
+      { scenario: 'caller-bye.xml', pauseMs: 200 },
+    );
+    expectBothPassed(r);
+    expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
+    expect(
+      gw
+        .events('sip.parse_error')
+        .slice(beforeDropped)
+        .map((e) => [e.transport, e.reason, e.replied]),
+    ).toEqual([['UDP', 'response of unsupported SIP version 3.0', null]]);
+  });
+
   it('CANCEL while ringing: 487 to the caller, CANCEL to the PBX', async () => {
     const before = ended().length;
     const r = await callThrough(gw, { scenario: 'pbx-cancelled.xml' }, { scenario: 'caller-cancel.xml' });
