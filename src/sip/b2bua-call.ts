@@ -110,6 +110,7 @@ const NO_PRACK_ANSWER_REASON = 'SIP;cause=488;text="no SDP answer in PRACK"';
 const SESSION_EXPIRED_REASON = 'SIP;cause=408;text="session expired without refresh"';
 const NO_ACK_REASON = 'SIP;cause=408;text="2xx not acknowledged"';
 const NO_OFFER_REASON = 'SIP;cause=502;text="no SDP offer in the 2xx to a delayed offer"';
+const NO_ANSWER_IN_2XX_REASON = 'SIP;cause=502;text="no SDP answer in the 2xx to an offer"';
 const MAX_DURATION_REASON = 'Q.850;cause=16;text="maximum call duration reached"';
 
 /**
@@ -250,6 +251,12 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
   private readonly unacked2xx = new Map<string, NodeJS.Timeout>();
   /** The PBX sent SDP in a provisional response (see the check for a 2xx without an offer). */
   private calleeSdpSeen = false;
+  /**
+   * To an INVITE with an offer: the answer (rewritten for the caller) that the PBX put in a
+   * provisional relayed unreliably, i.e. to a caller without 100rel. RFC 3261 13.2.1 makes the 2xx
+   * the answer; a PBX whose 2xx then has no SDP gets it completed from here (see onInviteResponse).
+   */
+  private unreliableAnswerA: string | null = null;
   private aFinalSent = false;
 
   constructor(private readonly opts: B2buaCallOptions) {
@@ -381,7 +388,10 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         if (this.earlyOfferA === 'none') this.earlyOfferA = 'sent';
         else content = undefined;
       }
-      if (content !== undefined) this.calleeSdpSeen = true;
+      if (content !== undefined) {
+        this.calleeSdpSeen = true;
+        if (hasSdp(this.inviteA) && !this.reliableA) this.unreliableAnswerA = content;
+      }
       this.sendA(rs.status, rs.reason, rs, content);
       this.emit('progress', { status: rs.status, hasSdp: content !== undefined });
       return;
@@ -409,11 +419,37 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         this.end('error', 502);
         return;
       }
+      let answerToA: string | undefined;
+      if (hasSdp(this.inviteA) && !hasSdp(rs)) {
+        if (!this.calleeSdpSeen) {
+          // The caller's offer must be answered in the 2xx (or a reliable provisional, RFC 3261
+          // 13.2.1, RFC 3262): relayed without one, the caller has no answer and no media could
+          // flow. The PBX's dialog is completed and ended, the caller gets 502.
+          this.log.warn(
+            { event: 'sip.no_answer_in_2xx', status: rs.status },
+            'the PBX answered an offer with a 2xx without SDP: 502 to the caller, BYE to the PBX',
+          );
+          this.sendAck('b', rs.headers.cseq.seq);
+          this.stack.send(this.b.makeRequest('BYE', { reason: NO_ANSWER_IN_2XX_REASON }), () => undefined);
+          this.finalA(502, 'Bad Gateway', { reason: NO_ANSWER_IN_2XX_REASON });
+          this.end('error', 502);
+          return;
+        }
+        if (this.unreliableAnswerA !== null) {
+          // The answer came only in an unreliable provisional: the caller gets it again in the 2xx,
+          // where RFC 3261 wants it. (To a 100rel caller it went reliably and is final already.)
+          this.log.info(
+            { event: 'sip.answer_from_provisional', status: rs.status },
+            "the PBX's 2xx has no SDP: the caller's 2xx carries the answer of its earlier provisional",
+          );
+          answerToA = this.unreliableAnswerA;
+        }
+      }
       const answer = this.earlyAnswerB ?? undefined;
       // After an offer/answer in a reliable provisional and voiceguard's PRACK, SDP in the 2xx is no offer.
       const offerIn2xx = !hasSdp(this.inviteA) && hasSdp(rs) && !this.answeredInPrackB;
       if (!this.ack2xx('b', rs.headers.cseq.seq, offerIn2xx, answer)) return;
-      let content: string | undefined = rs.content;
+      let content: string | undefined = answerToA ?? rs.content;
       if (hasSdp(rs)) {
         try {
           // Delayed offer: the 2xx carries the PBX's offer, answered in the caller's ACK, or repeats
@@ -445,7 +481,13 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         this.maxDurationTimer.unref();
       }
       // After an offer/answer in a reliable provisional and its PRACK, the caller's 2xx has no SDP.
-      this.sendA(200, rs.reason, rs, this.earlyOfferA === 'none' ? content : undefined);
+      this.sendA(
+        200,
+        rs.reason,
+        rs,
+        this.earlyOfferA === 'none' ? content : undefined,
+        answerToA !== undefined,
+      );
       this.aFinalSent = true;
       this.emit('answered');
       return;
@@ -461,6 +503,8 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     reason: string | undefined,
     from: SipResponse | null,
     content: string | undefined,
+    /** `content` is SDP that `from` did not carry (its Content-Type is not copied). */
+    ownSdp = false,
   ): void {
     const headers: Record<string, unknown> = from ? copyHeaders(from.headers, RELAYED_RESPONSE_HEADERS) : {};
     headers.to = this.a.local;
@@ -468,6 +512,8 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     if (status < 300) headers.contact = [{ uri: this.a.contact, params: {} }];
     if (content === undefined) {
       delete headers['content-type'];
+    } else if (ownSdp) {
+      headers['content-type'] = 'application/sdp';
     }
     if (this.reliableA && status > 100 && status < 200) {
       headers.require = '100rel';

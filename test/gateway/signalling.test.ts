@@ -171,6 +171,38 @@ describe('gateway signalling with sipp', () => {
     expect(gw.events('sip.no_offer_in_2xx').map((e) => e.status)).toEqual([200]);
   });
 
+  it('an offer that the PBX answers with a 2xx without SDP (none before it either): ACK and BYE (Reason 502) to the PBX, 502 to the caller', async () => {
+    const before = ended().length;
+    const beforeEvents = gw.events('sip.no_answer_in_2xx').length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-offer-no-sdp-200.xml' },
+      { scenario: 'caller-offer-502.xml' },
+    );
+    expectBothPassed(r);
+    expect(ended().slice(before)).toEqual([{ reason: 'error', sipStatus: 502 }]);
+    expect(
+      gw
+        .events('sip.no_answer_in_2xx')
+        .slice(beforeEvents)
+        .map((e) => e.status),
+    ).toEqual([200]);
+  });
+
+  it("an offer answered only in an unreliable 183, then a 2xx without SDP: the caller's 200 carries that answer", async () => {
+    const before = ended().length;
+    const beforeEvents = gw.events('sip.answer_from_provisional').length;
+    // caller-bye.xml requires the answer (m=audio ... 0 101) in the 200's body.
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-early-answer-no-sdp-200.xml' },
+      { scenario: 'caller-bye.xml', pauseMs: 200 },
+    );
+    expectBothPassed(r);
+    expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
+    expect(gw.events('sip.answer_from_provisional').length - beforeEvents).toBe(1);
+  });
+
   it('a caller that Requires 100rel gets reliable provisionals and PRACK from voiceguard; the PBX leg is offered 100rel but not required to use it', async () => {
     const before = ended().length;
     const r = await callThrough(
