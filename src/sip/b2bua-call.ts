@@ -409,14 +409,12 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         // A delayed offer must be answered with an offer in the 2xx (or in a reliable provisional,
         // RFC 3261 13.2.1, RFC 3262): without one no media could ever flow, and no RTP timeout
         // would end the call. The PBX's dialog is completed and ended, the caller gets 502.
-        this.log.warn(
-          { event: 'sip.no_offer_in_2xx', status: rs.status },
+        this.refuse2xx(
+          rs,
+          'sip.no_offer_in_2xx',
           'the PBX answered a delayed offer without an SDP offer: 502 to the caller, BYE to the PBX',
+          NO_OFFER_REASON,
         );
-        this.sendAck('b', rs.headers.cseq.seq);
-        this.stack.send(this.b.makeRequest('BYE', { reason: NO_OFFER_REASON }), () => undefined);
-        this.finalA(502, 'Bad Gateway', { reason: NO_OFFER_REASON });
-        this.end('error', 502);
         return;
       }
       let answerToA: string | undefined;
@@ -425,14 +423,12 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
           // The caller's offer must be answered in the 2xx (or a reliable provisional, RFC 3261
           // 13.2.1, RFC 3262): relayed without one, the caller has no answer and no media could
           // flow. The PBX's dialog is completed and ended, the caller gets 502.
-          this.log.warn(
-            { event: 'sip.no_answer_in_2xx', status: rs.status },
+          this.refuse2xx(
+            rs,
+            'sip.no_answer_in_2xx',
             'the PBX answered an offer with a 2xx without SDP: 502 to the caller, BYE to the PBX',
+            NO_ANSWER_IN_2XX_REASON,
           );
-          this.sendAck('b', rs.headers.cseq.seq);
-          this.stack.send(this.b.makeRequest('BYE', { reason: NO_ANSWER_IN_2XX_REASON }), () => undefined);
-          this.finalA(502, 'Bad Gateway', { reason: NO_ANSWER_IN_2XX_REASON });
-          this.end('error', 502);
           return;
         }
         if (this.unreliableAnswerA !== null) {
@@ -496,6 +492,15 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
     this.sendA(status, status === rs.status ? rs.reason : undefined, rs, undefined);
     this.aFinalSent = true;
     this.end('rejected', rs.status);
+  }
+
+  /** A PBX 2xx that can carry no media: ACK it and BYE (with `reason`) to the PBX, 502 to the caller. */
+  private refuse2xx(rs: SipResponse, event: string, message: string, reason: string): void {
+    this.log.warn({ event, status: rs.status }, message);
+    this.sendAck('b', rs.headers.cseq.seq);
+    this.stack.send(this.b.makeRequest('BYE', { reason }), () => undefined);
+    this.finalA(502, 'Bad Gateway', { reason });
+    this.end('error', 502);
   }
 
   private sendA(

@@ -284,33 +284,21 @@ describe('malformed SIP on a TCP connection voiceguard opened', () => {
             '',
           ].join('\r\n'),
         );
+        const response = (statusLine: string, tag: string) =>
+          [
+            statusLine,
+            h('Via'),
+            h('From'),
+            `${h('To')};tag=${tag}`,
+            h('Call-ID'),
+            h('CSeq'),
+            'Content-Length: 0',
+            '',
+            '',
+          ].join('\r\n');
         // A 200 of another SIP version: dropped, so the caller still gets the 486 that follows.
-        sock.write(
-          [
-            'SIP/3.0 200 OK',
-            h('Via'),
-            h('From'),
-            `${h('To')};tag=pbx300`,
-            h('Call-ID'),
-            h('CSeq'),
-            'Content-Length: 0',
-            '',
-            '',
-          ].join('\r\n'),
-        );
-        sock.write(
-          [
-            'SIP/2.0 486 Busy Here',
-            h('Via'),
-            h('From'),
-            `${h('To')};tag=pbx486`,
-            h('Call-ID'),
-            h('CSeq'),
-            'Content-Length: 0',
-            '',
-            '',
-          ].join('\r\n'),
-        );
+        sock.write(response('SIP/3.0 200 OK', 'pbx300'));
+        sock.write(response('SIP/2.0 486 Busy Here', 'pbx486'));
       });
     });
     await new Promise<void>((resolve) => pbx.listen(0, '127.0.0.1', resolve));
