@@ -86,6 +86,8 @@ export class Gateway {
   private trunkMatchers: { name: string; match: AddressMatcher }[];
   private readonly idleWaiters: (() => void)[] = [];
   private readonly publicAddress: string;
+  /** SIP over TLS material as loaded at start (null without TLS). */
+  private readonly sipTls: ReturnType<typeof loadSipTls>;
   private readonly listening: { port: number; userAgent: string };
   private readonly pseudonym: (n: string) => string;
   /** Recent calls' audio fingerprints (detector.repeat); null when off. */
@@ -138,17 +140,7 @@ export class Gateway {
         })),
     };
     this.registrations = sip.trunks.filter((t) => t.register !== null).map((t) => this.registration(t));
-    for (const r of this.registrations) r.start();
-    this.log.info(
-      {
-        event: 'sip.listening',
-        host: sip.listen.host,
-        port: sip.listen.port,
-        transports: sip.listen.transports,
-        ...(sipTls ? { tlsPort: sipTls.port, tlsCertNotAfter: certNotAfter(sipTls.cert) } : {}),
-      },
-      'SIP listening',
-    );
+    this.sipTls = sipTls;
     if (sip.pbx.srtp !== 'off' && sip.pbx.transport !== 'tls')
       this.log.warn(
         { event: 'sip.pbx_srtp_keys_in_clear', transport: sip.pbx.transport },
@@ -721,6 +713,28 @@ export class Gateway {
     for (const e of [...this.calls.values()]) e.call.hangup('shutdown');
     // Give the BYEs a moment to leave before the sockets close.
     if (this.calls.size > 0 || timeoutMs > 0) await new Promise((r) => setTimeout(r, 200));
+  }
+
+  /**
+   * Resolves once SIP listens on every configured transport, then registers with the trunks that
+   * ask for it; rejects with one line (see SipStack.listening) when a port cannot be had.
+   */
+  async listen(): Promise<void> {
+    await this.b2bua.listening();
+    const listen = this.config.sip.listen;
+    this.log.info(
+      {
+        event: 'sip.listening',
+        host: listen.host,
+        port: listen.port,
+        transports: listen.transports,
+        ...(this.sipTls
+          ? { tlsPort: this.sipTls.port, tlsCertNotAfter: certNotAfter(this.sipTls.cert) }
+          : {}),
+      },
+      'SIP listening',
+    );
+    for (const r of this.registrations) r.start();
   }
 
   async close(): Promise<void> {

@@ -14,6 +14,7 @@ import { PolicyService } from '../policy/policy-service.js';
 import { Store } from '../store/store.js';
 import { createApiServer } from '../api/server.js';
 import { inferenceLatency, observeGateway } from '../api/metrics.js';
+import { listenProblem } from '../listen-problem.js';
 
 /**
  * An announcement WAV (any rate/format src/audio reads) as 8 kHz samples. A file that cannot be read
@@ -138,6 +139,20 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     callerHistory: (n, sinceMs, minTalkMs) => store.callerHistory(n, sinceMs, minTalkMs),
     repeatStore: store,
   });
+  // What is open so far, closed again when a listener cannot start (tests and `doctor` run on).
+  const closeOpened = async (): Promise<void> => {
+    await gateway.close();
+    await relay?.close();
+    await engine?.close();
+    policy.close();
+    await store.close();
+  };
+  try {
+    await gateway.listen();
+  } catch (err) {
+    await closeOpened();
+    throw err;
+  }
   const unobserve = observeGateway({
     media: () => gateway.mediaStats(),
     detector: () => gateway.detectorStats(),
@@ -153,7 +168,22 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     logger,
     forgetCalls: (ids) => gateway.forgetCalls(ids),
   });
-  await api.listen({ host: config.api.host, port: config.api.port });
+  try {
+    await api.listen({ host: config.api.host, port: config.api.port });
+  } catch (err) {
+    unobserve();
+    await api.close();
+    await closeOpened();
+    const target = {
+      what: 'admin API',
+      host: config.api.host,
+      port: config.api.port,
+      transport: config.api.tls ? 'https' : 'http',
+      portSetting: 'api.port',
+      hostSetting: 'api.host',
+    };
+    throw new Error(listenProblem(target, err as NodeJS.ErrnoException));
+  }
   const addr = api.server.address();
   const apiPort = typeof addr === 'object' && addr ? addr.port : config.api.port;
   logger.info({ event: 'api.listening', host: config.api.host, port: apiPort }, 'admin API listening');

@@ -89,6 +89,11 @@ export class B2bua {
     });
   }
 
+  /** Resolves once every transport listens; rejects with one line saying why one cannot. */
+  listening(): Promise<void> {
+    return this.stack.listening();
+  }
+
   /** The SIP over TLS port (null without TLS). */
   get tlsPort(): number | null {
     return this.stack.tlsPort;

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import type { RemoteInfo, Socket } from 'node:dgram';
+import { listenProblem } from '../listen-problem.js';
 
 /**
  * The one typed boundary around the untyped `sip` package (0.0.6): its parser, transport
@@ -371,13 +372,19 @@ interface AcceptGate {
   accepted: boolean;
 }
 
+/** A socket or server the package opened to listen on, with the transport it serves. */
+interface OpenedListener {
+  transport: SipTransport;
+  emitter: import('node:events').EventEmitter;
+}
+
 /**
  * Run `create` with dgram.createSocket patched so that the sockets it makes hand every datagram
  * to the package first; one the package did not accept (its logger.recv hook never fired) is
  * explained, reported and, when it is a request, answered 400 instead of vanishing. Only those
  * are parsed a second time. Nothing the package's handler throws can escape into the event loop.
  */
-function guardUdp<T>(opts: SipStackOptions, gate: AcceptGate, create: () => T): T {
+function guardUdp<T>(opts: SipStackOptions, gate: AcceptGate, opened: OpenedListener[], create: () => T): T {
   const original = dgram.createSocket;
   const patched = (
     type: Parameters<typeof original>[0],
@@ -403,18 +410,22 @@ function guardUdp<T>(opts: SipStackOptions, gate: AcceptGate, create: () => T): 
       );
     };
     socket = original.call(dgram, type as never, guarded);
+    opened.push({ transport: 'udp', emitter: socket });
     return socket;
   };
   const originalServer = net.createServer;
   const makeServer = originalServer.bind(net) as (
     listener: (socket: import('node:net').Socket) => void,
   ) => import('node:net').Server;
-  const patchedServer = (listener: (socket: import('node:net').Socket) => void) =>
-    makeServer((socket) => {
+  const patchedServer = (listener: (socket: import('node:net').Socket) => void) => {
+    const server = makeServer((socket) => {
       // Observe first, so a 400 goes out before the answers to the messages that follow it.
       observeTcp(socket, opts);
       listener(socket);
     });
+    opened.push({ transport: 'tcp', emitter: server });
+    return server;
+  };
   const originalTlsServer = tls.createServer;
   const patchedTlsServer = (_options: unknown, listener: (socket: StreamSocket) => void) => {
     const t = opts.tls;
@@ -431,6 +442,7 @@ function guardUdp<T>(opts: SipStackOptions, gate: AcceptGate, create: () => T): 
       });
     });
     tlsServers.set(opts, server);
+    opened.push({ transport: 'tls', emitter: server });
     return server;
   };
   (dgram as { createSocket: unknown }).createSocket = patched;
@@ -443,6 +455,33 @@ function guardUdp<T>(opts: SipStackOptions, gate: AcceptGate, create: () => T): 
     (net as { createServer: unknown }).createServer = originalServer;
     (tls as { createServer: unknown }).createServer = originalTlsServer;
   }
+}
+
+function whenListening(l: OpenedListener, opts: SipStackOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    l.emitter.on('error', (err: NodeJS.ErrnoException) => {
+      if (settled) {
+        opts.onError(err);
+        return;
+      }
+      settled = true;
+      const tls = l.transport === 'tls';
+      const target = {
+        what: 'SIP',
+        host: opts.host,
+        port: tls ? (opts.tls?.port ?? opts.port) : opts.port,
+        transport: l.transport,
+        portSetting: tls ? 'sip.listen.tlsPort' : 'sip.listen.port',
+        hostSetting: 'sip.listen.host',
+      };
+      reject(new Error(listenProblem(target, err)));
+    });
+    l.emitter.once('listening', () => {
+      settled = true;
+      resolve();
+    });
+  });
 }
 
 /** The TLS listener of each stack (for a certificate reload). */
@@ -508,10 +547,26 @@ export class SipStack {
         },
       },
     };
-    this.stack = guardUdp(opts, gate, () =>
+    const opened: OpenedListener[] = [];
+    this.stack = guardUdp(opts, gate, opened, () =>
       sip.create(options, (rq: SipRequest, remote: SipRemote) => opts.onRequest(rq, remote)),
     );
     options.publicAddress = opts.publicAddress;
+    // The package listens without an error handler: a port in use would throw from the event loop.
+    this.ready = Promise.all(opened.map((l) => whenListening(l, opts)));
+    this.ready.catch(() => undefined); // reported to whoever awaits listening()
+  }
+
+  private readonly ready: Promise<unknown>;
+
+  /**
+   * Resolves once every transport listens; rejects with one line naming the address, the
+   * transport and the setting to change when one cannot (a port in use, a port below 1024
+   * without the capability, an address not on this machine). Errors of a listener later on go
+   * to onError.
+   */
+  async listening(): Promise<void> {
+    await this.ready;
   }
 
   /**

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CallEventBus } from '../../src/call-events.js';
 import { validateConfig } from '../../src/config/load-config.js';
 import { Gateway, type RepeatStore } from '../../src/gateway.js';
-import { freeUdpPort } from './sipp-harness.js';
+import { freeSipPort } from './sipp-harness.js';
 
 /**
  * A store that fails while the repeat index loads from it (detector.repeat.persist) must not stop
@@ -36,7 +36,7 @@ describe('repeat index store faults fail open', () => {
         throw new Error('disk I/O error');
       },
     };
-    const config = validateConfig({ sip: { listen: { host: '127.0.0.1', port: await freeUdpPort() } } });
+    const config = validateConfig({ sip: { listen: { host: '127.0.0.1', port: await freeSipPort() } } });
     const gateway = new Gateway({
       config,
       logger,

@@ -14,6 +14,7 @@ import {
   tracedMessages,
 } from './baresip.js';
 import {
+  freeSipPort,
   freeUdpPort,
   runSipp,
   startGateway,
@@ -39,7 +40,7 @@ const CA = readFileSync(fx('ca.pem'));
 async function startTlsGateway(
   overrides: Record<string, unknown> = {},
 ): Promise<TestGateway & { tlsPort: number }> {
-  const tlsPort = await freeUdpPort();
+  const tlsPort = await freeSipPort();
   const gw = await startGateway({
     ...modelOverrides,
     'sip.listen.transports': ['udp', 'tcp', 'tls'],

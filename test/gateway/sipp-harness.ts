@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -23,6 +24,25 @@ export async function freeUdpPort(): Promise<number> {
     s.close();
     // sipp also binds port+1/+2 for media by default; stay clear of the ephemeral top end.
     if (port < 60000) return port;
+  }
+}
+
+/**
+ * A port free on both UDP and TCP (the gateway's SIP port listens on both): freeUdpPort's pick,
+ * kept only when a TCP listener can have it too.
+ */
+export async function freeSipPort(): Promise<number> {
+  for (;;) {
+    const port = await freeUdpPort();
+    const srv = createServer();
+    const free = await new Promise<boolean>((res) => {
+      srv.once('error', () => res(false));
+      srv.listen(port, '127.0.0.1', () => res(true));
+    });
+    if (free) {
+      await new Promise((r) => srv.close(r));
+      return port;
+    }
   }
 }
 
@@ -70,9 +90,22 @@ export interface TestGateway {
 export const MODEL = 'models/voiceguard-detector.onnx';
 
 export async function startGateway(overrides: Record<string, unknown> = {}): Promise<TestGateway> {
+  // Ports are picked free, but a parallel test's connection can take one before the gateway binds
+  // it: then start-up fails with a line naming the port (never an uncaught error), and a second
+  // pick is taken. Any other start-up error fails the test at once.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startGatewayOnce(overrides);
+    } catch (err) {
+      if (attempt >= 3 || !/EADDRINUSE/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startGatewayOnce(overrides: Record<string, unknown>): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'vg-gw-'));
-  const sipPort = await freeUdpPort();
-  const pbxPort = await freeUdpPort();
+  const sipPort = await freeSipPort();
+  const pbxPort = await freeSipPort();
   const logs: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
