@@ -854,6 +854,31 @@ export class B2buaCall extends EventEmitter<B2buaCallEvents> {
         if (!this.ack2xx(to, rs.headers.cseq.seq, offerIn2xx)) return;
       }
       if (isOfferMethod && rs.status < 300 && this.state === 'confirmed') this.observeSessionRefresh(rs);
+      if (
+        rs.status < 300 &&
+        !hasSdp(rs) &&
+        (rq.method === 'INVITE' || (rq.method === 'UPDATE' && hasSdp(rq)))
+      ) {
+        // An offer needs its answer in the 2xx, and a re-INVITE without SDP needs an offer there
+        // (RFC 3261 13.2.1, 14; RFC 3311): relayed bare, the sender would be left with an offer
+        // nobody answered, or with an ACK owing an answer to nothing. The other leg's 2xx is ACKed
+        // above and its session stays as it was; the sender gets 502, which also leaves its
+        // session as it was (RFC 3261 14.1), so the call goes on with the media it had.
+        const offered = hasSdp(rq);
+        this.log.warn(
+          {
+            event: offered ? 'sip.no_answer_in_2xx' : 'sip.no_offer_in_2xx',
+            status: rs.status,
+            method: rq.method,
+            leg: to,
+            inDialog: true,
+          },
+          `the ${to === 'b' ? 'PBX' : 'caller'} answered an in-dialog ${rq.method} ${offered ? 'offer' : 'without an offer'} with a 2xx without SDP: 502 to the ${from === 'a' ? 'caller' : 'PBX'}, the call goes on unchanged`,
+        );
+        const reason = offered ? NO_ANSWER_IN_2XX_REASON : NO_OFFER_REASON;
+        this.sendResponse(from, makeResponse(rq, 502, 'Bad Gateway', { headers: { reason } }));
+        return;
+      }
       let body: string | undefined;
       if (isOfferMethod && rs.status < 300 && hasSdp(rs)) {
         try {

@@ -147,6 +147,26 @@ describe('gateway signalling with sipp', () => {
     expectBothPassed(r);
   });
 
+  it('re-INVITEs that the PBX answers with a 2xx without SDP (to an offer, and to none): ACK to the PBX, 502 with Reason to the caller, the call goes on', async () => {
+    const before = ended().length;
+    const answers = gw.events('sip.no_answer_in_2xx').length;
+    const offers = gw.events('sip.no_offer_in_2xx').length;
+    const r = await callThrough(
+      gw,
+      { scenario: 'pbx-reinvite-no-sdp-200.xml' },
+      { scenario: 'caller-reinvite-502.xml' },
+    );
+    expectBothPassed(r);
+    // The caller's own BYE ended it, after both refused re-INVITEs.
+    expect(ended().slice(before)).toEqual([{ reason: 'bye-caller', sipStatus: null }]);
+    expect(gw.events('sip.no_answer_in_2xx').slice(answers)).toMatchObject([
+      { method: 'INVITE', leg: 'b', inDialog: true, status: 200 },
+    ]);
+    expect(gw.events('sip.no_offer_in_2xx').slice(offers)).toMatchObject([
+      { method: 'INVITE', leg: 'b', inDialog: true, status: 200 },
+    ]);
+  });
+
   it('delayed offer whose ACK carries no answer: ACK to the PBX, then BYE both legs with Reason 488', async () => {
     const before = ended().length;
     const r = await callThrough(
