@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { codecChecks, webhookErasureChecks, type DoctorReport } from '../../src/cli/doctor.js';
 import { ConfigSchema } from '../../src/config/schema.js';
+import { freeSipPort } from '../ports.js';
 
 /** Runs the built CLI (`npm test` builds first) against real ports, the real model and SQLite. */
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -55,7 +56,7 @@ async function writeConfig(
     sipExtra?: string;
   } = {},
 ): Promise<{ file: string; sipPort: number; rtpMin: number }> {
-  const sipPort = patch.sipPort ?? (await freeTcpPort());
+  const sipPort = patch.sipPort ?? (await freeSipPort());
   const apiPort = await freeTcpPort();
   // A small RTP range keeps the bind test quick; it starts on a port the kernel just gave out free.
   const rtpMin = patch.rtpMin ?? (await freeTcpPort()) & ~1;

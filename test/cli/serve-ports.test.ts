@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { startServer } from '../../src/cli/serve.js';
-import { freeSipPort } from '../gateway/sipp-harness.js';
+import { freeSipPort } from '../ports.js';
 
 /**
  * `voiceguard serve` on a port another program holds: one line that names the address, the

@@ -17,6 +17,7 @@ import { basename, dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
+import { freeSipPort } from '../ports.js';
 import {
   copyArgs,
   isIgnored,
@@ -400,7 +401,7 @@ describe('Dockerfile build replay', () => {
 
       // Then the image's default command for real, on free loopback ports, until the
       // HEALTHCHECK command says healthy; SIGTERM (docker stop) must end it cleanly.
-      const sipPort = await freeTcpPort();
+      const sipPort = await freeSipPort(); // SIP listens on UDP and TCP
       const apiPort = await freeTcpPort();
       const rtpMin = (await freeTcpPort()) & ~1;
       const runEnv = {

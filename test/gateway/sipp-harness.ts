@@ -1,6 +1,4 @@
 import { spawn } from 'node:child_process';
-import { createSocket } from 'node:dgram';
-import { createServer } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -10,6 +8,7 @@ import { expect } from 'vitest';
 import { loadAudioFile, to8k } from '../../src/audio/load-audio.js';
 import { writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
+import { freeSipPort, freeUdpPort } from '../ports.js';
 
 /**
  * Real peers for the gateway tests: the gateway runs in-process on free ports with a real
@@ -17,34 +16,7 @@ import { startServer, type RunningServer } from '../../src/cli/serve.js';
  */
 export const SCENARIOS = resolve('test/fixtures/sipp');
 
-export async function freeUdpPort(): Promise<number> {
-  for (;;) {
-    const s = createSocket('udp4');
-    const port = await new Promise<number>((res) => s.bind(0, '127.0.0.1', () => res(s.address().port)));
-    s.close();
-    // sipp also binds port+1/+2 for media by default; stay clear of the ephemeral top end.
-    if (port < 60000) return port;
-  }
-}
-
-/**
- * A port free on both UDP and TCP (the gateway's SIP port listens on both): freeUdpPort's pick,
- * kept only when a TCP listener can have it too.
- */
-export async function freeSipPort(): Promise<number> {
-  for (;;) {
-    const port = await freeUdpPort();
-    const srv = createServer();
-    const free = await new Promise<boolean>((res) => {
-      srv.once('error', () => res(false));
-      srv.listen(port, '127.0.0.1', () => res(true));
-    });
-    if (free) {
-      await new Promise((r) => srv.close(r));
-      return port;
-    }
-  }
-}
+export { freeSipPort, freeUdpPort };
 
 /** Whether a UDP socket on this machine is bound to `port` (any address), from /proc/net/udp and udp6. */
 export function udpBound(port: number): boolean {

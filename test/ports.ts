@@ -1,0 +1,32 @@
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
+
+/** Free loopback ports for tests that start real listeners (no other imports: CLI tests use it too). */
+export async function freeUdpPort(): Promise<number> {
+  for (;;) {
+    const s = createSocket('udp4');
+    const port = await new Promise<number>((res) => s.bind(0, '127.0.0.1', () => res(s.address().port)));
+    s.close();
+    // sipp also binds port+1/+2 for media by default; stay clear of the ephemeral top end.
+    if (port < 60000) return port;
+  }
+}
+
+/**
+ * A port free on both UDP and TCP (the gateway's SIP port listens on both): freeUdpPort's pick,
+ * kept only when a TCP listener can have it too.
+ */
+export async function freeSipPort(): Promise<number> {
+  for (;;) {
+    const port = await freeUdpPort();
+    const srv = createServer();
+    const free = await new Promise<boolean>((res) => {
+      srv.once('error', () => res(false));
+      srv.listen(port, '127.0.0.1', () => res(true));
+    });
+    if (free) {
+      await new Promise((r) => srv.close(r));
+      return port;
+    }
+  }
+}
