@@ -12,6 +12,15 @@ export async function freeUdpPort(): Promise<number> {
   }
 }
 
+/** A TCP port the kernel just gave out free on 127.0.0.1. */
+export async function freeTcpPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
 /**
  * A port free on both UDP and TCP (the gateway's SIP port listens on both): freeUdpPort's pick,
  * kept only when a TCP listener can have it too.

@@ -139,18 +139,22 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     callerHistory: (n, sinceMs, minTalkMs) => store.callerHistory(n, sinceMs, minTalkMs),
     repeatStore: store,
   });
-  // What is open so far, closed again when a listener cannot start (tests and `doctor` run on).
-  const closeOpened = async (): Promise<void> => {
+  // Closes what start-up opened, in this order: by stop(), and when a listener cannot start
+  // (tests and `doctor` run on). The API and its metrics observer once they exist.
+  const closeAll = async (api?: { close(): Promise<unknown> }, unobserve?: () => void): Promise<void> => {
     await gateway.close();
+    unobserve?.();
+    await api?.close();
     await relay?.close();
     await engine?.close();
     policy.close();
-    await store.close();
+    store.flush();
+    await store.close(); // waits for the checkpoint worker to close its connection
   };
   try {
     await gateway.listen();
   } catch (err) {
-    await closeOpened();
+    await closeAll();
     throw err;
   }
   const unobserve = observeGateway({
@@ -171,9 +175,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   try {
     await api.listen({ host: config.api.host, port: config.api.port });
   } catch (err) {
-    unobserve();
-    await api.close();
-    await closeOpened();
+    await closeAll(api, unobserve);
     const target = {
       what: 'admin API',
       host: config.api.host,
@@ -215,14 +217,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       if (stopped) return;
       stopped = true;
       await gateway.drain(config.sip.drainTimeoutMs);
-      await gateway.close();
-      unobserve();
-      await api.close();
-      await relay?.close();
-      await engine?.close();
-      policy.close();
-      store.flush();
-      await store.close(); // waits for the checkpoint worker to close its connection
+      await closeAll(api, unobserve);
       logger.info({ event: 'gateway.stopped' }, 'stopped');
     },
   };

@@ -1,14 +1,13 @@
 import { spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { codecChecks, webhookErasureChecks, type DoctorReport } from '../../src/cli/doctor.js';
 import { ConfigSchema } from '../../src/config/schema.js';
-import { freeSipPort } from '../ports.js';
+import { freeSipPort, freeTcpPort } from '../ports.js';
 
 /** Runs the built CLI (`npm test` builds first) against real ports, the real model and SQLite. */
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -27,14 +26,6 @@ function doctor(args: string[]): Promise<{ code: number | null; stdout: string; 
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('close', (code) => done({ code, stdout, stderr }));
   });
-}
-
-async function freeTcpPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 function bindUdp(port: number): Promise<Socket> {

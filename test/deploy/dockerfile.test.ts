@@ -11,13 +11,12 @@ import {
   rmSync,
   statSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
-import { freeSipPort } from '../ports.js';
+import { freeSipPort, freeTcpPort } from '../ports.js';
 import {
   copyArgs,
   isIgnored,
@@ -457,11 +456,3 @@ describe('Dockerfile build replay', () => {
     15 * 60_000,
   );
 });
-
-async function freeTcpPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((res) => srv.close(res));
-  return port;
-}
