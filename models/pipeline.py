@@ -853,7 +853,37 @@ def val_eer(model, val, seed=7):
     return eer(np.array(scores), np.array(labels))
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True, pair_loss=0.0, pair_from="all", mixup=0.0):
+# --distill A.onnx,B.onnx,...: ensemble distillation (Hinton et al. 2015). The fifth round's ensembles
+# gained 1-2 EER points and 4 ChatTTS points over their members, at a per-window cost that grows with the
+# member count. Here the members (trained models, each with the calibration in its JSON) are teachers
+# instead: every training crop also gets the members' mean calibrated LLR, softened by a temperature, and
+# the net is trained toward (1 - w) x the label + w x sigmoid(mean LLR / T). Binary cross-entropy is linear
+# in its target, so this is (1 - w) x BCE(label) + w x BCE(teachers). One net, one net's cost.
+
+
+def load_teachers(spec):
+    """[(run, scale, bias)] for a comma list of ONNX models, each with its JSON beside it (same stem)."""
+    teachers = []
+    for path in [x for x in spec.split(",") if x]:
+        meta_path = os.path.splitext(path)[0] + ".json"
+        if not os.path.exists(path) or not os.path.exists(meta_path):
+            raise SystemExit(f"--distill: {path} needs the model and its JSON ({meta_path})")
+        meta = json.load(open(meta_path))
+        if meta.get("windowSamples") != WIN:
+            raise SystemExit(f"--distill: {path} takes {meta.get('windowSamples')} samples per window, this run {WIN}")
+        run, _ = ort_runner(path)
+        teachers.append((run, float(meta["calibration"]["scale"]), float(meta["calibration"]["bias"])))
+    return teachers
+
+
+def distill_targets(teachers, x, y, weight, temp):
+    """The soft targets of --distill for a batch x (crops after the channel) with labels y."""
+    llr = np.mean([scale * run(x.numpy().astype(np.float32)) + bias for run, scale, bias in teachers], axis=0)
+    p = torch.sigmoid(torch.from_numpy(np.asarray(llr, dtype=np.float64)) / temp).to(y.dtype)
+    return (1 - weight) * y + weight * p
+
+
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True, pair_loss=0.0, pair_from="all", mixup=0.0, teachers=None, distill_weight=0.5, distill_temp=2.0):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
@@ -871,6 +901,10 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
     rng = np.random.default_rng(seed)
     if mixup > 0 and (loss != "bce" or domain_adv > 0 or pair_loss > 0):
         raise SystemExit("--mixup needs --loss bce, no --domain-adv and no --pair-loss")
+    if teachers and (loss != "bce" or domain_adv > 0 or pair_loss > 0 or mixup > 0):
+        raise SystemExit("--distill needs --loss bce, no --domain-adv, no --pair-loss and no --mixup")
+    if teachers:
+        log(f"ensemble distillation from {len(teachers)} teachers, weight {distill_weight}, temperature {distill_temp}")
     # --mixup: its own generator, so the batches drawn from `rng` are the recipe's.
     mix_rng = np.random.default_rng([seed, 0x313])
     pool = build_pool([c for c in clips if c["split"] == "train"])
@@ -923,6 +957,8 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
             x, y = make_batch(pool, rng, batch)
             if mixup > 0:
                 x, y = mix_batch(x, y, mix_rng, mixup)
+            if teachers:
+                y = distill_targets(teachers, x, y, distill_weight, distill_temp)
             loss = trained.loss(x, y)
         opt.zero_grad()
         loss.backward()
@@ -1713,7 +1749,8 @@ def stage_all(args):
     # calibration, the drop bound and the report.
     if MOBILE_CODEC:
         add_coded_copies(clips)
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn, pair_loss=args.pair_loss, pair_from=args.pair_from, mixup=args.mixup)
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn, pair_loss=args.pair_loss, pair_from=args.pair_from, mixup=args.mixup,
+                  teachers=load_teachers(args.distill) if args.distill else None, distill_weight=args.distill_weight, distill_temp=args.distill_temp)
     clips += dialogue_human()
     summary = {}
     for c in clips:
@@ -1732,7 +1769,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), **({"vocoderWeights": [os.path.basename(f) for f in vocoder_weight_files(args.vocoder_weights)]} if args.vocoder_weights and args.neural_vocoded else {}), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), **({"mixup": args.mixup} if args.mixup else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), **({"vocoderWeights": [os.path.basename(f) for f in vocoder_weight_files(args.vocoder_weights)]} if args.vocoder_weights and args.neural_vocoded else {}), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), **({"mixup": args.mixup} if args.mixup else {}), **({"distill": {"teachers": [distill_name(f) for f in args.distill.split(",") if f], "weight": args.distill_weight, "temperature": args.distill_temp}} if args.distill else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB, mobileCodec=MOBILE_CODEC,
@@ -1754,6 +1791,12 @@ def stage_all(args):
     write_eval_md(report, meta)
     model_card.main()
     log("done:", json.dumps(report["main"]), json.dumps(report["sequential"]))
+
+
+def distill_name(path):
+    """A teacher as the student's JSON records it: its version and seed, from the teacher's JSON."""
+    meta = json.load(open(os.path.splitext(path)[0] + ".json"))
+    return f"{meta.get('version')} seed {meta.get('training', {}).get('seed')}"
 
 
 def headline_metrics(report):
@@ -2154,7 +2197,7 @@ def stage_smoke(args):
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "domainAdvParityMaxAbsDiff": da, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
                       "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check(),
-                      "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "mixup": mixup_check(clips, args.out), "baseline": baseline_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out),
+                      "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "mixup": mixup_check(clips, args.out), "distill": distill_check(clips, path), "baseline": baseline_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out),
                       "gpuVocoders": gpu_vocoder_check(clips, args.out)}))
 
 
@@ -2242,6 +2285,30 @@ def trace_check(out):
                 roundTrip=compare_traces(back, runs["first"])["identical"], again=compare_traces(runs["first"], runs["again"]),
                 seed=compare_traces(runs["first"], runs["seed"])["rows"]["row"], net=compare_traces(runs["first"], runs["net"])["rows"]["row"],
                 host=host_info())
+
+
+def distill_check(clips, teacher):
+    """--distill on the smoke sample, with the smoke model as its one teacher (a JSON beside it with an
+    identity calibration): weight 0 gives the labels back, weight 1 sigmoid(teacher LLR / T); the targets
+    lie in [0, 1]; 2 training steps with the option export and match onnxruntime."""
+    json.dump(dict(windowSamples=WIN, version="smoke", training=dict(seed=0), calibration=dict(scale=1.0, bias=0.0)),
+              open(os.path.splitext(teacher)[0] + ".json", "w"))
+    teachers = load_teachers(teacher)
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.standard_normal((4, WIN)).astype(np.float32) * 0.1)
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    llr = torch.from_numpy(teachers[0][0](x.numpy()).astype(np.float64))
+    hard = distill_targets(teachers, x, y, 0.0, 2.0)
+    soft = distill_targets(teachers, x, y, 1.0, 2.0)
+    half = distill_targets(teachers, x, y, 0.5, 2.0)
+    ok = (torch.equal(hard, y) and torch.allclose(soft.double(), torch.sigmoid(llr / 2.0), atol=1e-6)
+          and torch.allclose(half, 0.5 * y + 0.5 * soft, atol=1e-6) and bool(((half >= 0) & (half <= 1)).all()))
+    if not ok:
+        raise SystemExit(f"--distill targets are wrong: {hard} {soft} {half} (teacher LLR {llr})")
+    out = os.path.join(os.path.dirname(teacher), "smoke-distill.onnx")
+    student = train(clips, 2, 4, width=8, teachers=teachers)
+    export(student, out)
+    return dict(targets=[round(float(v), 4) for v in half], parityMaxAbsDiff=parity(student, out, clips))
 
 
 def mixup_check(clips, out):
@@ -2531,6 +2598,9 @@ def main():
     p.add_argument("--pair-from", choices=["all", "neural"], default="all", help="which copy-synthesis clips --pair-loss pairs: all (Griffin-Lim, LPC and any neural ones) or neural (only --neural-vocoded clips)")
     p.add_argument("--pair-loss", type=float, default=0.0, help="train on (human, copy-synthesis) crop pairs too, with this weight on a supervised contrastive loss over their features (e.g. 0.5; 0 = off)")
     p.add_argument("--mixup", type=float, default=0.0, help="mix every training batch with a shuffled copy of itself, waveform and label, weight ~ Beta(a, a) per crop (e.g. 0.4; 0 = off; see mix_batch)")
+    p.add_argument("--distill", default=None, help="comma list of teacher models (ONNX, each with its JSON beside it): train toward their mean calibrated LLR too (see load_teachers)")
+    p.add_argument("--distill-weight", type=float, default=0.5, help="--distill: weight of the teachers' soft target against the label (0-1)")
+    p.add_argument("--distill-temp", type=float, default=2.0, help="--distill: temperature that softens the teachers' mean LLR")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--gmm-components", type=int, default=512, help="baseline: components of each LFCC-GMM")
     p.add_argument("--version", default=None, help="model version to write (all: default 1.2.0; recal: required, and new)")
