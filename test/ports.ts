@@ -39,3 +39,18 @@ export async function freeSipPort(): Promise<number> {
     }
   }
 }
+
+/**
+ * Ports are picked free, but a parallel test can take one before the program under test binds it;
+ * voiceguard then stops with one line naming the port and EADDRINUSE. `start` runs up to `tries`
+ * times while it fails that way (it picks its ports again each time); any other error fails at once.
+ */
+export async function retryTakenPort<T>(start: () => Promise<T>, tries = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (attempt >= tries || !/EADDRINUSE/.test((err as Error).message)) throw err;
+    }
+  }
+}

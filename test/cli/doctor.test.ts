@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { codecChecks, webhookErasureChecks, type DoctorReport } from '../../src/cli/doctor.js';
 import { ConfigSchema } from '../../src/config/schema.js';
-import { freeSipPort, freeTcpPort } from '../ports.js';
+import { freeSipPort, freeTcpPort, retryTakenPort } from '../ports.js';
 
 /** Runs the built CLI (`npm test` builds first) against real ports, the real model and SQLite. */
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -220,24 +220,33 @@ describe('voiceguard doctor', () => {
 
   it('next to a running voiceguard, counts its ports as its own instead of failing on them', async () => {
     // Thresholds in the file: the gateway then starts (failing open) even where the model is missing.
-    const { file, sipPort } = await writeConfig({
-      extra: 'policy:\n  defaults: { dropLlr: 6, warnLlr: 3, humanLlr: -4, maxListenMs: 8000 }',
-    });
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VOICEGUARD_')));
-    const server = spawn(process.execPath, [cli, 'serve', '-c', file], {
-      cwd: repo,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
     let log = '';
-    server.stdout.on('data', (d: Buffer) => (log += d.toString()));
-    server.stderr.on('data', (d: Buffer) => (log += d.toString()));
-    try {
+    const { file, sipPort, server } = await retryTakenPort(async () => {
+      const cfg = await writeConfig({
+        extra: 'policy:\n  defaults: { dropLlr: 6, warnLlr: 3, humanLlr: -4, maxListenMs: 8000 }',
+      });
+      const child = spawn(process.execPath, [cli, 'serve', '-c', cfg.file], {
+        cwd: repo,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const closed = new Promise<void>((res) => child.once('close', () => res()));
+      log = '';
+      child.stdout.on('data', (d: Buffer) => (log += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (log += d.toString()));
       for (let i = 0; i < 120 && !log.includes('"event":"api.listening"'); i++) {
-        if (server.exitCode !== null) break;
+        if (child.exitCode !== null) break;
         await new Promise((r) => setTimeout(r, 250));
       }
-      expect(log, 'serve did not start').toContain('"event":"api.listening"');
+      if (!log.includes('"event":"api.listening"')) {
+        if (child.exitCode === null) child.kill('SIGKILL');
+        await closed; // all of its output, the one-line reason included
+        throw new Error(`serve did not start:\n${log}`);
+      }
+      return { ...cfg, server: child };
+    });
+    try {
       const r = await doctor(['-c', file]);
       expect(r.stdout).toMatch(/^ok\s+running\s+voiceguard is running with this config/m);
       expect(r.stdout).toMatch(

@@ -16,7 +16,7 @@ import { basename, dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
-import { freeSipPort, freeTcpPort } from '../ports.js';
+import { freeSipPort, freeTcpPort, retryTakenPort } from '../ports.js';
 import {
   copyArgs,
   isIgnored,
@@ -400,34 +400,38 @@ describe('Dockerfile build replay', () => {
 
       // Then the image's default command for real, on free loopback ports, until the
       // HEALTHCHECK command says healthy; SIGTERM (docker stop) must end it cleanly.
-      const sipPort = await freeSipPort(); // SIP listens on UDP and TCP
-      const apiPort = await freeTcpPort();
-      const rtpMin = (await freeTcpPort()) & ~1;
-      const runEnv = {
-        PATH: process.env.PATH!,
-        HOME: join(final.dir, 'var/lib/voiceguard'),
-        ...env,
-        VOICEGUARD_SIP_LISTEN_HOST: '127.0.0.1',
-        VOICEGUARD_SIP_LISTEN_PORT: String(sipPort),
-        VOICEGUARD_MEDIA_BIND_HOST: '127.0.0.1',
-        VOICEGUARD_MEDIA_PORT_MIN: String(rtpMin),
-        VOICEGUARD_MEDIA_PORT_MAX: String(rtpMin + 99),
-        VOICEGUARD_API_PORT: String(apiPort),
-      };
+      // A port that a parallel test takes between pick and bind ends serve with one EADDRINUSE
+      // line; the ports are then picked again (retryTakenPort).
       const cmdArgs = all(finalStage, 'CMD')[0]!.json!;
-      const server = spawn(process.execPath, [...args, ...cmdArgs], {
-        cwd: app,
-        env: runEnv,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        ...asUser,
-      });
+      const hc = JSON.parse(all(finalStage, 'HEALTHCHECK')[0]!.args.replace(/^CMD\s+/, '')) as string[];
       let log = '';
-      server.stdout.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
-      server.stderr.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
-      try {
-        const hc = JSON.parse(all(finalStage, 'HEALTHCHECK')[0]!.args.replace(/^CMD\s+/, '')) as string[];
+      const server = await retryTakenPort(async () => {
+        const sipPort = await freeSipPort(); // SIP listens on UDP and TCP
+        const apiPort = await freeTcpPort();
+        const rtpMin = (await freeTcpPort()) & ~1;
+        const runEnv = {
+          PATH: process.env.PATH!,
+          HOME: join(final.dir, 'var/lib/voiceguard'),
+          ...env,
+          VOICEGUARD_SIP_LISTEN_HOST: '127.0.0.1',
+          VOICEGUARD_SIP_LISTEN_PORT: String(sipPort),
+          VOICEGUARD_MEDIA_BIND_HOST: '127.0.0.1',
+          VOICEGUARD_MEDIA_PORT_MIN: String(rtpMin),
+          VOICEGUARD_MEDIA_PORT_MAX: String(rtpMin + 99),
+          VOICEGUARD_API_PORT: String(apiPort),
+        };
+        const child = spawn(process.execPath, [...args, ...cmdArgs], {
+          cwd: app,
+          env: runEnv,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          ...asUser,
+        });
+        const closed = new Promise<void>((res) => child.once('close', () => res()));
+        log = '';
+        child.stdout.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
+        child.stderr.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
         let healthy = false;
-        for (let i = 0; i < 120 && !healthy && server.exitCode === null; i++) {
+        for (let i = 0; i < 120 && !healthy && child.exitCode === null; i++) {
           const probe = await run(process.execPath, hc.slice(1), {
             cwd: app,
             env: runEnv,
@@ -437,7 +441,14 @@ describe('Dockerfile build replay', () => {
           healthy = probe.status === 0;
           if (!healthy) await new Promise((res) => setTimeout(res, 500));
         }
-        expect(healthy, `HEALTHCHECK never passed; serve log:\n${log}`).toBe(true);
+        if (!healthy) {
+          if (child.exitCode === null) child.kill('SIGKILL');
+          await closed; // all of its output, the one-line reason included
+          throw new Error(`HEALTHCHECK never passed; serve log:\n${log}`);
+        }
+        return child;
+      });
+      try {
         // The store was created on the data volume, by the image's user.
         const db = join(final.dir, 'var/lib/voiceguard/voiceguard.sqlite');
         expect(existsSync(db), log).toBe(true);

@@ -8,7 +8,7 @@ import { expect } from 'vitest';
 import { loadAudioFile, to8k } from '../../src/audio/load-audio.js';
 import { writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
-import { freeSipPort, freeUdpPort } from '../ports.js';
+import { freeSipPort, freeUdpPort, retryTakenPort } from '../ports.js';
 
 /**
  * Real peers for the gateway tests: the gateway runs in-process on free ports with a real
@@ -62,16 +62,8 @@ export interface TestGateway {
 export const MODEL = 'models/voiceguard-detector.onnx';
 
 export async function startGateway(overrides: Record<string, unknown> = {}): Promise<TestGateway> {
-  // Ports are picked free, but a parallel test's connection can take one before the gateway binds
-  // it: then start-up fails with a line naming the port (never an uncaught error), and a second
-  // pick is taken. Any other start-up error fails the test at once.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startGatewayOnce(overrides);
-    } catch (err) {
-      if (attempt >= 3 || !/EADDRINUSE/.test((err as Error).message)) throw err;
-    }
-  }
+  // A pick that a parallel test takes before the gateway binds it is picked again (retryTakenPort).
+  return retryTakenPort(() => startGatewayOnce(overrides));
 }
 
 async function startGatewayOnce(overrides: Record<string, unknown>): Promise<TestGateway> {
