@@ -1293,6 +1293,13 @@ def choose_decision(val_llrs, val_labels, weight, populations=None, min_populati
                 evidenceWeight=weight, humanPopulations=sorted(big))
 
 
+# --no-codec-table: leave the mobile-codec table (codec_rows: every codec of EVAL_CODECS, three dither draws
+# each) out of the evaluation. It is report-only and takes most of an evaluation's time on 2 cores (about 15
+# of 25 minutes), so experiment rounds that compare recipes on the other rows may skip it; a model that
+# ships is evaluated with it.
+CODEC_TABLE = True
+
+
 def evaluate(run, clips, meta):
     global TRACE
     TRACE = []
@@ -1396,7 +1403,8 @@ def evaluate(run, clips, meta):
             rows[name] = dict(clips=len(idx), languages=len({xtest[i]["language"] for i in idx}),
                               flaggedRate=float(np.mean(xs[idx] > 0)), falseDropRate=float(np.mean([xdec[i] == "synthetic" for i in idx])))
         report["heldOutOtherLanguageHumans"] = rows
-    report["mobileCodecs"] = codec_rows(run, cal, d, maxw, test, labels, xtest, main_ll, xl if xtest else [])
+    if CODEC_TABLE:
+        report["mobileCodecs"] = codec_rows(run, cal, d, maxw, test, labels, xtest, main_ll, xl if xtest else [])
     report["uncertainty"] = uncertainty(test, labels, main_s, [v for v, _ in dec], xtest, xdec if xtest else [])
     # Reproducibility: where and with what this was computed, a fingerprint per row and stage, and how the
     # per-clip trace compares with the one committed beside the model (see TRACE).
@@ -2601,6 +2609,7 @@ def main():
     p.add_argument("--distill", default=None, help="comma list of teacher models (ONNX, each with its JSON beside it): train toward their mean calibrated LLR too (see load_teachers)")
     p.add_argument("--distill-weight", type=float, default=0.5, help="--distill: weight of the teachers' soft target against the label (0-1)")
     p.add_argument("--distill-temp", type=float, default=2.0, help="--distill: temperature that softens the teachers' mean LLR")
+    p.add_argument("--no-codec-table", action="store_true", help="all/eval: leave the mobile-codec table out of the evaluation (experiment runs; see CODEC_TABLE)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights (e.g. 0.998; 0 = off)")
     p.add_argument("--gmm-components", type=int, default=512, help="baseline: components of each LFCC-GMM")
     p.add_argument("--version", default=None, help="model version to write (all: default 1.2.0; recal: required, and new)")
@@ -2608,7 +2617,8 @@ def main():
     args = p.parse_args()
     if args.width is None:
         args.width = 32 if args.front == "raw" else 16
-    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, MOBILE_CODEC, CODEC_BOUNDS, LOCAL_TTS, WIN, HOP
+    global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, MOBILE_CODEC, CODEC_BOUNDS, LOCAL_TTS, WIN, HOP, CODEC_TABLE
+    CODEC_TABLE = not args.no_codec_table
     WIN = int(round(args.window_s * SR))
     HOP = WIN // 2
     GAN_ABLATION = args.gan_ablation
