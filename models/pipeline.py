@@ -1294,8 +1294,8 @@ def choose_decision(val_llrs, val_labels, weight, populations=None, min_populati
 
 
 # --no-codec-table: leave the mobile-codec table (codec_rows: every codec of EVAL_CODECS, three dither draws
-# each) out of the evaluation. It is report-only and takes most of an evaluation's time on 2 cores (about 15
-# of 25 minutes), so experiment rounds that compare recipes on the other rows may skip it; a model that
+# each) out of the evaluation. It is report-only and takes most of an evaluation's time on 2 cores (about 25
+# of 29 minutes, measured in the twenty-sixth round), so experiment rounds that compare recipes on the other rows may skip it; a model that
 # ships is evaluated with it.
 CODEC_TABLE = True
 
