@@ -633,6 +633,51 @@ def lpc_resynth(x, rng, order=12, frame=160):
     return y
 
 
+# Tux Paint's spoken stamp descriptions (tuxpaint-stamps-default, GPL-2): short phrases ("a red apple")
+# recorded at home by one volunteer per language (credited in its changelog: Bulgarian Krasimir Petkov,
+# Belarusian Kseniya Buraya, Spanish Estefania Ortiz, Greek Kiriaki Serafeim, Danish Joe Dalton, French
+# Jacques Chion and PaulK, Romanian Tabbytha, Russian Edwin Veber; Catalan uncredited). Nine languages of
+# several hundred files each; the few-file languages (Dutch and Lithuanian numbers, Malayalam, English)
+# are left out. With --tuxpaint (twenty-eighth round) six languages train and three join the validation
+# humans, each its own population for the drop bound.
+TUXPAINT_PACKAGES = ["tuxpaint-stamps-default"]
+TUXPAINT_SPLIT = {"fr": "train", "ru": "train", "ro": "train", "es": "train", "ca": "train", "da": "train",
+                  "el": "val", "be": "val", "bg": "val"}  # Danish gives only 47 clips: too few for a population of its own
+TUXPAINT_CLIPS = 80  # per language
+
+
+def tuxpaint_human(per_language=TUXPAINT_CLIPS):
+    """Clips of one language's descriptions, in file order, joined with 0.2-0.5 s pauses until they hold
+    at least 6 s of speech; split by language (TUXPAINT_SPLIT)."""
+    tree = ensure_debian(TUXPAINT_PACKAGES, "tuxpaint")
+    if tree is None:
+        raise SystemExit(f"cannot fetch {' '.join(TUXPAINT_PACKAGES)} with apt-get download (needed by --tuxpaint)")
+    root = os.path.join(tree, "usr", "share", "tuxpaint", "stamps")
+    rng = np.random.default_rng(7)
+    clips = []
+    for lang, split in sorted(TUXPAINT_SPLIT.items()):
+        files = sorted(glob.glob(os.path.join(root, "**", f"*_desc_{lang}.ogg"), recursive=True))
+        cur, n, made = [], 0, 0
+        for f in files:
+            if made >= per_language:
+                break
+            y = _read_8k(f)
+            if len(y) < 2400:
+                continue
+            cur += [y, np.zeros(int(rng.integers(1600, 4000)), dtype=np.float32)]
+            n += len(y)
+            if n >= 6 * SR:
+                clips.append(dict(audio=np.concatenate(cur).astype(np.float32), label=0, system="tuxpaint-descriptions", language=lang,
+                                  group=f"tuxpaint:{lang}", split=split, source=os.path.relpath(root, tree), license="GPL-2.0"))
+                cur, n, made = [], 0, made + 1
+    counts = {}
+    for c in clips:
+        k = f"{c['split']}/{c['language']}"
+        counts[k] = counts.get(k, 0) + 1
+    log("Tux Paint descriptions:", counts)
+    return clips
+
+
 # ---------------------------------------------------------------- training
 
 from channel import EVAL_CODECS, MOBILE_CODECS, g729_roundtrip, g729_trunk_channel, line_impairments, mobile_codec_many, tpdf_quantise  # noqa: E402  (below the marker: the prepared-data cache key hashes the code above it)
@@ -1264,8 +1309,8 @@ def codec_decision(run, val_humans, scale, bias, codec):
 
 def human_population(c):
     """The population a validation human clip is counted in for the drop bound: the acted dialogue by
-    voice, everything else by source."""
-    return c["group"] if c["system"] == "fillets-dialogues" else c["system"]
+    voice, Tux Paint's descriptions by language (one volunteer each), everything else by source."""
+    return c["group"] if c["system"] in ("fillets-dialogues", "tuxpaint-descriptions") else c["system"]
 
 
 def choose_decision(val_llrs, val_labels, weight, populations=None, min_population=50):
@@ -1710,6 +1755,7 @@ def prepare(args, rng):
                                    *([["seen", sorted(SEEN_SYSTEMS)]] if SEEN_SYSTEMS else []),
                                    *(["gan-ablation"] if GAN_ABLATION else []),
                                    *([f"local-tts-{LOCAL_TTS}"] if LOCAL_TTS != "basic" else []),
+                                   *(["tuxpaint", TUXPAINT_CLIPS, sorted(TUXPAINT_SPLIT.items())] if args.tuxpaint else []),
                                    hashlib.sha1(open(__file__, "rb").read().split(b"# ---------------------------------------------------------------- training")[0]).hexdigest()])
                        .encode()).hexdigest()[:12]
     path = os.path.join(CACHE, f"prepared-{key}.pkl")
@@ -1722,6 +1768,8 @@ def prepare(args, rng):
     clips += local_human()
     # The held-out part is always loaded (the evaluation reports on it); the rest only with --extra-human.
     clips += [c for c in extra_human() if args.extra_human or c["split"] == "xtest"]
+    if args.tuxpaint:
+        clips += tuxpaint_human()
     human_train = [c for c in clips if c["split"] == "train" and c["label"] == 0]
     log("copy-synthesis vocoded spoofs of", min(args.vocoded, len(human_train)), "human clips")
     clips += copy_synthesis(human_train, rng, args.vocoded)
@@ -1777,7 +1825,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), **({"vocoderWeights": [os.path.basename(f) for f in vocoder_weight_files(args.vocoder_weights)]} if args.vocoder_weights and args.neural_vocoded else {}), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), **({"mixup": args.mixup} if args.mixup else {}), **({"distill": {"teachers": [distill_name(f) for f in args.distill.split(",") if f], "weight": args.distill_weight, "temperature": args.distill_temp}} if args.distill else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, **({"tuxpaint": TUXPAINT_SPLIT} if args.tuxpaint else {}), loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), **({"vocoderWeights": [os.path.basename(f) for f in vocoder_weight_files(args.vocoder_weights)]} if args.vocoder_weights and args.neural_vocoded else {}), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), **({"mixup": args.mixup} if args.mixup else {}), **({"distill": {"teachers": [distill_name(f) for f in args.distill.split(",") if f], "weight": args.distill_weight, "temperature": args.distill_temp}} if args.distill else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB, mobileCodec=MOBILE_CODEC,
@@ -2583,6 +2631,7 @@ def main():
     p.add_argument("--front", choices=["spectrogram", "raw"], default="spectrogram", help="spectrogram (net.Detector: filterbank in the graph, --bands) or raw (net.RawDetector: learned sinc filters on the waveform, RawNet2/AASIST-L class; --width default 32 there)")
     p.add_argument("--bands", choices=["mel", "linear"], default="mel", help="front-end filterbank (48 mel or 48 linear bands)")
     p.add_argument("--extra-human", action="store_true", help="add the human recordings of EXTRA_HUMAN_PACKAGES (fetched with apt-get download)")
+    p.add_argument("--tuxpaint", action="store_true", help="add Tux Paint's spoken stamp descriptions: TUXPAINT_SPLIT's languages to train and val (twenty-eighth round)")
     p.add_argument("--phase", action="store_true", help="add the phase-coherence maps to the front end (see net.LogMel)")
     p.add_argument("--fine", action="store_true", help="add the fine-structure maps (harmonic and noise ripple of the log spectrum per band) to the front end (see net.quefrency_lifters)")
     p.add_argument("--loss", choices=["bce", "oc"], default="bce", help="binary cross-entropy or OC-softmax")
