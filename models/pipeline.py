@@ -2252,7 +2252,7 @@ def stage_smoke(args):
         vocoded[arch] = len(y)
     print(json.dumps({"ok": True, "onnx": path, "parityMaxAbsDiff": d, "variantParityMaxAbsDiff": dv, "window2sParityMaxAbsDiff": dw, "rawParityMaxAbsDiff": dr, "domainAdvParityMaxAbsDiff": da, "vocodedSamples": vocoded,
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
-                      "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "decision": decision_check(),
+                      "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "tuxpaint": tuxpaint_check(), "decision": decision_check(),
                       "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "mixup": mixup_check(clips, args.out), "distill": distill_check(clips, path), "baseline": baseline_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out),
                       "gpuVocoders": gpu_vocoder_check(clips, args.out)}))
 
@@ -2588,6 +2588,17 @@ def dialogue_check():
     return dict(clips={k: sum(c["split"] == k for c in clips) for k in sorted(groups)},
                 groupsOnBothSides=sorted(set.intersection(*groups.values())) if groups else None,
                 languages={k: sorted({c["language"] for c in clips if c["split"] == k}) for k in sorted(groups)})
+
+
+def tuxpaint_check():
+    """--tuxpaint's clips (three a language, to stay quick) load and split by language, no language on both
+    sides, and each validation language is a drop-bound population of its own."""
+    clips = tuxpaint_human(per_language=3)
+    langs = {k: sorted({c["language"] for c in clips if c["split"] == k}) for k in sorted({c["split"] for c in clips})}
+    return dict(languages=langs, clips={k: sum(c["split"] == k for c in clips) for k in langs},
+                languagesOnBothSides=sorted(set.intersection(*(set(v) for v in langs.values()))) if langs else None,
+                minSeconds=round(min(len(c["audio"]) for c in clips) / SR, 2),
+                valPopulations=sorted({human_population(c) for c in clips if c["split"] == "val"}))
 
 
 def decision_check():

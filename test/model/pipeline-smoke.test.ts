@@ -40,6 +40,13 @@ describe('model pipeline smoke run', () => {
         groupsOnBothSides: string[];
         languages: Record<string, string[]>;
       };
+      tuxpaint: {
+        languages: Record<string, string[]>;
+        clips: Record<string, number>;
+        languagesOnBothSides: string[];
+        minSeconds: number;
+        valPopulations: string[];
+      };
       decision: { pooled: number; perPopulation: number };
       mobileCodecs: Record<string, number>;
       codecTable: {
@@ -131,6 +138,13 @@ describe('model pipeline smoke run', () => {
     expect(last.dialogue.clips.val).toBeGreaterThan(500);
     expect(last.dialogue.clips.xtest).toBeGreaterThan(500);
     expect(last.dialogue.groupsOnBothSides).toEqual([]);
+    // --tuxpaint (Tux Paint's spoken descriptions, one volunteer per language) splits by language: six train,
+    // three validate, each validation language its own drop-bound population; clips hold at least 6 s of speech.
+    expect(last.tuxpaint.languages).toEqual({ train: ['ca', 'da', 'es', 'fr', 'ro', 'ru'], val: ['be', 'bg', 'el'] });
+    expect(last.tuxpaint.clips).toEqual({ train: 18, val: 9 });
+    expect(last.tuxpaint.languagesOnBothSides).toEqual([]);
+    expect(last.tuxpaint.minSeconds).toBeGreaterThanOrEqual(6);
+    expect(last.tuxpaint.valPopulations).toEqual(['tuxpaint:be', 'tuxpaint:bg', 'tuxpaint:el']);
     // The drop bound holds in every large validation population, not only pooled: two stubborn clips in a
     // population of 60 push it above their 5.5 of evidence, where pooled with 200 easy clips they would not.
     expect(last.decision).toEqual({ pooled: 1, perPopulation: 5.75 });
