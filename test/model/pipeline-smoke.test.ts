@@ -140,7 +140,10 @@ describe('model pipeline smoke run', () => {
     expect(last.dialogue.groupsOnBothSides).toEqual([]);
     // --tuxpaint (Tux Paint's spoken descriptions, one volunteer per language) splits by language: six train,
     // three validate, each validation language its own drop-bound population; clips hold at least 6 s of speech.
-    expect(last.tuxpaint.languages).toEqual({ train: ['ca', 'da', 'es', 'fr', 'ro', 'ru'], val: ['be', 'bg', 'el'] });
+    expect(last.tuxpaint.languages).toEqual({
+      train: ['ca', 'da', 'es', 'fr', 'ro', 'ru'],
+      val: ['be', 'bg', 'el'],
+    });
     expect(last.tuxpaint.clips).toEqual({ train: 18, val: 9 });
     expect(last.tuxpaint.languagesOnBothSides).toEqual([]);
     expect(last.tuxpaint.minSeconds).toBeGreaterThanOrEqual(6);
