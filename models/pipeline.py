@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 
 import numpy as np
@@ -670,11 +671,7 @@ def tuxpaint_human(per_language=TUXPAINT_CLIPS):
                 clips.append(dict(audio=np.concatenate(cur).astype(np.float32), label=0, system="tuxpaint-descriptions", language=lang,
                                   group=f"tuxpaint:{lang}", split=split, source=os.path.relpath(root, tree), license="GPL-2.0"))
                 cur, n, made = [], 0, made + 1
-    counts = {}
-    for c in clips:
-        k = f"{c['split']}/{c['language']}"
-        counts[k] = counts.get(k, 0) + 1
-    log("Tux Paint descriptions:", counts)
+    log("Tux Paint descriptions:", dict(Counter(f"{c['split']}/{c['language']}" for c in clips)))
     return clips
 
 
