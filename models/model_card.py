@@ -128,7 +128,35 @@ def baseline_lines(meta, base):
     ]
 
 
-def render(meta, ev, base=None):
+LANGUAGE_NAMES = {"be": "Belarusian", "bg": "Bulgarian", "ca": "Catalan", "da": "Danish", "el": "Greek", "es": "Spanish", "fr": "French",
+                  "ro": "Romanian", "ru": "Russian"}
+
+
+def tuxpaint_lines(meta, probe):
+    """The Tux Paint volunteers (models/tuxpaint-probe.json, `models/tuxpaint_probe.py`), if that report scored
+    this very model version and the model never trained on them; otherwise nothing."""
+    rows = (probe or {}).get("models", {}).get(meta["version"])
+    if not rows or meta["training"].get("tuxpaint"):
+        return []
+    a = rows["all"]
+    langs = sorted((k for k in rows if k != "all"), key=lambda k: (-rows[k]["dropped"] / rows[k]["clips"], k))
+    worst = langs[0]
+    w = rows[worst]
+    rest = [k for k in langs[1:] if rows[k]["dropped"]]
+    return [
+        "- A human population it never trained on: Tux Paint's spoken stamp descriptions (Debian's `tuxpaint-stamps-default`;"
+        f" {a['clips']} clips of at least 6 s, {len(langs)} languages, each read at home by one credited volunteer). Through the"
+        f" evaluation's G.711 channel at this model's bounds it drops {pct(a['dropped'] / a['clips'])} of them and flags"
+        f" {pct(a['flagged'] / a['clips'])}. The {LANGUAGE_NAMES.get(worst, worst)} reader's clips are dropped in"
+        f" {pct(w['dropped'] / w['clips'])} ({w['dropped']} of {w['clips']}) and flagged in {pct(w['flagged'] / w['clips'])}"
+        + ("; " + ", ".join(f"{LANGUAGE_NAMES.get(k, k)} {pct(rows[k]['dropped'] / rows[k]['clips'])}" for k in rest) if rest else "")
+        + (f"; in the other {len(langs) - 1 - len(rest)} languages, none" if len(langs) - 1 - len(rest) else "")
+        + ". A steady, evenly read voice can be a regular false drop: one more reason"
+        " for the allow-list and a review of dropped calls (`python3 models/tuxpaint_probe.py .`; EXPERIMENTS.md, twenty-eighth round)."
+    ]
+
+
+def render(meta, ev, base=None, probe=None):
     m, seq, tr = ev["main"], ev["sequential"], meta["training"]
     d = meta["decision"]
     inf = ev.get("inference", {})
@@ -348,6 +376,7 @@ def render(meta, ev, base=None):
             if (loud := [(k, v) for k, v in (ev.get("heldOutOtherLanguageHumans") or {}).items() if " / " in k and v["falseDropRate"] > 0.01])
             else []
         ),
+        *tuxpaint_lines(meta, probe),
         *(
             [
                 "- Mobile callers and coded links: through "
@@ -462,7 +491,9 @@ def main():
     ev = json.load(open(os.path.join(HERE, "eval.json")))
     path = os.path.join(HERE, "baseline.json")
     base = json.load(open(path)) if os.path.exists(path) else None
-    open(os.path.join(HERE, "MODEL_CARD.md"), "w").write(render(meta, ev, base))
+    path = os.path.join(HERE, "tuxpaint-probe.json")
+    probe = json.load(open(path)) if os.path.exists(path) else None
+    open(os.path.join(HERE, "MODEL_CARD.md"), "w").write(render(meta, ev, base, probe))
 
 
 if __name__ == "__main__":
