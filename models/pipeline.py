@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from itertools import islice
 from datetime import datetime, timezone
 
 import numpy as np
@@ -462,6 +463,21 @@ def _joined(files, rng, n_clips, lo, hi, gap=(800, 3200)):
     return out
 
 
+def _consecutive(files, rng, tail=None):
+    """Clips of consecutive recordings (those of at least 0.3 s), in the given order, joined with 0.2-0.5 s
+    pauses until they hold at least 6 s of speech; a last, shorter clip is kept when it holds `tail` samples.
+    A generator: a caller that needs only the first few clips (itertools.islice) reads only their files."""
+    cur, n = [], 0
+    for i, f in enumerate(files):
+        y = _read_8k(f)
+        if len(y) >= 2400:
+            cur += [y, np.zeros(int(rng.integers(1600, 4000)), dtype=np.float32)]
+            n += len(y)
+        if n >= 6 * SR or (tail is not None and i == len(files) - 1 and n >= tail):
+            yield np.concatenate(cur).astype(np.float32)
+            cur, n = [], 0
+
+
 # Held out of training whatever the flags: one Asterisk speaker and every third KTuberling/KLettres
 # language and Hedgewars voice. They form the "xtest" split: unseen human speakers in ~15 languages, on
 # which the evaluation reports how often a real caller would be flagged (the main test split is unchanged).
@@ -648,8 +664,8 @@ TUXPAINT_CLIPS = 80  # per language
 
 
 def tuxpaint_human(per_language=TUXPAINT_CLIPS):
-    """Clips of one language's descriptions, in file order, joined with 0.2-0.5 s pauses until they hold
-    at least 6 s of speech; split by language (TUXPAINT_SPLIT)."""
+    """Clips of one language's descriptions in file order (_consecutive, no short tail), the first
+    `per_language` of each; split by language (TUXPAINT_SPLIT)."""
     tree = ensure_debian(TUXPAINT_PACKAGES, "tuxpaint")
     if tree is None:
         raise SystemExit(f"cannot fetch {' '.join(TUXPAINT_PACKAGES)} with apt-get download (needed by --tuxpaint)")
@@ -658,19 +674,9 @@ def tuxpaint_human(per_language=TUXPAINT_CLIPS):
     clips = []
     for lang, split in sorted(TUXPAINT_SPLIT.items()):
         files = sorted(glob.glob(os.path.join(root, "**", f"*_desc_{lang}.ogg"), recursive=True))
-        cur, n, made = [], 0, 0
-        for f in files:
-            if made >= per_language:
-                break
-            y = _read_8k(f)
-            if len(y) < 2400:
-                continue
-            cur += [y, np.zeros(int(rng.integers(1600, 4000)), dtype=np.float32)]
-            n += len(y)
-            if n >= 6 * SR:
-                clips.append(dict(audio=np.concatenate(cur).astype(np.float32), label=0, system="tuxpaint-descriptions", language=lang,
-                                  group=f"tuxpaint:{lang}", split=split, source=os.path.relpath(root, tree), license="GPL-2.0"))
-                cur, n, made = [], 0, made + 1
+        for x in islice(_consecutive(files, rng), per_language):
+            clips.append(dict(audio=x, label=0, system="tuxpaint-descriptions", language=lang, group=f"tuxpaint:{lang}", split=split,
+                              source=os.path.relpath(root, tree), license="GPL-2.0"))
     log("Tux Paint descriptions:", dict(Counter(f"{c['split']}/{c['language']}" for c in clips)))
     return clips
 
@@ -696,8 +702,8 @@ def human_held_out():
 
 
 def dialogue_human():
-    """Clips of one character's consecutive lines within one game level, joined with 0.2-0.5 s pauses until
-    they hold at least 6 s of speech (a tail of 3-6 s is kept); split by language (DIALOGUE_SPLIT)."""
+    """Clips of one character's consecutive lines within one game level (_consecutive; a tail of 3-6 s is
+    kept); split by language (DIALOGUE_SPLIT)."""
     tree = ensure_debian(DIALOGUE_HUMAN_PACKAGES, "dialogue")
     if tree is None:
         raise SystemExit(f"cannot fetch {' '.join(DIALOGUE_HUMAN_PACKAGES)} with apt-get download; the held-out human "
@@ -713,17 +719,9 @@ def dialogue_human():
                 if len(parts) >= 3 and parts[0] and parts[1]:
                     by_voice.setdefault(parts[1], []).append(f)
             for voice, files in sorted(by_voice.items()):
-                cur, n = [], 0
-                for i, f in enumerate(files):
-                    y = _read_8k(f)
-                    if len(y) >= 2400:
-                        cur += [y, np.zeros(int(rng.integers(1600, 4000)), dtype=np.float32)]
-                        n += len(y)
-                    if n >= 6 * SR or (i == len(files) - 1 and n >= 3 * SR):
-                        clips.append(dict(audio=np.concatenate(cur).astype(np.float32), label=0, system="fillets-dialogues", language=lang,
-                                          group=f"fillets:{lang}:{voice}", split=split, source=os.path.relpath(os.path.join(root, level, lang), tree),
-                                          license="GPL-2.0"))
-                        cur, n = [], 0
+                for x in _consecutive(files, rng, tail=3 * SR):
+                    clips.append(dict(audio=x, label=0, system="fillets-dialogues", language=lang, group=f"fillets:{lang}:{voice}", split=split,
+                                      source=os.path.relpath(os.path.join(root, level, lang), tree), license="GPL-2.0"))
     counts = {}
     for c in clips:
         counts[c["group"]] = counts.get(c["group"], 0) + 1
