@@ -9,5 +9,7 @@ export default defineConfig({
     // running files in parallel makes timing-sensitive media tests flaky.
     fileParallelism: false,
     pool: 'forks',
+    // Every temp folder of the run goes under one per-run TMPDIR that is removed at the end.
+    globalSetup: ['test/global-tmp.ts'],
   },
 });

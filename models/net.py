@@ -165,7 +165,30 @@ class SpecMask(nn.Module):
         return f * keep
 
 
-def block(cin, cout):
+class MFM(nn.Module):
+    """Max-Feature-Map (Wu et al. 2018, the activation of LCNN, the ASVspoof LFCC/log-mel baseline family):
+    the channels come in two halves and each output channel is the larger of its pair. It is a
+    competitive selection between two learned filters rather than a threshold at zero, which the
+    anti-spoofing literature credits with keeping what separates spoofed from bona fide speech."""
+
+    def forward(self, x):
+        a, b = torch.chunk(x, 2, dim=1)
+        return torch.maximum(a, b)
+
+
+def block(cin, cout, act="relu"):
+    """Two 3x3 convolutions and a 2x2 max pool. act "mfm": each convolution makes twice the channels and
+    MFM halves them again (LCNN-style; twice the parameters and multiply-adds of the relu block)."""
+    if act == "mfm":
+        return nn.Sequential(
+            nn.Conv2d(cin, 2 * cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(2 * cout),
+            MFM(),
+            nn.Conv2d(cout, 2 * cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(2 * cout),
+            MFM(),
+            nn.MaxPool2d(2),
+        )
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1, bias=False),
         nn.BatchNorm2d(cout),
@@ -197,7 +220,7 @@ class Detector(nn.Module):
     loss: "bce" (one logit, binary cross-entropy) or "oc" (OC-softmax, Zhang et al. 2021: a
     32-d embedding whose cosine to a learned human centre is pushed above m_h for human speech
     and below m_s for everything else; the human class is kept compact and "not human" open,
-    which is what helps on unseen TTS). Either way the graph outputs one score per window,
+    which is what helps on unseen TTS). act: "relu" or "mfm" (Max-Feature-Map, LCNN-style; see block()). Either way the graph outputs one score per window,
     positive = synthetic, that the pipeline calibrates to an LLR.
     domains > 0 (training only, --domain-adv): a second head reads the pooled features through a
     gradient-reversal layer and learns which training system or human source a crop came from, within
@@ -205,13 +228,13 @@ class Detector(nn.Module):
     it keeps is what the systems of a class share rather than each one's own trace. The head is not
     part of forward(), so the exported graph is the same net."""
 
-    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False, spec_mask=0.0, fine=False, domains=0, cmn=True):
+    def __init__(self, width=16, bands="mel", loss="bce", emb=32, phase=False, spec_mask=0.0, fine=False, domains=0, cmn=True, act="relu"):
         super().__init__()
         self.front = LogMel(bands, phase, fine, cmn)
         self.mask = SpecMask(spec_mask)
         self.loss_kind = loss
         w = width
-        self.body = nn.Sequential(block(1 + 2 * phase + 2 * fine, w), block(w, 2 * w), block(2 * w, 3 * w), block(3 * w, 4 * w))
+        self.body = nn.Sequential(block(1 + 2 * phase + 2 * fine, w, act), block(w, 2 * w, act), block(2 * w, 3 * w, act), block(3 * w, 4 * w, act))
         if loss == "oc":
             self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, emb))
             self.centre = nn.Parameter(torch.randn(emb))

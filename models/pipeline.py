@@ -923,7 +923,7 @@ def distill_targets(teachers, x, y, weight, temp):
     return (1 - weight) * y + weight * p
 
 
-def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True, pair_loss=0.0, pair_from="all", mixup=0.0, teachers=None, distill_weight=0.5, distill_temp=2.0):
+def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", ema_decay=0.0, phase=False, spec_mask=0.0, sam_rho=0.0, width=16, fine=False, front="spectrogram", domain_adv=0.0, cmn=True, pair_loss=0.0, pair_from="all", mixup=0.0, teachers=None, distill_weight=0.5, distill_temp=2.0, act="relu"):
     """AdamW + one-cycle; every `eval_every` steps the VAL-system EER is measured and the best
     checkpoint is kept (VAL systems are never trained on; TEST systems are never looked at).
     With ema_decay > 0 the evaluated and exported weights are an exponential moving average of the
@@ -966,7 +966,7 @@ def train(clips, steps, batch, seed=0, eval_every=500, bands="mel", loss="bce", 
     if front == "raw":
         trained = RawDetector(width=width)
     else:
-        trained = Detector(width=width, bands=bands, loss=loss, phase=phase, spec_mask=spec_mask, fine=fine, domains=len(domain_ids or {}), cmn=cmn)
+        trained = Detector(width=width, bands=bands, loss=loss, phase=phase, spec_mask=spec_mask, fine=fine, domains=len(domain_ids or {}), cmn=cmn, act=act)
     model = copy.deepcopy(trained) if ema_decay > 0 else trained
     opt = torch.optim.AdamW(trained.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(steps, 1))
@@ -1800,7 +1800,7 @@ def stage_all(args):
     # calibration, the drop bound and the report.
     if MOBILE_CODEC:
         add_coded_copies(clips)
-    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn, pair_loss=args.pair_loss, pair_from=args.pair_from, mixup=args.mixup,
+    model = train(clips, args.steps, args.batch, seed=args.seed, bands=args.bands, loss=args.loss, ema_decay=args.ema, phase=args.phase, spec_mask=args.spec_mask, sam_rho=args.sam, width=args.width, fine=args.fine, front=args.front, domain_adv=args.domain_adv, cmn=not args.no_cmn, pair_loss=args.pair_loss, pair_from=args.pair_from, mixup=args.mixup, act=args.act,
                   teachers=load_teachers(args.distill) if args.distill else None, distill_weight=args.distill_weight, distill_temp=args.distill_temp)
     clips += dialogue_human()
     summary = {}
@@ -1820,7 +1820,7 @@ def stage_all(args):
         calibration=dict(method="platt (logistic regression on window logits)", scale=scale, bias=bias,
                          fittedOn="held-out val systems: " + ", ".join(sorted(VAL_SYSTEMS)) + " + held-out human groups"),
         decision=decision,
-        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, **({"tuxpaint": TUXPAINT_SPLIT} if args.tuxpaint else {}), loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), **({"vocoderWeights": [os.path.basename(f) for f in vocoder_weight_files(args.vocoder_weights)]} if args.vocoder_weights and args.neural_vocoded else {}), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), **({"mixup": args.mixup} if args.mixup else {}), **({"distill": {"teachers": [distill_name(f) for f in args.distill.split(",") if f], "weight": args.distill_weight, "temperature": args.distill_temp}} if args.distill else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
+        training=dict(clips=summary, steps=args.steps, front=("learned sinc filterbank on the raw waveform (RawNet2-style)" if args.front == "raw" else f"{args.bands} filterbank" + (" + phase coherence" if args.phase else "") + (" + fine structure" if args.fine else "") + (", no per-band mean normalisation" if args.no_cmn else "")) + " in the graph", frontKind=args.front, extraHuman=args.extra_human, **({"tuxpaint": TUXPAINT_SPLIT} if args.tuxpaint else {}), loss=args.loss, emaDecay=args.ema, systemWeighting=args.system_weighting, vocodedShare=args.vocoded_share, neuralVocoded=args.neural_vocoded, vocoderSteps=args.vocoder_steps if args.neural_vocoded else 0, vocoderArchs=args.vocoder_archs if args.neural_vocoded else "", vocoderGan=bool(args.vocoder_gan and args.neural_vocoded), **({"vocoderWeights": [os.path.basename(f) for f in vocoder_weight_files(args.vocoder_weights)]} if args.vocoder_weights and args.neural_vocoded else {}), seed=args.seed, specMask=args.spec_mask, samRho=args.sam, width=args.width, fineStructure=args.fine, domainAdversarial=args.domain_adv, bandMeanNormalisation=not args.no_cmn, **({"pairLoss": args.pair_loss, "pairFrom": args.pair_from} if args.pair_loss else {}), **({"mixup": args.mixup} if args.mixup else {}), **({"activation": args.act} if args.act != "relu" else {}), **({"distill": {"teachers": [distill_name(f) for f in args.distill.split(",") if f], "weight": args.distill_weight, "temperature": args.distill_temp}} if args.distill else {}), selectedCheckpoint=getattr(model, "selected", None), batch=args.batch, params=int(sum(p.numel() for p in model.parameters())),
                       valSystems=sorted(VAL_SYSTEMS), testSystems=sorted(TEST_SYSTEMS - SEEN_SYSTEMS - set(RELATED_SYSTEMS)),
                       relatedSystems=dict(sorted(RELATED_SYSTEMS.items())),
                       seenSystems=sorted(SEEN_SYSTEMS), ganAblation=GAN_ABLATION, speedPerturb=SPEED_PERTURB, mobileCodec=MOBILE_CODEC,
@@ -2206,10 +2206,10 @@ def stage_smoke(args):
     export(model, path)
     d = parity(model, path, clips)
     # The experiment options must not rot either: linear bands + phase coherence + fine structure + OC-softmax + EMA +
-    # spectrogram masking + SAM + a narrower net (--width 8), exported and checked, and both copy-synthesis vocoders for 2 steps on the sample's human clips.
+    # spectrogram masking + SAM + MFM activations + a narrower net (--width 8), exported and checked, and both copy-synthesis vocoders for 2 steps on the sample's human clips.
     global SPEED_PERTURB
     SPEED_PERTURB = 1.0  # every crop of the variant run is speed-perturbed
-    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998, phase=True, spec_mask=1.0, sam_rho=0.05, width=8, fine=True, cmn=False)
+    variant = train(clips, 2, 4, bands="linear", loss="oc", ema_decay=0.998, phase=True, spec_mask=1.0, sam_rho=0.05, width=8, fine=True, cmn=False, act="mfm")
     SPEED_PERTURB = 0.0
     vpath = os.path.join(args.out, "smoke-linear-oc.onnx")
     export(variant, vpath)
@@ -2655,6 +2655,7 @@ def main():
     p.add_argument("--window-s", type=float, default=1.0, help="model window in seconds (0.5-2); the hop is half of it")
     p.add_argument("--spec-mask", type=float, default=0.0, help="share of training crops with one band run and one frame run masked (see net.SpecMask)")
     p.add_argument("--sam", type=float, default=0.0, help="sharpness-aware minimisation radius rho (e.g. 0.05; 0 = plain AdamW)")
+    p.add_argument("--act", choices=["relu", "mfm"], default="relu", help="activation of the spectrogram net: relu, or mfm (Max-Feature-Map, LCNN-style: each conv makes twice the channels and keeps the larger of each pair; about twice the parameters and cost)")
     p.add_argument("--width", type=int, default=None, help="channels of the first conv block (spectrogram: the four blocks have 1, 2, 3 and 4 times it, default 16 = 116k parameters; raw: 1, 1, 2, 2 times, default 32 = 69k parameters)")
     p.add_argument("--no-cmn", action="store_true", help="keep each band's mean log energy in the window (no per-band mean normalisation; only the window's mean level is removed; see net.LogMel)")
     p.add_argument("--domain-adv", type=float, default=0.0, help="domain-adversarial training: the gradient-reversal weight reached at the end (e.g. 0.1; 0 = off; see net.Detector)")
@@ -2672,6 +2673,8 @@ def main():
     args = p.parse_args()
     if args.width is None:
         args.width = 32 if args.front == "raw" else 16
+    if args.front == "raw" and args.act != "relu":
+        p.error("--act applies to the spectrogram net only (--front spectrogram)")
     global VOCODED_SHARE, SYSTEM_WEIGHTING, GAN_ABLATION, SPEED_PERTURB, MOBILE_CODEC, CODEC_BOUNDS, LOCAL_TTS, WIN, HOP, CODEC_TABLE
     CODEC_TABLE = not args.no_codec_table
     WIN = int(round(args.window_s * SR))
