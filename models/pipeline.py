@@ -538,12 +538,18 @@ def copy_synthesis(human_train, rng, limit):
         c = human_train[i]
         x = c["audio"][: SR * 6]
         kind = ["stft-gl", "mel-gl", "lpc"][n % 3]
+        # Griffin-Lim starts from random phases. Unseeded, librosa draws them from fresh OS entropy
+        # (np.random.default_rng()), so every data preparation made different vocoded clips and a
+        # rebuilt model trained on other data (found in the thirtieth round). Seeded by the clip's
+        # position in the pick, it repeats without taking draws from `rng`. mel_to_audio does not
+        # pass random_state on, hence mel_to_stft + griffinlim (what mel_to_audio does inside).
         if kind == "stft-gl":
             S = np.abs(librosa.stft(x, n_fft=256, hop_length=64))
-            y = librosa.griffinlim(S, n_iter=24, hop_length=64, n_fft=256)
+            y = librosa.griffinlim(S, n_iter=24, hop_length=64, n_fft=256, random_state=n)
         elif kind == "mel-gl":
             M = librosa.feature.melspectrogram(y=x, sr=SR, n_fft=256, hop_length=64, n_mels=64)
-            y = librosa.feature.inverse.mel_to_audio(M, sr=SR, n_fft=256, hop_length=64, n_iter=24)
+            S = librosa.feature.inverse.mel_to_stft(M, sr=SR, n_fft=256)
+            y = librosa.griffinlim(S, n_iter=24, hop_length=64, n_fft=256, random_state=n)
         else:
             y = lpc_resynth(x, rng)
         y = y.astype(np.float32)
@@ -2286,6 +2292,9 @@ def pair_loss_check(clips, out):
 
     human = [c for c in clips if c["label"] == 0]
     vocoded = copy_synthesis(human, np.random.default_rng(0), 3)
+    # The same pick and generator seed make the same audio (Griffin-Lim's random phases are seeded).
+    again = copy_synthesis(human, np.random.default_rng(0), 3)
+    repeatable = {c["system"]: bool(np.array_equal(c["audio"], d["audio"])) for c, d in zip(vocoded, again)}
     lpc = next(c for c in vocoded if c["system"] == "vocoded-lpc")
     px, py = make_pairs([lpc], np.random.default_rng(1), 2)
     h, v = px[0].numpy(), px[2].numpy()  # pair 0: its human crop and its vocoded crop
@@ -2303,7 +2312,7 @@ def pair_loss_check(clips, out):
     return dict(vocodedWithOrigin=sum("origin" in c and len(c["origin"]) >= len(c["audio"]) - 256 for c in vocoded), pairs=int(len(py)),
                 neuralWithOrigin=len(neural), neuralPairSystems=sorted({c["system"] for c in pair_pool(clips + vocoded + neural, "neural")}),
                 allPairSystems=sorted({c["system"] for c in pair_pool(clips + vocoded + neural)}),
-                pairLabels=[int(v) for v in py], envelopeCorrelation=corr, envelopeCorrelationShifted=shifted,
+                pairLabels=[int(v) for v in py], copySynthesisRepeatable=repeatable, envelopeCorrelation=corr, envelopeCorrelationShifted=shifted,
                 parityMaxAbsDiff=parity(model, path, clips))
 
 

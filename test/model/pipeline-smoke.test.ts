@@ -78,6 +78,7 @@ describe('model pipeline smoke run', () => {
         vocodedWithOrigin: number;
         pairs: number;
         pairLabels: number[];
+        copySynthesisRepeatable: Record<string, boolean>;
         envelopeCorrelation: number;
         envelopeCorrelationShifted: number;
         parityMaxAbsDiff: number;
@@ -210,6 +211,12 @@ describe('model pipeline smoke run', () => {
     const pl = last.pairLoss;
     expect(pl.vocodedWithOrigin).toBe(3);
     expect(pl.pairLabels).toEqual([0, 0, 1, 1]);
+    // Data preparation repeats: each copy-synthesis vocoder, run twice on the same pick, makes the same audio.
+    expect(pl.copySynthesisRepeatable).toEqual({
+      'vocoded-stft-gl': true,
+      'vocoded-mel-gl': true,
+      'vocoded-lpc': true,
+    });
     expect(pl.envelopeCorrelation).toBeGreaterThan(0.7);
     expect(pl.envelopeCorrelationShifted).toBeLessThan(0.3);
     expect(pl.parityMaxAbsDiff).toBeLessThan(1e-4);
