@@ -1,4 +1,4 @@
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { createServer } from 'node:net';
 
 /** Free loopback ports for tests that start real listeners (no other imports: CLI tests use it too). */
@@ -9,6 +9,30 @@ export async function freeUdpPort(): Promise<number> {
     s.close();
     // sipp also binds port+1/+2 for media by default; stay clear of the ephemeral top end.
     if (port < 60000) return port;
+  }
+}
+
+/**
+ * The first of `count` consecutive UDP ports that could all be bound on 127.0.0.1 a moment ago
+ * (sipp's -mp binds its media base port and the next ports), clear of the ports in `avoid`.
+ */
+export async function freeUdpBlock(count: number, avoid: number[] = []): Promise<number> {
+  for (;;) {
+    const first = await freeUdpPort();
+    if (first + count > 60000 || avoid.some((a) => a >= first && a < first + count)) continue;
+    const sockets: Socket[] = [];
+    let free = true;
+    for (let i = 0; i < count && free; i++) {
+      const s = createSocket('udp4');
+      free = await new Promise<boolean>((res) => {
+        s.once('error', () => res(false));
+        s.bind(first + i, '127.0.0.1', () => res(true));
+      });
+      if (free) sockets.push(s);
+      else s.removeAllListeners('error');
+    }
+    await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    if (free) return first;
   }
 }
 

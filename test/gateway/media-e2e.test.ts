@@ -11,6 +11,7 @@ import { buildUdpFrame, parseEndpoint, writePcap } from '../../src/audio/pcap-wr
 import { loadG729, type G729Codec } from '../../src/audio/g729.js';
 import {
   expectBothPassed,
+  freeUdpBlock,
   freeUdpPort,
   makePcap,
   runSipp,
@@ -375,10 +376,11 @@ describe('media end to end, policy onSynthetic=drop', () => {
     const from = gw.logs.length;
     try {
       const port = await freeUdpPort();
-      const mediaPort = port + 2000; // runSipp's -mp default
+      const mediaPort = await freeUdpBlock(4, [port]);
       const uac = runSipp({
         scenario: 'caller-delayed-offer.xml',
         port,
+        mediaPort,
         target: `127.0.0.1:${gw.sipPort}`,
         pauseMs: 3000,
         cwd: human.dir,

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,7 +8,7 @@ import { expect } from 'vitest';
 import { loadAudioFile, to8k } from '../../src/audio/load-audio.js';
 import { writeRtpPcap } from '../../src/audio/pcap-writer.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
-import { freeSipPort, freeUdpPort, retryTakenPort } from '../ports.js';
+import { freeSipPort, freeUdpBlock, freeUdpPort, retryTakenPort } from '../ports.js';
 
 /**
  * Real peers for the gateway tests: the gateway runs in-process on free ports with a real
@@ -16,7 +16,7 @@ import { freeSipPort, freeUdpPort, retryTakenPort } from '../ports.js';
  */
 export const SCENARIOS = resolve('test/fixtures/sipp');
 
-export { freeSipPort, freeUdpPort };
+export { freeSipPort, freeUdpBlock, freeUdpPort };
 
 /** Whether a UDP socket on this machine is bound to `port` (any address), from /proc/net/udp and udp6. */
 export function udpBound(port: number): boolean {
@@ -128,6 +128,7 @@ export interface SippOptions {
   pauseMs?: number;
   keys?: Record<string, string>;
   transport?: 'u1' | 't1' | 'un' | 'tn';
+  /** -mp: sipp's media base port (it binds it and the next three); default a block found free. */
   mediaPort?: number;
   timeoutS?: number;
   extra?: string[];
@@ -138,48 +139,64 @@ export interface SippOptions {
 /** Run sipp to completion; resolves with its exit code (0 = all calls succeeded). */
 export function runSipp(o: SippOptions): { done: Promise<SippResult>; kill(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'vg-sipp-'));
-  const args = [
-    '-sf',
-    join(SCENARIOS, o.scenario),
-    '-i',
-    '127.0.0.1',
-    '-p',
-    String(o.port),
-    '-m',
-    String(o.calls ?? 1),
-    '-r',
-    String(o.rate ?? 10),
-    '-t',
-    o.transport ?? 'u1',
-    '-nostdin',
-    '-trace_err',
-    '-error_file',
-    join(dir, 'errors.log'),
-    '-timeout',
-    `${o.timeoutS ?? 20}s`,
-    '-timeout_error',
-    '-mp',
-    String(o.mediaPort ?? o.port + 2000),
-    '-s',
-    '1000',
-  ];
-  if (o.pauseMs !== undefined) args.push('-d', String(o.pauseMs));
-  for (const [k, v] of Object.entries(o.keys ?? {})) args.push('-key', k, v);
-  if (o.extra) args.push(...o.extra);
-  if (o.target) args.push(o.target);
-  const started = Date.now();
-  const child = spawn('sipp', args, { cwd: o.cwd ?? dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20000)));
-  child.stderr.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20000)));
-  const done = new Promise<SippResult>((res) => {
-    child.on('close', (code) => {
-      let errors = '';
-      for (const f of readdirSync(dir)) if (f.endsWith('.log')) errors += readFileSync(join(dir, f), 'utf8');
-      res({ code, output, errors: errors.slice(-8000), durationMs: Date.now() - started });
+  let child: ChildProcess | null = null;
+  let killed = false;
+  const done = (async (): Promise<SippResult> => {
+    // The media base port was the SIP port + 2000, unchecked: in the ephemeral range, where another
+    // socket of the run could hold it ("Unable to bind audio RTP socket ... errno = 98" failed a
+    // clean-clone CI run). Now a block of four ports that were free a moment ago.
+    const mediaPort = o.mediaPort ?? (await freeUdpBlock(4, [o.port]));
+    const args = [
+      '-sf',
+      join(SCENARIOS, o.scenario),
+      '-i',
+      '127.0.0.1',
+      '-p',
+      String(o.port),
+      '-m',
+      String(o.calls ?? 1),
+      '-r',
+      String(o.rate ?? 10),
+      '-t',
+      o.transport ?? 'u1',
+      '-nostdin',
+      '-trace_err',
+      '-error_file',
+      join(dir, 'errors.log'),
+      '-timeout',
+      `${o.timeoutS ?? 20}s`,
+      '-timeout_error',
+      '-mp',
+      String(mediaPort),
+      '-s',
+      '1000',
+    ];
+    if (o.pauseMs !== undefined) args.push('-d', String(o.pauseMs));
+    for (const [k, v] of Object.entries(o.keys ?? {})) args.push('-key', k, v);
+    if (o.extra) args.push(...o.extra);
+    if (o.target) args.push(o.target);
+    const started = Date.now();
+    const proc = spawn('sipp', args, { cwd: o.cwd ?? dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    if (killed) proc.kill('SIGKILL');
+    let output = '';
+    proc.stdout.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20000)));
+    proc.stderr.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20000)));
+    return new Promise<SippResult>((res) => {
+      proc.on('close', (code) => {
+        let errors = '';
+        for (const f of readdirSync(dir)) if (f.endsWith('.log')) errors += readFileSync(join(dir, f), 'utf8');
+        res({ code, output, errors: errors.slice(-8000), durationMs: Date.now() - started });
+      });
     });
-  });
-  return { done, kill: () => child.kill('SIGKILL') };
+  })();
+  return {
+    done,
+    kill: () => {
+      killed = true;
+      child?.kill('SIGKILL');
+    },
+  };
 }
 
 /** Both sipp peers of a callThrough completed their scenarios; a failure shows their output. */
