@@ -185,7 +185,8 @@ export function runSipp(o: SippOptions): { done: Promise<SippResult>; kill(): vo
     return new Promise<SippResult>((res) => {
       proc.on('close', (code) => {
         let errors = '';
-        for (const f of readdirSync(dir)) if (f.endsWith('.log')) errors += readFileSync(join(dir, f), 'utf8');
+        for (const f of readdirSync(dir))
+          if (f.endsWith('.log')) errors += readFileSync(join(dir, f), 'utf8');
         res({ code, output, errors: errors.slice(-8000), durationMs: Date.now() - started });
       });
     });
