@@ -9,14 +9,16 @@ import { join } from 'node:path';
 // os.tmpdir() lands here, and the teardown removes it. VOICEGUARD_KEEP_TEST_TMP=1 keeps it for
 // a post-mortem.
 export default function setup(): () => void {
-  const parent = process.env.TMPDIR ?? tmpdir();
+  const before = process.env.TMPDIR;
+  const parent = before ?? tmpdir();
   const dir = mkdtempSync(join(parent, 'vg-test-'));
   // Sticky and world-writable like /tmp itself: some tests run a child as another user (the
   // Dockerfile replay's image user), which must be able to walk into its folder here.
   chmodSync(dir, 0o1777);
   process.env.TMPDIR = dir;
   return () => {
-    process.env.TMPDIR = parent;
+    if (before === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = before;
     if (process.env.VOICEGUARD_KEEP_TEST_TMP === '1') {
       console.log(`test temp folder kept: ${dir} (${readdirSync(dir).length} entries)`);
       return;

@@ -28,8 +28,7 @@ export async function freeUdpBlock(count: number, avoid: number[] = []): Promise
         s.once('error', () => res(false));
         s.bind(first + i, '127.0.0.1', () => res(true));
       });
-      if (free) sockets.push(s);
-      else s.removeAllListeners('error');
+      sockets.push(s); // closed below, bound or not
     }
     await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
     if (free) return first;
