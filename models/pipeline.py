@@ -1699,11 +1699,13 @@ def timing(sess_path):
     return res
 
 
-def write_fixtures(clips, run, meta):
-    """Short redistributable clips for the runtime tests, with onnxruntime reference logits."""
+def write_fixtures(clips, run, meta, fx=None):
+    """Short redistributable clips for the runtime tests, with onnxruntime reference logits. The README's
+    generated part is everything before its first `## ` heading; the sections from there on are written by
+    hand (the TLS test certificates') and are kept as they are."""
     from scipy.io import wavfile
 
-    fx = os.path.join(ROOT, "test", "fixtures")
+    fx = fx or os.path.join(ROOT, "test", "fixtures")
     os.makedirs(fx, exist_ok=True)
     cal = meta["calibration"]
     wanted = [("human", "librispeech", "Apache-2.0"), ("human", "librispeech", "Apache-2.0"), ("human", "fsdd", "CC-BY-SA-4.0"),
@@ -1737,7 +1739,11 @@ def write_fixtures(clips, run, meta):
         m = manifest.get(path)
         if m:
             lines.append(f"- `{path}`: {m['source_repo']} `{m['source_path']}` (speaker {m['speaker'] or 'unknown'}, {m['license']})")
-    open(os.path.join(fx, "README.md"), "w").write("\n".join(lines) + "\n")
+    readme_path = os.path.join(fx, "README.md")
+    old = open(readme_path).read() if os.path.exists(readme_path) else ""
+    cut = old.find("\n## ")
+    kept = old[cut + 1:] if cut >= 0 else ""
+    open(readme_path, "w").write("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
     return sorted(refs)
 
 
@@ -2255,7 +2261,22 @@ def stage_smoke(args):
                       "seenSplits": seen_split_check(), "ganAblationSplit": gan_ablation_check(), "wideLocalTts": wide_local_tts_check(args.out),
                       "relatedSplit": related_split_check(), "dialogue": dialogue_check(), "tuxpaint": tuxpaint_check(), "decision": decision_check(),
                       "mobileCodecs": mobile_codec_check(clips), "codecTable": codec_table_check(), "mixup": mixup_check(clips, args.out), "distill": distill_check(clips, path), "baseline": baseline_check(clips), "uncertainty": uncertainty_check(), "pairLoss": paired, "trace": trace_check(args.out),
-                      "gpuVocoders": gpu_vocoder_check(clips, args.out)}))
+                      "fixtureReadme": fixture_readme_check(clips, path, args.out), "gpuVocoders": gpu_vocoder_check(clips, args.out)}))
+
+
+def fixture_readme_check(clips, onnx_path, out):
+    """write_fixtures() rewrites the README's generated part and keeps the hand-written sections after it
+    (test/fixtures/README.md's TLS certificates), the same after a second run."""
+    fx = os.path.join(out, "fixtures")
+    os.makedirs(fx, exist_ok=True)
+    hand = "## `tls/`: written by hand\n\nKept as it is.\n"
+    open(os.path.join(fx, "README.md"), "w").write("# Test fixtures\n\nan old generated part\n\n" + hand)
+    for _ in range(2):
+        written = write_fixtures(clips, ort_runner(onnx_path)[0], dict(calibration=dict(scale=1.0, bias=0.0)), fx=fx)
+        text = open(os.path.join(fx, "README.md")).read()
+        if not text.startswith("# Test fixtures\n") or "an old generated part" in text or not text.endswith("\n\n" + hand) or text.count("\n## ") != 1:
+            raise SystemExit(f"write_fixtures: the README's hand-written section was not kept:\n{text}")
+    return dict(handWrittenKept=True, fixtures=len(written))
 
 
 def gpu_vocoder_check(clips, out):
