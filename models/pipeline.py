@@ -2271,8 +2271,9 @@ def fixture_readme_check(clips, onnx_path, out):
     os.makedirs(fx, exist_ok=True)
     hand = "## `tls/`: written by hand\n\nKept as it is.\n"
     open(os.path.join(fx, "README.md"), "w").write("# Test fixtures\n\nan old generated part\n\n" + hand)
+    run = ort_runner(onnx_path)[0]
     for _ in range(2):
-        written = write_fixtures(clips, ort_runner(onnx_path)[0], dict(calibration=dict(scale=1.0, bias=0.0)), fx=fx)
+        written = write_fixtures(clips, run, dict(calibration=dict(scale=1.0, bias=0.0)), fx=fx)
         text = open(os.path.join(fx, "README.md")).read()
         if not text.startswith("# Test fixtures\n") or "an old generated part" in text or not text.endswith("\n\n" + hand) or text.count("\n## ") != 1:
             raise SystemExit(f"write_fixtures: the README's hand-written section was not kept:\n{text}")
